@@ -1,0 +1,231 @@
+// Package config holds the function's configuration: its keys, defaults, parsing and
+// validation. Values come from environment variables (func.yaml run.envs, or a ConfigMap
+// imported with `{{ configMap:vpa-graceful-drain }}`) and from files in a mounted ConfigMap
+// directory; an environment variable wins over a file.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Keys, as written in config/configmap.yaml. Each may also be given in UPPER_SNAKE_CASE
+// (GRACE_PERIOD_SECONDS) for environments where camelCase variables are awkward.
+const (
+	KeyGracePeriodSeconds   = "gracePeriodSeconds"
+	KeyDrainTimeoutSeconds  = "drainTimeoutSeconds"
+	KeyNamespaceSelector    = "namespaceSelector"
+	KeyDetectVpaAnnotations = "detectVpaAnnotations"
+	// KeyConfigDir names the directory of a mounted ConfigMap (one file per key).
+	KeyConfigDir = "CONFIG_DIR"
+	// KeyDryRun forces dry-run mode: decide and reply, never write.
+	KeyDryRun = "DRY_RUN"
+)
+
+// DefaultConfigDir is where config/ YAML mounts the ConfigMap.
+const DefaultConfigDir = "/etc/vpa-graceful-drain"
+
+// MaxSeconds bounds every duration setting (one day): a drain longer than that is a
+// mistake that would leave pods Terminating for too long.
+const MaxSeconds = 24 * 60 * 60
+
+// Config is the validated configuration. The zero value is not useful: use Default or Load.
+type Config struct {
+	// GracePeriod is the minimum time a drain lasts after it starts.
+	GracePeriod time.Duration
+	// DrainTimeout bounds a drain: at started+DrainTimeout the finalizer is removed whatever
+	// else holds.
+	DrainTimeout time.Duration
+	// Namespaces selects the namespaces whose pods may be managed.
+	Namespaces NamespaceSelector
+	// DetectVpaAnnotations also treats pods carrying VPA's own annotations as managed.
+	DetectVpaAnnotations bool
+}
+
+// NamespaceSelector is the JSON value of the namespaceSelector key. Exclude wins over
+// Include; an empty Include means every namespace.
+type NamespaceSelector struct {
+	Include []string `json:"include,omitempty"`
+	Exclude []string `json:"exclude,omitempty"`
+}
+
+// Selects reports whether pods in namespace ns may be managed.
+func (s NamespaceSelector) Selects(ns string) bool {
+	if slices.Contains(s.Exclude, ns) {
+		return false
+	}
+	return len(s.Include) == 0 || slices.Contains(s.Include, ns)
+}
+
+// Default returns the documented defaults.
+func Default() Config {
+	return Config{
+		GracePeriod:          30 * time.Second,
+		DrainTimeout:         300 * time.Second,
+		Namespaces:           NamespaceSelector{Exclude: []string{"kube-system", "kube-public", "kube-node-lease"}},
+		DetectVpaAnnotations: true,
+	}
+}
+
+// KeyError names the configuration key that is wrong and why.
+type KeyError struct {
+	Key    string
+	Value  string
+	Reason string
+}
+
+func (e *KeyError) Error() string {
+	return fmt.Sprintf("config key %s=%q: %s", e.Key, e.Value, e.Reason)
+}
+
+// Load builds the configuration from env (the process environment as a map, which is what
+// func-go hands to Start) and the files of the mounted ConfigMap directory (env's CONFIG_DIR,
+// default DefaultConfigDir; a missing directory is not an error). Every invalid key is
+// reported, joined in one error.
+func Load(env map[string]string) (Config, error) {
+	values, err := readDir(lookup(env, KeyConfigDir, DefaultConfigDir))
+	if err != nil {
+		return Config{}, err
+	}
+	for _, key := range []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations} {
+		if v, ok := env[key]; ok {
+			values[key] = v
+		} else if v, ok := env[upperSnake(key)]; ok {
+			values[key] = v
+		}
+	}
+	return Parse(values)
+}
+
+// Parse validates a map of key to raw value (missing keys take their defaults).
+func Parse(values map[string]string) (Config, error) {
+	cfg := Default()
+	var errs []error
+	if v, ok := values[KeyGracePeriodSeconds]; ok {
+		d, err := ParseSeconds(v, 0)
+		if err != nil {
+			errs = append(errs, &KeyError{Key: KeyGracePeriodSeconds, Value: v, Reason: err.Error()})
+		}
+		cfg.GracePeriod = d
+	}
+	if v, ok := values[KeyDrainTimeoutSeconds]; ok {
+		d, err := ParseSeconds(v, 1)
+		if err != nil {
+			errs = append(errs, &KeyError{Key: KeyDrainTimeoutSeconds, Value: v, Reason: err.Error()})
+		}
+		cfg.DrainTimeout = d
+	}
+	if v, ok := values[KeyNamespaceSelector]; ok {
+		sel, err := parseSelector(v)
+		if err != nil {
+			errs = append(errs, &KeyError{Key: KeyNamespaceSelector, Value: v, Reason: err.Error()})
+		}
+		cfg.Namespaces = sel
+	}
+	if v, ok := values[KeyDetectVpaAnnotations]; ok {
+		b, err := ParseBool(v)
+		if err != nil {
+			errs = append(errs, &KeyError{Key: KeyDetectVpaAnnotations, Value: v, Reason: err.Error()})
+		}
+		cfg.DetectVpaAnnotations = b
+	}
+	if len(errs) == 0 && cfg.DrainTimeout < cfg.GracePeriod {
+		errs = append(errs, &KeyError{
+			Key:    KeyDrainTimeoutSeconds,
+			Value:  strconv.Itoa(int(cfg.DrainTimeout.Seconds())),
+			Reason: fmt.Sprintf("must be >= %s (%d)", KeyGracePeriodSeconds, int(cfg.GracePeriod.Seconds())),
+		})
+	}
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// ParseSeconds parses a whole number of seconds in [min, MaxSeconds].
+func ParseSeconds(v string, minimum int) (time.Duration, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return 0, fmt.Errorf("not a whole number of seconds")
+	}
+	if n < minimum || n > MaxSeconds {
+		return 0, fmt.Errorf("must be between %d and %d seconds", minimum, MaxSeconds)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// ParseBool accepts true/false (any case), 1/0, yes/no.
+func ParseBool(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "1", "yes":
+		return true, nil
+	case "false", "0", "no":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean (use true or false)")
+}
+
+func parseSelector(v string) (NamespaceSelector, error) {
+	var sel NamespaceSelector
+	if strings.TrimSpace(v) == "" {
+		return sel, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sel); err != nil {
+		return NamespaceSelector{}, fmt.Errorf(`not a JSON object like {"include":["ns"],"exclude":["ns"]}: %w`, err)
+	}
+	if dec.More() {
+		return NamespaceSelector{}, fmt.Errorf("unexpected data after the JSON object")
+	}
+	for _, ns := range slices.Concat(sel.Include, sel.Exclude) {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			return NamespaceSelector{}, fmt.Errorf("namespace %q is not a valid name: %s", ns, strings.Join(msgs, "; "))
+		}
+	}
+	return sel, nil
+}
+
+// readDir reads one file per known key from dir (a mounted ConfigMap).
+func readDir(dir string) (map[string]string, error) {
+	values := map[string]string{}
+	for _, key := range []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations} {
+		b, err := os.ReadFile(filepath.Join(dir, key))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("reading config file %s: %w", filepath.Join(dir, key), err)
+		}
+		values[key] = strings.TrimSpace(string(b))
+	}
+	return values, nil
+}
+
+func lookup(env map[string]string, key, def string) string {
+	if v, ok := env[key]; ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// upperSnake turns gracePeriodSeconds into GRACE_PERIOD_SECONDS.
+func upperSnake(key string) string {
+	var b strings.Builder
+	for i, r := range key {
+		if r >= 'A' && r <= 'Z' && i > 0 {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
+}

@@ -1,0 +1,79 @@
+package eventing
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+
+	"function/handlers"
+)
+
+// Reply event types, one per action.
+const (
+	TypeFinalizerAdded   = "dev.vpagracefuldrain.finalizer.added"
+	TypeDrainStarted     = "dev.vpagracefuldrain.drain.started"
+	TypeFinalizerRemoved = "dev.vpagracefuldrain.finalizer.removed"
+)
+
+// Source is the source attribute of every reply.
+const Source = "vpagracefuldrain.dev/function"
+
+// ExtensionDryRun marks replies for actions that were decided but not written.
+const ExtensionDryRun = "dryrun"
+
+// ReplyData is the JSON data of a reply event.
+type ReplyData struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+	// Reason is set on finalizer.removed: drained, timeout or unmanaged.
+	Reason string `json:"reason,omitempty"`
+	// DrainSeconds is set on finalizer.removed: seconds since the drain started.
+	DrainSeconds *float64 `json:"drainSeconds,omitempty"`
+	// Started and Deadline are set on drain.started (RFC 3339).
+	Started  string `json:"started,omitempty"`
+	Deadline string `json:"deadline,omitempty"`
+}
+
+// Reply is the CloudEvent that reports what the function did, or nil when it did nothing.
+func Reply(out handlers.Outcome) (*event.Event, error) {
+	if !out.Applied || out.Pod == nil {
+		return nil, nil
+	}
+	d, pod := out.Decision, out.Pod
+	data := ReplyData{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}
+	e := event.New()
+	switch d.Action {
+	case handlers.AddFinalizer:
+		e.SetType(TypeFinalizerAdded)
+	case handlers.StartDrain:
+		e.SetType(TypeDrainStarted)
+		data.Started, data.Deadline = d.Started.Format(time.RFC3339), d.Deadline.Format(time.RFC3339)
+	case handlers.RemoveFinalizer:
+		e.SetType(TypeFinalizerRemoved)
+		data.Reason = d.Reason
+		secs := math.Round(d.DrainSeconds(out.At)*1000) / 1000
+		data.DrainSeconds = &secs
+	default:
+		return nil, nil
+	}
+	e.SetID(uuid.NewString())
+	e.SetSource(Source)
+	e.SetSubject(PodPath(pod.Namespace, pod.Name))
+	e.SetTime(out.At)
+	if out.DryRun {
+		e.SetExtension(ExtensionDryRun, "true")
+	}
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+		return nil, fmt.Errorf("encoding reply data: %w", err)
+	}
+	return &e, nil
+}
+
+// PodPath is the pod's API path, as ApiServerSource writes it in the subject attribute.
+func PodPath(namespace, name string) string {
+	return "/apis/v1/namespaces/" + namespace + "/pods/" + name
+}

@@ -1,0 +1,265 @@
+// Package function is vpa-graceful-drain, a Knative Function that makes Vertical Pod
+// Autoscaler evictions graceful. It receives Pod events from a Knative ApiServerSource, adds
+// the finalizer vpagracefuldrain.dev/drain to managed pods, stamps a drain when such a pod is
+// evicted, and removes the finalizer once the pod has drained or the drain timed out.
+//
+// kn func wraps it with knative.dev/func-go: `cloudevents.Start(function.New())`.
+package function
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"function/config"
+	"function/eventing"
+	"function/handlers"
+)
+
+// Function is the instance func-go serves. Create it with New.
+type Function struct {
+	log    *slog.Logger
+	client kubernetes.Interface // nil: no cluster, dry-run
+	dryRun bool
+	// setupErr is a problem found by New (bad kubeconfig, bad DRY_RUN): never ready.
+	setupErr error
+
+	mu     sync.RWMutex
+	rec    *handlers.Reconciler // set by a successful Start
+	cfgErr error                // set by a failed Start
+	cancel context.CancelFunc
+}
+
+// Option adjusts New; the defaults suit kn func.
+type Option func(*Function)
+
+// WithClient uses client instead of discovering the cluster (tests, embedding).
+func WithClient(client kubernetes.Interface) Option {
+	return func(f *Function) { f.client = client }
+}
+
+// WithLogger sets the structured logger (default: JSON to stderr).
+func WithLogger(log *slog.Logger) Option {
+	return func(f *Function) { f.log = log }
+}
+
+// WithDryRun forces dry-run: decide and reply, never write.
+func WithDryRun() Option {
+	return func(f *Function) { f.dryRun = true }
+}
+
+// New returns the function instance. It finds the cluster (in-cluster config, else KUBECONFIG
+// or ~/.kube/config); with none it runs in dry-run, and its first log line says which.
+// DRY_RUN=true forces dry-run against a real cluster too.
+func New(opts ...Option) *Function {
+	f := &Function{}
+	for _, o := range opts {
+		o(f)
+	}
+	if f.log == nil {
+		f.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(os.Getenv("LOG_LEVEL"))}))
+	}
+	if v, ok := os.LookupEnv(config.KeyDryRun); ok && v != "" {
+		b, err := config.ParseBool(v)
+		if err != nil {
+			f.setupErr = &config.KeyError{Key: config.KeyDryRun, Value: v, Reason: err.Error()}
+		}
+		f.dryRun = f.dryRun || b
+	}
+	where := "client given"
+	if f.client == nil && f.setupErr == nil {
+		f.client, where, f.setupErr = discoverCluster()
+	}
+	switch {
+	case f.setupErr != nil:
+		f.log.Error("vpa-graceful-drain cannot start: it will not become ready", slog.String("error", f.setupErr.Error()))
+	case f.client == nil:
+		f.dryRun = true
+		f.log.Info("vpa-graceful-drain starting in dry-run mode: no cluster configured (no in-cluster config, KUBECONFIG or ~/.kube/config); decisions are replied and logged, nothing is written",
+			slog.Bool("dryRun", true))
+	case f.dryRun:
+		f.log.Info("vpa-graceful-drain starting in dry-run mode (DRY_RUN=true): the cluster is read, nothing is written",
+			slog.Bool("dryRun", true), slog.String("cluster", where))
+	default:
+		f.log.Info("vpa-graceful-drain starting", slog.Bool("dryRun", false), slog.String("cluster", where))
+	}
+	return f
+}
+
+// discoverCluster returns a client for the in-cluster config, else for the kubeconfig files
+// (KUBECONFIG, ~/.kube/config); (nil, "", nil) when there is none.
+func discoverCluster() (kubernetes.Interface, string, error) {
+	cfg, err := rest.InClusterConfig()
+	where := "in-cluster"
+	if errors.Is(err, rest.ErrNotInCluster) {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		found := ""
+		for _, p := range rules.GetLoadingPrecedence() {
+			if _, statErr := os.Stat(p); statErr == nil {
+				found = p
+				break
+			}
+		}
+		if found == "" {
+			return nil, "", nil
+		}
+		where = "kubeconfig " + found
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("loading cluster config (%s): %w", where, err)
+	}
+	cfg.UserAgent = handlers.Component
+	cfg.QPS, cfg.Burst = 50, 100
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("creating cluster client (%s): %w", where, err)
+	}
+	return client, where, nil
+}
+
+// Start loads and validates the configuration (func-go passes the environment, plus ./cfg).
+// An invalid value is logged with its key and reason and keeps the function from becoming
+// Ready; Start still returns nil so the process stays up to say why.
+func (f *Function) Start(_ context.Context, env map[string]string) error {
+	cfg, err := config.Load(env)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil {
+		f.cfgErr = fmt.Errorf("invalid configuration: %w", err)
+		var keyErr *config.KeyError
+		for _, e := range unwrapAll(err) {
+			if errors.As(e, &keyErr) {
+				f.log.Error("invalid configuration: the function will not become ready",
+					slog.String("key", keyErr.Key), slog.String("value", keyErr.Value), slog.String("reason", keyErr.Reason))
+			} else {
+				f.log.Error("invalid configuration: the function will not become ready", slog.String("error", e.Error()))
+			}
+		}
+		return nil
+	}
+	if f.rec != nil {
+		f.rec.Stop()
+		f.cancel()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.rec, f.cancel, f.cfgErr = handlers.NewReconciler(ctx, f.client, cfg, f.dryRun, f.log), cancel, nil
+	f.log.Info("configuration loaded",
+		slog.Int("gracePeriodSeconds", int(cfg.GracePeriod.Seconds())),
+		slog.Int("drainTimeoutSeconds", int(cfg.DrainTimeout.Seconds())),
+		slog.Any("namespaceSelector", cfg.Namespaces),
+		slog.Bool("detectVpaAnnotations", cfg.DetectVpaAnnotations),
+		slog.Bool("dryRun", f.dryRun || f.client == nil))
+	return nil
+}
+
+// Stop cancels the pending drain re-checks. Drains in progress are not lost: their state is
+// in the pods' annotations and the next event, or another replica, finishes them.
+func (f *Function) Stop(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rec != nil {
+		f.rec.Stop()
+		f.cancel()
+	}
+	return nil
+}
+
+// Ready is true once Start loaded a valid configuration; the error says why not.
+func (f *Function) Ready(context.Context) (bool, error) {
+	_, err := f.reconciler()
+	return err == nil, err
+}
+
+// Alive is always true: a live process can always say what is wrong through Ready.
+func (f *Function) Alive(context.Context) (bool, error) {
+	return true, nil
+}
+
+func (f *Function) reconciler() (*handlers.Reconciler, error) {
+	if f.setupErr != nil {
+		return nil, f.setupErr
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	switch {
+	case f.cfgErr != nil:
+		return nil, f.cfgErr
+	case f.rec == nil:
+		return nil, errors.New("starting: configuration not loaded yet")
+	}
+	return f.rec, nil
+}
+
+// Handle decides on one ApiServerSource Pod event and applies the decision. It answers
+// 400/413 with a message for an event it rejects (and makes no API call), 503 while not
+// ready, 500 when the cluster failed (the sender retries), and otherwise 200 with a reply
+// event for the action taken, or no reply when nothing was done.
+func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	rec, err := f.reconciler()
+	if err != nil {
+		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "not ready: %v", err)
+	}
+	log := f.log.With(slog.String("ceId", e.ID()), slog.String("ceType", e.Type()), slog.String("ceSubject", e.Subject()))
+	in, err := eventing.Decode(e)
+	if err != nil {
+		var bad *eventing.InputError
+		if errors.As(err, &bad) {
+			log.Warn("rejected event", slog.Int("status", bad.Status), slog.String("reason", bad.Message))
+			return nil, cehttp.NewResult(bad.Status, "%s", bad.Message)
+		}
+		return nil, cehttp.NewResult(http.StatusBadRequest, "%v", err)
+	}
+	var out handlers.Outcome
+	switch {
+	case in.Op == eventing.Delete:
+		// The pod is gone: nothing can be written, only the pending re-check dropped.
+		if in.Pod != nil {
+			rec.Forget(in.Pod.UID)
+		}
+		log.Debug("pod deleted", slog.String("pod", in.Namespace+"/"+in.Name))
+		return nil, nil
+	case in.Mode == eventing.Reference:
+		out, err = rec.ReconcileRef(ctx, in.Namespace, in.Name)
+	default:
+		out, err = rec.Reconcile(ctx, in.Pod)
+	}
+	switch {
+	case errors.Is(err, handlers.ErrNoCluster):
+		return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "reference-mode event for %s/%s: %v", in.Namespace, in.Name, err)
+	case err != nil:
+		log.Error("handling event failed", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
+	}
+	reply, err := eventing.Reply(out)
+	if err != nil {
+		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
+	}
+	return reply, nil
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// unwrapAll flattens an errors.Join tree one level.
+func unwrapAll(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

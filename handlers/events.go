@@ -1,0 +1,66 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Kubernetes Event reasons on the pod (`kubectl describe pod` shows them).
+const (
+	EventDrainStarted     = "DrainStarted"
+	EventDrainCompleted   = "DrainCompleted"
+	EventDrainTimedOut    = "DrainTimedOut"
+	EventFinalizerRemoved = "FinalizerRemoved"
+)
+
+// Component is the Kubernetes Event source and the field manager of every write.
+const Component = "vpa-graceful-drain"
+
+// EventRecorder writes a Kubernetes Event about a pod.
+type EventRecorder interface {
+	Record(ctx context.Context, pod *corev1.Pod, eventType, reason, message string) error
+}
+
+// APIEventRecorder writes core/v1 Events synchronously, so a caller (and a test) knows each
+// one was written when Record returns.
+type APIEventRecorder struct {
+	Client kubernetes.Interface
+	Now    func() time.Time
+}
+
+// Record creates one Event whose involvedObject is pod.
+func (r APIEventRecorder) Record(ctx context.Context, pod *corev1.Pod, eventType, reason, message string) error {
+	now := metav1.NewTime(r.Now())
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      fmt.Sprintf("%s.%x", pod.Name, now.UnixNano()),
+			Namespace: pod.Namespace,
+		},
+		InvolvedObject: corev1.ObjectReference{
+			Kind:            "Pod",
+			APIVersion:      "v1",
+			Namespace:       pod.Namespace,
+			Name:            pod.Name,
+			UID:             pod.UID,
+			ResourceVersion: pod.ResourceVersion,
+		},
+		Reason:              reason,
+		Message:             message,
+		Type:                eventType,
+		Source:              corev1.EventSource{Component: Component},
+		ReportingController: "vpagracefuldrain.dev/" + Component,
+		ReportingInstance:   Component,
+		FirstTimestamp:      now,
+		LastTimestamp:       now,
+		Count:               1,
+	}
+	if _, err := r.Client.CoreV1().Events(pod.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating event %s for pod %s/%s: %w", reason, pod.Namespace, pod.Name, err)
+	}
+	return nil
+}

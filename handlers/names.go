@@ -1,0 +1,38 @@
+// Package handlers decides what to do with a pod (Decide: pod + config + clock in, decision
+// out, no I/O) and applies decisions to the cluster with guarded JSON patches (Reconciler).
+package handlers
+
+// Names users see: the finalizer and the annotations this function reads and writes.
+const (
+	// Finalizer holds an evicted pod's API object while it drains.
+	Finalizer = "vpagracefuldrain.dev/drain"
+
+	// AnnotationDrainStarted is when the drain started (RFC 3339), written by the function.
+	AnnotationDrainStarted = "vpagracefuldrain.dev/drain-started"
+	// AnnotationDrainDeadline is when the finalizer is removed whatever else holds (RFC 3339).
+	AnnotationDrainDeadline = "vpagracefuldrain.dev/drain-deadline"
+	// AnnotationGracePeriod overrides gracePeriodSeconds for one pod.
+	AnnotationGracePeriod = "vpagracefuldrain.dev/grace-period-seconds"
+	// AnnotationDrainTimeout overrides drainTimeoutSeconds for one pod.
+	AnnotationDrainTimeout = "vpagracefuldrain.dev/drain-timeout-seconds"
+
+	// AnnotationManaged is the opt-in: "true" manages the pod, "false" opts out even when
+	// VPA's own annotations are present.
+	AnnotationManaged = "vpa-managed"
+)
+
+// VPAAnnotations mark a pod as VPA-managed when detectVpaAnnotations is on: the two the VPA
+// admission controller sets today and two legacy ones.
+var VPAAnnotations = []string{
+	"vpaObservedContainers",
+	"vpaUpdates",
+	"vpa-updater.client.k8s.io/last-updated",
+	"vpa.k8s.io/resource-name",
+}
+
+// Removal reasons, as they appear in reply events and Kubernetes Events.
+const (
+	ReasonDrained   = "drained"
+	ReasonTimeout   = "timeout"
+	ReasonUnmanaged = "unmanaged"
+)

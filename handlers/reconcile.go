@@ -1,0 +1,262 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
+
+	"function/config"
+)
+
+// Outcome is what Reconcile did.
+type Outcome struct {
+	// Pod is the pod the final decision was made on (the live one after a re-read).
+	Pod *corev1.Pod
+	// Decision is the final decision.
+	Decision Decision
+	// Applied is true when the decision's write was made (or, in dry-run, would have been).
+	Applied bool
+	// DryRun is true when nothing was written on purpose.
+	DryRun bool
+	// At is the time the decision was made.
+	At time.Time
+}
+
+// Reconciler applies decisions to the cluster: one guarded JSON patch per decision, a re-read
+// and a second decision when the guard fails, a Kubernetes Event for each drain milestone, and
+// an in-process re-check while a drain waits.
+type Reconciler struct {
+	// Client is the cluster; nil means dry-run without a cluster (no reads, no writes).
+	Client kubernetes.Interface
+	Config config.Config
+	// DryRun decides and reports, but never writes.
+	DryRun bool
+	Clock  clock.WithDelayedExecution
+	Events EventRecorder
+	Log    *slog.Logger
+	Timers *Timers
+	// Background is the context of timer-driven re-checks; cancel it to stop them.
+	Background context.Context
+}
+
+// NewReconciler wires a Reconciler with real time and API-written Events.
+func NewReconciler(ctx context.Context, client kubernetes.Interface, cfg config.Config, dryRun bool, log *slog.Logger) *Reconciler {
+	c := clock.RealClock{}
+	r := &Reconciler{
+		Client: client, Config: cfg, DryRun: dryRun || client == nil, Clock: c,
+		Log: log, Timers: NewTimers(c), Background: ctx,
+	}
+	if client != nil {
+		r.Events = APIEventRecorder{Client: client, Now: c.Now}
+	}
+	return r
+}
+
+// Reconcile decides on pod as received and applies the decision. A write whose guard fails
+// (the live pod differs) is followed by one re-read and one more decision; NotFound at any
+// point means there is nothing left to do.
+func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, error) {
+	out, err := r.decideAndApply(ctx, pod)
+	if err == nil || !isGuardFailure(err) {
+		return out, err
+	}
+	r.Log.InfoContext(ctx, "live pod differs from the event, reading it again",
+		podAttrs(pod), slog.String("action", out.Decision.Action.String()), slog.String("cause", err.Error()))
+	live, err := r.get(ctx, pod.Namespace, pod.Name)
+	if err != nil || live == nil || live.UID != pod.UID {
+		return Outcome{Pod: pod, At: out.At}, err
+	}
+	out, err = r.decideAndApply(ctx, live)
+	if err != nil && isGuardFailure(err) {
+		return out, fmt.Errorf("pod %s/%s changed again while applying %s (a concurrent writer): %w",
+			pod.Namespace, pod.Name, out.Decision.Action, err)
+	}
+	return out, err
+}
+
+// ReconcileRef handles a Reference-mode event: it reads the pod, then reconciles it.
+func (r *Reconciler) ReconcileRef(ctx context.Context, namespace, name string) (Outcome, error) {
+	if r.Client == nil {
+		return Outcome{}, ErrNoCluster
+	}
+	pod, err := r.get(ctx, namespace, name)
+	if err != nil || pod == nil {
+		return Outcome{At: r.Clock.Now()}, err
+	}
+	return r.Reconcile(ctx, pod)
+}
+
+// Forget drops the pod's pending re-check (the pod is gone).
+func (r *Reconciler) Forget(uid types.UID) {
+	r.Timers.Cancel(uid)
+}
+
+// Stop cancels every pending re-check.
+func (r *Reconciler) Stop() {
+	r.Timers.Stop()
+}
+
+// ErrNoCluster is returned for work that needs the cluster while there is none.
+var ErrNoCluster = errors.New("no cluster configured (dry-run without a cluster): the pod cannot be read")
+
+func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod) (Outcome, error) {
+	now := r.Clock.Now()
+	d := Decide(pod, r.Config, now)
+	out := Outcome{Pod: pod, Decision: d, At: now, DryRun: r.DryRun}
+	log := r.Log.With(podAttrs(pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
+	for _, w := range d.Warnings {
+		log.WarnContext(ctx, "ignoring invalid annotation", slog.String("warning", w))
+	}
+	if d.Action == Wait {
+		r.scheduleRecheck(pod, d.RecheckAt)
+		log.DebugContext(ctx, "drain waiting", slog.Time("recheckAt", d.RecheckAt), slog.Time("deadline", d.Deadline))
+		return out, nil
+	}
+	if !d.Action.Writes() {
+		log.DebugContext(ctx, "nothing to do")
+		return out, nil
+	}
+	if r.DryRun {
+		out.Applied = true
+		log.InfoContext(ctx, "dry-run: would write", slog.String("stopped", d.Stopped.String()))
+		return out, nil
+	}
+	patch, err := Patch(pod, d)
+	if err != nil {
+		return out, err
+	}
+	_, err = r.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, patch,
+		metav1.PatchOptions{FieldManager: Component})
+	switch {
+	case apierrors.IsNotFound(err):
+		log.InfoContext(ctx, "pod is gone, nothing to do")
+		out.Decision = Decision{Action: None, Reason: "pod not found", FinalizerIndex: -1}
+		r.Forget(pod.UID)
+		return out, nil
+	case err != nil:
+		return out, fmt.Errorf("patching pod %s/%s (%s): %w", pod.Namespace, pod.Name, d.Action, err)
+	}
+	out.Applied = true
+	log.InfoContext(ctx, "applied", slog.String("stopped", d.Stopped.String()),
+		slog.Float64("drainSeconds", d.DrainSeconds(now)))
+	r.afterWrite(ctx, pod, d, now)
+	return out, nil
+}
+
+// afterWrite records the Kubernetes Event of a milestone and keeps the re-check timer right.
+func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision, now time.Time) {
+	var eventType, reason, msg string
+	switch {
+	case d.Action == StartDrain:
+		r.scheduleRecheck(pod, minTime(d.Started.Add(r.graceFor(pod)), d.Deadline))
+		eventType, reason = corev1.EventTypeNormal, EventDrainStarted
+		msg = fmt.Sprintf("Drain started; finalizer %s is removed once the containers stop, after %s and by %s at the latest",
+			Finalizer, r.graceFor(pod), d.Deadline.Format(time.RFC3339))
+		if len(d.Warnings) > 0 {
+			msg += " (" + strings.Join(d.Warnings, "; ") + ")"
+		}
+	case d.Action == RemoveFinalizer:
+		r.Forget(pod.UID)
+		switch d.Reason {
+		case ReasonDrained:
+			eventType, reason = corev1.EventTypeNormal, EventDrainCompleted
+			msg = fmt.Sprintf("Drained after %.1fs (%s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, Finalizer)
+		case ReasonTimeout:
+			eventType, reason = corev1.EventTypeWarning, EventDrainTimedOut
+			msg = fmt.Sprintf("Drain timed out after %.1fs (containers: %s); finalizer %s removed", d.DrainSeconds(now), containersStopped(pod), Finalizer)
+		default:
+			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
+			msg = fmt.Sprintf("Pod is no longer managed; finalizer %s removed", Finalizer)
+		}
+	default:
+		return
+	}
+	if r.Events == nil {
+		return
+	}
+	if err := r.Events.Record(ctx, pod, eventType, reason, msg); err != nil {
+		r.Log.WarnContext(ctx, "could not record Kubernetes Event", podAttrs(pod), slog.String("error", err.Error()))
+	}
+}
+
+func (r *Reconciler) graceFor(pod *corev1.Pod) time.Duration {
+	var ignored []string
+	grace, _ := overrides(pod, r.Config, &ignored)
+	return grace
+}
+
+// recheckRetry is the pause before a failed re-check runs again.
+const recheckRetry = 2 * time.Second
+
+// scheduleRecheck re-reads the pod at `at` and reconciles it again. It needs the cluster.
+func (r *Reconciler) scheduleRecheck(pod *corev1.Pod, at time.Time) {
+	if r.Client == nil || r.Timers == nil {
+		return
+	}
+	ns, name, uid := pod.Namespace, pod.Name, pod.UID
+	r.Timers.Schedule(uid, at, func() { r.recheck(ns, name, uid) })
+}
+
+func (r *Reconciler) recheck(ns, name string, uid types.UID) {
+	ctx := r.Background
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	live, err := r.get(ctx, ns, name)
+	if err == nil && (live == nil || live.UID != uid) {
+		return // gone, or replaced by a pod of the same name
+	}
+	if err == nil {
+		_, err = r.Reconcile(ctx, live)
+	}
+	if err != nil {
+		r.Log.WarnContext(ctx, "re-check failed, trying again", slog.String("pod", ns+"/"+name),
+			slog.String("error", err.Error()), slog.Duration("in", recheckRetry))
+		r.Timers.Schedule(uid, r.Clock.Now().Add(recheckRetry), func() { r.recheck(ns, name, uid) })
+	}
+}
+
+// get reads a pod; a pod that does not exist is (nil, nil).
+func (r *Reconciler) get(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+	pod, err := r.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading pod %s/%s: %w", ns, name, err)
+	}
+	return pod, nil
+}
+
+// isGuardFailure: the patch's test ops failed, the pod changed under us (409), or the API
+// server refused the write for the pod's live state (422, e.g. a finalizer added to a pod
+// that started deleting). All mean the decision was made on a stale pod.
+func isGuardFailure(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	code := status.Status().Code
+	return code == http.StatusConflict || code == http.StatusUnprocessableEntity
+}
+
+func podAttrs(pod *corev1.Pod) slog.Attr {
+	return slog.Group("pod", slog.String("namespace", pod.Namespace), slog.String("name", pod.Name),
+		slog.String("uid", string(pod.UID)), slog.String("resourceVersion", pod.ResourceVersion))
+}
