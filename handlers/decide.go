@@ -112,7 +112,7 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 	started, ok := parseStarted(pod.Annotations[AnnotationDrainStarted], now)
 	if !ok {
 		d.Action = StartDrain
-		d.Started = now.UTC().Truncate(time.Second)
+		d.Started = ceilSecond(now)
 		d.Deadline = d.Started.Add(timeout)
 		if _, present := pod.Annotations[AnnotationDrainStarted]; present {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %q: drain restarted", AnnotationDrainStarted, pod.Annotations[AnnotationDrainStarted]))
@@ -262,6 +262,16 @@ func allTerminated(statuses []corev1.ContainerStatus) bool {
 		}
 	}
 	return true
+}
+
+// ceilSecond rounds up to a whole second, so the stamped start (second precision) is never
+// before the real one and a drain lasts at least its grace period.
+func ceilSecond(t time.Time) time.Time {
+	s := t.UTC().Truncate(time.Second)
+	if s.Before(t) {
+		s = s.Add(time.Second)
+	}
+	return s
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -38,8 +38,8 @@ func (r APIEventRecorder) Record(ctx context.Context, pod *corev1.Pod, eventType
 	now := metav1.NewTime(r.Now())
 	ev := &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      fmt.Sprintf("%s.%x", pod.Name, now.UnixNano()),
-			Namespace: pod.Namespace,
+			GenerateName: pod.Name + ".",
+			Namespace:    pod.Namespace,
 		},
 		InvolvedObject: corev1.ObjectReference{
 			Kind:            "Pod",

@@ -1,0 +1,303 @@
+package eventing_test
+
+import (
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/types"
+
+	"function/config"
+	"function/eventing"
+	"function/handlers"
+)
+
+const captured = "testdata/apiserversource"
+
+// Every request ApiServerSource really sent (captured from eventing v0.50.0) decodes.
+func TestDecodeCapturedRequests(t *testing.T) {
+	const demoUID = types.UID("9f844515-9af4-47f3-9bbf-9284ec9f5a02")
+	tests := []struct {
+		file  string
+		mode  eventing.Mode
+		op    eventing.Op
+		name  string
+		check func(t *testing.T, in eventing.Input)
+	}{
+		{file: "resource-mode/001-dev.knative.apiserver.resource.add.txt", mode: eventing.Resource, op: eventing.Add, name: "demo-pod",
+			check: func(t *testing.T, in eventing.Input) {
+				assert.Equal(t, "219", in.Pod.ResourceVersion)
+				assert.Empty(t, in.Pod.Finalizers)
+				assert.NotEmpty(t, in.Pod.ManagedFields, "Resource mode carries managedFields")
+			}},
+		{file: "resource-mode/002-dev.knative.apiserver.resource.update.txt", mode: eventing.Resource, op: eventing.Update, name: "demo-pod",
+			check: func(t *testing.T, in eventing.Input) { assert.Equal(t, "one", in.Pod.Labels["stage"]) }},
+		{file: "resource-mode/003-dev.knative.apiserver.resource.update.txt", mode: eventing.Resource, op: eventing.Update, name: "demo-pod",
+			check: func(t *testing.T, in eventing.Input) {
+				assert.Equal(t, []string{"example.com/pod-guard"}, in.Pod.Finalizers)
+			}},
+		{file: "resource-mode/004-dev.knative.apiserver.resource.update.txt", mode: eventing.Resource, op: eventing.Update, name: "demo-pod",
+			check: func(t *testing.T, in eventing.Input) {
+				require.NotNil(t, in.Pod.DeletionTimestamp, "a delete arrives as an update with deletionTimestamp")
+				require.NotNil(t, in.Pod.DeletionGracePeriodSeconds)
+				assert.Equal(t, int64(0), *in.Pod.DeletionGracePeriodSeconds)
+				assert.Equal(t, time.Date(2026, 11, 26, 5, 0, 51, 0, time.UTC), in.Pod.DeletionTimestamp.UTC())
+			}},
+		{file: "resource-mode/005-dev.knative.apiserver.resource.delete.txt", mode: eventing.Resource, op: eventing.Delete, name: "demo-pod",
+			check: func(t *testing.T, in eventing.Input) {
+				assert.Equal(t, []string{"example.com/pod-guard"}, in.Pod.Finalizers, "the delete event lists the last finalizers")
+			}},
+		{file: "reference-mode/001-dev.knative.apiserver.ref.add.txt", mode: eventing.Reference, op: eventing.Add, name: "demo-pod2"},
+		{file: "reference-mode/002-dev.knative.apiserver.ref.update.txt", mode: eventing.Reference, op: eventing.Update, name: "demo-pod2"},
+		{file: "reference-mode/003-dev.knative.apiserver.ref.update.txt", mode: eventing.Reference, op: eventing.Update, name: "demo-pod2"},
+		{file: "reference-mode/004-dev.knative.apiserver.ref.update.txt", mode: eventing.Reference, op: eventing.Update, name: "demo-pod2"},
+		{file: "reference-mode/005-dev.knative.apiserver.ref.delete.txt", mode: eventing.Reference, op: eventing.Delete, name: "demo-pod2"},
+		{file: "reference-mode/006-dev.knative.apiserver.ref.update.txt", mode: eventing.Reference, op: eventing.Update, name: "preexisting"},
+		{file: "reference-mode/007-dev.knative.apiserver.ref.delete.txt", mode: eventing.Reference, op: eventing.Delete, name: "preexisting"},
+	}
+	files, err := filepath.Glob(filepath.Join(captured, "*", "*.txt"))
+	require.NoError(t, err)
+	require.Len(t, files, len(tests), "every captured request has a row")
+
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			e := readEvent(t, filepath.Join(captured, tt.file))
+			assert.Equal(t, eventing.PodPath("default", tt.name), e.Subject(), "precondition: subject")
+
+			in, err := eventing.Decode(e)
+			require.NoError(t, err)
+			assert.Equal(t, tt.mode, in.Mode)
+			assert.Equal(t, tt.op, in.Op)
+			assert.Equal(t, "default", in.Namespace)
+			assert.Equal(t, tt.name, in.Name)
+			if tt.mode == eventing.Reference {
+				assert.Nil(t, in.Pod)
+				return
+			}
+			require.NotNil(t, in.Pod)
+			assert.Equal(t, demoUID, in.Pod.UID)
+			assert.Equal(t, tt.name, in.Pod.Name)
+			assert.Equal(t, "default", in.Pod.Namespace)
+			if tt.check != nil {
+				tt.check(t, in)
+			}
+		})
+	}
+}
+
+// The sample events of test/events (used by `make invoke` and the docs) decode, and lead to
+// the decision their names promise.
+func TestDecodeSampleEvents(t *testing.T) {
+	tests := map[string]struct {
+		mode       eventing.Mode
+		op         eventing.Op
+		name       string
+		wantAction handlers.Action
+		wantErr    string
+	}{
+		"managed-pod-added.http":    {mode: eventing.Resource, op: eventing.Add, name: "web-7d9f8-abcde", wantAction: handlers.AddFinalizer},
+		"evicted-pod.http":          {mode: eventing.Resource, op: eventing.Update, name: "web-7d9f8-abcde", wantAction: handlers.StartDrain},
+		"drained-pod.http":          {mode: eventing.Resource, op: eventing.Update, name: "web-7d9f8-abcde", wantAction: handlers.RemoveFinalizer},
+		"unmanaged-pod.http":        {mode: eventing.Resource, op: eventing.Add, name: "batch-job-x7k2p", wantAction: handlers.None},
+		"reference-mode-added.http": {mode: eventing.Reference, op: eventing.Add, name: "demo-pod2"},
+		"malformed.http":            {wantErr: "event data is not valid JSON"},
+	}
+	files, err := filepath.Glob("../test/events/*.http")
+	require.NoError(t, err)
+	require.Len(t, files, len(tests), "every sample has a row")
+
+	for _, file := range files {
+		tt, ok := tests[filepath.Base(file)]
+		require.True(t, ok, "no row for %s", file)
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			e := readEvent(t, file)
+			in, err := eventing.Decode(e)
+			if tt.wantErr != "" {
+				var bad *eventing.InputError
+				require.ErrorAs(t, err, &bad)
+				assert.Equal(t, http.StatusBadRequest, bad.Status)
+				assert.Contains(t, bad.Message, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.mode, in.Mode)
+			assert.Equal(t, tt.op, in.Op)
+			assert.Equal(t, "default", in.Namespace)
+			assert.Equal(t, tt.name, in.Name)
+			if tt.mode == eventing.Reference {
+				assert.Nil(t, in.Pod)
+				return
+			}
+			d := handlers.Decide(in.Pod, config.Default(), time.Now())
+			assert.Equal(t, tt.wantAction, d.Action, "reason %q", d.Reason)
+			assert.Empty(t, d.Warnings, "the {{now±Ns}} tokens are substituted")
+		})
+	}
+}
+
+const validPod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1"}}`
+
+type eventOpt func(*event.Event)
+
+func withData(contentType, data string) eventOpt {
+	return func(e *event.Event) {
+		if err := e.SetData(contentType, []byte(data)); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func jsonData(data string) eventOpt { return withData(event.ApplicationJSON, data) }
+
+func withExt(name, value string) eventOpt {
+	return func(e *event.Event) { e.SetExtension(name, value) }
+}
+
+func newEvent(typ string, opts ...eventOpt) event.Event {
+	e := event.New()
+	e.SetID("1b0c5d1e-0000-4000-8000-000000000001")
+	e.SetSource("https://127.0.0.1:26443")
+	e.SetType(typ)
+	for _, o := range opts {
+		o(&e)
+	}
+	return e
+}
+
+const (
+	resAdd    = "dev.knative.apiserver.resource.add"
+	resUpdate = "dev.knative.apiserver.resource.update"
+	resDelete = "dev.knative.apiserver.resource.delete"
+	refAdd    = "dev.knative.apiserver.ref.add"
+	refUpdate = "dev.knative.apiserver.ref.update"
+	refDelete = "dev.knative.apiserver.ref.delete"
+)
+
+// podOfSize is a valid Pod JSON document of exactly n bytes (padded in an annotation).
+func podOfSize(n int) string {
+	const head = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1","annotations":{"pad":"`
+	const tail = `"}}}`
+	return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
+}
+
+func TestDecodeRejects(t *testing.T) {
+	tests := []struct {
+		name    string
+		event   event.Event
+		status  int
+		message string
+	}{
+		{"unknown type", newEvent("com.example.something", jsonData(validPod)), 400, `unsupported event type "com.example.something"`},
+		{"ApiServerSource-like type that does not exist", newEvent("dev.knative.apiserver.resource.patch", jsonData(validPod)), 400, `unsupported event type "dev.knative.apiserver.resource.patch"`},
+		{"empty type", newEvent("", jsonData(validPod)), 400, `unsupported event type ""`},
+		{"type in other case", newEvent("DEV.KNATIVE.APISERVER.RESOURCE.ADD", jsonData(validPod)), 400, "unsupported event type"},
+		{"no data", newEvent(resAdd), 400, "event dev.knative.apiserver.resource.add has no data"},
+		{"empty data", newEvent(resAdd, jsonData("")), 400, "has no data"},
+		{"whitespace data", newEvent(refUpdate, jsonData(" \n\t\r ")), 400, "event dev.knative.apiserver.ref.update has no data"},
+		{"invalid JSON", newEvent(resAdd, jsonData(`{not json}`)), 400, "event data is not valid JSON: invalid character 'n'"},
+		{"truncated JSON", newEvent(resUpdate, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":{"na`)), 400, "event data is not valid JSON: unexpected end of JSON input"},
+		{"trailing garbage", newEvent(resAdd, jsonData(validPod+` x`)), 400, "event data is not valid JSON"},
+		{"invalid JSON in reference mode", newEvent(refAdd, jsonData(`{"kind":`)), 400, "event data is not valid JSON"},
+		{"JSON array", newEvent(resAdd, jsonData(`[{"kind":"Pod"}]`)), 400, "event data is not a Pod: json: cannot unmarshal array"},
+		{"JSON string", newEvent(resAdd, jsonData(`"web-1"`)), 400, "event data is not a Pod: json: cannot unmarshal string"},
+		{"JSON null", newEvent(resAdd, jsonData(`null`)), 400, `event data is kind "" apiVersion "", not a v1 Pod`},
+		{"JSON array in reference mode", newEvent(refAdd, jsonData(`["Pod"]`)), 400, "event data is not a pod reference"},
+		{"number where a string is expected", newEvent(resAdd, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":5,"namespace":"default","uid":"u-1"}}`)), 400, "event data is not a Pod: json: cannot unmarshal number"},
+		{"number where a string is expected, reference mode", newEvent(refAdd, jsonData(`{"kind":"Pod","apiVersion":"v1","namespace":"default","name":5}`)), 400, "event data is not a pod reference: json: cannot unmarshal number"},
+		{"metadata is a string", newEvent(resAdd, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":"web-1"}`)), 400, "event data is not a Pod"},
+		{"kind Deployment", newEvent(resAdd, jsonData(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default","uid":"u-1"}}`)), 400, `event data is kind "Deployment" apiVersion "apps/v1", not a v1 Pod`},
+		{"apiVersion apps/v1", newEvent(resAdd, jsonData(`{"apiVersion":"apps/v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1"}}`)), 400, `event data is kind "Pod" apiVersion "apps/v1", not a v1 Pod`},
+		{"no kind", newEvent(resAdd, jsonData(`{"apiVersion":"v1","metadata":{"name":"web-1","namespace":"default","uid":"u-1"}}`)), 400, `kind "" apiVersion "v1", not a v1 Pod`},
+		{"reference to a Secret", newEvent(refAdd, jsonData(`{"kind":"Secret","namespace":"default","name":"creds","apiVersion":"v1"}`)), 400, `event data is kind "Secret" apiVersion "v1", not a v1 Pod`},
+		{"missing name", newEvent(resAdd, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":{"namespace":"default","uid":"u-1"}}`)), 400, "pod name is missing"},
+		{"missing name, reference mode", newEvent(refAdd, jsonData(`{"kind":"Pod","namespace":"default","apiVersion":"v1"}`)), 400, "pod name is missing"},
+		{"missing namespace", newEvent(resAdd, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","uid":"u-1"}}`)), 400, "pod namespace is missing"},
+		{"invalid name (uppercase)", newEvent(resAdd, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"Web-1","namespace":"default","uid":"u-1"}}`)), 400, `pod name "Web-1" is invalid`},
+		{"invalid name (path)", newEvent(refAdd, jsonData(`{"kind":"Pod","namespace":"default","name":"../secrets","apiVersion":"v1"}`)), 400, `pod name "../secrets" is invalid`},
+		{"invalid namespace", newEvent(resAdd, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"my.ns","uid":"u-1"}}`)), 400, `pod namespace "my.ns" is invalid`},
+		{"missing uid in resource mode", newEvent(resUpdate, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default"}}`)), 400, "pod default/web-1 has no metadata.uid"},
+		{"datacontenttype text/plain", newEvent(resAdd, withData("text/plain", validPod)), 400, `datacontenttype "text/plain" is not JSON`},
+		{"datacontenttype application/xml", newEvent(resAdd, withData("application/xml", validPod)), 400, `datacontenttype "application/xml" is not JSON`},
+		{"unparsable datacontenttype", newEvent(resAdd, withData("application/json; charset", validPod)), 400, `datacontenttype "application/json; charset" is not JSON`},
+		{"body over 1 MiB", newEvent(resAdd, jsonData(podOfSize(eventing.MaxDataBytes+1))), 413, "event data is 1048577 bytes, the limit is 1048576"},
+		{"body over 1 MiB, not even JSON", newEvent(refAdd, jsonData(strings.Repeat("x", 2<<20))), 413, "the limit is 1048576"},
+		{"extension name mismatch", newEvent(resAdd, jsonData(validPod), withExt("name", "other")), 400, `extension name="other" does not match the data ("web-1")`},
+		{"extension namespace mismatch", newEvent(resAdd, jsonData(validPod), withExt("namespace", "prod")), 400, `extension namespace="prod" does not match the data ("default")`},
+		{"extension kind mismatch", newEvent(refAdd, jsonData(`{"kind":"Pod","namespace":"default","name":"web-1","apiVersion":"v1"}`), withExt("kind", "Secret")), 400, `extension kind="Secret" does not match the data ("Pod")`},
+	}
+	require.GreaterOrEqual(t, len(tests), 15)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, err := eventing.Decode(tt.event)
+			require.Error(t, err)
+			assert.Equal(t, eventing.Input{}, in)
+			var bad *eventing.InputError
+			require.ErrorAs(t, err, &bad)
+			assert.Equal(t, tt.status, bad.Status)
+			assert.Contains(t, bad.Message, tt.message)
+			assert.Equal(t, bad.Message, err.Error())
+		})
+	}
+}
+
+func TestDecodeJSONErrorsGiveTheOffset(t *testing.T) {
+	_, err := eventing.Decode(newEvent(resAdd, jsonData(`{"kind": Pod}`)))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "(at byte 10)")
+}
+
+func TestDecodeAccepts(t *testing.T) {
+	tests := []struct {
+		name  string
+		event event.Event
+		want  eventing.Input
+	}{
+		{"resource add", newEvent(resAdd, jsonData(validPod)), eventing.Input{Mode: eventing.Resource, Op: eventing.Add, Namespace: "default", Name: "web-1"}},
+		{"resource delete without uid", newEvent(resDelete, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default"}}`)),
+			eventing.Input{Mode: eventing.Resource, Op: eventing.Delete, Namespace: "default", Name: "web-1"}},
+		{"reference update", newEvent(refUpdate, jsonData(`{"kind":"Pod","namespace":"default","name":"web-1","apiVersion":"v1"}`)),
+			eventing.Input{Mode: eventing.Reference, Op: eventing.Update, Namespace: "default", Name: "web-1"}},
+		{"reference delete", newEvent(refDelete, jsonData(`{"kind":"Pod","namespace":"default","name":"web-1","apiVersion":"v1"}`)),
+			eventing.Input{Mode: eventing.Reference, Op: eventing.Delete, Namespace: "default", Name: "web-1"}},
+		{"dotted pod name", newEvent(refAdd, jsonData(`{"kind":"Pod","namespace":"default","name":"web.example-1","apiVersion":"v1"}`)),
+			eventing.Input{Mode: eventing.Reference, Op: eventing.Add, Namespace: "default", Name: "web.example-1"}},
+		{"charset parameter", newEvent(resAdd, withData("application/json; charset=utf-8", validPod)), eventing.Input{Mode: eventing.Resource, Op: eventing.Add, Namespace: "default", Name: "web-1"}},
+		{"+json media type", newEvent(resAdd, withData("application/vnd.k8s+json", validPod)), eventing.Input{Mode: eventing.Resource, Op: eventing.Add, Namespace: "default", Name: "web-1"}},
+		{"no datacontenttype", newEvent(resAdd, func(e *event.Event) { e.DataEncoded = []byte(validPod) }), eventing.Input{Mode: eventing.Resource, Op: eventing.Add, Namespace: "default", Name: "web-1"}},
+		{"matching extensions", newEvent(resUpdate, jsonData(validPod), withExt("name", "web-1"), withExt("namespace", "default"), withExt("kind", "Pod"), withExt("apiversion", "v1")),
+			eventing.Input{Mode: eventing.Resource, Op: eventing.Update, Namespace: "default", Name: "web-1"}},
+		{"body of exactly 1 MiB", newEvent(resAdd, jsonData(podOfSize(eventing.MaxDataBytes))), eventing.Input{Mode: eventing.Resource, Op: eventing.Add, Namespace: "default", Name: "web-1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in, err := eventing.Decode(tt.event)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want.Mode, in.Mode)
+			assert.Equal(t, tt.want.Op, in.Op)
+			assert.Equal(t, tt.want.Namespace, in.Namespace)
+			assert.Equal(t, tt.want.Name, in.Name)
+			if in.Mode == eventing.Resource {
+				require.NotNil(t, in.Pod)
+				assert.Equal(t, in.Name, in.Pod.Name)
+			} else {
+				assert.Nil(t, in.Pod)
+			}
+		})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	e := readEvent(b, filepath.Join(captured, "resource-mode/004-dev.knative.apiserver.resource.update.txt"))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(e.Data())))
+	for b.Loop() {
+		if _, err := eventing.Decode(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

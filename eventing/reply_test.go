@@ -1,0 +1,139 @@
+package eventing_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"function/eventing"
+	"function/handlers"
+)
+
+var replyAt = time.Date(2026, 11, 26, 5, 10, 30, 500_000_000, time.UTC)
+
+func replyPod() *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "prod", UID: "uid-1"}}
+}
+
+func TestReplyNothingToReport(t *testing.T) {
+	tests := []struct {
+		name string
+		out  handlers.Outcome
+	}{
+		{"not applied", handlers.Outcome{Pod: replyPod(), Decision: handlers.Decision{Action: handlers.AddFinalizer}, At: replyAt}},
+		{"not applied, dry-run", handlers.Outcome{Pod: replyPod(), Decision: handlers.Decision{Action: handlers.RemoveFinalizer}, DryRun: true, At: replyAt}},
+		{"no pod (reference to a pod that is gone)", handlers.Outcome{Applied: true, Decision: handlers.Decision{Action: handlers.AddFinalizer}, At: replyAt}},
+		{"applied none", handlers.Outcome{Pod: replyPod(), Applied: true, Decision: handlers.Decision{Action: handlers.None}, At: replyAt}},
+		{"applied wait", handlers.Outcome{Pod: replyPod(), Applied: true, Decision: handlers.Decision{Action: handlers.Wait}, At: replyAt}},
+		{"zero outcome", handlers.Outcome{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := eventing.Reply(tt.out)
+			require.NoError(t, err)
+			assert.Nil(t, e)
+		})
+	}
+}
+
+func TestReply(t *testing.T) {
+	started := time.Date(2026, 11, 26, 5, 10, 0, 0, time.UTC)
+	tests := []struct {
+		name     string
+		decision handlers.Decision
+		dryRun   bool
+		wantType string
+		wantData map[string]any
+	}{
+		{
+			name:     "finalizer added",
+			decision: handlers.Decision{Action: handlers.AddFinalizer, ManagedBy: "vpa-managed", FinalizerIndex: -1},
+			wantType: eventing.TypeFinalizerAdded,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1"},
+		},
+		{
+			name:     "finalizer added, dry-run",
+			decision: handlers.Decision{Action: handlers.AddFinalizer, FinalizerIndex: -1},
+			dryRun:   true,
+			wantType: eventing.TypeFinalizerAdded,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1"},
+		},
+		{
+			name:     "drain started",
+			decision: handlers.Decision{Action: handlers.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute)},
+			wantType: eventing.TypeDrainStarted,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "started": "2026-11-26T05:10:00Z", "deadline": "2026-11-26T05:15:00Z"},
+		},
+		{
+			name:     "finalizer removed: drained",
+			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonDrained, Started: started, Stopped: handlers.AllTerminated},
+			wantType: eventing.TypeFinalizerRemoved,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "drained", "drainSeconds": 30.5},
+		},
+		{
+			name:     "finalizer removed: drained, dry-run",
+			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonDrained, Started: started},
+			dryRun:   true,
+			wantType: eventing.TypeFinalizerRemoved,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "drained", "drainSeconds": 30.5},
+		},
+		{
+			name:     "finalizer removed: timeout, rounded to milliseconds",
+			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonTimeout, Started: replyAt.Add(-300*time.Second - 1234567*time.Nanosecond)},
+			wantType: eventing.TypeFinalizerRemoved,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "timeout", "drainSeconds": 300.001},
+		},
+		{
+			name:     "finalizer removed: unmanaged, no drain",
+			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonUnmanaged},
+			wantType: eventing.TypeFinalizerRemoved,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "unmanaged", "drainSeconds": 0.0},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := eventing.Reply(handlers.Outcome{Pod: replyPod(), Decision: tt.decision, Applied: true, DryRun: tt.dryRun, At: replyAt})
+			require.NoError(t, err)
+			require.NotNil(t, e)
+			require.NoError(t, e.Validate())
+
+			assert.Equal(t, tt.wantType, e.Type())
+			assert.Equal(t, eventing.Source, e.Source())
+			assert.Equal(t, "vpagracefuldrain.dev/function", e.Source())
+			assert.Equal(t, "/apis/v1/namespaces/prod/pods/web-1", e.Subject())
+			assert.NotEmpty(t, e.ID())
+			assert.Equal(t, replyAt, e.Time())
+			assert.Equal(t, "application/json", e.DataContentType())
+
+			v, ok := e.Extensions()[eventing.ExtensionDryRun]
+			if tt.dryRun {
+				require.True(t, ok, "dry-run replies carry the dryrun extension")
+				assert.Equal(t, "true", v)
+			} else {
+				assert.False(t, ok, "no dryrun extension outside dry-run")
+			}
+
+			var data map[string]any
+			require.NoError(t, json.Unmarshal(e.Data(), &data))
+			assert.Equal(t, tt.wantData, data)
+		})
+	}
+}
+
+func TestReplyIDsAreUnique(t *testing.T) {
+	out := handlers.Outcome{Pod: replyPod(), Decision: handlers.Decision{Action: handlers.AddFinalizer}, Applied: true, At: replyAt}
+	a, err := eventing.Reply(out)
+	require.NoError(t, err)
+	b, err := eventing.Reply(out)
+	require.NoError(t, err)
+	assert.NotEqual(t, a.ID(), b.ID())
+}
+
+func TestPodPath(t *testing.T) {
+	assert.Equal(t, "/apis/v1/namespaces/default/pods/web-7d9f8-abcde", eventing.PodPath("default", "web-7d9f8-abcde"))
+}

@@ -1,0 +1,528 @@
+package function_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/protocol"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	function "function"
+	"function/config"
+	"function/eventing"
+	"function/handlers"
+)
+
+const samples = "test/events"
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// ---- .http sample files -------------------------------------------------------------------
+
+var nowToken = regexp.MustCompile(`\{\{now(?:([+-][0-9]+)s)?\}\}`)
+
+// readSample parses a test/events .http file (request line, headers, blank line, body; no
+// Content-Length) with its {{now±Ns}} tokens replaced, as test/events/invoke.sh does.
+func readSample(t *testing.T, name string) (http.Header, []byte) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(samples, name))
+	require.NoError(t, err)
+	raw = nowToken.ReplaceAllFunc(raw, func(tok []byte) []byte {
+		offset, _ := strconv.Atoi(string(nowToken.FindSubmatch(tok)[1]))
+		return []byte(time.Now().Add(time.Duration(offset) * time.Second).UTC().Format(time.RFC3339))
+	})
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
+	require.NoError(t, err)
+	_, body, found := bytes.Cut(raw, []byte("\n\n"))
+	require.True(t, found)
+	return req.Header, bytes.TrimRight(body, "\r\n")
+}
+
+// sampleEvent is the CloudEvent the SDK makes of a sample request.
+func sampleEvent(t *testing.T, name string) event.Event {
+	t.Helper()
+	header, body := readSample(t, name)
+	req, err := http.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header = header
+	e, err := binding.ToEvent(context.Background(), cehttp.NewMessageFromHttpRequest(req))
+	require.NoError(t, err)
+	return *e
+}
+
+// samplePod is the Pod in a Resource-mode sample's body.
+func samplePod(t *testing.T, name string) *corev1.Pod {
+	t.Helper()
+	_, body := readSample(t, name)
+	pod := &corev1.Pod{}
+	require.NoError(t, json.Unmarshal(body, pod))
+	return pod
+}
+
+// ---- helpers ------------------------------------------------------------------------------
+
+// started returns a Function on client whose Start loaded env (with an empty CONFIG_DIR).
+func started(t *testing.T, client *fake.Clientset, env map[string]string, opts ...function.Option) *function.Function {
+	t.Helper()
+	f := function.New(append([]function.Option{function.WithClient(client), function.WithLogger(discard)}, opts...)...)
+	all := map[string]string{config.KeyConfigDir: t.TempDir()}
+	for k, v := range env {
+		all[k] = v
+	}
+	require.NoError(t, f.Start(context.Background(), all))
+	t.Cleanup(func() { _ = f.Stop(context.Background()) })
+	return f
+}
+
+// result reads the HTTP status and message of an error returned by Handle.
+func result(t *testing.T, err error) (int, string) {
+	t.Helper()
+	require.Error(t, err)
+	var res *cehttp.Result
+	require.True(t, protocol.ResultAs(err, &res), "not an HTTP result: %v", err)
+	return res.StatusCode, fmt.Sprintf(res.Format, res.Args...)
+}
+
+func verbs(c *fake.Clientset) []string {
+	out := []string{}
+	for _, a := range c.Actions() {
+		out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
+	}
+	return out
+}
+
+func newEvent(typ, data string, ext ...string) event.Event {
+	e := event.New()
+	e.SetID("id-1")
+	e.SetSource("https://127.0.0.1:26443")
+	e.SetType(typ)
+	if data != "" {
+		_ = e.SetData(event.ApplicationJSON, []byte(data))
+	}
+	for i := 0; i+1 < len(ext); i += 2 {
+		e.SetExtension(ext[i], ext[i+1])
+	}
+	return e
+}
+
+// lockedBuffer collects log output written from any goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// ---- lifecycle ------------------------------------------------------------------------------
+
+func TestNotReadyBeforeStart(t *testing.T) {
+	c := fake.NewClientset()
+	f := function.New(function.WithClient(c), function.WithLogger(discard))
+
+	ready, err := f.Ready(context.Background())
+	assert.False(t, ready)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "configuration not loaded yet")
+
+	alive, err := f.Alive(context.Background())
+	assert.True(t, alive)
+	assert.NoError(t, err)
+
+	reply, err := f.Handle(context.Background(), sampleEvent(t, "managed-pod-added.http"))
+	assert.Nil(t, reply)
+	status, msg := result(t, err)
+	assert.Equal(t, http.StatusServiceUnavailable, status)
+	assert.Contains(t, msg, "not ready")
+	assert.Equal(t, []string{}, verbs(c))
+}
+
+func TestStartWithInvalidConfiguration(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		files   map[string]string
+		wantKey string
+	}{
+		{"grace period not a number", map[string]string{"gracePeriodSeconds": "abc"}, nil, config.KeyGracePeriodSeconds},
+		{"UPPER_SNAKE timeout negative", map[string]string{"DRAIN_TIMEOUT_SECONDS": "-1"}, nil, config.KeyDrainTimeoutSeconds},
+		{"timeout below grace", map[string]string{"gracePeriodSeconds": "120", "drainTimeoutSeconds": "60"}, nil, config.KeyDrainTimeoutSeconds},
+		{"bad selector", map[string]string{"namespaceSelector": `{"namespaces":["a"]}`}, nil, config.KeyNamespaceSelector},
+		{"bad boolean in the mounted ConfigMap", nil, map[string]string{"detectVpaAnnotations": "sometimes"}, config.KeyDetectVpaAnnotations},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs lockedBuffer
+			c := fake.NewClientset()
+			f := function.New(function.WithClient(c), function.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+			dir := t.TempDir()
+			for name, content := range tt.files {
+				require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
+			}
+			env := map[string]string{config.KeyConfigDir: dir}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			require.NoError(t, f.Start(context.Background(), env), "Start stays up to say why it is not ready")
+			t.Cleanup(func() { _ = f.Stop(context.Background()) })
+
+			ready, err := f.Ready(context.Background())
+			assert.False(t, ready)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "invalid configuration")
+			assert.Contains(t, err.Error(), tt.wantKey)
+			var keyErr *config.KeyError
+			require.ErrorAs(t, err, &keyErr)
+			assert.Equal(t, tt.wantKey, keyErr.Key)
+			assert.Contains(t, logs.String(), `"key":"`+tt.wantKey+`"`, "the log names the key")
+
+			reply, err := f.Handle(context.Background(), sampleEvent(t, "managed-pod-added.http"))
+			assert.Nil(t, reply)
+			status, msg := result(t, err)
+			assert.Equal(t, http.StatusServiceUnavailable, status)
+			assert.Contains(t, msg, tt.wantKey)
+			assert.Equal(t, []string{}, verbs(c))
+		})
+	}
+}
+
+func TestStartAgainRecovers(t *testing.T) {
+	c := fake.NewClientset()
+	f := function.New(function.WithClient(c), function.WithLogger(discard))
+	t.Cleanup(func() { _ = f.Stop(context.Background()) })
+	dir := t.TempDir()
+
+	require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: dir, "gracePeriodSeconds": "abc"}))
+	ready, _ := f.Ready(context.Background())
+	require.False(t, ready)
+
+	require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: dir, "gracePeriodSeconds": "10"}))
+	ready, err := f.Ready(context.Background())
+	assert.True(t, ready)
+	assert.NoError(t, err)
+
+	require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: dir, "gracePeriodSeconds": "-3"}))
+	ready, err = f.Ready(context.Background())
+	assert.False(t, ready, "a later invalid configuration is not ready either")
+	assert.Error(t, err)
+}
+
+// ---- Handle ---------------------------------------------------------------------------------
+
+func TestHandleRejectsBadEvents(t *testing.T) {
+	big := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1","annotations":{"pad":"` +
+		strings.Repeat("x", eventing.MaxDataBytes) + `"}}}`
+	tests := []struct {
+		name    string
+		event   event.Event
+		status  int
+		message string
+	}{
+		{"malformed sample", sampleEvent(t, "malformed.http"), 400, "event data is not valid JSON"},
+		{"unknown type", newEvent("com.example.other", `{}`), 400, "unsupported event type"},
+		{"no data", newEvent("dev.knative.apiserver.resource.add", ""), 400, "has no data"},
+		{"not a Pod", newEvent("dev.knative.apiserver.resource.add", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default","uid":"u"}}`), 400, "not a v1 Pod"},
+		{"reference to a Secret", newEvent("dev.knative.apiserver.ref.add", `{"kind":"Secret","apiVersion":"v1","namespace":"default","name":"s"}`), 400, "not a v1 Pod"},
+		{"extension mismatch", newEvent("dev.knative.apiserver.resource.add", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u"}}`, "name", "other"), 400, "does not match"},
+		{"too large", newEvent("dev.knative.apiserver.resource.add", big), 413, "the limit is 1048576"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fake.NewClientset(samplePod(t, "managed-pod-added.http"))
+			f := started(t, c, nil)
+			reply, err := f.Handle(context.Background(), tt.event)
+			assert.Nil(t, reply)
+			status, msg := result(t, err)
+			assert.Equal(t, tt.status, status)
+			assert.Contains(t, msg, tt.message)
+			assert.Equal(t, []string{}, verbs(c), "a rejected event makes no API call")
+		})
+	}
+}
+
+func TestHandleSamples(t *testing.T) {
+	tests := []struct {
+		name      string
+		sample    string
+		stored    *corev1.Pod // the pod in the cluster; nil: the sample's own pod
+		dryRun    bool
+		wantType  string // "" for no reply
+		wantVerbs []string
+		check     func(t *testing.T, c *fake.Clientset)
+	}{
+		{
+			name: "managed pod added", sample: "managed-pod-added.http",
+			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"patch pods"},
+			check: func(t *testing.T, c *fake.Clientset) {
+				patch, ok := c.Actions()[0].(k8stesting.PatchAction)
+				require.True(t, ok)
+				assert.Equal(t, types.JSONPatchType, patch.GetPatchType())
+				pod, err := c.Tracker().Get(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "default", "web-7d9f8-abcde")
+				require.NoError(t, err)
+				assert.Equal(t, []string{handlers.Finalizer}, pod.(*corev1.Pod).Finalizers)
+			},
+		},
+		{
+			name: "managed pod added, dry-run", sample: "managed-pod-added.http", dryRun: true,
+			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{},
+		},
+		{
+			name: "evicted pod", sample: "evicted-pod.http",
+			wantType: eventing.TypeDrainStarted, wantVerbs: []string{"patch pods", "create events"},
+		},
+		{
+			name: "drained pod", sample: "drained-pod.http",
+			wantType: eventing.TypeFinalizerRemoved, wantVerbs: []string{"patch pods", "create events"},
+		},
+		{
+			name: "unmanaged pod", sample: "unmanaged-pod.http",
+			wantVerbs: []string{},
+		},
+		{
+			name: "reference mode: read, then patch", sample: "reference-mode-added.http",
+			stored:   &corev1.Pod{},
+			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"get pods", "patch pods"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stored := tt.stored
+			if stored == nil {
+				stored = samplePod(t, tt.sample)
+			} else {
+				// demo-pod2 of the reference sample, managed.
+				stored = samplePod(t, "managed-pod-added.http")
+				stored.Name, stored.UID = "demo-pod2", "uid-demo-pod2"
+			}
+			c := fake.NewClientset(stored)
+			var opts []function.Option
+			if tt.dryRun {
+				opts = append(opts, function.WithDryRun())
+			}
+			f := started(t, c, nil, opts...)
+			in := sampleEvent(t, tt.sample)
+
+			reply, err := f.Handle(context.Background(), in)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantVerbs, verbs(c))
+			if tt.wantType == "" {
+				assert.Nil(t, reply)
+				return
+			}
+			require.NotNil(t, reply)
+			assert.Equal(t, tt.wantType, reply.Type())
+			assert.Equal(t, in.Subject(), reply.Subject(), "the reply is about the event's pod")
+			if tt.dryRun {
+				assert.Equal(t, "true", reply.Extensions()[eventing.ExtensionDryRun])
+			} else {
+				assert.NotContains(t, reply.Extensions(), eventing.ExtensionDryRun)
+			}
+			if tt.check != nil {
+				tt.check(t, c)
+			}
+		})
+	}
+}
+
+func TestHandleDeleteEvents(t *testing.T) {
+	tests := []struct {
+		name  string
+		event event.Event
+	}{
+		{"resource delete", newEvent("dev.knative.apiserver.resource.delete", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1","finalizers":["vpagracefuldrain.dev/drain"]}}`)},
+		{"reference delete", newEvent("dev.knative.apiserver.ref.delete", `{"kind":"Pod","apiVersion":"v1","namespace":"default","name":"web-1"}`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fake.NewClientset()
+			f := started(t, c, nil)
+			reply, err := f.Handle(context.Background(), tt.event)
+			require.NoError(t, err)
+			assert.Nil(t, reply)
+			assert.Equal(t, []string{}, verbs(c), "a deleted pod is not read nor written")
+		})
+	}
+}
+
+func TestHandleReferenceToAPodThatIsGone(t *testing.T) {
+	c := fake.NewClientset()
+	f := started(t, c, nil)
+	reply, err := f.Handle(context.Background(), sampleEvent(t, "reference-mode-added.http"))
+	require.NoError(t, err)
+	assert.Nil(t, reply)
+	assert.Equal(t, []string{"get pods"}, verbs(c))
+}
+
+func TestHandleClusterFailureIs500(t *testing.T) {
+	c := fake.NewClientset(samplePod(t, "managed-pod-added.http"))
+	c.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewInternalError(errors.New("etcd down"))
+	})
+	f := started(t, c, nil)
+	reply, err := f.Handle(context.Background(), sampleEvent(t, "managed-pod-added.http"))
+	assert.Nil(t, reply)
+	status, msg := result(t, err)
+	assert.Equal(t, http.StatusInternalServerError, status)
+	assert.Contains(t, msg, "etcd down")
+	assert.Equal(t, []string{"patch pods"}, verbs(c))
+}
+
+func TestHandleUsesTheLoadedConfiguration(t *testing.T) {
+	c := fake.NewClientset(samplePod(t, "managed-pod-added.http"))
+	f := started(t, c, map[string]string{"namespaceSelector": `{"exclude":["default"]}`})
+	reply, err := f.Handle(context.Background(), sampleEvent(t, "managed-pod-added.http"))
+	require.NoError(t, err)
+	assert.Nil(t, reply, "the namespace is excluded")
+	assert.Equal(t, []string{}, verbs(c))
+}
+
+// ---- the served binary ----------------------------------------------------------------------
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+	return port
+}
+
+// childEnv is the test's environment without anything that would find a cluster or set the
+// configuration, plus extra.
+func childEnv(extra ...string) []string {
+	drop := map[string]bool{
+		"KUBECONFIG": true, "KUBERNETES_SERVICE_HOST": true, "KUBERNETES_SERVICE_PORT": true, "HOME": true,
+		"LISTEN_ADDRESS": true, "ADDRESS": true, "PORT": true, "DRY_RUN": true, "CONFIG_DIR": true, "LOG_LEVEL": true,
+		"gracePeriodSeconds": true, "drainTimeoutSeconds": true, "namespaceSelector": true, "detectVpaAnnotations": true,
+		"GRACE_PERIOD_SECONDS": true, "DRAIN_TIMEOUT_SECONDS": true, "NAMESPACE_SELECTOR": true, "DETECT_VPA_ANNOTATIONS": true,
+	}
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !drop[k] {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+func postSample(t *testing.T, url, name string) (*http.Response, []byte) {
+	t.Helper()
+	header, body := readSample(t, name)
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	require.NoError(t, err)
+	for k, v := range header {
+		if k != "Accept-Encoding" && k != "User-Agent" {
+			req.Header[k] = v
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, got
+}
+
+// The function as kn func serves it (func-go's runtime around New), without a cluster.
+func TestServedBinaryDryRun(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "fn")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/vpa-graceful-drain")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	stderrPath := filepath.Join(t.TempDir(), "stderr")
+	stderr, err := os.Create(stderrPath)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = stderr.Close() })
+
+	cmd := exec.Command(bin)
+	cmd.Dir = t.TempDir() // no ./cfg file
+	cmd.Env = childEnv("LISTEN_ADDRESS="+addr, "HOME="+t.TempDir(), "KUBECONFIG=", "CONFIG_DIR="+t.TempDir())
+	cmd.Stdout, cmd.Stderr = io.Discard, stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+
+	base := "http://" + addr
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/health/readiness")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 60*time.Second, 50*time.Millisecond, "the function never became ready")
+
+	resp, body := postSample(t, base+"/", "managed-pod-added.http")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "body: %s", body)
+	assert.Equal(t, eventing.TypeFinalizerAdded, resp.Header.Get("Ce-Type"))
+	assert.Equal(t, "true", resp.Header.Get("Ce-Dryrun"))
+	assert.Equal(t, "/apis/v1/namespaces/default/pods/web-7d9f8-abcde", resp.Header.Get("Ce-Subject"))
+	var data eventing.ReplyData
+	require.NoError(t, json.Unmarshal(body, &data))
+	assert.Equal(t, "web-7d9f8-abcde", data.Name)
+
+	resp, body = postSample(t, base+"/", "malformed.http")
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Contains(t, string(body), "JSON", "a readable reason")
+
+	logged, err := os.ReadFile(stderrPath)
+	require.NoError(t, err)
+	first, _, _ := strings.Cut(string(logged), "\n")
+	assert.Contains(t, first, "dry-run", "the first log line says dry-run")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		assert.NoError(t, err, "clean exit on SIGTERM")
+	case <-time.After(30 * time.Second):
+		require.FailNow(t, "the function did not stop on SIGTERM")
+	}
+}

@@ -1,0 +1,332 @@
+package handlers_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+
+	"function/config"
+	"function/handlers"
+)
+
+func TestDecide(t *testing.T) {
+	def := config.Default() // grace 30 s, timeout 300 s
+	noDetect := config.Default()
+	noDetect.DetectVpaAnnotations = false
+	onlyProd := config.Default()
+	onlyProd.Namespaces = config.NamespaceSelector{Include: []string{"prod"}}
+
+	s10 := now.Add(-10 * time.Second).Truncate(time.Second) // drain started 10 s ago: in the grace period
+	s40 := now.Add(-40 * time.Second).Truncate(time.Second) // 40 s ago: grace over, before the deadline
+	s5m := now.Add(-5 * time.Minute)                        // exactly 300 s ago: at the deadline
+	s6m := now.Add(-6 * time.Minute).Truncate(time.Second)  // past the deadline
+
+	type want struct {
+		action    handlers.Action
+		reason    string // exact for RemoveFinalizer, a substring otherwise
+		managedBy string
+		idx       int
+		started   time.Time
+		deadline  time.Time
+		recheckAt time.Time
+		stopped   handlers.Evidence
+		warnings  []string // substrings, one per warning
+	}
+	tests := []struct {
+		name string
+		cfg  config.Config
+		pod  *corev1.Pod
+		want want
+	}{
+		// ---- not ours, not deleting: add the finalizer to managed pods -----------------------
+		{"vpa-managed=true", def, newPod(managed),
+			want{action: handlers.AddFinalizer, reason: "managed by annotation vpa-managed", managedBy: handlers.AnnotationManaged, idx: -1}},
+		{"vpa-managed TRUE with spaces", def, newPod(ann(handlers.AnnotationManaged, " TRUE ")),
+			want{action: handlers.AddFinalizer, managedBy: handlers.AnnotationManaged, idx: -1}},
+		{"vpaObservedContainers", def, newPod(ann("vpaObservedContainers", "app")),
+			want{action: handlers.AddFinalizer, reason: "vpaObservedContainers", managedBy: "vpaObservedContainers", idx: -1}},
+		{"vpaUpdates", def, newPod(ann("vpaUpdates", "Pod resources updated by web")),
+			want{action: handlers.AddFinalizer, managedBy: "vpaUpdates", idx: -1}},
+		{"legacy vpa-updater annotation", def, newPod(ann("vpa-updater.client.k8s.io/last-updated", "2026-01-01")),
+			want{action: handlers.AddFinalizer, managedBy: "vpa-updater.client.k8s.io/last-updated", idx: -1}},
+		{"legacy vpa resource-name annotation", def, newPod(ann("vpa.k8s.io/resource-name", "web")),
+			want{action: handlers.AddFinalizer, managedBy: "vpa.k8s.io/resource-name", idx: -1}},
+		{"VPA annotation with an empty value", def, newPod(ann("vpaUpdates", "")),
+			want{action: handlers.AddFinalizer, managedBy: "vpaUpdates", idx: -1}},
+		{"vpa-managed=true wins over VPA annotations", def, newPod(managed, ann("vpaUpdates", "x")),
+			want{action: handlers.AddFinalizer, managedBy: handlers.AnnotationManaged, idx: -1}},
+		{"other finalizers present", def, newPod(managed, finalizers("example.com/a", "example.com/b")),
+			want{action: handlers.AddFinalizer, managedBy: handlers.AnnotationManaged, idx: -1}},
+		{"detect off, vpa-managed=true still manages", noDetect, newPod(managed, ann("vpaUpdates", "x")),
+			want{action: handlers.AddFinalizer, managedBy: handlers.AnnotationManaged, idx: -1}},
+		{"include list, pod in it", onlyProd, newPod(managed, inNamespace("prod")),
+			want{action: handlers.AddFinalizer, managedBy: handlers.AnnotationManaged, idx: -1}},
+
+		// ---- not ours, not deleting, not managed: nothing --------------------------------------
+		{"no annotations", def, newPod(),
+			want{action: handlers.None, reason: "not managed (no vpa-managed or VPA annotation)", idx: -1}},
+		{"unrelated annotations", def, newPod(ann("app.kubernetes.io/name", "web")),
+			want{action: handlers.None, reason: "not managed", idx: -1}},
+		{"vpa-managed=false opt-out wins over VPA annotations", def, newPod(ann(handlers.AnnotationManaged, "false", "vpaUpdates", "x", "vpaObservedContainers", "app")),
+			want{action: handlers.None, reason: `opted out (vpa-managed="false")`, idx: -1}},
+		{"vpa-managed other than true opts out", def, newPod(ann(handlers.AnnotationManaged, "yes", "vpaUpdates", "x")),
+			want{action: handlers.None, reason: `opted out (vpa-managed="yes")`, idx: -1}},
+		{"detect off ignores VPA annotations", noDetect, newPod(ann("vpaUpdates", "x", "vpaObservedContainers", "app")),
+			want{action: handlers.None, reason: "not managed", idx: -1}},
+		{"excluded namespace", def, newPod(managed, inNamespace("kube-system")),
+			want{action: handlers.None, reason: "namespace kube-system not selected", idx: -1}},
+		{"include list, pod not in it", onlyProd, newPod(managed),
+			want{action: handlers.None, reason: "namespace default not selected", idx: -1}},
+
+		// ---- deleting without our finalizer: too late -----------------------------------------
+		{"deleting managed pod without finalizer", def, newPod(managed, deleting),
+			want{action: handlers.None, reason: "deleting without our finalizer", managedBy: handlers.AnnotationManaged, idx: -1}},
+		{"deleting with other finalizers only", def, newPod(managed, deleting, finalizers("example.com/a")),
+			want{action: handlers.None, reason: "deleting without our finalizer", managedBy: handlers.AnnotationManaged, idx: -1}},
+
+		// ---- ours but no longer managed: remove --------------------------------------------------
+		{"finalizer, annotation gone", def, newPod(ours),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonUnmanaged, idx: 0}},
+		{"finalizer, opted out", def, newPod(ours, ann(handlers.AnnotationManaged, "false", "vpaUpdates", "x")),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonUnmanaged, idx: 0}},
+		{"finalizer, namespace excluded", def, newPod(ours, managed, inNamespace("kube-system")),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonUnmanaged, idx: 0}},
+		{"finalizer, VPA annotation only and detect off", noDetect, newPod(finalizers("example.com/a", handlers.Finalizer), ann("vpaUpdates", "x")),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonUnmanaged, idx: 1}},
+		{"finalizer, unmanaged, deleting mid-drain", def, newPod(ours, deleting, started(s10)),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonUnmanaged, idx: 0}},
+
+		// ---- ours, managed, not deleting: nothing ------------------------------------------------
+		{"finalizer in place", def, newPod(ours, managed),
+			want{action: handlers.None, reason: "finalizer in place, pod not deleting", managedBy: handlers.AnnotationManaged, idx: 0}},
+		{"finalizer in place at index 1", def, newPod(finalizers("example.com/a", handlers.Finalizer), ann("vpaUpdates", "x")),
+			want{action: handlers.None, reason: "finalizer in place", managedBy: "vpaUpdates", idx: 1}},
+
+		// ---- deleting, ours, managed: start the drain --------------------------------------------
+		{"start drain", def, newPod(ours, managed, deleting),
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second)}},
+		{"start drain ignores containers already stopped", def, newPod(ours, managed, deleting, graceZero, phase(corev1.PodSucceeded)),
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second)}},
+		{"invalid drain-started restarts the drain", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainStarted, "yesterday")),
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second),
+				warnings: []string{`invalid vpagracefuldrain.dev/drain-started "yesterday": drain restarted`}}},
+		{"empty drain-started restarts the drain", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainStarted, "")),
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second),
+				warnings: []string{`invalid vpagracefuldrain.dev/drain-started ""`}}},
+		{"drain-started over a minute in the future is restamped", def, newPod(ours, managed, deleting, started(now.Add(2*time.Minute))),
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second),
+				warnings: []string{"invalid vpagracefuldrain.dev/drain-started"}}},
+		{"start drain with per-pod timeout", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainTimeout, "90")),
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(90 * time.Second)}},
+		{"start drain with invalid per-pod timeout", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainTimeout, "soon")),
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second),
+				warnings: []string{`invalid vpagracefuldrain.dev/drain-timeout-seconds "soon" (not a whole number of seconds): using 300s`}}},
+
+		// ---- draining: wait ----------------------------------------------------------------------
+		{"grace period not over", def, newPod(ours, managed, deleting, started(s10)),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: s10.Add(30 * time.Second)}},
+		{"grace period not over, containers already stopped", def, newPod(ours, managed, deleting, started(s10), graceZero),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: s10.Add(30 * time.Second), stopped: handlers.GraceZero}},
+		{"drain-started within the allowed clock skew", def, newPod(ours, managed, deleting, started(now.Add(30*time.Second))),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: nowSec.Add(30 * time.Second), deadline: nowSec.Add(330 * time.Second), recheckAt: nowSec.Add(60 * time.Second)}},
+		{"grace over, containers running", def, newPod(ours, managed, deleting, started(s40)),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second)}},
+		{"grace over, one of two containers terminated", def, newPod(ours, managed, deleting, started(s40), statuses(terminated("a", 0), running("b"))),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second)}},
+		{"grace over, no container statuses", def, newPod(ours, managed, deleting, started(s40), statuses()),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second)}},
+		{"grace exactly over is not a wait", def, newPod(ours, managed, deleting, started(now.Add(-30*time.Second)), graceZero),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: nowSec.Add(-30 * time.Second), deadline: nowSec.Add(270 * time.Second), stopped: handlers.GraceZero}},
+
+		// ---- draining: drained -------------------------------------------------------------------
+		{"drained: all containers terminated", def, newPod(ours, managed, deleting, started(s40), statuses(terminated("a", 0), terminated("b", 137))),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), stopped: handlers.AllTerminated}},
+		{"drained: phase Succeeded", def, newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded)),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), stopped: handlers.TerminalPhase}},
+		{"drained: phase Failed", def, newPod(ours, managed, deleting, started(s40), phase(corev1.PodFailed)),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), stopped: handlers.TerminalPhase}},
+		{"drained: deletionGracePeriodSeconds=0 while phase Running", def, newPod(ours, managed, deleting, started(s40), graceZero),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), stopped: handlers.GraceZero}},
+		{"drained: finalizer at index 2", def, newPod(finalizers("a.io/x", "b.io/y", handlers.Finalizer), managed, deleting, started(s40), phase(corev1.PodFailed)),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 2,
+				started: s40, deadline: s40.Add(300 * time.Second), stopped: handlers.TerminalPhase}},
+
+		// ---- draining: timeout -------------------------------------------------------------------
+		{"timeout exactly at the deadline, containers running", def, newPod(ours, managed, deleting, started(s5m)),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s5m.Truncate(time.Second), deadline: s5m.Truncate(time.Second).Add(300 * time.Second)}},
+		{"timeout past the deadline, containers running", def, newPod(ours, managed, deleting, started(s6m)),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s6m, deadline: s6m.Add(300 * time.Second)}},
+		{"deadline annotation shortens the drain", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainDeadline, stamp(now.Add(-time.Second)))),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: nowSec.Add(-time.Second)}},
+		{"deadline annotation before the grace end caps the recheck", def, newPod(ours, managed, deleting, started(s10), ann(handlers.AnnotationDrainDeadline, stamp(s10.Add(20*time.Second)))),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s10, deadline: s10.Add(20 * time.Second), recheckAt: s10.Add(20 * time.Second)}},
+		{"deadline annotation later than started+timeout is capped", def, newPod(ours, managed, deleting, started(s6m), ann(handlers.AnnotationDrainDeadline, stamp(now.Add(time.Hour)))),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s6m, deadline: s6m.Add(300 * time.Second)}},
+		{"deadline annotation later than started+timeout is capped while waiting", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainDeadline, stamp(now.Add(time.Hour)))),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second)}},
+		{"invalid deadline annotation uses started+timeout", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainDeadline, "tomorrow")),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second),
+				warnings: []string{`invalid vpagracefuldrain.dev/drain-deadline "tomorrow": using ` + stamp(s40.Add(300*time.Second))}}},
+
+		// ---- per-pod overrides -------------------------------------------------------------------
+		{"grace override extends the grace period", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "60"), graceZero),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(60 * time.Second), stopped: handlers.GraceZero}},
+		{"grace override zero", def, newPod(ours, managed, deleting, started(now), ann(handlers.AnnotationGracePeriod, "0"), phase(corev1.PodSucceeded)),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: nowSec, deadline: nowSec.Add(300 * time.Second), stopped: handlers.TerminalPhase}},
+		{"invalid grace override uses the default", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "abc")),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second),
+				warnings: []string{`invalid vpagracefuldrain.dev/grace-period-seconds "abc" (not a whole number of seconds): using 30s`}}},
+		{"negative grace override uses the default", def, newPod(ours, managed, deleting, started(s10), ann(handlers.AnnotationGracePeriod, "-5")),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: s10.Add(30 * time.Second),
+				warnings: []string{`invalid vpagracefuldrain.dev/grace-period-seconds "-5" (must be between 0 and 86400 seconds): using 30s`}}},
+		{"timeout override shortens the drain", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "100")),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(100 * time.Second), recheckAt: s40.Add(100 * time.Second)}},
+		{"timeout override reached", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "40")),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(40 * time.Second)}},
+		{"timeout override zero is invalid", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "0")),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second),
+				warnings: []string{`invalid vpagracefuldrain.dev/drain-timeout-seconds "0" (must be between 1 and 86400 seconds): using 300s`}}},
+		{"timeout override over one day is invalid", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "86401")),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second),
+				warnings: []string{"invalid vpagracefuldrain.dev/drain-timeout-seconds"}}},
+		{"both overrides invalid: two warnings", def, newPod(ours, managed, deleting, started(s10), ann(handlers.AnnotationGracePeriod, "x", handlers.AnnotationDrainTimeout, "y")),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: s10.Add(30 * time.Second),
+				warnings: []string{"grace-period-seconds", "drain-timeout-seconds"}}},
+		// A grace override longer than the timeout is bounded by the deadline.
+		{"grace override beyond the timeout waits for the deadline", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "600"), graceZero),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second), stopped: handlers.GraceZero}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := handlers.Decide(tt.pod, tt.cfg, now)
+			assert.Equal(t, tt.want.action, got.Action, "action (reason %q)", got.Reason)
+			if tt.want.action == handlers.RemoveFinalizer {
+				assert.Equal(t, tt.want.reason, got.Reason)
+			} else {
+				assert.Contains(t, got.Reason, tt.want.reason)
+			}
+			assert.Equal(t, tt.want.managedBy, got.ManagedBy, "managedBy")
+			assert.Equal(t, tt.want.idx, got.FinalizerIndex, "finalizer index")
+			assert.True(t, tt.want.started.Equal(got.Started), "started: want %s, got %s", tt.want.started, got.Started)
+			assert.True(t, tt.want.deadline.Equal(got.Deadline), "deadline: want %s, got %s", tt.want.deadline, got.Deadline)
+			assert.True(t, tt.want.recheckAt.Equal(got.RecheckAt), "recheckAt: want %s, got %s", tt.want.recheckAt, got.RecheckAt)
+			assert.Equal(t, tt.want.stopped, got.Stopped, "stopped evidence")
+			require.Len(t, got.Warnings, len(tt.want.warnings), "warnings: %q", got.Warnings)
+			for i, w := range tt.want.warnings {
+				assert.Contains(t, got.Warnings[i], w)
+			}
+		})
+	}
+}
+
+// The drain-started stamp has second precision; it is rounded up so that the drain never
+// appears to have started before it did (and lasts at least its grace period).
+func TestDecideStartDrainStampIsUTCWholeSeconds(t *testing.T) {
+	zone := time.FixedZone("UTC+5", 5*60*60)
+	tests := []struct {
+		name string
+		at   time.Time
+		want time.Time
+	}{
+		{"fraction rounds up", now, drainStamp},
+		{"other zone", now.In(zone), drainStamp},
+		{"whole second kept", nowSec, nowSec},
+		{"whole second in other zone kept", nowSec.In(zone), nowSec},
+		{"one nanosecond past rounds up", nowSec.Add(time.Nanosecond), nowSec.Add(time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := handlers.Decide(newPod(ours, managed, deleting), config.Default(), tt.at)
+			require.Equal(t, handlers.StartDrain, d.Action)
+			assert.Equal(t, time.UTC, d.Started.Location())
+			assert.Equal(t, tt.want, d.Started)
+			assert.Equal(t, tt.want.Add(5*time.Minute), d.Deadline)
+			assert.False(t, d.Started.Before(tt.at), "never stamped before the real start")
+		})
+	}
+}
+
+func TestDecideDoesNotModifyThePod(t *testing.T) {
+	pod := newPod(ours, managed, deleting, started(now.Add(-40*time.Second)), ann(handlers.AnnotationGracePeriod, "bad"))
+	before := pod.DeepCopy()
+	_ = handlers.Decide(pod, config.Default(), now)
+	assert.Equal(t, before, pod)
+}
+
+func TestDrainSeconds(t *testing.T) {
+	assert.Zero(t, handlers.Decision{}.DrainSeconds(now), "before the drain started")
+	d := handlers.Decision{Started: now.Add(-1500 * time.Millisecond)}
+	assert.InDelta(t, 1.5, d.DrainSeconds(now), 1e-9)
+}
+
+func TestActionStringAndWrites(t *testing.T) {
+	tests := []struct {
+		action handlers.Action
+		name   string
+		writes bool
+	}{
+		{handlers.None, "none", false},
+		{handlers.AddFinalizer, "add-finalizer", true},
+		{handlers.StartDrain, "start-drain", true},
+		{handlers.Wait, "wait", false},
+		{handlers.RemoveFinalizer, "remove-finalizer", true},
+		{handlers.Action(99), "none", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.name, tt.action.String())
+			assert.Equal(t, tt.writes, tt.action.Writes())
+		})
+	}
+}
+
+func TestEvidenceString(t *testing.T) {
+	assert.Equal(t, "containers running", handlers.NotStopped.String())
+	assert.Equal(t, "deletionGracePeriodSeconds=0", handlers.GraceZero.String())
+	assert.Equal(t, "terminal phase", handlers.TerminalPhase.String())
+	assert.Equal(t, "all containers terminated", handlers.AllTerminated.String())
+}
+
+func BenchmarkDecide(b *testing.B) {
+	cfg := config.Default()
+	pods := []*corev1.Pod{
+		newPod(managed),
+		newPod(ours, managed, deleting),
+		newPod(ours, managed, deleting, started(now.Add(-40*time.Second)), statuses(terminated("a", 0), terminated("b", 0))),
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		_ = handlers.Decide(pods[i%len(pods)], cfg, now)
+	}
+}

@@ -1,0 +1,682 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"function/config"
+	"function/handlers"
+)
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+
+type fixture struct {
+	client *fake.Clientset
+	clock  asyncClock
+	rec    *handlers.Reconciler
+}
+
+// newFixture is a Reconciler on a fake clientset holding objs, driven by a fake clock at now.
+func newFixture(t *testing.T, dryRun bool, objs ...runtime.Object) *fixture {
+	t.Helper()
+	c := fake.NewClientset(objs...)
+	fc := asyncClock{clocktesting.NewFakeClock(now)}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &handlers.Reconciler{
+		Client: c, Config: config.Default(), DryRun: dryRun, Clock: fc,
+		Timers: handlers.NewTimers(fc), Background: ctx, Log: discard,
+		Events: handlers.APIEventRecorder{Client: c, Now: fc.Now},
+	}
+	t.Cleanup(func() { r.Stop(); cancel() })
+	return &fixture{client: c, clock: fc, rec: r}
+}
+
+// verbs lists the API calls made, as "verb resource".
+func verbs(c *fake.Clientset) []string {
+	out := []string{}
+	for _, a := range c.Actions() {
+		out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
+	}
+	return out
+}
+
+// events returns the core/v1 Events created.
+func events(c *fake.Clientset) []*corev1.Event {
+	var out []*corev1.Event
+	for _, a := range c.Actions() {
+		if ca, ok := a.(k8stesting.CreateAction); ok && a.GetResource().Resource == "events" {
+			out = append(out, ca.GetObject().(*corev1.Event))
+		}
+	}
+	return out
+}
+
+func livePod(t *testing.T, c *fake.Clientset, name string) *corev1.Pod {
+	t.Helper()
+	obj, err := c.Tracker().Get(podsGVR, "default", name)
+	require.NoError(t, err)
+	return obj.(*corev1.Pod)
+}
+
+// updateLive changes the stored pod without recording an API action.
+func updateLive(t *testing.T, c *fake.Clientset, name string, change func(*corev1.Pod)) {
+	t.Helper()
+	p := livePod(t, c, name).DeepCopy()
+	change(p)
+	require.NoError(t, c.Tracker().Update(podsGVR, p, "default"))
+}
+
+// failPatches makes the first n pod patches fail with err.
+func failPatches(c *fake.Clientset, n int32, err error) {
+	var calls atomic.Int32
+	c.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if calls.Add(1) > n {
+			return false, nil, nil
+		}
+		return true, nil, err
+	})
+}
+
+func conflict() error {
+	return apierrors.NewConflict(schema.GroupResource{Resource: "pods"}, "web-1", errors.New("the object has been modified"))
+}
+
+// invalid is what the API server answers a failed JSON patch test or a late finalizer (422).
+func invalid() error {
+	return apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "web-1", field.ErrorList{
+		field.Forbidden(field.NewPath("metadata", "finalizers"), "no new finalizers can be added if the object is being deleted"),
+	})
+}
+
+func TestReconcileActions(t *testing.T) {
+	type event struct{ typ, reason, msg string }
+	tests := []struct {
+		name       string
+		pod        *corev1.Pod
+		wantAction handlers.Action
+		wantReason string
+		wantVerbs  []string
+		wantEvent  *event
+		wantTimers int
+		checkLive  func(t *testing.T, p *corev1.Pod)
+	}{
+		{
+			name: "add finalizer", pod: newPod(managed),
+			wantAction: handlers.AddFinalizer, wantVerbs: []string{"patch pods"},
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+		},
+		{
+			name: "start drain", pod: newPod(ours, managed, deleting),
+			wantAction: handlers.StartDrain, wantVerbs: []string{"patch pods", "create events"},
+			wantEvent:  &event{corev1.EventTypeNormal, handlers.EventDrainStarted, "by " + stamp(drainStamp.Add(5*time.Minute))},
+			wantTimers: 1,
+			checkLive: func(t *testing.T, p *corev1.Pod) {
+				assert.Equal(t, stamp(drainStamp), p.Annotations[handlers.AnnotationDrainStarted])
+				assert.Equal(t, stamp(drainStamp.Add(5*time.Minute)), p.Annotations[handlers.AnnotationDrainDeadline])
+			},
+		},
+		{
+			name: "start drain with an ignored override mentions it", pod: newPod(ours, managed, deleting, ann(handlers.AnnotationGracePeriod, "soon")),
+			wantAction: handlers.StartDrain, wantVerbs: []string{"patch pods", "create events"},
+			wantEvent:  &event{corev1.EventTypeNormal, handlers.EventDrainStarted, `invalid vpagracefuldrain.dev/grace-period-seconds "soon"`},
+			wantTimers: 1,
+		},
+		{
+			name: "wait", pod: newPod(ours, managed, deleting, started(now.Add(-10*time.Second))),
+			wantAction: handlers.Wait, wantVerbs: []string{}, wantTimers: 1,
+		},
+		{
+			name: "drained", pod: newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded)),
+			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonDrained, wantVerbs: []string{"patch pods", "create events"},
+			wantEvent: &event{corev1.EventTypeNormal, handlers.EventDrainCompleted, "(terminal phase)"},
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
+		},
+		{
+			name: "timeout", pod: newPod(finalizers("example.com/a", handlers.Finalizer), managed, deleting, started(now.Add(-6*time.Minute))),
+			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonTimeout, wantVerbs: []string{"patch pods", "create events"},
+			wantEvent: &event{corev1.EventTypeWarning, handlers.EventDrainTimedOut, "timed out"},
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{"example.com/a"}, p.Finalizers) },
+		},
+		{
+			name: "unmanaged", pod: newPod(ours),
+			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonUnmanaged, wantVerbs: []string{"patch pods", "create events"},
+			wantEvent: &event{corev1.EventTypeNormal, handlers.EventFinalizerRemoved, "no longer managed"},
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
+		},
+		{
+			name: "not managed", pod: newPod(),
+			wantAction: handlers.None, wantVerbs: []string{},
+		},
+		{
+			name: "deleting without finalizer", pod: newPod(managed, deleting),
+			wantAction: handlers.None, wantVerbs: []string{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, false, tt.pod.DeepCopy())
+			out, err := f.rec.Reconcile(context.Background(), tt.pod)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantAction, out.Decision.Action)
+			if tt.wantReason != "" {
+				assert.Equal(t, tt.wantReason, out.Decision.Reason)
+			}
+			assert.Equal(t, tt.wantAction.Writes(), out.Applied)
+			assert.False(t, out.DryRun)
+			assert.Equal(t, now, out.At)
+			assert.Same(t, tt.pod, out.Pod)
+			assert.Equal(t, tt.wantVerbs, verbs(f.client))
+			assert.Equal(t, tt.wantTimers, f.rec.Timers.Len())
+
+			if tt.wantAction.Writes() {
+				patch, ok := f.client.Actions()[0].(k8stesting.PatchActionImpl)
+				require.True(t, ok)
+				assert.Equal(t, types.JSONPatchType, patch.GetPatchType())
+				assert.Equal(t, tt.pod.Name, patch.GetName())
+				assert.Equal(t, "default", patch.GetNamespace())
+				assert.Equal(t, handlers.Component, patch.PatchOptions.FieldManager)
+				want, err := handlers.Patch(tt.pod, handlers.Decide(tt.pod, config.Default(), now))
+				require.NoError(t, err)
+				assert.JSONEq(t, string(want), string(patch.GetPatch()))
+			}
+			evs := events(f.client)
+			if tt.wantEvent == nil {
+				assert.Empty(t, evs)
+			} else {
+				require.Len(t, evs, 1)
+				assert.Equal(t, tt.wantEvent.typ, evs[0].Type)
+				assert.Equal(t, tt.wantEvent.reason, evs[0].Reason)
+				assert.Contains(t, evs[0].Message, tt.wantEvent.msg)
+				assert.Contains(t, evs[0].Message, handlers.Finalizer)
+				assert.Equal(t, tt.pod.UID, evs[0].InvolvedObject.UID)
+			}
+			if tt.checkLive != nil {
+				tt.checkLive(t, livePod(t, f.client, tt.pod.Name))
+			}
+		})
+	}
+}
+
+func TestReconcileDryRunWritesNothing(t *testing.T) {
+	tests := []struct {
+		name       string
+		pod        *corev1.Pod
+		wantAction handlers.Action
+		wantTimers int
+	}{
+		{"add finalizer", newPod(managed), handlers.AddFinalizer, 0},
+		{"start drain", newPod(ours, managed, deleting), handlers.StartDrain, 0},
+		{"drained", newPod(ours, managed, deleting, started(s40), graceZero), handlers.RemoveFinalizer, 0},
+		{"timeout", newPod(ours, managed, deleting, started(now.Add(-time.Hour))), handlers.RemoveFinalizer, 0},
+		{"unmanaged", newPod(ours), handlers.RemoveFinalizer, 0},
+		{"wait still re-checks (reads only)", newPod(ours, managed, deleting, started(s40)), handlers.Wait, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, true, tt.pod.DeepCopy())
+			out, err := f.rec.Reconcile(context.Background(), tt.pod)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantAction, out.Decision.Action)
+			assert.Equal(t, tt.wantAction.Writes(), out.Applied, "applied means: would have been written")
+			assert.True(t, out.DryRun)
+			assert.Equal(t, []string{}, verbs(f.client))
+			assert.Equal(t, tt.wantTimers, f.rec.Timers.Len())
+			assert.Equal(t, tt.pod, livePod(t, f.client, tt.pod.Name), "the stored pod is unchanged")
+		})
+	}
+}
+
+func TestReconcilePatchErrors(t *testing.T) {
+	t.Run("pod gone: NotFound is nothing to do", func(t *testing.T) {
+		f := newFixture(t, false)
+		out, err := f.rec.Reconcile(context.Background(), newPod(managed))
+		require.NoError(t, err)
+		assert.Equal(t, handlers.None, out.Decision.Action)
+		assert.Equal(t, "pod not found", out.Decision.Reason)
+		assert.Equal(t, -1, out.Decision.FinalizerIndex)
+		assert.False(t, out.Applied)
+		assert.Equal(t, []string{"patch pods"}, verbs(f.client))
+	})
+	t.Run("pod gone: its pending re-check is dropped", func(t *testing.T) {
+		waiting := newPod(ours, managed, deleting, started(now.Add(-10*time.Second)))
+		f := newFixture(t, false, waiting.DeepCopy())
+		_, err := f.rec.Reconcile(context.Background(), waiting)
+		require.NoError(t, err)
+		require.Equal(t, 1, f.rec.Timers.Len())
+		require.NoError(t, f.client.Tracker().Delete(podsGVR, "default", waiting.Name))
+
+		out, err := f.rec.Reconcile(context.Background(), newPod(ours, managed, deleting, started(now.Add(-10*time.Second)), graceZero, ann(handlers.AnnotationGracePeriod, "0")))
+		require.NoError(t, err)
+		assert.Equal(t, handlers.None, out.Decision.Action)
+		assert.Equal(t, 0, f.rec.Timers.Len())
+		assert.Equal(t, []string{"patch pods"}, verbs(f.client))
+	})
+	t.Run("server error is returned, not retried", func(t *testing.T) {
+		f := newFixture(t, false, newPod(managed))
+		failPatches(f.client, 1, apierrors.NewInternalError(errors.New("etcd down")))
+		out, err := f.rec.Reconcile(context.Background(), newPod(managed))
+		require.Error(t, err)
+		assert.True(t, apierrors.IsInternalError(err), "the API error is wrapped")
+		assert.Contains(t, err.Error(), "patching pod default/web-1 (add-finalizer)")
+		assert.False(t, out.Applied)
+		assert.Equal(t, []string{"patch pods"}, verbs(f.client))
+	})
+}
+
+func TestReconcileGuardFailure(t *testing.T) {
+	tests := []struct {
+		name       string
+		event      *corev1.Pod // the pod as the event showed it
+		live       *corev1.Pod // the pod in the cluster (nil: gone)
+		failures   int32
+		err        error
+		wantVerbs  []string
+		wantAction handlers.Action
+		wantApply  bool
+		wantErr    string
+		wantTimers int
+		checkLive  func(t *testing.T, p *corev1.Pod)
+	}{
+		{
+			name:  "409 once, live pod still needs the finalizer",
+			event: newPod(managed), live: newPod(managed, func(p *corev1.Pod) { p.ResourceVersion = "101" }),
+			failures: 1, err: conflict(),
+			wantVerbs: []string{"patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+		},
+		{
+			name:  "422 once, live pod still needs the finalizer",
+			event: newPod(managed), live: newPod(managed),
+			failures: 1, err: invalid(),
+			wantVerbs: []string{"patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+		},
+		{
+			name:  "stale event: live pod already has the finalizer",
+			event: newPod(managed), live: newPod(managed, ours),
+			failures: 1, err: invalid(),
+			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.None,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+		},
+		{
+			name:  "stale event: another replica already started the drain",
+			event: newPod(ours, managed, deleting), live: newPod(ours, managed, deleting, started(now.Add(-5*time.Second))),
+			failures: 1, err: invalid(),
+			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.Wait, wantTimers: 1,
+		},
+		{
+			name:  "422: live pod started deleting, too late for a finalizer",
+			event: newPod(managed), live: newPod(managed, deleting),
+			failures: 1, err: invalid(),
+			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.None,
+		},
+		{
+			name:  "guard fails twice: a concurrent writer",
+			event: newPod(managed), live: newPod(managed),
+			failures: 2, err: conflict(),
+			wantVerbs: []string{"patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer,
+			wantErr: "pod default/web-1 changed again while applying add-finalizer (a concurrent writer)",
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
+		},
+		{
+			name:  "live pod replaced by one of the same name",
+			event: newPod(managed), live: newPod(managed, func(p *corev1.Pod) { p.UID = "uid-2" }),
+			failures: 1, err: conflict(),
+			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.None,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
+		},
+		{
+			name:  "live pod gone",
+			event: newPod(managed), live: nil,
+			failures: 1, err: conflict(),
+			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.None,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var objs []runtime.Object
+			if tt.live != nil {
+				objs = append(objs, tt.live)
+			}
+			f := newFixture(t, false, objs...)
+			failPatches(f.client, tt.failures, tt.err)
+
+			out, err := f.rec.Reconcile(context.Background(), tt.event)
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				assert.True(t, apierrors.IsConflict(err), "the API error is wrapped")
+			} else {
+				require.NoError(t, err)
+			}
+			assert.Equal(t, tt.wantVerbs, verbs(f.client))
+			assert.Equal(t, tt.wantAction, out.Decision.Action, "reason %q", out.Decision.Reason)
+			assert.Equal(t, tt.wantApply, out.Applied)
+			assert.Equal(t, tt.wantTimers, f.rec.Timers.Len())
+			require.NotNil(t, out.Pod)
+			if tt.live != nil && tt.live.UID == tt.event.UID && len(tt.wantVerbs) > 1 {
+				assert.Equal(t, tt.live.Finalizers, out.Pod.Finalizers, "the final decision is made on the live pod")
+			}
+			if tt.checkLive != nil {
+				tt.checkLive(t, livePod(t, f.client, tt.event.Name))
+			}
+		})
+	}
+}
+
+func TestReconcileRef(t *testing.T) {
+	ctx := context.Background()
+	t.Run("reads, then patches", func(t *testing.T) {
+		f := newFixture(t, false, newPod(managed))
+		out, err := f.rec.ReconcileRef(ctx, "default", "web-1")
+		require.NoError(t, err)
+		assert.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+		assert.True(t, out.Applied)
+		require.NotNil(t, out.Pod)
+		assert.Equal(t, types.UID("uid-1"), out.Pod.UID)
+		assert.Equal(t, []string{"get pods", "patch pods"}, verbs(f.client))
+		assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, "web-1").Finalizers)
+	})
+	t.Run("nothing to do: one get", func(t *testing.T) {
+		f := newFixture(t, false, newPod(managed, ours))
+		out, err := f.rec.ReconcileRef(ctx, "default", "web-1")
+		require.NoError(t, err)
+		assert.Equal(t, handlers.None, out.Decision.Action)
+		assert.Equal(t, []string{"get pods"}, verbs(f.client))
+	})
+	t.Run("404: one get, nothing else, no error", func(t *testing.T) {
+		f := newFixture(t, false)
+		out, err := f.rec.ReconcileRef(ctx, "default", "web-1")
+		require.NoError(t, err)
+		assert.Nil(t, out.Pod)
+		assert.Equal(t, handlers.None, out.Decision.Action)
+		assert.False(t, out.Applied)
+		assert.Equal(t, now, out.At)
+		assert.Equal(t, []string{"get pods"}, verbs(f.client))
+	})
+	t.Run("read error", func(t *testing.T) {
+		f := newFixture(t, false, newPod(managed))
+		f.client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewServiceUnavailable("apiserver overloaded")
+		})
+		_, err := f.rec.ReconcileRef(ctx, "default", "web-1")
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "reading pod default/web-1")
+		assert.True(t, apierrors.IsServiceUnavailable(err))
+		assert.Equal(t, []string{"get pods"}, verbs(f.client))
+	})
+	t.Run("nil client: ErrNoCluster", func(t *testing.T) {
+		r := handlers.NewReconciler(ctx, nil, config.Default(), false, discard)
+		t.Cleanup(r.Stop)
+		out, err := r.ReconcileRef(ctx, "default", "web-1")
+		require.ErrorIs(t, err, handlers.ErrNoCluster)
+		assert.Nil(t, out.Pod)
+	})
+}
+
+func TestReconcileEventRecordingFailureIsNotAnError(t *testing.T) {
+	pod := newPod(ours, managed, deleting, started(s40), phase(corev1.PodFailed))
+	f := newFixture(t, false, pod.DeepCopy())
+	f.client.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "events"}, "", errors.New("no RBAC"))
+	})
+	out, err := f.rec.Reconcile(context.Background(), pod)
+	require.NoError(t, err)
+	assert.True(t, out.Applied)
+	assert.Equal(t, []string{"patch pods", "create events"}, verbs(f.client))
+	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
+}
+
+func TestReconcileWithoutEventRecorder(t *testing.T) {
+	pod := newPod(ours, managed, deleting)
+	f := newFixture(t, false, pod.DeepCopy())
+	f.rec.Events = nil
+	out, err := f.rec.Reconcile(context.Background(), pod)
+	require.NoError(t, err)
+	assert.True(t, out.Applied)
+	assert.Equal(t, []string{"patch pods"}, verbs(f.client))
+}
+
+func TestReconcileForgetAndStop(t *testing.T) {
+	waiting := newPod(ours, managed, deleting, started(now.Add(-10*time.Second)))
+	f := newFixture(t, false, waiting.DeepCopy())
+	_, err := f.rec.Reconcile(context.Background(), waiting)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.rec.Timers.Len())
+
+	f.rec.Forget(waiting.UID)
+	assert.Equal(t, 0, f.rec.Timers.Len())
+	assert.False(t, f.clock.HasWaiters())
+
+	_, err = f.rec.Reconcile(context.Background(), waiting)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.rec.Timers.Len())
+	f.rec.Stop()
+	assert.Equal(t, 0, f.rec.Timers.Len())
+	_, err = f.rec.Reconcile(context.Background(), waiting)
+	require.NoError(t, err)
+	assert.Equal(t, 0, f.rec.Timers.Len(), "no re-check is scheduled after Stop")
+	assert.Equal(t, []string{}, verbs(f.client))
+}
+
+// A waiting drain is looked at again when its re-check is due: the pod is read and, once its
+// containers have stopped, the finalizer is removed.
+func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
+	s10 := now.Add(-10 * time.Second).Truncate(time.Second)
+	pod := newPod(ours, managed, deleting, started(s10))
+	f := newFixture(t, false, pod.DeepCopy())
+
+	out, err := f.rec.Reconcile(context.Background(), pod)
+	require.NoError(t, err)
+	require.Equal(t, handlers.Wait, out.Decision.Action)
+	require.Equal(t, s10.Add(30*time.Second), out.Decision.RecheckAt)
+	require.Equal(t, 1, f.rec.Timers.Len())
+	require.Equal(t, []string{}, verbs(f.client))
+
+	updateLive(t, f.client, pod.Name, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodSucceeded
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("app", 0)}
+	})
+	f.clock.Step(out.Decision.RecheckAt.Sub(now) - time.Nanosecond)
+	assert.Equal(t, []string{}, verbs(f.client), "not due yet")
+
+	f.clock.Step(time.Nanosecond)
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 3 }, waitFor, tick)
+	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, verbs(f.client))
+	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
+	evs := events(f.client)
+	require.Len(t, evs, 1)
+	assert.Equal(t, handlers.EventDrainCompleted, evs[0].Reason)
+	require.Eventually(t, func() bool { return f.rec.Timers.Len() == 0 }, waitFor, tick)
+}
+
+// The whole drain driven by the clock: start, wait through the grace period while the
+// containers run, wait again for the deadline, time out.
+func TestRecheckWaitsThenTimesOut(t *testing.T) {
+	pod := newPod(ours, managed, deleting)
+	f := newFixture(t, false, pod.DeepCopy())
+
+	out, err := f.rec.Reconcile(context.Background(), pod)
+	require.NoError(t, err)
+	require.Equal(t, handlers.StartDrain, out.Decision.Action)
+	require.Equal(t, []string{"patch pods", "create events"}, verbs(f.client))
+	require.Equal(t, 1, f.rec.Timers.Len(), "a re-check at the grace end")
+	f.client.ClearActions()
+
+	// Grace end: containers still running, wait for the deadline.
+	f.clock.SetTime(drainStamp.Add(30 * time.Second))
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Timers.Len() == 1 }, waitFor, tick)
+	assert.Equal(t, []string{"get pods"}, verbs(f.client))
+	assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, pod.Name).Finalizers)
+	f.client.ClearActions()
+
+	// Deadline: time out.
+	f.clock.SetTime(drainStamp.Add(5 * time.Minute))
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 3 }, waitFor, tick)
+	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, verbs(f.client))
+	evs := events(f.client)
+	require.Len(t, evs, 1)
+	assert.Equal(t, handlers.EventDrainTimedOut, evs[0].Reason)
+	assert.Equal(t, corev1.EventTypeWarning, evs[0].Type)
+	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
+}
+
+func TestRecheckRetriesAfterReadError(t *testing.T) {
+	pod := newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "60"))
+	f := newFixture(t, false, pod.DeepCopy())
+	_, err := f.rec.Reconcile(context.Background(), pod)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.rec.Timers.Len())
+
+	var gets atomic.Int32
+	f.client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if gets.Add(1) == 1 {
+			return true, nil, apierrors.NewInternalError(errors.New("etcd down"))
+		}
+		return false, nil, nil
+	})
+	updateLive(t, f.client, pod.Name, func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed })
+
+	f.clock.SetTime(s40.Add(60 * time.Second))
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Timers.Len() == 1 }, waitFor, tick,
+		"a failed re-check is scheduled again")
+	assert.Equal(t, []string{"get pods"}, verbs(f.client))
+
+	f.clock.Step(2 * time.Second)
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 4 }, waitFor, tick)
+	assert.Equal(t, []string{"get pods", "get pods", "patch pods", "create events"}, verbs(f.client))
+	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
+}
+
+func TestRecheckOfAPodThatIsGoneOrReplaced(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, c *fake.Clientset)
+	}{
+		{"gone", func(t *testing.T, c *fake.Clientset) {
+			require.NoError(t, c.Tracker().Delete(podsGVR, "default", "web-1"))
+		}},
+		{"replaced", func(t *testing.T, c *fake.Clientset) {
+			require.NoError(t, c.Tracker().Delete(podsGVR, "default", "web-1"))
+			// A new pod of the same name that would get a finalizer if it were reconciled here.
+			require.NoError(t, c.Tracker().Add(newPod(managed, func(p *corev1.Pod) { p.UID = "uid-2" })))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := newPod(ours, managed, deleting, started(now))
+			f := newFixture(t, false, pod.DeepCopy())
+			_, err := f.rec.Reconcile(context.Background(), pod)
+			require.NoError(t, err)
+			require.Equal(t, 1, f.rec.Timers.Len())
+			tt.change(t, f.client)
+
+			// Make the re-check observable: it reads the pod, then must not write.
+			read := make(chan struct{})
+			f.client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+				close(read)
+				return false, nil, nil
+			})
+			f.clock.Step(time.Hour)
+			select {
+			case <-read:
+			case <-time.After(waitFor):
+				require.FailNow(t, "the re-check did not read the pod")
+			}
+			require.Eventually(t, func() bool { return f.rec.Timers.Len() == 0 }, waitFor, tick)
+			// The pod is re-checked once; no write may follow the read. A write would be
+			// recorded before a second Reconcile could finish, so check the actions settle.
+			require.Never(t, func() bool { return len(f.client.Actions()) > 1 }, 100*time.Millisecond, tick)
+			assert.Equal(t, []string{"get pods"}, verbs(f.client))
+		})
+	}
+}
+
+func TestNewReconciler(t *testing.T) {
+	ctx := context.Background()
+	t.Run("without a cluster: dry-run, no events", func(t *testing.T) {
+		r := handlers.NewReconciler(ctx, nil, config.Default(), false, discard)
+		t.Cleanup(r.Stop)
+		assert.True(t, r.DryRun)
+		assert.Nil(t, r.Events)
+		assert.IsType(t, clock.RealClock{}, r.Clock)
+		require.NotNil(t, r.Timers)
+
+		out, err := r.Reconcile(ctx, newPod(managed))
+		require.NoError(t, err)
+		assert.True(t, out.Applied)
+		assert.True(t, out.DryRun)
+
+		_, err = r.Reconcile(ctx, newPod(ours, managed, deleting, started(time.Now())))
+		require.NoError(t, err)
+		assert.Equal(t, 0, r.Timers.Len(), "no re-check without a cluster to read")
+	})
+	t.Run("with a cluster", func(t *testing.T) {
+		c := fake.NewClientset()
+		r := handlers.NewReconciler(ctx, c, config.Default(), false, discard)
+		t.Cleanup(r.Stop)
+		assert.False(t, r.DryRun)
+		rec, ok := r.Events.(handlers.APIEventRecorder)
+		require.True(t, ok)
+		assert.Same(t, c, rec.Client)
+	})
+	t.Run("with a cluster, dry-run", func(t *testing.T) {
+		r := handlers.NewReconciler(ctx, fake.NewClientset(), config.Default(), true, discard)
+		t.Cleanup(r.Stop)
+		assert.True(t, r.DryRun)
+	})
+}
+
+func TestAPIEventRecorder(t *testing.T) {
+	c := fake.NewClientset()
+	at := time.Date(2026, 11, 26, 5, 0, 0, 0, time.UTC)
+	rec := handlers.APIEventRecorder{Client: c, Now: func() time.Time { return at }}
+	pod := newPod(managed)
+	require.NoError(t, rec.Record(context.Background(), pod, corev1.EventTypeWarning, handlers.EventDrainTimedOut, "msg"))
+
+	evs := events(c)
+	require.Len(t, evs, 1)
+	ev := evs[0]
+	assert.Equal(t, "default", ev.Namespace)
+	assert.True(t, strings.HasPrefix(ev.GenerateName+ev.Name, "web-1."), "named after the pod: %q/%q", ev.GenerateName, ev.Name)
+	assert.Equal(t, corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: "default", Name: "web-1", UID: "uid-1", ResourceVersion: "100"}, ev.InvolvedObject)
+	assert.Equal(t, corev1.EventTypeWarning, ev.Type)
+	assert.Equal(t, handlers.EventDrainTimedOut, ev.Reason)
+	assert.Equal(t, "msg", ev.Message)
+	assert.Equal(t, handlers.Component, ev.Source.Component)
+	assert.Equal(t, "vpagracefuldrain.dev/"+handlers.Component, ev.ReportingController)
+	assert.Equal(t, handlers.Component, ev.ReportingInstance)
+	assert.Equal(t, metav1.NewTime(at), ev.FirstTimestamp)
+	assert.Equal(t, metav1.NewTime(at), ev.LastTimestamp)
+	assert.Equal(t, int32(1), ev.Count)
+
+	c.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "events"}, "", errors.New("denied"))
+	})
+	err := rec.Record(context.Background(), pod, corev1.EventTypeNormal, handlers.EventDrainStarted, "msg")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "creating event DrainStarted for pod default/web-1")
+	assert.True(t, apierrors.IsForbidden(err))
+}

@@ -1,0 +1,136 @@
+// Package cluster is the real-cluster test bed: a real etcd and kube-apiserver (started with
+// controller-runtime's envtest from the binaries `make binaries` builds into bin/), the real
+// Knative ApiServerSource receive adapter, and the function served by func-go as `make run`
+// serves it. Every process runs on free loopback ports and is stopped, with its temp dir
+// removed, when the test ends, also when it fails.
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// RepoRoot is the module root (where go.mod is).
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// BinDir is where `make binaries` puts etcd, kube-apiserver and the adapter.
+func BinDir() string {
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		return d
+	}
+	return filepath.Join(RepoRoot(), "bin")
+}
+
+// Binary returns the path of a built component, or an error that says how to build it.
+func Binary(name string) (string, error) {
+	p := filepath.Join(BinDir(), name)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s not found in %s: run `make binaries` (builds the real components from Go modules, about 15 minutes the first time)", name, BinDir())
+	}
+	return p, nil
+}
+
+// ControlPlane is a running etcd + kube-apiserver.
+type ControlPlane struct {
+	env *envtest.Environment
+	// Config is an admin client config.
+	Config *rest.Config
+	// Client is an admin clientset.
+	Client kubernetes.Interface
+	// Kubeconfig is the path of an admin kubeconfig file, for child processes.
+	Kubeconfig string
+}
+
+// StartControlPlane starts etcd and kube-apiserver; they are stopped when the test ends.
+func StartControlPlane(tb testing.TB) *ControlPlane {
+	tb.Helper()
+	cp, err := NewControlPlane()
+	require.NoError(tb, err)
+	tb.Cleanup(func() { require.NoError(tb, cp.Stop()) })
+	return cp
+}
+
+// NewControlPlane starts etcd and kube-apiserver; call Stop to end them.
+func NewControlPlane() (*ControlPlane, error) {
+	for _, b := range []string{"etcd", "kube-apiserver"} {
+		if _, err := Binary(b); err != nil {
+			return nil, err
+		}
+	}
+	env := &envtest.Environment{BinaryAssetsDirectory: BinDir(), ControlPlaneStartTimeout: time.Minute, ControlPlaneStopTimeout: time.Minute}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting etcd and kube-apiserver from %s: %w", BinDir(), err)
+	}
+	cp := &ControlPlane{env: env, Config: cfg}
+	if err := cp.setup(); err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return cp, nil
+}
+
+func (cp *ControlPlane) setup() error {
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.QPS, cfg.Burst = 200, 400
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating admin client: %w", err)
+	}
+	cp.Client = client
+	user, err := cp.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("adding admin user: %w", err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("writing admin kubeconfig: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "vpagd-kubeconfig-")
+	if err != nil {
+		return fmt.Errorf("creating kubeconfig dir: %w", err)
+	}
+	cp.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(cp.Kubeconfig, kc, 0o600); err != nil {
+		return fmt.Errorf("writing kubeconfig: %w", err)
+	}
+	return nil
+}
+
+// Stop ends kube-apiserver and etcd and removes their files.
+func (cp *ControlPlane) Stop() error {
+	if cp.Kubeconfig != "" {
+		_ = os.RemoveAll(filepath.Dir(cp.Kubeconfig))
+	}
+	if err := cp.env.Stop(); err != nil {
+		return fmt.Errorf("stopping control plane: %w", err)
+	}
+	return nil
+}
+
+// Namespace creates a namespace with a default ServiceAccount (there is no controller
+// manager to make one) and returns its name.
+func (cp *ControlPlane) Namespace(tb testing.TB, prefix string) string {
+	tb.Helper()
+	ctx := context.Background()
+	ns, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	require.NoError(tb, err)
+	_, err = cp.Client.CoreV1().ServiceAccounts(ns.Name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	require.NoError(tb, err)
+	return ns.Name
+}

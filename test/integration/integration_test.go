@@ -1,0 +1,329 @@
+// Package integration runs the function's code (handlers.Reconciler) against a real
+// kube-apiserver and etcd, so the API server decides what our patches, guards and finalizer
+// rules do. Time is a fake clock: the decisions' "now" is stepped, not waited for.
+package integration
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+
+	"function/config"
+	"function/handlers"
+	"function/test/cluster"
+)
+
+var cp *cluster.ControlPlane
+
+func TestMain(m *testing.M) {
+	var err error
+	cp, err = cluster.NewControlPlane()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := cp.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// fixture is one test's namespace, a Reconciler on a counting client and a fake clock.
+type fixture struct {
+	t     *testing.T
+	ctx   context.Context
+	ns    string
+	cfg   config.Config
+	clock *clocktesting.FakeClock
+	reqs  *cluster.Requests
+	rec   *handlers.Reconciler
+}
+
+func newFixture(t *testing.T, cfg config.Config) *fixture {
+	t.Helper()
+	client, reqs, err := cluster.CountingClient(cp.Config)
+	require.NoError(t, err)
+	clk := clocktesting.NewFakeClock(time.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	rec := &handlers.Reconciler{
+		Client: client, Config: cfg, Clock: clk,
+		Events: handlers.APIEventRecorder{Client: client, Now: clk.Now},
+		Log:    slog.New(slog.DiscardHandler),
+		// Re-check timers run on a clock nobody steps: each test makes its decisions
+		// explicitly, and counts their API calls exactly. The timers are tested in e2e.
+		Timers:     handlers.NewTimers(clocktesting.NewFakeClock(time.Now())),
+		Background: ctx,
+	}
+	t.Cleanup(func() { rec.Stop(); cancel() })
+	return &fixture{t: t, ctx: ctx, ns: cp.Namespace(t, "it"), cfg: cfg, clock: clk, reqs: reqs, rec: rec}
+}
+
+func testConfig() config.Config {
+	cfg := config.Default()
+	cfg.GracePeriod, cfg.DrainTimeout = 5*time.Second, 60*time.Second
+	return cfg
+}
+
+func (f *fixture) create(name string, managed bool, finalizers ...string) *corev1.Pod {
+	f.t.Helper()
+	pod := cluster.PodSpec(f.ns, name, managed)
+	pod.Finalizers = finalizers
+	pod, err := cp.Client.CoreV1().Pods(f.ns).Create(f.ctx, pod, metav1.CreateOptions{})
+	require.NoError(f.t, err)
+	pod, err = cluster.MarkRunning(f.ctx, cp.Client, pod)
+	require.NoError(f.t, err)
+	return pod
+}
+
+func (f *fixture) get(name string) *corev1.Pod {
+	f.t.Helper()
+	pod, err := cp.Client.CoreV1().Pods(f.ns).Get(f.ctx, name, metav1.GetOptions{})
+	require.NoError(f.t, err)
+	return pod
+}
+
+func (f *fixture) reconcile(pod *corev1.Pod) handlers.Outcome {
+	f.t.Helper()
+	out, err := f.rec.Reconcile(f.ctx, pod)
+	require.NoError(f.t, err)
+	return out
+}
+
+// managedAndEvicted creates a managed pod, lets the function add its finalizer, evicts it
+// through the Eviction API and lets the function start the drain. It returns the live pod.
+func (f *fixture) managedAndEvicted(name string) *corev1.Pod {
+	f.t.Helper()
+	out := f.reconcile(f.create(name, true))
+	require.Equal(f.t, handlers.AddFinalizer, out.Decision.Action)
+	require.NoError(f.t, cluster.Evict(f.ctx, cp.Client, f.ns, name, ptr.To[int64](3)))
+	evicted := f.get(name)
+	require.NotNil(f.t, evicted.DeletionTimestamp, "eviction sets deletionTimestamp")
+	out = f.reconcile(evicted)
+	require.Equal(f.t, handlers.StartDrain, out.Decision.Action)
+	require.True(f.t, out.Applied)
+	f.reqs.List()
+	return f.get(name)
+}
+
+func (f *fixture) events(pod *corev1.Pod) []string {
+	f.t.Helper()
+	list, err := cp.Client.CoreV1().Events(f.ns).List(f.ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(pod.UID)).String(),
+	})
+	require.NoError(f.t, err)
+	var reasons []string
+	for _, e := range list.Items {
+		reasons = append(reasons, e.Type+"/"+e.Reason)
+	}
+	return reasons
+}
+
+func TestIntegrationAddFinalizerOnceForDuplicatedEvent(t *testing.T) {
+	f := newFixture(t, testConfig())
+	pod := f.create("web-1", true)
+	f.reqs.List()
+
+	out := f.reconcile(pod)
+	assert.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+	assert.True(t, out.Applied)
+	assert.Equal(t, []string{"PATCH pods"}, f.reqs.List())
+	assert.Equal(t, []string{handlers.Finalizer}, f.get("web-1").Finalizers)
+
+	// The same event again: the guard refuses it, one re-read shows nothing is left to do.
+	out = f.reconcile(pod)
+	assert.Equal(t, handlers.None, out.Decision.Action)
+	assert.False(t, out.Applied)
+	assert.Equal(t, []string{"PATCH pods", "GET pods"}, f.reqs.List())
+	assert.Equal(t, []string{handlers.Finalizer}, f.get("web-1").Finalizers, "no second finalizer")
+}
+
+func TestIntegrationFinalizerOnDeletingPodIsRefusedOnce(t *testing.T) {
+	f := newFixture(t, testConfig())
+	pod := f.create("held", true, "example.com/hold")
+	require.NoError(t, cp.Client.CoreV1().Pods(f.ns).Delete(f.ctx, "held", metav1.DeleteOptions{}))
+	f.reqs.List()
+
+	// The raw patch gets the API server's 422: no new finalizers on a deleting pod.
+	d := handlers.Decide(pod, f.cfg, f.clock.Now())
+	require.Equal(t, handlers.AddFinalizer, d.Action)
+	patch, err := handlers.Patch(pod, d)
+	require.NoError(t, err)
+	_, err = cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, "held", types.JSONPatchType, patch, metav1.PatchOptions{})
+	require.True(t, apierrors.IsInvalid(err), "want 422 Invalid, got %v", err)
+	assert.Contains(t, err.Error(), "no new finalizers can be added if the object is being deleted")
+
+	// Reconciling the stale (not yet deleting) pod: one refused patch, one re-read, no retry.
+	out := f.reconcile(pod)
+	assert.Equal(t, handlers.None, out.Decision.Action)
+	assert.Equal(t, []string{"PATCH pods", "GET pods"}, f.reqs.List())
+	assert.Equal(t, []string{"example.com/hold"}, f.get("held").Finalizers)
+}
+
+func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
+	f := newFixture(t, testConfig())
+	pod := f.managedAndEvicted("web-2")
+	started, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainStarted])
+	require.NoError(t, err)
+	deadline, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainDeadline])
+	require.NoError(t, err)
+	assert.Equal(t, 60*time.Second, deadline.Sub(started))
+	assert.False(t, started.Before(f.clock.Now().Add(-time.Second)))
+	assert.Equal(t, []string{"Normal/DrainStarted"}, f.events(pod))
+	hasDisruption := false
+	for _, c := range pod.Status.Conditions {
+		hasDisruption = hasDisruption || (c.Type == corev1.DisruptionTarget && c.Reason == "EvictionByEvictionAPI")
+	}
+	assert.True(t, hasDisruption, "the real Eviction API marks the pod")
+
+	// Grace over, containers still running: wait, no write.
+	f.clock.SetTime(started.Add(5 * time.Second))
+	out := f.reconcile(pod)
+	assert.Equal(t, handlers.Wait, out.Decision.Action)
+	assert.Equal(t, "containers running", out.Decision.Reason)
+	assert.Empty(t, f.reqs.List())
+
+	// Containers stopped before the grace period ends: still wait.
+	f.clock.SetTime(started.Add(2 * time.Second))
+	stopped, err := cluster.MarkStopped(f.ctx, cp.Client, pod)
+	require.NoError(t, err)
+	out = f.reconcile(stopped)
+	assert.Equal(t, handlers.Wait, out.Decision.Action)
+	assert.Equal(t, "grace period", out.Decision.Reason)
+	assert.Equal(t, started.Add(5*time.Second), out.Decision.RecheckAt)
+
+	// Both gates open: the finalizer goes, with a DrainCompleted Event.
+	f.clock.SetTime(started.Add(5 * time.Second))
+	out = f.reconcile(stopped)
+	assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
+	assert.Equal(t, handlers.ReasonDrained, out.Decision.Reason)
+	assert.Equal(t, []string{"PATCH pods", "POST events"}, f.reqs.List())
+	assert.Empty(t, f.get("web-2").Finalizers)
+	assert.ElementsMatch(t, []string{"Normal/DrainStarted", "Normal/DrainCompleted"}, f.events(pod))
+
+	// The kubelet's last act removes the pod.
+	require.NoError(t, cluster.FinishDeletion(f.ctx, cp.Client, pod))
+	_, err = cp.Client.CoreV1().Pods(f.ns).Get(f.ctx, "web-2", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "pod is gone, got %v", err)
+}
+
+func TestIntegrationTimeoutReleasesRunningPod(t *testing.T) {
+	f := newFixture(t, testConfig())
+	pod := f.managedAndEvicted("stuck")
+	deadline, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainDeadline])
+	require.NoError(t, err)
+
+	f.clock.SetTime(deadline.Add(-time.Second))
+	assert.Equal(t, handlers.Wait, f.reconcile(pod).Decision.Action)
+
+	f.clock.SetTime(deadline)
+	out := f.reconcile(pod)
+	assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
+	assert.Equal(t, handlers.ReasonTimeout, out.Decision.Reason)
+	assert.Empty(t, f.get("stuck").Finalizers)
+	assert.ElementsMatch(t, []string{"Normal/DrainStarted", "Warning/DrainTimedOut"}, f.events(pod))
+}
+
+func TestIntegrationUnmanagedPodLosesFinalizer(t *testing.T) {
+	t.Run("annotation removed", func(t *testing.T) {
+		f := newFixture(t, testConfig())
+		f.reconcile(f.create("web-3", true))
+		_, err := cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, "web-3", types.MergePatchType,
+			[]byte(`{"metadata":{"annotations":{"vpa-managed":null}}}`), metav1.PatchOptions{})
+		require.NoError(t, err)
+		out := f.reconcile(f.get("web-3"))
+		assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
+		assert.Equal(t, handlers.ReasonUnmanaged, out.Decision.Reason)
+		assert.Empty(t, f.get("web-3").Finalizers)
+	})
+	t.Run("namespace excluded while draining", func(t *testing.T) {
+		f := newFixture(t, testConfig())
+		pod := f.managedAndEvicted("web-4")
+		f.rec.Config.Namespaces.Exclude = append(f.rec.Config.Namespaces.Exclude, f.ns)
+		out := f.reconcile(pod)
+		assert.Equal(t, handlers.ReasonUnmanaged, out.Decision.Reason)
+		assert.Empty(t, f.get("web-4").Finalizers)
+	})
+}
+
+func TestIntegrationGuardRefusesStaleEvent(t *testing.T) {
+	t.Run("finalizer added by another writer in between", func(t *testing.T) {
+		f := newFixture(t, testConfig())
+		stale := f.create("web-5", true)
+		_, err := cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, "web-5", types.MergePatchType,
+			[]byte(`{"metadata":{"finalizers":["example.com/other"]}}`), metav1.PatchOptions{})
+		require.NoError(t, err)
+		f.reqs.List()
+
+		out := f.reconcile(stale)
+		assert.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+		assert.Equal(t, []string{"PATCH pods", "GET pods", "PATCH pods"}, f.reqs.List())
+		assert.Equal(t, []string{"example.com/other", handlers.Finalizer}, f.get("web-5").Finalizers, "the other writer's finalizer survives")
+	})
+	t.Run("forged stopped containers", func(t *testing.T) {
+		f := newFixture(t, testConfig())
+		live := f.managedAndEvicted("web-6")
+		started, err := time.Parse(time.RFC3339, live.Annotations[handlers.AnnotationDrainStarted])
+		require.NoError(t, err)
+		forged := live.DeepCopy()
+		forged.Status.Phase = corev1.PodSucceeded
+		f.clock.SetTime(started.Add(10 * time.Second))
+
+		d := handlers.Decide(forged, f.cfg, f.clock.Now())
+		require.Equal(t, handlers.ReasonDrained, d.Reason)
+		patch, err := handlers.Patch(forged, d)
+		require.NoError(t, err)
+		_, err = cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, "web-6", types.JSONPatchType, patch, metav1.PatchOptions{})
+		require.True(t, apierrors.IsInvalid(err), "a failed test op is 422 Invalid, got %v", err)
+		f.reqs.List()
+
+		out := f.reconcile(forged)
+		assert.Equal(t, handlers.Wait, out.Decision.Action, "the live pod is still running")
+		assert.Equal(t, []string{"PATCH pods", "GET pods"}, f.reqs.List())
+		assert.Equal(t, []string{handlers.Finalizer}, f.get("web-6").Finalizers)
+	})
+	t.Run("pod replaced by one of the same name", func(t *testing.T) {
+		f := newFixture(t, testConfig())
+		old := f.create("web-7", true)
+		require.NoError(t, cp.Client.CoreV1().Pods(f.ns).Delete(f.ctx, "web-7", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}))
+		require.Eventually(t, func() bool {
+			_, err := cp.Client.CoreV1().Pods(f.ns).Get(f.ctx, "web-7", metav1.GetOptions{})
+			return apierrors.IsNotFound(err)
+		}, 10*time.Second, 20*time.Millisecond)
+		f.create("web-7", false)
+		f.reqs.List()
+		out := f.reconcile(old)
+		assert.False(t, out.Applied)
+		assert.Equal(t, []string{"PATCH pods", "GET pods"}, f.reqs.List(), "uid guard refuses, re-read sees another pod")
+		assert.Empty(t, f.get("web-7").Finalizers)
+	})
+}
+
+func TestIntegrationReferenceMode(t *testing.T) {
+	f := newFixture(t, testConfig())
+	f.create("web-8", true)
+	f.reqs.List()
+	out, err := f.rec.ReconcileRef(f.ctx, f.ns, "web-8")
+	require.NoError(t, err)
+	assert.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+	assert.Equal(t, []string{"GET pods", "PATCH pods"}, f.reqs.List())
+	assert.Equal(t, []string{handlers.Finalizer}, f.get("web-8").Finalizers)
+
+	out, err = f.rec.ReconcileRef(f.ctx, f.ns, "no-such-pod")
+	require.NoError(t, err)
+	assert.False(t, out.Applied)
+	assert.Equal(t, []string{"GET pods"}, f.reqs.List())
+}
