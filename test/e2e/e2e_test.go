@@ -1,0 +1,379 @@
+// Package e2e runs the whole path for real: pods in a real kube-apiserver, the real Knative
+// ApiServerSource adapter watching them, HTTP to the function served by func-go (as `make
+// run` serves it), and the function's writes back to the API server. The test plays the
+// kubelet: it marks containers stopped when their grace period ends and sends the final
+// grace-0 DELETE.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/utils/ptr"
+
+	"function/eventing"
+	"function/handlers"
+	"function/test/cluster"
+)
+
+var (
+	cp  *cluster.ControlPlane
+	bin string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "vpagd-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if bin, err = cluster.BuildFunction(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if _, err := cluster.Binary("apiserver_receive_adapter"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if cp, err = cluster.NewControlPlane(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+	}()
+	return m.Run()
+}
+
+const (
+	grace = 3 * time.Second
+	// slack is how late after its due time a release may come.
+	slack = time.Second
+)
+
+var functionEnv = []string{"gracePeriodSeconds=3", "drainTimeoutSeconds=30"}
+
+// kubelet plays the kubelet's part for evicted pods: at the deletionTimestamp it reports the
+// containers terminated, and it remembers when.
+type kubelet struct {
+	mu      sync.Mutex
+	stopped map[string]time.Time
+	errs    []error
+}
+
+func newKubelet() *kubelet { return &kubelet{stopped: map[string]time.Time{}} }
+
+// stopAtDeadline reports the pod's containers terminated at its deletionTimestamp.
+func (k *kubelet) stopAtDeadline(ctx context.Context, pod *corev1.Pod) {
+	time.AfterFunc(time.Until(pod.DeletionTimestamp.Time), func() {
+		_, err := cluster.MarkStopped(ctx, cp.Client, pod)
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		if err != nil {
+			k.errs = append(k.errs, err)
+			return
+		}
+		k.stopped[pod.Name] = time.Now()
+	})
+}
+
+func (k *kubelet) stoppedAt(name string) (time.Time, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	at, ok := k.stopped[name]
+	return at, ok
+}
+
+func createPods(t *testing.T, s *cluster.Stack, prefix string, n int, managed bool, annotations map[string]string) []string {
+	t.Helper()
+	ctx := context.Background()
+	names := make([]string, 0, n)
+	for i := range n {
+		pod := cluster.PodSpec(s.Namespace, fmt.Sprintf("%s-%02d", prefix, i), managed)
+		for k, v := range annotations {
+			if pod.Annotations == nil {
+				pod.Annotations = map[string]string{}
+			}
+			pod.Annotations[k] = v
+		}
+		created, err := cp.Client.CoreV1().Pods(s.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+		require.NoError(t, err)
+		_, err = cluster.MarkRunning(ctx, cp.Client, created)
+		require.NoError(t, err)
+		names = append(names, created.Name)
+	}
+	return names
+}
+
+func getPod(t *testing.T, s *cluster.Stack, name string) *corev1.Pod {
+	t.Helper()
+	pod, err := cp.Client.CoreV1().Pods(s.Namespace).Get(context.Background(), name, metav1.GetOptions{})
+	require.NoError(t, err)
+	return pod
+}
+
+func hasFinalizer(pod *corev1.Pod) bool {
+	for _, f := range pod.Finalizers {
+		if f == handlers.Finalizer {
+			return true
+		}
+	}
+	return false
+}
+
+// assertEvents waits until the Kubernetes Events about a pod are exactly want ("Type/Reason";
+// the function writes each one just after the patch it reports).
+func assertEvents(t *testing.T, s *cluster.Stack, pod *corev1.Pod, want ...string) {
+	t.Helper()
+	var got []string
+	assert.Eventually(t, func() bool {
+		got = eventReasons(t, s, string(pod.UID))
+		return assert.ObjectsAreEqual(sorted(want), sorted(got))
+	}, 10*time.Second, 50*time.Millisecond, "events of %s: want %v, got %v", pod.Name, want, &got)
+}
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+// eventReasons lists "Type/Reason" of the Kubernetes Events about a pod.
+func eventReasons(t *testing.T, s *cluster.Stack, uid string) []string {
+	t.Helper()
+	list, err := cp.Client.CoreV1().Events(s.Namespace).List(context.Background(), metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", uid).String(),
+	})
+	require.NoError(t, err)
+	var out []string
+	for _, e := range list.Items {
+		out = append(out, e.Type+"/"+e.Reason)
+	}
+	return out
+}
+
+func replyData(t *testing.T, x cluster.Exchange) eventing.ReplyData {
+	t.Helper()
+	var d eventing.ReplyData
+	require.NoError(t, json.Unmarshal(x.ReplyBody, &d))
+	return d
+}
+
+// evictAll evicts the pods with grace period 3 s, waits until each drain is stamped, and has
+// the kubelet stop each pod's containers at its deletionTimestamp.
+func evictAll(t *testing.T, s *cluster.Stack, k *kubelet, names []string) map[string]*corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	for _, name := range names {
+		require.NoError(t, cluster.Evict(ctx, cp.Client, s.Namespace, name, ptr.To[int64](3)))
+	}
+	stamped := map[string]*corev1.Pod{}
+	require.Eventually(t, func() bool {
+		for _, name := range names {
+			if _, ok := stamped[name]; ok {
+				continue
+			}
+			pod := getPod(t, s, name)
+			if pod.Annotations[handlers.AnnotationDrainStarted] != "" && pod.Annotations[handlers.AnnotationDrainDeadline] != "" {
+				stamped[name] = pod
+				if k != nil {
+					k.stopAtDeadline(ctx, pod)
+				}
+			}
+		}
+		return len(stamped) == len(names)
+	}, 30*time.Second, 50*time.Millisecond, "every evicted pod gets the drain annotations")
+	return stamped
+}
+
+func drainStarted(t *testing.T, pod *corev1.Pod) time.Time {
+	t.Helper()
+	at, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainStarted])
+	require.NoError(t, err)
+	return at
+}
+
+// assertReleasedOnTime waits until every pod lost the finalizer and checks each release came
+// after its due time (grace over and containers stopped) and at most `slack` later. notBefore
+// moves the due time (e.g. to the first event a restarted function received).
+func assertReleasedOnTime(t *testing.T, s *cluster.Stack, r *cluster.Releases, k *kubelet, stamped map[string]*corev1.Pod, notBefore time.Time) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for name := range stamped {
+			if _, ok := r.At(name); !ok {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "every drained pod loses the finalizer")
+	var worst time.Duration
+	for name, pod := range stamped {
+		released, _ := r.At(name)
+		stoppedAt, ok := k.stoppedAt(name)
+		require.True(t, ok, "kubelet stopped %s", name)
+		due := drainStarted(t, pod).Add(grace)
+		for _, at := range []time.Time{stoppedAt, notBefore} {
+			if at.After(due) {
+				due = at
+			}
+		}
+		late := released.Sub(due)
+		worst = max(worst, late)
+		assert.GreaterOrEqual(t, late, -50*time.Millisecond, "%s released before its grace period ended and its containers stopped", name)
+		assert.LessOrEqual(t, late, slack, "%s released %s after its due time", name, late)
+	}
+	t.Logf("%d pods released; latest release %s after its due time", len(stamped), worst.Round(time.Millisecond))
+}
+
+// finishAll does the kubelet's grace-0 DELETE for each pod and waits until all are gone.
+func finishAll(t *testing.T, s *cluster.Stack, stamped map[string]*corev1.Pod) {
+	t.Helper()
+	ctx := context.Background()
+	for _, pod := range stamped {
+		require.NoError(t, cluster.FinishDeletion(ctx, cp.Client, pod))
+	}
+	require.Eventually(t, func() bool {
+		for name := range stamped {
+			_, err := cp.Client.CoreV1().Pods(s.Namespace).Get(ctx, name, metav1.GetOptions{})
+			if !apierrors.IsNotFound(err) {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "every released pod is gone after the grace-0 DELETE")
+}
+
+func TestE2EManageEvictDrain(t *testing.T) {
+	for _, mode := range []string{"Resource", "Reference"} {
+		t.Run(mode, func(t *testing.T) {
+			s := cluster.StartStack(t, cp, bin, mode, functionEnv...)
+			releases := cluster.WatchReleases(t, s, handlers.Finalizer)
+
+			// 1. 20 managed pods get the finalizer; 5 unmanaged ones are never touched.
+			managed := createPods(t, s, "web", 20, true, nil)
+			unmanaged := createPods(t, s, "batch", 5, false, nil)
+			require.Eventually(t, func() bool {
+				for _, name := range managed {
+					if !hasFinalizer(getPod(t, s, name)) {
+						return false
+					}
+				}
+				return true
+			}, 30*time.Second, 50*time.Millisecond, "every managed pod gets the finalizer")
+			for _, name := range managed {
+				assert.Len(t, s.Proxy.Replies(eventing.TypeFinalizerAdded, s.Subject(name)), 1, "one finalizer.added reply for %s", name)
+			}
+			for _, name := range unmanaged {
+				pod := getPod(t, s, name)
+				assert.Empty(t, pod.Finalizers, name)
+				for _, mf := range pod.ManagedFields {
+					assert.NotEqual(t, handlers.Component, mf.Manager, "%s was written by the function", name)
+				}
+				for _, x := range s.Proxy.Exchanges() {
+					if x.Subject == s.Subject(name) {
+						assert.Equal(t, 200, x.Status)
+						assert.Empty(t, x.ReplyType, "no reply for an unmanaged pod")
+					}
+				}
+			}
+
+			// 2. Evicted with grace 3 s: drain stamped, released within 1 s of its due time.
+			k := newKubelet()
+			stamped := evictAll(t, s, k, managed)
+			assertReleasedOnTime(t, s, releases, k, stamped, time.Time{})
+			require.Empty(t, k.errs)
+			for name, pod := range stamped {
+				assertEvents(t, s, pod, "Normal/DrainStarted", "Normal/DrainCompleted")
+				assert.Len(t, s.Proxy.Replies(eventing.TypeDrainStarted, s.Subject(name)), 1, "one drain.started reply for %s", name)
+			}
+			// Replies to timer-driven releases have no request to answer; those that came with
+			// an event say why and how long.
+			for _, x := range s.Proxy.Replies(eventing.TypeFinalizerRemoved, "") {
+				d := replyData(t, x)
+				assert.Equal(t, handlers.ReasonDrained, d.Reason)
+				require.NotNil(t, d.DrainSeconds)
+				assert.GreaterOrEqual(t, *d.DrainSeconds, grace.Seconds())
+				assert.Empty(t, x.ReplyDryRun)
+			}
+			finishAll(t, s, stamped)
+		})
+	}
+}
+
+func TestE2ERestartMidDrain(t *testing.T) {
+	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
+	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
+	managed := createPods(t, s, "web", 8, true, nil)
+	require.Eventually(t, func() bool {
+		for _, name := range managed {
+			if !hasFinalizer(getPod(t, s, name)) {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond)
+
+	// Drains start, then the function dies before any is due; a new process takes over with
+	// no memory of them. The kubelet stops the containers after the restart.
+	stamped := evictAll(t, s, nil, managed)
+	s.RestartFunction(t)
+	restarted := time.Now()
+	k := newKubelet()
+	for _, pod := range stamped {
+		k.stopAtDeadline(context.Background(), pod)
+	}
+	assertReleasedOnTime(t, s, releases, k, stamped, restarted)
+	require.Empty(t, k.errs)
+	for _, pod := range stamped {
+		assertEvents(t, s, pod, "Normal/DrainStarted", "Normal/DrainCompleted")
+	}
+	finishAll(t, s, stamped)
+}
+
+func TestE2ETimeoutReleasesAtDeadline(t *testing.T) {
+	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
+	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
+	names := createPods(t, s, "stuck", 2, true, map[string]string{handlers.AnnotationDrainTimeout: "5"})
+	require.Eventually(t, func() bool {
+		return hasFinalizer(getPod(t, s, names[0])) && hasFinalizer(getPod(t, s, names[1]))
+	}, 30*time.Second, 50*time.Millisecond)
+
+	// The containers never stop: only the deadline releases the pods.
+	stamped := evictAll(t, s, nil, names)
+	require.Eventually(t, func() bool {
+		_, a := releases.At(names[0])
+		_, b := releases.At(names[1])
+		return a && b
+	}, 30*time.Second, 50*time.Millisecond)
+	for name, pod := range stamped {
+		deadline, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainDeadline])
+		require.NoError(t, err)
+		assert.Equal(t, 5*time.Second, deadline.Sub(drainStarted(t, pod)), "per-pod drain timeout")
+		released, _ := releases.At(name)
+		late := released.Sub(deadline)
+		assert.GreaterOrEqual(t, late, time.Duration(0), "%s released before its deadline", name)
+		assert.LessOrEqual(t, late, slack, "%s released %s after its deadline", name, late)
+		assertEvents(t, s, pod, "Normal/DrainStarted", "Warning/DrainTimedOut")
+		assert.Equal(t, corev1.PodRunning, getPod(t, s, name).Status.Phase, "containers still running")
+	}
+	finishAll(t, s, stamped)
+}
