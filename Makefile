@@ -65,7 +65,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 demo: binaries
-	$(GO) run -tags realcluster ./test/demo
+	$(GO) run ./test/demo
 
 # ---- real components, built from the Go module proxy, cached in bin/ ----------------------
 binaries: $(REAL_BINARIES)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -33,70 +34,101 @@ type Stack struct {
 // logged if it failed.
 func StartStack(t *testing.T, cp *ControlPlane, bin, mode string, env ...string) *Stack {
 	t.Helper()
-	ctx := context.Background()
-	s := &Stack{CP: cp, Namespace: cp.Namespace(t, "e2e"), bin: bin, env: env}
-	s.Function = s.startFunction(t)
-	var err error
-	s.Proxy, err = StartProxy(s.Function.URL)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Proxy.Close() })
-	s.Adapter, err = StartAdapter(cp.Kubeconfig, s.Namespace, mode, s.Proxy.URL)
+	s, err := NewStack(cp, bin, cp.Namespace(t, "e2e"), mode, env...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		require.NoError(t, s.Adapter.Stop())
 		if t.Failed() {
 			t.Logf("adapter output (tail):\n%s", tail(s.Adapter.Output(), 40))
+			t.Logf("function output (tail):\n%s", tail(s.Function.Output(), 60))
 		}
+		require.NoError(t, s.Close())
 	})
-	s.waitForWatch(t, ctx)
 	return s
 }
 
-func (s *Stack) startFunction(t *testing.T) *Function {
-	t.Helper()
+// NewStack is StartStack for a program (the demo): call Close to stop everything.
+func NewStack(cp *ControlPlane, bin, namespace, mode string, env ...string) (*Stack, error) {
+	s := &Stack{CP: cp, Namespace: namespace, bin: bin, env: env}
+	var err error
+	if s.Function, err = s.startFunction(); err != nil {
+		return nil, err
+	}
+	if s.Proxy, err = StartProxy(s.Function.URL); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	if s.Adapter, err = StartAdapter(cp.Kubeconfig, namespace, mode, s.Proxy.URL); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	if err := s.waitForWatch(context.Background()); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops the adapter, the proxy and the function.
+func (s *Stack) Close() error {
+	var errs []error
+	if s.Adapter != nil {
+		errs = append(errs, s.Adapter.Stop())
+	}
+	if s.Proxy != nil {
+		errs = append(errs, s.Proxy.Close())
+	}
+	if s.Function != nil {
+		errs = append(errs, s.Function.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Stack) startFunction() (*Function, error) {
 	addr, err := FreeAddr()
-	require.NoError(t, err)
-	fn, err := StartFunction(context.Background(), s.bin, addr, s.CP.Kubeconfig, s.env...)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		require.NoError(t, fn.Stop())
-		if t.Failed() {
-			t.Logf("function output (tail):\n%s", tail(fn.Output(), 60))
-		}
-	})
-	return fn
+	if err != nil {
+		return nil, err
+	}
+	return StartFunction(context.Background(), s.bin, addr, s.CP.Kubeconfig, s.env...)
 }
 
 // RestartFunction kills the function (SIGKILL, no goodbye) and starts a new process, to
 // which the proxy then sends the adapter's events.
-func (s *Stack) RestartFunction(t *testing.T) {
-	t.Helper()
+func (s *Stack) RestartFunction() error {
 	s.Function.Kill()
-	s.Function = s.startFunction(t)
-	s.Proxy.SetTarget(s.Function.URL)
+	fn, err := s.startFunction()
+	if err != nil {
+		return err
+	}
+	s.Function = fn
+	s.Proxy.SetTarget(fn.URL)
+	return nil
 }
 
 // waitForWatch creates an unmanaged probe pod and touches it until an event about it comes
 // through: the adapter announces nothing that existed before its watch started.
-func (s *Stack) waitForWatch(t *testing.T, ctx context.Context) {
-	t.Helper()
+func (s *Stack) waitForWatch(ctx context.Context) error {
 	pods := s.CP.Client.CoreV1().Pods(s.Namespace)
 	probe, err := pods.Create(ctx, PodSpec(s.Namespace, "watch-probe", false), metav1.CreateOptions{})
-	require.NoError(t, err)
-	subject := "/apis/v1/namespaces/" + s.Namespace + "/pods/" + probe.Name
-	n := 0
-	require.Eventually(t, func() bool {
+	if err != nil {
+		return fmt.Errorf("creating the watch probe pod: %w", err)
+	}
+	subject := s.Subject(probe.Name)
+	deadline := time.Now().Add(60 * time.Second)
+	for n := 1; ; n++ {
 		for _, x := range s.Proxy.Exchanges() {
 			if x.Subject == subject {
-				return true
+				return nil
 			}
 		}
-		n++
+		if time.Now().After(deadline) || s.Adapter.Exited() {
+			return fmt.Errorf("the adapter never delivered an event within 60s:\n%s", tail(s.Adapter.Output(), 20))
+		}
 		patch := fmt.Sprintf(`{"metadata":{"labels":{"probe":"%d"}}}`, n)
-		_, err := pods.Patch(ctx, probe.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
-		require.NoError(t, err)
-		return false
-	}, 60*time.Second, 250*time.Millisecond, "the adapter never delivered an event: %s", tail(s.Adapter.Output(), 20))
+		if _, err := pods.Patch(ctx, probe.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			return fmt.Errorf("touching the watch probe pod: %w", err)
+		}
+		time.Sleep(250 * time.Millisecond) // the poll interval of the condition above
+	}
 }
 
 // Subject is the ce-subject of a pod's events.

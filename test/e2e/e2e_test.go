@@ -335,7 +335,7 @@ func TestE2ERestartMidDrain(t *testing.T) {
 	// Drains start, then the function dies before any is due; a new process takes over with
 	// no memory of them. The kubelet stops the containers after the restart.
 	stamped := evictAll(t, s, nil, managed)
-	s.RestartFunction(t)
+	require.NoError(t, s.RestartFunction())
 	restarted := time.Now()
 	k := newKubelet()
 	for _, pod := range stamped {
