@@ -7,10 +7,13 @@ package cluster
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,4 +136,35 @@ func (cp *ControlPlane) Namespace(tb testing.TB, prefix string) string {
 	_, err = cp.Client.CoreV1().ServiceAccounts(ns.Name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
 	require.NoError(tb, err)
 	return ns.Name
+}
+
+// StopOnAbort stops the control plane and exits if the process gets SIGINT or SIGTERM, or
+// when its -test.timeout is about to kill it (a test binary killed that way runs no cleanup,
+// and etcd and kube-apiserver would outlive it). Call the returned func once done normally.
+func (cp *ControlPlane) StopOnAbort() (disarm func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	var timeout <-chan time.Time
+	if f := flag.Lookup("test.timeout"); f != nil {
+		if d, err := time.ParseDuration(f.Value.String()); err == nil && d > time.Minute {
+			timeout = time.After(d - 20*time.Second)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sig:
+			fmt.Fprintf(os.Stderr, "%s: stopping etcd and kube-apiserver\n", s)
+		case <-timeout:
+			fmt.Fprintln(os.Stderr, "test timeout is near: stopping etcd and kube-apiserver before the test binary is killed")
+		case <-done:
+			return
+		}
+		_ = cp.Stop()
+		os.Exit(1)
+	}()
+	return func() {
+		signal.Stop(sig)
+		close(done)
+	}
 }

@@ -199,4 +199,3 @@ func (b *syncBuffer) String() string {
 func (p *Process) Lines() []string {
 	return strings.Split(strings.TrimSpace(p.Output()), "\n")
 }
-

@@ -57,6 +57,7 @@ func run() error {
 		}
 		tl.say("cleaned up: adapter, function, kube-apiserver and etcd stopped")
 	}()
+	defer cp.StopOnAbort()()
 	ns, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}, metav1.CreateOptions{})
 	if err != nil {
 		return fmt.Errorf("creating namespace: %w", err)

@@ -61,6 +61,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, err)
 		}
 	}()
+	defer cp.StopOnAbort()()
 	return m.Run()
 }
 
@@ -94,6 +95,12 @@ func (k *kubelet) stopAtDeadline(ctx context.Context, pod *corev1.Pod) {
 		}
 		k.stopped[pod.Name] = time.Now()
 	})
+}
+
+func (k *kubelet) failures() []error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.errs)
 }
 
 func (k *kubelet) stoppedAt(name string) (time.Time, bool) {
@@ -300,7 +307,7 @@ func TestE2EManageEvictDrain(t *testing.T) {
 			k := newKubelet()
 			stamped := evictAll(t, s, k, managed)
 			assertReleasedOnTime(t, s, releases, k, stamped, time.Time{})
-			require.Empty(t, k.errs)
+			require.Empty(t, k.failures())
 			for name, pod := range stamped {
 				assertEvents(t, s, pod, "Normal/DrainStarted", "Normal/DrainCompleted")
 				assert.Len(t, s.Proxy.Replies(eventing.TypeDrainStarted, s.Subject(name)), 1, "one drain.started reply for %s", name)
@@ -342,7 +349,7 @@ func TestE2ERestartMidDrain(t *testing.T) {
 		k.stopAtDeadline(context.Background(), pod)
 	}
 	assertReleasedOnTime(t, s, releases, k, stamped, restarted)
-	require.Empty(t, k.errs)
+	require.Empty(t, k.failures())
 	for _, pod := range stamped {
 		assertEvents(t, s, pod, "Normal/DrainStarted", "Normal/DrainCompleted")
 	}

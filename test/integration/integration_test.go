@@ -35,7 +35,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	disarm := cp.StopOnAbort()
 	code := m.Run()
+	disarm()
 	if err := cp.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}
