@@ -1,0 +1,138 @@
+package config_test
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+
+	"function/config"
+)
+
+// documents splits a multi-document YAML file.
+func documents(t *testing.T, path string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var docs [][]byte
+	for _, d := range bytes.Split(b, []byte("\n---\n")) {
+		if len(bytes.TrimSpace(d)) > 0 {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+// The shipped ConfigMap documents the defaults: it must parse to exactly config.Default().
+func TestConfigMapHoldsTheDefaults(t *testing.T) {
+	docs := documents(t, "configmap.yaml")
+	require.Len(t, docs, 1)
+	var cm corev1.ConfigMap
+	require.NoError(t, yaml.UnmarshalStrict(docs[0], &cm))
+	assert.Equal(t, "vpa-graceful-drain", cm.Name)
+	assert.ElementsMatch(t, []string{config.KeyGracePeriodSeconds, config.KeyDrainTimeoutSeconds, config.KeyNamespaceSelector, config.KeyDetectVpaAnnotations}, keys(cm.Data))
+
+	cfg, err := config.Parse(cm.Data)
+	require.NoError(t, err)
+	want := config.Default()
+	want.Namespaces.Include = []string{}
+	assert.Equal(t, want, cfg)
+
+	// Mounted as a volume, the same ConfigMap gives the same configuration.
+	dir := t.TempDir()
+	for k, v := range cm.Data {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, k), []byte(v), 0o600))
+	}
+	fromFiles, err := config.Load(map[string]string{config.KeyConfigDir: dir})
+	require.NoError(t, err)
+	assert.Equal(t, cfg, fromFiles)
+}
+
+// The function's role allows exactly the calls the code makes, and is bound to the service
+// account func.yaml deploys with.
+func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
+	roles := map[string]rbacv1.ClusterRole{}
+	bindings := map[string]rbacv1.ClusterRoleBinding{}
+	accounts := map[string]bool{}
+	for _, d := range documents(t, "rbac.yaml") {
+		var meta struct{ Kind string }
+		require.NoError(t, yaml.Unmarshal(d, &meta))
+		switch meta.Kind {
+		case "ClusterRole":
+			var r rbacv1.ClusterRole
+			require.NoError(t, yaml.UnmarshalStrict(d, &r))
+			roles[r.Name] = r
+		case "ClusterRoleBinding":
+			var b rbacv1.ClusterRoleBinding
+			require.NoError(t, yaml.UnmarshalStrict(d, &b))
+			bindings[b.Name] = b
+		case "ServiceAccount":
+			var sa corev1.ServiceAccount
+			require.NoError(t, yaml.UnmarshalStrict(d, &sa))
+			accounts[sa.Namespace+"/"+sa.Name] = true
+		}
+	}
+	tests := []struct {
+		role, account string
+		want          map[string][]string
+	}{
+		{"vpa-graceful-drain", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{"pods": {"get", "patch"}, "events": {"create"}}},
+		{"vpa-graceful-drain-source", "vpa-graceful-drain/vpa-graceful-drain-source", map[string][]string{"pods": {"get", "list", "watch"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role, func(t *testing.T) {
+			role, ok := roles[tt.role]
+			require.True(t, ok)
+			got := map[string][]string{}
+			for _, r := range role.Rules {
+				for _, res := range r.Resources {
+					got[res] = append(got[res], r.Verbs...)
+				}
+			}
+			assert.Equal(t, tt.want, got)
+			b, ok := bindings[tt.role]
+			require.True(t, ok)
+			assert.Equal(t, tt.role, b.RoleRef.Name)
+			require.Len(t, b.Subjects, 1)
+			assert.Equal(t, tt.account, b.Subjects[0].Namespace+"/"+b.Subjects[0].Name)
+			assert.True(t, accounts[tt.account], "service account %s is created", tt.account)
+		})
+	}
+
+	var fn struct {
+		SpecVersion string `json:"specVersion"`
+		Name        string `json:"name"`
+		Runtime     string `json:"runtime"`
+		Invoke      string `json:"invoke"`
+		Run         struct {
+			Envs []struct{ Name, Value string } `json:"envs"`
+		} `json:"run"`
+		Deploy struct {
+			Namespace          string `json:"namespace"`
+			ServiceAccountName string `json:"serviceAccountName"`
+		} `json:"deploy"`
+	}
+	b, err := os.ReadFile("../func.yaml")
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(b, &fn))
+	assert.Equal(t, "0.36.0", fn.SpecVersion)
+	assert.Equal(t, "go", fn.Runtime)
+	assert.Equal(t, "cloudevent", fn.Invoke)
+	assert.True(t, accounts[fn.Deploy.Namespace+"/"+fn.Deploy.ServiceAccountName], "func.yaml deploys with a service account rbac.yaml creates")
+	require.Len(t, fn.Run.Envs, 1)
+	assert.Equal(t, "{{ configMap:vpa-graceful-drain }}", fn.Run.Envs[0].Value)
+}
+
+func keys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
