@@ -282,7 +282,7 @@ func TestHandleSamples(t *testing.T) {
 	tests := []struct {
 		name      string
 		sample    string
-		stored    *corev1.Pod // the pod in the cluster; nil: the sample's own pod
+		stored    func(t *testing.T) *corev1.Pod // the pod in the cluster; nil: the sample's own pod
 		dryRun    bool
 		wantType  string // "" for no reply
 		wantVerbs []string
@@ -318,19 +318,21 @@ func TestHandleSamples(t *testing.T) {
 		},
 		{
 			name: "reference mode: read, then patch", sample: "reference-mode-added.http",
-			stored:   &corev1.Pod{},
+			stored: func(t *testing.T) *corev1.Pod { // demo-pod2 of the reference sample, managed
+				p := samplePod(t, "managed-pod-added.http")
+				p.Name, p.UID = "demo-pod2", "uid-demo-pod2"
+				return p
+			},
 			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"get pods", "patch pods"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stored := tt.stored
-			if stored == nil {
-				stored = samplePod(t, tt.sample)
+			var stored *corev1.Pod
+			if tt.stored != nil {
+				stored = tt.stored(t)
 			} else {
-				// demo-pod2 of the reference sample, managed.
-				stored = samplePod(t, "managed-pod-added.http")
-				stored.Name, stored.UID = "demo-pod2", "uid-demo-pod2"
+				stored = samplePod(t, tt.sample)
 			}
 			c := fake.NewClientset(stored)
 			var opts []function.Option
@@ -479,8 +481,9 @@ func TestServedBinaryDryRun(t *testing.T) {
 	cmd.Env = childEnv("LISTEN_ADDRESS="+addr, "HOME="+t.TempDir(), "KUBECONFIG=", "CONFIG_DIR="+t.TempDir())
 	cmd.Stdout, cmd.Stderr = io.Discard, stderr
 	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{}) // closed once the process has exited; then waitErr is set
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		select {
 		case <-exited:
@@ -520,8 +523,8 @@ func TestServedBinaryDryRun(t *testing.T) {
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {
-	case err := <-exited:
-		assert.NoError(t, err, "clean exit on SIGTERM")
+	case <-exited:
+		assert.NoError(t, waitErr, "clean exit on SIGTERM")
 	case <-time.After(30 * time.Second):
 		require.FailNow(t, "the function did not stop on SIGTERM")
 	}

@@ -5,8 +5,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/clock"
-	clocktesting "k8s.io/utils/clock/testing"
 
 	"function/handlers"
 )
@@ -86,13 +84,4 @@ func running(name string) corev1.ContainerStatus {
 
 func terminated(name string, code int32) corev1.ContainerStatus {
 	return corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code}}}
-}
-
-// asyncClock is a FakeClock whose AfterFunc runs the callback on its own goroutine, as
-// clock.RealClock (time.AfterFunc) does. The plain FakeClock runs it inside Step while holding
-// its own lock, so a callback that reads the clock (every Reconciler re-check does) deadlocks.
-type asyncClock struct{ *clocktesting.FakeClock }
-
-func (c asyncClock) AfterFunc(d time.Duration, fn func()) clock.Timer {
-	return c.FakeClock.AfterFunc(d, func() { go fn() })
 }

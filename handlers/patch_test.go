@@ -234,9 +234,11 @@ func TestPatchAppliesOnlyToTheStateItWasDecidedOn(t *testing.T) {
 			change: func(p *corev1.Pod) { p.Finalizers = []string{"example.com/other"} },
 		},
 		{
-			name:   "add finalizer after others",
-			pod:    newPod(managed, finalizers("example.com/a")),
-			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{"example.com/a", handlers.Finalizer}, p.Finalizers) },
+			name: "add finalizer after others",
+			pod:  newPod(managed, finalizers("example.com/a")),
+			check: func(t *testing.T, p *corev1.Pod) {
+				assert.Equal(t, []string{"example.com/a", handlers.Finalizer}, p.Finalizers)
+			},
 			change: func(p *corev1.Pod) { p.Annotations[handlers.AnnotationManaged] = "false" },
 		},
 		{

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ var podsGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 
 type fixture struct {
 	client *fake.Clientset
-	clock  asyncClock
+	clock  *clocktesting.FakeClock
 	rec    *handlers.Reconciler
 }
 
@@ -42,7 +43,7 @@ type fixture struct {
 func newFixture(t *testing.T, dryRun bool, objs ...runtime.Object) *fixture {
 	t.Helper()
 	c := fake.NewClientset(objs...)
-	fc := asyncClock{clocktesting.NewFakeClock(now)}
+	fc := clocktesting.NewFakeClock(now)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &handlers.Reconciler{
 		Client: c, Config: config.Default(), DryRun: dryRun, Clock: fc,
@@ -337,7 +338,7 @@ func TestReconcileGuardFailure(t *testing.T) {
 			event: newPod(managed), live: newPod(managed),
 			failures: 2, err: conflict(),
 			wantVerbs: []string{"patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer,
-			wantErr: "pod default/web-1 changed again while applying add-finalizer (a concurrent writer)",
+			wantErr:   "pod default/web-1 changed again while applying add-finalizer (a concurrent writer)",
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
@@ -595,8 +596,9 @@ func TestRecheckOfAPodThatIsGoneOrReplaced(t *testing.T) {
 
 			// Make the re-check observable: it reads the pod, then must not write.
 			read := make(chan struct{})
+			var once sync.Once
 			f.client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
-				close(read)
+				once.Do(func() { close(read) })
 				return false, nil, nil
 			})
 			f.clock.Step(time.Hour)

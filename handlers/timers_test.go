@@ -153,9 +153,9 @@ func TestTimersLenCountsPods(t *testing.T) {
 }
 
 // A callback may schedule the next re-check of its own pod, as the Reconciler's re-check
-// does while a drain keeps waiting (asyncClock: callbacks on their own goroutine).
+// does while a drain keeps waiting.
 func TestTimersCallbackReschedulesItsPod(t *testing.T) {
-	fc := asyncClock{clocktesting.NewFakeClock(now)}
+	fc := clocktesting.NewFakeClock(now)
 	timers := handlers.NewTimers(fc)
 	var c counter
 	var fn func()
