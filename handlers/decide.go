@@ -129,17 +129,15 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %q: using %s", AnnotationDrainDeadline, v, d.Deadline.Format(time.RFC3339)))
 		}
 	}
-	if !now.Before(d.Deadline) {
-		d.Action = RemoveFinalizer
-		d.Reason = ReasonTimeout
-		return d
-	}
 	graceEnd := started.Add(grace)
 	d.Stopped = containersStopped(pod)
 	switch {
 	case !now.Before(graceEnd) && d.Stopped != NotStopped:
 		d.Action = RemoveFinalizer
 		d.Reason = ReasonDrained
+	case !now.Before(d.Deadline):
+		d.Action = RemoveFinalizer
+		d.Reason = ReasonTimeout
 	case now.Before(graceEnd):
 		d.Action = Wait
 		d.Reason = "grace period"
@@ -200,6 +198,10 @@ func overrides(pod *corev1.Pod, cfg config.Config, warnings *[]string) (grace, t
 		} else {
 			*warnings = append(*warnings, fmt.Sprintf("invalid %s %q (%v): using %ds", AnnotationDrainTimeout, v, err, int(timeout.Seconds())))
 		}
+	}
+	if grace > timeout {
+		*warnings = append(*warnings, fmt.Sprintf("grace period %ds exceeds drain timeout %ds: using %ds", int(grace.Seconds()), int(timeout.Seconds()), int(timeout.Seconds())))
+		grace = timeout
 	}
 	return grace, timeout
 }

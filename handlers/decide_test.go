@@ -222,10 +222,24 @@ func TestDecide(t *testing.T) {
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
 				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: s10.Add(30 * time.Second),
 				warnings: []string{"grace-period-seconds", "drain-timeout-seconds"}}},
-		// A grace override longer than the timeout is bounded by the deadline.
+		// A grace override longer than the timeout is cut to the timeout (with a warning); at
+		// the deadline a pod whose containers stopped is drained, one still running times out.
 		{"grace override beyond the timeout waits for the deadline", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "600"), graceZero),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second), stopped: handlers.GraceZero}},
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second), stopped: handlers.GraceZero,
+				warnings: []string{"grace period 600s exceeds drain timeout 300s: using 300s"}}},
+		{"grace override beyond the timeout, stopped at the deadline: drained", def, newPod(ours, managed, deleting, started(s6m), ann(handlers.AnnotationGracePeriod, "600"), graceZero),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s6m, deadline: s6m.Add(300 * time.Second), stopped: handlers.GraceZero,
+				warnings: []string{"exceeds drain timeout"}}},
+		{"grace override beyond the timeout, running at the deadline: timeout", def, newPod(ours, managed, deleting, started(s6m), ann(handlers.AnnotationGracePeriod, "600")),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s6m, deadline: s6m.Add(300 * time.Second),
+				warnings: []string{"exceeds drain timeout"}}},
+		{"timeout override below the grace period cuts the grace", def, newPod(ours, managed, deleting, started(s10), ann(handlers.AnnotationDrainTimeout, "20")),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s10, deadline: s10.Add(20 * time.Second), recheckAt: s10.Add(20 * time.Second),
+				warnings: []string{"grace period 30s exceeds drain timeout 20s: using 20s"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -75,7 +75,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, e
 		podAttrs(pod), slog.String("action", out.Decision.Action.String()), slog.String("cause", err.Error()))
 	live, err := r.get(ctx, pod.Namespace, pod.Name)
 	if err != nil || live == nil || live.UID != pod.UID {
-		return Outcome{Pod: pod, At: out.At}, err
+		return Outcome{Pod: pod, Decision: gone(), At: out.At}, err
 	}
 	out, err = r.decideAndApply(ctx, live)
 	if err != nil && isGuardFailure(err) {
@@ -92,7 +92,7 @@ func (r *Reconciler) ReconcileRef(ctx context.Context, namespace, name string) (
 	}
 	pod, err := r.get(ctx, namespace, name)
 	if err != nil || pod == nil {
-		return Outcome{At: r.Clock.Now()}, err
+		return Outcome{Decision: gone(), At: r.Clock.Now()}, err
 	}
 	return r.Reconcile(ctx, pod)
 }
@@ -105,6 +105,12 @@ func (r *Reconciler) Forget(uid types.UID) {
 // Stop cancels every pending re-check.
 func (r *Reconciler) Stop() {
 	r.Timers.Stop()
+}
+
+// gone is the decision for a pod that no longer exists (or was replaced by another pod of the
+// same name): nothing to do.
+func gone() Decision {
+	return Decision{Action: None, Reason: "pod not found", FinalizerIndex: -1}
 }
 
 // ErrNoCluster is returned for work that needs the cluster while there is none.
@@ -141,15 +147,17 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod) (Outco
 	switch {
 	case apierrors.IsNotFound(err):
 		log.InfoContext(ctx, "pod is gone, nothing to do")
-		out.Decision = Decision{Action: None, Reason: "pod not found", FinalizerIndex: -1}
+		out.Decision = gone()
 		r.Forget(pod.UID)
 		return out, nil
 	case err != nil:
 		return out, fmt.Errorf("patching pod %s/%s (%s): %w", pod.Namespace, pod.Name, d.Action, err)
 	}
 	out.Applied = true
-	log.InfoContext(ctx, "applied", slog.String("stopped", d.Stopped.String()),
-		slog.Float64("drainSeconds", d.DrainSeconds(now)))
+	if d.Action == RemoveFinalizer {
+		log = log.With(slog.Float64("drainSeconds", d.DrainSeconds(now)), slog.String("stopped", d.Stopped.String()))
+	}
+	log.InfoContext(ctx, "applied")
 	r.afterWrite(ctx, pod, d, now)
 	return out, nil
 }

@@ -45,13 +45,21 @@ func (t *Timers) Schedule(uid types.UID, at time.Time, fn func()) {
 	}
 	var timer clock.Timer
 	timer = t.clock.AfterFunc(max(at.Sub(t.clock.Now()), 0), func() {
-		t.mu.Lock()
-		if p, ok := t.pending[uid]; ok && p.timer == timer {
-			delete(t.pending, uid)
-		}
-		t.mu.Unlock()
-		// Not inline: a fake clock runs AfterFunc callbacks while holding its own lock.
-		go fn()
+		// Not inline: a fake clock runs AfterFunc callbacks while holding its own lock, which
+		// Schedule takes under t.mu. Run fn only if this timer is still the pod's pending one
+		// (it was not replaced, cancelled or stopped while it fired).
+		go func() {
+			t.mu.Lock()
+			p, ok := t.pending[uid]
+			current := ok && p.timer == timer
+			if current {
+				delete(t.pending, uid)
+			}
+			t.mu.Unlock()
+			if current {
+				fn()
+			}
+		}()
 	})
 	t.pending[uid] = pending{at: at, timer: timer}
 }
