@@ -2,11 +2,13 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 )
@@ -60,19 +62,21 @@ func MarkStopped(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod) (
 	}})
 }
 
+// setStatus writes the pod's phase and one status per container with a merge patch of the
+// status subresource, as the kubelet does: a patch never conflicts with the function's
+// concurrent writes (a full UPDATE would get 409s).
 func setStatus(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod, phase corev1.PodPhase, state corev1.ContainerState) (*corev1.Pod, error) {
-	live, err := c.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("reading %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	live.Status.Phase = phase
-	live.Status.ContainerStatuses = nil
-	for _, ctr := range live.Spec.Containers {
-		live.Status.ContainerStatuses = append(live.Status.ContainerStatuses, corev1.ContainerStatus{
+	status := corev1.PodStatus{Phase: phase}
+	for _, ctr := range pod.Spec.Containers {
+		status.ContainerStatuses = append(status.ContainerStatuses, corev1.ContainerStatus{
 			Name: ctr.Name, Image: ctr.Image, ImageID: "docker.io/library/busybox@sha256:0", Ready: state.Running != nil, State: state,
 		})
 	}
-	out, err := c.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, live, metav1.UpdateOptions{})
+	patch, err := json.Marshal(map[string]any{"status": status})
+	if err != nil {
+		return nil, fmt.Errorf("encoding status of %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	out, err := c.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}, "status")
 	if err != nil {
 		return nil, fmt.Errorf("updating status of %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
