@@ -57,7 +57,10 @@ type Decision struct {
 	// Started and Deadline: for StartDrain the values to write, for Wait and RemoveFinalizer
 	// the values read from the pod.
 	Started, Deadline time.Time
-	// RecheckAt is when a Wait should be looked at again (grace end or deadline).
+	// Grace is the pod's effective grace period (set once the pod is draining).
+	Grace time.Duration
+	// RecheckAt is when a Wait, or a drain just started, should be looked at again: the grace
+	// end or the deadline, whichever comes first and is still ahead.
 	RecheckAt time.Time
 	// FinalizerIndex is the index of Finalizer in metadata.finalizers, -1 if absent.
 	FinalizerIndex int
@@ -109,11 +112,13 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 	}
 
 	grace, timeout := overrides(pod, cfg, &d.Warnings)
+	d.Grace = grace
 	started, ok := parseStarted(pod.Annotations[AnnotationDrainStarted], now)
 	if !ok {
 		d.Action = StartDrain
 		d.Started = ceilSecond(now)
 		d.Deadline = d.Started.Add(timeout)
+		d.RecheckAt = d.Started.Add(grace)
 		if _, present := pod.Annotations[AnnotationDrainStarted]; present {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %q: drain restarted", AnnotationDrainStarted, pod.Annotations[AnnotationDrainStarted]))
 		}

@@ -38,7 +38,8 @@ func Patch(pod *corev1.Pod, d Decision) ([]byte, error) {
 		}
 	case StartDrain:
 		ops = append(ops, testFinalizer(d))
-		ops = append(ops, testAnnotations(pod, []string{d.ManagedBy, AnnotationDrainStarted})...)
+		// The deadline written depends on the timeout override: guard it too.
+		ops = append(ops, testAnnotations(pod, []string{d.ManagedBy, AnnotationDrainStarted, AnnotationDrainTimeout})...)
 		ops = append(ops,
 			op{Op: "add", Path: annotationPath(AnnotationDrainStarted), Value: d.Started.UTC().Format(time.RFC3339)},
 			op{Op: "add", Path: annotationPath(AnnotationDrainDeadline), Value: d.Deadline.UTC().Format(time.RFC3339)})

@@ -167,10 +167,10 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision
 	var eventType, reason, msg string
 	switch {
 	case d.Action == StartDrain:
-		r.scheduleRecheck(pod, minTime(d.Started.Add(r.graceFor(pod)), d.Deadline))
+		r.scheduleRecheck(pod, d.RecheckAt)
 		eventType, reason = corev1.EventTypeNormal, EventDrainStarted
 		msg = fmt.Sprintf("Drain started; finalizer %s is removed once the containers stop, after %s and by %s at the latest",
-			Finalizer, r.graceFor(pod), d.Deadline.Format(time.RFC3339))
+			Finalizer, d.Grace, d.Deadline.Format(time.RFC3339))
 		if len(d.Warnings) > 0 {
 			msg += " (" + strings.Join(d.Warnings, "; ") + ")"
 		}
@@ -196,12 +196,6 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision
 	if err := r.Events.Record(ctx, pod, eventType, reason, msg); err != nil {
 		r.Log.WarnContext(ctx, "could not record Kubernetes Event", podAttrs(pod), slog.String("error", err.Error()))
 	}
-}
-
-func (r *Reconciler) graceFor(pod *corev1.Pod) time.Duration {
-	var ignored []string
-	grace, _ := overrides(pod, r.Config, &ignored)
-	return grace
 }
 
 // recheckRetry is the pause before a failed re-check runs again.
