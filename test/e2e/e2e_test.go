@@ -138,6 +138,19 @@ func getPod(t *testing.T, s *cluster.Stack, name string) *corev1.Pod {
 	return pod
 }
 
+// waitForFinalizers waits until every named pod has the function's finalizer.
+func waitForFinalizers(t *testing.T, s *cluster.Stack, names []string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for _, name := range names {
+			if !hasFinalizer(getPod(t, s, name)) {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "every managed pod gets the finalizer")
+}
+
 func hasFinalizer(pod *corev1.Pod) bool {
 	for _, f := range pod.Finalizers {
 		if f == handlers.Finalizer {
@@ -278,14 +291,7 @@ func TestE2EManageEvictDrain(t *testing.T) {
 			// 1. 20 managed pods get the finalizer; 5 unmanaged ones are never touched.
 			managed := createPods(t, s, "web", 20, true, nil)
 			unmanaged := createPods(t, s, "batch", 5, false, nil)
-			require.Eventually(t, func() bool {
-				for _, name := range managed {
-					if !hasFinalizer(getPod(t, s, name)) {
-						return false
-					}
-				}
-				return true
-			}, 30*time.Second, 50*time.Millisecond, "every managed pod gets the finalizer")
+			waitForFinalizers(t, s, managed)
 			for _, name := range managed {
 				assert.Len(t, s.Proxy.Replies(eventing.TypeFinalizerAdded, s.Subject(name)), 1, "one finalizer.added reply for %s", name)
 			}
@@ -330,14 +336,7 @@ func TestE2ERestartMidDrain(t *testing.T) {
 	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
 	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
 	managed := createPods(t, s, "web", 8, true, nil)
-	require.Eventually(t, func() bool {
-		for _, name := range managed {
-			if !hasFinalizer(getPod(t, s, name)) {
-				return false
-			}
-		}
-		return true
-	}, 30*time.Second, 50*time.Millisecond)
+	waitForFinalizers(t, s, managed)
 
 	// Drains start, then the function dies before any is due; a new process takes over with
 	// no memory of them. The kubelet stops the containers after the restart.
@@ -360,9 +359,7 @@ func TestE2ETimeoutReleasesAtDeadline(t *testing.T) {
 	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
 	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
 	names := createPods(t, s, "stuck", 2, true, map[string]string{handlers.AnnotationDrainTimeout: "5"})
-	require.Eventually(t, func() bool {
-		return hasFinalizer(getPod(t, s, names[0])) && hasFinalizer(getPod(t, s, names[1]))
-	}, 30*time.Second, 50*time.Millisecond)
+	waitForFinalizers(t, s, names)
 
 	// The containers never stop: only the deadline releases the pods.
 	stamped := evictAll(t, s, nil, names)
