@@ -75,11 +75,11 @@ demo: binaries
 binaries: $(REAL_BINARIES)
 
 $(BIN)/kube-apiserver: test/tools/kube/go.mod test/tools/kube/go.sum
-	@echo ">> building kube-apiserver $(KUBE_VERSION) from Go modules (about 10 minutes once, then cached in bin/)"
+	@echo ">> building kube-apiserver $(KUBE_VERSION) from Go modules (about 5 minutes once on 2 cores, then cached in bin/)"
 	cd test/tools/kube && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-apiserver
 
 $(BIN)/kube-controller-manager: test/tools/kube/go.mod test/tools/kube/go.sum
-	@echo ">> building kube-controller-manager $(KUBE_VERSION) from Go modules (a few minutes once)"
+	@echo ">> building kube-controller-manager $(KUBE_VERSION) from Go modules (about 2 minutes once)"
 	cd test/tools/kube && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-controller-manager
 
 $(BIN)/etcd: test/tools/etcd/go.mod test/tools/etcd/go.sum
@@ -87,7 +87,7 @@ $(BIN)/etcd: test/tools/etcd/go.mod test/tools/etcd/go.sum
 	cd test/tools/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ go.etcd.io/etcd/server/v3
 
 $(BIN)/apiserver_receive_adapter: test/tools/adapter/go.mod test/tools/adapter/go.sum
-	@echo ">> building the Knative ApiServerSource adapter (eventing v0.50.0) from Go modules (about 4 minutes once)"
+	@echo ">> building the Knative ApiServerSource adapter (eventing v0.50.0) from Go modules (1 to 4 minutes once)"
 	cd test/tools/adapter && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ knative.dev/eventing/cmd/apiserver_receive_adapter
 
 clean:

@@ -43,7 +43,7 @@ func BinDir() string {
 func Binary(name string) (string, error) {
 	p := filepath.Join(BinDir(), name)
 	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("%s not found in %s: run `make binaries` (builds the real components from Go modules, about 15 minutes the first time)", name, BinDir())
+		return "", fmt.Errorf("%s not found in %s: run `make binaries` (builds the real components from Go modules, about 10 minutes the first time, then cached)", name, BinDir())
 	}
 	return p, nil
 }
