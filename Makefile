@@ -24,7 +24,7 @@ REAL_BINARIES := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manage
 # The real-cluster tests find the binaries here (envtest's convention).
 export KUBEBUILDER_ASSETS := $(BIN)
 
-.PHONY: all fmt vet build run invoke unit test integration e2e bench demo binaries clean
+.PHONY: all fmt vet build run invoke release-finalizers unit test integration e2e bench demo binaries clean
 
 all: fmt vet build unit
 
@@ -49,6 +49,10 @@ invoke:
 
 # Packages with unit tests only; test/... needs the real components.
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/test/')
+
+# Uninstalling: removes the finalizer from every pod (NAMESPACE=ns to limit, DRY_RUN=true to list).
+release-finalizers:
+	$(GO) run ./cmd/release-finalizers $(if $(NAMESPACE),-namespace $(NAMESPACE)) $(if $(filter true,$(DRY_RUN)),-dry-run)
 
 unit:
 	$(GO) test -count=1 $(UNIT_PKGS)

@@ -198,8 +198,12 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision
 	}
 }
 
-// recheckRetry is the pause before a failed re-check runs again.
-const recheckRetry = 2 * time.Second
+// A failed re-check runs again after recheckRetry, doubling up to recheckRetryMax, until it
+// succeeds or the pod is gone.
+const (
+	recheckRetry    = 2 * time.Second
+	recheckRetryMax = 30 * time.Second
+)
 
 // scheduleRecheck re-reads the pod at `at` and reconciles it again. It needs the cluster.
 func (r *Reconciler) scheduleRecheck(pod *corev1.Pod, at time.Time) {
@@ -207,10 +211,10 @@ func (r *Reconciler) scheduleRecheck(pod *corev1.Pod, at time.Time) {
 		return
 	}
 	ns, name, uid := pod.Namespace, pod.Name, pod.UID
-	r.Timers.Schedule(uid, at, func() { r.recheck(ns, name, uid) })
+	r.Timers.Schedule(uid, at, func() { r.recheck(ns, name, uid, 0) })
 }
 
-func (r *Reconciler) recheck(ns, name string, uid types.UID) {
+func (r *Reconciler) recheck(ns, name string, uid types.UID, failures int) {
 	ctx := r.Background
 	if ctx == nil {
 		ctx = context.Background()
@@ -228,9 +232,10 @@ func (r *Reconciler) recheck(ns, name string, uid types.UID) {
 		_, err = r.Reconcile(ctx, live)
 	}
 	if err != nil {
+		delay := min(recheckRetry<<min(failures, 8), recheckRetryMax)
 		r.Log.WarnContext(ctx, "re-check failed, trying again", slog.String("pod", ns+"/"+name),
-			slog.String("error", err.Error()), slog.Duration("in", recheckRetry))
-		r.Timers.Schedule(uid, r.Clock.Now().Add(recheckRetry), func() { r.recheck(ns, name, uid) })
+			slog.String("error", err.Error()), slog.Duration("in", delay))
+		r.Timers.Schedule(uid, r.Clock.Now().Add(delay), func() { r.recheck(ns, name, uid, failures+1) })
 	}
 }
 

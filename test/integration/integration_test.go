@@ -123,7 +123,7 @@ func (f *fixture) managedAndEvicted(name string) *corev1.Pod {
 
 func (f *fixture) events(pod *corev1.Pod) []string {
 	f.t.Helper()
-	list, err := cp.Client.CoreV1().Events(f.ns).List(f.ctx, metav1.ListOptions{
+	list, err := cp.Client.CoreV1().Events(pod.Namespace).List(f.ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(pod.UID)).String(),
 	})
 	require.NoError(f.t, err)
@@ -328,4 +328,45 @@ func TestIntegrationReferenceMode(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, out.Applied)
 	assert.Equal(t, []string{"GET pods"}, f.reqs.List())
+}
+
+func TestIntegrationReleaseAllForUninstall(t *testing.T) {
+	f := newFixture(t, testConfig())
+	other := cp.Namespace(t, "it-other")
+	// Running, evicted and held-by-another-finalizer pods, in two namespaces.
+	f.reconcile(f.create("a", true))
+	f.reconcile(f.create("b", true, "example.com/keep"))
+	f.managedAndEvicted("c")
+	f.create("plain", false)
+	pod, err := cp.Client.CoreV1().Pods(other).Create(f.ctx, func() *corev1.Pod {
+		p := cluster.PodSpec(other, "d", true)
+		p.Finalizers = []string{handlers.Finalizer}
+		return p
+	}(), metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	client, reqs, err := cluster.CountingClient(cp.Config)
+	require.NoError(t, err)
+	log := slog.New(slog.DiscardHandler)
+	listed, err := handlers.ReleaseAll(f.ctx, client, f.ns, true, nil, log)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{f.ns + "/a", f.ns + "/b", f.ns + "/c"}, listed)
+	assert.Equal(t, []string{"GET pods"}, reqs.List(), "dry-run only lists")
+
+	released, err := handlers.ReleaseAll(f.ctx, client, "", false, handlers.APIEventRecorder{Client: client, Now: time.Now}, log)
+	require.NoError(t, err)
+	assert.Subset(t, released, []string{f.ns + "/a", f.ns + "/b", f.ns + "/c", other + "/d"})
+	for _, name := range []string{"a", "c"} {
+		assert.Empty(t, f.get(name).Finalizers, name)
+	}
+	assert.Equal(t, []string{"example.com/keep"}, f.get("b").Finalizers, "other finalizers stay")
+	live, err := cp.Client.CoreV1().Pods(other).Get(f.ctx, "d", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, live.Finalizers)
+	assert.Contains(t, f.events(f.get("a")), "Normal/FinalizerRemoved")
+	assert.Contains(t, f.events(pod), "Normal/FinalizerRemoved")
+
+	again, err := handlers.ReleaseAll(f.ctx, client, f.ns, false, nil, log)
+	require.NoError(t, err)
+	assert.Empty(t, again, "nothing left to release")
 }
