@@ -126,16 +126,26 @@ func (cp *ControlPlane) Stop() error {
 	return nil
 }
 
-// Namespace creates a namespace with a default ServiceAccount (there is no controller
-// manager to make one) and returns its name.
+// Namespace creates a namespace named prefix-XXXXX for a test (see NewNamespace).
 func (cp *ControlPlane) Namespace(tb testing.TB, prefix string) string {
 	tb.Helper()
-	ctx := context.Background()
-	ns, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	ns, err := cp.NewNamespace(context.Background(), metav1.ObjectMeta{GenerateName: prefix + "-"})
 	require.NoError(tb, err)
-	_, err = cp.Client.CoreV1().ServiceAccounts(ns.Name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-	require.NoError(tb, err)
-	return ns.Name
+	return ns
+}
+
+// NewNamespace creates a namespace with a default ServiceAccount (there is no controller
+// manager to make one) and returns its name.
+func (cp *ControlPlane) NewNamespace(ctx context.Context, meta metav1.ObjectMeta) (string, error) {
+	ns, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("creating namespace: %w", err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+	if _, err := cp.Client.CoreV1().ServiceAccounts(ns.Name).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		return "", fmt.Errorf("creating the default service account of %s: %w", ns.Name, err)
+	}
+	return ns.Name, nil
 }
 
 // StopOnAbort stops the control plane and exits if the process gets SIGINT or SIGTERM, or

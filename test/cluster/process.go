@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -193,9 +192,4 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// Lines returns the output split into lines.
-func (p *Process) Lines() []string {
-	return strings.Split(strings.TrimSpace(p.Output()), "\n")
 }

@@ -58,12 +58,9 @@ func run() error {
 		tl.say("cleaned up: adapter, function, kube-apiserver and etcd stopped")
 	}()
 	defer cp.StopOnAbort()()
-	ns, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}, metav1.CreateOptions{})
+	ns, err := cp.NewNamespace(ctx, metav1.ObjectMeta{Name: "demo"})
 	if err != nil {
-		return fmt.Errorf("creating namespace: %w", err)
-	}
-	if _, err := cp.Client.CoreV1().ServiceAccounts(ns.Name).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("creating service account: %w", err)
+		return err
 	}
 	dir, err := os.MkdirTemp("", "vpagd-demo-")
 	if err != nil {
@@ -75,18 +72,18 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	s, err := cluster.NewStack(cp, bin, ns.Name, "Resource", fmt.Sprintf("gracePeriodSeconds=%d", functionGrace), "drainTimeoutSeconds=60")
+	s, err := cluster.NewStack(cp, bin, ns, "Resource", fmt.Sprintf("gracePeriodSeconds=%d", functionGrace), "drainTimeoutSeconds=60")
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	tl.say("function serving on %s (gracePeriodSeconds=%d, drainTimeoutSeconds=60); ApiServerSource adapter watching pods in %q", s.Function.Addr, functionGrace, ns.Name)
+	tl.say("function serving on %s (gracePeriodSeconds=%d, drainTimeoutSeconds=60); ApiServerSource adapter watching pods in %q", s.Function.Addr, functionGrace, ns)
 
 	names := make([]string, pods)
 	for i := range names {
-		pod := cluster.PodSpec(ns.Name, fmt.Sprintf("web-7d9f8-%d", i), true)
+		pod := cluster.PodSpec(ns, fmt.Sprintf("web-7d9f8-%d", i), true)
 		pod.Spec.TerminationGracePeriodSeconds = ptr.To[int64](evictionGrace)
-		created, err := cp.Client.CoreV1().Pods(ns.Name).Create(ctx, pod, metav1.CreateOptions{})
+		created, err := cp.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 		if err != nil {
 			return fmt.Errorf("creating pod: %w", err)
 		}
@@ -98,7 +95,7 @@ func run() error {
 	tl.say("created %s with annotation vpa-managed: \"true\", containers running", strings.Join(names, ", "))
 	for _, name := range names {
 		if err := poll(10*time.Second, func() (bool, error) {
-			pod, err := cp.Client.CoreV1().Pods(ns.Name).Get(ctx, name, metav1.GetOptions{})
+			pod, err := cp.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 			return err == nil && len(pod.Finalizers) > 0, err
 		}); err != nil {
 			return fmt.Errorf("%s never got the finalizer: %w", name, err)
@@ -108,7 +105,7 @@ func run() error {
 
 	victim := names[1]
 	tl.say("%s: evicted through the Eviction API, as the VPA updater does (pod grace period %ds)", victim, evictionGrace)
-	if err := cluster.Evict(ctx, cp.Client, ns.Name, victim, nil); err != nil {
+	if err := cluster.Evict(ctx, cp.Client, ns, victim, nil); err != nil {
 		return err
 	}
 	return follow(ctx, tl, s, victim)
