@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
@@ -154,13 +155,43 @@ func (f *Function) Start(_ context.Context, env map[string]string) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f.rec, f.cancel, f.cfgErr = handlers.NewReconciler(ctx, f.client, cfg, f.dryRun, f.log), cancel, nil
+	if f.client != nil && cfg.SweepInterval > 0 {
+		go f.sweep(ctx, f.rec, cfg.SweepInterval)
+	}
 	f.log.Info("configuration loaded",
 		slog.Int("gracePeriodSeconds", int(cfg.GracePeriod.Seconds())),
 		slog.Int("drainTimeoutSeconds", int(cfg.DrainTimeout.Seconds())),
 		slog.Any("namespaceSelector", cfg.Namespaces),
 		slog.Bool("detectVpaAnnotations", cfg.DetectVpaAnnotations),
+		slog.Int("sweepIntervalSeconds", int(cfg.SweepInterval.Seconds())),
 		slog.Bool("dryRun", f.dryRun || f.client == nil))
 	return nil
+}
+
+// sweep reconciles every pod now, then every interval, until ctx ends (Stop, or a restart
+// with a new configuration).
+func (f *Function) sweep(ctx context.Context, rec *handlers.Reconciler, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		start := time.Now()
+		res, err := rec.Sweep(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		attrs := []any{slog.Int("pods", res.Pods), slog.Int("writes", res.Writes), slog.Int("failures", res.Failures),
+			slog.Duration("took", time.Since(start))}
+		if err != nil {
+			f.log.Warn("sweep failed", append(attrs, slog.String("error", err.Error()))...)
+		} else {
+			f.log.Info("sweep done", attrs...)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
 }
 
 // Stop cancels the pending drain re-checks. Drains in progress are not lost: their state is

@@ -30,6 +30,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -94,7 +95,8 @@ func samplePod(t *testing.T, name string) *corev1.Pod {
 func started(t *testing.T, client *fake.Clientset, env map[string]string, opts ...function.Option) *function.Function {
 	t.Helper()
 	f := function.New(append([]function.Option{function.WithClient(client), function.WithLogger(discard)}, opts...)...)
-	all := map[string]string{config.KeyConfigDir: t.TempDir()}
+	// No sweeps: these tests count every API call an event makes (TestStartSweeps covers them).
+	all := map[string]string{config.KeyConfigDir: t.TempDir(), config.KeySweepIntervalSeconds: "0"}
 	for k, v := range env {
 		all[k] = v
 	}
@@ -528,4 +530,27 @@ func TestServedBinaryDryRun(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		require.FailNow(t, "the function did not stop on SIGTERM")
 	}
+}
+
+// Start sweeps at once when a cluster is configured: a managed pod that was never announced
+// (it existed before the event source started) gets the finalizer without any event.
+func TestStartSweeps(t *testing.T) {
+	c := fake.NewClientset(samplePod(t, "managed-pod-added.http"), samplePod(t, "unmanaged-pod.http"))
+	f := started(t, c, map[string]string{config.KeySweepIntervalSeconds: "3600"})
+	require.Eventually(t, func() bool {
+		pod, err := c.CoreV1().Pods("default").Get(context.Background(), "web-7d9f8-abcde", metav1.GetOptions{})
+		return err == nil && len(pod.Finalizers) == 1 && pod.Finalizers[0] == handlers.Finalizer
+	}, 5*time.Second, 10*time.Millisecond)
+	var listed, patched int
+	for _, a := range c.Actions() {
+		switch a.GetVerb() + " " + a.GetResource().Resource {
+		case "list pods":
+			listed++
+		case "patch pods":
+			patched++
+		}
+	}
+	assert.Equal(t, 1, listed, "one sweep at start, the next only after an hour")
+	assert.Equal(t, 1, patched, "only the managed pod is written")
+	require.NoError(t, f.Stop(context.Background()))
 }

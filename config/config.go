@@ -25,6 +25,7 @@ const (
 	KeyDrainTimeoutSeconds  = "drainTimeoutSeconds"
 	KeyNamespaceSelector    = "namespaceSelector"
 	KeyDetectVpaAnnotations = "detectVpaAnnotations"
+	KeySweepIntervalSeconds = "sweepIntervalSeconds"
 	// KeyConfigDir names the directory of a mounted ConfigMap (one file per key).
 	KeyConfigDir = "CONFIG_DIR"
 	// KeyDryRun forces dry-run mode: decide and reply, never write.
@@ -49,6 +50,10 @@ type Config struct {
 	Namespaces NamespaceSelector
 	// DetectVpaAnnotations also treats pods carrying VPA's own annotations as managed.
 	DetectVpaAnnotations bool
+	// SweepInterval is how often every pod is reconciled again (the first sweep runs at
+	// start), to catch events the source dropped and pods that existed before it started;
+	// 0 turns sweeps off.
+	SweepInterval time.Duration
 }
 
 // NamespaceSelector is the JSON value of the namespaceSelector key. Exclude wins over
@@ -73,6 +78,7 @@ func Default() Config {
 		DrainTimeout:         300 * time.Second,
 		Namespaces:           NamespaceSelector{Exclude: []string{"kube-system", "kube-public", "kube-node-lease"}},
 		DetectVpaAnnotations: true,
+		SweepInterval:        60 * time.Second,
 	}
 }
 
@@ -96,7 +102,7 @@ func Load(env map[string]string) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	for _, key := range []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations} {
+	for _, key := range Keys() {
 		if v, ok := env[key]; ok {
 			values[key] = v
 		} else if v, ok := env[upperSnake(key)]; ok {
@@ -104,6 +110,11 @@ func Load(env map[string]string) (Config, error) {
 		}
 	}
 	return Parse(values)
+}
+
+// Keys returns the configuration keys, in the order they are documented.
+func Keys() []string {
+	return []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations, KeySweepIntervalSeconds}
 }
 
 // Parse validates a map of key to raw value (missing keys take their defaults).
@@ -137,6 +148,13 @@ func Parse(values map[string]string) (Config, error) {
 			errs = append(errs, &KeyError{Key: KeyDetectVpaAnnotations, Value: v, Reason: err.Error()})
 		}
 		cfg.DetectVpaAnnotations = b
+	}
+	if v, ok := values[KeySweepIntervalSeconds]; ok {
+		d, err := ParseSeconds(v, 0)
+		if err != nil {
+			errs = append(errs, &KeyError{Key: KeySweepIntervalSeconds, Value: v, Reason: err.Error()})
+		}
+		cfg.SweepInterval = d
 	}
 	if len(errs) == 0 && cfg.DrainTimeout < cfg.GracePeriod {
 		errs = append(errs, &KeyError{
@@ -198,7 +216,7 @@ func parseSelector(v string) (NamespaceSelector, error) {
 // readDir reads one file per known key from dir (a mounted ConfigMap).
 func readDir(dir string) (map[string]string, error) {
 	values := map[string]string{}
-	for _, key := range []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations} {
+	for _, key := range Keys() {
 		b, err := os.ReadFile(filepath.Join(dir, key))
 		switch {
 		case errors.Is(err, os.ErrNotExist):

@@ -57,6 +57,12 @@ func TestParseValidValues(t *testing.T) {
 		{"grace period zero", map[string]string{config.KeyGracePeriodSeconds: "0"}, func(t *testing.T, cfg config.Config) {
 			assert.Equal(t, time.Duration(0), cfg.GracePeriod)
 		}},
+		{"sweep interval", map[string]string{config.KeySweepIntervalSeconds: "300"}, func(t *testing.T, cfg config.Config) {
+			assert.Equal(t, 5*time.Minute, cfg.SweepInterval)
+		}},
+		{"sweep only at start", map[string]string{config.KeySweepIntervalSeconds: "0"}, func(t *testing.T, cfg config.Config) {
+			assert.Equal(t, time.Duration(0), cfg.SweepInterval)
+		}},
 		{"grace period with spaces", map[string]string{config.KeyGracePeriodSeconds: " 60 "}, func(t *testing.T, cfg config.Config) {
 			assert.Equal(t, 60*time.Second, cfg.GracePeriod)
 		}},
@@ -133,6 +139,8 @@ func TestParseInvalidValuesNameTheKey(t *testing.T) {
 		{"selector invalid exclude name", map[string]string{config.KeyNamespaceSelector: `{"exclude":["-bad"]}`}, config.KeyNamespaceSelector, `namespace "-bad" is not a valid name`},
 		{"selector empty name", map[string]string{config.KeyNamespaceSelector: `{"include":[""]}`}, config.KeyNamespaceSelector, `namespace "" is not a valid name`},
 		{"detect not a boolean", map[string]string{config.KeyDetectVpaAnnotations: "maybe"}, config.KeyDetectVpaAnnotations, "not a boolean"},
+		{"sweep not a number", map[string]string{config.KeySweepIntervalSeconds: "1m"}, config.KeySweepIntervalSeconds, "not a whole number"},
+		{"sweep negative", map[string]string{config.KeySweepIntervalSeconds: "-60"}, config.KeySweepIntervalSeconds, "between 0 and 86400"},
 		{"detect on", map[string]string{config.KeyDetectVpaAnnotations: "on"}, config.KeyDetectVpaAnnotations, "not a boolean"},
 	}
 	for _, tt := range tests {
@@ -194,7 +202,7 @@ func TestLoadSources(t *testing.T) {
 	}{
 		{
 			name:  "mounted files, trimmed",
-			files: map[string]string{"gracePeriodSeconds": "10\n", "drainTimeoutSeconds": " 100 \n", "namespaceSelector": `{"include":["prod"]}` + "\n", "detectVpaAnnotations": "false\n"},
+			files: map[string]string{"gracePeriodSeconds": "10\n", "drainTimeoutSeconds": " 100 \n", "namespaceSelector": `{"include":["prod"]}` + "\n", "detectVpaAnnotations": "false\n", "sweepIntervalSeconds": "0\n"},
 			want: func(t *testing.T, cfg config.Config) {
 				assert.Equal(t, config.Config{GracePeriod: 10 * time.Second, DrainTimeout: 100 * time.Second,
 					Namespaces: config.NamespaceSelector{Include: []string{"prod"}}, DetectVpaAnnotations: false}, cfg)
@@ -224,10 +232,11 @@ func TestLoadSources(t *testing.T) {
 				"DRAIN_TIMEOUT_SECONDS":  "150",
 				"NAMESPACE_SELECTOR":     `{"exclude":["batch"]}`,
 				"DETECT_VPA_ANNOTATIONS": "no",
+				"SWEEP_INTERVAL_SECONDS": "600",
 			},
 			want: func(t *testing.T, cfg config.Config) {
 				assert.Equal(t, config.Config{GracePeriod: 15 * time.Second, DrainTimeout: 150 * time.Second,
-					Namespaces: config.NamespaceSelector{Exclude: []string{"batch"}}, DetectVpaAnnotations: false}, cfg)
+					Namespaces: config.NamespaceSelector{Exclude: []string{"batch"}}, DetectVpaAnnotations: false, SweepInterval: 10 * time.Minute}, cfg)
 			},
 		},
 		{

@@ -36,7 +36,7 @@ func TestConfigMapHoldsTheDefaults(t *testing.T) {
 	var cm corev1.ConfigMap
 	require.NoError(t, yaml.UnmarshalStrict(docs[0], &cm))
 	assert.Equal(t, "vpa-graceful-drain", cm.Name)
-	assert.ElementsMatch(t, []string{config.KeyGracePeriodSeconds, config.KeyDrainTimeoutSeconds, config.KeyNamespaceSelector, config.KeyDetectVpaAnnotations}, keys(cm.Data))
+	assert.ElementsMatch(t, config.Keys(), keys(cm.Data))
 
 	cfg, err := config.Parse(cm.Data)
 	require.NoError(t, err)
@@ -82,7 +82,7 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 		role, account string
 		want          map[string][]string
 	}{
-		{"vpa-graceful-drain", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{"pods": {"get", "patch"}, "events": {"create"}}},
+		{"vpa-graceful-drain", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{"pods": {"get", "list", "patch"}, "events": {"create"}}},
 		{"vpa-graceful-drain-source", "vpa-graceful-drain/vpa-graceful-drain-source", map[string][]string{"pods": {"get", "list", "watch"}}},
 	}
 	for _, tt := range tests {

@@ -97,6 +97,37 @@ func (r *Reconciler) ReconcileRef(ctx context.Context, namespace, name string) (
 	return r.Reconcile(ctx, pod)
 }
 
+// SweepResult counts what a sweep did.
+type SweepResult struct {
+	Pods, Writes, Failures int
+}
+
+// Sweep reconciles every pod: it resumes drains this process holds no re-check for (after a
+// restart), and catches what the event source dropped (it drops an event after 5 failed sends)
+// or never sent (it announces no pod that existed before it started). A pod that fails is
+// logged and counted; the sweep goes on.
+func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
+	var res SweepResult
+	if r.Client == nil {
+		return res, ErrNoCluster
+	}
+	err := forEachPod(ctx, r.Client, "", func(pod *corev1.Pod) error {
+		res.Pods++
+		out, err := r.Reconcile(ctx, pod)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			res.Failures++
+			r.Log.WarnContext(ctx, "sweep: reconciling pod failed", podAttrs(pod), slog.String("error", err.Error()))
+		case out.Applied:
+			res.Writes++
+		}
+		return nil
+	})
+	return res, err
+}
+
 // Forget drops the pod's pending re-check (the pod is gone).
 func (r *Reconciler) Forget(uid types.UID) {
 	r.Timers.Cancel(uid)

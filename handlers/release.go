@@ -23,38 +23,46 @@ const ReasonUninstalled = "uninstalled"
 // It returns the released pods as namespace/name; with dryRun it only lists them.
 func ReleaseAll(ctx context.Context, client kubernetes.Interface, namespace string, dryRun bool, events EventRecorder, log *slog.Logger) ([]string, error) {
 	var released []string
+	err := forEachPod(ctx, client, namespace, func(pod *corev1.Pod) error {
+		if !slices.Contains(pod.Finalizers, Finalizer) {
+			return nil
+		}
+		if !dryRun {
+			done, err := release(ctx, client, pod)
+			if err != nil || !done {
+				return err
+			}
+		}
+		key := pod.Namespace + "/" + pod.Name
+		released = append(released, key)
+		log.InfoContext(ctx, "finalizer removed", slog.String("pod", key), slog.String("reason", ReasonUninstalled), slog.Bool("dryRun", dryRun))
+		if events != nil && !dryRun {
+			if err := events.Record(ctx, pod, corev1.EventTypeNormal, EventFinalizerRemoved,
+				fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", Finalizer)); err != nil {
+				log.WarnContext(ctx, "could not record Kubernetes Event", slog.String("pod", key), slog.String("error", err.Error()))
+			}
+		}
+		return nil
+	})
+	return released, err
+}
+
+// forEachPod calls fn for every pod in namespace ("" for all), listing 500 at a time; it stops
+// at the first error.
+func forEachPod(ctx context.Context, client kubernetes.Interface, namespace string, fn func(*corev1.Pod) error) error {
 	opts := metav1.ListOptions{Limit: 500}
 	for {
 		list, err := client.CoreV1().Pods(namespace).List(ctx, opts)
 		if err != nil {
-			return released, fmt.Errorf("listing pods: %w", err)
+			return fmt.Errorf("listing pods: %w", err)
 		}
 		for i := range list.Items {
-			pod := &list.Items[i]
-			if !slices.Contains(pod.Finalizers, Finalizer) {
-				continue
-			}
-			done := true
-			if !dryRun {
-				if done, err = release(ctx, client, pod); err != nil {
-					return released, err
-				}
-			}
-			if !done {
-				continue
-			}
-			key := pod.Namespace + "/" + pod.Name
-			released = append(released, key)
-			log.InfoContext(ctx, "finalizer removed", slog.String("pod", key), slog.String("reason", ReasonUninstalled), slog.Bool("dryRun", dryRun))
-			if events != nil && !dryRun {
-				if err := events.Record(ctx, pod, corev1.EventTypeNormal, EventFinalizerRemoved,
-					fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", Finalizer)); err != nil {
-					log.WarnContext(ctx, "could not record Kubernetes Event", slog.String("pod", key), slog.String("error", err.Error()))
-				}
+			if err := fn(&list.Items[i]); err != nil {
+				return err
 			}
 		}
 		if list.Continue == "" {
-			return released, nil
+			return nil
 		}
 		opts.Continue = list.Continue
 	}

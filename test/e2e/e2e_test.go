@@ -71,7 +71,9 @@ const (
 	slack = time.Second
 )
 
-var functionEnv = []string{"gracePeriodSeconds=3", "drainTimeoutSeconds=30"}
+// The function sweeps once when it starts (before the test creates pods) and not again during
+// a test, so every write the tests see answers an event or a re-check.
+var functionEnv = []string{"gracePeriodSeconds=3", "drainTimeoutSeconds=30", "sweepIntervalSeconds=3600"}
 
 // kubelet plays the kubelet's part for evicted pods: at the deletionTimestamp it reports the
 // containers terminated, and it remembers when.
@@ -347,6 +349,53 @@ func TestE2ERestartMidDrain(t *testing.T) {
 	for _, pod := range stamped {
 		k.stopAtDeadline(context.Background(), pod)
 	}
+	assertReleasedOnTime(t, s, releases, k, stamped, restarted)
+	require.Empty(t, k.failures())
+	for _, pod := range stamped {
+		assertEvents(t, s, pod, "Normal/DrainStarted", "Normal/DrainCompleted")
+	}
+	finishAll(t, s, stamped)
+}
+
+func TestE2ESweepFinishesDrainsWhoseEventsWereLost(t *testing.T) {
+	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
+	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
+	managed := createPods(t, s, "web", 5, true, nil)
+	waitForFinalizers(t, s, managed)
+	stamped := evictAll(t, s, nil, managed)
+
+	// The function is down while the kubelet stops the containers: the adapter's sends fail and
+	// it drops those events. Nothing would ever announce these pods again.
+	s.Function.Kill()
+	k := newKubelet()
+	for _, pod := range stamped {
+		k.stopAtDeadline(context.Background(), pod)
+	}
+	require.Eventually(t, func() bool {
+		for name := range stamped {
+			if _, ok := k.stoppedAt(name); !ok {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool {
+		lost := map[string]bool{}
+		for _, x := range s.Proxy.Exchanges() {
+			if x.Status == 502 {
+				lost[x.Subject] = true
+			}
+		}
+		return len(lost) == len(stamped)
+	}, 30*time.Second, 50*time.Millisecond, "the stop event of every pod failed to reach the function")
+	for name := range stamped {
+		_, released := releases.At(name)
+		require.False(t, released, "%s released while the function was down", name)
+	}
+
+	// A new process sweeps when it starts and finishes every drain.
+	restarted := time.Now()
+	require.NoError(t, s.RestartFunction())
 	assertReleasedOnTime(t, s, releases, k, stamped, restarted)
 	require.Empty(t, k.failures())
 	for _, pod := range stamped {
