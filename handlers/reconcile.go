@@ -34,8 +34,8 @@ type Outcome struct {
 }
 
 // Reconciler applies decisions to the cluster: one guarded JSON patch per decision, a re-read
-// and a second decision when the guard fails, a Kubernetes Event for each drain milestone, and
-// an in-process re-check while a drain waits.
+// and a second decision when the guard fails, a Kubernetes Event for each drain milestone, an
+// in-process re-check while a drain waits, and sweeps of every pod.
 type Reconciler struct {
 	// Client is the cluster; nil means dry-run without a cluster (no reads, no writes).
 	Client kubernetes.Interface
