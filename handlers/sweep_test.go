@@ -24,7 +24,7 @@ func named(name string) podOpt {
 
 func TestSweep(t *testing.T) {
 	pods := []runtime.Object{
-		newPod(named("new"), managed),                                             // never announced: gets the finalizer
+		newPod(named("new"), managed), // never announced: gets the finalizer
 		newPod(named("drained"), ours, managed, deleting, started(s40), graceZero), // its stop event was lost: released
 		newPod(named("waiting"), ours, managed, deleting, started(now.Add(-time.Second))),
 		newPod(named("plain")),
