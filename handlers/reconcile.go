@@ -67,7 +67,14 @@ func NewReconciler(ctx context.Context, client kubernetes.Interface, cfg config.
 // (the live pod differs) is followed by one re-read and one more decision; NotFound at any
 // point means there is nothing left to do.
 func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, error) {
-	out, err := r.decideAndApply(ctx, pod)
+	return r.reconcile(ctx, pod, func(p *corev1.Pod, now time.Time) Decision { return Decide(p, r.Config, now) })
+}
+
+// policy decides on a pod at a time: Decide normally, releaseDecision when uninstalling.
+type policy func(pod *corev1.Pod, now time.Time) Decision
+
+func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, decide policy) (Outcome, error) {
+	out, err := r.decideAndApply(ctx, pod, decide)
 	if err == nil || !isGuardFailure(err) {
 		return out, err
 	}
@@ -77,7 +84,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, e
 	if err != nil || live == nil || live.UID != pod.UID {
 		return Outcome{Pod: pod, Decision: gone(), At: out.At}, err
 	}
-	out, err = r.decideAndApply(ctx, live)
+	out, err = r.decideAndApply(ctx, live, decide)
 	if err != nil && isGuardFailure(err) {
 		return out, fmt.Errorf("pod %s/%s changed again while applying %s (a concurrent writer): %w",
 			pod.Namespace, pod.Name, out.Decision.Action, err)
@@ -147,9 +154,9 @@ func gone() Decision {
 // ErrNoCluster is returned for work that needs the cluster while there is none.
 var ErrNoCluster = errors.New("no cluster configured (dry-run without a cluster): the pod cannot be read")
 
-func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod) (Outcome, error) {
+func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide policy) (Outcome, error) {
 	now := r.Clock.Now()
-	d := Decide(pod, r.Config, now)
+	d := decide(pod, now)
 	out := Outcome{Pod: pod, Decision: d, At: now, DryRun: r.DryRun}
 	log := r.Log.With(podAttrs(pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
 	for _, w := range d.Warnings {
@@ -214,6 +221,9 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision
 		case ReasonTimeout:
 			eventType, reason = corev1.EventTypeWarning, EventDrainTimedOut
 			msg = fmt.Sprintf("Drain timed out after %.1fs (containers: %s); finalizer %s removed", d.DrainSeconds(now), containersStopped(pod), Finalizer)
+		case ReasonUninstalled:
+			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
+			msg = fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", Finalizer)
 		default:
 			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
 			msg = fmt.Sprintf("Pod is no longer managed; finalizer %s removed", Finalizer)

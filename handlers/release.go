@@ -3,13 +3,11 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -18,33 +16,37 @@ const ReasonUninstalled = "uninstalled"
 
 // ReleaseAll removes Finalizer from every pod in namespace ("" for all namespaces). Run it
 // when uninstalling, after the event source is gone: without the function nothing removes the
-// finalizer, and an evicted pod would stay Terminating forever. Each removal is a guarded
-// patch (uid and the finalizer at its index); a pod that changed meanwhile is read once more.
-// It returns the released pods as namespace/name; with dryRun it only lists them.
-func ReleaseAll(ctx context.Context, client kubernetes.Interface, namespace string, dryRun bool, events EventRecorder, log *slog.Logger) ([]string, error) {
+// finalizer, and an evicted pod would stay Terminating forever. Each removal goes the way of
+// every decision (guarded patch, one re-read if the pod changed, a FinalizerRemoved Event).
+// It returns the released pods as namespace/name; in dry-run, those it would release.
+func (r *Reconciler) ReleaseAll(ctx context.Context, namespace string) ([]string, error) {
+	if r.Client == nil {
+		return nil, ErrNoCluster
+	}
 	var released []string
-	err := forEachPod(ctx, client, namespace, func(pod *corev1.Pod) error {
+	err := forEachPod(ctx, r.Client, namespace, func(pod *corev1.Pod) error {
 		if !slices.Contains(pod.Finalizers, Finalizer) {
 			return nil
 		}
-		if !dryRun {
-			done, err := release(ctx, client, pod)
-			if err != nil || !done {
-				return err
-			}
+		out, err := r.reconcile(ctx, pod, releaseDecision)
+		if err != nil {
+			return err
 		}
-		key := pod.Namespace + "/" + pod.Name
-		released = append(released, key)
-		log.InfoContext(ctx, "finalizer removed", slog.String("pod", key), slog.String("reason", ReasonUninstalled), slog.Bool("dryRun", dryRun))
-		if events != nil && !dryRun {
-			if err := events.Record(ctx, pod, corev1.EventTypeNormal, EventFinalizerRemoved,
-				fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", Finalizer)); err != nil {
-				log.WarnContext(ctx, "could not record Kubernetes Event", slog.String("pod", key), slog.String("error", err.Error()))
-			}
+		if out.Applied {
+			released = append(released, pod.Namespace+"/"+pod.Name)
 		}
 		return nil
 	})
 	return released, err
+}
+
+// releaseDecision removes the finalizer whatever the pod's state.
+func releaseDecision(pod *corev1.Pod, _ time.Time) Decision {
+	d := Decision{FinalizerIndex: slices.Index(pod.Finalizers, Finalizer), Reason: "finalizer already gone"}
+	if d.FinalizerIndex >= 0 {
+		d.Action, d.Reason = RemoveFinalizer, ReasonUninstalled
+	}
+	return d
 }
 
 // forEachPod calls fn for every pod in namespace ("" for all), listing 500 at a time; it stops
@@ -65,39 +67,5 @@ func forEachPod(ctx context.Context, client kubernetes.Interface, namespace stri
 			return nil
 		}
 		opts.Continue = list.Continue
-	}
-}
-
-// release removes the finalizer from one pod; false when the pod is gone or no longer has it.
-func release(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod) (bool, error) {
-	for attempt := 0; ; attempt++ {
-		d := Decision{Action: RemoveFinalizer, Reason: ReasonUninstalled, FinalizerIndex: slices.Index(pod.Finalizers, Finalizer)}
-		if d.FinalizerIndex < 0 {
-			return false, nil
-		}
-		patch, err := Patch(pod, d)
-		if err != nil {
-			return false, err
-		}
-		_, err = client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: Component})
-		switch {
-		case err == nil:
-			return true, nil
-		case apierrors.IsNotFound(err):
-			return false, nil
-		case !isGuardFailure(err) || attempt > 0:
-			return false, fmt.Errorf("removing the finalizer from %s/%s: %w", pod.Namespace, pod.Name, err)
-		}
-		live, err := client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("reading pod %s/%s: %w", pod.Namespace, pod.Name, err)
-		}
-		if live.UID != pod.UID {
-			return false, nil
-		}
-		pod = live
 	}
 }

@@ -72,3 +72,35 @@ func TestSweepNeedsACluster(t *testing.T) {
 	_, err := r.Sweep(context.Background())
 	assert.ErrorIs(t, err, handlers.ErrNoCluster)
 }
+
+func TestReleaseAll(t *testing.T) {
+	f := newFixture(t, false,
+		newPod(named("held"), ours, managed, deleting, started(s40)),
+		newPod(named("running"), finalizers("example.com/keep", handlers.Finalizer), managed),
+		newPod(named("plain"), managed))
+
+	released, err := f.rec.ReleaseAll(context.Background(), "")
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"default/held", "default/running"}, released)
+	assert.ElementsMatch(t, []string{"list pods", "patch pods", "create events", "patch pods", "create events"}, verbs(f.client))
+	assert.Empty(t, livePod(t, f.client, "held").Finalizers)
+	assert.Equal(t, []string{"example.com/keep"}, livePod(t, f.client, "running").Finalizers)
+	for _, e := range events(f.client) {
+		assert.Equal(t, handlers.EventFinalizerRemoved, e.Reason)
+		assert.Contains(t, e.Message, "uninstalled")
+	}
+}
+
+func TestReleaseAllDryRunOnlyLists(t *testing.T) {
+	f := newFixture(t, true, newPod(named("held"), ours, managed))
+	released, err := f.rec.ReleaseAll(context.Background(), "default")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"default/held"}, released)
+	assert.Equal(t, []string{"list pods"}, verbs(f.client))
+}
+
+func TestReleaseAllNeedsACluster(t *testing.T) {
+	r := &handlers.Reconciler{Log: discard}
+	_, err := r.ReleaseAll(context.Background(), "")
+	assert.ErrorIs(t, err, handlers.ErrNoCluster)
+}

@@ -15,11 +15,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"function/config"
 	"function/handlers"
 )
 
@@ -46,8 +46,9 @@ func run(namespace string, dryRun bool) error {
 		return fmt.Errorf("creating client: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	released, err := handlers.ReleaseAll(ctx, client, namespace, dryRun,
-		handlers.APIEventRecorder{Client: client, Now: time.Now}, log)
+	rec := handlers.NewReconciler(ctx, client, config.Default(), dryRun, log)
+	defer rec.Stop()
+	released, err := rec.ReleaseAll(ctx, namespace)
 	verb := "released"
 	if dryRun {
 		verb = "would release"

@@ -99,6 +99,12 @@ func (k *kubelet) stopAtDeadline(ctx context.Context, pod *corev1.Pod) {
 	})
 }
 
+func (k *kubelet) stopAllAtDeadline(pods map[string]*corev1.Pod) {
+	for _, pod := range pods {
+		k.stopAtDeadline(context.Background(), pod)
+	}
+}
+
 func (k *kubelet) failures() []error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -193,6 +199,21 @@ func eventReasons(t *testing.T, s *cluster.Stack, uid string) []string {
 	return out
 }
 
+// assertReplies waits until the proxy has recorded exactly one reply of type t for each pod.
+func assertReplies(t *testing.T, s *cluster.Stack, typ string, names []string) {
+	t.Helper()
+	var missing []string
+	assert.Eventually(t, func() bool {
+		missing = missing[:0]
+		for _, name := range names {
+			if len(s.Proxy.Replies(typ, s.Subject(name))) != 1 {
+				missing = append(missing, name)
+			}
+		}
+		return len(missing) == 0
+	}, 10*time.Second, 50*time.Millisecond, "pods without exactly one %s reply: %v", typ, &missing)
+}
+
 func replyData(t *testing.T, x cluster.Exchange) eventing.ReplyData {
 	t.Helper()
 	var d eventing.ReplyData
@@ -266,6 +287,18 @@ func assertReleasedOnTime(t *testing.T, s *cluster.Stack, r *cluster.Releases, k
 	t.Logf("%d pods released; latest release %s after its due time", len(stamped), worst.Round(time.Millisecond))
 }
 
+// assertDrained: every pod was released on time (see assertReleasedOnTime) with the Events of
+// a completed drain, and is gone after the kubelet's final DELETE.
+func assertDrained(t *testing.T, s *cluster.Stack, r *cluster.Releases, k *kubelet, stamped map[string]*corev1.Pod, notBefore time.Time) {
+	t.Helper()
+	assertReleasedOnTime(t, s, r, k, stamped, notBefore)
+	require.Empty(t, k.failures())
+	for _, pod := range stamped {
+		assertEvents(t, s, pod, "Normal/DrainStarted", "Normal/DrainCompleted")
+	}
+	finishAll(t, s, stamped)
+}
+
 // finishAll does the kubelet's grace-0 DELETE for each pod and waits until all are gone.
 func finishAll(t *testing.T, s *cluster.Stack, stamped map[string]*corev1.Pod) {
 	t.Helper()
@@ -294,9 +327,8 @@ func TestE2EManageEvictDrain(t *testing.T) {
 			managed := createPods(t, s, "web", 20, true, nil)
 			unmanaged := createPods(t, s, "batch", 5, false, nil)
 			waitForFinalizers(t, s, managed)
-			for _, name := range managed {
-				assert.Len(t, s.Proxy.Replies(eventing.TypeFinalizerAdded, s.Subject(name)), 1, "one finalizer.added reply for %s", name)
-			}
+			// The proxy records a reply once the function has answered, just after its patch.
+			assertReplies(t, s, eventing.TypeFinalizerAdded, managed)
 			for _, name := range unmanaged {
 				pod := getPod(t, s, name)
 				assert.Empty(t, pod.Finalizers, name)
@@ -314,12 +346,8 @@ func TestE2EManageEvictDrain(t *testing.T) {
 			// 2. Evicted with grace 3 s: drain stamped, released within 1 s of its due time.
 			k := newKubelet()
 			stamped := evictAll(t, s, k, managed)
-			assertReleasedOnTime(t, s, releases, k, stamped, time.Time{})
-			require.Empty(t, k.failures())
-			for name, pod := range stamped {
-				assertEvents(t, s, pod, "Normal/DrainStarted", "Normal/DrainCompleted")
-				assert.Len(t, s.Proxy.Replies(eventing.TypeDrainStarted, s.Subject(name)), 1, "one drain.started reply for %s", name)
-			}
+			assertDrained(t, s, releases, k, stamped, time.Time{})
+			assertReplies(t, s, eventing.TypeDrainStarted, managed)
 			// Replies to timer-driven releases have no request to answer; those that came with
 			// an event say why and how long.
 			for _, x := range s.Proxy.Replies(eventing.TypeFinalizerRemoved, "") {
@@ -329,7 +357,6 @@ func TestE2EManageEvictDrain(t *testing.T) {
 				assert.GreaterOrEqual(t, *d.DrainSeconds, grace.Seconds())
 				assert.Empty(t, x.ReplyDryRun)
 			}
-			finishAll(t, s, stamped)
 		})
 	}
 }
@@ -346,15 +373,8 @@ func TestE2ERestartMidDrain(t *testing.T) {
 	require.NoError(t, s.RestartFunction())
 	restarted := time.Now()
 	k := newKubelet()
-	for _, pod := range stamped {
-		k.stopAtDeadline(context.Background(), pod)
-	}
-	assertReleasedOnTime(t, s, releases, k, stamped, restarted)
-	require.Empty(t, k.failures())
-	for _, pod := range stamped {
-		assertEvents(t, s, pod, "Normal/DrainStarted", "Normal/DrainCompleted")
-	}
-	finishAll(t, s, stamped)
+	k.stopAllAtDeadline(stamped)
+	assertDrained(t, s, releases, k, stamped, restarted)
 }
 
 func TestE2ESweepFinishesDrainsWhoseEventsWereLost(t *testing.T) {
@@ -368,9 +388,7 @@ func TestE2ESweepFinishesDrainsWhoseEventsWereLost(t *testing.T) {
 	// it drops those events. Nothing would ever announce these pods again.
 	s.Function.Kill()
 	k := newKubelet()
-	for _, pod := range stamped {
-		k.stopAtDeadline(context.Background(), pod)
-	}
+	k.stopAllAtDeadline(stamped)
 	require.Eventually(t, func() bool {
 		for name := range stamped {
 			if _, ok := k.stoppedAt(name); !ok {
@@ -396,12 +414,7 @@ func TestE2ESweepFinishesDrainsWhoseEventsWereLost(t *testing.T) {
 	// A new process sweeps when it starts and finishes every drain.
 	restarted := time.Now()
 	require.NoError(t, s.RestartFunction())
-	assertReleasedOnTime(t, s, releases, k, stamped, restarted)
-	require.Empty(t, k.failures())
-	for _, pod := range stamped {
-		assertEvents(t, s, pod, "Normal/DrainStarted", "Normal/DrainCompleted")
-	}
-	finishAll(t, s, stamped)
+	assertDrained(t, s, releases, k, stamped, restarted)
 }
 
 func TestE2ETimeoutReleasesAtDeadline(t *testing.T) {

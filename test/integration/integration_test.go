@@ -348,12 +348,15 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	client, reqs, err := cluster.CountingClient(cp.Config)
 	require.NoError(t, err)
 	log := slog.New(slog.DiscardHandler)
-	listed, err := handlers.ReleaseAll(f.ctx, client, f.ns, true, nil, log)
+	dry := handlers.NewReconciler(f.ctx, client, f.cfg, true, log)
+	listed, err := dry.ReleaseAll(f.ctx, f.ns)
 	require.NoError(t, err)
 	assert.ElementsMatch(t, []string{f.ns + "/a", f.ns + "/b", f.ns + "/c"}, listed)
 	assert.Equal(t, []string{"GET pods"}, reqs.List(), "dry-run only lists")
 
-	released, err := handlers.ReleaseAll(f.ctx, client, "", false, handlers.APIEventRecorder{Client: client, Now: time.Now}, log)
+	rec := handlers.NewReconciler(f.ctx, client, f.cfg, false, log)
+	t.Cleanup(rec.Stop)
+	released, err := rec.ReleaseAll(f.ctx, "")
 	require.NoError(t, err)
 	assert.Subset(t, released, []string{f.ns + "/a", f.ns + "/b", f.ns + "/c", other + "/d"})
 	for _, name := range []string{"a", "c"} {
@@ -366,7 +369,7 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	assert.Contains(t, f.events(f.get("a")), "Normal/FinalizerRemoved")
 	assert.Contains(t, f.events(pod), "Normal/FinalizerRemoved")
 
-	again, err := handlers.ReleaseAll(f.ctx, client, f.ns, false, nil, log)
+	again, err := rec.ReleaseAll(f.ctx, f.ns)
 	require.NoError(t, err)
 	assert.Empty(t, again, "nothing left to release")
 }
