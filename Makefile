@@ -1,6 +1,6 @@
 # vpa-graceful-drain: build, run and test the function.
 #
-#   make run     serve the function locally (func-go runtime; dry-run without a cluster)
+#   make run     serve the function locally (func-go's http runtime; dry-run without a cluster)
 #   make test    unit + integration + end-to-end tests against a real kube-apiserver,
 #                etcd and the real Knative ApiServerSource adapter (built once into bin/)
 #   make unit    the fast loop: unit tests only, no real components
@@ -39,7 +39,7 @@ build:
 	$(GO) build ./...
 	$(GO) build -o $(BIN)/vpa-graceful-drain ./cmd/vpa-graceful-drain
 
-# Serves the function with func-go's runtime, exactly as kn func's scaffolding does.
+# Serves the function with func-go's http runtime, exactly as kn func's scaffolding does.
 run:
 	LISTEN_ADDRESS=$(LISTEN_ADDRESS) $(GO) run ./cmd/vpa-graceful-drain
 

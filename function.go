@@ -3,7 +3,8 @@
 // the finalizer vpagracefuldrain.dev/drain to managed pods, stamps a drain when such a pod is
 // evicted, and removes the finalizer once the pod has drained or the drain timed out.
 //
-// kn func wraps it with knative.dev/func-go: `cloudevents.Start(function.New())`.
+// kn func wraps it with knative.dev/func-go's http runtime: `http.Start(function.New())`
+// (func.yaml `invoke: http`). Handle reads the CloudEvent from each request itself.
 package function
 
 import (
@@ -13,14 +14,17 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
 
 	"function/config"
 	"function/eventing"
@@ -34,6 +38,11 @@ type Function struct {
 	dryRun bool
 	// setupErr is a problem found by New (bad kubeconfig, bad DRY_RUN): never ready.
 	setupErr error
+
+	// watch tracks the requests in Handle for Alive; the timeouts bound an event and a probe.
+	watch        *inflight
+	eventTimeout time.Duration
+	probeTimeout time.Duration
 
 	mu     sync.RWMutex
 	rec    *handlers.Reconciler // set by a successful Start
@@ -63,7 +72,7 @@ func WithDryRun() Option {
 // or ~/.kube/config); with none it runs in dry-run, and its first log line says which.
 // DRY_RUN=true forces dry-run against a real cluster too.
 func New(opts ...Option) *Function {
-	f := &Function{}
+	f := &Function{watch: newInflight(clock.RealClock{}), eventTimeout: defaultEventTimeout, probeTimeout: defaultProbeTimeout}
 	for _, o := range opts {
 		o(f)
 	}
@@ -212,11 +221,6 @@ func (f *Function) Ready(context.Context) (bool, error) {
 	return err == nil, err
 }
 
-// Alive is always true: a live process can always say what is wrong through Ready.
-func (f *Function) Alive(context.Context) (bool, error) {
-	return true, nil
-}
-
 func (f *Function) reconciler() (*handlers.Reconciler, error) {
 	if f.setupErr != nil {
 		return nil, f.setupErr
@@ -232,11 +236,49 @@ func (f *Function) reconciler() (*handlers.Reconciler, error) {
 	return f.rec, nil
 }
 
-// Handle decides on one ApiServerSource Pod event and applies the decision. It answers
+// Handle serves one HTTP request: kn func's http scaffolding (func-go's http runtime) calls it
+// for every request but the health probes. It reads one CloudEvent from the request (binary or
+// structured mode), handles it with HandleEvent and writes the answer, all within this call:
+// no event ever waits for another request.
+func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
+	defer f.watch.begin()()
+	defer func() {
+		if p := recover(); p != nil {
+			f.log.Error("handling a request panicked; answering 500", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			eventing.WriteError(w, http.StatusInternalServerError, fmt.Sprintf("internal error: %v", p))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(r.Context(), f.eventTimeout)
+	defer cancel()
+	e, err := eventing.ReadRequest(ctx, r)
+	if err != nil {
+		status := eventing.Status(err)
+		f.log.Warn("rejected request", slog.Int("status", status), slog.String("reason", err.Error()),
+			slog.String("method", r.Method), slog.String("contentType", r.Header.Get("Content-Type")))
+		eventing.WriteError(w, status, err.Error())
+		return
+	}
+	reply, err := f.HandleEvent(ctx, *e)
+	if err != nil {
+		status, msg := http.StatusInternalServerError, err.Error()
+		var res *cehttp.Result
+		if protocol.ResultAs(err, &res) {
+			status, msg = res.StatusCode, fmt.Sprintf(res.Format, res.Args...)
+		}
+		eventing.WriteError(w, status, msg)
+		return
+	}
+	if err := eventing.WriteReply(ctx, w, reply); err != nil {
+		f.log.Warn("could not write the reply", slog.String("ceId", e.ID()), slog.String("error", err.Error()))
+	}
+}
+
+// HandleEvent decides on one ApiServerSource Pod event and applies the decision. It answers
 // 400/413 with a message for an event it rejects (and makes no API call), 503 while not
-// ready, 500 when the cluster failed (the sender retries), and otherwise 200 with a reply
-// event for the action taken, or no reply when nothing was done.
-func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+// ready or when the cluster did not answer in time, 500 when the cluster failed (the sender
+// retries), and otherwise 200 with a reply event for the action taken, or no reply when
+// nothing was done. Errors are *cehttp.Result values carrying the HTTP status.
+func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event, error) {
 	rec, err := f.reconciler()
 	if err != nil {
 		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "not ready: %v", err)
@@ -268,6 +310,9 @@ func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, err
 	switch {
 	case errors.Is(err, handlers.ErrNoCluster):
 		return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "reference-mode event for %s/%s: %v", in.Namespace, in.Name, err)
+	case err != nil && ctx.Err() != nil:
+		log.Warn("handling event timed out", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "the cluster did not answer in time: %v", err)
 	case err != nil:
 		log.Error("handling event failed", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
 		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)

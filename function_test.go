@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	fhttp "knative.dev/func-go/http"
 
 	function "function"
 	"function/config"
@@ -169,7 +171,7 @@ func TestNotReadyBeforeStart(t *testing.T) {
 	assert.True(t, alive)
 	assert.NoError(t, err)
 
-	reply, err := f.Handle(context.Background(), sampleEvent(t, "managed-pod-added.http"))
+	reply, err := f.HandleEvent(context.Background(), sampleEvent(t, "managed-pod-added.http"))
 	assert.Nil(t, reply)
 	status, msg := result(t, err)
 	assert.Equal(t, http.StatusServiceUnavailable, status)
@@ -216,7 +218,7 @@ func TestStartWithInvalidConfiguration(t *testing.T) {
 			assert.Equal(t, tt.wantKey, keyErr.Key)
 			assert.Contains(t, logs.String(), `"key":"`+tt.wantKey+`"`, "the log names the key")
 
-			reply, err := f.Handle(context.Background(), sampleEvent(t, "managed-pod-added.http"))
+			reply, err := f.HandleEvent(context.Background(), sampleEvent(t, "managed-pod-added.http"))
 			assert.Nil(t, reply)
 			status, msg := result(t, err)
 			assert.Equal(t, http.StatusServiceUnavailable, status)
@@ -270,7 +272,7 @@ func TestHandleRejectsBadEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientset(samplePod(t, "managed-pod-added.http"))
 			f := started(t, c, nil)
-			reply, err := f.Handle(context.Background(), tt.event)
+			reply, err := f.HandleEvent(context.Background(), tt.event)
 			assert.Nil(t, reply)
 			status, msg := result(t, err)
 			assert.Equal(t, tt.status, status)
@@ -344,7 +346,7 @@ func TestHandleSamples(t *testing.T) {
 			f := started(t, c, nil, opts...)
 			in := sampleEvent(t, tt.sample)
 
-			reply, err := f.Handle(context.Background(), in)
+			reply, err := f.HandleEvent(context.Background(), in)
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantVerbs, verbs(c))
 			if tt.wantType == "" {
@@ -378,7 +380,7 @@ func TestHandleDeleteEvents(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientset()
 			f := started(t, c, nil)
-			reply, err := f.Handle(context.Background(), tt.event)
+			reply, err := f.HandleEvent(context.Background(), tt.event)
 			require.NoError(t, err)
 			assert.Nil(t, reply)
 			assert.Equal(t, []string{}, verbs(c), "a deleted pod is not read nor written")
@@ -389,7 +391,7 @@ func TestHandleDeleteEvents(t *testing.T) {
 func TestHandleReferenceToAPodThatIsGone(t *testing.T) {
 	c := fake.NewClientset()
 	f := started(t, c, nil)
-	reply, err := f.Handle(context.Background(), sampleEvent(t, "reference-mode-added.http"))
+	reply, err := f.HandleEvent(context.Background(), sampleEvent(t, "reference-mode-added.http"))
 	require.NoError(t, err)
 	assert.Nil(t, reply)
 	assert.Equal(t, []string{"get pods"}, verbs(c))
@@ -401,7 +403,7 @@ func TestHandleClusterFailureIs500(t *testing.T) {
 		return true, nil, apierrors.NewInternalError(errors.New("etcd down"))
 	})
 	f := started(t, c, nil)
-	reply, err := f.Handle(context.Background(), sampleEvent(t, "managed-pod-added.http"))
+	reply, err := f.HandleEvent(context.Background(), sampleEvent(t, "managed-pod-added.http"))
 	assert.Nil(t, reply)
 	status, msg := result(t, err)
 	assert.Equal(t, http.StatusInternalServerError, status)
@@ -412,7 +414,7 @@ func TestHandleClusterFailureIs500(t *testing.T) {
 func TestHandleUsesTheLoadedConfiguration(t *testing.T) {
 	c := fake.NewClientset(samplePod(t, "managed-pod-added.http"))
 	f := started(t, c, map[string]string{"namespaceSelector": `{"exclude":["default"]}`})
-	reply, err := f.Handle(context.Background(), sampleEvent(t, "managed-pod-added.http"))
+	reply, err := f.HandleEvent(context.Background(), sampleEvent(t, "managed-pod-added.http"))
 	require.NoError(t, err)
 	assert.Nil(t, reply, "the namespace is excluded")
 	assert.Equal(t, []string{}, verbs(c))
@@ -465,7 +467,7 @@ func postSample(t *testing.T, url, name string) (*http.Response, []byte) {
 	return resp, got
 }
 
-// The function as kn func serves it (func-go's runtime around New), without a cluster.
+// The function as kn func serves it (func-go's http runtime around New), without a cluster.
 func TestServedBinaryDryRun(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "fn")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/vpa-graceful-drain")
@@ -553,4 +555,158 @@ func TestStartSweeps(t *testing.T) {
 	assert.Equal(t, 1, listed, "one sweep at start, the next only after an hour")
 	assert.Equal(t, 1, patched, "only the managed pod is written")
 	require.NoError(t, f.Stop(context.Background()))
+}
+
+// ---- the HTTP path (func-go's http runtime around Handle) ----------------------------------
+
+// served runs f behind func-go's http runtime, as kn func's http scaffolding does, and returns
+// its base URL.
+func served(t *testing.T, f *function.Function) string {
+	t.Helper()
+	srv := httptest.NewServer(fhttp.New(f).Handler)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func post(t *testing.T, url string, header http.Header, body []byte) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	require.NoError(t, err)
+	for k, v := range header {
+		if k != "Accept-Encoding" && k != "User-Agent" {
+			req.Header[k] = v
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(got)
+}
+
+// structured turns a binary-mode sample into the same event in structured mode.
+func structured(t *testing.T, name string) []byte {
+	t.Helper()
+	e := sampleEvent(t, name)
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	return b
+}
+
+func TestHTTPAnswers(t *testing.T) {
+	managedHeader, managedBody := readSample(t, "managed-pod-added.http")
+	unmanagedHeader, unmanagedBody := readSample(t, "unmanaged-pod.http")
+	structuredType := http.Header{"Content-Type": {"application/cloudevents+json"}}
+	withHeader := func(k, v string) http.Header {
+		h := managedHeader.Clone()
+		if v == "" {
+			h.Del(k)
+		} else {
+			h.Set(k, v)
+		}
+		return h
+	}
+	tests := []struct {
+		name      string
+		method    string
+		header    http.Header
+		body      []byte
+		status    int
+		replyType string // Ce-Type of the reply, "" for none
+		message   string // in the body of an error answer
+	}{
+		{"binary mode", "", managedHeader, managedBody, http.StatusOK, eventing.TypeFinalizerAdded, ""},
+		{"structured mode", "", structuredType, structured(t, "managed-pod-added.http"), http.StatusOK, eventing.TypeFinalizerAdded, ""},
+		{"structured mode with charset", "", http.Header{"Content-Type": {"application/cloudevents+json; charset=utf-8"}},
+			structured(t, "managed-pod-added.http"), http.StatusOK, eventing.TypeFinalizerAdded, ""},
+		{"nothing to do", "", unmanagedHeader, unmanagedBody, http.StatusOK, "", ""},
+		{"batch mode", "", http.Header{"Content-Type": {"application/cloudevents-batch+json"}},
+			[]byte("[" + string(structured(t, "managed-pod-added.http")) + "]"), http.StatusUnsupportedMediaType, "", "batched CloudEvents"},
+		{"not a CloudEvent", "", http.Header{"Content-Type": {"application/json"}}, managedBody, http.StatusUnsupportedMediaType, "", "not a CloudEvent"},
+		{"GET", http.MethodGet, managedHeader, nil, http.StatusMethodNotAllowed, "", "POST"},
+		{"PUT", http.MethodPut, managedHeader, managedBody, http.StatusMethodNotAllowed, "", "POST"},
+		{"binary mode without an id", "", withHeader("Ce-Id", ""), managedBody, http.StatusBadRequest, "", "id"},
+		{"binary mode with an unknown specversion", "", withHeader("Ce-Specversion", "9.9"), managedBody, http.StatusUnsupportedMediaType, "", "not a CloudEvent"},
+		{"structured mode, broken JSON", "", structuredType, []byte(`{"specversion":"1.0",`), http.StatusBadRequest, "", "malformed CloudEvent"},
+		{"structured mode without a type", "", structuredType, []byte(`{"specversion":"1.0","id":"1","source":"s"}`), http.StatusBadRequest, "", "type"},
+		{"body over the limit", "", managedHeader, bytes.Repeat([]byte("x"), eventing.MaxBodyBytes+1), http.StatusRequestEntityTooLarge, "", "limit"},
+		{"data over the limit in a body under it", "", managedHeader, append(managedBody[:len(managedBody)-1:len(managedBody)-1],
+			[]byte(`,"pad":"`+strings.Repeat("x", eventing.MaxDataBytes)+`"}`)...), http.StatusRequestEntityTooLarge, "", "limit"},
+		{"wrong event type", "", withHeader("Ce-Type", "com.example.other"), managedBody, http.StatusBadRequest, "", "unsupported event type"},
+	}
+	c := fake.NewClientset()
+	url := served(t, started(t, c, nil, function.WithDryRun()))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			req, err := http.NewRequest(method, url+"/", bytes.NewReader(tt.body))
+			require.NoError(t, err)
+			for k, v := range tt.header {
+				req.Header[k] = v
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+
+			assert.Equal(t, tt.status, resp.StatusCode, "body: %s", body)
+			assert.Equal(t, tt.replyType, resp.Header.Get("Ce-Type"))
+			if tt.replyType != "" {
+				assert.Equal(t, "true", resp.Header.Get("Ce-Dryrun"))
+				var data eventing.ReplyData
+				require.NoError(t, json.Unmarshal(body, &data))
+				assert.Equal(t, "web-7d9f8-abcde", data.Name)
+			}
+			if tt.status != http.StatusOK {
+				assert.Contains(t, string(body), tt.message)
+				assert.Contains(t, resp.Header.Get("Content-Type"), "text/plain")
+			} else if tt.replyType == "" {
+				assert.Empty(t, body)
+			}
+		})
+	}
+	assert.Equal(t, []string{}, verbs(c), "dry-run, and no event reads the cluster")
+}
+
+func TestHTTPNotReadyIs503(t *testing.T) {
+	f := function.New(function.WithClient(fake.NewClientset()), function.WithLogger(discard))
+	header, body := readSample(t, "managed-pod-added.http")
+	resp, got := post(t, served(t, f)+"/", header, body)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	assert.Contains(t, got, "not ready")
+}
+
+func TestHTTPClusterFailureIs500(t *testing.T) {
+	c := fake.NewClientset()
+	c.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewInternalError(errors.New("etcd is down"))
+	})
+	f := started(t, c, nil)
+	header, body := readSample(t, "managed-pod-added.http")
+	resp, got := post(t, served(t, f)+"/", header, body)
+	assert.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	assert.Contains(t, got, "etcd is down")
+}
+
+// The health endpoints func-go serves report what the function says.
+func TestHTTPHealth(t *testing.T) {
+	f := function.New(function.WithClient(fake.NewClientset()), function.WithLogger(discard))
+	url := served(t, f)
+	get := func(path string) int {
+		resp, err := http.Get(url + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusOK, get("/health/liveness"), "alive before Start: the event path answers (503)")
+	assert.Equal(t, http.StatusInternalServerError, get("/health/readiness"), "not ready before Start")
+	require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir(), config.KeySweepIntervalSeconds: "0"}))
+	t.Cleanup(func() { _ = f.Stop(context.Background()) })
+	assert.Equal(t, http.StatusOK, get("/health/readiness"))
+	assert.Equal(t, http.StatusOK, get("/health/liveness"))
 }

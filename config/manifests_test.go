@@ -123,7 +123,9 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 	require.NoError(t, yaml.Unmarshal(b, &fn))
 	assert.Equal(t, "0.36.0", fn.SpecVersion)
 	assert.Equal(t, "go", fn.Runtime)
-	assert.Equal(t, "cloudevent", fn.Invoke)
+	// kn func picks the Go scaffolding from `invoke` (not from the Handle signature): "http"
+	// builds cmd/vpa-graceful-drain's main, func-go's http runtime around Handle(w, r).
+	assert.Equal(t, "http", fn.Invoke)
 	assert.True(t, accounts[fn.Deploy.Namespace+"/"+fn.Deploy.ServiceAccountName], "func.yaml deploys with a service account rbac.yaml creates")
 	require.Len(t, fn.Run.Envs, 1)
 	assert.Equal(t, "{{ configMap:vpa-graceful-drain }}", fn.Run.Envs[0].Value)

@@ -1,0 +1,128 @@
+package function
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"function/eventing"
+)
+
+// Liveness tells the truth about the event path: the process is alive only while that path
+// answers. Alive fails when
+//   - a probe event sent through Handle, in-process, gets no answer within probeTimeout
+//     (a lock or anything else shared by every request is stuck), or
+//   - a request has been in Handle for longer than stuckAfter, although every event is
+//     bounded by eventTimeout (something ignores its context).
+//
+// Then Kubernetes restarts the container; drains lose nothing, their state is in the pods.
+const (
+	defaultEventTimeout = 25 * time.Second
+	defaultProbeTimeout = 2 * time.Second
+)
+
+// inflight tracks the start times of the requests in Handle.
+type inflight struct {
+	clock clock.PassiveClock
+	mu    sync.Mutex
+	next  uint64
+	start map[uint64]time.Time
+}
+
+func newInflight(c clock.PassiveClock) *inflight {
+	return &inflight{clock: c, start: map[uint64]time.Time{}}
+}
+
+// begin records a request and returns the func that ends it.
+func (t *inflight) begin() func() {
+	now := t.clock.Now()
+	t.mu.Lock()
+	id := t.next
+	t.next++
+	t.start[id] = now
+	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		delete(t.start, id)
+		t.mu.Unlock()
+	}
+}
+
+// oldest is how long the longest-running request has been in Handle (0 when none is).
+func (t *inflight) oldest() time.Duration {
+	now := t.clock.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var longest time.Duration
+	for _, s := range t.start {
+		longest = max(longest, now.Sub(s))
+	}
+	return longest
+}
+
+// probePod is a pod no configuration manages: deciding on it never writes or reads anything.
+const probePod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"liveness-probe","namespace":"vpa-graceful-drain-probe","uid":"00000000-0000-0000-0000-000000000000"}}`
+
+// Alive is true while the event path answers (see the constants above).
+func (f *Function) Alive(ctx context.Context) (bool, error) {
+	if age, limit := f.watch.oldest(), 2*f.eventTimeout; age > limit {
+		return false, fmt.Errorf("a request has been handled for %s, over the %s any event may take: the event path is stuck", age.Round(time.Second), limit)
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.probeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader([]byte(probePod)))
+	if err != nil {
+		return false, fmt.Errorf("building the liveness probe event: %w", err)
+	}
+	for k, v := range map[string]string{
+		"Ce-Specversion": "1.0", "Ce-Id": "liveness-probe", "Ce-Source": eventing.Source + "/liveness",
+		"Ce-Type": "dev.knative.apiserver.resource.update", "Content-Type": "application/json",
+	} {
+		req.Header.Set(k, v)
+	}
+	answered := make(chan int, 1) // buffered: a late answer must not block the probe's goroutine
+	go func() {
+		w := &statusWriter{header: http.Header{}}
+		f.Handle(w, req)
+		answered <- w.Status()
+	}()
+	select {
+	case <-answered:
+		return true, nil
+	case <-ctx.Done():
+		return false, fmt.Errorf("the event path did not answer a probe event within %s: it is stuck", f.probeTimeout)
+	}
+}
+
+// statusWriter is the ResponseWriter of the liveness probe: it keeps the status only.
+type statusWriter struct {
+	header http.Header
+	status int
+}
+
+func (w *statusWriter) Header() http.Header { return w.header }
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return len(p), nil
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *statusWriter) Status() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
