@@ -98,7 +98,7 @@ func New(opts ...Option) *Function {
 		f.log.Info("vpa-graceful-drain starting in dry-run mode: no cluster configured (no in-cluster config, KUBECONFIG or ~/.kube/config); decisions are replied and logged, nothing is written",
 			slog.Bool("dryRun", true))
 	case f.dryRun:
-		f.log.Info("vpa-graceful-drain starting in dry-run mode (DRY_RUN=true): the cluster is read, nothing is written",
+		f.log.Info("vpa-graceful-drain starting in dry-run mode (DRY_RUN=true): no finalizer is added and no drain stamped; a deleting pod that holds the finalizer is released at once, so a dry-run never holds a pod",
 			slog.Bool("dryRun", true), slog.String("cluster", where))
 	default:
 		f.log.Info("vpa-graceful-drain starting", slog.Bool("dryRun", false), slog.String("cluster", where))

@@ -29,7 +29,7 @@ type ReplyData struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	UID       string `json:"uid"`
-	// Reason is set on finalizer.removed: drained, timeout or unmanaged.
+	// Reason is set on finalizer.removed: drained, timeout, unmanaged, dry-run or uninstalled.
 	Reason string `json:"reason,omitempty"`
 	// DrainSeconds is set on finalizer.removed: seconds since the drain started.
 	DrainSeconds *float64 `json:"drainSeconds,omitempty"`

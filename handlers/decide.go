@@ -54,9 +54,11 @@ type Decision struct {
 	// Reason: for RemoveFinalizer one of ReasonDrained, ReasonTimeout, ReasonUnmanaged;
 	// otherwise a short human explanation (why nothing is done, what a wait waits on).
 	Reason string
-	// Started and Deadline: for StartDrain the values to write, for Wait and RemoveFinalizer
-	// the values read from the pod.
+	// Started and Deadline: when the drain started and when it ends at the latest (see
+	// drainStart); for StartDrain the values to write.
 	Started, Deadline time.Time
+	// StartedFrom says where Started comes from.
+	StartedFrom StartSource
 	// Grace is the pod's effective grace period (set once the pod is draining).
 	Grace time.Duration
 	// RecheckAt is when a Wait, or a drain just started, should be looked at again: the grace
@@ -80,8 +82,8 @@ func (d Decision) DrainSeconds(now time.Time) float64 {
 	return now.Sub(d.Started).Seconds()
 }
 
-// clockSkew is how far in the future a drain-started stamp may be (another replica's clock)
-// before it is treated as invalid and stamped again.
+// clockSkew is how far apart API-server times and a replica's stamp may be before the stamp
+// is distrusted.
 const clockSkew = time.Minute
 
 // Decide is the whole policy: a pure function of the pod, the configuration and the time.
@@ -113,20 +115,11 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 
 	grace, timeout := overrides(pod, cfg, &d.Warnings)
 	d.Grace = grace
-	started, ok := parseStarted(pod.Annotations[AnnotationDrainStarted], now)
-	if !ok {
-		d.Action = StartDrain
-		d.Started = ceilSecond(now)
-		d.Deadline = d.Started.Add(timeout)
-		d.RecheckAt = d.Started.Add(grace)
-		if _, present := pod.Annotations[AnnotationDrainStarted]; present {
-			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %q: drain restarted", AnnotationDrainStarted, pod.Annotations[AnnotationDrainStarted]))
-		}
-		return d
-	}
-	d.Started = started
+	d.Stopped = containersStopped(pod)
+	stampValue, stampPresent := pod.Annotations[AnnotationDrainStarted]
+	d.Started, d.StartedFrom = drainStart(pod, stampValue, &d.Warnings)
+	d.Deadline = d.Started.Add(timeout)
 	// The deadline annotation may only shorten the drain, never extend it past the timeout.
-	d.Deadline = started.Add(timeout)
 	if v, present := pod.Annotations[AnnotationDrainDeadline]; present {
 		if t, err := time.Parse(time.RFC3339, v); err == nil && t.Before(d.Deadline) {
 			d.Deadline = t
@@ -134,25 +127,110 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %q: using %s", AnnotationDrainDeadline, v, d.Deadline.Format(time.RFC3339)))
 		}
 	}
-	graceEnd := started.Add(grace)
-	d.Stopped = containersStopped(pod)
+	graceEnd := d.Started.Add(grace)
 	switch {
 	case !now.Before(graceEnd) && d.Stopped != NotStopped:
 		d.Action = RemoveFinalizer
 		d.Reason = ReasonDrained
+		return d
 	case !now.Before(d.Deadline):
 		d.Action = RemoveFinalizer
 		d.Reason = ReasonTimeout
-	case now.Before(graceEnd):
-		d.Action = Wait
+		return d
+	}
+	if now.Before(graceEnd) {
 		d.Reason = "grace period"
 		d.RecheckAt = minTime(graceEnd, d.Deadline)
-	default:
-		d.Action = Wait
+	} else {
 		d.Reason = "containers running"
 		d.RecheckAt = d.Deadline
 	}
+	d.Action = Wait
+	if _, err := time.Parse(time.RFC3339, stampValue); !stampPresent || err != nil {
+		// Record the start: the drain is timed from API-server times with or without the stamp,
+		// so a stamp that cannot be written never leaves the drain unbounded.
+		d.Action = StartDrain
+		if stampPresent {
+			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %q: stamped again", AnnotationDrainStarted, stampValue))
+		}
+	}
 	return d
+}
+
+// StartSource says which time a drain is timed from.
+type StartSource string
+
+// Where a drain's start comes from, most trusted first.
+const (
+	// StartEviction: the DisruptionTarget condition's lastTransitionTime, which the API server
+	// recorded when it accepted the eviction.
+	StartEviction StartSource = "eviction"
+	// StartStamp: the drain-started annotation, when not after the deletion request.
+	StartStamp StartSource = "drain-started"
+	// StartDeletion: deletionTimestamp - deletionGracePeriodSeconds, the time the deletion was
+	// requested (until the grace is shortened: the kubelet's final grace-0 DELETE moves it to
+	// that moment, a later but still finite bound).
+	StartDeletion StartSource = "deletion"
+)
+
+// drainStart is when a deleting pod's drain started, from the API server's own records
+// wherever they exist, so neither a missing stamp nor a replica's clock can make a drain
+// unbounded or shorter:
+//   - an accepted eviction's DisruptionTarget time wins over everything;
+//   - else the stamp, but never later than the deletion request (a stamp may be written by a
+//     replica whose clock is ahead);
+//   - else the deletion request.
+//
+// The stamp itself is never moved: a bad one is reported, not rewritten earlier.
+func drainStart(pod *corev1.Pod, stampValue string, warnings *[]string) (time.Time, StartSource) {
+	requested := deletionRequested(pod).UTC()
+	if t, ok := evictedAt(pod, requested); ok {
+		return t.UTC(), StartEviction
+	}
+	if stampValue == "" {
+		return requested, StartDeletion
+	}
+	stamp, err := time.Parse(time.RFC3339, stampValue)
+	switch {
+	case err != nil:
+		return requested, StartDeletion
+	case stamp.After(requested.Add(clockSkew)):
+		*warnings = append(*warnings, fmt.Sprintf("%s %s is over %s after the deletion was requested (%s; a clock ahead?): timing the drain from the request",
+			AnnotationDrainStarted, stampValue, clockSkew, requested.UTC().Format(time.RFC3339)))
+		return requested, StartStamp
+	}
+	return stamp.UTC(), StartStamp
+}
+
+// deletionRequested is deletionTimestamp - deletionGracePeriodSeconds.
+func deletionRequested(pod *corev1.Pod) time.Time {
+	t := pod.DeletionTimestamp.Time
+	if g := pod.DeletionGracePeriodSeconds; g != nil && *g > 0 {
+		t = t.Add(-time.Duration(*g) * time.Second)
+	}
+	return t
+}
+
+// evictedAt is the lastTransitionTime of a True DisruptionTarget condition, when it belongs to
+// this deletion: not after the deletion request (by more than the clock skew) and not before it
+// by more than the pod's termination grace period (the kubelet's final DELETE moves the request
+// time up to that much later).
+func evictedAt(pod *corev1.Pod, requested time.Time) (time.Time, bool) {
+	for _, c := range pod.Status.Conditions {
+		if c.Type != corev1.DisruptionTarget || c.Status != corev1.ConditionTrue || c.LastTransitionTime.IsZero() {
+			continue
+		}
+		t := c.LastTransitionTime.Time
+		spread := clockSkew
+		if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && *g > 0 {
+			spread += time.Duration(*g) * time.Second
+		}
+		if t.After(requested.Add(clockSkew)) || t.Before(requested.Add(-spread)) {
+			return time.Time{}, false
+		}
+		return t, true
+	}
+	return time.Time{}, false
 }
 
 // managedBy names the annotation that makes the pod managed, or "".
@@ -211,17 +289,6 @@ func overrides(pod *corev1.Pod, cfg config.Config, warnings *[]string) (grace, t
 	return grace, timeout
 }
 
-func parseStarted(v string, now time.Time) (time.Time, bool) {
-	if v == "" {
-		return time.Time{}, false
-	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil || t.After(now.Add(clockSkew)) {
-		return time.Time{}, false
-	}
-	return t, true
-}
-
 // Evidence is what shows that a pod's containers have stopped.
 type Evidence int
 
@@ -256,7 +323,7 @@ func containersStopped(pod *corev1.Pod) Evidence {
 		return GraceZero
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
 		return TerminalPhase
-	case len(pod.Status.ContainerStatuses) > 0 && allTerminated(pod.Status.ContainerStatuses):
+	case len(pod.Status.ContainerStatuses) > 0 && allTerminated(pod.Status.ContainerStatuses) && allTerminated(sidecarStatuses(pod)):
 		return AllTerminated
 	}
 	return NotStopped
@@ -271,14 +338,22 @@ func allTerminated(statuses []corev1.ContainerStatus) bool {
 	return true
 }
 
-// ceilSecond rounds up to a whole second, so the stamped start (second precision) is never
-// before the real one and a drain lasts at least its grace period.
-func ceilSecond(t time.Time) time.Time {
-	s := t.UTC().Truncate(time.Second)
-	if s.Before(t) {
-		s = s.Add(time.Second)
+// sidecarStatuses are the statuses of the pod's native sidecars: init containers with
+// restartPolicy Always, which keep running beside the app until the pod stops. An ordinary
+// init container has terminated long before and is not one of them.
+func sidecarStatuses(pod *corev1.Pod) []corev1.ContainerStatus {
+	var out []corev1.ContainerStatus
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			continue
+		}
+		i := slices.IndexFunc(pod.Status.InitContainerStatuses, func(s corev1.ContainerStatus) bool { return s.Name == c.Name })
+		if i < 0 {
+			continue // never started: nothing runs
+		}
+		out = append(out, pod.Status.InitContainerStatuses[i])
 	}
-	return s
+	return out
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -108,17 +108,17 @@ func TestDecide(t *testing.T) {
 		// ---- deleting, ours, managed: start the drain --------------------------------------------
 		{"start drain", def, newPod(ours, managed, deleting),
 			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second)}},
-		{"start drain ignores containers already stopped", def, newPod(ours, managed, deleting, graceZero, phase(corev1.PodSucceeded)),
-			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second)}},
-		{"invalid drain-started restarts the drain", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainStarted, "yesterday")),
+		{"start drain waits for the grace even when the containers stopped", def, newPod(ours, managed, deleting, graceZero, phase(corev1.PodSucceeded)),
+			want{action: handlers.StartDrain, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second), stopped: handlers.GraceZero}},
+		{"invalid drain-started is stamped again", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainStarted, "yesterday")),
 			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second),
-				warnings: []string{`invalid vpagracefuldrain.dev/drain-started "yesterday": drain restarted`}}},
+				warnings: []string{`invalid vpagracefuldrain.dev/drain-started "yesterday": stamped again`}}},
 		{"empty drain-started restarts the drain", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainStarted, "")),
 			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second),
 				warnings: []string{`invalid vpagracefuldrain.dev/drain-started ""`}}},
-		{"drain-started over a minute in the future is restamped", def, newPod(ours, managed, deleting, started(now.Add(2*time.Minute))),
-			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second),
-				warnings: []string{"invalid vpagracefuldrain.dev/drain-started"}}},
+		{"drain-started over a minute after the deletion request is never moved, the request times the drain", def, newPod(ours, managed, deleting, started(now.Add(2*time.Minute))),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second),
+				warnings: []string{"is over 1m0s after the deletion was requested"}}},
 		{"start drain with per-pod timeout", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainTimeout, "90")),
 			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(90 * time.Second), recheckAt: drainStamp.Add(30 * time.Second)}},
 		{"start drain with invalid per-pod timeout", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainTimeout, "soon")),
@@ -135,6 +135,9 @@ func TestDecide(t *testing.T) {
 		{"drain-started within the allowed clock skew", def, newPod(ours, managed, deleting, started(now.Add(30*time.Second))),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
 				started: nowSec.Add(30 * time.Second), deadline: nowSec.Add(330 * time.Second), recheckAt: nowSec.Add(60 * time.Second)}},
+		{"drain-started before the deletion request is kept", def, newPod(ours, managed, deletedAt(s40, 30), started(s40.Add(-5*time.Second))),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s40.Add(-5 * time.Second), deadline: s40.Add(295 * time.Second), recheckAt: s40.Add(295 * time.Second)}},
 		{"grace over, containers running", def, newPod(ours, managed, deleting, started(s40)),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
 				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second)}},
@@ -264,29 +267,84 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-// The drain-started stamp has second precision; it is rounded up so that the drain never
-// appears to have started before it did (and lasts at least its grace period).
-func TestDecideStartDrainStampIsUTCWholeSeconds(t *testing.T) {
-	zone := time.FixedZone("UTC+5", 5*60*60)
+// A drain is timed from what the API server recorded, so a stamp that cannot be written, or
+// one written by a replica whose clock is off, neither leaves it unbounded nor shortens it.
+func TestDecideDrainStart(t *testing.T) {
+	def := config.Default() // grace 30 s, timeout 300 s
+	t40 := nowSec.Add(-40 * time.Second)
+	t6m := nowSec.Add(-6 * time.Minute)
 	tests := []struct {
-		name string
-		at   time.Time
-		want time.Time
+		name     string
+		pod      *corev1.Pod
+		action   handlers.Action
+		reason   string
+		from     handlers.StartSource
+		started  time.Time
+		recheck  time.Time
+		warnings int
 	}{
-		{"fraction rounds up", now, drainStamp},
-		{"other zone", now.In(zone), drainStamp},
-		{"whole second kept", nowSec, nowSec},
-		{"whole second in other zone kept", nowSec.In(zone), nowSec},
-		{"one nanosecond past rounds up", nowSec.Add(time.Nanosecond), nowSec.Add(time.Second)},
+		{"eviction, not stamped yet: stamped with the eviction time", newPod(ours, managed, deletedAt(t40, 30), evicted(t40)),
+			handlers.StartDrain, "containers running", handlers.StartEviction, t40, t40.Add(300 * time.Second), 0},
+		{"eviction, stamp never written, past the deadline: released without it", newPod(ours, managed, deletedAt(t6m, 30), evicted(t6m)),
+			handlers.RemoveFinalizer, handlers.ReasonTimeout, handlers.StartEviction, t6m, time.Time{}, 0},
+		{"eviction, stamp never written, stopped after the grace: drained without it", newPod(ours, managed, deletedAt(t40, 30), evicted(t40), graceZero),
+			handlers.RemoveFinalizer, handlers.ReasonDrained, handlers.StartEviction, t40, time.Time{}, 0},
+		{"eviction wins over a stamp from a clock behind (earlier)", newPod(ours, managed, deletedAt(t40, 30), evicted(t40), started(t6m)),
+			handlers.Wait, "containers running", handlers.StartEviction, t40, t40.Add(300 * time.Second), 0},
+		{"eviction wins over a stamp from a clock ahead (later)", newPod(ours, managed, deletedAt(t40, 30), evicted(t40), started(nowSec.Add(5*time.Minute))),
+			handlers.Wait, "containers running", handlers.StartEviction, t40, t40.Add(300 * time.Second), 0},
+		{"eviction after the kubelet's final DELETE moved deletionTimestamp: timed from the eviction", newPod(ours, managed, evicted(t40), graceZero),
+			handlers.RemoveFinalizer, handlers.ReasonDrained, handlers.StartEviction, t40, time.Time{}, 0},
+		{"a DisruptionTarget from an older disruption is not this deletion's", newPod(ours, managed, deleting, evicted(nowSec.Add(-2*time.Hour))),
+			handlers.StartDrain, "grace period", handlers.StartDeletion, nowSec, nowSec.Add(30 * time.Second), 0},
+		{"plain delete, stamp never written, past the deadline: released", newPod(ours, managed, deletedAt(t6m, 30)),
+			handlers.RemoveFinalizer, handlers.ReasonTimeout, handlers.StartDeletion, t6m, time.Time{}, 0},
+		{"plain delete after the kubelet's final DELETE: a later, finite start", newPod(ours, managed, graceZero),
+			handlers.StartDrain, "grace period", handlers.StartDeletion, nowSec, nowSec.Add(30 * time.Second), 0},
+		{"stamp ahead of the deletion request by over a minute: the request", newPod(ours, managed, deletedAt(t40, 30), started(nowSec.Add(time.Hour))),
+			handlers.Wait, "containers running", handlers.StartStamp, t40, t40.Add(300 * time.Second), 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := handlers.Decide(newPod(ours, managed, deleting), config.Default(), tt.at)
-			require.Equal(t, handlers.StartDrain, d.Action)
-			assert.Equal(t, time.UTC, d.Started.Location())
-			assert.Equal(t, tt.want, d.Started)
-			assert.Equal(t, tt.want.Add(5*time.Minute), d.Deadline)
-			assert.False(t, d.Started.Before(tt.at), "never stamped before the real start")
+			d := handlers.Decide(tt.pod, def, now)
+			assert.Equal(t, tt.action, d.Action, "reason %q", d.Reason)
+			assert.Contains(t, d.Reason, tt.reason)
+			assert.Equal(t, tt.from, d.StartedFrom)
+			assert.True(t, tt.started.Equal(d.Started), "started: want %s, got %s", tt.started, d.Started)
+			assert.True(t, tt.recheck.Equal(d.RecheckAt), "recheck: want %s, got %s", tt.recheck, d.RecheckAt)
+			assert.Len(t, d.Warnings, tt.warnings, "%q", d.Warnings)
+			if d.Action == handlers.StartDrain {
+				assert.Equal(t, time.UTC, d.Started.UTC().Location())
+			}
+		})
+	}
+}
+
+// Native sidecars (init containers with restartPolicy Always) run beside the app until the
+// pod stops: a pod whose sidecar still runs has not drained.
+func TestDecideCountsNativeSidecars(t *testing.T) {
+	s40 := nowSec.Add(-40 * time.Second)
+	allDone := statuses(terminated("app", 0))
+	tests := []struct {
+		name    string
+		pod     *corev1.Pod
+		action  handlers.Action
+		stopped handlers.Evidence
+	}{
+		{"sidecar running", newPod(ours, managed, deletedAt(s40, 30), started(s40), allDone, sidecar(running("envoy"))), handlers.Wait, handlers.NotStopped},
+		{"sidecar terminated", newPod(ours, managed, deletedAt(s40, 30), started(s40), allDone, sidecar(terminated("envoy", 0))), handlers.RemoveFinalizer, handlers.AllTerminated},
+		{"ordinary init container terminated long ago, ignored", newPod(ours, managed, deletedAt(s40, 30), started(s40), allDone, initContainer(terminated("migrate", 0))), handlers.RemoveFinalizer, handlers.AllTerminated},
+		{"ordinary init container status without a terminated state is not a sidecar", newPod(ours, managed, deletedAt(s40, 30), started(s40), allDone, initContainer(running("init"))), handlers.RemoveFinalizer, handlers.AllTerminated},
+		{"sidecar declared but never started", newPod(ours, managed, deletedAt(s40, 30), started(s40), allDone, func(p *corev1.Pod) {
+			always := corev1.ContainerRestartPolicyAlways
+			p.Spec.InitContainers = []corev1.Container{{Name: "envoy", RestartPolicy: &always}}
+		}), handlers.RemoveFinalizer, handlers.AllTerminated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := handlers.Decide(tt.pod, config.Default(), now)
+			assert.Equal(t, tt.action, d.Action, "reason %q", d.Reason)
+			assert.Equal(t, tt.stopped, d.Stopped)
 		})
 	}
 }

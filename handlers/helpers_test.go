@@ -15,8 +15,9 @@ var now = time.Date(2026, 11, 26, 5, 10, 30, 987654321, time.UTC)
 // nowSec is now truncated to whole seconds (what an RFC 3339 annotation of now reads back as).
 var nowSec = now.Truncate(time.Second)
 
-// drainStamp is the drain start Decide stamps at now: UTC, rounded up to a whole second.
-var drainStamp = time.Date(2026, 11, 26, 5, 10, 31, 0, time.UTC)
+// drainStamp is the drain start Decide stamps for a pod deleted at now: the deletion request
+// as the API server recorded it (deletionTimestamp - deletionGracePeriodSeconds, whole seconds).
+var drainStamp = nowSec
 
 func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 
@@ -58,16 +59,50 @@ func finalizers(f ...string) podOpt { return func(p *corev1.Pod) { p.Finalizers 
 
 var ours = finalizers(handlers.Finalizer)
 
-// deleting sets deletionTimestamp (now + 30 s, as for a pod deleted with a 30 s grace period).
-func deleting(p *corev1.Pod) {
-	ts := metav1.NewTime(now.Add(30 * time.Second))
-	grace := int64(30)
-	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &ts, &grace
+// deleting sets deletionTimestamp as the API server does for a pod deleted at now with a 30 s
+// grace period: now + 30 s, in whole seconds.
+func deleting(p *corev1.Pod) { deletedAt(nowSec, 30)(p) }
+
+// deletedAt: the deletion was requested at t with a grace period of grace seconds.
+func deletedAt(t time.Time, grace int64) podOpt {
+	return func(p *corev1.Pod) {
+		ts := metav1.NewTime(t.Add(time.Duration(grace) * time.Second))
+		p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &ts, &grace
+	}
 }
 
+// graceZero is the kubelet's final grace-0 DELETE, sent at now: deletionTimestamp moves to now.
 func graceZero(p *corev1.Pod) {
 	zero := int64(0)
-	p.DeletionGracePeriodSeconds = &zero
+	ts := metav1.NewTime(nowSec)
+	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &ts, &zero
+}
+
+// evicted adds the DisruptionTarget condition the API server sets when it accepts an eviction.
+func evicted(at time.Time) podOpt {
+	return func(p *corev1.Pod) {
+		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{
+			Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "EvictionByEvictionAPI",
+			LastTransitionTime: metav1.NewTime(at), Message: "Eviction API: evicting",
+		})
+	}
+}
+
+// sidecar adds a native sidecar (a restartable init container) with status st.
+func sidecar(st corev1.ContainerStatus) podOpt {
+	return func(p *corev1.Pod) {
+		always := corev1.ContainerRestartPolicyAlways
+		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: st.Name, Image: "envoy", RestartPolicy: &always})
+		p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, st)
+	}
+}
+
+// initContainer adds an ordinary init container with status st.
+func initContainer(st corev1.ContainerStatus) podOpt {
+	return func(p *corev1.Pod) {
+		p.Spec.InitContainers = append(p.Spec.InitContainers, corev1.Container{Name: st.Name, Image: "busybox"})
+		p.Status.InitContainerStatuses = append(p.Status.InitContainerStatuses, st)
+	}
 }
 
 func started(at time.Time) podOpt { return ann(handlers.AnnotationDrainStarted, stamp(at)) }

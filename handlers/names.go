@@ -35,4 +35,6 @@ const (
 	ReasonDrained   = "drained"
 	ReasonTimeout   = "timeout"
 	ReasonUnmanaged = "unmanaged"
+	// ReasonDryRun: a dry-run never holds a pod, so a deleting pod is released at once.
+	ReasonDryRun = "dry-run"
 )

@@ -3,6 +3,7 @@ package handlers
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -100,6 +101,13 @@ func testStopped(pod *corev1.Pod, d Decision) []op {
 		ops = append(ops,
 			op{Op: "test", Path: fmt.Sprintf("/status/containerStatuses/%d/name", i), Value: s.Name},
 			op{Op: "test", Path: fmt.Sprintf("/status/containerStatuses/%d/state/terminated/exitCode", i), Value: s.State.Terminated.ExitCode})
+	}
+	// Native sidecars (restartable init containers) count too.
+	for _, sc := range sidecarStatuses(pod) {
+		i := slices.IndexFunc(pod.Status.InitContainerStatuses, func(s corev1.ContainerStatus) bool { return s.Name == sc.Name })
+		ops = append(ops,
+			op{Op: "test", Path: fmt.Sprintf("/status/initContainerStatuses/%d/name", i), Value: sc.Name},
+			op{Op: "test", Path: fmt.Sprintf("/status/initContainerStatuses/%d/state/terminated/exitCode", i), Value: sc.State.Terminated.ExitCode})
 	}
 	return ops
 }

@@ -69,8 +69,8 @@ func TestPatchGolden(t *testing.T) {
 				{"op":"test","path":"/metadata/annotations/vpa-managed","value":"true"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":null},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-timeout-seconds","value":null},
-				{"op":"add","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"2026-11-26T05:10:31Z"},
-				{"op":"add","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":"2026-11-26T05:15:31Z"}]`,
+				{"op":"add","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"2026-11-26T05:10:30Z"},
+				{"op":"add","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":"2026-11-26T05:15:30Z"}]`,
 		},
 		{
 			name:   "start drain again over an invalid stamp",
@@ -82,8 +82,8 @@ func TestPatchGolden(t *testing.T) {
 				{"op":"test","path":"/metadata/annotations/vpaObservedContainers","value":"app"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"garbage"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-timeout-seconds","value":null},
-				{"op":"add","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"2026-11-26T05:10:31Z"},
-				{"op":"add","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":"2026-11-26T05:15:31Z"}]`,
+				{"op":"add","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"2026-11-26T05:10:30Z"},
+				{"op":"add","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":"2026-11-26T05:15:30Z"}]`,
 		},
 		{
 			name:   "remove drained: all containers terminated",
@@ -258,6 +258,14 @@ func TestPatchAppliesOnlyToTheStateItWasDecidedOn(t *testing.T) {
 			pod:    newPod(finalizers("example.com/a", handlers.Finalizer), managed, deleting, started(s40), statuses(terminated("app", 0))),
 			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{"example.com/a"}, p.Finalizers) },
 			change: func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{running("app")} },
+		},
+		{
+			name:  "remove drained (app and native sidecar terminated)",
+			pod:   newPod(ours, managed, deleting, started(s40), statuses(terminated("app", 0)), initContainer(terminated("migrate", 0)), sidecar(terminated("envoy", 0))),
+			check: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
+			change: func(p *corev1.Pod) {
+				p.Status.InitContainerStatuses[1] = running("envoy") // the sidecar restarted
+			},
 		},
 		{
 			name:   "remove drained (grace zero)",

@@ -67,29 +67,63 @@ func NewReconciler(ctx context.Context, client kubernetes.Interface, cfg config.
 // (the live pod differs) is followed by one re-read and one more decision; NotFound at any
 // point means there is nothing left to do.
 func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, error) {
-	return r.reconcile(ctx, pod, func(p *corev1.Pod, now time.Time) Decision { return Decide(p, r.Config, now) })
+	return r.reconcile(ctx, pod, r.decide)
 }
 
-// policy decides on a pod at a time: Decide normally, releaseDecision when uninstalling.
+// policy decides on a pod at a time: decide normally, releaseDecision when uninstalling.
 type policy func(pod *corev1.Pod, now time.Time) Decision
+
+// decide is Decide, except that a dry-run against a cluster never holds a pod: it releases
+// every deleting pod that holds the finalizer at once (and adds and stamps nothing).
+func (r *Reconciler) decide(pod *corev1.Pod, now time.Time) Decision {
+	d := Decide(pod, r.Config, now)
+	if r.DryRun && r.Client != nil && pod.DeletionTimestamp != nil && d.FinalizerIndex >= 0 {
+		d.Action, d.Reason, d.RecheckAt = RemoveFinalizer, ReasonDryRun, time.Time{}
+	}
+	return d
+}
 
 func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, decide policy) (Outcome, error) {
 	out, err := r.decideAndApply(ctx, pod, decide)
-	if err == nil || !isGuardFailure(err) {
-		return out, err
-	}
-	r.Log.InfoContext(ctx, "live pod differs from the event, reading it again",
-		podAttrs(pod), slog.String("action", out.Decision.Action.String()), slog.String("cause", err.Error()))
-	live, err := r.get(ctx, pod.Namespace, pod.Name)
-	if err != nil || live == nil || live.UID != pod.UID {
-		return Outcome{Pod: pod, Decision: gone(), At: out.At}, err
-	}
-	out, err = r.decideAndApply(ctx, live, decide)
 	if err != nil && isGuardFailure(err) {
-		return out, fmt.Errorf("pod %s/%s changed again while applying %s (a concurrent writer): %w",
-			pod.Namespace, pod.Name, out.Decision.Action, err)
+		r.Log.InfoContext(ctx, "live pod differs from the event, reading it again",
+			podAttrs(pod), slog.String("action", out.Decision.Action.String()), slog.String("cause", err.Error()))
+		live, getErr := r.get(ctx, pod.Namespace, pod.Name)
+		if getErr != nil || live == nil || live.UID != pod.UID {
+			return Outcome{Pod: pod, Decision: gone(), At: out.At}, getErr
+		}
+		out, err = r.decideAndApply(ctx, live, decide)
+		if err != nil && isGuardFailure(err) && out.Decision.Action != StartDrain {
+			return out, fmt.Errorf("pod %s/%s changed again while applying %s (a concurrent writer): %w",
+				pod.Namespace, pod.Name, out.Decision.Action, err)
+		}
+	}
+	if err != nil && out.Decision.Action == StartDrain && stampRefused(err) {
+		// The stamp is only a record: the drain is timed from what the API server recorded, so
+		// it still ends (drained or at its deadline) when the stamp can never be written (an
+		// admission policy, annotations over the size limit).
+		r.Log.WarnContext(ctx, "cannot write the drain-started stamp; the drain goes on without it",
+			podAttrs(out.Pod), slog.String("startedFrom", string(out.Decision.StartedFrom)),
+			slog.Time("started", out.Decision.Started), slog.Time("deadline", out.Decision.Deadline), slog.String("error", err.Error()))
+		r.scheduleRecheck(out.Pod, out.Decision.RecheckAt)
+		out.Decision.Action = Wait
+		return out, nil
 	}
 	return out, err
+}
+
+// stampRefused: the API server refused the write for good (403 from an admission policy or
+// webhook, 400 or 422 for an invalid object), not because the pod changed.
+func stampRefused(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	switch status.Status().Code {
+	case http.StatusForbidden, http.StatusBadRequest, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
 }
 
 // ReconcileRef handles a Reference-mode event: it reads the pod, then reconciles it.
@@ -171,11 +205,12 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 		log.DebugContext(ctx, "nothing to do")
 		return out, nil
 	}
-	if r.DryRun {
+	if r.DryRun && d.Reason != ReasonDryRun {
 		out.Applied = true
 		log.InfoContext(ctx, "dry-run: would write", slog.String("stopped", d.Stopped.String()))
 		return out, nil
 	}
+	out.DryRun = false
 	patch, err := Patch(pod, d)
 	if err != nil {
 		return out, err
@@ -224,6 +259,9 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision
 		case ReasonUninstalled:
 			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
 			msg = fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", Finalizer)
+		case ReasonDryRun:
+			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
+			msg = fmt.Sprintf("vpa-graceful-drain runs in dry-run mode, which never holds a pod; finalizer %s removed", Finalizer)
 		default:
 			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
 			msg = fmt.Sprintf("Pod is no longer managed; finalizer %s removed", Finalizer)

@@ -220,19 +220,24 @@ func TestReconcileActions(t *testing.T) {
 	}
 }
 
-func TestReconcileDryRunWritesNothing(t *testing.T) {
+// Dry-run against a cluster adds and stamps nothing, and never holds a pod: a deleting pod
+// with the finalizer is released at once (one guarded patch and an Event), whatever its drain.
+func TestReconcileDryRun(t *testing.T) {
 	tests := []struct {
 		name       string
 		pod        *corev1.Pod
 		wantAction handlers.Action
-		wantTimers int
+		wantReason string
+		wantVerbs  []string
 	}{
-		{"add finalizer", newPod(managed), handlers.AddFinalizer, 0},
-		{"start drain", newPod(ours, managed, deleting), handlers.StartDrain, 0},
-		{"drained", newPod(ours, managed, deleting, started(s40), graceZero), handlers.RemoveFinalizer, 0},
-		{"timeout", newPod(ours, managed, deleting, started(now.Add(-time.Hour))), handlers.RemoveFinalizer, 0},
-		{"unmanaged", newPod(ours), handlers.RemoveFinalizer, 0},
-		{"wait still re-checks (reads only)", newPod(ours, managed, deleting, started(s40)), handlers.Wait, 1},
+		{"add finalizer: not written", newPod(managed), handlers.AddFinalizer, "managed by", []string{}},
+		{"unmanaged, not deleting: not written", newPod(ours), handlers.RemoveFinalizer, handlers.ReasonUnmanaged, []string{}},
+		{"nothing to do", newPod(ours, managed), handlers.None, "finalizer in place", []string{}},
+		{"deleting, drain not started: released", newPod(ours, managed, deleting), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"patch pods", "create events"}},
+		{"deleting, in the grace period: released", newPod(ours, managed, deleting, started(now.Add(-10*time.Second))), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"patch pods", "create events"}},
+		{"deleting, drained: released", newPod(ours, managed, deleting, started(s40), graceZero), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"patch pods", "create events"}},
+		{"deleting, unmanaged: released", newPod(ours, deleting), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"patch pods", "create events"}},
+		{"deleting without our finalizer: nothing", newPod(managed, deleting, finalizers("example.com/a")), handlers.None, "deleting without our finalizer", []string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,11 +245,20 @@ func TestReconcileDryRunWritesNothing(t *testing.T) {
 			out, err := f.rec.Reconcile(context.Background(), tt.pod)
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantAction, out.Decision.Action)
-			assert.Equal(t, tt.wantAction.Writes(), out.Applied, "applied means: would have been written")
-			assert.True(t, out.DryRun)
-			assert.Equal(t, []string{}, verbs(f.client))
-			assert.Equal(t, tt.wantTimers, f.rec.Timers.Len())
-			assert.Equal(t, tt.pod, livePod(t, f.client, tt.pod.Name), "the stored pod is unchanged")
+			assert.Contains(t, out.Decision.Reason, tt.wantReason)
+			assert.Equal(t, tt.wantAction.Writes(), out.Applied, "applied means: written, or would have been")
+			assert.Equal(t, tt.wantVerbs, verbs(f.client))
+			assert.Zero(t, f.rec.Timers.Len(), "a dry-run schedules no re-check")
+			live := livePod(t, f.client, tt.pod.Name)
+			if tt.wantReason == handlers.ReasonDryRun {
+				assert.False(t, out.DryRun, "the release was written")
+				assert.NotContains(t, live.Finalizers, handlers.Finalizer)
+				require.Len(t, events(f.client), 1)
+				assert.Contains(t, events(f.client)[0].Message, "dry-run mode, which never holds a pod")
+			} else {
+				assert.True(t, out.DryRun)
+				assert.Equal(t, tt.pod, live, "the stored pod is unchanged")
+			}
 		})
 	}
 }
@@ -274,6 +288,34 @@ func TestReconcilePatchErrors(t *testing.T) {
 		assert.Equal(t, 0, f.rec.Timers.Len())
 		assert.Equal(t, []string{"patch pods"}, verbs(f.client))
 	})
+	// The stamp can never be written (an admission policy: 403; annotations over the size
+	// limit: 422): the drain goes on without it, timed from API-server times, and its re-check
+	// is scheduled, so it still ends.
+	for _, tt := range []struct {
+		name    string
+		refusal error
+		verbs   []string
+	}{
+		{"403 from an admission policy", apierrors.NewForbidden(podsGVR.GroupResource(), "web-1", errors.New("ValidatingAdmissionPolicy 'no-unknown-annotations' denied request")),
+			[]string{"patch pods"}},
+		{"422 annotations too long, after one re-read", apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "web-1", field.ErrorList{field.TooLong(field.NewPath("metadata", "annotations"), "", 262144)}),
+			[]string{"patch pods", "get pods", "patch pods"}},
+	} {
+		refusal := tt.refusal
+		t.Run("stamp refused for good: "+tt.name, func(t *testing.T) {
+			pod := newPod(ours, managed, deleting)
+			f := newFixture(t, false, pod.DeepCopy())
+			failPatches(f.client, 10, refusal)
+			out, err := f.rec.Reconcile(context.Background(), pod)
+			require.NoError(t, err, "not an error for the sender to retry")
+			assert.Equal(t, handlers.Wait, out.Decision.Action)
+			assert.False(t, out.Applied)
+			assert.Equal(t, handlers.StartDeletion, out.Decision.StartedFrom)
+			assert.True(t, drainStamp.Equal(out.Decision.Started))
+			assert.Equal(t, 1, f.rec.Timers.Len(), "the re-check at the grace end is scheduled")
+			assert.Equal(t, tt.verbs, verbs(f.client))
+		})
+	}
 	t.Run("server error is returned, not retried", func(t *testing.T) {
 		f := newFixture(t, false, newPod(managed))
 		failPatches(f.client, 1, apierrors.NewInternalError(errors.New("etcd down")))

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -372,4 +374,123 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	again, err := rec.ReleaseAll(f.ctx, f.ns)
 	require.NoError(t, err)
 	assert.Empty(t, again, "nothing left to release")
+}
+
+// denyDrainStamp makes the API server refuse, in f's namespace, any pod update that carries
+// the drain-started annotation (an admission policy that forbids unknown annotations), and
+// waits until the policy is enforced.
+func (f *fixture) denyDrainStamp() {
+	f.t.Helper()
+	name := "deny-drain-stamp-" + f.ns
+	fail := admissionv1.Fail
+	policy := &admissionv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: &fail,
+			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionv1.RuleWithOperations{
+					Operations: []admissionv1.OperationType{admissionv1.Update},
+					Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+				},
+			}}},
+			Validations: []admissionv1.Validation{{
+				Expression: `!has(object.metadata.annotations) || !('` + handlers.AnnotationDrainStarted + `' in object.metadata.annotations)`,
+				Message:    "annotation " + handlers.AnnotationDrainStarted + " is not allowed here",
+				Reason:     ptr.To(metav1.StatusReasonForbidden),
+			}},
+		},
+	}
+	_, err := cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(f.ctx, policy, metav1.CreateOptions{})
+	require.NoError(f.t, err)
+	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        name,
+			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": f.ns}}},
+		},
+	}
+	_, err = cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(f.ctx, binding, metav1.CreateOptions{})
+	require.NoError(f.t, err)
+	f.t.Cleanup(func() {
+		ctx := context.Background()
+		_ = cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, name, metav1.DeleteOptions{})
+		_ = cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, name, metav1.DeleteOptions{})
+	})
+	probe := f.create("policy-probe", false)
+	patch := []byte(`{"metadata":{"annotations":{"` + handlers.AnnotationDrainStarted + `":"x"}}}`)
+	var last error
+	ok := assert.Eventually(f.t, func() bool {
+		_, last = cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, probe.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		return apierrors.IsForbidden(last)
+	}, 30*time.Second, 100*time.Millisecond, "the admission policy is enforced")
+	if !ok {
+		p, _ := cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(f.ctx, name, metav1.GetOptions{})
+		f.t.Fatalf("last error %v; policy status %+v", last, p.Status)
+	}
+}
+
+// The drain-started stamp is refused for good (403 from an admission policy; 422 for
+// annotations over the API server's size limit): the drain is still bounded, timed from the
+// eviction time the API server recorded, and the pod is released at that deadline, with no
+// stamp ever written.
+func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
+	tests := []struct {
+		name    string
+		refuse  func(f *fixture, pod *corev1.Pod) *corev1.Pod
+		refused []string // the API calls of the refused start-drain
+	}{
+		{"403 from an admission policy", func(f *fixture, pod *corev1.Pod) *corev1.Pod {
+			f.denyDrainStamp()
+			return pod
+		}, []string{"PATCH pods"}},
+		{"422 annotations over the size limit", func(f *fixture, pod *corev1.Pod) *corev1.Pod {
+			size := 0
+			for k, v := range pod.Annotations {
+				size += len(k) + len(v)
+			}
+			pad := strings.Repeat("x", 256*1024-size-len("pad")-10) // full but for 10 bytes
+			p, err := cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, pod.Name, types.MergePatchType,
+				[]byte(`{"metadata":{"annotations":{"pad":"`+pad+`"}}}`), metav1.PatchOptions{})
+			require.NoError(f.t, err)
+			return p
+		}, []string{"PATCH pods", "GET pods", "PATCH pods"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, testConfig())
+			out := f.reconcile(f.create("web-3", true))
+			require.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+			tt.refuse(f, f.get("web-3"))
+			require.NoError(t, cluster.Evict(f.ctx, cp.Client, f.ns, "web-3", ptr.To[int64](3)))
+			evicted := f.get("web-3")
+			f.reqs.List()
+
+			out = f.reconcile(evicted)
+			assert.Equal(t, handlers.Wait, out.Decision.Action, "the refused stamp leaves a bounded wait")
+			assert.Equal(t, handlers.StartEviction, out.Decision.StartedFrom)
+			assert.False(t, out.Applied)
+			assert.Equal(t, tt.refused, f.reqs.List(), "refused, not retried")
+			assert.NotContains(t, f.get("web-3").Annotations, handlers.AnnotationDrainStarted)
+			var evictedAt time.Time
+			for _, c := range evicted.Status.Conditions {
+				if c.Type == corev1.DisruptionTarget {
+					evictedAt = c.LastTransitionTime.UTC()
+				}
+			}
+			require.False(t, evictedAt.IsZero())
+			assert.Equal(t, evictedAt.Add(60*time.Second), out.Decision.Deadline, "timed from the API server's eviction time")
+
+			f.clock.SetTime(out.Decision.Deadline.Add(-time.Second))
+			assert.Equal(t, handlers.Wait, f.reconcile(f.get("web-3")).Decision.Action)
+			f.reqs.List()
+			f.clock.SetTime(out.Decision.Deadline)
+			out = f.reconcile(f.get("web-3"))
+			assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
+			assert.Equal(t, handlers.ReasonTimeout, out.Decision.Reason)
+			assert.Equal(t, []string{"PATCH pods", "POST events"}, f.reqs.List())
+			assert.Empty(t, f.get("web-3").Finalizers)
+		})
+	}
 }
