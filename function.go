@@ -21,6 +21,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -36,6 +38,8 @@ type Function struct {
 	log    *slog.Logger
 	client kubernetes.Interface // nil: no cluster, dry-run
 	dryRun bool
+	// noSweeps: see WithoutSweeps.
+	noSweeps bool
 	// setupErr is a problem found by New (bad kubeconfig, bad DRY_RUN): never ready.
 	setupErr error
 
@@ -44,11 +48,15 @@ type Function struct {
 	eventTimeout time.Duration
 	probeTimeout time.Duration
 
-	mu     sync.RWMutex
-	rec    *handlers.Reconciler // set by a successful Start
-	cfgErr error                // set by a failed Start
-	cancel context.CancelFunc
+	mu      sync.RWMutex
+	rec     *handlers.Reconciler // set by a successful Start
+	cfgErr  error                // set by a failed Start
+	cancel  context.CancelFunc   // ends rec.Run
+	stopped chan struct{}        // closed when rec.Run has returned
 }
+
+// recheckWorkers is how many re-checks run at once.
+const recheckWorkers = 4
 
 // Option adjusts New; the defaults suit kn func.
 type Option func(*Function)
@@ -61,6 +69,12 @@ func WithClient(client kubernetes.Interface) Option {
 // WithLogger sets the structured logger (default: JSON to stderr).
 func WithLogger(log *slog.Logger) Option {
 	return func(f *Function) { f.log = log }
+}
+
+// WithoutSweeps runs no sweeps, for tests that count every API call. Never in production:
+// sweeps are the last safety net for drains whose events were lost.
+func WithoutSweeps() Option {
+	return func(f *Function) { f.noSweeps = true }
 }
 
 // WithDryRun forces dry-run: decide and reply, never write.
@@ -158,15 +172,17 @@ func (f *Function) Start(_ context.Context, env map[string]string) error {
 		}
 		return nil
 	}
-	if f.rec != nil {
-		f.rec.Stop()
-		f.cancel()
+	f.stopLocked(context.Background())
+	if f.noSweeps {
+		cfg.SweepInterval = 0
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f.rec, f.cancel, f.cfgErr = handlers.NewReconciler(ctx, f.client, cfg, f.dryRun, f.log), cancel, nil
-	if f.client != nil && cfg.SweepInterval > 0 {
-		go f.sweep(ctx, f.rec, cfg.SweepInterval)
-	}
+	rec, stopped := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		rec.Run(ctx, recheckWorkers)
+	}()
+	f.rec, f.cancel, f.stopped, f.cfgErr = rec, cancel, stopped, nil
 	f.log.Info("configuration loaded",
 		slog.Int("gracePeriodSeconds", int(cfg.GracePeriod.Seconds())),
 		slog.Int("drainTimeoutSeconds", int(cfg.DrainTimeout.Seconds())),
@@ -177,42 +193,26 @@ func (f *Function) Start(_ context.Context, env map[string]string) error {
 	return nil
 }
 
-// sweep reconciles every pod now, then every interval, until ctx ends (Stop, or a restart
-// with a new configuration).
-func (f *Function) sweep(ctx context.Context, rec *handlers.Reconciler, interval time.Duration) {
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		start := time.Now()
-		res, err := rec.Sweep(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		attrs := []any{slog.Int("pods", res.Pods), slog.Int("writes", res.Writes), slog.Int("failures", res.Failures),
-			slog.Duration("took", time.Since(start))}
-		if err != nil {
-			f.log.Warn("sweep failed", append(attrs, slog.String("error", err.Error()))...)
-		} else {
-			f.log.Info("sweep done", attrs...)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-	}
-}
-
-// Stop cancels the pending drain re-checks. Drains in progress are not lost: their state is
-// in the pods' annotations and the next event, or another replica, finishes them.
-func (f *Function) Stop(context.Context) error {
+// Stop ends the re-checks and sweeps and waits for them (at most until ctx ends). Drains in
+// progress are not lost: their state is in the pods' annotations and the next event, another
+// replica or the next sweep finishes them.
+func (f *Function) Stop(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.rec != nil {
-		f.rec.Stop()
-		f.cancel()
+	return f.stopLocked(ctx)
+}
+
+func (f *Function) stopLocked(ctx context.Context) error {
+	if f.rec == nil {
+		return nil
 	}
-	return nil
+	f.cancel()
+	select {
+	case <-f.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stopping the re-checks: %w", ctx.Err())
+	}
 }
 
 // Ready is true once Start loaded a valid configuration; the error says why not.
@@ -275,8 +275,8 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 
 // HandleEvent decides on one ApiServerSource Pod event and applies the decision. It answers
 // 400/413 with a message for an event it rejects (and makes no API call), 503 while not
-// ready or when the cluster did not answer in time, 500 when the cluster failed (the sender
-// retries), and otherwise 200 with a reply event for the action taken, or no reply when
+// ready or when the cluster is unreachable, overloaded or did not answer in time, 500 when
+// the cluster failed otherwise (the sender retries both), and otherwise 200 with a reply event for the action taken, or no reply when
 // nothing was done. Errors are *cehttp.Result values carrying the HTTP status.
 func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event, error) {
 	rec, err := f.reconciler()
@@ -310,9 +310,9 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 	switch {
 	case errors.Is(err, handlers.ErrNoCluster):
 		return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "reference-mode event for %s/%s: %v", in.Namespace, in.Name, err)
-	case err != nil && ctx.Err() != nil:
-		log.Warn("handling event timed out", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
-		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "the cluster did not answer in time: %v", err)
+	case err != nil && (ctx.Err() != nil || clusterUnavailable(err)):
+		log.Warn("the cluster is unavailable; the sender will retry", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "the cluster is unavailable or did not answer in time: %v", err)
 	case err != nil:
 		log.Error("handling event failed", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
 		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
@@ -322,6 +322,14 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
 	}
 	return reply, nil
+}
+
+// clusterUnavailable: the API server could not be reached, was overloaded or timed out, as
+// opposed to refusing the request.
+func clusterUnavailable(err error) bool {
+	return apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsTooManyRequests(err) || utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) ||
+		utilnet.IsProbableEOF(err) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func logLevel(s string) slog.Level {

@@ -96,9 +96,9 @@ func samplePod(t *testing.T, name string) *corev1.Pod {
 // started returns a Function on client whose Start loaded env (with an empty CONFIG_DIR).
 func started(t *testing.T, client *fake.Clientset, env map[string]string, opts ...function.Option) *function.Function {
 	t.Helper()
-	f := function.New(append([]function.Option{function.WithClient(client), function.WithLogger(discard)}, opts...)...)
-	// No sweeps: these tests count every API call an event makes (TestStartSweeps covers them).
-	all := map[string]string{config.KeyConfigDir: t.TempDir(), config.KeySweepIntervalSeconds: "0"}
+	f := function.New(append([]function.Option{function.WithClient(client), function.WithLogger(discard), function.WithoutSweeps()}, opts...)...)
+	// WithoutSweeps: these tests count every API call an event makes (TestStartSweeps covers sweeps).
+	all := map[string]string{config.KeyConfigDir: t.TempDir()}
 	for k, v := range env {
 		all[k] = v
 	}
@@ -436,9 +436,10 @@ func freePort(t *testing.T) int {
 func childEnv(extra ...string) []string {
 	drop := map[string]bool{
 		"KUBECONFIG": true, "KUBERNETES_SERVICE_HOST": true, "KUBERNETES_SERVICE_PORT": true, "HOME": true,
-		"LISTEN_ADDRESS": true, "ADDRESS": true, "PORT": true, "DRY_RUN": true, "CONFIG_DIR": true, "LOG_LEVEL": true,
-		"gracePeriodSeconds": true, "drainTimeoutSeconds": true, "namespaceSelector": true, "detectVpaAnnotations": true,
-		"GRACE_PERIOD_SECONDS": true, "DRAIN_TIMEOUT_SECONDS": true, "NAMESPACE_SELECTOR": true, "DETECT_VPA_ANNOTATIONS": true,
+		"LISTEN_ADDRESS": true, "ADDRESS": true, "PORT": true, "LOG_LEVEL": true,
+	}
+	for _, k := range config.EnvNames() {
+		drop[k] = true
 	}
 	var env []string
 	for _, kv := range os.Environ() {
@@ -538,7 +539,9 @@ func TestServedBinaryDryRun(t *testing.T) {
 // (it existed before the event source started) gets the finalizer without any event.
 func TestStartSweeps(t *testing.T) {
 	c := fake.NewClientset(samplePod(t, "managed-pod-added.http"), samplePod(t, "unmanaged-pod.http"))
-	f := started(t, c, map[string]string{config.KeySweepIntervalSeconds: "3600"})
+	f := function.New(function.WithClient(c), function.WithLogger(discard))
+	require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir(), config.KeySweepIntervalSeconds: "900"}))
+	t.Cleanup(func() { _ = f.Stop(context.Background()) })
 	require.Eventually(t, func() bool {
 		pod, err := c.CoreV1().Pods("default").Get(context.Background(), "web-7d9f8-abcde", metav1.GetOptions{})
 		return err == nil && len(pod.Finalizers) == 1 && pod.Finalizers[0] == handlers.Finalizer
@@ -552,7 +555,7 @@ func TestStartSweeps(t *testing.T) {
 			patched++
 		}
 	}
-	assert.Equal(t, 1, listed, "one sweep at start, the next only after an hour")
+	assert.Equal(t, 1, listed, "one sweep at start, the next only after 15 minutes")
 	assert.Equal(t, 1, patched, "only the managed pod is written")
 	require.NoError(t, f.Stop(context.Background()))
 }
@@ -681,6 +684,32 @@ func TestHTTPNotReadyIs503(t *testing.T) {
 	assert.Contains(t, got, "not ready")
 }
 
+func TestHandleClusterUnavailableIs503(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}},
+		{"API server overloaded", apierrors.NewTooManyRequests("slow down", 1)},
+		{"API server unavailable", apierrors.NewServiceUnavailable("etcd is away")},
+		{"API server timeout", apierrors.NewTimeoutError("took too long", 1)},
+		{"deadline exceeded", fmt.Errorf("patching: %w", context.DeadlineExceeded)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fake.NewClientset()
+			c.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, tt.err
+			})
+			reply, err := started(t, c, nil).HandleEvent(context.Background(), sampleEvent(t, "managed-pod-added.http"))
+			assert.Nil(t, reply)
+			status, msg := result(t, err)
+			assert.Equal(t, http.StatusServiceUnavailable, status)
+			assert.Contains(t, msg, "unavailable")
+		})
+	}
+}
+
 func TestHTTPClusterFailureIs500(t *testing.T) {
 	c := fake.NewClientset()
 	c.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -705,7 +734,7 @@ func TestHTTPHealth(t *testing.T) {
 	}
 	assert.Equal(t, http.StatusOK, get("/health/liveness"), "alive before Start: the event path answers (503)")
 	assert.Equal(t, http.StatusInternalServerError, get("/health/readiness"), "not ready before Start")
-	require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir(), config.KeySweepIntervalSeconds: "0"}))
+	require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir()}))
 	t.Cleanup(func() { _ = f.Stop(context.Background()) })
 	assert.Equal(t, http.StatusOK, get("/health/readiness"))
 	assert.Equal(t, http.StatusOK, get("/health/liveness"))

@@ -18,9 +18,9 @@ import (
 
 func newTestFunction(t *testing.T, start bool) *Function {
 	t.Helper()
-	f := New(WithClient(fake.NewClientset()), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	f := New(WithClient(fake.NewClientset()), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), WithoutSweeps())
 	if start {
-		require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir(), config.KeySweepIntervalSeconds: "0"}))
+		require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir()}))
 		t.Cleanup(func() { _ = f.Stop(context.Background()) })
 	}
 	return f

@@ -35,6 +35,14 @@ const (
 // DefaultConfigDir is where config/ YAML mounts the ConfigMap.
 const DefaultConfigDir = "/etc/vpa-graceful-drain"
 
+// Sweeps cannot be turned off: they are the last safety net that finishes a drain whose events
+// were lost while no replica held its re-check (a restart, a scale-down). A release can be
+// late by up to one interval then, so the interval is bounded on both sides.
+const (
+	MinSweepSeconds = 10
+	MaxSweepSeconds = 900
+)
+
 // MaxSeconds bounds every duration setting (one day): a drain longer than that is a
 // mistake that would leave pods Terminating for too long.
 const MaxSeconds = 24 * 60 * 60
@@ -51,8 +59,8 @@ type Config struct {
 	// DetectVpaAnnotations also treats pods carrying VPA's own annotations as managed.
 	DetectVpaAnnotations bool
 	// SweepInterval is how often every pod is reconciled again (the first sweep runs at
-	// start), to catch events the source dropped and pods that existed before it started;
-	// 0 turns sweeps off.
+	// start), to catch events the source dropped and pods that existed before it started.
+	// Load accepts MinSweepSeconds..MaxSweepSeconds; 0 (tests, embedding) means no sweeps.
 	SweepInterval time.Duration
 }
 
@@ -150,9 +158,13 @@ func Parse(values map[string]string) (Config, error) {
 		cfg.DetectVpaAnnotations = b
 	}
 	if v, ok := values[KeySweepIntervalSeconds]; ok {
-		d, err := ParseSeconds(v, 0)
+		d, err := ParseSeconds(v, MinSweepSeconds)
+		if err == nil && d > MaxSweepSeconds*time.Second {
+			err = fmt.Errorf("must be between %d and %d seconds", MinSweepSeconds, MaxSweepSeconds)
+		}
 		if err != nil {
-			errs = append(errs, &KeyError{Key: KeySweepIntervalSeconds, Value: v, Reason: err.Error()})
+			errs = append(errs, &KeyError{Key: KeySweepIntervalSeconds, Value: v, Reason: err.Error() +
+				" (sweeps are the last safety net for drains whose events were lost: they cannot be turned off)"})
 		}
 		cfg.SweepInterval = d
 	}
@@ -234,6 +246,16 @@ func lookup(env map[string]string, key, def string) string {
 		return v
 	}
 	return def
+}
+
+// EnvNames returns every environment variable the function reads its configuration from:
+// each key, its UPPER_SNAKE_CASE alias, CONFIG_DIR and DRY_RUN.
+func EnvNames() []string {
+	names := []string{KeyConfigDir, KeyDryRun}
+	for _, k := range Keys() {
+		names = append(names, k, upperSnake(k))
+	}
+	return names
 }
 
 // upperSnake turns gracePeriodSeconds into GRACE_PERIOD_SECONDS.

@@ -60,8 +60,11 @@ func TestParseValidValues(t *testing.T) {
 		{"sweep interval", map[string]string{config.KeySweepIntervalSeconds: "300"}, func(t *testing.T, cfg config.Config) {
 			assert.Equal(t, 5*time.Minute, cfg.SweepInterval)
 		}},
-		{"sweep only at start", map[string]string{config.KeySweepIntervalSeconds: "0"}, func(t *testing.T, cfg config.Config) {
-			assert.Equal(t, time.Duration(0), cfg.SweepInterval)
+		{"sweep at the lower bound", map[string]string{config.KeySweepIntervalSeconds: "10"}, func(t *testing.T, cfg config.Config) {
+			assert.Equal(t, 10*time.Second, cfg.SweepInterval)
+		}},
+		{"sweep at the upper bound", map[string]string{config.KeySweepIntervalSeconds: "900"}, func(t *testing.T, cfg config.Config) {
+			assert.Equal(t, 15*time.Minute, cfg.SweepInterval)
 		}},
 		{"grace period with spaces", map[string]string{config.KeyGracePeriodSeconds: " 60 "}, func(t *testing.T, cfg config.Config) {
 			assert.Equal(t, 60*time.Second, cfg.GracePeriod)
@@ -140,7 +143,10 @@ func TestParseInvalidValuesNameTheKey(t *testing.T) {
 		{"selector empty name", map[string]string{config.KeyNamespaceSelector: `{"include":[""]}`}, config.KeyNamespaceSelector, `namespace "" is not a valid name`},
 		{"detect not a boolean", map[string]string{config.KeyDetectVpaAnnotations: "maybe"}, config.KeyDetectVpaAnnotations, "not a boolean"},
 		{"sweep not a number", map[string]string{config.KeySweepIntervalSeconds: "1m"}, config.KeySweepIntervalSeconds, "not a whole number"},
-		{"sweep negative", map[string]string{config.KeySweepIntervalSeconds: "-60"}, config.KeySweepIntervalSeconds, "between 0 and 86400"},
+		{"sweep negative", map[string]string{config.KeySweepIntervalSeconds: "-60"}, config.KeySweepIntervalSeconds, "between 10 and 86400"},
+		{"sweeps cannot be turned off", map[string]string{config.KeySweepIntervalSeconds: "0"}, config.KeySweepIntervalSeconds, "cannot be turned off"},
+		{"sweep below the lower bound", map[string]string{config.KeySweepIntervalSeconds: "9"}, config.KeySweepIntervalSeconds, "between 10 and 86400"},
+		{"sweep over the upper bound", map[string]string{config.KeySweepIntervalSeconds: "901"}, config.KeySweepIntervalSeconds, "between 10 and 900"},
 		{"detect on", map[string]string{config.KeyDetectVpaAnnotations: "on"}, config.KeyDetectVpaAnnotations, "not a boolean"},
 	}
 	for _, tt := range tests {
@@ -202,10 +208,10 @@ func TestLoadSources(t *testing.T) {
 	}{
 		{
 			name:  "mounted files, trimmed",
-			files: map[string]string{"gracePeriodSeconds": "10\n", "drainTimeoutSeconds": " 100 \n", "namespaceSelector": `{"include":["prod"]}` + "\n", "detectVpaAnnotations": "false\n", "sweepIntervalSeconds": "0\n"},
+			files: map[string]string{"gracePeriodSeconds": "10\n", "drainTimeoutSeconds": " 100 \n", "namespaceSelector": `{"include":["prod"]}` + "\n", "detectVpaAnnotations": "false\n", "sweepIntervalSeconds": "30\n"},
 			want: func(t *testing.T, cfg config.Config) {
 				assert.Equal(t, config.Config{GracePeriod: 10 * time.Second, DrainTimeout: 100 * time.Second,
-					Namespaces: config.NamespaceSelector{Include: []string{"prod"}}, DetectVpaAnnotations: false}, cfg)
+					Namespaces: config.NamespaceSelector{Include: []string{"prod"}}, DetectVpaAnnotations: false, SweepInterval: 30 * time.Second}, cfg)
 			},
 		},
 		{
@@ -382,4 +388,13 @@ func TestNamespaceSelectorSelects(t *testing.T) {
 			assert.Equal(t, tt.want, tt.sel.Selects(tt.ns))
 		})
 	}
+}
+
+func TestEnvNames(t *testing.T) {
+	names := config.EnvNames()
+	for _, k := range config.Keys() {
+		assert.Contains(t, names, k)
+	}
+	assert.Subset(t, names, []string{"CONFIG_DIR", "DRY_RUN", "GRACE_PERIOD_SECONDS", "SWEEP_INTERVAL_SECONDS", "DETECT_VPA_ANNOTATIONS"})
+	assert.Len(t, names, 2+2*len(config.Keys()))
 }

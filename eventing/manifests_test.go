@@ -24,10 +24,14 @@ type object struct {
 	Spec struct {
 		Mode               string `json:"mode"`
 		ServiceAccountName string `json:"serviceAccountName"`
-		Resources          []struct{ APIVersion, Kind string }
-		Sink               struct{ Ref struct{ Kind, Name string } } `json:"sink"`
-		Broker             string                                    `json:"broker"`
-		Filters            []struct {
+		Resources          []struct {
+			APIVersion, Kind string
+			Selector         map[string]any `json:"selector"`
+		}
+		NamespaceSelector map[string]any                            `json:"namespaceSelector"`
+		Sink              struct{ Ref struct{ Kind, Name string } } `json:"sink"`
+		Broker            string                                    `json:"broker"`
+		Filters           []struct {
 			Any []struct {
 				Prefix map[string]string `json:"prefix"`
 			} `json:"any"`
@@ -56,6 +60,9 @@ func TestKnativeWiring(t *testing.T) {
 	assert.Equal(t, "vpa-graceful-drain-source", source.Spec.ServiceAccountName)
 	require.Len(t, source.Spec.Resources, 1)
 	assert.Equal(t, "Pod", source.Spec.Resources[0].Kind)
+	// The source sees every pod the function's sweeps may manage: no narrower selector.
+	assert.Empty(t, source.Spec.Resources[0].Selector, "no label selector on pods")
+	assert.Empty(t, source.Spec.NamespaceSelector, "every namespace: the function's namespaceSelector decides")
 	assert.Equal(t, "Broker", source.Spec.Sink.Ref.Kind)
 	assert.Equal(t, objs["Broker"].Metadata.Name, source.Spec.Sink.Ref.Name)
 	assert.Equal(t, objs["Broker"].Metadata.Name, trigger.Spec.Broker)

@@ -120,3 +120,9 @@ func running(name string) corev1.ContainerStatus {
 func terminated(name string, code int32) corev1.ContainerStatus {
 	return corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code}}}
 }
+
+// waitFor and tick poll conditions that goroutines (re-check workers) make true.
+const (
+	waitFor = 5 * time.Second
+	tick    = 5 * time.Millisecond
+)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -42,20 +43,20 @@ type Reconciler struct {
 	Config config.Config
 	// DryRun decides and reports, but never writes.
 	DryRun bool
-	Clock  clock.WithDelayedExecution
+	Clock  clock.WithTicker
 	Events EventRecorder
 	Log    *slog.Logger
-	Timers *Timers
-	// Background is the context of timer-driven re-checks; cancel it to stop them.
-	Background context.Context
+	// Rechecks holds the waiting drains' re-checks; Run processes them.
+	Rechecks *Rechecks
 }
 
-// NewReconciler wires a Reconciler with real time and API-written Events.
-func NewReconciler(ctx context.Context, client kubernetes.Interface, cfg config.Config, dryRun bool, log *slog.Logger) *Reconciler {
+// NewReconciler wires a Reconciler with real time and API-written Events. Call Run to
+// process re-checks and sweep.
+func NewReconciler(client kubernetes.Interface, cfg config.Config, dryRun bool, log *slog.Logger) *Reconciler {
 	c := clock.RealClock{}
 	r := &Reconciler{
 		Client: client, Config: cfg, DryRun: dryRun || client == nil, Clock: c,
-		Log: log, Timers: NewTimers(c), Background: ctx,
+		Log: log, Rechecks: NewRechecks(c),
 	}
 	if client != nil {
 		r.Events = APIEventRecorder{Client: client, Now: c.Now}
@@ -171,12 +172,56 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 
 // Forget drops the pod's pending re-check (the pod is gone).
 func (r *Reconciler) Forget(uid types.UID) {
-	r.Timers.Cancel(uid)
+	r.Rechecks.Cancel(uid)
 }
 
-// Stop cancels every pending re-check.
+// Stop drops every pending re-check and ends Run's workers. Run calls it when its ctx ends.
 func (r *Reconciler) Stop() {
-	r.Timers.Stop()
+	r.Rechecks.ShutDown()
+}
+
+// Run processes re-checks with `workers` goroutines and, when there is a cluster and
+// Config.SweepInterval is positive, sweeps every pod at once and then every SweepInterval,
+// until ctx ends; then it stops the re-checks and returns once its goroutines have.
+func (r *Reconciler) Run(ctx context.Context, workers int) {
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Go(func() {
+			for r.processNextRecheck(ctx) {
+			}
+		})
+	}
+	if r.Client != nil && r.Config.SweepInterval > 0 {
+		wg.Go(func() { r.sweepEvery(ctx, r.Config.SweepInterval) })
+	}
+	<-ctx.Done()
+	r.Stop()
+	wg.Wait()
+}
+
+// sweepEvery sweeps now, then every interval, until ctx ends.
+func (r *Reconciler) sweepEvery(ctx context.Context, interval time.Duration) {
+	ticker := r.Clock.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		start := r.Clock.Now()
+		res, err := r.Sweep(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		attrs := []any{slog.Int("pods", res.Pods), slog.Int("writes", res.Writes), slog.Int("failures", res.Failures),
+			slog.Duration("took", r.Clock.Since(start))}
+		if err != nil {
+			r.Log.WarnContext(ctx, "sweep failed", append(attrs, slog.String("error", err.Error()))...)
+		} else {
+			r.Log.InfoContext(ctx, "sweep done", attrs...)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C():
+		}
+	}
 }
 
 // gone is the decision for a pod that no longer exists (or was replaced by another pod of the
@@ -277,45 +322,51 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision
 	}
 }
 
-// A failed re-check runs again after recheckRetry, doubling up to recheckRetryMax, until it
-// succeeds or the pod is gone.
-const (
-	recheckRetry    = 2 * time.Second
-	recheckRetryMax = 30 * time.Second
-)
+// recheckTimeout bounds one re-check (a read and at most one decision's writes).
+const recheckTimeout = 30 * time.Second
 
-// scheduleRecheck re-reads the pod at `at` and reconciles it again. It needs the cluster.
+// scheduleRecheck asks for the pod to be read and reconciled again at `at`. It needs the
+// cluster.
 func (r *Reconciler) scheduleRecheck(pod *corev1.Pod, at time.Time) {
-	if r.Client == nil || r.Timers == nil {
+	if r.Client == nil || r.Rechecks == nil {
 		return
 	}
-	ns, name, uid := pod.Namespace, pod.Name, pod.UID
-	r.Timers.Schedule(uid, at, func() { r.recheck(ns, name, uid, 0) })
+	r.Rechecks.Schedule(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, at)
 }
 
-func (r *Reconciler) recheck(ns, name string, uid types.UID, failures int) {
-	ctx := r.Background
-	if ctx == nil {
-		ctx = context.Background()
+// processNextRecheck runs one due re-check; false once the queue is shut down.
+func (r *Reconciler) processNextRecheck(ctx context.Context) bool {
+	key, ok := r.Rechecks.next()
+	if !ok {
+		return false
 	}
-	if ctx.Err() != nil {
-		return
+	err := r.recheck(ctx, key)
+	if err != nil && ctx.Err() == nil {
+		r.Log.WarnContext(ctx, "re-check failed, trying again after a backoff", slog.String("pod", key.Namespace+"/"+key.Name),
+			slog.Int("failures", r.Rechecks.retries(key)+1), slog.String("error", err.Error()))
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	r.Rechecks.finish(key, err)
+	return true
+}
+
+// recheck reads the pod and reconciles it; a pod that is gone, or was replaced by another of
+// the same name, needs nothing.
+func (r *Reconciler) recheck(ctx context.Context, key PodKey) error {
+	ctx, cancel := context.WithTimeout(ctx, recheckTimeout)
 	defer cancel()
-	live, err := r.get(ctx, ns, name)
-	if err == nil && (live == nil || live.UID != uid) {
-		return // gone, or replaced by a pod of the same name
-	}
-	if err == nil {
-		_, err = r.Reconcile(ctx, live)
-	}
+	live, err := r.get(ctx, key.Namespace, key.Name)
 	if err != nil {
-		delay := min(recheckRetry<<min(failures, 8), recheckRetryMax)
-		r.Log.WarnContext(ctx, "re-check failed, trying again", slog.String("pod", ns+"/"+name),
-			slog.String("error", err.Error()), slog.Duration("in", delay))
-		r.Timers.Schedule(uid, r.Clock.Now().Add(delay), func() { r.recheck(ns, name, uid, failures+1) })
+		return err
 	}
+	if live == nil || live.UID != key.UID {
+		return nil
+	}
+	out, err := r.Reconcile(ctx, live)
+	if err != nil && out.Decision.Action == StartDrain {
+		// Not stamped: look again no later than the drain's next due time.
+		r.scheduleRecheck(live, out.Decision.RecheckAt)
+	}
+	return err
 }
 
 // get reads a pod; a pod that does not exist is (nil, nil).

@@ -44,13 +44,17 @@ func newFixture(t *testing.T, dryRun bool, objs ...runtime.Object) *fixture {
 	t.Helper()
 	c := fake.NewClientset(objs...)
 	fc := clocktesting.NewFakeClock(now)
-	ctx, cancel := context.WithCancel(context.Background())
+	cfg := config.Default()
+	cfg.SweepInterval = 0 // no sweeps: these tests count every API call (sweep_test.go covers them)
 	r := &handlers.Reconciler{
-		Client: c, Config: config.Default(), DryRun: dryRun, Clock: fc,
-		Timers: handlers.NewTimers(fc), Background: ctx, Log: discard,
+		Client: c, Config: cfg, DryRun: dryRun, Clock: fc,
+		Rechecks: handlers.NewRechecks(fc), Log: discard,
 		Events: handlers.APIEventRecorder{Client: c, Now: fc.Now},
 	}
-	t.Cleanup(func() { r.Stop(); cancel() })
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { r.Run(ctx, 1); close(stopped) }()
+	t.Cleanup(func() { cancel(); <-stopped })
 	return &fixture{client: c, clock: fc, rec: r}
 }
 
@@ -189,7 +193,7 @@ func TestReconcileActions(t *testing.T) {
 			assert.Equal(t, now, out.At)
 			assert.Same(t, tt.pod, out.Pod)
 			assert.Equal(t, tt.wantVerbs, verbs(f.client))
-			assert.Equal(t, tt.wantTimers, f.rec.Timers.Len())
+			assert.Equal(t, tt.wantTimers, f.rec.Rechecks.Len())
 
 			if tt.wantAction.Writes() {
 				patch, ok := f.client.Actions()[0].(k8stesting.PatchActionImpl)
@@ -248,7 +252,7 @@ func TestReconcileDryRun(t *testing.T) {
 			assert.Contains(t, out.Decision.Reason, tt.wantReason)
 			assert.Equal(t, tt.wantAction.Writes(), out.Applied, "applied means: written, or would have been")
 			assert.Equal(t, tt.wantVerbs, verbs(f.client))
-			assert.Zero(t, f.rec.Timers.Len(), "a dry-run schedules no re-check")
+			assert.Zero(t, f.rec.Rechecks.Len(), "a dry-run schedules no re-check")
 			live := livePod(t, f.client, tt.pod.Name)
 			if tt.wantReason == handlers.ReasonDryRun {
 				assert.False(t, out.DryRun, "the release was written")
@@ -279,13 +283,13 @@ func TestReconcilePatchErrors(t *testing.T) {
 		f := newFixture(t, false, waiting.DeepCopy())
 		_, err := f.rec.Reconcile(context.Background(), waiting)
 		require.NoError(t, err)
-		require.Equal(t, 1, f.rec.Timers.Len())
+		require.Equal(t, 1, f.rec.Rechecks.Len())
 		require.NoError(t, f.client.Tracker().Delete(podsGVR, "default", waiting.Name))
 
 		out, err := f.rec.Reconcile(context.Background(), newPod(ours, managed, deleting, started(now.Add(-10*time.Second)), graceZero, ann(handlers.AnnotationGracePeriod, "0")))
 		require.NoError(t, err)
 		assert.Equal(t, handlers.None, out.Decision.Action)
-		assert.Equal(t, 0, f.rec.Timers.Len())
+		assert.Equal(t, 0, f.rec.Rechecks.Len())
 		assert.Equal(t, []string{"patch pods"}, verbs(f.client))
 	})
 	// The stamp can never be written (an admission policy: 403; annotations over the size
@@ -312,7 +316,7 @@ func TestReconcilePatchErrors(t *testing.T) {
 			assert.False(t, out.Applied)
 			assert.Equal(t, handlers.StartDeletion, out.Decision.StartedFrom)
 			assert.True(t, drainStamp.Equal(out.Decision.Started))
-			assert.Equal(t, 1, f.rec.Timers.Len(), "the re-check at the grace end is scheduled")
+			assert.Equal(t, 1, f.rec.Rechecks.Len(), "the re-check at the grace end is scheduled")
 			assert.Equal(t, tt.verbs, verbs(f.client))
 		})
 	}
@@ -417,7 +421,7 @@ func TestReconcileGuardFailure(t *testing.T) {
 			assert.Equal(t, tt.wantVerbs, verbs(f.client))
 			assert.Equal(t, tt.wantAction, out.Decision.Action, "reason %q", out.Decision.Reason)
 			assert.Equal(t, tt.wantApply, out.Applied)
-			assert.Equal(t, tt.wantTimers, f.rec.Timers.Len())
+			assert.Equal(t, tt.wantTimers, f.rec.Rechecks.Len())
 			require.NotNil(t, out.Pod)
 			if tt.live != nil && tt.live.UID == tt.event.UID && len(tt.wantVerbs) > 1 {
 				assert.Equal(t, tt.live.Finalizers, out.Pod.Finalizers, "the final decision is made on the live pod")
@@ -471,7 +475,7 @@ func TestReconcileRef(t *testing.T) {
 		assert.Equal(t, []string{"get pods"}, verbs(f.client))
 	})
 	t.Run("nil client: ErrNoCluster", func(t *testing.T) {
-		r := handlers.NewReconciler(ctx, nil, config.Default(), false, discard)
+		r := handlers.NewReconciler(nil, config.Default(), false, discard)
 		t.Cleanup(r.Stop)
 		out, err := r.ReconcileRef(ctx, "default", "web-1")
 		require.ErrorIs(t, err, handlers.ErrNoCluster)
@@ -507,20 +511,19 @@ func TestReconcileForgetAndStop(t *testing.T) {
 	f := newFixture(t, false, waiting.DeepCopy())
 	_, err := f.rec.Reconcile(context.Background(), waiting)
 	require.NoError(t, err)
-	require.Equal(t, 1, f.rec.Timers.Len())
+	require.Equal(t, 1, f.rec.Rechecks.Len())
 
 	f.rec.Forget(waiting.UID)
-	assert.Equal(t, 0, f.rec.Timers.Len())
-	assert.False(t, f.clock.HasWaiters())
+	assert.Equal(t, 0, f.rec.Rechecks.Len())
 
 	_, err = f.rec.Reconcile(context.Background(), waiting)
 	require.NoError(t, err)
-	require.Equal(t, 1, f.rec.Timers.Len())
+	require.Equal(t, 1, f.rec.Rechecks.Len())
 	f.rec.Stop()
-	assert.Equal(t, 0, f.rec.Timers.Len())
+	assert.Equal(t, 0, f.rec.Rechecks.Len())
 	_, err = f.rec.Reconcile(context.Background(), waiting)
 	require.NoError(t, err)
-	assert.Equal(t, 0, f.rec.Timers.Len(), "no re-check is scheduled after Stop")
+	assert.Equal(t, 0, f.rec.Rechecks.Len(), "no re-check is scheduled after Stop")
 	assert.Equal(t, []string{}, verbs(f.client))
 }
 
@@ -535,7 +538,7 @@ func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, handlers.Wait, out.Decision.Action)
 	require.Equal(t, s10.Add(30*time.Second), out.Decision.RecheckAt)
-	require.Equal(t, 1, f.rec.Timers.Len())
+	require.Equal(t, 1, f.rec.Rechecks.Len())
 	require.Equal(t, []string{}, verbs(f.client))
 
 	updateLive(t, f.client, pod.Name, func(p *corev1.Pod) {
@@ -543,7 +546,7 @@ func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
 		p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("app", 0)}
 	})
 	f.clock.Step(out.Decision.RecheckAt.Sub(now) - time.Nanosecond)
-	assert.Equal(t, []string{}, verbs(f.client), "not due yet")
+	require.Never(t, func() bool { return len(f.client.Actions()) > 0 }, 100*time.Millisecond, tick, "not due yet")
 
 	f.clock.Step(time.Nanosecond)
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 3 }, waitFor, tick)
@@ -552,7 +555,7 @@ func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
 	evs := events(f.client)
 	require.Len(t, evs, 1)
 	assert.Equal(t, handlers.EventDrainCompleted, evs[0].Reason)
-	require.Eventually(t, func() bool { return f.rec.Timers.Len() == 0 }, waitFor, tick)
+	require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 0 }, waitFor, tick)
 }
 
 // The whole drain driven by the clock: start, wait through the grace period while the
@@ -565,12 +568,12 @@ func TestRecheckWaitsThenTimesOut(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, handlers.StartDrain, out.Decision.Action)
 	require.Equal(t, []string{"patch pods", "create events"}, verbs(f.client))
-	require.Equal(t, 1, f.rec.Timers.Len(), "a re-check at the grace end")
+	require.Equal(t, 1, f.rec.Rechecks.Len(), "a re-check at the grace end")
 	f.client.ClearActions()
 
 	// Grace end: containers still running, wait for the deadline.
 	f.clock.SetTime(drainStamp.Add(30 * time.Second))
-	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Timers.Len() == 1 }, waitFor, tick)
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Rechecks.Len() == 1 }, waitFor, tick)
 	assert.Equal(t, []string{"get pods"}, verbs(f.client))
 	assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, pod.Name).Finalizers)
 	f.client.ClearActions()
@@ -591,7 +594,7 @@ func TestRecheckRetriesAfterReadError(t *testing.T) {
 	f := newFixture(t, false, pod.DeepCopy())
 	_, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
-	require.Equal(t, 1, f.rec.Timers.Len())
+	require.Equal(t, 1, f.rec.Rechecks.Len())
 
 	var gets atomic.Int32
 	f.client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -603,7 +606,7 @@ func TestRecheckRetriesAfterReadError(t *testing.T) {
 	updateLive(t, f.client, pod.Name, func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed })
 
 	f.clock.SetTime(s40.Add(60 * time.Second))
-	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Timers.Len() == 1 }, waitFor, tick,
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Rechecks.Len() == 1 }, waitFor, tick,
 		"a failed re-check is scheduled again")
 	assert.Equal(t, []string{"get pods"}, verbs(f.client))
 
@@ -633,7 +636,7 @@ func TestRecheckOfAPodThatIsGoneOrReplaced(t *testing.T) {
 			f := newFixture(t, false, pod.DeepCopy())
 			_, err := f.rec.Reconcile(context.Background(), pod)
 			require.NoError(t, err)
-			require.Equal(t, 1, f.rec.Timers.Len())
+			require.Equal(t, 1, f.rec.Rechecks.Len())
 			tt.change(t, f.client)
 
 			// Make the re-check observable: it reads the pod, then must not write.
@@ -649,7 +652,7 @@ func TestRecheckOfAPodThatIsGoneOrReplaced(t *testing.T) {
 			case <-time.After(waitFor):
 				require.FailNow(t, "the re-check did not read the pod")
 			}
-			require.Eventually(t, func() bool { return f.rec.Timers.Len() == 0 }, waitFor, tick)
+			require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 0 }, waitFor, tick)
 			// The pod is re-checked once; no write may follow the read. A write would be
 			// recorded before a second Reconcile could finish, so check the actions settle.
 			require.Never(t, func() bool { return len(f.client.Actions()) > 1 }, 100*time.Millisecond, tick)
@@ -661,12 +664,12 @@ func TestRecheckOfAPodThatIsGoneOrReplaced(t *testing.T) {
 func TestNewReconciler(t *testing.T) {
 	ctx := context.Background()
 	t.Run("without a cluster: dry-run, no events", func(t *testing.T) {
-		r := handlers.NewReconciler(ctx, nil, config.Default(), false, discard)
+		r := handlers.NewReconciler(nil, config.Default(), false, discard)
 		t.Cleanup(r.Stop)
 		assert.True(t, r.DryRun)
 		assert.Nil(t, r.Events)
 		assert.IsType(t, clock.RealClock{}, r.Clock)
-		require.NotNil(t, r.Timers)
+		require.NotNil(t, r.Rechecks)
 
 		out, err := r.Reconcile(ctx, newPod(managed))
 		require.NoError(t, err)
@@ -675,11 +678,11 @@ func TestNewReconciler(t *testing.T) {
 
 		_, err = r.Reconcile(ctx, newPod(ours, managed, deleting, started(time.Now())))
 		require.NoError(t, err)
-		assert.Equal(t, 0, r.Timers.Len(), "no re-check without a cluster to read")
+		assert.Equal(t, 0, r.Rechecks.Len(), "no re-check without a cluster to read")
 	})
 	t.Run("with a cluster", func(t *testing.T) {
 		c := fake.NewClientset()
-		r := handlers.NewReconciler(ctx, c, config.Default(), false, discard)
+		r := handlers.NewReconciler(c, config.Default(), false, discard)
 		t.Cleanup(r.Stop)
 		assert.False(t, r.DryRun)
 		rec, ok := r.Events.(handlers.APIEventRecorder)
@@ -687,7 +690,7 @@ func TestNewReconciler(t *testing.T) {
 		assert.Same(t, c, rec.Client)
 	})
 	t.Run("with a cluster, dry-run", func(t *testing.T) {
-		r := handlers.NewReconciler(ctx, fake.NewClientset(), config.Default(), true, discard)
+		r := handlers.NewReconciler(fake.NewClientset(), config.Default(), true, discard)
 		t.Cleanup(r.Stop)
 		assert.True(t, r.DryRun)
 	})

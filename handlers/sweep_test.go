@@ -37,7 +37,7 @@ func TestSweep(t *testing.T) {
 	assert.ElementsMatch(t, []string{"list pods", "patch pods", "patch pods", "create events"}, verbs(f.client))
 	assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, "new").Finalizers)
 	assert.Empty(t, livePod(t, f.client, "drained").Finalizers)
-	assert.Equal(t, 1, f.rec.Timers.Len(), "the waiting drain gets a re-check")
+	assert.Equal(t, 1, f.rec.Rechecks.Len(), "the waiting drain gets a re-check")
 }
 
 func TestSweepCountsFailuresAndGoesOn(t *testing.T) {
@@ -79,9 +79,9 @@ func TestReleaseAll(t *testing.T) {
 		newPod(named("running"), finalizers("example.com/keep", handlers.Finalizer), managed),
 		newPod(named("plain"), managed))
 
-	released, err := f.rec.ReleaseAll(context.Background(), "")
+	res, err := f.rec.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{})
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"default/held", "default/running"}, released)
+	assert.Equal(t, handlers.ReleaseResult{Released: []string{"default/held", "default/running"}, Listed: 3}, res)
 	assert.ElementsMatch(t, []string{"list pods", "patch pods", "create events", "patch pods", "create events"}, verbs(f.client))
 	assert.Empty(t, livePod(t, f.client, "held").Finalizers)
 	assert.Equal(t, []string{"example.com/keep"}, livePod(t, f.client, "running").Finalizers)
@@ -93,14 +93,14 @@ func TestReleaseAll(t *testing.T) {
 
 func TestReleaseAllDryRunOnlyLists(t *testing.T) {
 	f := newFixture(t, true, newPod(named("held"), ours, managed))
-	released, err := f.rec.ReleaseAll(context.Background(), "default")
+	res, err := f.rec.ReleaseAll(context.Background(), "default", handlers.ReleaseOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"default/held"}, released)
+	assert.Equal(t, handlers.ReleaseResult{Released: []string{"default/held"}, Listed: 1}, res)
 	assert.Equal(t, []string{"list pods"}, verbs(f.client))
 }
 
 func TestReleaseAllNeedsACluster(t *testing.T) {
 	r := &handlers.Reconciler{Log: discard}
-	_, err := r.ReleaseAll(context.Background(), "")
+	_, err := r.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{})
 	assert.ErrorIs(t, err, handlers.ErrNoCluster)
 }

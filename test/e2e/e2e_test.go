@@ -73,7 +73,7 @@ const (
 
 // The function sweeps once when it starts (before the test creates pods) and not again during
 // a test, so every write the tests see answers an event or a re-check.
-var functionEnv = []string{"gracePeriodSeconds=3", "drainTimeoutSeconds=30", "sweepIntervalSeconds=3600"}
+var functionEnv = []string{"gracePeriodSeconds=3", "drainTimeoutSeconds=30", "sweepIntervalSeconds=900"}
 
 // kubelet plays the kubelet's part for evicted pods: at the deletionTimestamp it reports the
 // containers terminated, and it remembers when.
@@ -81,13 +81,21 @@ type kubelet struct {
 	mu      sync.Mutex
 	stopped map[string]time.Time
 	errs    []error
+	// late stops these pods' containers this long after their deletionTimestamp.
+	late map[string]time.Duration
 }
 
-func newKubelet() *kubelet { return &kubelet{stopped: map[string]time.Time{}} }
+func newKubelet() *kubelet {
+	return &kubelet{stopped: map[string]time.Time{}, late: map[string]time.Duration{}}
+}
 
-// stopAtDeadline reports the pod's containers terminated at its deletionTimestamp.
+// stopAtDeadline reports the pod's containers terminated at its deletionTimestamp (plus its
+// late delay).
 func (k *kubelet) stopAtDeadline(ctx context.Context, pod *corev1.Pod) {
-	time.AfterFunc(time.Until(pod.DeletionTimestamp.Time), func() {
+	k.mu.Lock()
+	late := k.late[pod.Name]
+	k.mu.Unlock()
+	time.AfterFunc(time.Until(pod.DeletionTimestamp.Time)+late, func() {
 		_, err := cluster.MarkStopped(ctx, cp.Client, pod)
 		k.mu.Lock()
 		defer k.mu.Unlock()
@@ -344,13 +352,19 @@ func TestE2EManageEvictDrain(t *testing.T) {
 			}
 
 			// 2. Evicted with grace 3 s: drain stamped, released within 1 s of its due time.
+			// One pod's containers stop 1 s after its grace period: its re-check at the grace
+			// end finds them running, so the kubelet's status event releases it, with a reply.
 			k := newKubelet()
+			k.late[managed[0]] = time.Second
 			stamped := evictAll(t, s, k, managed)
 			assertDrained(t, s, releases, k, stamped, time.Time{})
 			assertReplies(t, s, eventing.TypeDrainStarted, managed)
 			// Replies to timer-driven releases have no request to answer; those that came with
 			// an event say why and how long.
-			for _, x := range s.Proxy.Replies(eventing.TypeFinalizerRemoved, "") {
+			removed := s.Proxy.Replies(eventing.TypeFinalizerRemoved, "")
+			require.NotEmpty(t, s.Proxy.Replies(eventing.TypeFinalizerRemoved, eventing.PodPath(s.Namespace, managed[0])),
+				"the late pod was released by its status event, with a reply")
+			for _, x := range removed {
 				d := replyData(t, x)
 				assert.Equal(t, handlers.ReasonDrained, d.Reason)
 				require.NotNil(t, d.DrainSeconds)

@@ -67,10 +67,9 @@ func newFixture(t *testing.T, cfg config.Config) *fixture {
 		Client: client, Config: cfg, Clock: clk,
 		Events: handlers.APIEventRecorder{Client: client, Now: clk.Now},
 		Log:    slog.New(slog.DiscardHandler),
-		// Re-check timers run on a clock nobody steps: each test makes its decisions
-		// explicitly, and counts their API calls exactly. The timers are tested in e2e.
-		Timers:     handlers.NewTimers(clocktesting.NewFakeClock(time.Now())),
-		Background: ctx,
+		// Re-checks are queued but never run (no Run): each test makes its decisions
+		// explicitly, and counts their API calls exactly. Re-checks are tested in e2e.
+		Rechecks: handlers.NewRechecks(clk),
 	}
 	t.Cleanup(func() { rec.Stop(); cancel() })
 	return &fixture{t: t, ctx: ctx, ns: cp.Namespace(t, "it"), cfg: cfg, clock: clk, reqs: reqs, rec: rec}
@@ -350,17 +349,18 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	client, reqs, err := cluster.CountingClient(cp.Config)
 	require.NoError(t, err)
 	log := slog.New(slog.DiscardHandler)
-	dry := handlers.NewReconciler(f.ctx, client, f.cfg, true, log)
-	listed, err := dry.ReleaseAll(f.ctx, f.ns)
+	dry := handlers.NewReconciler(client, f.cfg, true, log)
+	listed, err := dry.ReleaseAll(f.ctx, f.ns, handlers.ReleaseOptions{})
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{f.ns + "/a", f.ns + "/b", f.ns + "/c"}, listed)
+	assert.Equal(t, handlers.ReleaseResult{Released: []string{f.ns + "/a", f.ns + "/b", f.ns + "/c"}, Listed: 4}, listed)
 	assert.Equal(t, []string{"GET pods"}, reqs.List(), "dry-run only lists")
 
-	rec := handlers.NewReconciler(f.ctx, client, f.cfg, false, log)
+	rec := handlers.NewReconciler(client, f.cfg, false, log)
 	t.Cleanup(rec.Stop)
-	released, err := rec.ReleaseAll(f.ctx, "")
+	released, err := rec.ReleaseAll(f.ctx, "", handlers.ReleaseOptions{})
 	require.NoError(t, err)
-	assert.Subset(t, released, []string{f.ns + "/a", f.ns + "/b", f.ns + "/c", other + "/d"})
+	assert.Zero(t, released.Failed)
+	assert.Subset(t, released.Released, []string{f.ns + "/a", f.ns + "/b", f.ns + "/c", other + "/d"})
 	for _, name := range []string{"a", "c"} {
 		assert.Empty(t, f.get(name).Finalizers, name)
 	}
@@ -371,9 +371,10 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	assert.Contains(t, f.events(f.get("a")), "Normal/FinalizerRemoved")
 	assert.Contains(t, f.events(pod), "Normal/FinalizerRemoved")
 
-	again, err := rec.ReleaseAll(f.ctx, f.ns)
+	again, err := rec.ReleaseAll(f.ctx, f.ns, handlers.ReleaseOptions{})
 	require.NoError(t, err)
-	assert.Empty(t, again, "nothing left to release")
+	assert.Empty(t, again.Released, "nothing left to release")
+	assert.Equal(t, 4, again.Listed)
 }
 
 // denyDrainStamp makes the API server refuse, in f's namespace, any pod update that carries

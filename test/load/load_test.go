@@ -44,7 +44,7 @@ func serve(t *testing.T) string {
 	home := t.TempDir() // no ~/.kube/config: dry-run
 	p, err := cluster.StartProcess("function", binary(t), nil, []string{
 		"LISTEN_ADDRESS=" + addr, "HOME=" + home, "KUBECONFIG=" + filepath.Join(home, "none"),
-		"CONFIG_DIR=" + filepath.Join(home, "no-config"), "LOG_LEVEL=error", "sweepIntervalSeconds=0",
+		"CONFIG_DIR=" + filepath.Join(home, "no-config"), "LOG_LEVEL=error",
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() {

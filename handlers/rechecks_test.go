@@ -1,0 +1,210 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
+
+	"function/handlers"
+)
+
+// gets records when the fixture's pods are read (each re-check starts with a read).
+func gets(f *fixture) <-chan string {
+	ch := make(chan string, 100)
+	f.client.PrependReactor("get", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		ch <- a.(k8stesting.GetAction).GetName()
+		return false, nil, nil
+	})
+	return ch
+}
+
+func requireRead(t *testing.T, ch <-chan string, name string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		require.Equal(t, name, got)
+	case <-time.After(waitFor):
+		require.FailNow(t, "no re-check read "+name)
+	}
+}
+
+func requireNoRead(t *testing.T, ch <-chan string) {
+	t.Helper()
+	select {
+	case got := <-ch:
+		require.FailNow(t, "unexpected re-check of "+got)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func keyOf(p *corev1.Pod) handlers.PodKey {
+	return handlers.PodKey{Namespace: p.Namespace, Name: p.Name, UID: p.UID}
+}
+
+// A later request never postpones an earlier re-check; an earlier one brings it forward.
+func TestRechecksKeepTheEarliest(t *testing.T) {
+	tests := []struct {
+		name        string
+		first, then time.Duration
+		want        time.Duration
+	}{
+		{"a later request does not postpone", 10 * time.Second, 20 * time.Second, 10 * time.Second},
+		{"an earlier request brings it forward", 20 * time.Second, 10 * time.Second, 10 * time.Second},
+		{"the same time twice", 10 * time.Second, 10 * time.Second, 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := newPod(ours, managed)
+			f := newFixture(t, false, pod.DeepCopy())
+			read := gets(f)
+			f.rec.Rechecks.Schedule(keyOf(pod), now.Add(tt.first))
+			f.rec.Rechecks.Schedule(keyOf(pod), now.Add(tt.then))
+			assert.Equal(t, 1, f.rec.Rechecks.Len(), "one re-check per pod")
+
+			f.clock.Step(tt.want - time.Millisecond)
+			requireNoRead(t, read)
+			f.clock.Step(time.Millisecond)
+			requireRead(t, read, pod.Name)
+			require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 0 }, waitFor, tick)
+			f.clock.Step(time.Hour)
+			requireNoRead(t, read)
+		})
+	}
+}
+
+func TestRechecksCancel(t *testing.T) {
+	pod := newPod(ours, managed)
+	f := newFixture(t, false, pod.DeepCopy())
+	read := gets(f)
+	f.rec.Rechecks.Schedule(keyOf(pod), now.Add(time.Second))
+	f.rec.Forget(pod.UID)
+	assert.Zero(t, f.rec.Rechecks.Len())
+	f.clock.Step(time.Minute)
+	requireNoRead(t, read)
+}
+
+// A failed re-check is retried with the rate limiter's backoff (2 s, then 4 s), and a
+// success forgets the backoff: the next failure waits 2 s again.
+func TestRechecksRetryWithBackoff(t *testing.T) {
+	pod := newPod(ours, managed)
+	f := newFixture(t, false, pod.DeepCopy())
+	var mu sync.Mutex
+	fail := 2
+	read := make(chan struct{}, 10)
+	f.client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		read <- struct{}{}
+		if fail > 0 {
+			fail--
+			return true, nil, apierrors.NewInternalError(errors.New("etcd down"))
+		}
+		return false, nil, nil
+	})
+	waitRead := func(msg string) {
+		t.Helper()
+		select {
+		case <-read:
+		case <-time.After(waitFor):
+			require.FailNow(t, msg)
+		}
+	}
+	noRead := func(msg string) {
+		t.Helper()
+		select {
+		case <-read:
+			require.FailNow(t, msg)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	f.rec.Rechecks.Schedule(keyOf(pod), now)
+	f.clock.Step(0)
+	waitRead("first try")
+	require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 1 }, waitFor, tick, "the failed re-check is pending again")
+
+	f.clock.Step(2*time.Second - time.Millisecond)
+	noRead("not before the first backoff")
+	f.clock.Step(time.Millisecond)
+	waitRead("after 2 s")
+	require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 1 }, waitFor, tick, "failed again: pending")
+
+	f.clock.Step(4*time.Second - time.Millisecond)
+	noRead("the backoff doubled")
+	f.clock.Step(time.Millisecond)
+	waitRead("after 4 s more: this one succeeds")
+	require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 0 }, waitFor, tick)
+
+	// Forgotten on success: a new failure starts again at 2 s.
+	mu.Lock()
+	fail = 1
+	mu.Unlock()
+	f.rec.Rechecks.Schedule(keyOf(pod), f.clock.Now())
+	f.clock.Step(0)
+	waitRead("the new re-check")
+	require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 1 }, waitFor, tick)
+	f.clock.Step(2*time.Second - time.Millisecond)
+	noRead("not before 2 s")
+	f.clock.Step(time.Millisecond)
+	waitRead("retried after 2 s again")
+}
+
+// Run owns the lifecycle: when its ctx ends it stops the re-checks and returns.
+func TestRunStopsWithItsContext(t *testing.T) {
+	pod := newPod(ours, managed)
+	f := newFixture(t, false)
+	rec := &handlers.Reconciler{Client: f.client, Config: f.rec.Config, Clock: f.clock, Log: discard, Rechecks: handlers.NewRechecks(f.clock)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rec.Run(ctx, 2); close(done) }()
+	rec.Rechecks.Schedule(keyOf(pod), now.Add(time.Minute))
+	require.Equal(t, 1, rec.Rechecks.Len())
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(waitFor):
+		require.FailNow(t, "Run did not return after its ctx ended")
+	}
+	assert.Zero(t, rec.Rechecks.Len(), "pending re-checks are dropped")
+	rec.Rechecks.Schedule(keyOf(pod), now)
+	assert.Zero(t, rec.Rechecks.Len(), "nothing is scheduled after shutdown")
+}
+
+// Run sweeps at once and then every SweepInterval.
+func TestRunSweeps(t *testing.T) {
+	f := newFixture(t, false, newPod(named("a"), managed))
+	cfg := f.rec.Config
+	cfg.SweepInterval = time.Minute
+	rec := &handlers.Reconciler{Client: f.client, Config: cfg, Clock: f.clock, Log: discard, Rechecks: handlers.NewRechecks(f.clock)}
+	lists := make(chan struct{}, 10)
+	f.client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		lists <- struct{}{}
+		return false, nil, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rec.Run(ctx, 1); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	next := func(msg string) {
+		t.Helper()
+		select {
+		case <-lists:
+		case <-time.After(waitFor):
+			require.FailNow(t, msg)
+		}
+	}
+	next("a sweep at start")
+	require.Eventually(t, func() bool { return len(livePod(t, f.client, "a").Finalizers) == 1 }, waitFor, tick)
+	require.Eventually(t, f.clock.HasWaiters, waitFor, tick)
+	f.clock.Step(time.Minute)
+	next("a sweep after the interval")
+}
