@@ -6,12 +6,14 @@
 #   make unit    the fast loop: unit tests only, no real components
 #   make demo    a local control plane, adapter and function; evicts a pod, prints a timeline
 #   make bench   benchmarks (speed and memory targets)
+#   make fuzz    each fuzz target for FUZZTIME (default 30s), one after another
 
 SHELL        := /usr/bin/env bash
 GO           ?= go
 BIN          := $(CURDIR)/bin
 LISTEN_ADDRESS ?= 127.0.0.1:8080
 EVENT        ?= test/events/managed-pod-added.http
+FUZZTIME     ?= 30s
 URL          ?= http://$(LISTEN_ADDRESS)/
 
 KUBE_VERSION := v1.37.2
@@ -24,7 +26,7 @@ REAL_BINARIES := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manage
 # The real-cluster tests find the binaries here (envtest's convention).
 export KUBEBUILDER_ASSETS := $(BIN)
 
-.PHONY: all fmt vet build run invoke release-finalizers unit test integration e2e bench demo binaries clean
+.PHONY: all fmt vet build run invoke release-finalizers unit test integration e2e bench fuzz demo binaries clean
 
 all: fmt vet build unit
 
@@ -71,6 +73,13 @@ e2e: binaries
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
+
+# Fuzzing (make fuzz FUZZTIME=30s): one target at a time. A plain `go test` (make unit, make
+# test) runs their seeds and testdata/fuzz corpora; a failing input lands in testdata/fuzz.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./eventing
+	$(GO) test -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(FUZZTIME) ./eventing
+	$(GO) test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./handlers
 
 demo: binaries
 	$(GO) run ./test/demo

@@ -157,9 +157,18 @@ func discoverCluster() (kubernetes.Interface, string, error) {
 // Ready; Start still returns nil so the process stays up to say why.
 func (f *Function) Start(_ context.Context, env map[string]string) error {
 	cfg, err := config.Load(env)
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	var values map[string]string
+	var cmNamespace, cmName string
+	follow := false
+	if err == nil {
+		values, err = config.Values(env)
+	}
+	if err == nil && f.client != nil {
+		cmNamespace, cmName, follow, err = config.ConfigMapRef(env)
+	}
 	if err != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		f.cfgErr = fmt.Errorf("invalid configuration: %w", err)
 		var keyErr *config.KeyError
 		for _, e := range unwrapAll(err) {
@@ -172,25 +181,61 @@ func (f *Function) Start(_ context.Context, env map[string]string) error {
 		}
 		return nil
 	}
-	f.stopLocked(context.Background())
 	if f.noSweeps {
 		cfg.SweepInterval = 0
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rec, stopped := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log), make(chan struct{})
+	if follow {
+		// Follow the ConfigMap live; nothing is decided before its first configuration is in.
+		f.mu.Lock()
+		f.stopLocked(context.Background())
+		f.rec, f.cancel, f.stopped = nil, cancel, stopped
+		f.cfgErr = fmt.Errorf("starting: waiting for ConfigMap %s/%s (the function needs get, list and watch on it: config/rbac.yaml)", cmNamespace, cmName)
+		f.mu.Unlock()
+		live := &config.Live{Client: f.client, Namespace: cmNamespace, Name: cmName, Base: values, Log: f.log,
+			Apply: func(c config.Config) {
+				if f.noSweeps {
+					c.SweepInterval = 0
+				}
+				rec.SetConfig(c)
+				logConfig(f.log, "configuration in force", c, f.dryRun)
+			}}
+		if err := live.Start(ctx); err != nil {
+			cancel()
+			close(stopped)
+			f.log.Warn("not following the ConfigMap", slog.String("error", err.Error()))
+			return nil
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !follow {
+		f.stopLocked(context.Background())
+	} else if ctx.Err() != nil {
+		cancel()
+		return nil // stopped while waiting
+	}
 	go func() {
 		defer close(stopped)
 		rec.Run(ctx, recheckWorkers)
 	}()
 	f.rec, f.cancel, f.stopped, f.cfgErr = rec, cancel, stopped, nil
-	f.log.Info("configuration loaded",
+	if !follow {
+		logConfig(f.log, "configuration loaded", cfg, f.dryRun || f.client == nil)
+	}
+	return nil
+}
+
+func logConfig(log *slog.Logger, msg string, cfg config.Config, dryRun bool) {
+	log.Info(msg,
 		slog.Int("gracePeriodSeconds", int(cfg.GracePeriod.Seconds())),
 		slog.Int("drainTimeoutSeconds", int(cfg.DrainTimeout.Seconds())),
 		slog.Any("namespaceSelector", cfg.Namespaces),
 		slog.Bool("detectVpaAnnotations", cfg.DetectVpaAnnotations),
 		slog.Int("sweepIntervalSeconds", int(cfg.SweepInterval.Seconds())),
-		slog.Bool("dryRun", f.dryRun || f.client == nil))
-	return nil
+		slog.Bool("uninstalling", cfg.Uninstalling),
+		slog.Bool("dryRun", dryRun))
 }
 
 // Stop ends the re-checks and sweeps and waits for them (at most until ctx ends). Drains in
@@ -203,7 +248,7 @@ func (f *Function) Stop(ctx context.Context) error {
 }
 
 func (f *Function) stopLocked(ctx context.Context) error {
-	if f.rec == nil {
+	if f.cancel == nil {
 		return nil
 	}
 	f.cancel()

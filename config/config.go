@@ -30,6 +30,9 @@ const (
 	KeyConfigDir = "CONFIG_DIR"
 	// KeyDryRun forces dry-run mode: decide and reply, never write.
 	KeyDryRun = "DRY_RUN"
+	// KeyConfigMap names the ConfigMap the function follows live through the API
+	// ("name" in the function's own namespace, or "namespace/name"); unset: none.
+	KeyConfigMap = "CONFIG_MAP"
 )
 
 // DefaultConfigDir is where config/ YAML mounts the ConfigMap.
@@ -62,7 +65,14 @@ type Config struct {
 	// start), to catch events the source dropped and pods that existed before it started.
 	// Load accepts MinSweepSeconds..MaxSweepSeconds; 0 (tests, embedding) means no sweeps.
 	SweepInterval time.Duration
+	// Uninstalling: the function is being uninstalled (the followed ConfigMap carries
+	// AnnotationUninstalling, or is gone). No finalizer is added; every one is removed.
+	Uninstalling bool
 }
+
+// AnnotationUninstalling on the followed ConfigMap ("true") puts every replica in uninstall
+// mode; `release-finalizers` sets it.
+const AnnotationUninstalling = "vpagracefuldrain.dev/uninstalling"
 
 // NamespaceSelector is the JSON value of the namespaceSelector key. Exclude wins over
 // Include; an empty Include means every namespace.
@@ -106,9 +116,19 @@ func (e *KeyError) Error() string {
 // default DefaultConfigDir; a missing directory is not an error). Every invalid key is
 // reported, joined in one error.
 func Load(env map[string]string) (Config, error) {
-	values, err := readDir(lookup(env, KeyConfigDir, DefaultConfigDir))
+	values, err := Values(env)
 	if err != nil {
 		return Config{}, err
+	}
+	return Parse(values)
+}
+
+// Values are the raw configuration values Load parses: the mounted ConfigMap directory's
+// files, overridden by environment variables.
+func Values(env map[string]string) (map[string]string, error) {
+	values, err := readDir(lookup(env, KeyConfigDir, DefaultConfigDir))
+	if err != nil {
+		return nil, err
 	}
 	for _, key := range Keys() {
 		if v, ok := env[key]; ok {
@@ -117,7 +137,7 @@ func Load(env map[string]string) (Config, error) {
 			values[key] = v
 		}
 	}
-	return Parse(values)
+	return values, nil
 }
 
 // Keys returns the configuration keys, in the order they are documented.
@@ -249,9 +269,9 @@ func lookup(env map[string]string, key, def string) string {
 }
 
 // EnvNames returns every environment variable the function reads its configuration from:
-// each key, its UPPER_SNAKE_CASE alias, CONFIG_DIR and DRY_RUN.
+// each key, its UPPER_SNAKE_CASE alias, CONFIG_DIR, DRY_RUN and CONFIG_MAP.
 func EnvNames() []string {
-	names := []string{KeyConfigDir, KeyDryRun}
+	names := []string{KeyConfigDir, KeyDryRun, KeyConfigMap}
 	for _, k := range Keys() {
 		names = append(names, k, upperSnake(k))
 	}

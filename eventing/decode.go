@@ -131,13 +131,19 @@ func Decode(e event.Event) (Input, error) {
 	if in.Pod != nil && in.Pod.UID == "" && t.op != Delete {
 		return Input{}, reject(http.StatusBadRequest, "pod %s/%s has no metadata.uid", in.Namespace, in.Name)
 	}
-	// ApiServerSource repeats the object's identity in extensions; they must agree with the data.
-	for attr, want := range map[string]string{"namespace": in.Namespace, "name": in.Name, "kind": "Pod"} {
-		if v, ok := e.Extensions()[attr]; ok {
-			if s := fmt.Sprint(v); s != want {
-				return Input{}, reject(http.StatusBadRequest, "extension %s=%q does not match the data (%q)", attr, s, want)
+	// ApiServerSource repeats the object's identity in extensions and the subject; they must
+	// agree with the data.
+	for _, attr := range []struct{ name, want string }{
+		{"namespace", in.Namespace}, {"name", in.Name}, {"kind", "Pod"}, {"apiversion", "v1"},
+	} {
+		if v, ok := e.Extensions()[attr.name]; ok {
+			if s := fmt.Sprint(v); s != attr.want {
+				return Input{}, reject(http.StatusBadRequest, "extension %s=%q does not match the data (%q)", attr.name, s, attr.want)
 			}
 		}
+	}
+	if sub := e.Subject(); sub != "" && sub != PodPath(in.Namespace, in.Name) {
+		return Input{}, reject(http.StatusBadRequest, "subject %q does not match the data (%q)", sub, PodPath(in.Namespace, in.Name))
 	}
 	return in, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -66,12 +67,25 @@ func ReadRequest(ctx context.Context, r *http.Request) (*event.Event, error) {
 	}
 	e, err := binding.ToEvent(ctx, msg)
 	if err != nil {
-		return nil, reject(http.StatusBadRequest, "malformed CloudEvent: %v", err)
+		return nil, reject(http.StatusBadRequest, "malformed CloudEvent: %s", oneLine(err))
 	}
 	if err := e.Validate(); err != nil {
-		return nil, reject(http.StatusBadRequest, "invalid CloudEvent: %v", err)
+		return nil, reject(http.StatusBadRequest, "invalid CloudEvent: %s", oneLine(err))
 	}
 	return e, nil
+}
+
+// oneLine joins an error's lines (the SDK lists one problem a line, in random order) into one
+// line, sorted so the same problems always read the same.
+func oneLine(err error) string {
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "; ")
 }
 
 // WriteReply answers 200 with the reply event in binary mode, or 200 with no body when reply

@@ -94,6 +94,13 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 	deleting := pod.DeletionTimestamp != nil
 
 	switch {
+	case cfg.Uninstalling && ours:
+		d.Action = RemoveFinalizer
+		d.Reason = ReasonUninstalled
+		return d
+	case cfg.Uninstalling:
+		d.Reason = "uninstalling: no finalizer is added"
+		return d
 	case !ours && deleting:
 		d.Reason = "deleting without our finalizer (none can be added once deletion started)"
 		return d
@@ -202,11 +209,14 @@ func drainStart(pod *corev1.Pod, stampValue string, warnings *[]string) (time.Ti
 	return stamp.UTC(), StartStamp
 }
 
+// maxGraceSeconds caps a grace period read from a pod, so the arithmetic cannot overflow.
+const maxGraceSeconds = 100 * 365 * 24 * 60 * 60
+
 // deletionRequested is deletionTimestamp - deletionGracePeriodSeconds.
 func deletionRequested(pod *corev1.Pod) time.Time {
 	t := pod.DeletionTimestamp.Time
 	if g := pod.DeletionGracePeriodSeconds; g != nil && *g > 0 {
-		t = t.Add(-time.Duration(*g) * time.Second)
+		t = t.Add(-time.Duration(min(*g, maxGraceSeconds)) * time.Second)
 	}
 	return t
 }
@@ -223,7 +233,7 @@ func evictedAt(pod *corev1.Pod, requested time.Time) (time.Time, bool) {
 		t := c.LastTransitionTime.Time
 		spread := clockSkew
 		if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && *g > 0 {
-			spread += time.Duration(*g) * time.Second
+			spread += time.Duration(min(*g, maxGraceSeconds)) * time.Second
 		}
 		if t.After(requested.Add(clockSkew)) || t.Before(requested.Add(-spread)) {
 			return time.Time{}, false

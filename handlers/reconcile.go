@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +41,7 @@ type Outcome struct {
 type Reconciler struct {
 	// Client is the cluster; nil means dry-run without a cluster (no reads, no writes).
 	Client kubernetes.Interface
+	// Config is the configuration until SetConfig replaces it.
 	Config config.Config
 	// DryRun decides and reports, but never writes.
 	DryRun bool
@@ -48,6 +50,33 @@ type Reconciler struct {
 	Log    *slog.Logger
 	// Rechecks holds the waiting drains' re-checks; Run processes them.
 	Rechecks *Rechecks
+
+	live     atomic.Pointer[config.Config] // set by SetConfig
+	sweepNow chan struct{}                 // asks Run's sweeps for one now
+	once     sync.Once
+}
+
+// CurrentConfig is the configuration in force.
+func (r *Reconciler) CurrentConfig() config.Config {
+	if c := r.live.Load(); c != nil {
+		return *c
+	}
+	return r.Config
+}
+
+// SetConfig puts cfg in force at once (a live ConfigMap change) and asks for a sweep, so
+// every pod converges to it now rather than at its next event.
+func (r *Reconciler) SetConfig(cfg config.Config) {
+	r.live.Store(&cfg)
+	select {
+	case r.sweepSignal() <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+func (r *Reconciler) sweepSignal() chan struct{} {
+	r.once.Do(func() { r.sweepNow = make(chan struct{}, 1) })
+	return r.sweepNow
 }
 
 // NewReconciler wires a Reconciler with real time and API-written Events. Call Run to
@@ -77,7 +106,7 @@ type policy func(pod *corev1.Pod, now time.Time) Decision
 // decide is Decide, except that a dry-run against a cluster never holds a pod: it releases
 // every deleting pod that holds the finalizer at once (and adds and stamps nothing).
 func (r *Reconciler) decide(pod *corev1.Pod, now time.Time) Decision {
-	d := Decide(pod, r.Config, now)
+	d := Decide(pod, r.CurrentConfig(), now)
 	if r.DryRun && r.Client != nil && pod.DeletionTimestamp != nil && d.FinalizerIndex >= 0 {
 		d.Action, d.Reason, d.RecheckAt = RemoveFinalizer, ReasonDryRun, time.Time{}
 	}
@@ -191,18 +220,17 @@ func (r *Reconciler) Run(ctx context.Context, workers int) {
 			}
 		})
 	}
-	if r.Client != nil && r.Config.SweepInterval > 0 {
-		wg.Go(func() { r.sweepEvery(ctx, r.Config.SweepInterval) })
+	if r.Client != nil && r.CurrentConfig().SweepInterval > 0 {
+		wg.Go(func() { r.sweepEvery(ctx) })
 	}
 	<-ctx.Done()
 	r.Stop()
 	wg.Wait()
 }
 
-// sweepEvery sweeps now, then every interval, until ctx ends.
-func (r *Reconciler) sweepEvery(ctx context.Context, interval time.Duration) {
-	ticker := r.Clock.NewTicker(interval)
-	defer ticker.Stop()
+// sweepEvery sweeps now, then every SweepInterval (as configured at the time) and whenever
+// SetConfig asks for one, until ctx ends.
+func (r *Reconciler) sweepEvery(ctx context.Context) {
 	for {
 		start := r.Clock.Now()
 		res, err := r.Sweep(ctx)
@@ -216,10 +244,14 @@ func (r *Reconciler) sweepEvery(ctx context.Context, interval time.Duration) {
 		} else {
 			r.Log.InfoContext(ctx, "sweep done", attrs...)
 		}
+		timer := r.Clock.NewTimer(max(r.CurrentConfig().SweepInterval, time.Second))
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
-		case <-ticker.C():
+		case <-timer.C():
+		case <-r.sweepSignal():
+			timer.Stop()
 		}
 	}
 }

@@ -1,0 +1,155 @@
+package config
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+// serviceAccountNamespace is where Kubernetes tells a pod its namespace.
+const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// ConfigMapRef resolves CONFIG_MAP: "namespace/name", or "name" in the function's own
+// namespace (POD_NAMESPACE, else the service account's namespace file). ok is false when
+// CONFIG_MAP is unset: the function then follows no ConfigMap.
+func ConfigMapRef(env map[string]string) (namespace, name string, ok bool, err error) {
+	v := strings.TrimSpace(env[KeyConfigMap])
+	if v == "" {
+		return "", "", false, nil
+	}
+	if ns, n, found := strings.Cut(v, "/"); found {
+		return ns, n, true, nil
+	}
+	if ns := env["POD_NAMESPACE"]; ns != "" {
+		return ns, v, true, nil
+	}
+	b, err := os.ReadFile(serviceAccountNamespace)
+	if err != nil {
+		return "", "", false, &KeyError{Key: KeyConfigMap, Value: v, Reason: "no namespace: write namespace/name, or set POD_NAMESPACE (" + err.Error() + ")"}
+	}
+	return strings.TrimSpace(string(b)), v, true, nil
+}
+
+// Live follows one ConfigMap through the API (a watch on that object only), so every replica
+// applies a change within moments, without a restart. Its data overrides Base (the values of
+// the environment and mounted files). An invalid change keeps the last good configuration and
+// says why: a log line and a Warning Event on the ConfigMap. A ConfigMap that carries
+// AnnotationUninstalling, or that is gone, means the function is being uninstalled.
+type Live struct {
+	Client          kubernetes.Interface
+	Namespace, Name string
+	Base            map[string]string
+	Log             *slog.Logger
+	// Apply receives every new configuration, the first one before Run's start returns.
+	Apply func(Config)
+
+	mu   sync.Mutex
+	last *Config
+}
+
+// EventInvalidConfiguration is the reason of the Warning Event on an invalid ConfigMap.
+const EventInvalidConfiguration = "InvalidConfiguration"
+
+// Start starts the watch and waits (at most until ctx ends) until the first configuration
+// has been applied. The watch ends with ctx.
+func (l *Live) Start(ctx context.Context) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(l.Client, 0, informers.WithNamespace(l.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", l.Name).String()
+		}))
+	informer := factory.Core().V1().ConfigMaps()
+	_, err := informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { l.apply(ctx, asConfigMap(obj)) },
+		UpdateFunc: func(_, obj any) { l.apply(ctx, asConfigMap(obj)) },
+		DeleteFunc: func(any) { l.apply(ctx, nil) },
+	})
+	if err != nil {
+		return fmt.Errorf("watching ConfigMap %s/%s: %w", l.Namespace, l.Name, err)
+	}
+	factory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), informer.Informer().HasSynced) {
+		return fmt.Errorf("watching ConfigMap %s/%s: not synced: %w", l.Namespace, l.Name, ctx.Err())
+	}
+	if _, err := informer.Lister().ConfigMaps(l.Namespace).Get(l.Name); apierrors.IsNotFound(err) {
+		l.apply(ctx, nil)
+	}
+	return nil
+}
+
+func asConfigMap(obj any) *corev1.ConfigMap {
+	cm, _ := obj.(*corev1.ConfigMap)
+	return cm
+}
+
+// apply turns the ConfigMap (nil: gone) into a configuration and hands a valid one to Apply.
+func (l *Live) apply(ctx context.Context, cm *corev1.ConfigMap) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cm == nil {
+		cfg := Default()
+		if l.last != nil {
+			cfg = *l.last
+		} else if base, err := Parse(l.Base); err == nil {
+			cfg = base
+		}
+		cfg.Uninstalling = true
+		l.Log.WarnContext(ctx, "ConfigMap not found: uninstall mode, no finalizer is added and every one is removed",
+			slog.String("configMap", l.Namespace+"/"+l.Name))
+		l.last = &cfg
+		l.Apply(cfg)
+		return
+	}
+	values := maps.Clone(l.Base)
+	if values == nil {
+		values = map[string]string{}
+	}
+	for k, v := range cm.Data {
+		values[k] = strings.TrimSpace(v)
+	}
+	cfg, err := Parse(values)
+	if err != nil {
+		l.Log.ErrorContext(ctx, "invalid configuration in the ConfigMap: keeping the last good one",
+			slog.String("configMap", l.Namespace+"/"+l.Name), slog.String("error", err.Error()))
+		l.warn(ctx, cm, fmt.Sprintf("Invalid configuration, the last good one stays in force: %v", err))
+		return
+	}
+	cfg.Uninstalling = strings.EqualFold(strings.TrimSpace(cm.Annotations[AnnotationUninstalling]), "true")
+	if l.last != nil && reflect.DeepEqual(*l.last, cfg) {
+		return
+	}
+	l.Log.InfoContext(ctx, "configuration applied", slog.String("configMap", l.Namespace+"/"+l.Name),
+		slog.String("resourceVersion", cm.ResourceVersion), slog.Bool("uninstalling", cfg.Uninstalling))
+	l.last = &cfg
+	l.Apply(cfg)
+}
+
+// warn records a Warning Event on the ConfigMap; failing to is only logged.
+func (l *Live) warn(ctx context.Context, cm *corev1.ConfigMap, msg string) {
+	now := metav1.NewTime(time.Now())
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: cm.Name + ".", Namespace: cm.Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: cm.Namespace, Name: cm.Name,
+			UID: cm.UID, ResourceVersion: cm.ResourceVersion},
+		Reason: EventInvalidConfiguration, Message: msg, Type: corev1.EventTypeWarning,
+		Source:              corev1.EventSource{Component: "vpa-graceful-drain"},
+		ReportingController: "vpagracefuldrain.dev/vpa-graceful-drain", ReportingInstance: "vpa-graceful-drain",
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+	}
+	if _, err := l.Client.CoreV1().Events(cm.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		l.Log.WarnContext(ctx, "could not record the Warning Event on the ConfigMap", slog.String("error", err.Error()))
+	}
+}

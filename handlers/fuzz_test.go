@@ -1,0 +1,239 @@
+package handlers_test
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"function/config"
+	"function/handlers"
+)
+
+// What FuzzDecide's flags turn on.
+const (
+	fzManaged       = 1 << iota // annotation vpa-managed = managedVal
+	fzVPA                       // annotation vpaUpdates (a VPA annotation)
+	fzStarted                   // annotation drain-started
+	fzStartedAt                 // ... = the RFC 3339 time at startedOff, else startedVal
+	fzDeadline                  // annotation drain-deadline
+	fzDeadlineAt                // ... = the RFC 3339 time at deadlineOff, else deadlineVal
+	fzGrace                     // annotation grace-period-seconds = graceVal
+	fzTimeout                   // annotation drain-timeout-seconds = timeoutVal
+	fzOurs                      // our finalizer, at finalizerPos among the foreign ones
+	fzDeleting                  // deletionTimestamp at deletionOff
+	fzDeletionGrace             // deletionGracePeriodSeconds = deletionGrace
+	fzExcluded                  // namespace kube-system (excluded by default)
+)
+
+// foreignFinalizers are other finalizers, some of them lookalikes of ours.
+var foreignFinalizers = []string{
+	"example.com/a", "vpagracefuldrain.dev/Drain", "kubernetes.io/pvc-protection", "vpagracefuldrain.dev/drain-x",
+	"vpagracefuldrain.dev/drain/", "foregroundDeletion", " vpagracefuldrain.dev/drain",
+}
+
+var fuzzPhases = []corev1.PodPhase{"", corev1.PodPending, corev1.PodRunning, corev1.PodSucceeded, corev1.PodFailed, corev1.PodUnknown, "Bogus"}
+
+// maxOverrideSeconds is the largest valid per-pod override (README: 1..86400).
+const maxOverrideSeconds = 86400
+
+// timeoutBound is the longest drain timeout the pod can have: the configured one, or its
+// override when that is a valid number of seconds and longer.
+func timeoutBound(pod *corev1.Pod, cfg config.Config) time.Duration {
+	bound := cfg.DrainTimeout
+	if v, ok := pod.Annotations[handlers.AnnotationDrainTimeout]; ok {
+		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 1 && n <= maxOverrideSeconds {
+			bound = max(bound, time.Duration(n)*time.Second)
+		}
+	}
+	return bound
+}
+
+// fuzzPod builds a pod from FuzzDecide's inputs; its times are offsets in milliseconds from
+// the tests' now, so they reach any year (and beyond what RFC 3339 can write).
+func fuzzPod(flags uint16, managedVal, startedVal, deadlineVal, graceVal, timeoutVal string,
+	startedOff, deadlineOff, deletionOff, deletionGrace int64, finalizerPos, foreign, containers, phaseIdx uint8,
+) *corev1.Pod {
+	at := func(offMillis int64) time.Time { return time.UnixMilli(now.UnixMilli() + offMillis).UTC() }
+	pod := newPod()
+	pod.Status.ContainerStatuses = nil
+	annotations := map[string]string{"app.kubernetes.io/name": "web"}
+	set := func(flag uint16, key, value string) {
+		if flags&flag != 0 {
+			annotations[key] = value
+		}
+	}
+	set(fzManaged, handlers.AnnotationManaged, managedVal)
+	set(fzVPA, "vpaUpdates", "Pod resources updated by web")
+	if flags&fzStartedAt != 0 {
+		startedVal = stamp(at(startedOff))
+	}
+	set(fzStarted, handlers.AnnotationDrainStarted, startedVal)
+	if flags&fzDeadlineAt != 0 {
+		deadlineVal = stamp(at(deadlineOff))
+	}
+	set(fzDeadline, handlers.AnnotationDrainDeadline, deadlineVal)
+	set(fzGrace, handlers.AnnotationGracePeriod, graceVal)
+	set(fzTimeout, handlers.AnnotationDrainTimeout, timeoutVal)
+	pod.Annotations = annotations
+
+	fins := slices.Clone(foreignFinalizers[:int(foreign)%(len(foreignFinalizers)+1)])
+	if flags&fzOurs != 0 {
+		fins = slices.Insert(fins, int(finalizerPos)%(len(fins)+1), handlers.Finalizer)
+	}
+	pod.Finalizers = fins
+	if flags&fzDeleting != 0 {
+		ts := metav1.NewTime(at(deletionOff))
+		pod.DeletionTimestamp = &ts
+	}
+	if flags&fzDeletionGrace != 0 {
+		pod.DeletionGracePeriodSeconds = &deletionGrace
+	}
+	if flags&fzExcluded != 0 {
+		pod.Namespace = "kube-system"
+	}
+	for i := range int(containers & 3) {
+		name := "c" + strconv.Itoa(i)
+		if containers&(4<<i) != 0 {
+			pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, terminated(name, int32(i)*137))
+		} else {
+			pod.Status.ContainerStatuses = append(pod.Status.ContainerStatuses, running(name))
+		}
+	}
+	pod.Status.Phase = fuzzPhases[int(phaseIdx)%len(fuzzPhases)]
+	return pod
+}
+
+// FuzzDecide holds Decide to the safety rules whatever the pod looks like: it never adds a
+// finalizer to a deleting pod, never removes one that is not ours, never holds a drain past
+// a valid drain-started + the drain timeout, and every write it asks for is a guarded patch
+// that applies to the pod it was decided on; once a finalizer is added or removed, the same
+// change is not asked again. It asserts nothing on how a drain without a valid stamp is
+// timed (from API-server times), only the rules above.
+func FuzzDecide(f *testing.F) {
+	const sec = int64(time.Second / time.Millisecond) // the time offsets of the pod are in milliseconds
+	drainFlags := uint16(fzManaged | fzOurs | fzDeleting | fzDeletionGrace | fzStarted | fzStartedAt)
+	// flags, managedVal, startedVal, deadlineVal, graceVal, timeoutVal, startedOff, deadlineOff,
+	// deletionOff (milliseconds from the tests' now: any year), deletionGrace, finalizerPos,
+	// foreign, containers, phase, nowOff (nanoseconds from the tests' now: within 292 years)
+	f.Add(uint16(fzManaged), "true", "", "", "", "", int64(0), int64(0), int64(0), int64(0), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(uint16(fzVPA), "", "", "", "", "", int64(0), int64(0), int64(0), int64(0), uint8(0), uint8(3), uint8(2+4), uint8(2), int64(0))
+	f.Add(uint16(fzVPA|fzOurs), "", "", "", "", "", int64(0), int64(0), int64(0), int64(0), uint8(0), uint8(2), uint8(1), uint8(2), int64(0))
+	f.Add(uint16(fzManaged|fzOurs), "false", "", "", "", "", int64(0), int64(0), int64(0), int64(0), uint8(1), uint8(3), uint8(1), uint8(2), int64(0))
+	f.Add(uint16(fzManaged|fzOurs|fzDeleting|fzDeletionGrace), "true", "", "", "", "", int64(0), int64(0), 30*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(drainFlags, "true", "", "", "", "", -10*sec, int64(0), 20*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(drainFlags, "true", "", "", "", "", -40*sec, int64(0), -10*sec, int64(30), uint8(0), uint8(0), uint8(1+4), uint8(2), int64(0))
+	f.Add(drainFlags, "true", "", "", "", "", -300*sec, int64(0), -270*sec, int64(30), uint8(2), uint8(2), uint8(1), uint8(2), int64(0))
+	f.Add(drainFlags, " TRUE ", "", "", "", "", -40*sec, int64(0), -10*sec, int64(0), uint8(0), uint8(0), uint8(2), uint8(4), int64(0))
+	f.Add(drainFlags|fzGrace|fzTimeout, "true", "", "", "-5", "999999999999999999999", -10*sec, int64(0), 20*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(drainFlags|fzGrace|fzTimeout, "true", "", "", "600", "90", -100*sec, int64(0), 20*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(drainFlags|fzTimeout, "true", "", "", "", "86400", -86399*sec, int64(0), 20*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(2*time.Second))
+	f.Add(drainFlags|fzDeadline|fzDeadlineAt, "true", "", "", "", "", -40*sec, 3600*sec, 20*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(drainFlags|fzDeadline|fzDeadlineAt, "true", "", "", "", "", -10*sec, -1*sec, 20*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(drainFlags|fzDeadline, "true", "", "tomorrow", "", "", -40*sec, int64(0), 20*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(uint16(fzManaged|fzOurs|fzDeleting|fzStarted), "true", "yesterday", "", "", "", int64(0), int64(0), 30*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(drainFlags, "true", "", "", "", "", 120*sec, int64(0), 30*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(drainFlags, "true", "", "", "", "", -3155760000*sec, int64(0), -3155760000*sec, int64(30), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(drainFlags, "true", "", "", "", "", int64(0), int64(0), 30*sec, int64(10000000000), uint8(0), uint8(0), uint8(1), uint8(2), int64(0))
+	f.Add(uint16(fzManaged|fzDeleting), "true", "", "", "", "", int64(0), int64(0), 30*sec, int64(30), uint8(3), uint8(7), uint8(1), uint8(2), int64(0))
+	f.Add(uint16(fzManaged|fzOurs|fzExcluded), "true", "", "", "", "", int64(0), int64(0), int64(0), int64(0), uint8(0), uint8(1), uint8(1), uint8(2), int64(0))
+	f.Fuzz(func(t *testing.T, flags uint16, managedVal, startedVal, deadlineVal, graceVal, timeoutVal string,
+		startedOff, deadlineOff, deletionOff, deletionGrace int64, finalizerPos, foreign, containers, phaseIdx uint8, nowOff int64,
+	) {
+		built := fuzzPod(flags, managedVal, startedVal, deadlineVal, graceVal, timeoutVal,
+			startedOff, deadlineOff, deletionOff, deletionGrace, finalizerPos, foreign, containers, phaseIdx)
+		// Decide on the pod as it comes over the wire: its JSON, as the API server serves it.
+		raw, err := json.Marshal(built)
+		require.NoError(t, err)
+		pod := &corev1.Pod{}
+		if json.Unmarshal(raw, pod) != nil {
+			return // not representable in JSON (a time outside years 0-9999): never sent
+		}
+		raw, err = json.Marshal(pod)
+		require.NoError(t, err)
+		cfg := config.Default()
+		at := now.Add(time.Duration(nowOff))
+
+		d := handlers.Decide(pod, cfg, at)
+
+		ours := slices.Index(pod.Finalizers, handlers.Finalizer)
+		deleting := pod.DeletionTimestamp != nil
+		switch d.Action {
+		case handlers.AddFinalizer:
+			require.False(t, deleting, "added a finalizer to a deleting pod")
+			require.Negative(t, ours, "added our finalizer twice")
+		case handlers.RemoveFinalizer:
+			require.GreaterOrEqual(t, d.FinalizerIndex, 0, "removing a finalizer at index %d", d.FinalizerIndex)
+			require.Less(t, d.FinalizerIndex, len(pod.Finalizers), "removing a finalizer at index %d", d.FinalizerIndex)
+			require.Equal(t, handlers.Finalizer, pod.Finalizers[d.FinalizerIndex], "removing a finalizer that is not ours")
+		case handlers.Wait:
+			require.True(t, deleting, "waiting on a pod that is not deleting")
+			require.GreaterOrEqual(t, ours, 0, "waiting without our finalizer")
+		}
+		if d.Action == handlers.Wait {
+			require.True(t, d.RecheckAt.After(at), "waiting with a re-check at %s, not after now %s", d.RecheckAt, at)
+			require.False(t, d.RecheckAt.After(d.Deadline), "re-check at %s after the deadline %s", d.RecheckAt, d.Deadline)
+		}
+
+		// Never held past drain-started + the drain timeout (a valid stamp, not in the future).
+		if v, ok := pod.Annotations[handlers.AnnotationDrainStarted]; ok && deleting && ours >= 0 {
+			if stamped, perr := time.Parse(time.RFC3339, v); perr == nil && !stamped.After(at) {
+				end := stamped.Add(timeoutBound(pod, cfg))
+				if !at.Before(end) {
+					require.Equal(t, handlers.RemoveFinalizer, d.Action,
+						"drain-started %s + timeout is %s, now is %s: reason %q", v, end, at, d.Reason)
+				}
+				if d.Action == handlers.Wait {
+					require.False(t, d.Deadline.After(end), "deadline %s after drain-started %s + timeout", d.Deadline, v)
+				}
+			}
+		}
+
+		if !d.Action.Writes() {
+			return
+		}
+		patch, err := handlers.Patch(pod, d)
+		require.NoError(t, err, "no patch for %s", d.Action)
+		var ops []struct {
+			Op    string `json:"op"`
+			Path  string `json:"path"`
+			Value any    `json:"value"`
+		}
+		require.NoError(t, json.Unmarshal(patch, &ops))
+		require.NotEmpty(t, ops)
+		require.Equal(t, "test", ops[0].Op, "the first op guards the uid")
+		require.Equal(t, "/metadata/uid", ops[0].Path, "the first op guards the uid")
+		require.Equal(t, string(pod.UID), ops[0].Value)
+
+		// The guarded patch applies to the very pod it was decided on, as the API server
+		// applies it (the same JSON patch library).
+		p, err := jsonpatch.DecodePatch(patch)
+		require.NoError(t, err)
+		patched, err := p.Apply(raw)
+		require.NoError(t, err, "the patch for %s does not apply to its own pod: %s", d.Action, patch)
+		after := &corev1.Pod{}
+		require.NoError(t, json.Unmarshal(patched, after))
+		switch d.Action {
+		case handlers.AddFinalizer:
+			require.Equal(t, append(slices.Clone(pod.Finalizers), handlers.Finalizer), after.Finalizers)
+		case handlers.RemoveFinalizer:
+			require.Equal(t, slices.Delete(slices.Clone(pod.Finalizers), d.FinalizerIndex, d.FinalizerIndex+1), after.Finalizers)
+		case handlers.StartDrain:
+			// What a drain start writes depends on how a missing stamp is timed: only that
+			// it writes one, and holds on to the finalizer.
+			require.Equal(t, pod.Finalizers, after.Finalizers)
+			require.NotEmpty(t, after.Annotations[handlers.AnnotationDrainStarted])
+			return
+		}
+		// Applied, the same finalizer change is not asked again: no write loop.
+		again := handlers.Decide(after, cfg, at)
+		require.NotEqual(t, d.Action, again.Action, "%s asked again right after it was applied (reason %q)", d.Action, again.Reason)
+	})
+}
