@@ -54,7 +54,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/test/')
 
 # Uninstalling: removes the finalizer from every pod (NAMESPACE=ns to limit, DRY_RUN=true to list).
 release-finalizers:
-	$(GO) run ./cmd/release-finalizers $(if $(NAMESPACE),-namespace $(NAMESPACE)) $(if $(filter true,$(DRY_RUN)),-dry-run)
+	$(GO) run ./cmd/release-finalizers $(if $(NAMESPACE),-namespace $(NAMESPACE)) $(if $(filter true,$(DRY_RUN)),-dry-run) $(if $(CONFIG_MAP),-config-map $(CONFIG_MAP))
 
 unit:
 	$(GO) test -count=1 $(UNIT_PKGS)

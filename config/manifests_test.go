@@ -60,6 +60,8 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 	roles := map[string]rbacv1.ClusterRole{}
 	bindings := map[string]rbacv1.ClusterRoleBinding{}
 	accounts := map[string]bool{}
+	nsRoles := map[string]rbacv1.Role{}
+	nsBindings := map[string]rbacv1.RoleBinding{}
 	for _, d := range documents(t, "rbac.yaml") {
 		var meta struct{ Kind string }
 		require.NoError(t, yaml.Unmarshal(d, &meta))
@@ -72,6 +74,14 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 			var b rbacv1.ClusterRoleBinding
 			require.NoError(t, yaml.UnmarshalStrict(d, &b))
 			bindings[b.Name] = b
+		case "Role":
+			var r rbacv1.Role
+			require.NoError(t, yaml.UnmarshalStrict(d, &r))
+			nsRoles[r.Namespace+"/"+r.Name] = r
+		case "RoleBinding":
+			var b rbacv1.RoleBinding
+			require.NoError(t, yaml.UnmarshalStrict(d, &b))
+			nsBindings[b.Namespace+"/"+b.Name] = b
 		case "ServiceAccount":
 			var sa corev1.ServiceAccount
 			require.NoError(t, yaml.UnmarshalStrict(d, &sa))
@@ -105,6 +115,19 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 		})
 	}
 
+	// The live configuration: exactly the one ConfigMap func.yaml's CONFIG_MAP names, read-only.
+	cfgRole, ok := nsRoles["vpa-graceful-drain/vpa-graceful-drain-config"]
+	require.True(t, ok)
+	require.Len(t, cfgRole.Rules, 1)
+	assert.Equal(t, []string{"configmaps"}, cfgRole.Rules[0].Resources)
+	assert.Equal(t, []string{"vpa-graceful-drain"}, cfgRole.Rules[0].ResourceNames)
+	assert.Equal(t, []string{"get", "list", "watch"}, cfgRole.Rules[0].Verbs)
+	cfgBinding, ok := nsBindings["vpa-graceful-drain/vpa-graceful-drain-config"]
+	require.True(t, ok)
+	assert.Equal(t, "vpa-graceful-drain-config", cfgBinding.RoleRef.Name)
+	require.Len(t, cfgBinding.Subjects, 1)
+	assert.Equal(t, "vpa-graceful-drain/vpa-graceful-drain", cfgBinding.Subjects[0].Namespace+"/"+cfgBinding.Subjects[0].Name)
+
 	var fn struct {
 		SpecVersion string `json:"specVersion"`
 		Name        string `json:"name"`
@@ -128,7 +151,11 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 	assert.Equal(t, "http", fn.Invoke)
 	assert.True(t, accounts[fn.Deploy.Namespace+"/"+fn.Deploy.ServiceAccountName], "func.yaml deploys with a service account rbac.yaml creates")
 	require.Len(t, fn.Run.Envs, 1)
-	assert.Equal(t, "{{ configMap:vpa-graceful-drain }}", fn.Run.Envs[0].Value)
+	assert.Equal(t, config.KeyConfigMap, fn.Run.Envs[0].Name)
+	ns, name, follow, err := config.ConfigMapRef(map[string]string{config.KeyConfigMap: fn.Run.Envs[0].Value})
+	require.NoError(t, err)
+	assert.True(t, follow)
+	assert.Equal(t, "vpa-graceful-drain/vpa-graceful-drain", ns+"/"+name, "the ConfigMap of configmap.yaml, readable by the Role")
 }
 
 func keys(m map[string]string) []string {

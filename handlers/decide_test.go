@@ -18,6 +18,8 @@ func TestDecide(t *testing.T) {
 	noDetect.DetectVpaAnnotations = false
 	onlyProd := config.Default()
 	onlyProd.Namespaces = config.NamespaceSelector{Include: []string{"prod"}}
+	uninstalling := config.Default()
+	uninstalling.Uninstalling = true
 
 	s10 := now.Add(-10 * time.Second).Truncate(time.Second) // drain started 10 s ago: in the grace period
 	s40 := now.Add(-40 * time.Second).Truncate(time.Second) // 40 s ago: grace over, before the deadline
@@ -80,6 +82,14 @@ func TestDecide(t *testing.T) {
 			want{action: handlers.None, reason: "namespace kube-system not selected", idx: -1}},
 		{"include list, pod not in it", onlyProd, newPod(managed),
 			want{action: handlers.None, reason: "namespace default not selected", idx: -1}},
+
+		// ---- uninstalling: add nothing, remove every finalizer of ours ---------------------------
+		{"uninstalling: managed pod gets no finalizer", uninstalling, newPod(managed),
+			want{action: handlers.None, reason: "uninstalling", managedBy: handlers.AnnotationManaged, idx: -1}},
+		{"uninstalling: finalizer removed", uninstalling, newPod(ours, managed),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonUninstalled, managedBy: handlers.AnnotationManaged, idx: 0}},
+		{"uninstalling: a draining pod is released at once", uninstalling, newPod(finalizers("example.com/a", handlers.Finalizer), managed, deleting, started(s10)),
+			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonUninstalled, managedBy: handlers.AnnotationManaged, idx: 1}},
 
 		// ---- deleting without our finalizer: too late -----------------------------------------
 		{"deleting managed pod without finalizer", def, newPod(managed, deleting),

@@ -1,11 +1,21 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
 
+	"function/config"
 	"function/handlers"
 )
 
@@ -39,4 +49,76 @@ func TestRunRefusesNonPositiveLimits(t *testing.T) {
 	for _, o := range []options{{qps: 0, burst: 1, workers: 1}, {qps: 1, burst: 0, workers: 1}, {qps: 1, burst: 1, workers: 0}} {
 		assert.ErrorContains(t, run(o), "must be positive")
 	}
+}
+
+func heldPod(name string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", UID: types.UID("uid-" + name),
+		Finalizers: []string{handlers.Finalizer}}}
+}
+
+// Uninstalling marks the ConfigMap first, then releases every pod, and passes again until a
+// pass finds nothing left.
+func TestUninstallMarksTheConfigMapAndPassesUntilNothingIsLeft(t *testing.T) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "vpa-graceful-drain", Namespace: "vpa-graceful-drain"}}
+	c := fake.NewClientset(cm, heldPod("a"), heldPod("b"))
+	var out strings.Builder
+	o := options{workers: 2, configMap: "vpa-graceful-drain/vpa-graceful-drain", settle: time.Millisecond}
+	res, err := uninstall(context.Background(), c, o, slog.New(slog.DiscardHandler), &out)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"apps/a", "apps/b"}, res.Released)
+	assert.Zero(t, res.Failed)
+
+	live, err := c.CoreV1().ConfigMaps("vpa-graceful-drain").Get(context.Background(), "vpa-graceful-drain", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "true", live.Annotations[config.AnnotationUninstalling])
+	assert.Contains(t, out.String(), "marked ConfigMap")
+	assert.Contains(t, out.String(), "pass 1 done", "a second pass checks nothing was added meanwhile")
+	assert.NotContains(t, out.String(), "pass 2 done", "the second pass found nothing")
+	for _, name := range []string{"a", "b"} {
+		p, err := c.CoreV1().Pods("apps").Get(context.Background(), name, metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Empty(t, p.Finalizers)
+	}
+}
+
+func TestMarkUninstalling(t *testing.T) {
+	tests := []struct {
+		name    string
+		ref     string
+		objs    []runtime.Object
+		wantOut string
+		wantErr string
+	}{
+		{"marked", "ns/cm", []runtime.Object{&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm", Namespace: "ns"}}}, "marked ConfigMap ns/cm", ""},
+		{"missing ConfigMap: nothing to mark", "ns/cm", nil, "not found: nothing to mark", ""},
+		{"not namespace/name", "cm", nil, "", "want namespace/name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			err := markUninstalling(context.Background(), fake.NewClientset(tt.objs...), tt.ref, &out)
+			if tt.wantErr != "" {
+				assert.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Contains(t, out.String(), tt.wantOut)
+		})
+	}
+}
+
+// A dry-run neither marks the ConfigMap nor passes twice.
+func TestUninstallDryRun(t *testing.T) {
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cm", Namespace: "ns"}}
+	c := fake.NewClientset(cm, heldPod("a"))
+	var out strings.Builder
+	res, err := uninstall(context.Background(), c, options{dryRun: true, workers: 1, configMap: "ns/cm", settle: time.Millisecond}, slog.New(slog.DiscardHandler), &out)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"apps/a"}, res.Released)
+	live, err := c.CoreV1().ConfigMaps("ns").Get(context.Background(), "cm", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Empty(t, live.Annotations)
+	p, err := c.CoreV1().Pods("apps").Get(context.Background(), "a", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers)
 }

@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"function/config"
+	"function/handlers"
+	"function/test/cluster"
+)
+
+// createConfigMap creates the function's ConfigMap in a new namespace and returns its
+// CONFIG_MAP reference.
+func createConfigMap(t *testing.T, data map[string]string) (*corev1.ConfigMap, string) {
+	t.Helper()
+	ns := cp.Namespace(t, "cfg")
+	cm, err := cp.Client.CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "vpa-graceful-drain", Namespace: ns}, Data: data}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	return cm, ns + "/vpa-graceful-drain"
+}
+
+// startFunctions starts n function processes (no event source: their sweeps do the work).
+func startFunctions(t *testing.T, n int, env ...string) []*cluster.Function {
+	t.Helper()
+	var fns []*cluster.Function
+	for i := range n {
+		addr, err := cluster.FreeAddr()
+		require.NoError(t, err)
+		f, err := cluster.StartFunction(context.Background(), bin, addr, cp.Kubeconfig, env...)
+		require.NoError(t, err)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("function %d output (tail):\n%s", i, tailLines(f.Output(), 40))
+			}
+			_ = f.Stop()
+		})
+		fns = append(fns, f)
+	}
+	return fns
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// finalizerLog records, per pod, every change of whether it holds our finalizer.
+type finalizerLog struct {
+	mu      sync.Mutex
+	changes map[string][]bool
+}
+
+func watchFinalizers(t *testing.T, ns string) *finalizerLog {
+	t.Helper()
+	l := &finalizerLog{changes: map[string][]bool{}}
+	w, err := cp.Client.CoreV1().Pods(ns).Watch(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	t.Cleanup(w.Stop)
+	go func() {
+		for ev := range w.ResultChan() {
+			pod, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Deleted {
+				continue
+			}
+			has := slices.Contains(pod.Finalizers, handlers.Finalizer)
+			l.mu.Lock()
+			if c := l.changes[pod.Name]; len(c) == 0 || c[len(c)-1] != has {
+				l.changes[pod.Name] = append(c, has)
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *finalizerLog) get(name string) []bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.changes[name])
+}
+
+func holding(t *testing.T, ns string) int {
+	t.Helper()
+	list, err := cp.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	require.NoError(t, err)
+	n := 0
+	for _, p := range list.Items {
+		if slices.Contains(p.Finalizers, handlers.Finalizer) {
+			n++
+		}
+	}
+	return n
+}
+
+// Two replicas follow the ConfigMap live: a change of namespaceSelector reaches both without a
+// restart, they converge, and no pod flaps (each pod gets the finalizer once and loses it once).
+func TestE2ELiveConfigTwoReplicas(t *testing.T) {
+	podNS := cp.Namespace(t, "live")
+	cm, ref := createConfigMap(t, map[string]string{
+		config.KeyNamespaceSelector: fmt.Sprintf(`{"include":[%q]}`, podNS), config.KeySweepIntervalSeconds: "900",
+	})
+	const n = 10
+	names := make([]string, n)
+	for i := range n {
+		pod, err := cp.Client.CoreV1().Pods(podNS).Create(context.Background(), cluster.PodSpec(podNS, fmt.Sprintf("web-%02d", i), true), metav1.CreateOptions{})
+		require.NoError(t, err)
+		names[i] = pod.Name
+	}
+	log := watchFinalizers(t, podNS)
+	fns := startFunctions(t, 2, "CONFIG_MAP="+ref)
+	require.Eventually(t, func() bool { return holding(t, podNS) == n }, 30*time.Second, 50*time.Millisecond, "the start sweeps add the finalizer")
+
+	cm.Data[config.KeyNamespaceSelector] = `{"include":["elsewhere"]}`
+	changed := time.Now()
+	cm, err := cp.Client.CoreV1().ConfigMaps(cm.Namespace).Update(context.Background(), cm, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return holding(t, podNS) == 0 }, 60*time.Second, 50*time.Millisecond, "the change applies without a restart")
+	t.Logf("every pod released %s after the ConfigMap changed", time.Since(changed).Round(time.Millisecond))
+	for i, f := range fns {
+		require.Eventually(t, func() bool { return strings.Contains(f.Output(), `"elsewhere"`) }, 10*time.Second, 50*time.Millisecond,
+			"replica %d applied the new configuration", i)
+	}
+	// Both replicas have swept with the new configuration (they sweep when it changes): a
+	// replica still on the old one would add the finalizer back. None does.
+	require.Never(t, func() bool { return holding(t, podNS) > 0 }, 2*time.Second, 50*time.Millisecond)
+	for _, name := range names {
+		assert.Equal(t, []bool{false, true, false}, log.get(name), "%s: added once, removed once", name)
+	}
+
+	// An invalid change keeps the last good configuration and says why on the ConfigMap.
+	cm.Data[config.KeyDrainTimeoutSeconds] = "soon"
+	_, err = cp.Client.CoreV1().ConfigMaps(cm.Namespace).Update(context.Background(), cm, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		evs, err := cp.Client.CoreV1().Events(cm.Namespace).List(context.Background(), metav1.ListOptions{})
+		require.NoError(t, err)
+		for _, e := range evs.Items {
+			if e.Reason == config.EventInvalidConfiguration && strings.Contains(e.Message, "drainTimeoutSeconds") {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 50*time.Millisecond, "a Warning Event on the ConfigMap")
+	for _, f := range fns {
+		resp, err := httpGet(f.URL + "health/readiness")
+		require.NoError(t, err)
+		assert.Equal(t, 200, resp, "still ready on the last good configuration")
+	}
+}
+
+// Uninstall by the README, with the function running and sweeping every 10 s: 1,000 held
+// pods (some draining) end with no finalizer, and no sweep puts one back.
+func TestE2EUninstallWhileTheFunctionRuns(t *testing.T) {
+	podNS := cp.Namespace(t, "uninstall")
+	_, ref := createConfigMap(t, map[string]string{
+		config.KeyNamespaceSelector: fmt.Sprintf(`{"include":[%q]}`, podNS), config.KeySweepIntervalSeconds: "10",
+	})
+	const n, draining = 1000, 50
+	ctx := context.Background()
+	for i := range n {
+		pod := cluster.PodSpec(podNS, fmt.Sprintf("web-%04d", i), true)
+		pod.Finalizers = []string{handlers.Finalizer}
+		_, err := cp.Client.CoreV1().Pods(podNS).Create(ctx, pod, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	for i := range draining {
+		require.NoError(t, cp.Client.CoreV1().Pods(podNS).Delete(ctx, fmt.Sprintf("web-%04d", i), metav1.DeleteOptions{}))
+	}
+	fns := startFunctions(t, 1, "CONFIG_MAP="+ref, "gracePeriodSeconds=30", "drainTimeoutSeconds=300")
+	require.Eventually(t, func() bool { return strings.Contains(fns[0].Output(), "sweep done") }, 60*time.Second, 100*time.Millisecond)
+
+	// 1. The event source would be deleted here (this test has none). 2. release-finalizers.
+	tool := filepath.Join(t.TempDir(), "release-finalizers")
+	build := exec.Command("go", "build", "-o", tool, "./cmd/release-finalizers")
+	build.Dir = cluster.RepoRoot()
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	run := exec.Command(tool, "-namespace", podNS, "-config-map", ref, "-settle", "2s")
+	run.Env = []string{"KUBECONFIG=" + cp.Kubeconfig, "HOME=" + t.TempDir()}
+	start := time.Now()
+	out, err = run.CombinedOutput()
+	took := time.Since(start)
+	require.NoError(t, err, "%s", out)
+	t.Logf("release-finalizers on %d pods took %s:\n%s", n, took.Round(time.Millisecond), tailLines(string(out), 4))
+	assert.Zero(t, holding(t, podNS))
+
+	// The function is still up and sweeping: its next sweeps must not put a finalizer back.
+	sweeps := strings.Count(fns[0].Output(), "sweep done")
+	require.Eventually(t, func() bool { return strings.Count(fns[0].Output(), "sweep done") >= sweeps+2 }, 40*time.Second, 100*time.Millisecond,
+		"two more sweeps ran")
+	assert.Zero(t, holding(t, podNS), "no sweep re-added a finalizer")
+	assert.Contains(t, fns[0].Output(), `"uninstalling":true`)
+
+	// 3. the function, 4. the ConfigMap.
+	require.NoError(t, fns[0].Stop())
+	assert.Zero(t, holding(t, podNS))
+}
+
+func httpGet(url string) (int, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
