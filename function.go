@@ -55,6 +55,10 @@ type Function struct {
 	stopped chan struct{}        // closed when rec.Run has returned
 }
 
+// SweepLeaseName is the Lease in the ConfigMap's namespace through which the replicas share
+// one sweep schedule.
+const SweepLeaseName = "vpa-graceful-drain-sweep"
+
 // recheckWorkers is how many re-checks run at once.
 const recheckWorkers = 4
 
@@ -187,6 +191,9 @@ func (f *Function) Start(_ context.Context, env map[string]string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	rec, stopped := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log), make(chan struct{})
 	if follow {
+		host, _ := os.Hostname()
+		rec.Lease = &handlers.SweepLease{Client: f.client, Namespace: cmNamespace, Name: SweepLeaseName,
+			Identity: fmt.Sprintf("%s/%d", host, os.Getpid())}
 		// Follow the ConfigMap live; nothing is decided before its first configuration is in.
 		f.mu.Lock()
 		f.stopLocked(context.Background())
@@ -310,7 +317,7 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 		if protocol.ResultAs(err, &res) {
 			status, msg = res.StatusCode, fmt.Sprintf(res.Format, res.Args...)
 		}
-		eventing.WriteError(w, status, msg)
+		eventing.WriteError(w, status, msg) // also a 202 with its one-line message
 		return
 	}
 	if err := eventing.WriteReply(ctx, w, reply); err != nil {
@@ -329,6 +336,14 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "not ready: %v", err)
 	}
 	log := f.log.With(slog.String("ceId", e.ID()), slog.String("ceType", e.Type()), slog.String("ceSubject", e.Subject()))
+	if eventing.IsSweep(e) {
+		if f.client == nil {
+			return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "a sweep needs a cluster (dry-run without one)")
+		}
+		pending := !rec.RequestSweep()
+		log.Info("sweep requested by an event", slog.String("ceSource", e.Source()), slog.Bool("alreadyPending", pending))
+		return nil, cehttp.NewResult(http.StatusAccepted, "sweep requested")
+	}
 	in, err := eventing.Decode(e)
 	if err != nil {
 		var bad *eventing.InputError

@@ -739,3 +739,46 @@ func TestHTTPHealth(t *testing.T) {
 	assert.Equal(t, http.StatusOK, get("/health/readiness"))
 	assert.Equal(t, http.StatusOK, get("/health/liveness"))
 }
+
+// A sweep event (a PingSource tick, or dev.vpagracefuldrain.sweep) is answered 202 and starts a
+// sweep of every pod; without a cluster there is nothing to sweep.
+func TestHandleSweepEvents(t *testing.T) {
+	for _, typ := range []string{eventing.TypePing, eventing.TypeSweep} {
+		t.Run(typ, func(t *testing.T) {
+			c := fake.NewClientset(samplePod(t, "managed-pod-added.http"))
+			f := function.New(function.WithClient(c), function.WithLogger(discard))
+			require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir(), config.KeySweepIntervalSeconds: "900"}))
+			t.Cleanup(func() { _ = f.Stop(context.Background()) })
+			lists := func() int {
+				n := 0
+				for _, a := range c.Actions() {
+					if a.GetVerb() == "list" && a.GetResource().Resource == "pods" {
+						n++
+					}
+				}
+				return n
+			}
+			require.Eventually(t, func() bool { return lists() == 1 }, 5*time.Second, 10*time.Millisecond, "the start sweep")
+
+			reply, err := f.HandleEvent(context.Background(), newEvent(typ, `{"sweep":true}`))
+			assert.Nil(t, reply)
+			status, msg := result(t, err)
+			assert.Equal(t, http.StatusAccepted, status)
+			assert.Equal(t, "sweep requested", msg)
+			require.Eventually(t, func() bool { return lists() == 2 }, 5*time.Second, 10*time.Millisecond, "the requested sweep")
+		})
+	}
+	t.Run("without a cluster", func(t *testing.T) {
+		home := t.TempDir()
+		t.Setenv("HOME", home)
+		t.Setenv("KUBECONFIG", filepath.Join(home, "none"))
+		t.Setenv("KUBERNETES_SERVICE_HOST", "")
+		f := function.New(function.WithLogger(discard))
+		require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir()}))
+		t.Cleanup(func() { _ = f.Stop(context.Background()) })
+		_, err := f.HandleEvent(context.Background(), newEvent(eventing.TypeSweep, ""))
+		status, msg := result(t, err)
+		assert.Equal(t, http.StatusUnprocessableEntity, status)
+		assert.Contains(t, msg, "needs a cluster")
+	})
+}

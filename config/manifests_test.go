@@ -12,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
+	function "function"
 	"function/config"
 )
 
@@ -118,10 +119,16 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 	// The live configuration: exactly the one ConfigMap func.yaml's CONFIG_MAP names, read-only.
 	cfgRole, ok := nsRoles["vpa-graceful-drain/vpa-graceful-drain-config"]
 	require.True(t, ok)
-	require.Len(t, cfgRole.Rules, 1)
+	require.Len(t, cfgRole.Rules, 3)
 	assert.Equal(t, []string{"configmaps"}, cfgRole.Rules[0].Resources)
 	assert.Equal(t, []string{"vpa-graceful-drain"}, cfgRole.Rules[0].ResourceNames)
 	assert.Equal(t, []string{"get", "list", "watch"}, cfgRole.Rules[0].Verbs)
+	// The sweep Lease: read and claimed by name, created once.
+	assert.Equal(t, []string{"leases"}, cfgRole.Rules[1].Resources)
+	assert.Equal(t, []string{function.SweepLeaseName}, cfgRole.Rules[1].ResourceNames)
+	assert.Equal(t, []string{"get", "update"}, cfgRole.Rules[1].Verbs)
+	assert.Equal(t, []string{"leases"}, cfgRole.Rules[2].Resources)
+	assert.Equal(t, []string{"create"}, cfgRole.Rules[2].Verbs)
 	cfgBinding, ok := nsBindings["vpa-graceful-drain/vpa-graceful-drain-config"]
 	require.True(t, ok)
 	assert.Equal(t, "vpa-graceful-drain-config", cfgBinding.RoleRef.Name)

@@ -35,6 +35,7 @@ type object struct {
 			Any []struct {
 				Prefix map[string]string `json:"prefix"`
 			} `json:"any"`
+			Exact map[string]string `json:"exact"`
 		} `json:"filters"`
 		Subscriber struct{ Ref struct{ Kind, Name string } } `json:"subscriber"`
 		Delivery   struct {
@@ -53,9 +54,10 @@ func TestKnativeWiring(t *testing.T) {
 		var o object
 		require.NoError(t, yaml.Unmarshal(d, &o))
 		objs[o.Kind] = o
+		objs[o.Kind+"/"+o.Metadata.Name] = o
 	}
 	require.Contains(t, objs, "Broker")
-	source, trigger := objs["ApiServerSource"], objs["Trigger"]
+	source, trigger := objs["ApiServerSource"], objs["Trigger/vpa-graceful-drain"]
 	assert.Equal(t, "Resource", source.Spec.Mode)
 	assert.Equal(t, "vpa-graceful-drain-source", source.Spec.ServiceAccountName)
 	require.Len(t, source.Spec.Resources, 1)
@@ -88,6 +90,21 @@ func TestKnativeWiring(t *testing.T) {
 	for _, reply := range []string{eventing.TypeFinalizerAdded, eventing.TypeDrainStarted, eventing.TypeFinalizerRemoved} {
 		assert.False(t, matches(reply), "trigger must not send the function its own reply %s", reply)
 	}
+
+	// Sweeps: the PingSource's ticks, and only those, reach the function as sweep requests.
+	ping, sweep := objs["PingSource/vpa-graceful-drain-sweep"], objs["Trigger/vpa-graceful-drain-sweep"]
+	assert.Equal(t, objs["Broker"].Metadata.Name, ping.Spec.Sink.Ref.Name)
+	assert.Equal(t, objs["Broker"].Metadata.Name, sweep.Spec.Broker)
+	assert.Equal(t, "vpa-graceful-drain", sweep.Spec.Subscriber.Ref.Name)
+	require.Len(t, sweep.Spec.Filters, 1)
+	assert.Equal(t, map[string]string{
+		"type":   eventing.TypePing,
+		"source": "/apis/v1/namespaces/" + ping.Metadata.Namespace + "/pingsources/" + ping.Metadata.Name,
+	}, sweep.Spec.Filters[0].Exact)
+	e := event.New()
+	e.SetType(sweep.Spec.Filters[0].Exact["type"])
+	assert.True(t, eventing.IsSweep(e), "the function takes the tick for a sweep request")
+	assert.False(t, matches(eventing.TypePing), "the pod Trigger does not pass ticks")
 }
 
 // assertAccepted: Decode does not reject the type as unknown.

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -126,3 +127,11 @@ const (
 	waitFor = 5 * time.Second
 	tick    = 5 * time.Millisecond
 )
+
+// leaseRenewedAt is a sweep Lease last claimed at t.
+func leaseRenewedAt(t time.Time) *coordinationv1.Lease {
+	renew := metav1.NewMicroTime(t)
+	holder := "other"
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "sweep", Namespace: "vpa-graceful-drain"},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &renew}}
+}

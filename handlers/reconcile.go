@@ -50,8 +50,11 @@ type Reconciler struct {
 	Log    *slog.Logger
 	// Rechecks holds the waiting drains' re-checks; Run processes them.
 	Rechecks *Rechecks
+	// Lease, when set, shares one sweep schedule between replicas (see SweepLease).
+	Lease *SweepLease
 
 	live     atomic.Pointer[config.Config] // set by SetConfig
+	running  atomic.Bool                   // Run has started (its first sweep is on the way)
 	sweepNow chan struct{}                 // asks Run's sweeps for one now
 	once     sync.Once
 }
@@ -64,13 +67,25 @@ func (r *Reconciler) CurrentConfig() config.Config {
 	return r.Config
 }
 
-// SetConfig puts cfg in force at once (a live ConfigMap change) and asks for a sweep, so
-// every pod converges to it now rather than at its next event.
+// SetConfig puts cfg in force at once (a live ConfigMap change) and, once Run is running,
+// asks for a sweep, so every pod converges to it now rather than at its next event. (Before
+// Run, its own first sweep does.)
 func (r *Reconciler) SetConfig(cfg config.Config) {
 	r.live.Store(&cfg)
+	if r.running.Load() {
+		r.RequestSweep()
+	}
+}
+
+// RequestSweep asks Run for a sweep now (a sweep event, a configuration change). It returns
+// false when one is already pending. A requested sweep claims the shared Lease whatever it
+// says, so the replicas' own timers stand down.
+func (r *Reconciler) RequestSweep() bool {
 	select {
 	case r.sweepSignal() <- struct{}{}:
-	default: // one is pending already
+		return true
+	default:
+		return false
 	}
 }
 
@@ -213,6 +228,7 @@ func (r *Reconciler) Stop() {
 // Config.SweepInterval is positive, sweeps every pod at once and then every SweepInterval,
 // until ctx ends; then it stops the re-checks and returns once its goroutines have.
 func (r *Reconciler) Run(ctx context.Context, workers int) {
+	r.running.Store(true)
 	var wg sync.WaitGroup
 	for range max(workers, 1) {
 		wg.Go(func() {
@@ -229,30 +245,57 @@ func (r *Reconciler) Run(ctx context.Context, workers int) {
 }
 
 // sweepEvery sweeps now, then every SweepInterval (as configured at the time) and whenever
-// SetConfig asks for one, until ctx ends.
+// RequestSweep asks for one, until ctx ends. With a Lease, a timer-driven sweep runs only when
+// no replica has swept within the interval.
 func (r *Reconciler) sweepEvery(ctx context.Context) {
+	force := false
 	for {
-		start := r.Clock.Now()
-		res, err := r.Sweep(ctx)
+		interval := r.CurrentConfig().SweepInterval
+		next := r.Clock.Now().Add(interval)
+		claimed := true
+		if r.Lease != nil {
+			var err error
+			claimed, next, err = r.Lease.claim(ctx, r.Clock.Now(), interval, force)
+			if err != nil {
+				// The Lease is only a way to share the work: sweep anyway.
+				r.Log.WarnContext(ctx, "sweep Lease unavailable, sweeping anyway", slog.String("error", err.Error()))
+				claimed, next = true, r.Clock.Now().Add(interval)
+			}
+		}
+		if claimed {
+			r.sweepOnce(ctx)
+		} else {
+			r.Log.DebugContext(ctx, "another replica swept recently", slog.Time("next", next))
+		}
 		if ctx.Err() != nil {
 			return
 		}
-		attrs := []any{slog.Int("pods", res.Pods), slog.Int("writes", res.Writes), slog.Int("failures", res.Failures),
-			slog.Duration("took", r.Clock.Since(start))}
-		if err != nil {
-			r.Log.WarnContext(ctx, "sweep failed", append(attrs, slog.String("error", err.Error()))...)
-		} else {
-			r.Log.InfoContext(ctx, "sweep done", attrs...)
-		}
-		timer := r.Clock.NewTimer(max(r.CurrentConfig().SweepInterval, time.Second))
+		timer := r.Clock.NewTimer(max(next.Sub(r.Clock.Now()), time.Second))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
 			return
 		case <-timer.C():
+			force = false
 		case <-r.sweepSignal():
 			timer.Stop()
+			force = true
 		}
+	}
+}
+
+func (r *Reconciler) sweepOnce(ctx context.Context) {
+	start := r.Clock.Now()
+	res, err := r.Sweep(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	attrs := []any{slog.Int("pods", res.Pods), slog.Int("writes", res.Writes), slog.Int("failures", res.Failures),
+		slog.Duration("took", r.Clock.Since(start))}
+	if err != nil {
+		r.Log.WarnContext(ctx, "sweep failed", append(attrs, slog.String("error", err.Error()))...)
+	} else {
+		r.Log.InfoContext(ctx, "sweep done", attrs...)
 	}
 }
 

@@ -220,3 +220,43 @@ func httpGet(url string) (int, error) {
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
+
+func sweepsDone(fns []*cluster.Function) int {
+	n := 0
+	for _, f := range fns {
+		n += strings.Count(f.Output(), `"msg":"sweep done"`)
+	}
+	return n
+}
+
+// Replicas share one sweep schedule through the Lease: two replicas sweeping every 10 s make
+// one sweep per interval between them, not two; a sweep event (a PingSource tick) makes the
+// replica that receives it sweep at once.
+func TestE2ESweepsSharedBetweenReplicas(t *testing.T) {
+	cm, ref := createConfigMap(t, map[string]string{config.KeySweepIntervalSeconds: "10"})
+	fns := startFunctions(t, 2, "CONFIG_MAP="+ref)
+	require.Eventually(t, func() bool { return sweepsDone(fns) >= 1 }, 30*time.Second, 50*time.Millisecond)
+	first := time.Now()
+	require.Eventually(t, func() bool { return sweepsDone(fns) >= 3 }, 40*time.Second, 50*time.Millisecond)
+	took := time.Since(first)
+	t.Logf("3 sweeps between two replicas took %s (each replica alone would sweep every 10 s)", took.Round(time.Millisecond))
+	assert.GreaterOrEqual(t, took, 15*time.Second, "one sweep per interval between the replicas (two each would take about 10 s)")
+	lease, err := cp.Client.CoordinationV1().Leases(cm.Namespace).Get(context.Background(), "vpa-graceful-drain-sweep", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.NotNil(t, lease.Spec.HolderIdentity)
+
+	// A tick delivered to the second replica: it sweeps now.
+	before := strings.Count(fns[1].Output(), `"msg":"sweep done"`)
+	req, err := http.NewRequest(http.MethodPost, fns[1].URL, strings.NewReader(`{"sweep":true}`))
+	require.NoError(t, err)
+	for k, v := range map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "tick-1", "Ce-Type": "dev.knative.sources.ping",
+		"Ce-Source": "/apis/v1/namespaces/vpa-graceful-drain/pingsources/vpa-graceful-drain-sweep", "Content-Type": "application/json"} {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusAccepted, resp.StatusCode)
+	require.Eventually(t, func() bool { return strings.Count(fns[1].Output(), `"msg":"sweep done"`) > before }, 5*time.Second, 20*time.Millisecond,
+		"the replica that got the tick sweeps at once")
+}

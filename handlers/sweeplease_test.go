@@ -1,0 +1,106 @@
+package handlers_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8stesting "k8s.io/client-go/testing"
+
+	"function/handlers"
+)
+
+// runSweeps runs a Reconciler with a sweep Lease on the fixture's client.
+func runSweeps(t *testing.T, f *fixture, identity string) *handlers.Reconciler {
+	t.Helper()
+	cfg := f.rec.Config
+	cfg.SweepInterval = time.Minute
+	rec := &handlers.Reconciler{Client: f.client, Config: cfg, Clock: f.clock, Log: discard, Rechecks: handlers.NewRechecks(f.clock),
+		Lease: &handlers.SweepLease{Client: f.client, Namespace: "vpa-graceful-drain", Name: "sweep", Identity: identity}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rec.Run(ctx, 1); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return rec
+}
+
+func listsOf(f *fixture) <-chan struct{} {
+	ch := make(chan struct{}, 20)
+	f.client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		ch <- struct{}{}
+		return false, nil, nil
+	})
+	return ch
+}
+
+func expectSweeps(t *testing.T, lists <-chan struct{}, n int, msg string) {
+	t.Helper()
+	for i := range n {
+		select {
+		case <-lists:
+		case <-time.After(waitFor):
+			require.FailNowf(t, msg, "sweep %d of %d did not come", i+1, n)
+		}
+	}
+	select {
+	case <-lists:
+		require.FailNow(t, msg+": one sweep too many")
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// Two replicas share one schedule: one sweeps at start, the other stands down until the
+// interval is over; a requested sweep (a PingSource tick) sweeps at once and pushes every
+// replica's timer back.
+func TestSweepLeaseSharesOneSchedule(t *testing.T) {
+	f := newFixture(t, false)
+	lists := listsOf(f)
+	a := runSweeps(t, f, "a")
+	expectSweeps(t, lists, 1, "replica a sweeps at start")
+	lease, err := f.client.CoordinationV1().Leases("vpa-graceful-drain").Get(context.Background(), "sweep", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "a", *lease.Spec.HolderIdentity)
+
+	runSweeps(t, f, "b")
+	expectSweeps(t, lists, 0, "replica b stands down: a swept less than an interval ago")
+
+	f.clock.Step(30 * time.Second)
+	require.True(t, a.RequestSweep())
+	expectSweeps(t, lists, 1, "a requested sweep runs at once")
+
+	f.clock.Step(30 * time.Second) // a minute after start, half a minute after the tick
+	expectSweeps(t, lists, 0, "no timer sweeps: the tick renewed the Lease")
+	f.clock.Step(30 * time.Second) // a minute after the tick
+	expectSweeps(t, lists, 1, "one replica sweeps when the interval since the tick is over")
+}
+
+// A Lease that cannot be read does not stop sweeps: it only shares the work.
+func TestSweepLeaseUnavailableSweepsAnyway(t *testing.T) {
+	f := newFixture(t, false)
+	f.client.PrependReactor("get", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "sweep", errors.New("no"))
+	})
+	lists := listsOf(f)
+	runSweeps(t, f, "a")
+	expectSweeps(t, lists, 1, "swept without the Lease")
+}
+
+// Of two replicas claiming at once, the one whose update conflicts stands down.
+func TestSweepLeaseConflictStandsDown(t *testing.T) {
+	f := newFixture(t, false)
+	_, err := f.client.CoordinationV1().Leases("vpa-graceful-drain").Create(context.Background(), leaseRenewedAt(now.Add(-2*time.Minute)), metav1.CreateOptions{})
+	require.NoError(t, err)
+	f.client.PrependReactor("update", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "sweep", errors.New("modified"))
+	})
+	lists := listsOf(f)
+	runSweeps(t, f, "b")
+	expectSweeps(t, lists, 0, "the other replica won the claim")
+}
