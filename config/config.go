@@ -42,7 +42,7 @@ const DefaultConfigDir = "/etc/vpa-graceful-drain"
 // were lost while no replica held its re-check (a restart, a scale-down). A release can be
 // late by up to one interval then, so the interval is bounded on both sides.
 const (
-	MinSweepSeconds = 10
+	MinSweepSeconds = 5
 	MaxSweepSeconds = 900
 )
 

@@ -60,8 +60,8 @@ func TestParseValidValues(t *testing.T) {
 		{"sweep interval", map[string]string{config.KeySweepIntervalSeconds: "300"}, func(t *testing.T, cfg config.Config) {
 			assert.Equal(t, 5*time.Minute, cfg.SweepInterval)
 		}},
-		{"sweep at the lower bound", map[string]string{config.KeySweepIntervalSeconds: "10"}, func(t *testing.T, cfg config.Config) {
-			assert.Equal(t, 10*time.Second, cfg.SweepInterval)
+		{"sweep at the lower bound", map[string]string{config.KeySweepIntervalSeconds: "5"}, func(t *testing.T, cfg config.Config) {
+			assert.Equal(t, 5*time.Second, cfg.SweepInterval)
 		}},
 		{"sweep at the upper bound", map[string]string{config.KeySweepIntervalSeconds: "900"}, func(t *testing.T, cfg config.Config) {
 			assert.Equal(t, 15*time.Minute, cfg.SweepInterval)
@@ -143,10 +143,10 @@ func TestParseInvalidValuesNameTheKey(t *testing.T) {
 		{"selector empty name", map[string]string{config.KeyNamespaceSelector: `{"include":[""]}`}, config.KeyNamespaceSelector, `namespace "" is not a valid name`},
 		{"detect not a boolean", map[string]string{config.KeyDetectVpaAnnotations: "maybe"}, config.KeyDetectVpaAnnotations, "not a boolean"},
 		{"sweep not a number", map[string]string{config.KeySweepIntervalSeconds: "1m"}, config.KeySweepIntervalSeconds, "not a whole number"},
-		{"sweep negative", map[string]string{config.KeySweepIntervalSeconds: "-60"}, config.KeySweepIntervalSeconds, "between 10 and 86400"},
+		{"sweep negative", map[string]string{config.KeySweepIntervalSeconds: "-60"}, config.KeySweepIntervalSeconds, "between 5 and 86400"},
 		{"sweeps cannot be turned off", map[string]string{config.KeySweepIntervalSeconds: "0"}, config.KeySweepIntervalSeconds, "cannot be turned off"},
-		{"sweep below the lower bound", map[string]string{config.KeySweepIntervalSeconds: "9"}, config.KeySweepIntervalSeconds, "between 10 and 86400"},
-		{"sweep over the upper bound", map[string]string{config.KeySweepIntervalSeconds: "901"}, config.KeySweepIntervalSeconds, "between 10 and 900"},
+		{"sweep below the lower bound", map[string]string{config.KeySweepIntervalSeconds: "4"}, config.KeySweepIntervalSeconds, "between 5 and 86400"},
+		{"sweep over the upper bound", map[string]string{config.KeySweepIntervalSeconds: "901"}, config.KeySweepIntervalSeconds, "between 5 and 900"},
 		{"detect on", map[string]string{config.KeyDetectVpaAnnotations: "on"}, config.KeyDetectVpaAnnotations, "not a boolean"},
 	}
 	for _, tt := range tests {

@@ -163,12 +163,12 @@ func TestE2ELiveConfigTwoReplicas(t *testing.T) {
 	}
 }
 
-// Uninstall by the README, with the function running and sweeping every 10 s: 1,000 held
+// Uninstall by the README, with the function running and sweeping every 5 s: 1,000 held
 // pods (some draining) end with no finalizer, and no sweep puts one back.
 func TestE2EUninstallWhileTheFunctionRuns(t *testing.T) {
 	podNS := cp.Namespace(t, "uninstall")
 	_, ref := createConfigMap(t, map[string]string{
-		config.KeyNamespaceSelector: fmt.Sprintf(`{"include":[%q]}`, podNS), config.KeySweepIntervalSeconds: "10",
+		config.KeyNamespaceSelector: fmt.Sprintf(`{"include":[%q]}`, podNS), config.KeySweepIntervalSeconds: "5",
 	})
 	const n, draining = 1000, 50
 	ctx := context.Background()
