@@ -453,19 +453,8 @@ func childEnv(extra ...string) []string {
 func postSample(t *testing.T, url, name string) (*http.Response, []byte) {
 	t.Helper()
 	header, body := readSample(t, name)
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	require.NoError(t, err)
-	for k, v := range header {
-		if k != "Accept-Encoding" && k != "User-Agent" {
-			req.Header[k] = v
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp, got
+	resp, got := post(t, url, header, body)
+	return resp, []byte(got)
 }
 
 // The function as kn func serves it (func-go's http runtime around New), without a cluster.

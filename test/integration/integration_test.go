@@ -377,14 +377,14 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	assert.Equal(t, 4, again.Listed)
 }
 
-// denyDrainStamp makes the API server refuse, in f's namespace, any pod update that carries
-// the drain-started annotation (an admission policy that forbids unknown annotations), and
-// waits until the policy is enforced.
-func (f *fixture) denyDrainStamp() {
+// denyPodUpdates makes the API server refuse (403) pod updates in f's namespace (and, when
+// objects is set, only of the pods it selects) for which expression is false: an admission
+// policy, as a cluster's own might be. The returned func removes it (also done at cleanup).
+func (f *fixture) denyPodUpdates(name, expression, message string, objects *metav1.LabelSelector) (remove func()) {
 	f.t.Helper()
-	name := "deny-drain-stamp-" + f.ns
 	fail := admissionv1.Fail
-	policy := &admissionv1.ValidatingAdmissionPolicy{
+	admission := cp.Client.AdmissionregistrationV1()
+	_, err := admission.ValidatingAdmissionPolicies().Create(f.ctx, &admissionv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: &fail,
@@ -394,42 +394,45 @@ func (f *fixture) denyDrainStamp() {
 					Rule:       admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
 				},
 			}}},
-			Validations: []admissionv1.Validation{{
-				Expression: `!has(object.metadata.annotations) || !('` + handlers.AnnotationDrainStarted + `' in object.metadata.annotations)`,
-				Message:    "annotation " + handlers.AnnotationDrainStarted + " is not allowed here",
-				Reason:     ptr.To(metav1.StatusReasonForbidden),
-			}},
+			Validations: []admissionv1.Validation{{Expression: expression, Message: message, Reason: ptr.To(metav1.StatusReasonForbidden)}},
 		},
-	}
-	_, err := cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Create(f.ctx, policy, metav1.CreateOptions{})
+	}, metav1.CreateOptions{})
 	require.NoError(f.t, err)
-	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
+	_, err = admission.ValidatingAdmissionPolicyBindings().Create(f.ctx, &admissionv1.ValidatingAdmissionPolicyBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{
 			PolicyName:        name,
 			ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
-			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
-				MatchLabels: map[string]string{"kubernetes.io/metadata.name": f.ns}}},
+			MatchResources: &admissionv1.MatchResources{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": f.ns}},
+				ObjectSelector:    objects,
+			},
 		},
-	}
-	_, err = cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(f.ctx, binding, metav1.CreateOptions{})
+	}, metav1.CreateOptions{})
 	require.NoError(f.t, err)
-	f.t.Cleanup(func() {
+	remove = func() {
 		ctx := context.Background()
-		_ = cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, name, metav1.DeleteOptions{})
-		_ = cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, name, metav1.DeleteOptions{})
-	})
+		_ = admission.ValidatingAdmissionPolicyBindings().Delete(ctx, name, metav1.DeleteOptions{})
+		_ = admission.ValidatingAdmissionPolicies().Delete(ctx, name, metav1.DeleteOptions{})
+	}
+	f.t.Cleanup(remove)
+	return remove
+}
+
+// denyDrainStamp makes the API server refuse, in f's namespace, any pod update that carries
+// the drain-started annotation (an admission policy that forbids unknown annotations), and
+// waits until the policy is enforced.
+func (f *fixture) denyDrainStamp() {
+	f.t.Helper()
+	f.denyPodUpdates("deny-drain-stamp-"+f.ns,
+		`!has(object.metadata.annotations) || !('`+handlers.AnnotationDrainStarted+`' in object.metadata.annotations)`,
+		"annotation "+handlers.AnnotationDrainStarted+" is not allowed here", nil)
 	probe := f.create("policy-probe", false)
 	patch := []byte(`{"metadata":{"annotations":{"` + handlers.AnnotationDrainStarted + `":"x"}}}`)
-	var last error
-	ok := assert.Eventually(f.t, func() bool {
-		_, last = cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, probe.Name, types.MergePatchType, patch, metav1.PatchOptions{})
-		return apierrors.IsForbidden(last)
+	require.Eventually(f.t, func() bool {
+		_, err := cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, probe.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		return apierrors.IsForbidden(err)
 	}, 30*time.Second, 100*time.Millisecond, "the admission policy is enforced")
-	if !ok {
-		p, _ := cp.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(f.ctx, name, metav1.GetOptions{})
-		f.t.Fatalf("last error %v; policy status %+v", last, p.Status)
-	}
 }
 
 // The drain-started stamp is refused for good (403 from an admission policy; 422 for
