@@ -370,6 +370,10 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 	switch {
 	case errors.Is(err, handlers.ErrNoCluster):
 		return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "reference-mode event for %s/%s: %v", in.Namespace, in.Name, err)
+	case errors.Is(err, handlers.ErrConcurrentWriter):
+		// Not the sender's problem: the re-check already scheduled finishes the work.
+		log.Info("the pod kept changing while applying the decision; a re-check follows", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		return nil, nil
 	case err != nil && (ctx.Err() != nil || clusterUnavailable(err)):
 		log.Warn("the cluster is unavailable; the sender will retry", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
 		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "the cluster is unavailable or did not answer in time: %v", err)

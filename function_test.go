@@ -771,3 +771,16 @@ func TestHandleSweepEvents(t *testing.T) {
 		assert.Contains(t, msg, "needs a cluster")
 	})
 }
+
+// A pod that keeps changing while a decision is applied (another replica, a re-check, the
+// kubelet) is not the sender's problem: 200, no reply; a re-check finishes the work.
+func TestHandleConcurrentWriterIsNotAnError(t *testing.T) {
+	c := fake.NewClientset(samplePod(t, "managed-pod-added.http"))
+	c.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "pods"}, "web-7d9f8-abcde", errors.New("modified"))
+	})
+	reply, err := started(t, c, nil).HandleEvent(context.Background(), sampleEvent(t, "managed-pod-added.http"))
+	assert.NoError(t, err)
+	assert.Nil(t, reply)
+	assert.Equal(t, []string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}, verbs(c))
+}

@@ -128,20 +128,29 @@ func (r *Reconciler) decide(pod *corev1.Pod, now time.Time) Decision {
 	return d
 }
 
+// guardAttempts bounds the decisions made on one pod for one reconcile: the first on the pod
+// as received, then one more on each re-read while the guard keeps failing (another replica,
+// a re-check or the kubelet writing at the same moment).
+const guardAttempts = 3
+
+// ErrConcurrentWriter: the pod kept changing under the function while it applied a decision.
+// Nothing is lost (a re-check is scheduled); the sender may retry.
+var ErrConcurrentWriter = errors.New("the pod kept changing while the decision was applied (a concurrent writer)")
+
 func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, decide policy) (Outcome, error) {
 	out, err := r.decideAndApply(ctx, pod, decide)
-	if err != nil && isGuardFailure(err) {
-		r.Log.InfoContext(ctx, "live pod differs from the event, reading it again",
+	for attempt := 2; err != nil && isGuardFailure(err) && attempt <= guardAttempts; attempt++ {
+		r.Log.InfoContext(ctx, "live pod differs from the decision, reading it again",
 			podAttrs(pod), slog.String("action", out.Decision.Action.String()), slog.String("cause", err.Error()))
 		live, getErr := r.get(ctx, pod.Namespace, pod.Name)
 		if getErr != nil || live == nil || live.UID != pod.UID {
 			return Outcome{Pod: pod, Decision: gone(), At: out.At}, getErr
 		}
 		out, err = r.decideAndApply(ctx, live, decide)
-		if err != nil && isGuardFailure(err) && out.Decision.Action != StartDrain {
-			return out, fmt.Errorf("pod %s/%s changed again while applying %s (a concurrent writer): %w",
-				pod.Namespace, pod.Name, out.Decision.Action, err)
-		}
+	}
+	if err != nil && isGuardFailure(err) && out.Decision.Action != StartDrain {
+		r.scheduleRecheck(out.Pod, r.Clock.Now())
+		return out, fmt.Errorf("pod %s/%s: %w applying %s: %w", pod.Namespace, pod.Name, ErrConcurrentWriter, out.Decision.Action, err)
 	}
 	if err != nil && out.Decision.Action == StartDrain && stampRefused(err) {
 		// The stamp is only a record: the drain is timed from what the API server recorded, so

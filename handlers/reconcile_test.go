@@ -302,8 +302,8 @@ func TestReconcilePatchErrors(t *testing.T) {
 	}{
 		{"403 from an admission policy", apierrors.NewForbidden(podsGVR.GroupResource(), "web-1", errors.New("ValidatingAdmissionPolicy 'no-unknown-annotations' denied request")),
 			[]string{"patch pods"}},
-		{"422 annotations too long, after one re-read", apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "web-1", field.ErrorList{field.TooLong(field.NewPath("metadata", "annotations"), "", 262144)}),
-			[]string{"patch pods", "get pods", "patch pods"}},
+		{"422 annotations too long, after two re-reads (a 422 may also be a guard)", apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "web-1", field.ErrorList{field.TooLong(field.NewPath("metadata", "annotations"), "", 262144)}),
+			[]string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}},
 	} {
 		refusal := tt.refusal
 		t.Run("stamp refused for good: "+tt.name, func(t *testing.T) {
@@ -380,11 +380,19 @@ func TestReconcileGuardFailure(t *testing.T) {
 			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.None,
 		},
 		{
-			name:  "guard fails twice: a concurrent writer",
+			name:  "guard fails twice, the third decision goes through",
 			event: newPod(managed), live: newPod(managed),
 			failures: 2, err: conflict(),
-			wantVerbs: []string{"patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer,
-			wantErr:   "pod default/web-1 changed again while applying add-finalizer (a concurrent writer)",
+			wantVerbs: []string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+		},
+		{
+			name:  "guard fails three times: a concurrent writer, a re-check follows",
+			event: newPod(managed), live: newPod(managed),
+			failures: 3, err: conflict(),
+			wantVerbs: []string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer,
+			wantErr:   "pod default/web-1: the pod kept changing while the decision was applied (a concurrent writer) applying add-finalizer",
+			wantTimers: 1,
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
@@ -414,6 +422,7 @@ func TestReconcileGuardFailure(t *testing.T) {
 			if tt.wantErr != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tt.wantErr)
+				assert.ErrorIs(t, err, handlers.ErrConcurrentWriter)
 				assert.True(t, apierrors.IsConflict(err), "the API error is wrapped")
 			} else {
 				require.NoError(t, err)

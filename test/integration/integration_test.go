@@ -459,7 +459,7 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 				[]byte(`{"metadata":{"annotations":{"pad":"`+pad+`"}}}`), metav1.PatchOptions{})
 			require.NoError(f.t, err)
 			return p
-		}, []string{"PATCH pods", "GET pods", "PATCH pods"}},
+		}, []string{"PATCH pods", "GET pods", "PATCH pods", "GET pods", "PATCH pods"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
