@@ -391,9 +391,9 @@ func TestReconcileGuardFailure(t *testing.T) {
 			event: newPod(managed), live: newPod(managed),
 			failures: 3, err: conflict(),
 			wantVerbs: []string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer,
-			wantErr:   "pod default/web-1: the pod kept changing while the decision was applied (a concurrent writer) applying add-finalizer",
+			wantErr:    "pod default/web-1: the pod kept changing while the decision was applied (a concurrent writer) applying add-finalizer",
 			wantTimers: 1,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
+			checkLive:  func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
 			name:  "live pod replaced by one of the same name",
