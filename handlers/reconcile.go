@@ -109,7 +109,8 @@ func NewReconciler(client kubernetes.Interface, cfg config.Config, dryRun bool, 
 }
 
 // Reconcile decides on pod as received and applies the decision. A write whose guard fails
-// (the live pod differs) is followed by one re-read and one more decision; NotFound at any
+// (the live pod differs) is followed by a re-read and another decision, up to guardAttempts
+// decisions (then a re-check is scheduled and ErrConcurrentWriter returned); NotFound at any
 // point means there is nothing left to do.
 func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, error) {
 	return r.reconcile(ctx, pod, r.decide)
