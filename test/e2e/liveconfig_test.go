@@ -233,7 +233,10 @@ func sweepsDone(fns []*cluster.Function) int {
 // one sweep per interval between them, not two; a sweep event (a PingSource tick) makes the
 // replica that receives it sweep at once.
 func TestE2ESweepsSharedBetweenReplicas(t *testing.T) {
-	cm, ref := createConfigMap(t, map[string]string{config.KeySweepIntervalSeconds: "10"})
+	// Only a namespace of its own: other tests' pods stay out of these sweeps.
+	own := cp.Namespace(t, "sweeps")
+	cm, ref := createConfigMap(t, map[string]string{config.KeySweepIntervalSeconds: "10",
+		config.KeyNamespaceSelector: fmt.Sprintf(`{"include":[%q]}`, own)})
 	fns := startFunctions(t, 2, "CONFIG_MAP="+ref)
 	require.Eventually(t, func() bool { return sweepsDone(fns) >= 1 }, 30*time.Second, 50*time.Millisecond)
 	first := time.Now()
