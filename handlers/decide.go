@@ -150,7 +150,7 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 		d.RecheckAt = minTime(graceEnd, d.Deadline)
 	} else {
 		d.Reason = "containers running"
-		d.RecheckAt = d.Deadline
+		d.RecheckAt = minTime(nextLook(pod, now), d.Deadline)
 	}
 	d.Action = Wait
 	if _, err := time.Parse(time.RFC3339, stampValue); !stampPresent || err != nil {
@@ -241,6 +241,24 @@ func evictedAt(pod *corev1.Pod, requested time.Time) (time.Time, bool) {
 		return t, true
 	}
 	return time.Time{}, false
+}
+
+// While containers still run after the grace period, the pod is looked at again when the
+// kubelet kills them (deletionTimestamp), then often at first and less and less often: a
+// quarter of the time since the kill, between lookMin and lookMax. So a release does not wait
+// on the kubelet's status event alone (a sender may hold it back, retrying), and a pod whose
+// containers never stop costs few reads.
+const (
+	lookMin = 500 * time.Millisecond
+	lookMax = 30 * time.Second
+)
+
+func nextLook(pod *corev1.Pod, now time.Time) time.Time {
+	kill := pod.DeletionTimestamp.Time
+	if kill.After(now) {
+		return kill
+	}
+	return now.Add(min(max(now.Sub(kill)/4, lookMin), lookMax))
 }
 
 // managedBy names the annotation that makes the pod managed, or "".

@@ -147,16 +147,16 @@ func TestDecide(t *testing.T) {
 				started: nowSec.Add(30 * time.Second), deadline: nowSec.Add(330 * time.Second), recheckAt: nowSec.Add(60 * time.Second)}},
 		{"drain-started before the deletion request is kept", def, newPod(ours, managed, deletedAt(s40, 30), started(s40.Add(-5*time.Second))),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40.Add(-5 * time.Second), deadline: s40.Add(295 * time.Second), recheckAt: s40.Add(295 * time.Second)}},
+				started: s40.Add(-5 * time.Second), deadline: s40.Add(295 * time.Second), recheckAt: lookAfterKill(s40.Add(30 * time.Second))}},
 		{"grace over, containers running", def, newPod(ours, managed, deleting, started(s40)),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second)}},
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second)}},
 		{"grace over, one of two containers terminated", def, newPod(ours, managed, deleting, started(s40), statuses(terminated("a", 0), running("b"))),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second)}},
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second)}},
 		{"grace over, no container statuses", def, newPod(ours, managed, deleting, started(s40), statuses()),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second)}},
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second)}},
 		{"grace exactly over is not a wait", def, newPod(ours, managed, deleting, started(now.Add(-30*time.Second)), graceZero),
 			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
 				started: nowSec.Add(-30 * time.Second), deadline: nowSec.Add(270 * time.Second), stopped: handlers.GraceZero}},
@@ -196,10 +196,10 @@ func TestDecide(t *testing.T) {
 				started: s6m, deadline: s6m.Add(300 * time.Second)}},
 		{"deadline annotation later than started+timeout is capped while waiting", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainDeadline, stamp(now.Add(time.Hour)))),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second)}},
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second)}},
 		{"invalid deadline annotation uses started+timeout", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainDeadline, "tomorrow")),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second),
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second),
 				warnings: []string{`invalid vpagracefuldrain.dev/drain-deadline "tomorrow": using ` + stamp(s40.Add(300*time.Second))}}},
 
 		// ---- per-pod overrides -------------------------------------------------------------------
@@ -211,7 +211,7 @@ func TestDecide(t *testing.T) {
 				started: nowSec, deadline: nowSec.Add(300 * time.Second), stopped: handlers.TerminalPhase}},
 		{"invalid grace override uses the default", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "abc")),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second),
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second),
 				warnings: []string{`invalid vpagracefuldrain.dev/grace-period-seconds "abc" (not a whole number of seconds): using 30s`}}},
 		{"negative grace override uses the default", def, newPod(ours, managed, deleting, started(s10), ann(handlers.AnnotationGracePeriod, "-5")),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
@@ -219,17 +219,17 @@ func TestDecide(t *testing.T) {
 				warnings: []string{`invalid vpagracefuldrain.dev/grace-period-seconds "-5" (must be between 0 and 86400 seconds): using 30s`}}},
 		{"timeout override shortens the drain", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "100")),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(100 * time.Second), recheckAt: s40.Add(100 * time.Second)}},
+				started: s40, deadline: s40.Add(100 * time.Second), recheckAt: nowSec.Add(30 * time.Second)}},
 		{"timeout override reached", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "40")),
 			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
 				started: s40, deadline: s40.Add(40 * time.Second)}},
 		{"timeout override zero is invalid", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "0")),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second),
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second),
 				warnings: []string{`invalid vpagracefuldrain.dev/drain-timeout-seconds "0" (must be between 1 and 86400 seconds): using 300s`}}},
 		{"timeout override over one day is invalid", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "86401")),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second),
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second),
 				warnings: []string{"invalid vpagracefuldrain.dev/drain-timeout-seconds"}}},
 		{"both overrides invalid: two warnings", def, newPod(ours, managed, deleting, started(s10), ann(handlers.AnnotationGracePeriod, "x", handlers.AnnotationDrainTimeout, "y")),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
@@ -294,15 +294,15 @@ func TestDecideDrainStart(t *testing.T) {
 		warnings int
 	}{
 		{"eviction, not stamped yet: stamped with the eviction time", newPod(ours, managed, deletedAt(t40, 30), evicted(t40)),
-			handlers.StartDrain, "containers running", handlers.StartEviction, t40, t40.Add(300 * time.Second), 0},
+			handlers.StartDrain, "containers running", handlers.StartEviction, t40, lookAfterKill(t40.Add(30 * time.Second)), 0},
 		{"eviction, stamp never written, past the deadline: released without it", newPod(ours, managed, deletedAt(t6m, 30), evicted(t6m)),
 			handlers.RemoveFinalizer, handlers.ReasonTimeout, handlers.StartEviction, t6m, time.Time{}, 0},
 		{"eviction, stamp never written, stopped after the grace: drained without it", newPod(ours, managed, deletedAt(t40, 30), evicted(t40), graceZero),
 			handlers.RemoveFinalizer, handlers.ReasonDrained, handlers.StartEviction, t40, time.Time{}, 0},
 		{"eviction wins over a stamp from a clock behind (earlier)", newPod(ours, managed, deletedAt(t40, 30), evicted(t40), started(t6m)),
-			handlers.Wait, "containers running", handlers.StartEviction, t40, t40.Add(300 * time.Second), 0},
+			handlers.Wait, "containers running", handlers.StartEviction, t40, lookAfterKill(t40.Add(30 * time.Second)), 0},
 		{"eviction wins over a stamp from a clock ahead (later)", newPod(ours, managed, deletedAt(t40, 30), evicted(t40), started(nowSec.Add(5*time.Minute))),
-			handlers.Wait, "containers running", handlers.StartEviction, t40, t40.Add(300 * time.Second), 0},
+			handlers.Wait, "containers running", handlers.StartEviction, t40, lookAfterKill(t40.Add(30 * time.Second)), 0},
 		{"eviction after the kubelet's final DELETE moved deletionTimestamp: timed from the eviction", newPod(ours, managed, evicted(t40), graceZero),
 			handlers.RemoveFinalizer, handlers.ReasonDrained, handlers.StartEviction, t40, time.Time{}, 0},
 		{"a DisruptionTarget from an older disruption is not this deletion's", newPod(ours, managed, deleting, evicted(nowSec.Add(-2*time.Hour))),
@@ -312,7 +312,7 @@ func TestDecideDrainStart(t *testing.T) {
 		{"plain delete after the kubelet's final DELETE: a later, finite start", newPod(ours, managed, graceZero),
 			handlers.StartDrain, "grace period", handlers.StartDeletion, nowSec, nowSec.Add(30 * time.Second), 0},
 		{"stamp ahead of the deletion request by over a minute: the request", newPod(ours, managed, deletedAt(t40, 30), started(nowSec.Add(time.Hour))),
-			handlers.Wait, "containers running", handlers.StartStamp, t40, t40.Add(300 * time.Second), 1},
+			handlers.Wait, "containers running", handlers.StartStamp, t40, lookAfterKill(t40.Add(30 * time.Second)), 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -410,5 +410,36 @@ func BenchmarkDecide(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		_ = handlers.Decide(pods[i%len(pods)], cfg, now)
+	}
+}
+
+// lookAfterKill is when Decide looks again at a pod whose containers still run although the
+// kubelet killed them at kill: a quarter of the time since then (at least 500 ms, at most 30 s).
+func lookAfterKill(kill time.Time) time.Time {
+	return now.Add(min(max(now.Sub(kill)/4, 500*time.Millisecond), 30*time.Second))
+}
+
+// After the grace period, a pod whose containers still run is looked at again at the kill
+// time, then more and more rarely, never after its deadline.
+func TestDecideLooksAgainWhileContainersRun(t *testing.T) {
+	s40 := nowSec.Add(-40 * time.Second)
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+		want time.Time
+	}{
+		{"before the kubelet kills: at the kill time", newPod(ours, managed, deletedAt(s40, 60), started(s40)), s40.Add(60 * time.Second)},
+		{"just after the kill: 500 ms", newPod(ours, managed, deletedAt(now.Add(-40*time.Second-500*time.Millisecond), 40), started(s40)), now.Add(500 * time.Millisecond)},
+		{"40 s after the kill: 10 s", newPod(ours, managed, deletedAt(now.Add(-80*time.Second), 40), started(s40)), now.Add(10 * time.Second)},
+		{"long after the kill: 30 s at most", newPod(ours, managed, deletedAt(now.Add(-230*time.Second), 30), started(now.Add(-200*time.Second)), ann(handlers.AnnotationDrainTimeout, "3600")), now.Add(30 * time.Second)},
+		{"never after the deadline", newPod(ours, managed, deletedAt(now.Add(-290*time.Second), 30), started(now.Add(-290*time.Second).Truncate(time.Second))), now.Add(-290 * time.Second).Truncate(time.Second).Add(300 * time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := handlers.Decide(tt.pod, config.Default(), now)
+			require.Equal(t, handlers.Wait, d.Action, "reason %q", d.Reason)
+			assert.Equal(t, "containers running", d.Reason)
+			assert.True(t, tt.want.Equal(d.RecheckAt), "want %s, got %s", tt.want, d.RecheckAt)
+		})
 	}
 }

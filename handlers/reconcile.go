@@ -150,7 +150,7 @@ func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, decide poli
 		out, err = r.decideAndApply(ctx, live, decide)
 	}
 	if err != nil && isGuardFailure(err) && out.Decision.Action != StartDrain {
-		r.scheduleRecheck(out.Pod, r.Clock.Now())
+		r.scheduleRecheck(out.Pod, r.Clock.Now().Add(recheckRetry)) // once the other writer is done
 		return out, fmt.Errorf("pod %s/%s: %w applying %s: %w", pod.Namespace, pod.Name, ErrConcurrentWriter, out.Decision.Action, err)
 	}
 	if err != nil && out.Decision.Action == StartDrain && stampRefused(err) {

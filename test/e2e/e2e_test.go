@@ -352,10 +352,12 @@ func TestE2EManageEvictDrain(t *testing.T) {
 			}
 
 			// 2. Evicted with grace 3 s: drain stamped, released within 1 s of its due time.
-			// One pod's containers stop 1 s after its grace period: its re-check at the grace
-			// end finds them running, so the kubelet's status event releases it, with a reply.
+			// One pod's containers stop 5.2 s after the kubelet's kill time: its re-checks find
+			// them running (at the kill time, then every 0.5 s growing to a quarter of the time
+			// since: 3.9 s, 4.9 s, 6.1 s), so the kubelet's status event at 5.2 s releases it,
+			// with a reply, about 0.9 s before the next re-check would.
 			k := newKubelet()
-			k.late[managed[0]] = time.Second
+			k.late[managed[0]] = 5200 * time.Millisecond
 			stamped := evictAll(t, s, k, managed)
 			assertDrained(t, s, releases, k, stamped, time.Time{})
 			assertReplies(t, s, eventing.TypeDrainStarted, managed)
