@@ -47,6 +47,8 @@ type Function struct {
 	watch        *inflight
 	eventTimeout time.Duration
 	probeTimeout time.Duration
+	// configWait bounds the wait for the followed ConfigMap at start.
+	configWait time.Duration
 
 	mu      sync.RWMutex
 	rec     *handlers.Reconciler // set by a successful Start
@@ -58,6 +60,10 @@ type Function struct {
 // SweepLeaseName is the Lease in the ConfigMap's namespace through which the replicas share
 // one sweep schedule.
 const SweepLeaseName = "vpa-graceful-drain-sweep"
+
+// defaultConfigWait is how long Start waits to read the followed ConfigMap before it runs on
+// the environment's configuration (pods must not wait on an unreadable ConfigMap).
+const defaultConfigWait = 30 * time.Second
 
 // recheckWorkers is how many re-checks run at once.
 const recheckWorkers = 4
@@ -90,7 +96,8 @@ func WithDryRun() Option {
 // or ~/.kube/config); with none it runs in dry-run, and its first log line says which.
 // DRY_RUN=true forces dry-run against a real cluster too.
 func New(opts ...Option) *Function {
-	f := &Function{watch: newInflight(clock.RealClock{}), eventTimeout: defaultEventTimeout, probeTimeout: defaultProbeTimeout}
+	f := &Function{watch: newInflight(clock.RealClock{}), eventTimeout: defaultEventTimeout, probeTimeout: defaultProbeTimeout,
+		configWait: defaultConfigWait}
 	for _, o := range opts {
 		o(f)
 	}
@@ -160,12 +167,12 @@ func discoverCluster() (kubernetes.Interface, string, error) {
 // An invalid value is logged with its key and reason and keeps the function from becoming
 // Ready; Start still returns nil so the process stays up to say why.
 func (f *Function) Start(_ context.Context, env map[string]string) error {
-	cfg, err := config.Load(env)
-	var values map[string]string
+	var cfg config.Config
 	var cmNamespace, cmName string
 	follow := false
+	values, err := config.Values(env)
 	if err == nil {
-		values, err = config.Values(env)
+		cfg, err = config.Parse(values)
 	}
 	if err == nil && f.client != nil {
 		cmNamespace, cmName, follow, err = config.ConfigMapRef(env)
@@ -208,7 +215,14 @@ func (f *Function) Start(_ context.Context, env map[string]string) error {
 				rec.SetConfig(c)
 				logConfig(f.log, "configuration in force", c, f.dryRun)
 			}}
-		if err := live.Start(ctx); err != nil {
+		switch err := live.Start(ctx, f.configWait); {
+		case errors.Is(err, config.ErrNotSynced):
+			// Never hold pods hostage to an unreadable ConfigMap: run on the environment's
+			// configuration (drains still end) until the watch can read it.
+			f.log.Error("cannot read the ConfigMap yet: running with the environment's configuration until it can (check config/rbac.yaml)",
+				slog.String("configMap", cmNamespace+"/"+cmName), slog.String("error", err.Error()))
+			logConfig(f.log, "configuration in force", cfg, f.dryRun)
+		case err != nil:
 			cancel()
 			close(stopped)
 			f.log.Warn("not following the ConfigMap", slog.String("error", err.Error()))
@@ -328,8 +342,9 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 // HandleEvent decides on one ApiServerSource Pod event and applies the decision. It answers
 // 400/413 with a message for an event it rejects (and makes no API call), 503 while not
 // ready or when the cluster is unreachable, overloaded or did not answer in time, 500 when
-// the cluster failed otherwise (the sender retries both), and otherwise 200 with a reply event for the action taken, or no reply when
-// nothing was done. Errors are *cehttp.Result values carrying the HTTP status.
+// the cluster failed otherwise (the sender retries both), 202 for a sweep request, and
+// otherwise 200 with a reply event for the action taken, or no reply when nothing was done.
+// Errors are *cehttp.Result values carrying the HTTP status.
 func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event, error) {
 	rec, err := f.reconciler()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sync"
 	"time"
 
@@ -85,11 +86,10 @@ func (f *Function) Alive(ctx context.Context) (bool, error) {
 	} {
 		req.Header.Set(k, v)
 	}
-	answered := make(chan int, 1) // buffered: a late answer must not block the probe's goroutine
+	answered := make(chan struct{})
 	go func() {
-		w := &statusWriter{header: http.Header{}}
-		f.Handle(w, req)
-		answered <- w.Status()
+		defer close(answered) // a late answer is dropped with the recorder
+		f.Handle(httptest.NewRecorder(), req)
 	}()
 	select {
 	case <-answered:
@@ -97,32 +97,4 @@ func (f *Function) Alive(ctx context.Context) (bool, error) {
 	case <-ctx.Done():
 		return false, fmt.Errorf("the event path did not answer a probe event within %s: it is stuck", f.probeTimeout)
 	}
-}
-
-// statusWriter is the ResponseWriter of the liveness probe: it keeps the status only.
-type statusWriter struct {
-	header http.Header
-	status int
-}
-
-func (w *statusWriter) Header() http.Header { return w.header }
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return len(p), nil
-}
-
-func (w *statusWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-}
-
-func (w *statusWriter) Status() int {
-	if w.status == 0 {
-		return http.StatusOK
-	}
-	return w.status
 }

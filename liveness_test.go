@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http"
 	"testing"
 	"time"
 
@@ -100,13 +99,4 @@ func TestInflightOldest(t *testing.T) {
 	assert.Equal(t, time.Second, w.oldest())
 	endSecond()
 	assert.Zero(t, w.oldest())
-}
-
-func TestStatusWriter(t *testing.T) {
-	w := &statusWriter{header: http.Header{}}
-	assert.Equal(t, http.StatusOK, w.Status(), "nothing written is 200, as net/http answers")
-	w.WriteHeader(http.StatusServiceUnavailable)
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write([]byte("x"))
-	assert.Equal(t, http.StatusServiceUnavailable, w.Status(), "the first status counts")
 }

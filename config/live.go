@@ -2,6 +2,7 @@ package config
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -64,9 +65,14 @@ type Live struct {
 // EventInvalidConfiguration is the reason of the Warning Event on an invalid ConfigMap.
 const EventInvalidConfiguration = "InvalidConfiguration"
 
-// Start starts the watch and waits (at most until ctx ends) until the first configuration
-// has been applied. The watch ends with ctx.
-func (l *Live) Start(ctx context.Context) error {
+// ErrNotSynced: the ConfigMap could not be read within Start's wait (RBAC missing, the API
+// server away). The watch goes on and applies the ConfigMap once it can read it.
+var ErrNotSynced = errors.New("the ConfigMap could not be read yet")
+
+// Start starts the watch and waits, at most `wait` (and until ctx ends), until the first
+// configuration has been applied; else it returns ErrNotSynced and the watch goes on. The
+// watch ends with ctx.
+func (l *Live) Start(ctx context.Context, wait time.Duration) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(l.Client, 0, informers.WithNamespace(l.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", l.Name).String()
@@ -81,8 +87,13 @@ func (l *Live) Start(ctx context.Context) error {
 		return fmt.Errorf("watching ConfigMap %s/%s: %w", l.Namespace, l.Name, err)
 	}
 	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), informer.Informer().HasSynced) {
-		return fmt.Errorf("watching ConfigMap %s/%s: not synced: %w", l.Namespace, l.Name, ctx.Err())
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if !cache.WaitForCacheSync(waitCtx.Done(), informer.Informer().HasSynced) {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("watching ConfigMap %s/%s: %w", l.Namespace, l.Name, err)
+		}
+		return fmt.Errorf("watching ConfigMap %s/%s for %s: %w", l.Namespace, l.Name, wait, ErrNotSynced)
 	}
 	if _, err := informer.Lister().ConfigMaps(l.Namespace).Get(l.Name); apierrors.IsNotFound(err) {
 		l.apply(ctx, nil)

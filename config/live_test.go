@@ -50,7 +50,7 @@ func startLive(t *testing.T, objs ...runtime.Object) (*fake.Clientset, *applied)
 	t.Cleanup(cancel)
 	l := &config.Live{Client: c, Namespace: "vpa-graceful-drain", Name: "vpa-graceful-drain",
 		Base: map[string]string{config.KeyGracePeriodSeconds: "10"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Apply: a.apply}
-	require.NoError(t, l.Start(ctx))
+	require.NoError(t, l.Start(ctx, 5*time.Second))
 	return c, a
 }
 
@@ -115,7 +115,7 @@ func TestLiveWatchesOnlyItsConfigMap(t *testing.T) {
 	defer cancel()
 	l := &config.Live{Client: c, Namespace: "vpa-graceful-drain", Name: "vpa-graceful-drain",
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Apply: func(config.Config) {}}
-	require.NoError(t, l.Start(ctx))
+	require.NoError(t, l.Start(ctx, 5*time.Second))
 	mu.Lock()
 	defer mu.Unlock()
 	assert.Equal(t, []string{"metadata.name=vpa-graceful-drain"}, selectors, "RBAC can be limited to that one ConfigMap")

@@ -124,7 +124,9 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 	d.Grace = grace
 	d.Stopped = containersStopped(pod)
 	stampValue, stampPresent := pod.Annotations[AnnotationDrainStarted]
-	d.Started, d.StartedFrom = drainStart(pod, stampValue, &d.Warnings)
+	stamp, stampErr := time.Parse(time.RFC3339, stampValue)
+	stamped := stampPresent && stampErr == nil
+	d.Started, d.StartedFrom = drainStart(pod, stamp, stamped, &d.Warnings)
 	d.Deadline = d.Started.Add(timeout)
 	// The deadline annotation may only shorten the drain, never extend it past the timeout.
 	if v, present := pod.Annotations[AnnotationDrainDeadline]; present {
@@ -153,7 +155,7 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 		d.RecheckAt = minTime(nextLook(pod, now), d.Deadline)
 	}
 	d.Action = Wait
-	if _, err := time.Parse(time.RFC3339, stampValue); !stampPresent || err != nil {
+	if !stamped {
 		// Record the start: the drain is timed from API-server times with or without the stamp,
 		// so a stamp that cannot be written never leaves the drain unbounded.
 		d.Action = StartDrain
@@ -189,21 +191,16 @@ const (
 //   - else the deletion request.
 //
 // The stamp itself is never moved: a bad one is reported, not rewritten earlier.
-func drainStart(pod *corev1.Pod, stampValue string, warnings *[]string) (time.Time, StartSource) {
+func drainStart(pod *corev1.Pod, stamp time.Time, stamped bool, warnings *[]string) (time.Time, StartSource) {
 	requested := deletionRequested(pod).UTC()
-	if t, ok := evictedAt(pod, requested); ok {
+	switch t, evicted := evictedAt(pod, requested); {
+	case evicted:
 		return t.UTC(), StartEviction
-	}
-	if stampValue == "" {
-		return requested, StartDeletion
-	}
-	stamp, err := time.Parse(time.RFC3339, stampValue)
-	switch {
-	case err != nil:
+	case !stamped:
 		return requested, StartDeletion
 	case stamp.After(requested.Add(clockSkew)):
 		*warnings = append(*warnings, fmt.Sprintf("%s %s is over %s after the deletion was requested (%s; a clock ahead?): timing the drain from the request",
-			AnnotationDrainStarted, stampValue, clockSkew, requested.UTC().Format(time.RFC3339)))
+			AnnotationDrainStarted, stamp.UTC().Format(time.RFC3339), clockSkew, requested.Format(time.RFC3339)))
 		return requested, StartStamp
 	}
 	return stamp.UTC(), StartStamp
@@ -351,7 +348,7 @@ func containersStopped(pod *corev1.Pod) Evidence {
 		return GraceZero
 	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
 		return TerminalPhase
-	case len(pod.Status.ContainerStatuses) > 0 && allTerminated(pod.Status.ContainerStatuses) && allTerminated(sidecarStatuses(pod)):
+	case len(pod.Status.ContainerStatuses) > 0 && allTerminated(pod.Status.ContainerStatuses) && sidecarsTerminated(pod):
 		return AllTerminated
 	}
 	return NotStopped
@@ -366,22 +363,29 @@ func allTerminated(statuses []corev1.ContainerStatus) bool {
 	return true
 }
 
-// sidecarStatuses are the statuses of the pod's native sidecars: init containers with
-// restartPolicy Always, which keep running beside the app until the pod stops. An ordinary
-// init container has terminated long before and is not one of them.
-func sidecarStatuses(pod *corev1.Pod) []corev1.ContainerStatus {
-	var out []corev1.ContainerStatus
+// sidecars are the indexes in status.initContainerStatuses of the pod's native sidecars: init
+// containers with restartPolicy Always, which keep running beside the app until the pod stops.
+// An ordinary init container has terminated long before and is not one of them.
+func sidecars(pod *corev1.Pod) []int {
+	var out []int
 	for _, c := range pod.Spec.InitContainers {
 		if c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 			continue
 		}
-		i := slices.IndexFunc(pod.Status.InitContainerStatuses, func(s corev1.ContainerStatus) bool { return s.Name == c.Name })
-		if i < 0 {
-			continue // never started: nothing runs
+		if i := slices.IndexFunc(pod.Status.InitContainerStatuses, func(s corev1.ContainerStatus) bool { return s.Name == c.Name }); i >= 0 {
+			out = append(out, i) // one that never started runs nothing
 		}
-		out = append(out, pod.Status.InitContainerStatuses[i])
 	}
 	return out
+}
+
+func sidecarsTerminated(pod *corev1.Pod) bool {
+	for _, i := range sidecars(pod) {
+		if pod.Status.InitContainerStatuses[i].State.Terminated == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func minTime(a, b time.Time) time.Time {

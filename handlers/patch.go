@@ -3,7 +3,6 @@ package handlers
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -103,8 +102,8 @@ func testStopped(pod *corev1.Pod, d Decision) []op {
 			op{Op: "test", Path: fmt.Sprintf("/status/containerStatuses/%d/state/terminated/exitCode", i), Value: s.State.Terminated.ExitCode})
 	}
 	// Native sidecars (restartable init containers) count too.
-	for _, sc := range sidecarStatuses(pod) {
-		i := slices.IndexFunc(pod.Status.InitContainerStatuses, func(s corev1.ContainerStatus) bool { return s.Name == sc.Name })
+	for _, i := range sidecars(pod) {
+		sc := pod.Status.InitContainerStatuses[i]
 		ops = append(ops,
 			op{Op: "test", Path: fmt.Sprintf("/status/initContainerStatuses/%d/name", i), Value: sc.Name},
 			op{Op: "test", Path: fmt.Sprintf("/status/initContainerStatuses/%d/state/terminated/exitCode", i), Value: sc.State.Terminated.ExitCode})

@@ -108,24 +108,6 @@ func TestFaultsAPIServerAway(t *testing.T) {
 		away, during, unavailable, len(names), worst.Round(time.Millisecond), recheckBackoffMax+slack)
 }
 
-// lockedBuffer collects the in-process function's logs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // eventRequest is the request ApiServerSource sends for a pod added: Resource mode (the pod
 // as the data) or Reference mode (a reference to it).
 func eventRequest(t *testing.T, url string, pod *corev1.Pod, reference bool, id int) *http.Request {
@@ -184,7 +166,7 @@ func TestFaultsSlowAPIServer(t *testing.T) {
 	cfg.Transport, cfg.QPS, cfg.Burst, cfg.UserAgent = toAPI, 50, 100, handlers.Component
 	client, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
-	logs := &lockedBuffer{}
+	logs := &cluster.SyncBuffer{}
 	f := function.New(function.WithClient(client),
 		function.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	require.NoError(t, f.Start(ctx, map[string]string{

@@ -63,7 +63,7 @@ func TestIntegrationConfigRoleIsEnoughAndNoMore(t *testing.T) {
 	defer cancel()
 	live := &config.Live{Client: client, Namespace: ns, Name: "vpa-graceful-drain", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Apply: func(c config.Config) { applied <- c }}
-	require.NoError(t, live.Start(wctx), "list and watch by name are allowed")
+	require.NoError(t, live.Start(wctx, 10*time.Second), "list and watch by name are allowed")
 	got := <-applied
 	assert.Equal(t, 7*time.Second, got.GracePeriod)
 
