@@ -26,6 +26,9 @@ const (
 	KeyNamespaceSelector    = "namespaceSelector"
 	KeyDetectVpaAnnotations = "detectVpaAnnotations"
 	KeySweepIntervalSeconds = "sweepIntervalSeconds"
+	KeyHoldOn               = "holdOn"
+	KeyWorkloadDefaults     = "workloadDefaults"
+	KeyEnsurePDB            = "ensurePodDisruptionBudget"
 	// KeyConfigDir names the directory of a mounted ConfigMap (one file per key).
 	KeyConfigDir = "CONFIG_DIR"
 	// KeyDryRun forces dry-run mode: decide and reply, never write.
@@ -52,7 +55,8 @@ const MaxSeconds = 24 * 60 * 60
 
 // Config is the validated configuration. The zero value is not useful: use Default or Load.
 type Config struct {
-	// GracePeriod is the minimum time a drain lasts after it starts.
+	// GracePeriod is the minimum time a drain lasts after it starts, for every kind of owner
+	// but those workloadDefaults (or the built-in defaults, see Workload) give another.
 	GracePeriod time.Duration
 	// DrainTimeout bounds a drain: at started+DrainTimeout the finalizer is removed whatever
 	// else holds.
@@ -68,6 +72,13 @@ type Config struct {
 	// Uninstalling: the function is being uninstalled (the followed ConfigMap carries
 	// AnnotationUninstalling, or is gone). No finalizer is added; every one is removed.
 	Uninstalling bool
+	// HoldOn says which deletions are held: evictions only (the default) or all.
+	HoldOn HoldOn
+	// Workloads overrides the built-in policy per owner kind (workloadDefaults); see Workload.
+	Workloads map[Kind]WorkloadOverride
+	// EnsurePDB: create a PodDisruptionBudget (maxUnavailable 1) for a managed Deployment or
+	// StatefulSet of 2 or more replicas that none selects, so evictions are paced.
+	EnsurePDB bool
 }
 
 // AnnotationUninstalling on the followed ConfigMap ("true") puts every replica in uninstall
@@ -97,6 +108,7 @@ func Default() Config {
 		Namespaces:           NamespaceSelector{Exclude: []string{"kube-system", "kube-public", "kube-node-lease"}},
 		DetectVpaAnnotations: true,
 		SweepInterval:        60 * time.Second,
+		HoldOn:               HoldEvictions,
 	}
 }
 
@@ -142,7 +154,8 @@ func Values(env map[string]string) (map[string]string, error) {
 
 // Keys returns the configuration keys, in the order they are documented.
 func Keys() []string {
-	return []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations, KeySweepIntervalSeconds}
+	return []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations, KeySweepIntervalSeconds,
+		KeyHoldOn, KeyWorkloadDefaults, KeyEnsurePDB}
 }
 
 // Parse validates a map of key to raw value (missing keys take their defaults).
@@ -187,6 +200,35 @@ func Parse(values map[string]string) (Config, error) {
 				" (sweeps are the last safety net for drains whose events were lost: they cannot be turned off)"})
 		}
 		cfg.SweepInterval = d
+	}
+	if v, ok := values[KeyHoldOn]; ok {
+		h, err := parseHoldOn(v)
+		if err != nil {
+			errs = append(errs, &KeyError{Key: KeyHoldOn, Value: v, Reason: err.Error()})
+		}
+		cfg.HoldOn = h
+	}
+	if v, ok := values[KeyWorkloadDefaults]; ok {
+		w, err := parseWorkloads(v)
+		if err != nil {
+			errs = append(errs, &KeyError{Key: KeyWorkloadDefaults, Value: v, Reason: err.Error()})
+		}
+		cfg.Workloads = w
+	}
+	if v, ok := values[KeyEnsurePDB]; ok {
+		b, err := ParseBool(v)
+		if err != nil {
+			errs = append(errs, &KeyError{Key: KeyEnsurePDB, Value: v, Reason: err.Error()})
+		}
+		cfg.EnsurePDB = b
+	}
+	if len(errs) == 0 {
+		for k, o := range cfg.Workloads {
+			if g := cfg.Workload(k).GracePeriod; o.GracePeriodSeconds != nil && g > cfg.DrainTimeout {
+				errs = append(errs, &KeyError{Key: KeyWorkloadDefaults, Value: values[KeyWorkloadDefaults],
+					Reason: fmt.Sprintf("%s.gracePeriodSeconds %d must be <= %s (%d)", k, int(g.Seconds()), KeyDrainTimeoutSeconds, int(cfg.DrainTimeout.Seconds()))})
+			}
+		}
 	}
 	if len(errs) == 0 && cfg.DrainTimeout < cfg.GracePeriod {
 		errs = append(errs, &KeyError{

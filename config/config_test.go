@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/utils/ptr"
 
 	"function/config"
 )
@@ -208,10 +209,10 @@ func TestLoadSources(t *testing.T) {
 	}{
 		{
 			name:  "mounted files, trimmed",
-			files: map[string]string{"gracePeriodSeconds": "10\n", "drainTimeoutSeconds": " 100 \n", "namespaceSelector": `{"include":["prod"]}` + "\n", "detectVpaAnnotations": "false\n", "sweepIntervalSeconds": "30\n"},
+			files: map[string]string{"gracePeriodSeconds": "10\n", "drainTimeoutSeconds": " 100 \n", "namespaceSelector": `{"include":["prod"]}` + "\n", "detectVpaAnnotations": "false\n", "sweepIntervalSeconds": "30\n", "holdOn": "all\n"},
 			want: func(t *testing.T, cfg config.Config) {
 				assert.Equal(t, config.Config{GracePeriod: 10 * time.Second, DrainTimeout: 100 * time.Second,
-					Namespaces: config.NamespaceSelector{Include: []string{"prod"}}, DetectVpaAnnotations: false, SweepInterval: 30 * time.Second}, cfg)
+					Namespaces: config.NamespaceSelector{Include: []string{"prod"}}, DetectVpaAnnotations: false, SweepInterval: 30 * time.Second, HoldOn: config.HoldAll}, cfg)
 			},
 		},
 		{
@@ -234,15 +235,19 @@ func TestLoadSources(t *testing.T) {
 		{
 			name: "UPPER_SNAKE aliases for every key",
 			env: map[string]string{
-				"GRACE_PERIOD_SECONDS":   "15",
-				"DRAIN_TIMEOUT_SECONDS":  "150",
-				"NAMESPACE_SELECTOR":     `{"exclude":["batch"]}`,
-				"DETECT_VPA_ANNOTATIONS": "no",
-				"SWEEP_INTERVAL_SECONDS": "600",
+				"GRACE_PERIOD_SECONDS":         "15",
+				"DRAIN_TIMEOUT_SECONDS":        "150",
+				"NAMESPACE_SELECTOR":           `{"exclude":["batch"]}`,
+				"DETECT_VPA_ANNOTATIONS":       "no",
+				"SWEEP_INTERVAL_SECONDS":       "600",
+				"HOLD_ON":                      "all",
+				"WORKLOAD_DEFAULTS":            `{"Pod":{"manage":true}}`,
+				"ENSURE_POD_DISRUPTION_BUDGET": "true",
 			},
 			want: func(t *testing.T, cfg config.Config) {
 				assert.Equal(t, config.Config{GracePeriod: 15 * time.Second, DrainTimeout: 150 * time.Second,
-					Namespaces: config.NamespaceSelector{Exclude: []string{"batch"}}, DetectVpaAnnotations: false, SweepInterval: 10 * time.Minute}, cfg)
+					Namespaces: config.NamespaceSelector{Exclude: []string{"batch"}}, DetectVpaAnnotations: false, SweepInterval: 10 * time.Minute,
+					HoldOn: config.HoldAll, Workloads: map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}, EnsurePDB: true}, cfg)
 			},
 		},
 		{

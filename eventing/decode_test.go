@@ -102,7 +102,7 @@ func TestDecodeSampleEvents(t *testing.T) {
 	}{
 		"managed-pod-added.http":    {mode: eventing.Resource, op: eventing.Add, name: "web-7d9f8-abcde", wantAction: handlers.AddFinalizer},
 		"evicted-pod.http":          {mode: eventing.Resource, op: eventing.Update, name: "web-7d9f8-abcde", wantAction: handlers.StartDrain},
-		"drained-pod.http":          {mode: eventing.Resource, op: eventing.Update, name: "web-7d9f8-abcde", wantAction: handlers.RemoveFinalizer},
+		"drained-pod.http":          {mode: eventing.Resource, op: eventing.Update, name: "db-0", wantAction: handlers.RemoveFinalizer},
 		"unmanaged-pod.http":        {mode: eventing.Resource, op: eventing.Add, name: "batch-job-x7k2p", wantAction: handlers.None},
 		"reference-mode-added.http": {mode: eventing.Reference, op: eventing.Add, name: "demo-pod2"},
 		"malformed.http":            {wantErr: "event data is not valid JSON"},
@@ -133,7 +133,9 @@ func TestDecodeSampleEvents(t *testing.T) {
 				assert.Nil(t, in.Pod)
 				return
 			}
-			d := handlers.Decide(in.Pod, config.Default(), time.Now())
+			// As a cluster would answer: the web pods' ReplicaSet belongs to Deployment web.
+			facts := handlers.Facts{Owner: &handlers.Owner{Kind: config.KindDeployment, Name: "web"}}
+			d := handlers.DecideWith(in.Pod, config.Default(), time.Now(), facts)
 			assert.Equal(t, tt.wantAction, d.Action, "reason %q", d.Reason)
 			assert.Empty(t, d.Warnings, "the {{now±Ns}} tokens are substituted")
 		})

@@ -72,6 +72,25 @@ type Decision struct {
 	Stopped Evidence
 	// Warnings lists ignored per-pod overrides, for logs and Kubernetes Events.
 	Warnings []string
+
+	// Kind is the kind of workload that owns the pod (see config.Kind); Owner its name.
+	Kind  config.Kind
+	Owner string
+	// Evicted: the deletion is an eviction through the Eviction API (DisruptionTarget with
+	// reason EvictionByEvictionAPI), not a plain delete.
+	Evicted bool
+	// Gates are what the drain waits for, each open or closed (set once the pod is draining).
+	Gates []Gate
+	// Needs lists facts the decision needs from the cluster: read them and decide again.
+	Needs Need
+}
+
+// Deletion says what deleted the pod: "eviction" (through the Eviction API) or "delete".
+func (d Decision) Deletion() string {
+	if d.Evicted {
+		return "eviction"
+	}
+	return "delete"
 }
 
 // DrainSeconds is how long the drain lasted at now (0 before it started).
@@ -86,8 +105,16 @@ func (d Decision) DrainSeconds(now time.Time) float64 {
 // is distrusted.
 const clockSkew = time.Minute
 
-// Decide is the whole policy: a pure function of the pod, the configuration and the time.
+// Decide is DecideWith without facts from the cluster (a pod's own state only).
 func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
+	return DecideWith(pod, cfg, now, Facts{})
+}
+
+// DecideWith is the whole policy: a pure function of the pod, the configuration, the time and
+// what was read about the pod's owner and endpoints. When the decision needs a fact that was
+// not read, it says so in Needs (the caller reads it and decides again); a fact that could
+// not be read counts as a closed gate, so only the deadline ends such a drain.
+func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) Decision {
 	d := Decision{FinalizerIndex: slices.Index(pod.Finalizers, Finalizer)}
 	d.ManagedBy = managedBy(pod, cfg)
 	ours := d.FinalizerIndex >= 0
@@ -104,12 +131,24 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 	case !ours && deleting:
 		d.Reason = "deleting without our finalizer (none can be added once deletion started)"
 		return d
+	}
+	if d.ManagedBy != "" {
+		// Only an opted-in pod's owner matters; a ReplicaSet's owner may need a read.
+		if d.Kind, d.Owner, d.Needs = ownerOf(pod, facts); d.Needs != 0 {
+			d.Reason = "reading the pod's owner"
+			return d
+		}
+		if !cfg.Workload(d.Kind).Manage {
+			d.ManagedBy = ""
+		}
+	}
+	switch {
 	case !ours && d.ManagedBy == "":
-		d.Reason = unmanagedWhy(pod, cfg)
+		d.Reason = unmanagedWhy(pod, cfg, d.Kind)
 		return d
 	case !ours:
 		d.Action = AddFinalizer
-		d.Reason = "managed by annotation " + d.ManagedBy
+		d.Reason = fmt.Sprintf("managed by annotation %s (owner kind %s)", d.ManagedBy, d.Kind)
 		return d
 	case d.ManagedBy == "":
 		d.Action = RemoveFinalizer
@@ -120,13 +159,21 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 		return d
 	}
 
-	grace, timeout := overrides(pod, cfg, &d.Warnings)
+	wl := cfg.Workload(d.Kind)
+	grace, timeout := overrides(pod, wl.GracePeriod, cfg.DrainTimeout, &d.Warnings)
 	d.Grace = grace
 	d.Stopped = containersStopped(pod)
 	stampValue, stampPresent := pod.Annotations[AnnotationDrainStarted]
 	stamp, stampErr := time.Parse(time.RFC3339, stampValue)
 	stamped := stampPresent && stampErr == nil
-	d.Started, d.StartedFrom = drainStart(pod, stamp, stamped, &d.Warnings)
+	d.Started, d.StartedFrom, d.Evicted = drainStart(pod, stamp, stamped, &d.Warnings)
+	if cfg.HoldOn != config.HoldAll && !d.Evicted {
+		// Not the VPA updater's eviction: a rollout, a scale-down, a kubectl delete. Holding it
+		// would only slow an ordinary operation.
+		d.Action = RemoveFinalizer
+		d.Reason = ReasonNotEvicted
+		return d
+	}
 	d.Deadline = d.Started.Add(timeout)
 	// The deadline annotation may only shorten the drain, never extend it past the timeout.
 	if v, present := pod.Annotations[AnnotationDrainDeadline]; present {
@@ -137,22 +184,58 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 		}
 	}
 	graceEnd := d.Started.Add(grace)
+	graceOpen, stoppedOpen := !now.Before(graceEnd), d.Stopped != NotStopped
+	d.Gates = append(d.Gates,
+		Gate{Name: GateGracePeriod, Open: graceOpen, Detail: grace.String()},
+		Gate{Name: GateContainers, Open: stoppedOpen, Detail: d.Stopped.String()})
+	waitReplacement, waitEndpoints := gateOverrides(pod, d.Kind, wl, &d.Warnings)
+	if graceOpen && stoppedOpen && now.Before(d.Deadline) {
+		// The owner and the endpoints are read only once nothing else holds the pod.
+		if waitReplacement && facts.Replicas == nil && facts.Unavailable&NeedReplicas == 0 {
+			d.Needs |= NeedReplicas
+		}
+		if waitEndpoints && facts.Serving == nil && facts.Unavailable&NeedEndpoints == 0 {
+			d.Needs |= NeedEndpoints
+		}
+		if d.Needs != 0 {
+			d.Action, d.Reason = Wait, "reading the owner and endpoints"
+			return d
+		}
+	}
+	replacementOpen, endpointsOpen := true, true
+	if waitReplacement {
+		g := replacementGate(facts, graceOpen && stoppedOpen)
+		replacementOpen = g.Open
+		d.Gates = append(d.Gates, g)
+	}
+	if waitEndpoints {
+		g := endpointsGate(facts, graceOpen && stoppedOpen)
+		endpointsOpen = g.Open
+		d.Gates = append(d.Gates, g)
+	}
 	switch {
-	case !now.Before(graceEnd) && d.Stopped != NotStopped:
+	case graceOpen && stoppedOpen && replacementOpen && endpointsOpen:
 		d.Action = RemoveFinalizer
 		d.Reason = ReasonDrained
+		if waitReplacement && facts.Replicas != nil && facts.Replicas.ReadyAt.After(maxTime(graceEnd, stoppedAt(pod))) {
+			d.Reason = ReasonReplaced // the replacement was the last thing the drain waited for
+		}
 		return d
 	case !now.Before(d.Deadline):
 		d.Action = RemoveFinalizer
 		d.Reason = ReasonTimeout
 		return d
 	}
-	if now.Before(graceEnd) {
+	switch {
+	case !graceOpen:
 		d.Reason = "grace period"
 		d.RecheckAt = minTime(graceEnd, d.Deadline)
-	} else {
+	case !stoppedOpen:
 		d.Reason = "containers running"
 		d.RecheckAt = minTime(nextLook(pod, now), d.Deadline)
+	default:
+		d.Reason = "waiting for " + closedGates(d.Gates)
+		d.RecheckAt = minTime(now.Add(min(max(now.Sub(d.Started)/8, lookMin), gateLookMax)), d.Deadline)
 	}
 	d.Action = Wait
 	if !stamped {
@@ -191,20 +274,27 @@ const (
 //   - else the deletion request.
 //
 // The stamp itself is never moved: a bad one is reported, not rewritten earlier.
-func drainStart(pod *corev1.Pod, stamp time.Time, stamped bool, warnings *[]string) (time.Time, StartSource) {
+//
+// evicted reports whether the deletion is an eviction through the Eviction API.
+func drainStart(pod *corev1.Pod, stamp time.Time, stamped bool, warnings *[]string) (started time.Time, from StartSource, evicted bool) {
 	requested := deletionRequested(pod).UTC()
-	switch t, evicted := evictedAt(pod, requested); {
-	case evicted:
-		return t.UTC(), StartEviction
+	t, reason, disrupted := evictedAt(pod, requested)
+	evicted = disrupted && reason == ReasonEvictionByEvictionAPI
+	switch {
+	case disrupted:
+		return t.UTC(), StartEviction, evicted
 	case !stamped:
-		return requested, StartDeletion
+		return requested, StartDeletion, evicted
 	case stamp.After(requested.Add(clockSkew)):
 		*warnings = append(*warnings, fmt.Sprintf("%s %s is over %s after the deletion was requested (%s; a clock ahead?): timing the drain from the request",
 			AnnotationDrainStarted, stamp.UTC().Format(time.RFC3339), clockSkew, requested.Format(time.RFC3339)))
-		return requested, StartStamp
+		return requested, StartStamp, evicted
 	}
-	return stamp.UTC(), StartStamp
+	return stamp.UTC(), StartStamp, evicted
 }
+
+// ReasonEvictionByEvictionAPI is the DisruptionTarget reason the Eviction API writes.
+const ReasonEvictionByEvictionAPI = "EvictionByEvictionAPI"
 
 // maxGraceSeconds caps a grace period read from a pod, so the arithmetic cannot overflow.
 const maxGraceSeconds = 100 * 365 * 24 * 60 * 60
@@ -218,11 +308,12 @@ func deletionRequested(pod *corev1.Pod) time.Time {
 	return t
 }
 
-// evictedAt is the lastTransitionTime of a True DisruptionTarget condition, when it belongs to
+// evictedAt is the lastTransitionTime and reason of a True DisruptionTarget condition (an
+// eviction, a preemption, a taint, the pod GC), when it belongs to
 // this deletion: not after the deletion request (by more than the clock skew) and not before it
 // by more than the pod's termination grace period (the kubelet's final DELETE moves the request
 // time up to that much later).
-func evictedAt(pod *corev1.Pod, requested time.Time) (time.Time, bool) {
+func evictedAt(pod *corev1.Pod, requested time.Time) (time.Time, string, bool) {
 	for _, c := range pod.Status.Conditions {
 		if c.Type != corev1.DisruptionTarget || c.Status != corev1.ConditionTrue || c.LastTransitionTime.IsZero() {
 			continue
@@ -233,11 +324,11 @@ func evictedAt(pod *corev1.Pod, requested time.Time) (time.Time, bool) {
 			spread += time.Duration(min(*g, maxGraceSeconds)) * time.Second
 		}
 		if t.After(requested.Add(clockSkew)) || t.Before(requested.Add(-spread)) {
-			return time.Time{}, false
+			return time.Time{}, "", false
 		}
-		return t, true
+		return t, c.Reason, true
 	}
-	return time.Time{}, false
+	return time.Time{}, "", false
 }
 
 // While containers still run after the grace period, the pod is looked at again when the
@@ -279,7 +370,10 @@ func managedBy(pod *corev1.Pod, cfg config.Config) string {
 	return ""
 }
 
-func unmanagedWhy(pod *corev1.Pod, cfg config.Config) string {
+func unmanagedWhy(pod *corev1.Pod, cfg config.Config, kind config.Kind) string {
+	if kind != "" {
+		return fmt.Sprintf("owner kind %s is not managed (workloadDefaults)", kind)
+	}
 	if !cfg.Namespaces.Selects(pod.Namespace) {
 		return "namespace " + pod.Namespace + " not selected"
 	}
@@ -290,9 +384,9 @@ func unmanagedWhy(pod *corev1.Pod, cfg config.Config) string {
 }
 
 // overrides returns the pod's grace period and drain timeout, each from its annotation when
-// valid, else from cfg (with a warning). The timeout is never below the grace period.
-func overrides(pod *corev1.Pod, cfg config.Config, warnings *[]string) (grace, timeout time.Duration) {
-	grace, timeout = cfg.GracePeriod, cfg.DrainTimeout
+// valid, else the given defaults (with a warning). The timeout is never below the grace period.
+func overrides(pod *corev1.Pod, defaultGrace, defaultTimeout time.Duration, warnings *[]string) (grace, timeout time.Duration) {
+	grace, timeout = defaultGrace, defaultTimeout
 	if v, ok := pod.Annotations[AnnotationGracePeriod]; ok {
 		if d, err := config.ParseSeconds(v, 0); err == nil {
 			grace = d
@@ -390,6 +484,13 @@ func sidecarsTerminated(pod *corev1.Pod) bool {
 
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
 		return a
 	}
 	return b

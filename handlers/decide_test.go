@@ -13,12 +13,12 @@ import (
 )
 
 func TestDecide(t *testing.T) {
-	def := config.Default() // grace 30 s, timeout 300 s
-	noDetect := config.Default()
+	def := bareConfig() // grace 30 s, timeout 300 s
+	noDetect := bareConfig()
 	noDetect.DetectVpaAnnotations = false
-	onlyProd := config.Default()
+	onlyProd := bareConfig()
 	onlyProd.Namespaces = config.NamespaceSelector{Include: []string{"prod"}}
-	uninstalling := config.Default()
+	uninstalling := bareConfig()
 	uninstalling.Uninstalling = true
 
 	s10 := now.Add(-10 * time.Second).Truncate(time.Second) // drain started 10 s ago: in the grace period
@@ -280,7 +280,7 @@ func TestDecide(t *testing.T) {
 // A drain is timed from what the API server recorded, so a stamp that cannot be written, or
 // one written by a replica whose clock is off, neither leaves it unbounded nor shortens it.
 func TestDecideDrainStart(t *testing.T) {
-	def := config.Default() // grace 30 s, timeout 300 s
+	def := bareConfig() // grace 30 s, timeout 300 s
 	t40 := nowSec.Add(-40 * time.Second)
 	t6m := nowSec.Add(-6 * time.Minute)
 	tests := []struct {
@@ -352,7 +352,7 @@ func TestDecideCountsNativeSidecars(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := handlers.Decide(tt.pod, config.Default(), now)
+			d := handlers.Decide(tt.pod, bareConfig(), now)
 			assert.Equal(t, tt.action, d.Action, "reason %q", d.Reason)
 			assert.Equal(t, tt.stopped, d.Stopped)
 		})
@@ -362,7 +362,7 @@ func TestDecideCountsNativeSidecars(t *testing.T) {
 func TestDecideDoesNotModifyThePod(t *testing.T) {
 	pod := newPod(ours, managed, deleting, started(now.Add(-40*time.Second)), ann(handlers.AnnotationGracePeriod, "bad"))
 	before := pod.DeepCopy()
-	_ = handlers.Decide(pod, config.Default(), now)
+	_ = handlers.Decide(pod, bareConfig(), now)
 	assert.Equal(t, before, pod)
 }
 
@@ -401,7 +401,7 @@ func TestEvidenceString(t *testing.T) {
 }
 
 func BenchmarkDecide(b *testing.B) {
-	cfg := config.Default()
+	cfg := bareConfig()
 	pods := []*corev1.Pod{
 		newPod(managed),
 		newPod(ours, managed, deleting),
@@ -436,7 +436,7 @@ func TestDecideLooksAgainWhileContainersRun(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := handlers.Decide(tt.pod, config.Default(), now)
+			d := handlers.Decide(tt.pod, bareConfig(), now)
 			require.Equal(t, handlers.Wait, d.Action, "reason %q", d.Reason)
 			assert.Equal(t, "containers running", d.Reason)
 			assert.True(t, tt.want.Equal(d.RecheckAt), "want %s, got %s", tt.want, d.RecheckAt)

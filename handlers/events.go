@@ -16,6 +16,7 @@ const (
 	EventDrainCompleted   = "DrainCompleted"
 	EventDrainTimedOut    = "DrainTimedOut"
 	EventFinalizerRemoved = "FinalizerRemoved"
+	EventDrainWaiting     = "DrainWaiting"
 )
 
 // Component is the Kubernetes Event source and the field manager of every write.

@@ -158,7 +158,7 @@ func FuzzDecide(f *testing.F) {
 		}
 		raw, err = json.Marshal(pod)
 		require.NoError(t, err)
-		cfg := config.Default()
+		cfg := bareConfig()
 		at := now.Add(time.Duration(nowOff))
 
 		d := handlers.Decide(pod, cfg, at)

@@ -6,7 +6,9 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
+	"function/config"
 	"function/handlers"
 )
 
@@ -134,4 +136,14 @@ func leaseRenewedAt(t time.Time) *coordinationv1.Lease {
 	holder := "other"
 	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "sweep", Namespace: "vpa-graceful-drain"},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &renew}}
+}
+
+// bareConfig is the default configuration with bare pods managed and every deletion held.
+// Most tests here use a bare pod and set deletionTimestamp directly; workload_test.go tests
+// the defaults for owners and evictions.
+func bareConfig() config.Config {
+	c := config.Default()
+	c.Workloads = map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}
+	c.HoldOn = config.HoldAll
+	return c
 }

@@ -48,9 +48,15 @@ func Patch(pod *corev1.Pod, d Decision) ([]byte, error) {
 		switch d.Reason {
 		case ReasonUnmanaged:
 			ops = append(ops, testAnnotations(pod, append([]string{AnnotationManaged}, VPAAnnotations...))...)
-		case ReasonDrained, ReasonTimeout:
-			ops = append(ops, testAnnotations(pod, []string{AnnotationDrainStarted, AnnotationDrainDeadline, AnnotationGracePeriod, AnnotationDrainTimeout})...)
-			if d.Reason == ReasonDrained {
+		case ReasonNotEvicted:
+			// Only a pod that is really deleting, with the deletion read, is let go unheld.
+			if pod.DeletionTimestamp != nil {
+				ops = append(ops, op{Op: "test", Path: "/metadata/deletionTimestamp", Value: pod.DeletionTimestamp.UTC().Format(time.RFC3339)})
+			}
+		case ReasonDrained, ReasonReplaced, ReasonTimeout:
+			ops = append(ops, testAnnotations(pod, []string{AnnotationDrainStarted, AnnotationDrainDeadline, AnnotationGracePeriod, AnnotationDrainTimeout,
+				AnnotationWaitForReplacement, AnnotationWaitForEndpoints})...)
+			if d.Reason != ReasonTimeout {
 				ops = append(ops, testStopped(pod, d)...)
 			}
 		}

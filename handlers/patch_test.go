@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"function/config"
 	"function/handlers"
 )
 
@@ -96,6 +95,8 @@ func TestPatchGolden(t *testing.T) {
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":"` + d40s + `"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1grace-period-seconds","value":null},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-timeout-seconds","value":null},
+				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1wait-for-replacement","value":null},
+				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1wait-for-endpoints","value":null},
 				{"op":"test","path":"/status/containerStatuses/0/name","value":"app"},
 				{"op":"test","path":"/status/containerStatuses/0/state/terminated/exitCode","value":0},
 				{"op":"test","path":"/status/containerStatuses/1/name","value":"sidecar"},
@@ -113,6 +114,8 @@ func TestPatchGolden(t *testing.T) {
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":null},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1grace-period-seconds","value":null},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-timeout-seconds","value":null},
+				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1wait-for-replacement","value":null},
+				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1wait-for-endpoints","value":null},
 				{"op":"test","path":"/status/phase","value":"Failed"},
 				{"op":"remove","path":"/metadata/finalizers/0","value":null}]`,
 		},
@@ -127,6 +130,8 @@ func TestPatchGolden(t *testing.T) {
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":null},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1grace-period-seconds","value":"20"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-timeout-seconds","value":"120"},
+				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1wait-for-replacement","value":null},
+				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1wait-for-endpoints","value":null},
 				{"op":"test","path":"/status/phase","value":"Succeeded"},
 				{"op":"remove","path":"/metadata/finalizers/0","value":null}]`,
 		},
@@ -141,6 +146,8 @@ func TestPatchGolden(t *testing.T) {
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":"` + d40s + `"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1grace-period-seconds","value":null},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-timeout-seconds","value":null},
+				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1wait-for-replacement","value":null},
+				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1wait-for-endpoints","value":null},
 				{"op":"test","path":"/metadata/deletionGracePeriodSeconds","value":0},
 				{"op":"remove","path":"/metadata/finalizers/0","value":null}]`,
 		},
@@ -155,6 +162,8 @@ func TestPatchGolden(t *testing.T) {
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":null},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1grace-period-seconds","value":null},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-timeout-seconds","value":null},
+				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1wait-for-replacement","value":null},
+				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1wait-for-endpoints","value":null},
 				{"op":"remove","path":"/metadata/finalizers/1","value":null}]`,
 		},
 		{
@@ -184,7 +193,7 @@ func TestPatchGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := handlers.Decide(tt.pod, config.Default(), now)
+			d := handlers.Decide(tt.pod, bareConfig(), now)
 			require.Equal(t, tt.action, d.Action, "decision precondition (reason %q)", d.Reason)
 			if tt.reason != "" {
 				require.Equal(t, tt.reason, d.Reason)
@@ -301,7 +310,7 @@ func TestPatchAppliesOnlyToTheStateItWasDecidedOn(t *testing.T) {
 	ctx := context.Background()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := handlers.Decide(tt.pod, config.Default(), now)
+			d := handlers.Decide(tt.pod, bareConfig(), now)
 			require.True(t, d.Action.Writes(), "precondition: %s", d.Action)
 			patch, err := handlers.Patch(tt.pod, d)
 			require.NoError(t, err)
@@ -332,7 +341,7 @@ func BenchmarkPatch(b *testing.B) {
 	}
 	decisions := make([]handlers.Decision, len(pods))
 	for i, p := range pods {
-		decisions[i] = handlers.Decide(p, config.Default(), now)
+		decisions[i] = handlers.Decide(p, bareConfig(), now)
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {

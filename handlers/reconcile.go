@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,8 @@ type Reconciler struct {
 	// Lease, when set, shares one sweep schedule between replicas (see SweepLease).
 	Lease *SweepLease
 
+	owners   ownerCache                    // ReplicaSet -> its Deployment
+	siblings siblings                      // drains waiting for a replacement, by controller
 	live     atomic.Pointer[config.Config] // set by SetConfig
 	running  atomic.Bool                   // Run has started (its first sweep is on the way)
 	sweepNow chan struct{}                 // asks Run's sweeps for one now
@@ -113,16 +116,21 @@ func NewReconciler(client kubernetes.Interface, cfg config.Config, dryRun bool, 
 // decisions (then a re-check is scheduled and ErrConcurrentWriter returned); NotFound at any
 // point means there is nothing left to do.
 func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, error) {
+	// A Ready sibling (a replacement) may be what drains of the same owner wait for.
+	for _, key := range r.siblings.waiting(pod) {
+		r.Rechecks.Schedule(key, r.Clock.Now())
+	}
 	return r.reconcile(ctx, pod, r.decide)
 }
 
-// policy decides on a pod at a time: decide normally, releaseDecision when uninstalling.
-type policy func(pod *corev1.Pod, now time.Time) Decision
+// policy decides on a pod at a time with the facts read so far: decide normally,
+// releaseDecision when uninstalling.
+type policy func(pod *corev1.Pod, now time.Time, facts Facts) Decision
 
-// decide is Decide, except that a dry-run against a cluster never holds a pod: it releases
-// every deleting pod that holds the finalizer at once (and adds and stamps nothing).
-func (r *Reconciler) decide(pod *corev1.Pod, now time.Time) Decision {
-	d := Decide(pod, r.CurrentConfig(), now)
+// decide is DecideWith, except that a dry-run against a cluster never holds a pod: it
+// releases every deleting pod that holds the finalizer at once (and adds and stamps nothing).
+func (r *Reconciler) decide(pod *corev1.Pod, now time.Time, facts Facts) Decision {
+	d := DecideWith(pod, r.CurrentConfig(), now, facts)
 	if r.DryRun && r.Client != nil && pod.DeletionTimestamp != nil && d.FinalizerIndex >= 0 {
 		d.Action, d.Reason, d.RecheckAt = RemoveFinalizer, ReasonDryRun, time.Time{}
 	}
@@ -224,9 +232,10 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 	return res, err
 }
 
-// Forget drops the pod's pending re-check (the pod is gone).
+// Forget drops the pod's pending re-check (the pod is gone, or released).
 func (r *Reconciler) Forget(uid types.UID) {
 	r.Rechecks.Cancel(uid)
+	r.siblings.forget(uid)
 }
 
 // Stop drops every pending re-check and ends Run's workers. Run calls it when its ctx ends.
@@ -320,7 +329,20 @@ var ErrNoCluster = errors.New("no cluster configured (dry-run without a cluster)
 
 func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide policy) (Outcome, error) {
 	now := r.Clock.Now()
-	d := decide(pod, now)
+	var facts Facts
+	d := decide(pod, now, facts)
+	for range 3 { // owner, then replicas and endpoints
+		if d.Needs == 0 {
+			break
+		}
+		r.gather(ctx, pod, d.Needs, &facts)
+		if len(facts.Errors) > 0 {
+			r.Log.WarnContext(ctx, "could not read what the drain waits for; its gate stays closed until the deadline",
+				podAttrs(pod), slog.String("needs", d.Needs.String()), slog.String("error", strings.Join(facts.Errors, "; ")))
+		}
+		now = r.Clock.Now()
+		d = decide(pod, now, facts)
+	}
 	out := Outcome{Pod: pod, Decision: d, At: now, DryRun: r.DryRun}
 	log := r.Log.With(podAttrs(pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
 	for _, w := range d.Warnings {
@@ -328,6 +350,7 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 	}
 	if d.Action == Wait {
 		r.scheduleRecheck(pod, d.RecheckAt)
+		r.noteWaiting(ctx, pod, d)
 		log.DebugContext(ctx, "drain waiting", slog.Time("recheckAt", d.RecheckAt), slog.Time("deadline", d.Deadline))
 		return out, nil
 	}
@@ -372,8 +395,8 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision
 	case d.Action == StartDrain:
 		r.scheduleRecheck(pod, d.RecheckAt)
 		eventType, reason = corev1.EventTypeNormal, EventDrainStarted
-		msg = fmt.Sprintf("Drain started; finalizer %s is removed once the containers stop, after %s and by %s at the latest",
-			Finalizer, d.Grace, d.Deadline.Format(time.RFC3339))
+		msg = fmt.Sprintf("Drain started (%s, %s pod); finalizer %s is removed once these gates open: %s; by %s at the latest",
+			d.Deletion(), d.Kind, Finalizer, GateNames(d.Gates), d.Deadline.Format(time.RFC3339))
 		if len(d.Warnings) > 0 {
 			msg += " (" + strings.Join(d.Warnings, "; ") + ")"
 		}
@@ -383,9 +406,15 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision
 		case ReasonDrained:
 			eventType, reason = corev1.EventTypeNormal, EventDrainCompleted
 			msg = fmt.Sprintf("Drained after %.1fs (%s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, Finalizer)
+		case ReasonReplaced:
+			eventType, reason = corev1.EventTypeNormal, EventDrainCompleted
+			msg = fmt.Sprintf("Replacement Ready after %.1fs (the capacity gap of this eviction; containers: %s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, Finalizer)
+		case ReasonNotEvicted:
+			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
+			msg = fmt.Sprintf("Deleted, not evicted (holdOn: evictions): a rollout, scale-down or delete is not held; finalizer %s removed", Finalizer)
 		case ReasonTimeout:
 			eventType, reason = corev1.EventTypeWarning, EventDrainTimedOut
-			msg = fmt.Sprintf("Drain timed out after %.1fs (containers: %s); finalizer %s removed", d.DrainSeconds(now), containersStopped(pod), Finalizer)
+			msg = fmt.Sprintf("Drain timed out after %.1fs (still closed: %s); finalizer %s removed", d.DrainSeconds(now), cmp.Or(closedGates(d.Gates), "none"), Finalizer)
 		case ReasonUninstalled:
 			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
 			msg = fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", Finalizer)

@@ -25,7 +25,6 @@ import (
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"function/config"
 	"function/handlers"
 )
 
@@ -44,7 +43,7 @@ func newFixture(t *testing.T, dryRun bool, objs ...runtime.Object) *fixture {
 	t.Helper()
 	c := fake.NewClientset(objs...)
 	fc := clocktesting.NewFakeClock(now)
-	cfg := config.Default()
+	cfg := bareConfig()
 	cfg.SweepInterval = 0 // no sweeps: these tests count every API call (sweep_test.go covers them)
 	r := &handlers.Reconciler{
 		Client: c, Config: cfg, DryRun: dryRun, Clock: fc,
@@ -202,7 +201,7 @@ func TestReconcileActions(t *testing.T) {
 				assert.Equal(t, tt.pod.Name, patch.GetName())
 				assert.Equal(t, "default", patch.GetNamespace())
 				assert.Equal(t, handlers.Component, patch.PatchOptions.FieldManager)
-				want, err := handlers.Patch(tt.pod, handlers.Decide(tt.pod, config.Default(), now))
+				want, err := handlers.Patch(tt.pod, handlers.Decide(tt.pod, bareConfig(), now))
 				require.NoError(t, err)
 				assert.JSONEq(t, string(want), string(patch.GetPatch()))
 			}
@@ -484,7 +483,7 @@ func TestReconcileRef(t *testing.T) {
 		assert.Equal(t, []string{"get pods"}, verbs(f.client))
 	})
 	t.Run("nil client: ErrNoCluster", func(t *testing.T) {
-		r := handlers.NewReconciler(nil, config.Default(), false, discard)
+		r := handlers.NewReconciler(nil, bareConfig(), false, discard)
 		t.Cleanup(r.Stop)
 		out, err := r.ReconcileRef(ctx, "default", "web-1")
 		require.ErrorIs(t, err, handlers.ErrNoCluster)
@@ -673,7 +672,7 @@ func TestRecheckOfAPodThatIsGoneOrReplaced(t *testing.T) {
 func TestNewReconciler(t *testing.T) {
 	ctx := context.Background()
 	t.Run("without a cluster: dry-run, no events", func(t *testing.T) {
-		r := handlers.NewReconciler(nil, config.Default(), false, discard)
+		r := handlers.NewReconciler(nil, bareConfig(), false, discard)
 		t.Cleanup(r.Stop)
 		assert.True(t, r.DryRun)
 		assert.Nil(t, r.Events)
@@ -691,7 +690,7 @@ func TestNewReconciler(t *testing.T) {
 	})
 	t.Run("with a cluster", func(t *testing.T) {
 		c := fake.NewClientset()
-		r := handlers.NewReconciler(c, config.Default(), false, discard)
+		r := handlers.NewReconciler(c, bareConfig(), false, discard)
 		t.Cleanup(r.Stop)
 		assert.False(t, r.DryRun)
 		rec, ok := r.Events.(handlers.APIEventRecorder)
@@ -699,7 +698,7 @@ func TestNewReconciler(t *testing.T) {
 		assert.Same(t, c, rec.Client)
 	})
 	t.Run("with a cluster, dry-run", func(t *testing.T) {
-		r := handlers.NewReconciler(fake.NewClientset(), config.Default(), true, discard)
+		r := handlers.NewReconciler(fake.NewClientset(), bareConfig(), true, discard)
 		t.Cleanup(r.Stop)
 		assert.True(t, r.DryRun)
 	})

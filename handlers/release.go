@@ -172,7 +172,7 @@ func (r *Reconciler) ReleaseAll(ctx context.Context, namespace string, opts Rele
 }
 
 // releaseDecision removes the finalizer whatever the pod's state.
-func releaseDecision(pod *corev1.Pod, _ time.Time) Decision {
+func releaseDecision(pod *corev1.Pod, _ time.Time, _ Facts) Decision {
 	d := Decision{FinalizerIndex: slices.Index(pod.Finalizers, Finalizer), Reason: "finalizer already gone"}
 	if d.FinalizerIndex >= 0 {
 		d.Action, d.Reason = RemoveFinalizer, ReasonUninstalled

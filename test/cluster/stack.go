@@ -16,6 +16,11 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 )
 
+// BarePods is the configuration of the tests whose pods have no owner and are deleted with
+// a plain DELETE as often as evicted: bare pods managed, every deletion held. (The defaults,
+// for owned pods and evictions only, are tested in test/workloads.)
+var BarePods = []string{`workloadDefaults={"Pod":{"manage":true}}`, "holdOn=all"}
+
 // Stack is the whole path in one namespace: the real adapter, the recording proxy and the
 // function process, against a shared control plane.
 type Stack struct {

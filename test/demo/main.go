@@ -72,7 +72,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	s, err := cluster.NewStack(cp, bin, ns, "Resource", fmt.Sprintf("gracePeriodSeconds=%d", functionGrace), "drainTimeoutSeconds=60")
+	s, err := cluster.NewStack(cp, bin, ns, "Resource", append([]string{fmt.Sprintf("gracePeriodSeconds=%d", functionGrace), "drainTimeoutSeconds=60"}, cluster.BarePods...)...)
 	if err != nil {
 		return err
 	}

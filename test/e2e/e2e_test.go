@@ -45,7 +45,7 @@ const (
 
 // The function sweeps once when it starts (before the test creates pods) and not again during
 // a test, so every write the tests see answers an event or a re-check.
-var functionEnv = []string{"gracePeriodSeconds=3", "drainTimeoutSeconds=30", "sweepIntervalSeconds=900"}
+var functionEnv = append([]string{"gracePeriodSeconds=3", "drainTimeoutSeconds=30", "sweepIntervalSeconds=900"}, cluster.BarePods...)
 
 // kubelet plays the kubelet's part for evicted pods: at the deletionTimestamp it reports the
 // containers terminated, and it remembers when.

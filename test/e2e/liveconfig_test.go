@@ -41,7 +41,7 @@ func startFunctions(t *testing.T, n int, env ...string) []*cluster.Function {
 	for i := range n {
 		addr, err := cluster.FreeAddr()
 		require.NoError(t, err)
-		f, err := cluster.StartFunction(context.Background(), bin, addr, cp.Kubeconfig, env...)
+		f, err := cluster.StartFunction(context.Background(), bin, addr, cp.Kubeconfig, append(slices.Clone(cluster.BarePods), env...)...)
 		require.NoError(t, err)
 		t.Cleanup(func() {
 			if t.Failed() {

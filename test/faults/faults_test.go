@@ -47,7 +47,7 @@ const (
 
 // functionEnv is the function's configuration, as in the end-to-end tests, but sweeping every
 // 10 s: sweeps are part of what must hold up under these faults.
-var functionEnv = []string{"gracePeriodSeconds=3", "drainTimeoutSeconds=30", "sweepIntervalSeconds=10"}
+var functionEnv = append([]string{"gracePeriodSeconds=3", "drainTimeoutSeconds=30", "sweepIntervalSeconds=10"}, cluster.BarePods...)
 
 func podNames(pods []*corev1.Pod) []string {
 	out := make([]string, 0, len(pods))

@@ -78,6 +78,9 @@ func newFixture(t *testing.T, cfg config.Config) *fixture {
 func testConfig() config.Config {
 	cfg := config.Default()
 	cfg.GracePeriod, cfg.DrainTimeout = 5*time.Second, 60*time.Second
+	// Bare pods, as the e2e tests' cluster.BarePods.
+	cfg.Workloads = map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}
+	cfg.HoldOn = config.HoldAll
 	return cfg
 }
 

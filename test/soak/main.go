@@ -114,6 +114,7 @@ func run(duration time.Duration, target, rate int) (int, error) {
 		"LOG_LEVEL=info", // as deployed; the harness keeps the function's output in memory
 		fmt.Sprintf("GODEBUG=schedtrace=%d,scheddetail=1", schedTraceMs),
 	}
+	env = append(env, cluster.BarePods...) // the churned pods have no owner
 	st, err := cluster.NewStack(cp, bin, ns, "Resource", env...)
 	if err != nil {
 		return 1, err

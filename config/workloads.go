@@ -1,0 +1,166 @@
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Kind is the kind of workload that owns a pod, as workloadDefaults names it: the kind of the
+// pod's controller, with a ReplicaSet owned by a Deployment counted as the Deployment.
+type Kind string
+
+// The kinds workloadDefaults knows.
+const (
+	KindDeployment  Kind = "Deployment"
+	KindReplicaSet  Kind = "ReplicaSet" // a ReplicaSet no Deployment owns
+	KindStatefulSet Kind = "StatefulSet"
+	KindDaemonSet   Kind = "DaemonSet"
+	KindJob         Kind = "Job" // also the Jobs of a CronJob
+	KindPod         Kind = "Pod" // a pod without a controller
+	KindOther       Kind = "Other"
+)
+
+// Kinds lists the kinds workloadDefaults accepts, in the order they are documented.
+func Kinds() []Kind {
+	return []Kind{KindDeployment, KindReplicaSet, KindStatefulSet, KindDaemonSet, KindJob, KindPod, KindOther}
+}
+
+// KindOf maps a controller ownerReference kind ("" for none) to its Kind.
+func KindOf(controllerKind string) Kind {
+	switch k := Kind(controllerKind); k {
+	case "":
+		return KindPod
+	case KindDeployment, KindReplicaSet, KindStatefulSet, KindDaemonSet, KindJob:
+		return k
+	}
+	return KindOther
+}
+
+// Replaceable reports whether a kind's replacement pod can start while the evicted pod still
+// exists (a ReplicaSet stops counting a pod once it is deleting). A StatefulSet or DaemonSet
+// replacement has the old pod's identity and waits until the old object is gone, so waiting for
+// it would only hold until the deadline.
+func (k Kind) Replaceable() bool {
+	return k == KindDeployment || k == KindReplicaSet
+}
+
+// Workload is what a drain of a pod of one kind waits for.
+type Workload struct {
+	// Manage: pods of this kind get the finalizer (when they opt in by annotation).
+	Manage bool
+	// GracePeriod is the minimum time a drain lasts after it started.
+	GracePeriod time.Duration
+	// WaitForReplacement: the owner must be back at its desired number of Ready replicas.
+	WaitForReplacement bool
+	// WaitForEndpoints: no EndpointSlice may list the pod as serving.
+	WaitForEndpoints bool
+}
+
+// WorkloadOverride is one kind's entry in the workloadDefaults JSON; unset fields keep the
+// built-in default.
+type WorkloadOverride struct {
+	Manage             *bool `json:"manage,omitempty"`
+	GracePeriodSeconds *int  `json:"gracePeriodSeconds,omitempty"`
+	WaitForReplacement *bool `json:"waitForReplacement,omitempty"`
+	WaitForEndpoints   *bool `json:"waitForEndpoints,omitempty"`
+}
+
+// Workload is the policy in force for pods of kind k: the built-in default for the kind,
+// overridden by workloadDefaults.
+//
+// Built-in defaults: Deployment and ReplicaSet pods wait for their replacement to be Ready,
+// after gracePeriodSeconds; StatefulSet and DaemonSet pods only for their containers to stop
+// (no grace period: their replacement waits for the old object); Job pods and pods without
+// an owner are not managed; pods of other controllers wait for gracePeriodSeconds and their
+// containers.
+func (c Config) Workload(k Kind) Workload {
+	w := Workload{Manage: true, GracePeriod: c.GracePeriod}
+	switch k {
+	case KindDeployment, KindReplicaSet:
+		w.WaitForReplacement = true
+	case KindStatefulSet, KindDaemonSet:
+		w.GracePeriod = 0
+	case KindJob, KindPod:
+		w.Manage = false
+	}
+	o, ok := c.Workloads[k]
+	if !ok {
+		return w
+	}
+	if o.Manage != nil {
+		w.Manage = *o.Manage
+	}
+	if o.GracePeriodSeconds != nil {
+		w.GracePeriod = time.Duration(*o.GracePeriodSeconds) * time.Second
+	}
+	if o.WaitForReplacement != nil {
+		w.WaitForReplacement = *o.WaitForReplacement
+	}
+	if o.WaitForEndpoints != nil {
+		w.WaitForEndpoints = *o.WaitForEndpoints
+	}
+	return w
+}
+
+// parseWorkloads parses the workloadDefaults JSON object (kind -> override) strictly.
+func parseWorkloads(v string) (map[Kind]WorkloadOverride, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(v), &raw); err != nil {
+		return nil, fmt.Errorf(`not a JSON object like {"StatefulSet":{"gracePeriodSeconds":10}}: %w`, err)
+	}
+	known := make([]string, 0, len(Kinds()))
+	for _, k := range Kinds() {
+		known = append(known, string(k))
+	}
+	out := make(map[Kind]WorkloadOverride, len(raw))
+	for name, msg := range raw {
+		k := Kind(name)
+		if !slices.Contains(Kinds(), k) {
+			return nil, fmt.Errorf("unknown kind %q (known: %s)", name, strings.Join(known, ", "))
+		}
+		var o WorkloadOverride
+		dec := json.NewDecoder(strings.NewReader(string(msg)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&o); err != nil {
+			return nil, fmt.Errorf("%s: %w (fields: manage, gracePeriodSeconds, waitForReplacement, waitForEndpoints)", name, err)
+		}
+		if g := o.GracePeriodSeconds; g != nil && (*g < 0 || *g > MaxSeconds) {
+			return nil, fmt.Errorf("%s.gracePeriodSeconds: must be between 0 and %d seconds", name, MaxSeconds)
+		}
+		if o.WaitForReplacement != nil && *o.WaitForReplacement && !k.Replaceable() {
+			return nil, fmt.Errorf("%s.waitForReplacement: only Deployment and ReplicaSet pods can wait for a replacement "+
+				"(a StatefulSet or DaemonSet replacement waits for the old pod to be gone; other kinds have none to wait for)", name)
+		}
+		out[k] = o
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
+
+// HoldOn says which deletions of a managed pod are held while it drains.
+type HoldOn string
+
+const (
+	// HoldEvictions holds only evictions through the Eviction API (the VPA updater's): the pod
+	// carries the DisruptionTarget condition with reason EvictionByEvictionAPI. A plain delete
+	// (a rollout, a scale-down, kubectl delete) is released at once.
+	HoldEvictions HoldOn = "evictions"
+	// HoldAll holds every deletion.
+	HoldAll HoldOn = "all"
+)
+
+func parseHoldOn(v string) (HoldOn, error) {
+	switch h := HoldOn(strings.ToLower(strings.TrimSpace(v))); h {
+	case HoldEvictions, HoldAll:
+		return h, nil
+	}
+	return "", fmt.Errorf("must be %q or %q", HoldEvictions, HoldAll)
+}

@@ -1,0 +1,78 @@
+package config_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"function/config"
+)
+
+func TestWorkloadDefaultsPerKind(t *testing.T) {
+	grace := 30 * time.Second
+	tests := []struct {
+		name      string
+		overrides string
+		kind      config.Kind
+		want      config.Workload
+	}{
+		{"Deployment waits for its replacement", "", config.KindDeployment, config.Workload{Manage: true, GracePeriod: grace, WaitForReplacement: true}},
+		{"bare ReplicaSet waits for its replacement", "", config.KindReplicaSet, config.Workload{Manage: true, GracePeriod: grace, WaitForReplacement: true}},
+		{"StatefulSet: containers only, no grace", "", config.KindStatefulSet, config.Workload{Manage: true}},
+		{"DaemonSet: containers only, no grace", "", config.KindDaemonSet, config.Workload{Manage: true}},
+		{"Job not managed", "", config.KindJob, config.Workload{GracePeriod: grace}},
+		{"bare pod not managed", "", config.KindPod, config.Workload{GracePeriod: grace}},
+		{"other controllers: grace and containers", "", config.KindOther, config.Workload{Manage: true, GracePeriod: grace}},
+		{"bare pods managed when configured", `{"Pod":{"manage":true}}`, config.KindPod, config.Workload{Manage: true, GracePeriod: grace}},
+		{"one field overrides, the rest stays", `{"Deployment":{"waitForEndpoints":true,"gracePeriodSeconds":0}}`, config.KindDeployment,
+			config.Workload{Manage: true, WaitForReplacement: true, WaitForEndpoints: true}},
+		{"another kind's override does not leak", `{"Deployment":{"manage":false}}`, config.KindReplicaSet,
+			config.Workload{Manage: true, GracePeriod: grace, WaitForReplacement: true}},
+		{"StatefulSet grace by config", `{"StatefulSet":{"gracePeriodSeconds":10}}`, config.KindStatefulSet, config.Workload{Manage: true, GracePeriod: 10 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse(map[string]string{config.KeyWorkloadDefaults: tt.overrides})
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, cfg.Workload(tt.kind))
+		})
+	}
+}
+
+func TestWorkloadAndHoldOnErrors(t *testing.T) {
+	tests := []struct {
+		name, key, value, wantErr string
+	}{
+		{"unknown kind", config.KeyWorkloadDefaults, `{"CronJob":{"manage":true}}`, `unknown kind "CronJob" (known: Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, Pod, Other)`},
+		{"unknown field", config.KeyWorkloadDefaults, `{"Pod":{"manged":true}}`, `unknown field "manged"`},
+		{"not an object", config.KeyWorkloadDefaults, `["Pod"]`, "not a JSON object"},
+		{"negative grace", config.KeyWorkloadDefaults, `{"Pod":{"gracePeriodSeconds":-1}}`, "Pod.gracePeriodSeconds: must be between 0 and 86400"},
+		{"grace over the timeout", config.KeyWorkloadDefaults, `{"Other":{"gracePeriodSeconds":301}}`, "Other.gracePeriodSeconds 301 must be <= drainTimeoutSeconds (300)"},
+		{"StatefulSet cannot wait for a replacement", config.KeyWorkloadDefaults, `{"StatefulSet":{"waitForReplacement":true}}`, "only Deployment and ReplicaSet pods can wait for a replacement"},
+		{"bare pod has no replacement", config.KeyWorkloadDefaults, `{"Pod":{"waitForReplacement":true}}`, "only Deployment and ReplicaSet"},
+		{"holdOn unknown", config.KeyHoldOn, "deletes", `must be "evictions" or "all"`},
+		{"ensurePodDisruptionBudget not a bool", config.KeyEnsurePDB, "sometimes", "not a boolean"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Parse(map[string]string{tt.key: tt.value})
+			var keyErr *config.KeyError
+			require.ErrorAs(t, err, &keyErr)
+			assert.Equal(t, tt.key, keyErr.Key)
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
+
+func TestKindOf(t *testing.T) {
+	for in, want := range map[string]config.Kind{
+		"": config.KindPod, "ReplicaSet": config.KindReplicaSet, "StatefulSet": config.KindStatefulSet,
+		"DaemonSet": config.KindDaemonSet, "Job": config.KindJob, "Rollout": config.KindOther, "Deployment": config.KindDeployment,
+	} {
+		assert.Equal(t, want, config.KindOf(in), in)
+	}
+	assert.True(t, config.KindDeployment.Replaceable())
+	assert.False(t, config.KindStatefulSet.Replaceable())
+}

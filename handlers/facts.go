@@ -1,0 +1,219 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"function/config"
+)
+
+// gather reads the facts a decision needs into facts. A fact that cannot be read is marked
+// Unavailable with the error, never returned: its gate stays closed and the drain's deadline
+// still ends it, so a failing read (a missing permission, an API outage) cannot strand a pod.
+func (r *Reconciler) gather(ctx context.Context, pod *corev1.Pod, need Need, facts *Facts) {
+	fail := func(n Need, err error) {
+		facts.Unavailable |= n
+		facts.Errors = append(facts.Errors, err.Error())
+	}
+	if r.Client == nil {
+		fail(need, ErrNoCluster)
+		return
+	}
+	if need&NeedOwner != 0 && facts.Owner == nil {
+		if o, err := r.resolveOwner(ctx, pod); err != nil {
+			fail(NeedOwner, err)
+		} else {
+			facts.Owner = &o
+		}
+	}
+	if need&NeedReplicas != 0 && facts.Replicas == nil {
+		if rep, err := r.readReplicas(ctx, pod, facts); err != nil {
+			fail(NeedReplicas, err)
+		} else {
+			facts.Replicas = &rep
+		}
+	}
+	if need&NeedEndpoints != 0 && facts.Serving == nil {
+		if n, err := r.countServing(ctx, pod); err != nil {
+			fail(NeedEndpoints, err)
+		} else {
+			facts.Serving = &n
+		}
+	}
+}
+
+// resolveOwner resolves the pod's ReplicaSet to the Deployment that controls it, if any. A
+// ReplicaSet's owner does not change, so the answer is kept (per ReplicaSet uid).
+func (r *Reconciler) resolveOwner(ctx context.Context, pod *corev1.Pod) (Owner, error) {
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil {
+		return Owner{Kind: config.KindPod}, nil
+	}
+	if ref.Kind != string(config.KindReplicaSet) {
+		return Owner{Kind: config.KindOf(ref.Kind), Name: ref.Name, UID: ref.UID}, nil
+	}
+	if o, ok := r.owners.get(ref.UID); ok {
+		return o, nil
+	}
+	rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return Owner{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, ref.Name, err)
+	}
+	o := Owner{Kind: config.KindReplicaSet, Name: rs.Name, UID: rs.UID}
+	if d := metav1.GetControllerOfNoCopy(rs); d != nil && d.Kind == string(config.KindDeployment) {
+		o = Owner{Kind: config.KindDeployment, Name: d.Name, UID: d.UID}
+	}
+	if rs.UID == ref.UID {
+		r.owners.put(ref.UID, o)
+	}
+	return o, nil
+}
+
+// readReplicas reads the owner's desired replicas and counts its pods that are Ready and not
+// deleting (straight from the pods, so it does not lag behind the owner's status).
+func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *Facts) (Replicas, error) {
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil {
+		return Replicas{}, fmt.Errorf("pod %s/%s has no owner to wait for", pod.Namespace, pod.Name)
+	}
+	var (
+		desired  int32
+		selector *metav1.LabelSelector
+		counts   func(p *corev1.Pod) bool
+	)
+	kind, name, _ := ownerOf(pod, *facts)
+	if kind == config.KindReplicaSet && facts.Owner == nil {
+		o, err := r.resolveOwner(ctx, pod)
+		if err != nil {
+			return Replicas{}, err
+		}
+		kind, name = o.Kind, o.Name
+	}
+	switch kind {
+	case config.KindDeployment:
+		d, err := r.Client.AppsV1().Deployments(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return Replicas{}, fmt.Errorf("reading Deployment %s/%s: %w", pod.Namespace, name, err)
+		}
+		desired, selector = ptrOr(d.Spec.Replicas, 1), d.Spec.Selector
+		counts = func(p *corev1.Pod) bool { // pods of any of its ReplicaSets
+			c := metav1.GetControllerOfNoCopy(p)
+			return c != nil && c.Kind == string(config.KindReplicaSet)
+		}
+	case config.KindReplicaSet:
+		rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return Replicas{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, name, err)
+		}
+		desired, selector = ptrOr(rs.Spec.Replicas, 1), rs.Spec.Selector
+		counts = func(p *corev1.Pod) bool {
+			c := metav1.GetControllerOfNoCopy(p)
+			return c != nil && c.UID == rs.UID
+		}
+	default:
+		return Replicas{}, fmt.Errorf("a %s has no replacement to wait for", kind)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	if err != nil {
+		return Replicas{}, fmt.Errorf("the %s %s/%s has an invalid selector: %w", kind, pod.Namespace, name, err)
+	}
+	list, err := r.Client.CoreV1().Pods(pod.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return Replicas{}, fmt.Errorf("listing the pods of %s %s/%s: %w", kind, pod.Namespace, name, err)
+	}
+	rep := Replicas{Desired: desired}
+	for i := range list.Items {
+		p := &list.Items[i]
+		if p.DeletionTimestamp != nil || !counts(p) {
+			continue
+		}
+		if at, ready := readySince(p); ready {
+			rep.Ready++
+			if at.After(rep.ReadyAt) {
+				rep.ReadyAt = at
+			}
+		}
+	}
+	return rep, nil
+}
+
+// readySince reports whether the pod is Ready, and since when.
+func readySince(p *corev1.Pod) (time.Time, bool) {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.LastTransitionTime.Time, c.Status == corev1.ConditionTrue
+		}
+	}
+	return time.Time{}, false
+}
+
+// countServing counts the EndpointSlice endpoints that list the pod as serving (serving, or
+// ready where serving is not reported).
+func (r *Reconciler) countServing(ctx context.Context, pod *corev1.Pod) (int, error) {
+	list, err := r.Client.DiscoveryV1().EndpointSlices(pod.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("listing EndpointSlices in %s: %w", pod.Namespace, err)
+	}
+	n := 0
+	for _, s := range list.Items {
+		for _, e := range s.Endpoints {
+			if isPod(e.TargetRef, pod) && serving(e.Conditions) {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
+func isPod(ref *corev1.ObjectReference, pod *corev1.Pod) bool {
+	if ref == nil || ref.Kind != "Pod" || ref.Name != pod.Name {
+		return false
+	}
+	return ref.UID == "" || ref.UID == pod.UID
+}
+
+func serving(c discoveryv1.EndpointConditions) bool {
+	if c.Serving != nil {
+		return *c.Serving
+	}
+	return c.Ready == nil || *c.Ready
+}
+
+func ptrOr(p *int32, def int32) int32 {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// ownerCache remembers which workload owns a ReplicaSet (it never changes). It is bounded:
+// when full it starts over.
+type ownerCache struct {
+	mu sync.Mutex
+	m  map[types.UID]Owner
+}
+
+const ownerCacheMax = 10000
+
+func (c *ownerCache) get(uid types.UID) (Owner, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o, ok := c.m[uid]
+	return o, ok
+}
+
+func (c *ownerCache) put(uid types.UID, o Owner) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= ownerCacheMax {
+		c.m = map[types.UID]Owner{}
+	}
+	c.m[uid] = o
+}

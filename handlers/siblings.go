@@ -1,0 +1,133 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// siblings indexes the drains waiting for their owner's replacement by the controller (the
+// ReplicaSet) that owns them, so an event about a sibling pod becoming Ready brings their
+// next look forward at once instead of at their next poll. Like the re-checks it is only an
+// accelerator, per replica: polling still finishes every drain.
+type siblings struct {
+	mu      sync.Mutex
+	byOwner map[types.UID]map[PodKey]struct{}
+	owner   map[types.UID]types.UID // pod uid -> controller uid
+	said    map[types.UID]string    // pod uid -> the gates last reported waiting for
+}
+
+// report returns true when what the pod waits for differs from what was last reported.
+func (s *siblings) report(uid types.UID, what string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.said == nil {
+		s.said = map[types.UID]string{}
+	}
+	if s.said[uid] == what {
+		return false
+	}
+	s.said[uid] = what
+	return true
+}
+
+// wait records that key waits for the replacement of its controller's pods.
+func (s *siblings) wait(key PodKey, controller types.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byOwner == nil {
+		s.byOwner, s.owner = map[types.UID]map[PodKey]struct{}{}, map[types.UID]types.UID{}
+	}
+	if s.byOwner[controller] == nil {
+		s.byOwner[controller] = map[PodKey]struct{}{}
+	}
+	s.byOwner[controller][key] = struct{}{}
+	s.owner[key.UID] = controller
+}
+
+// forget drops the pod (released or gone).
+func (s *siblings) forget(uid types.UID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.said, uid)
+	c, ok := s.owner[uid]
+	if !ok {
+		return
+	}
+	delete(s.owner, uid)
+	for k := range s.byOwner[c] {
+		if k.UID == uid {
+			delete(s.byOwner[c], k)
+		}
+	}
+	if len(s.byOwner[c]) == 0 {
+		delete(s.byOwner, c)
+	}
+}
+
+// waiting returns the drains waiting on the controller of pod, when pod is a Ready sibling
+// that is not deleting (a replacement, or a replica that recovered).
+func (s *siblings) waiting(pod *corev1.Pod) []PodKey {
+	if pod.DeletionTimestamp != nil {
+		return nil
+	}
+	if _, ready := readySince(pod); !ready {
+		return nil
+	}
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]PodKey, 0, len(s.byOwner[ref.UID]))
+	for k := range s.byOwner[ref.UID] {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// noteWaiting keeps track of a drain that waits for its owner or its endpoints: a Ready
+// sibling's event brings its next look forward, and a Kubernetes Event DrainWaiting says what
+// it waits for whenever that changes (so `kubectl describe pod` shows it).
+func (r *Reconciler) noteWaiting(ctx context.Context, pod *corev1.Pod, d Decision) {
+	var closed []string
+	for _, g := range d.Gates {
+		if g.Open {
+			continue
+		}
+		if g.Name != GateReplacement && g.Name != GateEndpoints {
+			return // grace or containers hold it: nothing beyond the usual looks
+		}
+		closed = append(closed, g.Name+" ("+g.Detail+")")
+		if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && g.Name == GateReplacement {
+			r.siblings.wait(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, ref.UID)
+		}
+	}
+	what := strings.Join(closed, ", ")
+	if what == "" || r.Events == nil || r.DryRun || !r.siblings.report(pod.UID, gateNamesOnly(d.Gates)) {
+		return
+	}
+	msg := fmt.Sprintf("Containers stopped; the drain waits for %s, until %s at the latest", what, d.Deadline.Format(time.RFC3339))
+	if err := r.Events.Record(ctx, pod, corev1.EventTypeNormal, EventDrainWaiting, msg); err != nil {
+		r.Log.WarnContext(ctx, "could not record Kubernetes Event", podAttrs(pod), slog.String("error", err.Error()))
+	}
+}
+
+// gateNamesOnly names the closed gates (not their details, which change with every look).
+func gateNamesOnly(gates []Gate) string {
+	var names []string
+	for _, g := range gates {
+		if !g.Open {
+			names = append(names, g.Name)
+		}
+	}
+	return strings.Join(names, ",")
+}
