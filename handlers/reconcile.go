@@ -34,6 +34,9 @@ type Outcome struct {
 	DryRun bool
 	// At is the time the decision was made.
 	At time.Time
+	// Advice is set when adding the finalizer found what defeats a graceful eviction of the
+	// pod's owner (once per owner, at most daily).
+	Advice *Advice
 }
 
 // Reconciler applies decisions to the cluster: one guarded JSON patch per decision, a re-read
@@ -56,6 +59,7 @@ type Reconciler struct {
 
 	owners   ownerCache                    // ReplicaSet -> its Deployment
 	siblings siblings                      // drains waiting for a replacement, by controller
+	advised  advised                       // when each owner was last advised
 	live     atomic.Pointer[config.Config] // set by SetConfig
 	running  atomic.Bool                   // Run has started (its first sweep is on the way)
 	sweepNow chan struct{}                 // asks Run's sweeps for one now
@@ -309,6 +313,7 @@ func (r *Reconciler) sweepOnce(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	r.cleanupPDBs(ctx)
 	attrs := []any{slog.Int("pods", res.Pods), slog.Int("writes", res.Writes), slog.Int("failures", res.Failures),
 		slog.Duration("took", r.Clock.Since(start))}
 	if err != nil {
@@ -361,6 +366,9 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 	if r.DryRun && d.Reason != ReasonDryRun {
 		out.Applied = true
 		log.InfoContext(ctx, "dry-run: would write", slog.String("stopped", d.Stopped.String()))
+		if d.Action == AddFinalizer {
+			out.Advice = r.checkOwner(ctx, pod, d, now) // reads only, in dry-run
+		}
 		return out, nil
 	}
 	out.DryRun = false
@@ -385,6 +393,9 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 	}
 	log.InfoContext(ctx, "applied")
 	r.afterWrite(ctx, pod, d, now)
+	if d.Action == AddFinalizer {
+		out.Advice = r.checkOwner(ctx, pod, d, now)
+	}
 	return out, nil
 }
 
