@@ -16,6 +16,10 @@ const (
 	TypeFinalizerAdded   = "dev.vpagracefuldrain.finalizer.added"
 	TypeDrainStarted     = "dev.vpagracefuldrain.drain.started"
 	TypeFinalizerRemoved = "dev.vpagracefuldrain.finalizer.removed"
+	// TypeAdvice replaces finalizer.added when adding the finalizer found what defeats a
+	// graceful eviction of the pod's owner (once per owner, at most daily): the same data,
+	// plus the owner and the findings with their fixes.
+	TypeAdvice = "dev.vpagracefuldrain.advice"
 )
 
 // Source is the source attribute of every reply.
@@ -36,6 +40,15 @@ type ReplyData struct {
 	// Started and Deadline are set on drain.started (RFC 3339).
 	Started  string `json:"started,omitempty"`
 	Deadline string `json:"deadline,omitempty"`
+	// Deletion is set on drain.started: "eviction" (through the Eviction API) or "delete".
+	Deletion string `json:"deletion,omitempty"`
+	// OwnerKind and Owner name the pod's workload (a Deployment for its ReplicaSet's pods).
+	OwnerKind string `json:"ownerKind,omitempty"`
+	Owner     string `json:"owner,omitempty"`
+	// Gates are what the drain waits for (drain.started) or waited for (finalizer.removed).
+	Gates []handlers.Gate `json:"gates,omitempty"`
+	// Findings are set on advice: what defeats a graceful eviction, each with its fix.
+	Findings []handlers.Finding `json:"findings,omitempty"`
 }
 
 // Reply is the CloudEvent that reports what the function did, or nil when it did nothing.
@@ -44,17 +57,22 @@ func Reply(out handlers.Outcome) (*event.Event, error) {
 		return nil, nil
 	}
 	d, pod := out.Decision, out.Pod
-	data := ReplyData{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}
+	data := ReplyData{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), OwnerKind: string(d.Kind), Owner: d.Owner}
 	e := event.New()
 	switch d.Action {
 	case handlers.AddFinalizer:
 		e.SetType(TypeFinalizerAdded)
+		if out.Advice != nil && len(out.Advice.Findings) > 0 {
+			e.SetType(TypeAdvice)
+			data.Findings = out.Advice.Findings
+		}
 	case handlers.StartDrain:
 		e.SetType(TypeDrainStarted)
 		data.Started, data.Deadline = d.Started.Format(time.RFC3339), d.Deadline.Format(time.RFC3339)
+		data.Deletion, data.Gates = d.Deletion(), d.Gates
 	case handlers.RemoveFinalizer:
 		e.SetType(TypeFinalizerRemoved)
-		data.Reason = d.Reason
+		data.Reason, data.Gates = d.Reason, d.Gates
 		secs := math.Round(d.DrainSeconds(out.At)*1000) / 1000
 		data.DrainSeconds = &secs
 	default:

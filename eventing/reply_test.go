@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"function/config"
 	"function/eventing"
 	"function/handlers"
 )
@@ -46,6 +47,7 @@ func TestReply(t *testing.T) {
 	tests := []struct {
 		name     string
 		decision handlers.Decision
+		advice   *handlers.Advice
 		dryRun   bool
 		wantType string
 		wantData map[string]any
@@ -64,10 +66,47 @@ func TestReply(t *testing.T) {
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1"},
 		},
 		{
-			name:     "drain started",
+			name:     "finalizer added with advice",
+			decision: handlers.Decision{Action: handlers.AddFinalizer, FinalizerIndex: -1, Kind: config.KindDeployment, Owner: "web"},
+			advice: &handlers.Advice{Namespace: "prod", Owner: handlers.Owner{Kind: config.KindDeployment, Name: "web"},
+				Findings: []handlers.Finding{{ID: handlers.FindingSingleReplica, Message: "one replica", Fix: "replicas: 2"}}},
+			wantType: eventing.TypeAdvice,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "ownerKind": "Deployment", "owner": "web",
+				"findings": []any{map[string]any{"id": "single-replica", "message": "one replica", "fix": "replicas: 2"}}},
+		},
+		{
+			name:     "finalizer added, advice with no findings",
+			decision: handlers.Decision{Action: handlers.AddFinalizer, FinalizerIndex: -1},
+			advice:   &handlers.Advice{Namespace: "prod"},
+			wantType: eventing.TypeFinalizerAdded,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1"},
+		},
+		{
+			name: "drain started: an eviction, with its gates",
+			decision: handlers.Decision{Action: handlers.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute), Evicted: true,
+				Kind: config.KindDeployment, Owner: "web", Gates: []handlers.Gate{{Name: handlers.GateContainers, Detail: "containers running"}, {Name: handlers.GateReplacement}}},
+			wantType: eventing.TypeDrainStarted,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "started": "2026-11-26T05:10:00Z", "deadline": "2026-11-26T05:15:00Z",
+				"deletion": "eviction", "ownerKind": "Deployment", "owner": "web",
+				"gates": []any{map[string]any{"name": "containers-stopped", "open": false, "detail": "containers running"}, map[string]any{"name": "replacement-ready", "open": false}}},
+		},
+		{
+			name:     "drain started: a plain delete (holdOn: all)",
 			decision: handlers.Decision{Action: handlers.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute)},
 			wantType: eventing.TypeDrainStarted,
-			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "started": "2026-11-26T05:10:00Z", "deadline": "2026-11-26T05:15:00Z"},
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "started": "2026-11-26T05:10:00Z", "deadline": "2026-11-26T05:15:00Z", "deletion": "delete"},
+		},
+		{
+			name:     "finalizer removed: replaced",
+			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonReplaced, Started: started, Kind: config.KindDeployment, Owner: "web"},
+			wantType: eventing.TypeFinalizerRemoved,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "replaced", "drainSeconds": 30.5, "ownerKind": "Deployment", "owner": "web"},
+		},
+		{
+			name:     "finalizer removed: not evicted",
+			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonNotEvicted},
+			wantType: eventing.TypeFinalizerRemoved,
+			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "not-evicted", "drainSeconds": 0.0},
 		},
 		{
 			name:     "finalizer removed: drained",
@@ -97,7 +136,7 @@ func TestReply(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := eventing.Reply(handlers.Outcome{Pod: replyPod(), Decision: tt.decision, Applied: true, DryRun: tt.dryRun, At: replyAt})
+			e, err := eventing.Reply(handlers.Outcome{Pod: replyPod(), Decision: tt.decision, Applied: true, DryRun: tt.dryRun, At: replyAt, Advice: tt.advice})
 			require.NoError(t, err)
 			require.NotNil(t, e)
 			require.NoError(t, e.Validate())

@@ -55,9 +55,9 @@ type Facts struct {
 
 // Owner is a pod's workload.
 type Owner struct {
-	Kind config.Kind
-	Name string
-	UID  types.UID
+	Kind config.Kind `json:"kind"`
+	Name string      `json:"name"`
+	UID  types.UID   `json:"uid,omitempty"`
 }
 
 // Replicas are a workload's desired replicas and how many of its pods are Ready and not
