@@ -12,6 +12,7 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"function/config"
 	"function/handlers"
@@ -158,82 +159,107 @@ func FuzzDecide(f *testing.F) {
 		}
 		raw, err = json.Marshal(pod)
 		require.NoError(t, err)
-		cfg := bareConfig()
 		at := now.Add(time.Duration(nowOff))
+		checkDecision(t, pod, raw, bareConfig(), at, handlers.Facts{})
 
-		d := handlers.Decide(pod, cfg, at)
-
-		ours := slices.Index(pod.Finalizers, handlers.Finalizer)
-		deleting := pod.DeletionTimestamp != nil
-		switch d.Action {
-		case handlers.AddFinalizer:
-			require.False(t, deleting, "added a finalizer to a deleting pod")
-			require.Negative(t, ours, "added our finalizer twice")
-		case handlers.RemoveFinalizer:
-			require.GreaterOrEqual(t, d.FinalizerIndex, 0, "removing a finalizer at index %d", d.FinalizerIndex)
-			require.Less(t, d.FinalizerIndex, len(pod.Finalizers), "removing a finalizer at index %d", d.FinalizerIndex)
-			require.Equal(t, handlers.Finalizer, pod.Finalizers[d.FinalizerIndex], "removing a finalizer that is not ours")
-		case handlers.Wait:
-			require.True(t, deleting, "waiting on a pod that is not deleting")
-			require.GreaterOrEqual(t, ours, 0, "waiting without our finalizer")
-		}
-		if d.Action == handlers.Wait {
-			require.True(t, d.RecheckAt.After(at), "waiting with a re-check at %s, not after now %s", d.RecheckAt, at)
-			require.False(t, d.RecheckAt.After(d.Deadline), "re-check at %s after the deadline %s", d.RecheckAt, d.Deadline)
-		}
-
-		// Never held past drain-started + the drain timeout (a valid stamp, not in the future).
-		if v, ok := pod.Annotations[handlers.AnnotationDrainStarted]; ok && deleting && ours >= 0 {
-			if stamped, perr := time.Parse(time.RFC3339, v); perr == nil && !stamped.After(at) {
-				end := stamped.Add(timeoutBound(pod, cfg))
-				if !at.Before(end) {
-					require.Equal(t, handlers.RemoveFinalizer, d.Action,
-						"drain-started %s + timeout is %s, now is %s: reason %q", v, end, at, d.Reason)
-				}
-				if d.Action == handlers.Wait {
-					require.False(t, d.Deadline.After(end), "deadline %s after drain-started %s + timeout", d.Deadline, v)
-				}
+		// The same pod as a Deployment's, StatefulSet's or DaemonSet's, with the default
+		// configuration (evictions only) and each state of what the owner reads could give.
+		for _, kind := range []string{"Deployment", "StatefulSet", "DaemonSet"} {
+			owned := pod.DeepCopy()
+			ownedBy(kind, "web")(owned)
+			ownedRaw, err := json.Marshal(owned)
+			require.NoError(t, err)
+			for _, facts := range []handlers.Facts{
+				{Unavailable: handlers.NeedOwner | handlers.NeedReplicas | handlers.NeedEndpoints, Errors: []string{"forbidden"}},
+				{Replicas: &handlers.Replicas{Desired: 2, Ready: 1}},
+				{Replicas: &handlers.Replicas{Desired: 2, Ready: 2, ReadyAt: at}, Serving: ptr.To(0)},
+			} {
+				checkDecision(t, owned, ownedRaw, config.Default(), at, facts)
 			}
 		}
-
-		if !d.Action.Writes() {
-			return
-		}
-		patch, err := handlers.Patch(pod, d)
-		require.NoError(t, err, "no patch for %s", d.Action)
-		var ops []struct {
-			Op    string `json:"op"`
-			Path  string `json:"path"`
-			Value any    `json:"value"`
-		}
-		require.NoError(t, json.Unmarshal(patch, &ops))
-		require.NotEmpty(t, ops)
-		require.Equal(t, "test", ops[0].Op, "the first op guards the uid")
-		require.Equal(t, "/metadata/uid", ops[0].Path, "the first op guards the uid")
-		require.Equal(t, string(pod.UID), ops[0].Value)
-
-		// The guarded patch applies to the very pod it was decided on, as the API server
-		// applies it (the same JSON patch library).
-		p, err := jsonpatch.DecodePatch(patch)
-		require.NoError(t, err)
-		patched, err := p.Apply(raw)
-		require.NoError(t, err, "the patch for %s does not apply to its own pod: %s", d.Action, patch)
-		after := &corev1.Pod{}
-		require.NoError(t, json.Unmarshal(patched, after))
-		switch d.Action {
-		case handlers.AddFinalizer:
-			require.Equal(t, append(slices.Clone(pod.Finalizers), handlers.Finalizer), after.Finalizers)
-		case handlers.RemoveFinalizer:
-			require.Equal(t, slices.Delete(slices.Clone(pod.Finalizers), d.FinalizerIndex, d.FinalizerIndex+1), after.Finalizers)
-		case handlers.StartDrain:
-			// What a drain start writes depends on how a missing stamp is timed: only that
-			// it writes one, and holds on to the finalizer.
-			require.Equal(t, pod.Finalizers, after.Finalizers)
-			require.NotEmpty(t, after.Annotations[handlers.AnnotationDrainStarted])
-			return
-		}
-		// Applied, the same finalizer change is not asked again: no write loop.
-		again := handlers.Decide(after, cfg, at)
-		require.NotEqual(t, d.Action, again.Action, "%s asked again right after it was applied (reason %q)", d.Action, again.Reason)
 	})
+}
+
+// checkDecision decides on pod (raw: its JSON) and checks every invariant of the decision and
+// of its patch.
+func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config, at time.Time, facts handlers.Facts) {
+	d := handlers.DecideWith(pod, cfg, at, facts)
+	if d.Needs != 0 { // the reconciler reads what is needed; here, as if every read failed
+		facts.Unavailable |= d.Needs
+		d = handlers.DecideWith(pod, cfg, at, facts)
+	}
+	require.Zero(t, d.Needs, "asked for %s again", d.Needs)
+
+	ours := slices.Index(pod.Finalizers, handlers.Finalizer)
+	deleting := pod.DeletionTimestamp != nil
+	switch d.Action {
+	case handlers.AddFinalizer:
+		require.False(t, deleting, "added a finalizer to a deleting pod")
+		require.Negative(t, ours, "added our finalizer twice")
+	case handlers.RemoveFinalizer:
+		require.GreaterOrEqual(t, d.FinalizerIndex, 0, "removing a finalizer at index %d", d.FinalizerIndex)
+		require.Less(t, d.FinalizerIndex, len(pod.Finalizers), "removing a finalizer at index %d", d.FinalizerIndex)
+		require.Equal(t, handlers.Finalizer, pod.Finalizers[d.FinalizerIndex], "removing a finalizer that is not ours")
+	case handlers.Wait:
+		require.True(t, deleting, "waiting on a pod that is not deleting")
+		require.GreaterOrEqual(t, ours, 0, "waiting without our finalizer")
+	}
+	if d.Action == handlers.Wait {
+		require.True(t, d.RecheckAt.After(at), "waiting with a re-check at %s, not after now %s", d.RecheckAt, at)
+		require.False(t, d.RecheckAt.After(d.Deadline), "re-check at %s after the deadline %s", d.RecheckAt, d.Deadline)
+	}
+
+	// Never held past drain-started + the drain timeout (a valid stamp, not in the future).
+	if v, ok := pod.Annotations[handlers.AnnotationDrainStarted]; ok && deleting && ours >= 0 {
+		if stamped, perr := time.Parse(time.RFC3339, v); perr == nil && !stamped.After(at) {
+			end := stamped.Add(timeoutBound(pod, cfg))
+			if !at.Before(end) {
+				require.Equal(t, handlers.RemoveFinalizer, d.Action,
+					"drain-started %s + timeout is %s, now is %s: reason %q", v, end, at, d.Reason)
+			}
+			if d.Action == handlers.Wait {
+				require.False(t, d.Deadline.After(end), "deadline %s after drain-started %s + timeout", d.Deadline, v)
+			}
+		}
+	}
+
+	if !d.Action.Writes() {
+		return
+	}
+	patch, err := handlers.Patch(pod, d)
+	require.NoError(t, err, "no patch for %s", d.Action)
+	var ops []struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value any    `json:"value"`
+	}
+	require.NoError(t, json.Unmarshal(patch, &ops))
+	require.NotEmpty(t, ops)
+	require.Equal(t, "test", ops[0].Op, "the first op guards the uid")
+	require.Equal(t, "/metadata/uid", ops[0].Path, "the first op guards the uid")
+	require.Equal(t, string(pod.UID), ops[0].Value)
+
+	// The guarded patch applies to the very pod it was decided on, as the API server
+	// applies it (the same JSON patch library).
+	p, err := jsonpatch.DecodePatch(patch)
+	require.NoError(t, err)
+	patched, err := p.Apply(raw)
+	require.NoError(t, err, "the patch for %s does not apply to its own pod: %s", d.Action, patch)
+	after := &corev1.Pod{}
+	require.NoError(t, json.Unmarshal(patched, after))
+	switch d.Action {
+	case handlers.AddFinalizer:
+		require.Equal(t, append(slices.Clone(pod.Finalizers), handlers.Finalizer), after.Finalizers)
+	case handlers.RemoveFinalizer:
+		require.Equal(t, slices.Delete(slices.Clone(pod.Finalizers), d.FinalizerIndex, d.FinalizerIndex+1), after.Finalizers)
+	case handlers.StartDrain:
+		// What a drain start writes depends on how a missing stamp is timed: only that
+		// it writes one, and holds on to the finalizer.
+		require.Equal(t, pod.Finalizers, after.Finalizers)
+		require.NotEmpty(t, after.Annotations[handlers.AnnotationDrainStarted])
+		return
+	}
+	// Applied, the same finalizer change is not asked again: no write loop.
+	again := handlers.DecideWith(after, cfg, at, facts)
+	require.NotEqual(t, d.Action, again.Action, "%s asked again right after it was applied (reason %q)", d.Action, again.Reason)
 }
