@@ -23,6 +23,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -37,7 +38,9 @@ import (
 type Function struct {
 	log    *slog.Logger
 	client kubernetes.Interface // nil: no cluster, dry-run
-	dryRun bool
+	// dynamic reads VerticalPodAutoscalers for advice (nil: not read).
+	dynamic dynamic.Interface
+	dryRun  bool
 	// noSweeps: see WithoutSweeps.
 	noSweeps bool
 	// setupErr is a problem found by New (bad kubeconfig, bad DRY_RUN): never ready.
@@ -74,6 +77,12 @@ type Option func(*Function)
 // WithClient uses client instead of discovering the cluster (tests, embedding).
 func WithClient(client kubernetes.Interface) Option {
 	return func(f *Function) { f.client = client }
+}
+
+// WithDynamic reads VerticalPodAutoscalers through d for advice (discovered with the cluster
+// otherwise; without it, advice reads none).
+func WithDynamic(d dynamic.Interface) Option {
+	return func(f *Function) { f.dynamic = d }
 }
 
 // WithLogger sets the structured logger (default: JSON to stderr).
@@ -113,7 +122,7 @@ func New(opts ...Option) *Function {
 	}
 	where := "client given"
 	if f.client == nil && f.setupErr == nil {
-		f.client, where, f.setupErr = discoverCluster()
+		f.client, f.dynamic, where, f.setupErr = discoverCluster()
 	}
 	switch {
 	case f.setupErr != nil:
@@ -131,9 +140,9 @@ func New(opts ...Option) *Function {
 	return f
 }
 
-// discoverCluster returns a client for the in-cluster config, else for the kubeconfig files
-// (KUBECONFIG, ~/.kube/config); (nil, "", nil) when there is none.
-func discoverCluster() (kubernetes.Interface, string, error) {
+// discoverCluster returns a client and a dynamic client for the in-cluster config, else for
+// the kubeconfig files (KUBECONFIG, ~/.kube/config); (nil, nil, "", nil) when there is none.
+func discoverCluster() (kubernetes.Interface, dynamic.Interface, string, error) {
 	cfg, err := rest.InClusterConfig()
 	where := "in-cluster"
 	if errors.Is(err, rest.ErrNotInCluster) {
@@ -146,21 +155,25 @@ func discoverCluster() (kubernetes.Interface, string, error) {
 			}
 		}
 		if found == "" {
-			return nil, "", nil
+			return nil, nil, "", nil
 		}
 		where = "kubeconfig " + found
 		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("loading cluster config (%s): %w", where, err)
+		return nil, nil, "", fmt.Errorf("loading cluster config (%s): %w", where, err)
 	}
 	cfg.UserAgent = handlers.Component
 	cfg.QPS, cfg.Burst = 50, 100
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, "", fmt.Errorf("creating cluster client (%s): %w", where, err)
+		return nil, nil, "", fmt.Errorf("creating cluster client (%s): %w", where, err)
 	}
-	return client, where, nil
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("creating dynamic cluster client (%s): %w", where, err)
+	}
+	return client, dyn, where, nil
 }
 
 // Start loads and validates the configuration (func-go passes the environment, plus ./cfg).
@@ -197,6 +210,7 @@ func (f *Function) Start(_ context.Context, env map[string]string) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rec, stopped := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log), make(chan struct{})
+	rec.Dynamic = f.dynamic
 	if follow {
 		host, _ := os.Hostname()
 		rec.Lease = &handlers.SweepLease{Client: f.client, Namespace: cmNamespace, Name: SweepLeaseName,

@@ -293,8 +293,9 @@ func TestHandleSamples(t *testing.T) {
 		check     func(t *testing.T, c *fake.Clientset)
 	}{
 		{
+			// After the finalizer, advice reads the pod's owner (absent here: no advice).
 			name: "managed pod added", sample: "managed-pod-added.http",
-			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"patch pods"},
+			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"patch pods", "get deployments"},
 			check: func(t *testing.T, c *fake.Clientset) {
 				patch, ok := c.Actions()[0].(k8stesting.PatchAction)
 				require.True(t, ok)
@@ -306,7 +307,7 @@ func TestHandleSamples(t *testing.T) {
 		},
 		{
 			name: "managed pod added, dry-run", sample: "managed-pod-added.http", dryRun: true,
-			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{},
+			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"get deployments"}, // advice reads, in dry-run too
 		},
 		{
 			name: "evicted pod", sample: "evicted-pod.http",
@@ -327,7 +328,7 @@ func TestHandleSamples(t *testing.T) {
 				p.Name, p.UID = "demo-pod2", "uid-demo-pod2"
 				return p
 			},
-			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"get pods", "patch pods"},
+			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"get pods", "patch pods", "get deployments"},
 		},
 	}
 	for _, tt := range tests {
@@ -662,7 +663,9 @@ func TestHTTPAnswers(t *testing.T) {
 			}
 		})
 	}
-	assert.Equal(t, []string{}, verbs(c), "dry-run, and no event reads the cluster")
+	// Dry-run writes nothing, and no event reads its pod; advice reads the pod's owner (once per
+	// owner, but this fake cluster has no Deployment web, so each of the three managed events reads it).
+	assert.Equal(t, []string{"get deployments", "get deployments", "get deployments"}, verbs(c), "dry-run, and no event reads the pod")
 }
 
 func TestHTTPNotReadyIs503(t *testing.T) {

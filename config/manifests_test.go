@@ -89,11 +89,30 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 			accounts[sa.Namespace+"/"+sa.Name] = true
 		}
 	}
+	// Each rule, as group/resource (core resources bare), and the calls that need it.
 	tests := []struct {
 		role, account string
 		want          map[string][]string
 	}{
-		{"vpa-graceful-drain", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{"pods": {"get", "list", "patch"}, "events": {"create"}}},
+		{"vpa-graceful-drain", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
+			// get: Reference mode and re-checks; list: sweeps and a Deployment's Ready replicas
+			// (readReplicas); patch: the finalizer and drain annotations.
+			"pods": {"get", "list", "patch"},
+			// Events on pods and (DrainNotGraceful) on their owners.
+			"events": {"create"},
+			// resolveOwner, readReplicas, and advice's readWorkload.
+			"apps/replicasets": {"get"}, "apps/deployments": {"get"}, "apps/statefulsets": {"get"}, "apps/daemonsets": {"get"},
+			// countServing (the endpoints-gone gate).
+			"discovery.k8s.io/endpointslices": {"list"},
+			// Advice's pdbSelects (one namespace) and the sweeps' prunePDBs (every namespace).
+			"policy/poddisruptionbudgets": {"list"},
+			// Advice's vpaFor through the dynamic client.
+			"autoscaling.k8s.io/verticalpodautoscalers": {"list"},
+		}},
+		// Pacing (ensurePodDisruptionBudget): ensurePDB creates, prunePDBs deletes.
+		{"vpa-graceful-drain-pacing", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
+			"policy/poddisruptionbudgets": {"create", "delete"},
+		}},
 		{"vpa-graceful-drain-source", "vpa-graceful-drain/vpa-graceful-drain-source", map[string][]string{"pods": {"get", "list", "watch"}}},
 	}
 	for _, tt := range tests {
@@ -102,8 +121,14 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 			require.True(t, ok)
 			got := map[string][]string{}
 			for _, r := range role.Rules {
-				for _, res := range r.Resources {
-					got[res] = append(got[res], r.Verbs...)
+				assert.Empty(t, r.ResourceNames, "the ClusterRoles cannot be narrowed by name")
+				for _, g := range r.APIGroups {
+					for _, res := range r.Resources {
+						if g != "" {
+							res = g + "/" + res
+						}
+						got[res] = append(got[res], r.Verbs...)
+					}
 				}
 			}
 			assert.Equal(t, tt.want, got)

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,9 +23,10 @@ const (
 // Component is the Kubernetes Event source and the field manager of every write.
 const Component = "vpa-graceful-drain"
 
-// EventRecorder writes a Kubernetes Event about a pod.
+// EventRecorder writes a Kubernetes Event about a pod, or about another object (a pod's owner).
 type EventRecorder interface {
 	Record(ctx context.Context, pod *corev1.Pod, eventType, reason, message string) error
+	RecordFor(ctx context.Context, ref corev1.ObjectReference, eventType, reason, message string) error
 }
 
 // APIEventRecorder writes core/v1 Events synchronously, so a caller (and a test) knows each
@@ -36,20 +38,25 @@ type APIEventRecorder struct {
 
 // Record creates one Event whose involvedObject is pod.
 func (r APIEventRecorder) Record(ctx context.Context, pod *corev1.Pod, eventType, reason, message string) error {
+	return r.RecordFor(ctx, corev1.ObjectReference{
+		Kind:            "Pod",
+		APIVersion:      "v1",
+		Namespace:       pod.Namespace,
+		Name:            pod.Name,
+		UID:             pod.UID,
+		ResourceVersion: pod.ResourceVersion,
+	}, eventType, reason, message)
+}
+
+// RecordFor creates one Event whose involvedObject is ref, in ref's namespace.
+func (r APIEventRecorder) RecordFor(ctx context.Context, ref corev1.ObjectReference, eventType, reason, message string) error {
 	now := metav1.NewTime(r.Now())
 	ev := &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{
-			GenerateName: pod.Name + ".",
-			Namespace:    pod.Namespace,
+			GenerateName: ref.Name + ".",
+			Namespace:    ref.Namespace,
 		},
-		InvolvedObject: corev1.ObjectReference{
-			Kind:            "Pod",
-			APIVersion:      "v1",
-			Namespace:       pod.Namespace,
-			Name:            pod.Name,
-			UID:             pod.UID,
-			ResourceVersion: pod.ResourceVersion,
-		},
+		InvolvedObject:      ref,
 		Reason:              reason,
 		Message:             message,
 		Type:                eventType,
@@ -60,8 +67,8 @@ func (r APIEventRecorder) Record(ctx context.Context, pod *corev1.Pod, eventType
 		LastTimestamp:       now,
 		Count:               1,
 	}
-	if _, err := r.Client.CoreV1().Events(pod.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("creating event %s for pod %s/%s: %w", reason, pod.Namespace, pod.Name, err)
+	if _, err := r.Client.CoreV1().Events(ref.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating event %s for %s %s/%s: %w", reason, strings.ToLower(ref.Kind), ref.Namespace, ref.Name, err)
 	}
 	return nil
 }

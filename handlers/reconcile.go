@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
@@ -45,6 +46,8 @@ type Outcome struct {
 type Reconciler struct {
 	// Client is the cluster; nil means dry-run without a cluster (no reads, no writes).
 	Client kubernetes.Interface
+	// Dynamic reads VerticalPodAutoscalers for advice; nil: they are not read.
+	Dynamic dynamic.Interface
 	// Config is the configuration until SetConfig replaces it.
 	Config config.Config
 	// DryRun decides and reports, but never writes.

@@ -251,6 +251,11 @@ func (g *gate) Record(context.Context, *corev1.Pod, string, string, string) erro
 	return nil
 }
 
+// RecordFor (Events on a pod's owner) is not what gate measures.
+func (g *gate) RecordFor(context.Context, corev1.ObjectReference, string, string, string) error {
+	return nil
+}
+
 func TestReleaseAllPatchesWithWorkersAtOnce(t *testing.T) {
 	objs, held := podsForRelease(30)
 	f := newFixture(t, false, objs...)

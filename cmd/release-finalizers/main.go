@@ -1,8 +1,8 @@
 // Command release-finalizers removes the finalizer vpagracefuldrain.dev/drain from every pod.
 // Run it when uninstalling vpa-graceful-drain: without the function nothing else removes it,
 // and an evicted pod would stay Terminating forever. It uses KUBECONFIG / ~/.kube/config (or
-// the in-cluster config) and needs list and patch on pods, and patch on the function's
-// ConfigMap.
+// the in-cluster config) and needs list and patch on pods, patch on the function's
+// ConfigMap, and list and delete on poddisruptionbudgets.
 //
 //	go run ./cmd/release-finalizers [-namespace NS] [-dry-run] [-workers 16] [-qps 100] [-burst 200]
 //	    [-config-map vpa-graceful-drain/vpa-graceful-drain] [-settle 5s]
@@ -11,7 +11,9 @@
 // every replica that follows it stops adding finalizers and removes its own, so the order of
 // the uninstall steps does not matter. Then it releases every pod, and passes again after
 // -settle until a pass finds nothing left (a replica may have added one before it saw the
-// mark).
+// mark). Last it deletes the PodDisruptionBudgets the function created for eviction pacing
+// (ensurePodDisruptionBudget; labelled app.kubernetes.io/managed-by=vpa-graceful-drain), in
+// every namespace, and says how many.
 //
 // It patches -workers pods at once, each with the function's guarded patch, prints a progress
 // line on stderr about once a second, and ends with "released N pod(s)" on stdout (", M
@@ -20,6 +22,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -93,16 +96,32 @@ func run(o options) error {
 }
 
 // uninstall marks the ConfigMap, then releases every pod, pass after pass until one finds
-// nothing left to do (or maxPasses).
+// nothing left to do (or maxPasses), then deletes the PodDisruptionBudgets the function created.
 func uninstall(ctx context.Context, client kubernetes.Interface, o options, log *slog.Logger, progressOut io.Writer) (handlers.ReleaseResult, error) {
-	var total handlers.ReleaseResult
 	if !o.dryRun && o.configMap != "" {
 		if err := markUninstalling(ctx, client, o.configMap, progressOut); err != nil {
-			return total, err
+			return handlers.ReleaseResult{}, err
 		}
 	}
 	rec := handlers.NewReconciler(client, config.Default(), o.dryRun, log)
 	defer rec.Stop()
+	total, err := release(ctx, rec, o, progressOut)
+	if ctx.Err() != nil {
+		return total, err
+	}
+	n, pdbErr := rec.DeletePDBs(ctx)
+	pdbVerb := "deleted"
+	if o.dryRun {
+		pdbVerb = "would delete"
+	}
+	fmt.Fprintf(progressOut, "%s %d PodDisruptionBudget(s) vpa-graceful-drain created\n", pdbVerb, n)
+	return total, errors.Join(err, pdbErr)
+}
+
+// release releases every pod, pass after pass until one finds nothing left to do (or
+// maxPasses).
+func release(ctx context.Context, rec *handlers.Reconciler, o options, progressOut io.Writer) (handlers.ReleaseResult, error) {
+	var total handlers.ReleaseResult
 	for pass := 1; ; pass++ {
 		res, err := rec.ReleaseAll(ctx, o.namespace, handlers.ReleaseOptions{
 			Workers:  o.workers,

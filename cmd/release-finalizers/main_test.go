@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -121,4 +122,30 @@ func TestUninstallDryRun(t *testing.T) {
 	p, err := c.CoreV1().Pods("apps").Get(context.Background(), "a", metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers)
+}
+
+// Last, uninstalling deletes the PodDisruptionBudgets pacing created, and no other.
+func TestUninstallDeletesThePDBsPacingCreated(t *testing.T) {
+	ours := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: handlers.PDBName("web"), Namespace: "apps", UID: "uid-ours",
+		Labels: map[string]string{handlers.LabelManagedBy: handlers.Component}}}
+	theirs := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "apps", UID: "uid-theirs"}}
+	for _, dryRun := range []bool{false, true} {
+		c := fake.NewClientset(heldPod("a"), ours.DeepCopy(), theirs.DeepCopy())
+		var out strings.Builder
+		_, err := uninstall(context.Background(), c, options{dryRun: dryRun, workers: 1, settle: time.Millisecond}, slog.New(slog.DiscardHandler), &out)
+		require.NoError(t, err)
+		list, err := c.PolicyV1().PodDisruptionBudgets("").List(context.Background(), metav1.ListOptions{})
+		require.NoError(t, err)
+		var left []string
+		for _, p := range list.Items {
+			left = append(left, p.Name)
+		}
+		if dryRun {
+			assert.Contains(t, out.String(), "would delete 1 PodDisruptionBudget(s)")
+			assert.ElementsMatch(t, []string{"web", "web-vpa-graceful-drain"}, left)
+		} else {
+			assert.Contains(t, out.String(), "deleted 1 PodDisruptionBudget(s)")
+			assert.Equal(t, []string{"web"}, left)
+		}
+	}
 }

@@ -1,0 +1,213 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"function/config"
+)
+
+// Eviction pacing (ensurePodDisruptionBudget): the VPA updater evicts through the Eviction
+// API, so only a PodDisruptionBudget keeps it from evicting the next pod of a workload before
+// the replacement is Ready. Pacing creates one (maxUnavailable 1) for a managed Deployment or
+// StatefulSet of 2 or more replicas that none selects, and deletes only the ones it created.
+const (
+	// LabelManagedBy marks the PodDisruptionBudgets pacing created (value Component); nothing
+	// without it is ever deleted.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// LabelOwnerKind on a created PodDisruptionBudget is its workload's kind: Deployment or
+	// StatefulSet.
+	LabelOwnerKind = "vpagracefuldrain.dev/owner-kind"
+	// PDBNameSuffix: the PodDisruptionBudget of workload W is named W-vpa-graceful-drain.
+	PDBNameSuffix = "-" + Component
+)
+
+// PDBName is the name of the PodDisruptionBudget pacing creates for the named workload.
+func PDBName(workload string) string { return workload + PDBNameSuffix }
+
+// ensurePDB creates the workload's PodDisruptionBudget (the caller found none selecting its
+// pods) when it is a Deployment or StatefulSet of 2 or more desired replicas. It reports
+// whether one exists now (created, or created meanwhile by another replica).
+func (r *Reconciler) ensurePDB(ctx context.Context, w workload, log *slog.Logger) bool {
+	if (w.Kind != config.KindDeployment && w.Kind != config.KindStatefulSet) || w.Replicas == nil || *w.Replicas < 2 || w.Selector == nil {
+		return false
+	}
+	pdb := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      PDBName(w.Name),
+			Namespace: w.Namespace,
+			Labels:    map[string]string{LabelManagedBy: Component, LabelOwnerKind: string(w.Kind)},
+			// The garbage collector deletes it with its workload.
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: string(w.Kind), Name: w.Name, UID: w.UID,
+				Controller: ptr.To(false)}},
+		},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MaxUnavailable: ptr.To(intstr.FromInt32(1)),
+			Selector:       w.Selector.DeepCopy(),
+		},
+	}
+	_, err := r.Client.PolicyV1().PodDisruptionBudgets(w.Namespace).Create(ctx, pdb, metav1.CreateOptions{FieldManager: Component})
+	switch {
+	case apierrors.IsAlreadyExists(err):
+		log.DebugContext(ctx, "pacing: the PodDisruptionBudget exists already", slog.String("pdb", pdb.Name))
+		return true
+	case err != nil:
+		log.WarnContext(ctx, "pacing: cannot create the PodDisruptionBudget (ensurePodDisruptionBudget needs the vpa-graceful-drain-pacing ClusterRole)",
+			slog.String("pdb", w.Namespace+"/"+pdb.Name), slog.String("error", err.Error()))
+		return false
+	}
+	log.InfoContext(ctx, "pacing: created a PodDisruptionBudget (maxUnavailable 1), so evictions wait for the replacement to be Ready",
+		slog.String("pdb", w.Namespace+"/"+pdb.Name), slog.Int("replicas", int(*w.Replicas)))
+	return true
+}
+
+// cleanupPDBs deletes the PodDisruptionBudgets this function created whose workload is gone
+// or no longer managed, or all of them when uninstalling or when pacing is off. Sweeps call it.
+func (r *Reconciler) cleanupPDBs(ctx context.Context) {
+	if r.Client == nil {
+		return
+	}
+	cfg := r.CurrentConfig()
+	n, err := r.prunePDBs(ctx, cfg, cfg.Uninstalling || !cfg.EnsurePDB)
+	if err != nil && ctx.Err() == nil {
+		r.Log.WarnContext(ctx, "pacing: cleaning up PodDisruptionBudgets failed", slog.Int("deleted", n), slog.String("error", err.Error()))
+	}
+}
+
+// DeletePDBs deletes every PodDisruptionBudget this function created (labelled
+// app.kubernetes.io/managed-by=vpa-graceful-drain), in every namespace, and returns how many
+// it deleted (in dry-run, how many it would delete). Uninstalling runs it. A PDB that fails is
+// logged and counted in the error; the others are still deleted.
+func (r *Reconciler) DeletePDBs(ctx context.Context) (int, error) {
+	if r.Client == nil {
+		return 0, ErrNoCluster
+	}
+	return r.prunePDBs(ctx, r.CurrentConfig(), true)
+}
+
+// prunePDBs deletes the labelled PodDisruptionBudgets that are no longer needed (all of them
+// when all is set), each with a UID precondition, and returns how many it deleted.
+func (r *Reconciler) prunePDBs(ctx context.Context, cfg config.Config, all bool) (int, error) {
+	deleted := 0
+	var errs []error
+	opts := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + Component, Limit: defaultPageSize}
+	for {
+		list, err := r.Client.PolicyV1().PodDisruptionBudgets("").List(ctx, opts)
+		if err != nil {
+			return deleted, errors.Join(append(errs, fmt.Errorf("listing PodDisruptionBudgets: %w", err))...)
+		}
+		for i := range list.Items {
+			pdb := &list.Items[i]
+			if pdb.Labels[LabelManagedBy] != Component {
+				continue // never one this function did not create
+			}
+			why := "vpa-graceful-drain is being uninstalled or ensurePodDisruptionBudget is off"
+			if !all {
+				why, err = r.pdbObsolete(ctx, pdb, cfg)
+				if err != nil {
+					r.Log.WarnContext(ctx, "pacing: cannot tell whether a PodDisruptionBudget is still needed; kept",
+						slog.String("pdb", pdb.Namespace+"/"+pdb.Name), slog.String("error", err.Error()))
+					continue
+				}
+				if why == "" {
+					continue
+				}
+			}
+			if r.DryRun {
+				r.Log.InfoContext(ctx, "dry-run: would delete PodDisruptionBudget", slog.String("pdb", pdb.Namespace+"/"+pdb.Name), slog.String("why", why))
+				deleted++
+				continue
+			}
+			err = r.Client.PolicyV1().PodDisruptionBudgets(pdb.Namespace).Delete(ctx, pdb.Name,
+				metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pdb.UID}})
+			switch {
+			case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+				// gone already, or replaced by another object of that name
+			case err != nil:
+				errs = append(errs, fmt.Errorf("deleting PodDisruptionBudget %s/%s: %w", pdb.Namespace, pdb.Name, err))
+				r.Log.WarnContext(ctx, "pacing: cannot delete PodDisruptionBudget", slog.String("pdb", pdb.Namespace+"/"+pdb.Name), slog.String("error", err.Error()))
+			default:
+				deleted++
+				r.Log.InfoContext(ctx, "pacing: deleted PodDisruptionBudget", slog.String("pdb", pdb.Namespace+"/"+pdb.Name), slog.String("why", why))
+			}
+			if ctx.Err() != nil {
+				return deleted, errors.Join(append(errs, ctx.Err())...)
+			}
+		}
+		if list.Continue == "" {
+			return deleted, errors.Join(errs...)
+		}
+		opts.Continue = list.Continue
+	}
+}
+
+// pdbObsolete says why a PodDisruptionBudget pacing created is no longer needed ("" if it is).
+func (r *Reconciler) pdbObsolete(ctx context.Context, pdb *policyv1.PodDisruptionBudget, cfg config.Config) (string, error) {
+	var ref *metav1.OwnerReference
+	for i, o := range pdb.OwnerReferences {
+		group, _, _ := strings.Cut(o.APIVersion, "/")
+		if group == "apps" && (o.Kind == string(config.KindDeployment) || o.Kind == string(config.KindStatefulSet)) {
+			ref = &pdb.OwnerReferences[i]
+			break
+		}
+	}
+	if ref == nil {
+		return "it has no Deployment or StatefulSet owner", nil
+	}
+	kind := config.Kind(ref.Kind)
+	if !cfg.Workload(kind).Manage {
+		return fmt.Sprintf("%s pods are no longer managed (workloadDefaults)", kind), nil
+	}
+	w, err := r.readWorkload(ctx, pdb.Namespace, kind, ref.Name)
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("%s %s is gone", kind, ref.Name), nil
+	case err != nil:
+		return "", err
+	case w.UID != ref.UID:
+		return fmt.Sprintf("%s %s was replaced (uid %s, not %s)", kind, ref.Name, w.UID, ref.UID), nil
+	}
+	optedIn, err := r.templateOptsIn(ctx, w, cfg)
+	switch {
+	case err != nil:
+		return "", err
+	case !optedIn:
+		return fmt.Sprintf("the pod template of %s %s no longer opts in", kind, w.Name), nil
+	case w.Replicas != nil && *w.Replicas < 2:
+		return fmt.Sprintf("%s %s has %d replica(s)", kind, w.Name, *w.Replicas), nil
+	}
+	return "", nil
+}
+
+// templateOptsIn reports whether the workload's pods are managed, judged from its pod
+// template. VPA's own annotations are set on pods by its admission controller, never on
+// templates: where those count (detectVpaAnnotations) and the template neither opts in nor
+// out, a workload that a VerticalPodAutoscaler targets counts as opted in. Not knowing (no
+// dynamic client) counts as opted in: a PodDisruptionBudget is never deleted on a guess.
+func (r *Reconciler) templateOptsIn(ctx context.Context, w workload, cfg config.Config) (bool, error) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Annotations: w.Template.Annotations}}
+	if managedBy(pod, cfg) != "" {
+		return true, nil
+	}
+	if _, explicit := pod.Annotations[AnnotationManaged]; explicit || !cfg.DetectVpaAnnotations || !cfg.Namespaces.Selects(w.Namespace) {
+		return false, nil
+	}
+	if r.Dynamic == nil {
+		return true, nil
+	}
+	v, err := r.vpaFor(ctx, w.Namespace, w.Kind, w.Name)
+	if err != nil {
+		return false, err
+	}
+	return v != nil, nil
+}
