@@ -217,7 +217,7 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 	case graceOpen && stoppedOpen && replacementOpen && endpointsOpen:
 		d.Action = RemoveFinalizer
 		d.Reason = ReasonDrained
-		if waitReplacement && facts.Replicas != nil && facts.Replicas.ReadyAt.After(maxTime(graceEnd, stoppedAt(pod))) {
+		if waitReplacement && (facts.WaitedForReplacement || facts.Replicas != nil && facts.Replicas.ReadyAt.After(maxTime(graceEnd, stoppedAt(pod)))) {
 			d.Reason = ReasonReplaced // the replacement was the last thing the drain waited for
 		}
 		return d

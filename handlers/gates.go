@@ -47,6 +47,10 @@ type Facts struct {
 	Replicas *Replicas
 	// Serving is how many EndpointSlice endpoints list the pod as serving (nil: not read).
 	Serving *int
+	// WaitedForReplacement: an earlier look at this drain (in this process) found the
+	// replacement gate closed after everything else had opened, so the replacement is what
+	// opened last (API times have whole seconds: too coarse to tell within a second).
+	WaitedForReplacement bool
 	// Unavailable are the facts that could not be read (Errors says why): their gates stay
 	// closed, and the deadline still ends the drain.
 	Unavailable Need
@@ -212,4 +216,20 @@ func stoppedAt(pod *corev1.Pod) time.Time {
 		}
 	}
 	return at
+}
+
+// gateStates is "name=open|closed(detail)" for each gate, for logs.
+func gateStates(gates []Gate) string {
+	parts := make([]string, 0, len(gates))
+	for _, g := range gates {
+		state := "closed"
+		if g.Open {
+			state = "open"
+		}
+		if g.Detail != "" {
+			state += "(" + g.Detail + ")"
+		}
+		parts = append(parts, g.Name+"="+state)
+	}
+	return strings.Join(parts, " ")
 }

@@ -337,7 +337,7 @@ var ErrNoCluster = errors.New("no cluster configured (dry-run without a cluster)
 
 func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide policy) (Outcome, error) {
 	now := r.Clock.Now()
-	var facts Facts
+	facts := Facts{WaitedForReplacement: r.siblings.waited(pod.UID)}
 	d := decide(pod, now, facts)
 	for range 3 { // owner, then replicas and endpoints
 		if d.Needs == 0 {
@@ -353,6 +353,9 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 	}
 	out := Outcome{Pod: pod, Decision: d, At: now, DryRun: r.DryRun}
 	log := r.Log.With(podAttrs(pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
+	if len(d.Gates) > 0 {
+		log = log.With(slog.String("ownerKind", string(d.Kind)), slog.String("owner", d.Owner), slog.String("gates", gateStates(d.Gates)))
+	}
 	for _, w := range d.Warnings {
 		log.WarnContext(ctx, "ignoring invalid annotation", slog.String("warning", w))
 	}

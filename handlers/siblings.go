@@ -52,6 +52,14 @@ func (s *siblings) wait(key PodKey, controller types.UID) {
 	s.owner[key.UID] = controller
 }
 
+// waited reports whether the pod was found waiting for its replacement.
+func (s *siblings) waited(uid types.UID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.owner[uid]
+	return ok
+}
+
 // forget drops the pod (released or gone).
 func (s *siblings) forget(uid types.UID) {
 	s.mu.Lock()

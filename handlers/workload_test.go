@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,10 +115,15 @@ func TestDecideWorkloads(t *testing.T) {
 			cfg: def, at: afterGrace, facts: replicas(3, 2, now.Add(-time.Hour)), action: handlers.Wait, reason: "waiting for replacement-ready (2/3 Ready)",
 			gates: []handlers.Gate{{Name: handlers.GateGracePeriod, Open: true, Detail: "30s"}, {Name: handlers.GateContainers, Open: true, Detail: "all containers terminated"},
 				{Name: handlers.GateReplacement, Detail: "2/3 Ready"}}},
+		{name: "Deployment: after the kubelet's grace-0 DELETE, still waits for the replacement", pod: newPod(managed, ours, deployment, graceZero, evicted(nowSec.Add(-2*time.Second)), started(nowSec.Add(-2*time.Second)), stoppedAt(now)),
+			cfg: def, at: afterGrace, facts: replicas(2, 1, now.Add(-time.Hour)), action: handlers.Wait, reason: "waiting for replacement-ready (1/2 Ready)"},
 		{name: "Deployment: replacement Ready last: replaced", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
 			cfg: def, at: afterGrace, facts: replicas(3, 3, afterGrace.Add(-time.Second)), action: handlers.RemoveFinalizer, reason: handlers.ReasonReplaced},
 		{name: "Deployment: replacement was Ready before the containers stopped: drained", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now.Add(20*time.Second))),
 			cfg: def, at: afterGrace, facts: replicas(3, 3, now.Add(5*time.Second)), action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
+		{name: "Deployment: found waiting for the replacement before: replaced, whatever the coarse API times say", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: def, at: afterGrace, facts: handlers.Facts{Replicas: &handlers.Replicas{Desired: 3, Ready: 3, ReadyAt: nowSec}, WaitedForReplacement: true},
+			action: handlers.RemoveFinalizer, reason: handlers.ReasonReplaced},
 		{name: "Deployment: the owner cannot be read: waits until the deadline", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
 			cfg: def, at: afterGrace, facts: handlers.Facts{Unavailable: handlers.NeedReplicas, Errors: []string{"forbidden"}}, action: handlers.Wait, reason: "unknown: forbidden"},
 		{name: "Deployment: at the deadline, released whatever the owner", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
@@ -236,9 +242,10 @@ func TestReconcileWaitsForTheReplacement(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return len(livePod(t, f.client, evictee.Name).Finalizers) == 0
 	}, waitFor, tick, "released once the replacement is Ready")
-	last := events(f.client)[len(events(f.client))-1]
-	assert.Equal(t, handlers.EventDrainCompleted, last.Reason)
-	assert.Contains(t, last.Message, "Replacement Ready")
+	require.Eventually(t, func() bool { // the Event follows the patch
+		last := events(f.client)[len(events(f.client))-1]
+		return last.Reason == handlers.EventDrainCompleted && strings.Contains(last.Message, "Replacement Ready")
+	}, waitFor, tick, "a DrainCompleted Event, reason replaced")
 }
 
 func TestCountServingEndpoints(t *testing.T) {

@@ -168,7 +168,10 @@ func WatchReleases(t *testing.T, s *Stack, finalizer string) *Releases {
 				has = has || f == finalizer
 			}
 			r.mu.Lock()
-			if has {
+			// Removing the last finalizer of a pod whose kubelet already sent its grace-0
+			// DELETE deletes it at once: the watch then shows only a DELETED event, carrying
+			// the last stored state (finalizer included).
+			if has && ev.Type != watch.Deleted {
 				r.had[pod.Name] = true
 			} else if r.had[pod.Name] {
 				if _, done := r.released[pod.Name]; !done {
