@@ -1,0 +1,92 @@
+package workloads
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	"function/handlers"
+	"function/test/cluster"
+)
+
+// With ensurePodDisruptionBudget, the function creates the PDB a managed 3-replica Deployment
+// lacks, and the real disruption controller then paces an updater that evicts all 3 pods at
+// once: 1 goes, the others get 429 until its replacement is Ready. When the Deployment is no
+// longer managed, the function deletes the PDB it created (and only that one).
+func TestFunctionPacesEvictionsWithItsPDB(t *testing.T) {
+	ctx := testContext(t, 3*time.Minute)
+	s, k, releases := startStack(t, cluster.KubeletOptions{StopAfter: ptr.To(time.Second)},
+		"ensurePodDisruptionBudget=true", "sweepIntervalSeconds=5")
+	c, ns := cp.Client, s.Namespace
+
+	dep, err := c.AppsV1().Deployments(ns).Create(ctx, cluster.DeploymentSpec(ns, "shop", 3, managedPods), metav1.CreateOptions{})
+	require.NoError(t, err)
+	originals, err := cluster.WaitForReadyReplicas(ctx, c, ns, appSelector("shop"), 3)
+	require.NoError(t, err)
+	waitHeld(ctx, t, ns, originals...)
+
+	// The function's PDB: maxUnavailable 1, the Deployment's selector, owned by it, labelled.
+	pdbName := handlers.PDBName("shop")
+	pdb := waitPDB(ctx, t, ns, pdbName, 1)
+	assert.Equal(t, 1, pdb.Spec.MaxUnavailable.IntValue())
+	assert.Equal(t, dep.Spec.Selector, pdb.Spec.Selector)
+	assert.Equal(t, "vpa-graceful-drain", pdb.Labels[handlers.LabelManagedBy])
+	require.Len(t, pdb.OwnerReferences, 1)
+	assert.Equal(t, dep.UID, pdb.OwnerReferences[0].UID)
+	// A PDB of the user's, for another app: never touched.
+	userPDB := pdb.DeepCopy()
+	userPDB.ObjectMeta = metav1.ObjectMeta{Name: "users-own", Namespace: ns}
+	userPDB.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}}
+	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, userPDB, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	// The updater evicts all three at once (eviction tolerance 1.0).
+	k.HoldReady(func(p *corev1.Pod) bool { return !slices.Contains(originals, p.Name) })
+	errs := evictAll(ctx, ns, originals)
+	var evicted, refused []string
+	for name, err := range errs {
+		switch {
+		case err == nil:
+			evicted = append(evicted, name)
+		case apierrors.IsTooManyRequests(err):
+			refused = append(refused, name)
+		default:
+			t.Errorf("evicting %s: %v", name, err)
+		}
+	}
+	require.Len(t, evicted, 1, "one eviction goes through: %v", errs)
+	require.Len(t, refused, 2, "the others get 429: %v", errs)
+
+	// Until the replacement is Ready, the next eviction is refused too, and the evicted pod
+	// is held (its containers stopped, its replacement not Ready).
+	waitPDB(ctx, t, ns, pdbName, 0)
+	require.True(t, apierrors.IsTooManyRequests(cluster.Evict(ctx, c, ns, refused[0], nil)), "429 while the replacement is not Ready")
+	require.Eventually(t, func() bool { _, ok := k.StoppedAt(evicted[0]); return ok }, 30*time.Second, 50*time.Millisecond)
+	_, released := releases.At(evicted[0])
+	assert.False(t, released, "held until its replacement is Ready")
+
+	k.ReleaseReady()
+	require.Eventually(t, func() bool { _, ok := releases.At(evicted[0]); return ok }, 30*time.Second, 20*time.Millisecond,
+		"released once the replacement is Ready")
+	waitPDB(ctx, t, ns, pdbName, 1)
+	require.NoError(t, cluster.Evict(ctx, c, ns, refused[0], nil), "the next eviction goes once the replacement is Ready")
+
+	// The Deployment opts out: at the next sweep the function deletes its PDB, not the user's.
+	patch := `{"spec":{"template":{"metadata":{"annotations":{"vpa-managed":"false"}}}}}`
+	_, err = c.AppsV1().Deployments(ns).Patch(ctx, "shop", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, pdbName, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}, 30*time.Second, 100*time.Millisecond, "the function deletes its PDB once the Deployment is no longer managed")
+	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "users-own", metav1.GetOptions{})
+	assert.NoError(t, err, "the user's PDB stays")
+}
