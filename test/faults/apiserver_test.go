@@ -172,6 +172,8 @@ func TestFaultsSlowAPIServer(t *testing.T) {
 	require.NoError(t, f.Start(ctx, map[string]string{
 		config.KeyConfigDir: t.TempDir(), config.KeyGracePeriodSeconds: "3", config.KeyDrainTimeoutSeconds: "30",
 		config.KeySweepIntervalSeconds: "900", config.KeyNamespaceSelector: `{"include":["` + ns + `"]}`,
+		// Bare pods, as cluster.BarePods.
+		config.KeyWorkloadDefaults: `{"Pod":{"manage":true}}`, config.KeyHoldOn: "all",
 	}))
 	t.Cleanup(func() {
 		if t.Failed() {
