@@ -72,6 +72,7 @@ func Reply(out handlers.Outcome) (*event.Event, error) {
 		data.Deletion, data.Gates = d.Deletion(), d.Gates
 	case handlers.RemoveFinalizer:
 		e.SetType(TypeFinalizerRemoved)
+		e.SetExtension("reason", d.Reason)
 		data.Reason, data.Gates = d.Reason, d.Gates
 		secs := math.Round(d.DrainSeconds(out.At)*1000) / 1000
 		data.DrainSeconds = &secs

@@ -160,6 +160,14 @@ func TestReply(t *testing.T) {
 			var data map[string]any
 			require.NoError(t, json.Unmarshal(e.Data(), &data))
 			assert.Equal(t, tt.wantData, data)
+
+			// finalizer.removed carries its reason as an extension too, for Trigger filters.
+			reason, ok := e.Extensions()["reason"]
+			if tt.wantType == eventing.TypeFinalizerRemoved {
+				assert.Equal(t, tt.wantData["reason"], reason)
+			} else {
+				assert.False(t, ok, "reason extension only on finalizer.removed")
+			}
 		})
 	}
 }
