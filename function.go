@@ -15,12 +15,15 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/dynamic"
@@ -32,6 +35,7 @@ import (
 	"function/config"
 	"function/eventing"
 	"function/handlers"
+	"function/telemetry"
 )
 
 // Function is the instance func-go serves. Create it with New.
@@ -52,6 +56,8 @@ type Function struct {
 	probeTimeout time.Duration
 	// configWait bounds the wait for the followed ConfigMap at start.
 	configWait time.Duration
+	// tel holds the metrics and traces (see package telemetry).
+	tel *telemetry.Telemetry
 
 	mu      sync.RWMutex
 	rec     *handlers.Reconciler // set by a successful Start
@@ -59,6 +65,10 @@ type Function struct {
 	cancel  context.CancelFunc   // ends rec.Run
 	stopped chan struct{}        // closed when rec.Run has returned
 }
+
+// MetricsPath serves the metrics in the Prometheus text format (GET), on the function's own
+// port: a Knative Service exposes one.
+const MetricsPath = "/metrics"
 
 // SweepLeaseName is the Lease in the ConfigMap's namespace through which the replicas share
 // one sweep schedule.
@@ -96,6 +106,11 @@ func WithoutSweeps() Option {
 	return func(f *Function) { f.noSweeps = true }
 }
 
+// WithTelemetry uses t for metrics and traces (tests: an in-memory span exporter).
+func WithTelemetry(t *telemetry.Telemetry) Option {
+	return func(f *Function) { f.tel = t }
+}
+
 // WithDryRun forces dry-run: decide and reply, never write.
 func WithDryRun() Option {
 	return func(f *Function) { f.dryRun = true }
@@ -111,7 +126,17 @@ func New(opts ...Option) *Function {
 		o(f)
 	}
 	if f.log == nil {
-		f.log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(os.Getenv("LOG_LEVEL"))}))
+		// One format and one level for the function's lines and the func-go runtime's.
+		level := telemetry.ParseLevel(os.Getenv("LOG_LEVEL"))
+		f.log = telemetry.NewLogger(os.Stderr, level)
+		telemetry.SetRuntimeLevel(level)
+	}
+	if f.tel == nil {
+		tel, err := telemetry.New(context.Background(), telemetry.Options{Env: environ()})
+		if err != nil {
+			f.setupErr = fmt.Errorf("setting up telemetry: %w", err)
+		}
+		f.tel = tel
 	}
 	if v, ok := os.LookupEnv(config.KeyDryRun); ok && v != "" {
 		b, err := config.ParseBool(v)
@@ -122,7 +147,7 @@ func New(opts ...Option) *Function {
 	}
 	where := "client given"
 	if f.client == nil && f.setupErr == nil {
-		f.client, f.dynamic, where, f.setupErr = discoverCluster()
+		f.client, f.dynamic, where, f.setupErr = discoverCluster(f.tel)
 	}
 	switch {
 	case f.setupErr != nil:
@@ -142,7 +167,7 @@ func New(opts ...Option) *Function {
 
 // discoverCluster returns a client and a dynamic client for the in-cluster config, else for
 // the kubeconfig files (KUBECONFIG, ~/.kube/config); (nil, nil, "", nil) when there is none.
-func discoverCluster() (kubernetes.Interface, dynamic.Interface, string, error) {
+func discoverCluster(tel *telemetry.Telemetry) (kubernetes.Interface, dynamic.Interface, string, error) {
 	cfg, err := rest.InClusterConfig()
 	where := "in-cluster"
 	if errors.Is(err, rest.ErrNotInCluster) {
@@ -165,6 +190,7 @@ func discoverCluster() (kubernetes.Interface, dynamic.Interface, string, error) 
 	}
 	cfg.UserAgent = handlers.Component
 	cfg.QPS, cfg.Burst = 50, 100
+	cfg.Wrap(tel.WrapTransport) // API requests counted, each a span of its event's trace
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("creating cluster client (%s): %w", where, err)
@@ -211,6 +237,12 @@ func (f *Function) Start(_ context.Context, env map[string]string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	rec, stopped := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log), make(chan struct{})
 	rec.Dynamic = f.dynamic
+	if f.tel != nil {
+		rec.Metrics = f.tel
+		if err := f.tel.SetGauges(rec.InProgress, rec.Overdue); err != nil {
+			f.log.Warn("the drain gauges are not reported", slog.String("error", err.Error()))
+		}
+	}
 	if follow {
 		host, _ := os.Hostname()
 		rec.Lease = &handlers.SweepLease{Client: f.client, Namespace: cmNamespace, Name: SweepLeaseName,
@@ -279,7 +311,12 @@ func logConfig(log *slog.Logger, msg string, cfg config.Config, dryRun bool) {
 func (f *Function) Stop(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.stopLocked(ctx)
+	err := f.stopLocked(ctx)
+	if f.tel != nil {
+		// Flush what OTLP has not sent yet; the metrics stay readable until the process ends.
+		err = errors.Join(err, f.tel.Flush(ctx))
+	}
+	return err
 }
 
 func (f *Function) stopLocked(ctx context.Context) error {
@@ -321,6 +358,10 @@ func (f *Function) reconciler() (*handlers.Reconciler, error) {
 // structured mode), handles it with HandleEvent and writes the answer, all within this call:
 // no event ever waits for another request.
 func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && r.URL.Path == MetricsPath && f.tel != nil {
+		f.tel.MetricsHandler().ServeHTTP(w, r)
+		return
+	}
 	defer f.watch.begin()()
 	defer func() {
 		if p := recover(); p != nil {
@@ -338,6 +379,9 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 		eventing.WriteError(w, status, err.Error())
 		return
 	}
+	start := time.Now()
+	ctx, span := f.tel.StartEvent(ctx, *e)
+	defer span.End()
 	reply, err := f.HandleEvent(ctx, *e)
 	if err != nil {
 		status, msg := http.StatusInternalServerError, err.Error()
@@ -345,8 +389,17 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 		if protocol.ResultAs(err, &res) {
 			status, msg = res.StatusCode, fmt.Sprintf(res.Format, res.Args...)
 		}
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		if status >= http.StatusInternalServerError {
+			span.SetStatus(codes.Error, msg)
+		}
+		f.tel.Event(ctx, e.Type(), status, time.Since(start))
 		eventing.WriteError(w, status, msg) // also a 202 with its one-line message
 		return
+	}
+	f.tel.Event(ctx, e.Type(), http.StatusOK, time.Since(start))
+	if reply != nil {
+		telemetry.InjectEvent(ctx, reply) // the reply continues the event's trace
 	}
 	if err := eventing.WriteReply(ctx, w, reply); err != nil {
 		f.log.Warn("could not write the reply", slog.String("ceId", e.ID()), slog.String("error", err.Error()))
@@ -425,12 +478,15 @@ func clusterUnavailable(err error) bool {
 		utilnet.IsProbableEOF(err) || errors.Is(err, context.DeadlineExceeded)
 }
 
-func logLevel(s string) slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return slog.LevelInfo
+// environ is the process environment as a map.
+func environ() map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
 	}
-	return l
+	return env
 }
 
 // unwrapAll flattens an errors.Join tree one level.

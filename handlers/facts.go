@@ -117,6 +117,16 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *F
 			c := metav1.GetControllerOfNoCopy(p)
 			return c != nil && c.UID == rs.UID
 		}
+	case config.KindStatefulSet: // not a gate (see config.Kind.Replaceable): the capacity gap only
+		sts, err := r.Client.AppsV1().StatefulSets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return Replicas{}, fmt.Errorf("reading StatefulSet %s/%s: %w", pod.Namespace, name, err)
+		}
+		desired, selector = ptrOr(sts.Spec.Replicas, 1), sts.Spec.Selector
+		counts = func(p *corev1.Pod) bool {
+			c := metav1.GetControllerOfNoCopy(p)
+			return c != nil && c.UID == sts.UID
+		}
 	default:
 		return Replicas{}, fmt.Errorf("a %s has no replacement to wait for", kind)
 	}

@@ -59,10 +59,14 @@ type Reconciler struct {
 	Rechecks *Rechecks
 	// Lease, when set, shares one sweep schedule between replicas (see SweepLease).
 	Lease *SweepLease
+	// Metrics, when set, receives every decision, drain, capacity gap and sweep.
+	Metrics Metrics
 
 	owners   ownerCache                    // ReplicaSet -> its Deployment
 	siblings siblings                      // drains waiting for a replacement, by controller
 	advised  advised                       // when each owner was last advised
+	gaps     gaps                          // evictions whose capacity gap is still open
+	overdue  atomic.Int64                  // pods the last sweep found held past their deadline
 	live     atomic.Pointer[config.Config] // set by SetConfig
 	running  atomic.Bool                   // Run has started (its first sweep is on the way)
 	sweepNow chan struct{}                 // asks Run's sweeps for one now
@@ -126,6 +130,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, e
 	// A Ready sibling (a replacement) may be what drains of the same owner wait for.
 	for _, key := range r.siblings.waiting(pod) {
 		r.Rechecks.Schedule(key, r.Clock.Now())
+	}
+	if pod.DeletionTimestamp == nil {
+		if _, ready := readySince(pod); ready {
+			r.closeGaps(ctx, pod)
+		}
 	}
 	return r.reconcile(ctx, pod, r.decide)
 }
@@ -222,9 +231,13 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 	if r.Client == nil {
 		return res, ErrNoCluster
 	}
+	overdue := int64(0)
 	err := forEachPod(ctx, r.Client, "", func(pod *corev1.Pod) error {
 		res.Pods++
 		out, err := r.Reconcile(ctx, pod)
+		if d := out.Decision; d.FinalizerIndex >= 0 && !d.Deadline.IsZero() && !out.Applied && r.Clock.Now().After(d.Deadline.Add(time.Second)) {
+			overdue++ // held past its deadline: the release was refused or failed
+		}
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -236,6 +249,9 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		r.overdue.Store(overdue)
+	}
 	return res, err
 }
 
@@ -316,6 +332,7 @@ func (r *Reconciler) sweepOnce(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+	r.metrics().Sweep(ctx, res.Pods, res.Writes, res.Failures, r.Clock.Since(start), err)
 	r.cleanupPDBs(ctx)
 	attrs := []any{slog.Int("pods", res.Pods), slog.Int("writes", res.Writes), slog.Int("failures", res.Failures),
 		slog.Duration("took", r.Clock.Since(start))}
@@ -352,26 +369,29 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 		d = decide(pod, now, facts)
 	}
 	out := Outcome{Pod: pod, Decision: d, At: now, DryRun: r.DryRun}
+	// One line per decision: the pod, the action, its reason, the gates and durations.
 	log := r.Log.With(podAttrs(pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
 	if len(d.Gates) > 0 {
-		log = log.With(slog.String("ownerKind", string(d.Kind)), slog.String("owner", d.Owner), slog.String("gates", gateStates(d.Gates)))
+		log = log.With(slog.String("ownerKind", string(d.Kind)), slog.String("owner", d.Owner), slog.String("gates", gateStates(d.Gates)),
+			slog.Float64("drainSeconds", d.DrainSeconds(now)), slog.Time("deadline", d.Deadline))
 	}
 	for _, w := range d.Warnings {
 		log.WarnContext(ctx, "ignoring invalid annotation", slog.String("warning", w))
 	}
+	r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
 	if d.Action == Wait {
 		r.scheduleRecheck(pod, d.RecheckAt)
 		r.noteWaiting(ctx, pod, d)
-		log.DebugContext(ctx, "drain waiting", slog.Time("recheckAt", d.RecheckAt), slog.Time("deadline", d.Deadline))
+		log.DebugContext(ctx, "decision", slog.Time("recheckAt", d.RecheckAt))
 		return out, nil
 	}
 	if !d.Action.Writes() {
-		log.DebugContext(ctx, "nothing to do")
+		log.DebugContext(ctx, "decision")
 		return out, nil
 	}
 	if r.DryRun && d.Reason != ReasonDryRun {
 		out.Applied = true
-		log.InfoContext(ctx, "dry-run: would write", slog.String("stopped", d.Stopped.String()))
+		log.InfoContext(ctx, "decision", slog.Bool("dryRun", true), slog.String("stopped", d.Stopped.String()))
 		if d.Action == AddFinalizer {
 			out.Advice = r.checkOwner(ctx, pod, d, now) // reads only, in dry-run
 		}
@@ -386,7 +406,7 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 		metav1.PatchOptions{FieldManager: Component})
 	switch {
 	case apierrors.IsNotFound(err):
-		log.InfoContext(ctx, "pod is gone, nothing to do")
+		log.InfoContext(ctx, "decision", slog.Bool("applied", false), slog.String("result", "pod is gone, nothing to do"))
 		out.Decision = gone()
 		r.Forget(pod.UID)
 		return out, nil
@@ -394,10 +414,13 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 		return out, fmt.Errorf("patching pod %s/%s (%s): %w", pod.Namespace, pod.Name, d.Action, err)
 	}
 	out.Applied = true
+	log.InfoContext(ctx, "decision", slog.Bool("applied", true), slog.String("stopped", d.Stopped.String()))
 	if d.Action == RemoveFinalizer {
-		log = log.With(slog.Float64("drainSeconds", d.DrainSeconds(now)), slog.String("stopped", d.Stopped.String()))
+		if !d.Started.IsZero() {
+			r.metrics().Drain(ctx, d.Reason, string(d.Kind), d.DrainSeconds(now))
+		}
+		r.recordGap(ctx, pod, d, facts)
 	}
-	log.InfoContext(ctx, "applied")
 	r.afterWrite(ctx, pod, d, now)
 	if d.Action == AddFinalizer {
 		out.Advice = r.checkOwner(ctx, pod, d, now)
@@ -524,7 +547,14 @@ func isGuardFailure(err error) bool {
 	return code == http.StatusConflict || code == http.StatusUnprocessableEntity
 }
 
+// podAttrs names the pod in a log line: namespace, pod, uid and the resourceVersion decided on.
 func podAttrs(pod *corev1.Pod) slog.Attr {
-	return slog.Group("pod", slog.String("namespace", pod.Namespace), slog.String("name", pod.Name),
+	return slog.Group("", slog.String("namespace", pod.Namespace), slog.String("pod", pod.Name),
 		slog.String("uid", string(pod.UID)), slog.String("resourceVersion", pod.ResourceVersion))
 }
+
+// Overdue is how many pods the last complete sweep found held past their deadline.
+func (r *Reconciler) Overdue() int64 { return r.overdue.Load() }
+
+// InProgress is how many drains this process is waiting on (its pending re-checks).
+func (r *Reconciler) InProgress() int64 { return int64(r.Rechecks.Len()) }

@@ -1,0 +1,135 @@
+package handlers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"function/config"
+)
+
+// Metrics receives what the Reconciler decides and does (telemetry.Telemetry implements it).
+type Metrics interface {
+	Decision(ctx context.Context, action, reason string)
+	Drain(ctx context.Context, reason, ownerKind string, seconds float64)
+	CapacityGap(ctx context.Context, ownerKind, namespace string, seconds float64)
+	Sweep(ctx context.Context, pods, writes, failures int, took time.Duration, err error)
+}
+
+// noMetrics is the Metrics of a Reconciler without any.
+type noMetrics struct{}
+
+func (noMetrics) Decision(context.Context, string, string)                   {}
+func (noMetrics) Drain(context.Context, string, string, float64)             {}
+func (noMetrics) CapacityGap(context.Context, string, string, float64)       {}
+func (noMetrics) Sweep(context.Context, int, int, int, time.Duration, error) {}
+
+func (r *Reconciler) metrics() Metrics {
+	if r.Metrics == nil {
+		return noMetrics{}
+	}
+	return r.Metrics
+}
+
+// MetricReason is the decision's reason as a metric label: one of a few fixed values (a
+// release's reason; "managed" for an add; "eviction" or "delete" for a drain start; the first
+// closed gate for a wait; "nothing-to-do"), never free text.
+func (d Decision) MetricReason() string {
+	switch d.Action {
+	case RemoveFinalizer:
+		return d.Reason
+	case AddFinalizer:
+		return "managed"
+	case StartDrain:
+		return d.Deletion()
+	case Wait:
+		for _, g := range d.Gates {
+			if !g.Open {
+				return g.Name
+			}
+		}
+		return "reading"
+	}
+	return "nothing-to-do"
+}
+
+// gaps remembers, per controller, the evictions whose capacity gap is still open: released
+// before their owner was back at its desired Ready replicas (a StatefulSet's replacement only
+// starts once the old pod is gone). A Ready sibling's event closes them. Per replica and only
+// an observation: a restart loses them (bounded).
+type gaps struct {
+	mu      sync.Mutex
+	pending map[types.UID][]openGap
+}
+
+type openGap struct {
+	kind      config.Kind
+	namespace string
+	evicted   time.Time
+}
+
+const gapsMax = 10000
+
+func (g *gaps) open(controller types.UID, gap openGap) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pending == nil || len(g.pending) >= gapsMax {
+		g.pending = map[types.UID][]openGap{}
+	}
+	g.pending[controller] = append(g.pending[controller], gap)
+}
+
+// take returns and forgets the open gaps of controller.
+func (g *gaps) take(controller types.UID) []openGap {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := g.pending[controller]
+	delete(g.pending, controller)
+	return out
+}
+
+func (g *gaps) has(controller types.UID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.pending[controller]) > 0
+}
+
+// recordGap measures the capacity gap of a released eviction: at once when the release
+// already saw the owner back at its desired Ready replicas (the replacement gate), else once
+// a Ready sibling shows it (closeGaps).
+func (r *Reconciler) recordGap(ctx context.Context, pod *corev1.Pod, d Decision, facts Facts) {
+	if !d.Evicted || d.StartedFrom != StartEviction || (d.Kind != config.KindDeployment && d.Kind != config.KindStatefulSet) {
+		return
+	}
+	if rep := facts.Replicas; rep != nil && rep.Ready >= rep.Desired && !rep.ReadyAt.Before(d.Started) {
+		r.metrics().CapacityGap(ctx, string(d.Kind), pod.Namespace, rep.ReadyAt.Sub(d.Started).Seconds())
+		return
+	}
+	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
+		r.gaps.open(ref.UID, openGap{kind: d.Kind, namespace: pod.Namespace, evicted: d.Started})
+	}
+}
+
+// closeGaps is called with a Ready pod that is not deleting: when its controller has open
+// gaps and its owner is back at its desired Ready replicas, they are recorded.
+func (r *Reconciler) closeGaps(ctx context.Context, pod *corev1.Pod) {
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil || !r.gaps.has(ref.UID) {
+		return
+	}
+	var facts Facts
+	r.gather(ctx, pod, NeedReplicas, &facts)
+	rep := facts.Replicas
+	if rep == nil || rep.Ready < rep.Desired {
+		return
+	}
+	for _, g := range r.gaps.take(ref.UID) {
+		if !rep.ReadyAt.Before(g.evicted) {
+			r.metrics().CapacityGap(ctx, string(g.kind), g.namespace, rep.ReadyAt.Sub(g.evicted).Seconds())
+		}
+	}
+}
