@@ -78,6 +78,7 @@ func TestDeploymentEvictionWaitsForTheReplacement(t *testing.T) {
 
 	victim, err := c.CoreV1().Pods(ns).Get(ctx, originals[0], metav1.GetOptions{})
 	require.NoError(t, err)
+	evictedAt := time.Now()
 	require.NoError(t, cluster.Evict(ctx, c, ns, victim.Name, nil))
 
 	// The containers stop; the pod is held, and says it waits for its replacement.
@@ -115,6 +116,27 @@ func TestDeploymentEvictionWaitsForTheReplacement(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return hasEvent(podEvents(ctx, t, ns, string(victim.UID)), "DrainCompleted: Replacement Ready after")
 	}, 10*time.Second, 50*time.Millisecond, "a DrainCompleted Event with reason replaced")
+
+	// The metrics count this one drain, and its capacity gap is eviction -> replacement Ready.
+	m := scrapeMetrics(t, s)
+	removed, ok := sample(m, "vpagracefuldrain_decisions_total", map[string]string{"action": "remove-finalizer", "reason": "replaced"})
+	require.True(t, ok, "a replaced release is counted")
+	assert.Equal(t, 1.0, removed.value)
+	started, ok := sample(m, "vpagracefuldrain_decisions_total", map[string]string{"action": "start-drain", "reason": "eviction"})
+	require.True(t, ok)
+	assert.Equal(t, 1.0, started.value, "one drain started")
+	drain, ok := sample(m, "vpagracefuldrain_drain_duration_seconds", map[string]string{"reason": "replaced", "owner_kind": "Deployment"})
+	require.True(t, ok)
+	assert.Equal(t, uint64(1), drain.count)
+	gap, ok := sample(m, "vpagracefuldrain_capacity_gap_seconds", map[string]string{"owner_kind": "Deployment", "namespace": ns})
+	require.True(t, ok, "the capacity gap is recorded")
+	require.Equal(t, uint64(1), gap.count)
+	want := readyAt.Sub(evictedAt).Seconds()
+	t.Logf("capacity gap %.3fs; eviction -> replacement Ready measured by the test %.3fs", gap.sum, want)
+	assert.InDelta(t, want, gap.sum, 1.0, "the capacity gap is eviction -> replacement Ready, within 1 s (API times have whole seconds)")
+	patches, ok := sample(m, "vpagracefuldrain_api_requests_total", map[string]string{"verb": "patch", "code": "200"})
+	require.True(t, ok)
+	assert.GreaterOrEqual(t, patches.value, 4.0, "two finalizers added, a stamp and a release")
 }
 
 // A StatefulSet pod is released as soon as its containers stop (no grace period, no wait for
