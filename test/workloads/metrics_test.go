@@ -65,4 +65,3 @@ func sample(all map[string][]metric, name string, want map[string]string) (metri
 	}
 	return metric{}, false
 }
-
