@@ -29,7 +29,7 @@ REAL_BINARIES := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manage
 # The real-cluster tests find the binaries here (envtest's convention).
 export KUBEBUILDER_ASSETS := $(BIN)
 
-.PHONY: all fmt vet build run invoke release-finalizers unit test integration e2e bench fuzz demo soak binaries clean
+.PHONY: all fmt vet build run invoke release-finalizers unit test integration e2e bench fuzz demo soak binaries clean install-plugin
 
 all: fmt vet build unit
 
@@ -114,3 +114,10 @@ $(BIN)/apiserver_receive_adapter: test/tools/adapter/go.mod test/tools/adapter/g
 
 clean:
 	rm -rf $(BIN)
+
+# The kubectl plugin: `kubectl vpa-drain status|release` (cmd/kubectl-vpa_drain). go install puts
+# kubectl-vpa_drain in $(go env GOBIN), else the first $(go env GOPATH)/bin: that directory must
+# be on PATH for kubectl to find it (`kubectl plugin list` shows it).
+install-plugin:
+	$(GO) install ./cmd/kubectl-vpa_drain
+	@echo "installed kubectl-vpa_drain in $$(d=$$($(GO) env GOBIN); [ -n "$$d" ] && echo "$$d" || echo "$$($(GO) env GOPATH | cut -d: -f1)/bin"): run kubectl vpa-drain --help"
