@@ -353,21 +353,7 @@ func gone() Decision {
 var ErrNoCluster = errors.New("no cluster configured (dry-run without a cluster): the pod cannot be read")
 
 func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide policy) (Outcome, error) {
-	now := r.Clock.Now()
-	facts := Facts{WaitedForReplacement: r.siblings.waited(pod.UID)}
-	d := decide(pod, now, facts)
-	for range 3 { // owner, then replicas and endpoints
-		if d.Needs == 0 {
-			break
-		}
-		r.gather(ctx, pod, d.Needs, &facts)
-		if len(facts.Errors) > 0 {
-			r.Log.WarnContext(ctx, "could not read what the drain waits for; its gate stays closed until the deadline",
-				podAttrs(pod), slog.String("needs", d.Needs.String()), slog.String("error", strings.Join(facts.Errors, "; ")))
-		}
-		now = r.Clock.Now()
-		d = decide(pod, now, facts)
-	}
+	d, facts, now := r.decideWithFacts(ctx, pod, decide)
 	out := Outcome{Pod: pod, Decision: d, At: now, DryRun: r.DryRun}
 	// One line per decision: the pod, the action, its reason, the gates and durations.
 	log := r.Log.With(podAttrs(pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))

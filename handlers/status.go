@@ -2,6 +2,8 @@ package handlers
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,16 +21,32 @@ const ReasonReleasedByHand = "released-by-hand"
 // For status views (`kubectl vpa-drain status`).
 func (r *Reconciler) Inspect(ctx context.Context, pod *corev1.Pod) Decision {
 	cfg := r.CurrentConfig()
+	d, _, _ := r.decideWithFacts(ctx, pod, func(pod *corev1.Pod, now time.Time, facts Facts) Decision {
+		return DecideWith(pod, cfg, now, facts)
+	})
+	return d
+}
+
+// decideWithFacts decides on pod, reads what the decision needs (the owner, then its replicas
+// and the endpoints) and decides again, as often as needed. It returns the final decision, the
+// facts it was made on and when.
+func (r *Reconciler) decideWithFacts(ctx context.Context, pod *corev1.Pod, decide policy) (Decision, Facts, time.Time) {
+	now := r.now()
 	facts := Facts{WaitedForReplacement: r.siblings.waited(pod.UID)}
-	d := DecideWith(pod, cfg, r.now(), facts)
-	for range 3 { // owner, then replicas and endpoints
+	d := decide(pod, now, facts)
+	for range 3 {
 		if d.Needs == 0 {
 			break
 		}
 		r.gather(ctx, pod, d.Needs, &facts)
-		d = DecideWith(pod, cfg, r.now(), facts)
+		if len(facts.Errors) > 0 && r.Log != nil {
+			r.Log.WarnContext(ctx, "could not read what the drain waits for; its gate stays closed until the deadline",
+				podAttrs(pod), slog.String("needs", d.Needs.String()), slog.String("error", strings.Join(facts.Errors, "; ")))
+		}
+		now = r.now()
+		d = decide(pod, now, facts)
 	}
-	return d
+	return d, facts, now
 }
 
 // now is the Reconciler's clock, or the real time when it has none.
