@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
@@ -47,8 +46,9 @@ type Function struct {
 	dryRun  bool
 	// noSweeps: see WithoutSweeps.
 	noSweeps bool
-	// setupErr is a problem found by New (bad kubeconfig, bad DRY_RUN): never ready.
-	setupErr error
+	// level is the level of the logger New made (nil with WithLogger); setUp: see setup.
+	level *slog.LevelVar
+	setUp bool
 
 	// watch tracks the requests in Handle for Alive; the timeouts bound an event and a probe.
 	watch        *inflight
@@ -116,9 +116,9 @@ func WithDryRun() Option {
 	return func(f *Function) { f.dryRun = true }
 }
 
-// New returns the function instance. It finds the cluster (in-cluster config, else KUBECONFIG
-// or ~/.kube/config); with none it runs in dry-run, and its first log line says which.
-// DRY_RUN=true forces dry-run against a real cluster too.
+// New returns the function instance. It does no I/O: Start reads the environment func-go
+// hands it, finds the cluster (in-cluster config, else KUBECONFIG or ~/.kube/config; with none
+// it runs in dry-run, and its first log line says which) and loads the configuration.
 func New(opts ...Option) *Function {
 	f := &Function{watch: newInflight(clock.RealClock{}), eventTimeout: defaultEventTimeout, probeTimeout: defaultProbeTimeout,
 		configWait: defaultConfigWait}
@@ -126,32 +126,47 @@ func New(opts ...Option) *Function {
 		o(f)
 	}
 	if f.log == nil {
-		// One format and one level for the function's lines and the func-go runtime's.
-		level := telemetry.ParseLevel(os.Getenv("LOG_LEVEL"))
-		f.log = telemetry.NewLogger(os.Stderr, level)
-		telemetry.SetRuntimeLevel(level)
+		// One format for the function's lines and the func-go runtime's, and one level: info
+		// until Start applies LOG_LEVEL to both (the runtime's own default is debug).
+		f.level = new(slog.LevelVar)
+		f.log = telemetry.NewLogger(os.Stderr, f.level)
+		telemetry.SetRuntimeLevel(slog.LevelInfo)
 	}
-	if f.tel == nil {
-		tel, err := telemetry.New(context.Background(), telemetry.Options{Env: environ()})
+	return f
+}
+
+// setup applies the process configuration (DRY_RUN, LOG_LEVEL, OTEL_*) and finds the cluster,
+// once: the first Start does it.
+func (f *Function) setup(ctx context.Context, env map[string]string) error {
+	if f.setUp {
+		return nil
+	}
+	f.setUp = true
+	proc, err := config.LoadProcess(env)
+	if err != nil {
+		return err
+	}
+	if f.level != nil {
+		f.level.Set(proc.LogLevel)
+	}
+	telemetry.SetRuntimeLevel(proc.LogLevel) // one level for the runtime's lines too
+	f.dryRun = f.dryRun || proc.DryRun
+	if f.telemetry() == nil {
+		tel, err := telemetry.New(ctx, telemetry.Options{Env: env})
 		if err != nil {
-			f.setupErr = fmt.Errorf("setting up telemetry: %w", err)
+			return fmt.Errorf("setting up telemetry: %w", err)
 		}
+		f.mu.Lock()
 		f.tel = tel
-	}
-	if v, ok := os.LookupEnv(config.KeyDryRun); ok && v != "" {
-		b, err := config.ParseBool(v)
-		if err != nil {
-			f.setupErr = &config.KeyError{Key: config.KeyDryRun, Value: v, Reason: err.Error()}
-		}
-		f.dryRun = f.dryRun || b
+		f.mu.Unlock()
 	}
 	where := "client given"
-	if f.client == nil && f.setupErr == nil {
-		f.client, f.dynamic, where, f.setupErr = discoverCluster(f.tel)
+	if f.client == nil {
+		if f.client, f.dynamic, where, err = discoverCluster(f.telemetry()); err != nil {
+			return err
+		}
 	}
 	switch {
-	case f.setupErr != nil:
-		f.log.Error("vpa-graceful-drain cannot start: it will not become ready", slog.String("error", f.setupErr.Error()))
 	case f.client == nil:
 		f.dryRun = true
 		f.log.Info("vpa-graceful-drain starting in dry-run mode: no cluster configured (no in-cluster config, KUBECONFIG or ~/.kube/config); decisions are replied and logged, nothing is written",
@@ -162,7 +177,14 @@ func New(opts ...Option) *Function {
 	default:
 		f.log.Info("vpa-graceful-drain starting", slog.Bool("dryRun", false), slog.String("cluster", where))
 	}
-	return f
+	return nil
+}
+
+// telemetry is the metrics and traces (nil before the first Start).
+func (f *Function) telemetry() *telemetry.Telemetry {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.tel
 }
 
 // discoverCluster returns a client and a dynamic client for the in-cluster config, else for
@@ -205,11 +227,15 @@ func discoverCluster(tel *telemetry.Telemetry) (kubernetes.Interface, dynamic.In
 // Start loads and validates the configuration (func-go passes the environment, plus ./cfg).
 // An invalid value is logged with its key and reason and keeps the function from becoming
 // Ready; Start still returns nil so the process stays up to say why.
-func (f *Function) Start(_ context.Context, env map[string]string) error {
+func (f *Function) Start(ctx context.Context, env map[string]string) error {
 	var cfg config.Config
 	var cmNamespace, cmName string
 	follow := false
-	values, err := config.Values(env)
+	var values map[string]string
+	err := f.setup(ctx, env)
+	if err == nil {
+		values, err = config.Values(env)
+	}
 	if err == nil {
 		cfg, err = config.Parse(values)
 	}
@@ -237,9 +263,9 @@ func (f *Function) Start(_ context.Context, env map[string]string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	rec, stopped := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log), make(chan struct{})
 	rec.Dynamic = f.dynamic
-	if f.tel != nil {
-		rec.Metrics = f.tel
-		if err := f.tel.SetGauges(rec.InProgress, rec.Overdue); err != nil {
+	if tel := f.telemetry(); tel != nil {
+		rec.Metrics = tel
+		if err := tel.SetGauges(rec.InProgress, rec.Overdue); err != nil {
 			f.log.Warn("the drain gauges are not reported", slog.String("error", err.Error()))
 		}
 	}
@@ -312,7 +338,7 @@ func (f *Function) Stop(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := f.stopLocked(ctx)
-	if f.tel != nil {
+	if f.tel != nil { // f.mu is held
 		// Flush what OTLP has not sent yet; the metrics stay readable until the process ends.
 		err = errors.Join(err, f.tel.Flush(ctx))
 	}
@@ -339,9 +365,6 @@ func (f *Function) Ready(context.Context) (bool, error) {
 }
 
 func (f *Function) reconciler() (*handlers.Reconciler, error) {
-	if f.setupErr != nil {
-		return nil, f.setupErr
-	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	switch {
@@ -358,8 +381,9 @@ func (f *Function) reconciler() (*handlers.Reconciler, error) {
 // structured mode), handles it with HandleEvent and writes the answer, all within this call:
 // no event ever waits for another request.
 func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
-	if r.Method == http.MethodGet && r.URL.Path == MetricsPath && f.tel != nil {
-		f.tel.MetricsHandler().ServeHTTP(w, r)
+	tel := f.telemetry() // nil before Start: nothing is recorded, the event is answered 503
+	if r.Method == http.MethodGet && r.URL.Path == MetricsPath {
+		tel.MetricsHandler().ServeHTTP(w, r)
 		return
 	}
 	defer f.watch.begin()()
@@ -380,7 +404,7 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	ctx, span := f.tel.StartEvent(ctx, *e)
+	ctx, span := tel.StartEvent(ctx, *e)
 	defer span.End()
 	reply, err := f.HandleEvent(ctx, *e)
 	if err != nil {
@@ -393,11 +417,11 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 		if status >= http.StatusInternalServerError {
 			span.SetStatus(codes.Error, msg)
 		}
-		f.tel.Event(ctx, e.Type(), status, time.Since(start))
+		tel.Event(ctx, e.Type(), status, time.Since(start))
 		eventing.WriteError(w, status, msg) // also a 202 with its one-line message
 		return
 	}
-	f.tel.Event(ctx, e.Type(), http.StatusOK, time.Since(start))
+	tel.Event(ctx, e.Type(), http.StatusOK, time.Since(start))
 	if reply != nil {
 		telemetry.InjectEvent(ctx, reply) // the reply continues the event's trace
 	}
@@ -476,17 +500,6 @@ func clusterUnavailable(err error) bool {
 	return apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
 		apierrors.IsTooManyRequests(err) || utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) ||
 		utilnet.IsProbableEOF(err) || errors.Is(err, context.DeadlineExceeded)
-}
-
-// environ is the process environment as a map.
-func environ() map[string]string {
-	env := map[string]string{}
-	for _, kv := range os.Environ() {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			env[k] = v
-		}
-	}
-	return env
 }
 
 // unwrapAll flattens an errors.Join tree one level.

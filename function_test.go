@@ -513,8 +513,18 @@ func TestServedBinaryDryRun(t *testing.T) {
 
 	logged, err := os.ReadFile(stderrPath)
 	require.NoError(t, err)
-	first, _, _ := strings.Cut(string(logged), "\n")
-	assert.Contains(t, first, "dry-run", "the first log line says dry-run")
+	// One log format (the runtime's) and the default level (info) for every line.
+	var starting string
+	for _, line := range strings.Split(strings.TrimSpace(string(logged)), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(line), &m), "a JSON line: %s", line)
+		assert.NotEqual(t, "debug", m["level"], "no debug line at the default level: %s", line)
+		assert.Contains(t, m, "message", line)
+		if msg, _ := m["message"].(string); starting == "" && strings.HasPrefix(msg, "vpa-graceful-drain starting") {
+			starting = msg
+		}
+	}
+	assert.Contains(t, starting, "dry-run", "the starting line says dry-run")
 
 	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
 	select {

@@ -311,9 +311,9 @@ func lookup(env map[string]string, key, def string) string {
 }
 
 // EnvNames returns every environment variable the function reads its configuration from:
-// each key, its UPPER_SNAKE_CASE alias, CONFIG_DIR, DRY_RUN and CONFIG_MAP.
+// each key, its UPPER_SNAKE_CASE alias, CONFIG_DIR, DRY_RUN, LOG_LEVEL and CONFIG_MAP.
 func EnvNames() []string {
-	names := []string{KeyConfigDir, KeyDryRun, KeyConfigMap}
+	names := []string{KeyConfigDir, KeyDryRun, KeyLogLevel, KeyConfigMap}
 	for _, k := range Keys() {
 		names = append(names, k, upperSnake(k))
 	}

@@ -400,6 +400,6 @@ func TestEnvNames(t *testing.T) {
 	for _, k := range config.Keys() {
 		assert.Contains(t, names, k)
 	}
-	assert.Subset(t, names, []string{"CONFIG_DIR", "DRY_RUN", "CONFIG_MAP", "GRACE_PERIOD_SECONDS", "SWEEP_INTERVAL_SECONDS", "DETECT_VPA_ANNOTATIONS"})
-	assert.Len(t, names, 3+2*len(config.Keys()))
+	assert.Subset(t, names, []string{"CONFIG_DIR", "DRY_RUN", "LOG_LEVEL", "CONFIG_MAP", "GRACE_PERIOD_SECONDS", "SWEEP_INTERVAL_SECONDS", "DETECT_VPA_ANNOTATIONS"})
+	assert.Len(t, names, 4+2*len(config.Keys()))
 }

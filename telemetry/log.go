@@ -11,7 +11,7 @@ import (
 // NewLogger writes JSON lines in the func-go runtime's own shape (zerolog's: "level" in lower
 // case, "time" in Unix seconds, "message"), so the runtime's lines and the function's are one
 // format on one stream.
-func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 		if len(groups) > 0 {
 			return a

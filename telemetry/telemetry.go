@@ -26,7 +26,8 @@ import (
 const ServiceName = "vpa-graceful-drain"
 
 // Telemetry holds the function's meter and tracer providers. It is created once per process
-// (New) and passed where it is needed: nothing here is global.
+// (New) and passed where it is needed: nothing here is global. A nil *Telemetry records
+// nothing (a request before the function started).
 type Telemetry struct {
 	meters   *sdkmetric.MeterProvider
 	tracers  *sdktrace.TracerProvider
@@ -155,6 +156,11 @@ func (t *Telemetry) SetGauges(inProgress, overdue func() int64) error {
 
 // MetricsHandler serves the metrics in the Prometheus text format.
 func (t *Telemetry) MetricsHandler() http.Handler {
+	if t == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "starting: no metrics yet", http.StatusServiceUnavailable)
+		})
+	}
 	return promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{})
 }
 
@@ -173,32 +179,50 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 
 // Decision counts one decision.
 func (t *Telemetry) Decision(ctx context.Context, action, reason string) {
+	if t == nil {
+		return
+	}
 	t.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String(AttrAction, action), attribute.String(AttrReason, reason)))
 }
 
 // Drain records a finished drain's duration.
 func (t *Telemetry) Drain(ctx context.Context, reason, ownerKind string, seconds float64) {
+	if t == nil {
+		return
+	}
 	t.drainDuration.Record(ctx, seconds, metric.WithAttributes(attribute.String(AttrReason, reason), attribute.String(AttrOwnerKind, ownerKind)))
 }
 
 // CapacityGap records what one eviction cost its owner.
 func (t *Telemetry) CapacityGap(ctx context.Context, ownerKind, namespace string, seconds float64) {
+	if t == nil {
+		return
+	}
 	t.capacityGap.Record(ctx, seconds, metric.WithAttributes(attribute.String(AttrOwnerKind, ownerKind), attribute.String(AttrNamespace, namespace)))
 }
 
 // Event counts one event received and the time it took.
 func (t *Telemetry) Event(ctx context.Context, ceType string, code int, took time.Duration) {
+	if t == nil {
+		return
+	}
 	t.events.Add(ctx, 1, metric.WithAttributes(attribute.String(AttrType, ceType), attribute.String(AttrCode, strconv.Itoa(code))))
 	t.eventDuration.Record(ctx, took.Seconds())
 }
 
 // APIRequest counts one request to the Kubernetes API (code 0: no answer).
 func (t *Telemetry) APIRequest(ctx context.Context, verb string, code int) {
+	if t == nil {
+		return
+	}
 	t.apiRequests.Add(ctx, 1, metric.WithAttributes(attribute.String(AttrVerb, verb), attribute.String(AttrCode, strconv.Itoa(code))))
 }
 
 // Sweep records one sweep.
 func (t *Telemetry) Sweep(ctx context.Context, pods, writes, failures int, took time.Duration, err error) {
+	if t == nil {
+		return
+	}
 	result := "ok"
 	if err != nil {
 		result = "failed"
