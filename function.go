@@ -327,6 +327,9 @@ func logConfig(log *slog.Logger, msg string, cfg config.Config, dryRun bool) {
 		slog.Any("namespaceSelector", cfg.Namespaces),
 		slog.Bool("detectVpaAnnotations", cfg.DetectVpaAnnotations),
 		slog.Int("sweepIntervalSeconds", int(cfg.SweepInterval.Seconds())),
+		slog.String("holdOn", string(cfg.HoldOn)),
+		slog.Any("workloadDefaults", cfg.Workloads),
+		slog.Bool("ensurePodDisruptionBudget", cfg.EnsurePDB),
 		slog.Bool("uninstalling", cfg.Uninstalling),
 		slog.Bool("dryRun", dryRun))
 }
