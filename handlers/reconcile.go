@@ -66,6 +66,7 @@ type Reconciler struct {
 	siblings siblings                      // drains waiting for a replacement, by controller
 	advised  advised                       // when each owner was last advised
 	gaps     gaps                          // evictions whose capacity gap is still open
+	writes   writes                        // the resourceVersion of each pod's last write
 	overdue  atomic.Int64                  // pods the last sweep found held past their deadline
 	live     atomic.Pointer[config.Config] // set by SetConfig
 	running  atomic.Bool                   // Run has started (its first sweep is on the way)
@@ -135,6 +136,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, e
 		if _, ready := readySince(pod); ready {
 			r.closeGaps(ctx, pod)
 		}
+	}
+	if r.writes.stale(pod) {
+		// Older than what this process last wrote: its decision would fail the guard (a 422
+		// and a re-read); the event of the written state, or a newer one, decides instead.
+		d := Decision{Action: None, Reason: "stale: older than this function's last write to the pod", FinalizerIndex: -1}
+		r.Log.DebugContext(ctx, "decision", podAttrs(pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
+		r.metrics().Decision(ctx, d.Action.String(), "stale")
+		return Outcome{Pod: pod, Decision: d, At: r.Clock.Now()}, nil
 	}
 	return r.reconcile(ctx, pod, r.decide)
 }
@@ -259,6 +268,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 func (r *Reconciler) Forget(uid types.UID) {
 	r.Rechecks.Cancel(uid)
 	r.siblings.forget(uid)
+	r.writes.forget(uid)
 }
 
 // Stop drops every pending re-check and ends Run's workers. Run calls it when its ctx ends.
@@ -388,7 +398,7 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 	if err != nil {
 		return out, err
 	}
-	_, err = r.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, patch,
+	patched, err := r.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, patch,
 		metav1.PatchOptions{FieldManager: Component})
 	switch {
 	case apierrors.IsNotFound(err):
@@ -400,6 +410,9 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 		return out, fmt.Errorf("patching pod %s/%s (%s): %w", pod.Namespace, pod.Name, d.Action, err)
 	}
 	out.Applied = true
+	if patched != nil {
+		r.writes.wrote(pod.UID, patched.ResourceVersion)
+	}
 	log.InfoContext(ctx, "decision", slog.Bool("applied", true), slog.String("stopped", d.Stopped.String()))
 	if d.Action == RemoveFinalizer {
 		if !d.Started.IsZero() {
@@ -427,7 +440,10 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision
 			msg += " (" + strings.Join(d.Warnings, "; ") + ")"
 		}
 	case d.Action == RemoveFinalizer:
-		r.Forget(pod.UID)
+		// Released: no re-check, no sibling wait. The last write stays remembered, so the
+		// older events still on their way cost nothing (the delete event forgets it).
+		r.Rechecks.Cancel(pod.UID)
+		r.siblings.forget(pod.UID)
 		switch d.Reason {
 		case ReasonDrained:
 			eventType, reason = corev1.EventTypeNormal, EventDrainCompleted

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 
 	"function/config"
@@ -278,6 +279,46 @@ func TestCountServingEndpoints(t *testing.T) {
 			out, err := f.rec.Reconcile(context.Background(), pod)
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, out.Decision.Action, out.Decision.Reason)
+		})
+	}
+}
+
+// An event older than this process's own last write to the pod (a burst of update events at
+// pod start, a redelivery) costs no write and no read.
+func TestStaleEventCostsNothing(t *testing.T) {
+	pod := newPod(managed, deployment, func(p *corev1.Pod) { p.ResourceVersion = "1000" })
+	f := newFixture(t, false, pod)
+	f.client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		written := pod.DeepCopy()
+		written.ResourceVersion, written.Finalizers = "1003", []string{handlers.Finalizer}
+		return true, written, nil
+	})
+	out, err := f.rec.Reconcile(context.Background(), pod)
+	require.NoError(t, err)
+	require.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+	require.Equal(t, []string{"patch pods", "get deployments"}, verbs(f.client), "the write, and advice's read of the owner")
+
+	tests := []struct {
+		rv        string
+		wantVerbs []string
+	}{
+		{"1001", []string{}}, // the scheduler's update, before our write: skipped
+		{"1002", []string{}}, // the kubelet's: skipped
+		{"999", []string{}},  // older still
+		{"1003", []string{}}, // our write's own echo: decided, nothing to do
+		{"not-a-number", []string{"patch pods", "get deployments"}}, // not comparable: decided as usual
+	}
+	for _, tt := range tests {
+		t.Run(tt.rv, func(t *testing.T) {
+			f.client.ClearActions()
+			old := pod.DeepCopy()
+			old.ResourceVersion = tt.rv
+			if tt.rv == "1003" {
+				old.Finalizers = []string{handlers.Finalizer}
+			}
+			_, err := f.rec.Reconcile(context.Background(), old)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantVerbs, verbs(f.client))
 		})
 	}
 }

@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package integration runs the function's code (handlers.Reconciler) against a real
 // kube-apiserver and etcd, so the API server decides what our patches, guards and finalizer
 // rules do. Time is a fake clock: the decisions' "now" is stepped, not waited for.
@@ -149,8 +151,17 @@ func TestIntegrationAddFinalizerOnceForDuplicatedEvent(t *testing.T) {
 	assert.Equal(t, []string{"PATCH pods"}, f.reqs.List())
 	assert.Equal(t, []string{handlers.Finalizer}, f.get("web-1").Finalizers)
 
-	// The same event again: the guard refuses it, one re-read shows nothing is left to do.
+	// The same event again: older than the function's own write, it costs nothing.
 	out = f.reconcile(pod)
+	assert.Equal(t, handlers.None, out.Decision.Action)
+	assert.Contains(t, out.Decision.Reason, "stale")
+	assert.False(t, out.Applied)
+	assert.Empty(t, f.reqs.List(), "no request")
+
+	// Another replica, which did not write, gets the guard's refusal and one re-read.
+	other := handlers.NewReconciler(f.rec.Client, f.cfg, false, f.rec.Log)
+	out, err := other.Reconcile(f.ctx, pod)
+	require.NoError(t, err)
 	assert.Equal(t, handlers.None, out.Decision.Action)
 	assert.False(t, out.Applied)
 	assert.Equal(t, []string{"PATCH pods", "GET pods"}, f.reqs.List())
