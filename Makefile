@@ -1,9 +1,13 @@
 # vpa-graceful-drain: build, run and test the function.
 #
 #   make run     serve the function locally (func-go's http runtime; dry-run without a cluster)
-#   make test    unit + integration + end-to-end tests against a real kube-apiserver,
-#                etcd and the real Knative ApiServerSource adapter (built once into bin/)
-#   make unit    the fast loop: unit tests only, no real components
+#   make test    gofmt, vet and lint; unit tests (with -race) + integration + end-to-end tests
+#                against a real kube-apiserver, etcd, kube-controller-manager and the real Knative
+#                ApiServerSource adapter (built once into bin/)
+#   make unit    the fast loop: unit tests only, no real components (what `go test ./...` runs)
+#   make fmt     format every Go file (gofmt -w)
+#   make lint    staticcheck (pinned in test/tools/lint, built once into bin/; staticcheck.conf)
+#   make verify  check, changing nothing: gofmt, go mod tidy and lint (make test checks gofmt and lint)
 #   make demo    a local control plane, adapter and function; evicts a pod, prints a timeline
 #   make bench   benchmarks (speed and memory targets)
 #   make fuzz    each fuzz target for FUZZTIME (default 30s), one after another
@@ -29,16 +33,47 @@ REAL_BINARIES := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manage
 # The real-cluster tests find the binaries here (envtest's convention).
 export KUBEBUILDER_ASSETS := $(BIN)
 
-.PHONY: all fmt vet build run invoke release-finalizers unit test integration e2e bench fuzz demo soak binaries clean install-plugin
+# Build tags. The real-cluster test packages build only with a tag, so a plain `go test ./...`
+# (a fresh clone, no bin/) runs the unit tests alone; make test, vet and lint use both tags.
+#   integration  the test process itself against a real etcd and kube-apiserver, nothing else
+#                started: test/integration, test/knative (dryrun_test.go), test/plugin
+#   e2e          the built function binary served by func-go, with the real ApiServerSource
+#                adapter and/or kube-controller-manager (test/e2e, test/faults, test/workloads),
+#                or alone under 70,000 events with a 1 s latency bound (test/load: no API server,
+#                but it builds the function and needs a quiet machine)
+# The packages without tests (test/cluster, test/soak, test/demo, test/load's generator) are
+# not tagged: go build and go vet check them everywhere.
+TAGS := integration e2e
+
+# Every Go file of the module (tracked or new, not ignored).
+GO_FILES = $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')
+
+.PHONY: all fmt fmt-check tidy-check lint verify vet build run invoke release-finalizers unit test integration e2e bench fuzz demo soak binaries clean install-plugin
 
 all: fmt vet build unit
 
+# Formats every Go file in place.
 fmt:
-	@out=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); \
-	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	gofmt -w $(GO_FILES)
+
+# Fails, naming them, if any Go file is not gofmt-formatted (make fmt formats them).
+fmt-check:
+	@out=$$(gofmt -l $(GO_FILES)); \
+	if [ -n "$$out" ]; then echo "gofmt needed on (make fmt):"; echo "$$out"; exit 1; fi
+
+# Fails, printing the diff, if go mod tidy would change go.mod or go.sum.
+tidy-check:
+	$(GO) mod tidy -diff
 
 vet:
-	$(GO) vet ./...
+	$(GO) vet -tags '$(TAGS)' ./...
+
+# staticcheck on every package, the tagged tests included; checks in staticcheck.conf.
+lint: $(BIN)/staticcheck
+	$(BIN)/staticcheck -tags '$(TAGS)' ./...
+
+# Checks only, changes nothing (CI-style): formatting, go.mod/go.sum tidy, lint.
+verify: fmt-check tidy-check lint
 
 build:
 	$(GO) build ./...
@@ -62,17 +97,18 @@ release-finalizers:
 unit:
 	$(GO) test -count=1 $(UNIT_PKGS)
 
-# Everything: unit tests, then integration and end-to-end tests against the real components.
-# The real-cluster packages run one at a time (-p 1): their timing checks need the 2 cores.
-test: fmt vet binaries
-	$(GO) test -count=1 $(UNIT_PKGS)
-	$(GO) test -count=1 -p 1 -timeout 15m ./test/...
+# Everything: gofmt, vet and lint, the unit tests with the race detector, then the integration
+# and end-to-end tests (both tags) against the real components. The real-cluster packages run
+# one at a time (-p 1) and without -race: their timing checks need the 2 cores.
+test: fmt-check vet lint binaries
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+	$(GO) test -tags '$(TAGS)' -count=1 -p 1 -timeout 15m ./test/...
 
 integration: binaries
-	$(GO) test -count=1 -timeout 10m -v ./test/integration/
+	$(GO) test -tags integration -count=1 -timeout 10m -v ./test/integration/
 
 e2e: binaries
-	$(GO) test -count=1 -timeout 10m -v ./test/e2e/
+	$(GO) test -tags e2e -count=1 -timeout 10m -v ./test/e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
@@ -111,6 +147,11 @@ $(BIN)/etcd: test/tools/etcd/go.mod test/tools/etcd/go.sum
 $(BIN)/apiserver_receive_adapter: test/tools/adapter/go.mod test/tools/adapter/go.sum
 	@echo ">> building the Knative ApiServerSource adapter (eventing v0.50.0) from Go modules (1 to 4 minutes once)"
 	cd test/tools/adapter && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ knative.dev/eventing/cmd/apiserver_receive_adapter
+
+# The linter, pinned in its own build-only module like the real components.
+$(BIN)/staticcheck: test/tools/lint/go.mod test/tools/lint/go.sum
+	@echo ">> building staticcheck v0.8.2 from Go modules (about 30 seconds once)"
+	cd test/tools/lint && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ honnef.co/go/tools/cmd/staticcheck
 
 clean:
 	rm -rf $(BIN)

@@ -65,8 +65,8 @@ type Live struct {
 // EventInvalidConfiguration is the reason of the Warning Event on an invalid ConfigMap.
 const EventInvalidConfiguration = "InvalidConfiguration"
 
-// ErrNotSynced: the ConfigMap could not be read within Start's wait (RBAC missing, the API
-// server away). The watch goes on and applies the ConfigMap once it can read it.
+// ErrNotSynced is returned when the ConfigMap could not be read within Start's wait (RBAC
+// missing, the API server away). The watch goes on and applies the ConfigMap once it can read it.
 var ErrNotSynced = errors.New("the ConfigMap could not be read yet")
 
 // Start starts the watch and waits, at most `wait` (and until ctx ends), until the first

@@ -16,7 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// ReasonUninstalled: the finalizer was removed because the function is being uninstalled.
+// ReasonUninstalled means the finalizer was removed because the function is being uninstalled.
 const ReasonUninstalled = "uninstalled"
 
 const (

@@ -9,8 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// ReasonReleasedByHand: the finalizer was removed by hand (`kubectl vpa-drain release`), the
-// incident escape hatch.
+// ReasonReleasedByHand means the finalizer was removed by hand (`kubectl vpa-drain release`),
+// the incident escape hatch.
 const ReasonReleasedByHand = "released-by-hand"
 
 // Inspect is the decision the function would make on pod now: DecideWith with the facts it

@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package e2e runs the whole path for real: pods in a real kube-apiserver, the real Knative
 // ApiServerSource adapter watching them, HTTP to the function served by func-go (as `make
 // run` serves it), and the function's writes back to the API server. The test plays the

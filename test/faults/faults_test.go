@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package faults runs the function through the failures it must survive, against a real
 // kube-apiserver and etcd and (except TestFaultsSlowAPIServer) the real ApiServerSource
 // adapter: the function SIGKILLed at random points during drains, three replicas receiving

@@ -1,3 +1,5 @@
+//go:build integration
+
 package integration
 
 import (
@@ -74,9 +76,9 @@ func TestIntegrationConfigRoleIsEnoughAndNoMore(t *testing.T) {
 
 	// The sweep Lease: created, read and claimed by name; no other Lease.
 	leases := client.CoordinationV1().Leases(ns)
-	lease, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: function.SweepLeaseName, Namespace: ns}}, metav1.CreateOptions{})
+	_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: function.SweepLeaseName, Namespace: ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	lease, err = leases.Get(ctx, function.SweepLeaseName, metav1.GetOptions{})
+	lease, err := leases.Get(ctx, function.SweepLeaseName, metav1.GetOptions{})
 	require.NoError(t, err)
 	holder := "replica-a"
 	lease.Spec.HolderIdentity = &holder

@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package plugin runs the kubectl plugin (`kubectl vpa-drain`, cmd/kubectl-vpa_drain) in-process
 // against a real kube-apiserver and etcd, and checks its output against known pods: the table
 // and -o json list exactly the pods that hold the finalizer, with the phase and gates the

@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package workloads runs real workload controllers on the real-cluster test bed: a real
 // kube-controller-manager (Deployments, ReplicaSets, StatefulSets, DaemonSets, EndpointSlices,
 // PodDisruptionBudgets, garbage collection) against the real kube-apiserver, with the
