@@ -1,8 +1,22 @@
 // Command release-finalizers removes the finalizer vpagracefuldrain.dev/drain from every pod.
 // Run it when uninstalling vpa-graceful-drain: without the function nothing else removes it,
 // and an evicted pod would stay Terminating forever. It uses KUBECONFIG / ~/.kube/config (or
-// the in-cluster config) and needs list and patch on pods, patch on the function's
-// ConfigMap, and list and delete on poddisruptionbudgets.
+// the in-cluster config).
+//
+// It needs exactly these permissions (see permissions), and checks each with a
+// SelfSubjectAccessReview before it does anything: when one is denied it changes nothing and
+// exits 1 with one line per missing permission, "release-finalizers needs <verb> on <resource>
+// (<scope>); ask your cluster admin or run with an account that has it".
+//
+//   - get, list and patch on pods, in -namespace (all namespaces without it): list to find
+//     them, patch to remove the finalizer (a guarded JSON patch), get to read a pod again when
+//     it changed in between;
+//   - create on events, in the same scope: a FinalizerRemoved Event on each released pod;
+//   - patch on the ConfigMap -config-map names (none when -config-map is empty), to mark it;
+//   - list and delete on poddisruptionbudgets (policy), in all namespaces: the ones pacing
+//     created are found by their label wherever they are.
+//
+// With -dry-run it needs only list on pods and list on poddisruptionbudgets.
 //
 //	go run ./cmd/release-finalizers [-namespace NS] [-dry-run] [-workers 16] [-qps 100] [-burst 200]
 //	    [-config-map vpa-graceful-drain/vpa-graceful-drain] [-settle 5s]
@@ -33,6 +47,7 @@ import (
 	"syscall"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -65,11 +80,38 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 16, "pods patched at once")
 	flag.StringVar(&o.configMap, "config-map", "vpa-graceful-drain/vpa-graceful-drain", "the function's ConfigMap (namespace/name) to mark as uninstalling; empty: none")
 	flag.DurationVar(&o.settle, "settle", 5*time.Second, "wait between release passes")
+	flag.Usage = func() { usage(flag.CommandLine.Output(), flag.CommandLine) }
 	flag.Parse()
 	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "release-finalizers:", err)
+		var missing missingPermissions
+		if errors.As(err, &missing) {
+			fmt.Fprint(os.Stderr, missing.Error())
+		} else {
+			fmt.Fprintln(os.Stderr, "release-finalizers:", err)
+		}
 		os.Exit(1)
 	}
+}
+
+// usage is the -help text: what the command does, the permissions it needs, its flags.
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, `Usage: release-finalizers [flags]
+
+Removes the finalizer vpagracefuldrain.dev/drain from every pod (uninstalling vpa-graceful-drain):
+marks the function's ConfigMap as uninstalling, releases every pod (passing again until nothing is
+left), then deletes the PodDisruptionBudgets the function created for eviction pacing.
+
+Permissions it needs (each checked with a SelfSubjectAccessReview before it does anything):
+  get, list, patch  pods                         in -namespace (all namespaces without it)
+  create            events                       in the same scope
+  patch             configmaps                   the one -config-map names (none if it is empty)
+  list, delete      poddisruptionbudgets.policy  in all namespaces
+With -dry-run: list on pods and list on poddisruptionbudgets.policy only.
+
+Flags:
+`)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
 }
 
 func run(o options) error {
@@ -88,6 +130,13 @@ func run(o options) error {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("creating client: %w", err)
+	}
+	needed, err := permissions(o)
+	if err != nil {
+		return err
+	}
+	if err := checkPermissions(ctx, client, needed); err != nil {
+		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	res, err := uninstall(ctx, client, o, log, os.Stderr)
@@ -182,4 +231,82 @@ func summary(res handlers.ReleaseResult, dryRun bool) string {
 		s += fmt.Sprintf(", %d failed", res.Failed)
 	}
 	return s
+}
+
+// permissions returns every access a run with o needs (see the package doc): in o.namespace
+// ("" for all namespaces) for pods and events, the ConfigMap by name, poddisruptionbudgets in
+// all namespaces (DeletePDBs lists them everywhere).
+func permissions(o options) ([]authorizationv1.ResourceAttributes, error) {
+	pods := func(verb string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Verb: verb, Resource: "pods", Namespace: o.namespace}
+	}
+	pdbs := func(verb string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Verb: verb, Group: "policy", Resource: "poddisruptionbudgets"}
+	}
+	if o.dryRun {
+		return []authorizationv1.ResourceAttributes{pods("list"), pdbs("list")}, nil
+	}
+	needed := []authorizationv1.ResourceAttributes{pods("get"), pods("list"), pods("patch"),
+		{Verb: "create", Resource: "events", Namespace: o.namespace}}
+	if o.configMap != "" {
+		ns, name, ok := strings.Cut(o.configMap, "/")
+		if !ok || ns == "" || name == "" {
+			return nil, fmt.Errorf("-config-map %q: want namespace/name", o.configMap)
+		}
+		needed = append(needed, authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps", Namespace: ns, Name: name})
+	}
+	return append(needed, pdbs("list"), pdbs("delete")), nil
+}
+
+// missingPermissions is the accesses the authorizer denied, one line each.
+type missingPermissions []authorizationv1.ResourceAttributes
+
+func (m missingPermissions) Error() string {
+	var b strings.Builder
+	for _, a := range m {
+		fmt.Fprintf(&b, "release-finalizers needs %s on %s (%s); ask your cluster admin or run with an account that has it\n",
+			a.Verb, resourceName(a), scope(a))
+	}
+	return b.String()
+}
+
+// resourceName is "pods", "poddisruptionbudgets.policy" or "configmaps named NAME".
+func resourceName(a authorizationv1.ResourceAttributes) string {
+	s := a.Resource
+	if a.Group != "" {
+		s += "." + a.Group
+	}
+	if a.Name != "" {
+		s += " named " + a.Name
+	}
+	return s
+}
+
+// scope is "namespace NS" or "all namespaces".
+func scope(a authorizationv1.ResourceAttributes) string {
+	if a.Namespace == "" {
+		return "all namespaces"
+	}
+	return "namespace " + a.Namespace
+}
+
+// checkPermissions asks the API server (SelfSubjectAccessReviews, which every authenticated
+// user may create) whether the caller has each access, and returns missingPermissions listing
+// every one denied.
+func checkPermissions(ctx context.Context, client kubernetes.Interface, needed []authorizationv1.ResourceAttributes) error {
+	var missing missingPermissions
+	for _, a := range needed {
+		review, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &a}}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("checking whether this account may %s %s (%s): %w", a.Verb, resourceName(a), scope(a), err)
+		}
+		if !review.Status.Allowed {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		return missing
+	}
+	return nil
 }

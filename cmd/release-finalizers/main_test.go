@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"log/slog"
 	"strings"
 	"testing"
@@ -9,12 +10,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"function/config"
 	"function/handlers"
@@ -147,5 +150,90 @@ func TestUninstallDeletesThePDBsPacingCreated(t *testing.T) {
 			assert.Contains(t, out.String(), "deleted 1 PodDisruptionBudget(s)")
 			assert.Equal(t, []string{"web"}, left)
 		}
+	}
+}
+
+func TestPermissions(t *testing.T) {
+	pods := func(verb, ns string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Verb: verb, Resource: "pods", Namespace: ns}
+	}
+	events := func(ns string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Verb: "create", Resource: "events", Namespace: ns}
+	}
+	pdbs := func(verb string) authorizationv1.ResourceAttributes {
+		return authorizationv1.ResourceAttributes{Verb: verb, Group: "policy", Resource: "poddisruptionbudgets"}
+	}
+	cm := authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps", Namespace: "vpa-graceful-drain", Name: "vpa-graceful-drain"}
+	tests := []struct {
+		name string
+		o    options
+		want []authorizationv1.ResourceAttributes
+	}{
+		{"every namespace", options{configMap: "vpa-graceful-drain/vpa-graceful-drain"},
+			[]authorizationv1.ResourceAttributes{pods("get", ""), pods("list", ""), pods("patch", ""), events(""), cm, pdbs("list"), pdbs("delete")}},
+		{"one namespace: PodDisruptionBudgets still everywhere", options{namespace: "apps", configMap: "vpa-graceful-drain/vpa-graceful-drain"},
+			[]authorizationv1.ResourceAttributes{pods("get", "apps"), pods("list", "apps"), pods("patch", "apps"), events("apps"), cm, pdbs("list"), pdbs("delete")}},
+		{"no ConfigMap", options{namespace: "apps"},
+			[]authorizationv1.ResourceAttributes{pods("get", "apps"), pods("list", "apps"), pods("patch", "apps"), events("apps"), pdbs("list"), pdbs("delete")}},
+		{"dry-run reads only", options{namespace: "apps", dryRun: true, configMap: "vpa-graceful-drain/vpa-graceful-drain"},
+			[]authorizationv1.ResourceAttributes{pods("list", "apps"), pdbs("list")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := permissions(tt.o)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+	_, err := permissions(options{configMap: "cm"})
+	assert.ErrorContains(t, err, "want namespace/name")
+}
+
+// Every denied permission is listed, one line each, and nothing else is asked of the cluster.
+func TestCheckPermissionsListsEveryMissingOne(t *testing.T) {
+	c := fake.NewClientset()
+	c.PrependReactor("create", "selfsubjectaccessreviews", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		review := action.(k8stesting.CreateAction).GetObject().(*authorizationv1.SelfSubjectAccessReview)
+		a := review.Spec.ResourceAttributes
+		review.Status.Allowed = !(a.Verb == "patch" && a.Resource == "pods") && !(a.Verb == "delete" && a.Resource == "poddisruptionbudgets")
+		return true, review, nil
+	})
+	needed, err := permissions(options{namespace: "apps", configMap: "vpa-graceful-drain/vpa-graceful-drain"})
+	require.NoError(t, err)
+	err = checkPermissions(context.Background(), c, needed)
+	var missing missingPermissions
+	require.ErrorAs(t, err, &missing)
+	assert.Equal(t, "release-finalizers needs patch on pods (namespace apps); ask your cluster admin or run with an account that has it\n"+
+		"release-finalizers needs delete on poddisruptionbudgets.policy (all namespaces); ask your cluster admin or run with an account that has it\n",
+		err.Error())
+	for _, a := range c.Actions() {
+		assert.Equal(t, "selfsubjectaccessreviews", a.GetResource().Resource, "only checks: %v", a)
+	}
+
+	named := missingPermissions{{Verb: "patch", Resource: "configmaps", Namespace: "ns", Name: "cm"}}
+	assert.Equal(t, "release-finalizers needs patch on configmaps named cm (namespace ns); ask your cluster admin or run with an account that has it\n", named.Error())
+
+	c = fake.NewClientset()
+	c.PrependReactor("create", "selfsubjectaccessreviews", func(k8stesting.Action) (bool, runtime.Object, error) {
+		review := &authorizationv1.SelfSubjectAccessReview{}
+		review.Status.Allowed = true
+		return true, review, nil
+	})
+	assert.NoError(t, checkPermissions(context.Background(), c, needed))
+}
+
+func TestUsageStatesThePermissions(t *testing.T) {
+	var b strings.Builder
+	fs := flag.NewFlagSet("release-finalizers", flag.ContinueOnError)
+	fs.String("namespace", "", "only this namespace")
+	usage(&b, fs)
+	for _, line := range []string{
+		"get, list, patch  pods                         in -namespace (all namespaces without it)",
+		"create            events                       in the same scope",
+		"patch             configmaps                   the one -config-map names",
+		"list, delete      poddisruptionbudgets.policy  in all namespaces",
+		"-namespace string",
+	} {
+		assert.Contains(t, b.String(), line)
 	}
 }

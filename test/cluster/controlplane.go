@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +58,11 @@ type ControlPlane struct {
 	Client kubernetes.Interface
 	// Kubeconfig is the path of an admin kubeconfig file, for child processes.
 	Kubeconfig string
+
+	// rbacMu guards rbacApplied and fnKubeconfig (see ApplyRBAC, FunctionKubeconfig).
+	rbacMu       sync.Mutex
+	rbacApplied  bool
+	fnKubeconfig string
 }
 
 // StartControlPlane starts etcd and kube-apiserver; they are stopped when the test ends.

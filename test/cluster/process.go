@@ -135,7 +135,9 @@ type Function struct {
 }
 
 // StartFunction runs the function binary on addr with kubeconfig and extra env
-// (configuration keys such as gracePeriodSeconds=3) and waits until it is Ready.
+// (configuration keys such as gracePeriodSeconds=3) and waits until it is Ready. A KUBECONFIG
+// in env wins over kubeconfig. Tests pass ControlPlane.FunctionKubeconfig (the function's own
+// ServiceAccount), not the admin Kubeconfig, unless they need admin.
 func StartFunction(ctx context.Context, bin, addr, kubeconfig string, env ...string) (*Function, error) {
 	env = append([]string{"LISTEN_ADDRESS=" + addr, "KUBECONFIG=" + kubeconfig, "CONFIG_DIR=" + filepath.Join(os.TempDir(), "vpagd-no-config"), "LOG_LEVEL=debug"}, env...)
 	p, err := StartProcess("function", bin, nil, env)

@@ -35,8 +35,10 @@ type Stack struct {
 
 // StartStack starts function (binary bin, configuration env), proxy and adapter (mode
 // "Resource" or "Reference") for a new namespace, and waits until the adapter's watch
-// delivers events. Everything is stopped when the test ends; the processes' output is
-// logged if it failed.
+// delivers events. The function runs with the credentials of its own ServiceAccount from
+// config/rbac.yaml (ControlPlane.FunctionKubeconfig), so a verb rbac.yaml lacks fails the
+// test; a KUBECONFIG in env wins (e.g. "KUBECONFIG="+cp.Kubeconfig for admin, or a proxy's).
+// Everything is stopped when the test ends; the processes' output is logged if it failed.
 func StartStack(t *testing.T, cp *ControlPlane, bin, mode string, env ...string) *Stack {
 	t.Helper()
 	s, err := NewStack(cp, bin, cp.Namespace(t, "e2e"), mode, env...)
@@ -93,7 +95,11 @@ func (s *Stack) startFunction() (*Function, error) {
 	if err != nil {
 		return nil, err
 	}
-	return StartFunction(context.Background(), s.bin, addr, s.CP.Kubeconfig, s.env...)
+	kubeconfig, err := s.CP.FunctionKubeconfig()
+	if err != nil {
+		return nil, err
+	}
+	return StartFunction(context.Background(), s.bin, addr, kubeconfig, s.env...)
 }
 
 // RestartFunction kills the function (SIGKILL, no goodbye) and starts a new process, to

@@ -26,24 +26,30 @@ import (
 )
 
 // createConfigMap creates the function's ConfigMap in a new namespace and returns its
-// CONFIG_MAP reference.
+// CONFIG_MAP reference. The function runs as its own ServiceAccount, whose Role for its
+// ConfigMap and sweep Lease config/rbac.yaml binds in vpa-graceful-drain only: the Role is bound
+// in the new namespace too, as a deployer who keeps the ConfigMap elsewhere would.
 func createConfigMap(t *testing.T, data map[string]string) (*corev1.ConfigMap, string) {
 	t.Helper()
 	ns := cp.Namespace(t, "cfg")
+	require.NoError(t, cp.BindConfigRole(context.Background(), ns))
 	cm, err := cp.Client.CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: "vpa-graceful-drain", Namespace: ns}, Data: data}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	return cm, ns + "/vpa-graceful-drain"
 }
 
-// startFunctions starts n function processes (no event source: their sweeps do the work).
+// startFunctions starts n function processes (no event source: their sweeps do the work), with
+// the credentials of the function's own ServiceAccount.
 func startFunctions(t *testing.T, n int, env ...string) []*cluster.Function {
 	t.Helper()
+	kubeconfig, err := cp.FunctionKubeconfig()
+	require.NoError(t, err)
 	var fns []*cluster.Function
 	for i := range n {
 		addr, err := cluster.FreeAddr()
 		require.NoError(t, err)
-		f, err := cluster.StartFunction(context.Background(), bin, addr, cp.Kubeconfig, append(slices.Clone(cluster.BarePods), env...)...)
+		f, err := cluster.StartFunction(context.Background(), bin, addr, kubeconfig, append(slices.Clone(cluster.BarePods), env...)...)
 		require.NoError(t, err)
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -226,7 +232,7 @@ func httpGet(url string) (int, error) {
 func sweepsDone(fns []*cluster.Function) int {
 	n := 0
 	for _, f := range fns {
-		n += strings.Count(f.Output(), `"msg":"sweep done"`)
+		n += strings.Count(f.Output(), `"message":"sweep done"`)
 	}
 	return n
 }
@@ -251,7 +257,7 @@ func TestE2ESweepsSharedBetweenReplicas(t *testing.T) {
 	require.NotNil(t, lease.Spec.HolderIdentity)
 
 	// A tick delivered to the second replica: it sweeps now.
-	before := strings.Count(fns[1].Output(), `"msg":"sweep done"`)
+	before := strings.Count(fns[1].Output(), `"message":"sweep done"`)
 	req, err := http.NewRequest(http.MethodPost, fns[1].URL, strings.NewReader(`{"sweep":true}`))
 	require.NoError(t, err)
 	for k, v := range map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "tick-1", "Ce-Type": "dev.knative.sources.ping",
@@ -262,6 +268,6 @@ func TestE2ESweepsSharedBetweenReplicas(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusAccepted, resp.StatusCode)
-	require.Eventually(t, func() bool { return strings.Count(fns[1].Output(), `"msg":"sweep done"`) > before }, 5*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return strings.Count(fns[1].Output(), `"message":"sweep done"`) > before }, 5*time.Second, 20*time.Millisecond,
 		"the replica that got the tick sweeps at once")
 }
