@@ -43,7 +43,7 @@ func patchKind(t *testing.T, body []byte) string {
 }
 
 func sweepsDone(output string) int {
-	return strings.Count(output, `"msg":"sweep done"`)
+	return strings.Count(output, `"message":"sweep done"`)
 }
 
 // TestFaultsThreeReplicas runs three function processes that all receive every event (a
