@@ -1,7 +1,6 @@
 package function_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -15,10 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,31 +40,21 @@ import (
 	"function/config"
 	"function/eventing"
 	"function/handlers"
+	"function/internal/testutil"
+	"function/test/samples"
 )
-
-const samples = "test/events"
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // ---- .http sample files -------------------------------------------------------------------
 
-var nowToken = regexp.MustCompile(`\{\{now(?:([+-][0-9]+)s)?\}\}`)
-
-// readSample parses a test/events .http file (request line, headers, blank line, body; no
-// Content-Length) with its {{now±Ns}} tokens replaced, as test/events/invoke.sh does.
+// readSample reads the test/events sample name (see package samples), its {{now±Ns}} tokens
+// replaced, as test/events/invoke.sh posts it.
 func readSample(t *testing.T, name string) (http.Header, []byte) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(samples, name))
+	req, err := samples.Read(samples.Path(name))
 	require.NoError(t, err)
-	raw = nowToken.ReplaceAllFunc(raw, func(tok []byte) []byte {
-		offset, _ := strconv.Atoi(string(nowToken.FindSubmatch(tok)[1]))
-		return []byte(time.Now().Add(time.Duration(offset) * time.Second).UTC().Format(time.RFC3339))
-	})
-	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
-	require.NoError(t, err)
-	_, body, found := bytes.Cut(raw, []byte("\n\n"))
-	require.True(t, found)
-	return req.Header, bytes.TrimRight(body, "\r\n")
+	return req.Header, req.Body
 }
 
 // sampleEvent is the CloudEvent the SDK makes of a sample request.
@@ -116,14 +103,6 @@ func result(t *testing.T, err error) (int, string) {
 	return res.StatusCode, fmt.Sprintf(res.Format, res.Args...)
 }
 
-func verbs(c *fake.Clientset) []string {
-	out := []string{}
-	for _, a := range c.Actions() {
-		out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
-	}
-	return out
-}
-
 func newEvent(typ, data string, ext ...string) event.Event {
 	e := event.New()
 	e.SetID("id-1")
@@ -136,24 +115,6 @@ func newEvent(typ, data string, ext ...string) event.Event {
 		e.SetExtension(ext[i], ext[i+1])
 	}
 	return e
-}
-
-// lockedBuffer collects log output written from any goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // ---- lifecycle ------------------------------------------------------------------------------
@@ -176,7 +137,7 @@ func TestNotReadyBeforeStart(t *testing.T) {
 	status, msg := result(t, err)
 	assert.Equal(t, http.StatusServiceUnavailable, status)
 	assert.Contains(t, msg, "not ready")
-	assert.Equal(t, []string{}, verbs(c))
+	assert.Equal(t, []string{}, testutil.Verbs(c))
 }
 
 func TestStartWithInvalidConfiguration(t *testing.T) {
@@ -194,7 +155,7 @@ func TestStartWithInvalidConfiguration(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs lockedBuffer
+			var logs testutil.SyncBuffer
 			c := fake.NewClientset()
 			f := function.New(function.WithClient(c), function.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 			dir := t.TempDir()
@@ -223,7 +184,7 @@ func TestStartWithInvalidConfiguration(t *testing.T) {
 			status, msg := result(t, err)
 			assert.Equal(t, http.StatusServiceUnavailable, status)
 			assert.Contains(t, msg, tt.wantKey)
-			assert.Equal(t, []string{}, verbs(c))
+			assert.Equal(t, []string{}, testutil.Verbs(c))
 		})
 	}
 }
@@ -277,7 +238,7 @@ func TestHandleRejectsBadEvents(t *testing.T) {
 			status, msg := result(t, err)
 			assert.Equal(t, tt.status, status)
 			assert.Contains(t, msg, tt.message)
-			assert.Equal(t, []string{}, verbs(c), "a rejected event makes no API call")
+			assert.Equal(t, []string{}, testutil.Verbs(c), "a rejected event makes no API call")
 		})
 	}
 }
@@ -349,7 +310,7 @@ func TestHandleSamples(t *testing.T) {
 
 			reply, err := f.HandleEvent(context.Background(), in)
 			require.NoError(t, err)
-			assert.Equal(t, tt.wantVerbs, verbs(c))
+			assert.Equal(t, tt.wantVerbs, testutil.Verbs(c))
 			if tt.wantType == "" {
 				assert.Nil(t, reply)
 				return
@@ -384,7 +345,7 @@ func TestHandleDeleteEvents(t *testing.T) {
 			reply, err := f.HandleEvent(context.Background(), tt.event)
 			require.NoError(t, err)
 			assert.Nil(t, reply)
-			assert.Equal(t, []string{}, verbs(c), "a deleted pod is not read nor written")
+			assert.Equal(t, []string{}, testutil.Verbs(c), "a deleted pod is not read nor written")
 		})
 	}
 }
@@ -395,7 +356,7 @@ func TestHandleReferenceToAPodThatIsGone(t *testing.T) {
 	reply, err := f.HandleEvent(context.Background(), sampleEvent(t, "reference-mode-added.http"))
 	require.NoError(t, err)
 	assert.Nil(t, reply)
-	assert.Equal(t, []string{"get pods"}, verbs(c))
+	assert.Equal(t, []string{"get pods"}, testutil.Verbs(c))
 }
 
 func TestHandleClusterFailureIs500(t *testing.T) {
@@ -409,7 +370,7 @@ func TestHandleClusterFailureIs500(t *testing.T) {
 	status, msg := result(t, err)
 	assert.Equal(t, http.StatusInternalServerError, status)
 	assert.Contains(t, msg, "etcd down")
-	assert.Equal(t, []string{"patch pods"}, verbs(c))
+	assert.Equal(t, []string{"patch pods"}, testutil.Verbs(c))
 }
 
 func TestHandleUsesTheLoadedConfiguration(t *testing.T) {
@@ -418,7 +379,7 @@ func TestHandleUsesTheLoadedConfiguration(t *testing.T) {
 	reply, err := f.HandleEvent(context.Background(), sampleEvent(t, "managed-pod-added.http"))
 	require.NoError(t, err)
 	assert.Nil(t, reply, "the namespace is excluded")
-	assert.Equal(t, []string{}, verbs(c))
+	assert.Equal(t, []string{}, testutil.Verbs(c))
 }
 
 // ---- the served binary ----------------------------------------------------------------------
@@ -675,7 +636,7 @@ func TestHTTPAnswers(t *testing.T) {
 	}
 	// Dry-run writes nothing, and no event reads its pod; advice reads the pod's owner (once per
 	// owner, but this fake cluster has no Deployment web, so each of the three managed events reads it).
-	assert.Equal(t, []string{"get deployments", "get deployments", "get deployments"}, verbs(c), "dry-run, and no event reads the pod")
+	assert.Equal(t, []string{"get deployments", "get deployments", "get deployments"}, testutil.Verbs(c), "dry-run, and no event reads the pod")
 }
 
 func TestHTTPNotReadyIs503(t *testing.T) {
@@ -795,5 +756,5 @@ func TestHandleConcurrentWriterIsNotAnError(t *testing.T) {
 	reply, err := started(t, c, nil).HandleEvent(context.Background(), sampleEvent(t, "managed-pod-added.http"))
 	assert.NoError(t, err)
 	assert.Nil(t, reply)
-	assert.Equal(t, []string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}, verbs(c))
+	assert.Equal(t, []string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}, testutil.Verbs(c))
 }

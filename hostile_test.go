@@ -25,6 +25,7 @@ import (
 	"function/config"
 	"function/eventing"
 	"function/handlers"
+	"function/internal/testutil"
 )
 
 // ---- hostile events over real HTTP ----------------------------------------------------------
@@ -506,11 +507,11 @@ func TestHTTPHostileEvents(t *testing.T) {
 			// Nothing is written, whatever the event; only a Reference-mode event reads.
 			switch {
 			case tt.guardedRelease:
-				assert.Equal(t, []string{"patch pods"}, verbs(c), "one guarded patch, refused: the pod is not there")
+				assert.Equal(t, []string{"patch pods"}, testutil.Verbs(c), "one guarded patch, refused: the pod is not there")
 			case tt.gets:
-				assert.Equal(t, []string{"get pods"}, verbs(c))
+				assert.Equal(t, []string{"get pods"}, testutil.Verbs(c))
 			default:
-				assert.Equal(t, []string{}, verbs(c), "no API call")
+				assert.Equal(t, []string{}, testutil.Verbs(c), "no API call")
 			}
 
 			// What the function made of the pod (nothing to write now), and that an odd pod is

@@ -31,6 +31,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/internal/testutil"
 )
 
 var vpaGVR = schema.GroupVersionResource{Group: "autoscaling.k8s.io", Version: "v1", Resource: "verticalpodautoscalers"}
@@ -250,14 +251,6 @@ func (f *adviceFixture) reset() {
 	f.dyn.ClearActions()
 }
 
-func dynVerbs(d *dynamicfake.FakeDynamicClient) []string {
-	out := []string{}
-	for _, a := range d.Actions() {
-		out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
-	}
-	return out
-}
-
 type deployOpt func(*appsv1.Deployment)
 
 // webDeployment is Deployment web (uid-web) in default: selector app=web, its template opted
@@ -335,9 +328,9 @@ func TestCheckOwnerAdvisesOncePerOwner(t *testing.T) {
 	assert.Equal(t, "default", out.Advice.Namespace)
 	assert.Equal(t, []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingNoPDB, handlers.FindingUseInPlaceOrRecreate},
 		ids(out.Advice.Findings))
-	assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets", "get resource", "create events"}, verbs(f.client),
+	assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets", "get resource", "create events"}, testutil.Verbs(f.client),
 		"the finalizer, then the owner, the PDBs, discovery (pods/resize), and the Event")
-	assert.Equal(t, []string{"list verticalpodautoscalers"}, dynVerbs(f.dyn))
+	assert.Equal(t, []string{"list verticalpodautoscalers"}, testutil.Verbs(f.dyn))
 	evs := events(f.client)
 	require.Len(t, evs, 1)
 	ev := evs[0]
@@ -355,8 +348,8 @@ func TestCheckOwnerAdvisesOncePerOwner(t *testing.T) {
 	f.reset()
 	out = f.addFinalizer(t, webPod("web-2"))
 	assert.Nil(t, out.Advice)
-	assert.Equal(t, []string{"patch pods"}, verbs(f.client))
-	assert.Equal(t, []string{}, dynVerbs(f.dyn))
+	assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
+	assert.Equal(t, []string{}, testutil.Verbs(f.dyn))
 
 	// A day later: advised again; discovery's answer is kept.
 	f.reset()
@@ -364,7 +357,7 @@ func TestCheckOwnerAdvisesOncePerOwner(t *testing.T) {
 	out = f.addFinalizer(t, webPod("web-3"))
 	require.NotNil(t, out.Advice)
 	assert.Len(t, out.Advice.Findings, 4)
-	assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets", "create events"}, verbs(f.client))
+	assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets", "create events"}, testutil.Verbs(f.client))
 }
 
 func TestCheckOwnerDryRunOnlyReads(t *testing.T) {
@@ -373,7 +366,7 @@ func TestCheckOwnerDryRunOnlyReads(t *testing.T) {
 	require.NotNil(t, out.Advice, "dry-run still advises (in the reply)")
 	assert.Equal(t, []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingNoPDB, handlers.FindingUseInPlaceOrRecreate},
 		ids(out.Advice.Findings))
-	assert.Equal(t, []string{"get deployments", "list poddisruptionbudgets", "get resource"}, verbs(f.client),
+	assert.Equal(t, []string{"get deployments", "list poddisruptionbudgets", "get resource"}, testutil.Verbs(f.client),
 		"no finalizer, no Event, no PodDisruptionBudget")
 	assert.Empty(t, f.logs.String())
 }
@@ -409,7 +402,7 @@ func TestCheckOwnerVPAOptional(t *testing.T) {
 			out := f.addFinalizer(t, webPod("web-1"))
 			require.NotNil(t, out.Advice)
 			assert.Equal(t, []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingNoPDB}, ids(out.Advice.Findings))
-			assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets", "create events"}, verbs(f.client),
+			assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets", "create events"}, testutil.Verbs(f.client),
 				"no discovery without a VPA to advise on")
 			if tt.wantLog == "" {
 				assert.Empty(t, f.logs.String(), "skipped quietly")
@@ -453,7 +446,7 @@ func TestCheckOwnerKinds(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newAdviceFixture(t, false, nil, sts, ds, rs)
 			out := f.addFinalizer(t, tt.pod)
-			assert.Equal(t, tt.wantVerbs, verbs(f.client))
+			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 			if tt.wantIDs == nil {
 				assert.Nil(t, out.Advice)
 				return
@@ -476,7 +469,7 @@ func TestCheckOwnerReadFailures(t *testing.T) {
 		f.reset()
 		out = f.addFinalizer(t, webPod("web-2"))
 		assert.Nil(t, out.Advice)
-		assert.Equal(t, []string{"patch pods", "get deployments"}, verbs(f.client))
+		assert.Equal(t, []string{"patch pods", "get deployments"}, testutil.Verbs(f.client))
 	})
 	t.Run("PDBs unreadable: no PDB finding", func(t *testing.T) {
 		f := newAdviceFixture(t, false, nil, webDeployment(3, graceful))
@@ -487,7 +480,7 @@ func TestCheckOwnerReadFailures(t *testing.T) {
 		require.NotNil(t, out.Advice)
 		assert.Empty(t, out.Advice.Findings)
 		assert.Contains(t, f.logs.String(), "cannot list PodDisruptionBudgets")
-		assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets"}, verbs(f.client), "no findings, no Event")
+		assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets"}, testutil.Verbs(f.client), "no findings, no Event")
 	})
 	t.Run("discovery fails: no in-place finding, asked again next time", func(t *testing.T) {
 		f := newAdviceFixture(t, false, nil, webDeployment(3, graceful), webVPA("Auto"), pdbFor("mine", nil, map[string]string{"app": "web"}))

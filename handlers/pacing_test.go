@@ -22,6 +22,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/internal/testutil"
 )
 
 var pdbGVR = schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"}
@@ -97,7 +98,7 @@ func TestPacingCreatesThePDB(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newAdviceFixture(t, false, tt.cfg, tt.objs...)
 			out := f.addFinalizer(t, tt.pod)
-			assert.Equal(t, tt.wantVerbs, verbs(f.client))
+			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 			require.NotNil(t, out.Advice)
 			assert.Equal(t, tt.wantIDs, ids(out.Advice.Findings), "no PDB finding once the PDB is created")
 			assert.Empty(t, f.logs.String())
@@ -122,14 +123,14 @@ func TestPacingEveryTime(t *testing.T) {
 	f.reset()
 	out := f.addFinalizer(t, webPod("web-2"))
 	assert.Nil(t, out.Advice, "advised already")
-	assert.Equal(t, []string{"patch pods", "list poddisruptionbudgets"}, verbs(f.client), "the PDB selects the pod: nothing more")
+	assert.Equal(t, []string{"patch pods", "list poddisruptionbudgets"}, testutil.Verbs(f.client), "the PDB selects the pod: nothing more")
 
 	// Someone deleted it: the next pod brings it back.
 	require.NoError(t, f.client.Tracker().Delete(pdbGVR, "default", "web-vpa-graceful-drain"))
 	f.reset()
 	out = f.addFinalizer(t, webPod("web-3"))
 	assert.Nil(t, out.Advice)
-	assert.Equal(t, []string{"patch pods", "list poddisruptionbudgets", "get deployments", "create poddisruptionbudgets"}, verbs(f.client))
+	assert.Equal(t, []string{"patch pods", "list poddisruptionbudgets", "get deployments", "create poddisruptionbudgets"}, testutil.Verbs(f.client))
 	livePDB(t, f, "web-vpa-graceful-drain")
 }
 
@@ -337,7 +338,7 @@ func TestDeletePDBs(t *testing.T) {
 		} else {
 			assert.Len(t, deletedPDBs(t, f), 9)
 		}
-		assert.Equal(t, []string{"list poddisruptionbudgets"}, slices.DeleteFunc(verbs(f.client), func(v string) bool { return v == "delete poddisruptionbudgets" }),
+		assert.Equal(t, []string{"list poddisruptionbudgets"}, slices.DeleteFunc(testutil.Verbs(f.client), func(v string) bool { return v == "delete poddisruptionbudgets" }),
 			"no reads but the list")
 		livePDB(t, f, "theirs")
 		livePDB(t, f, "helm")

@@ -26,6 +26,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"function/handlers"
+	"function/internal/testutil"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -55,15 +56,6 @@ func newFixture(t *testing.T, dryRun bool, objs ...runtime.Object) *fixture {
 	go func() { r.Run(ctx, 1); close(stopped) }()
 	t.Cleanup(func() { cancel(); <-stopped })
 	return &fixture{client: c, clock: fc, rec: r}
-}
-
-// verbs lists the API calls made, as "verb resource".
-func verbs(c *fake.Clientset) []string {
-	out := []string{}
-	for _, a := range c.Actions() {
-		out = append(out, a.GetVerb()+" "+a.GetResource().Resource)
-	}
-	return out
 }
 
 // events returns the core/v1 Events created.
@@ -191,7 +183,7 @@ func TestReconcileActions(t *testing.T) {
 			assert.False(t, out.DryRun)
 			assert.Equal(t, now, out.At)
 			assert.Same(t, tt.pod, out.Pod)
-			assert.Equal(t, tt.wantVerbs, verbs(f.client))
+			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 			assert.Equal(t, tt.wantTimers, f.rec.Rechecks.Len())
 
 			if tt.wantAction.Writes() {
@@ -250,7 +242,7 @@ func TestReconcileDryRun(t *testing.T) {
 			assert.Equal(t, tt.wantAction, out.Decision.Action)
 			assert.Contains(t, out.Decision.Reason, tt.wantReason)
 			assert.Equal(t, tt.wantAction.Writes(), out.Applied, "applied means: written, or would have been")
-			assert.Equal(t, tt.wantVerbs, verbs(f.client))
+			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 			assert.Zero(t, f.rec.Rechecks.Len(), "a dry-run schedules no re-check")
 			live := livePod(t, f.client, tt.pod.Name)
 			if tt.wantReason == handlers.ReasonDryRun {
@@ -275,7 +267,7 @@ func TestReconcilePatchErrors(t *testing.T) {
 		assert.Equal(t, "pod not found", out.Decision.Reason)
 		assert.Equal(t, -1, out.Decision.FinalizerIndex)
 		assert.False(t, out.Applied)
-		assert.Equal(t, []string{"patch pods"}, verbs(f.client))
+		assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
 	})
 	t.Run("pod gone: its pending re-check is dropped", func(t *testing.T) {
 		waiting := newPod(ours, managed, deleting, started(now.Add(-10*time.Second)))
@@ -289,7 +281,7 @@ func TestReconcilePatchErrors(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, handlers.None, out.Decision.Action)
 		assert.Equal(t, 0, f.rec.Rechecks.Len())
-		assert.Equal(t, []string{"patch pods"}, verbs(f.client))
+		assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
 	})
 	// The stamp can never be written (an admission policy: 403; annotations over the size
 	// limit: 422): the drain goes on without it, timed from API-server times, and its re-check
@@ -316,7 +308,7 @@ func TestReconcilePatchErrors(t *testing.T) {
 			assert.Equal(t, handlers.StartDeletion, out.Decision.StartedFrom)
 			assert.True(t, drainStamp.Equal(out.Decision.Started))
 			assert.Equal(t, 1, f.rec.Rechecks.Len(), "the re-check at the grace end is scheduled")
-			assert.Equal(t, tt.verbs, verbs(f.client))
+			assert.Equal(t, tt.verbs, testutil.Verbs(f.client))
 		})
 	}
 	t.Run("server error is returned, not retried", func(t *testing.T) {
@@ -327,7 +319,7 @@ func TestReconcilePatchErrors(t *testing.T) {
 		assert.True(t, apierrors.IsInternalError(err), "the API error is wrapped")
 		assert.Contains(t, err.Error(), "patching pod default/web-1 (add-finalizer)")
 		assert.False(t, out.Applied)
-		assert.Equal(t, []string{"patch pods"}, verbs(f.client))
+		assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
 	})
 }
 
@@ -426,7 +418,7 @@ func TestReconcileGuardFailure(t *testing.T) {
 			} else {
 				require.NoError(t, err)
 			}
-			assert.Equal(t, tt.wantVerbs, verbs(f.client))
+			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 			assert.Equal(t, tt.wantAction, out.Decision.Action, "reason %q", out.Decision.Reason)
 			assert.Equal(t, tt.wantApply, out.Applied)
 			assert.Equal(t, tt.wantTimers, f.rec.Rechecks.Len())
@@ -451,7 +443,7 @@ func TestReconcileRef(t *testing.T) {
 		assert.True(t, out.Applied)
 		require.NotNil(t, out.Pod)
 		assert.Equal(t, types.UID("uid-1"), out.Pod.UID)
-		assert.Equal(t, []string{"get pods", "patch pods"}, verbs(f.client))
+		assert.Equal(t, []string{"get pods", "patch pods"}, testutil.Verbs(f.client))
 		assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, "web-1").Finalizers)
 	})
 	t.Run("nothing to do: one get", func(t *testing.T) {
@@ -459,7 +451,7 @@ func TestReconcileRef(t *testing.T) {
 		out, err := f.rec.ReconcileRef(ctx, "default", "web-1")
 		require.NoError(t, err)
 		assert.Equal(t, handlers.None, out.Decision.Action)
-		assert.Equal(t, []string{"get pods"}, verbs(f.client))
+		assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
 	})
 	t.Run("404: one get, nothing else, no error", func(t *testing.T) {
 		f := newFixture(t, false)
@@ -469,7 +461,7 @@ func TestReconcileRef(t *testing.T) {
 		assert.Equal(t, handlers.None, out.Decision.Action)
 		assert.False(t, out.Applied)
 		assert.Equal(t, now, out.At)
-		assert.Equal(t, []string{"get pods"}, verbs(f.client))
+		assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
 	})
 	t.Run("read error", func(t *testing.T) {
 		f := newFixture(t, false, newPod(managed))
@@ -480,7 +472,7 @@ func TestReconcileRef(t *testing.T) {
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "reading pod default/web-1")
 		assert.True(t, apierrors.IsServiceUnavailable(err))
-		assert.Equal(t, []string{"get pods"}, verbs(f.client))
+		assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
 	})
 	t.Run("nil client: ErrNoCluster", func(t *testing.T) {
 		r := handlers.NewReconciler(nil, bareConfig(), false, discard)
@@ -500,7 +492,7 @@ func TestReconcileEventRecordingFailureIsNotAnError(t *testing.T) {
 	out, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
 	assert.True(t, out.Applied)
-	assert.Equal(t, []string{"patch pods", "create events"}, verbs(f.client))
+	assert.Equal(t, []string{"patch pods", "create events"}, testutil.Verbs(f.client))
 	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
 }
 
@@ -511,7 +503,7 @@ func TestReconcileWithoutEventRecorder(t *testing.T) {
 	out, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
 	assert.True(t, out.Applied)
-	assert.Equal(t, []string{"patch pods"}, verbs(f.client))
+	assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
 }
 
 func TestReconcileForgetAndStop(t *testing.T) {
@@ -532,7 +524,7 @@ func TestReconcileForgetAndStop(t *testing.T) {
 	_, err = f.rec.Reconcile(context.Background(), waiting)
 	require.NoError(t, err)
 	assert.Equal(t, 0, f.rec.Rechecks.Len(), "no re-check is scheduled after Stop")
-	assert.Equal(t, []string{}, verbs(f.client))
+	assert.Equal(t, []string{}, testutil.Verbs(f.client))
 }
 
 // A waiting drain is looked at again when its re-check is due: the pod is read and, once its
@@ -547,7 +539,7 @@ func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
 	require.Equal(t, handlers.Wait, out.Decision.Action)
 	require.Equal(t, s10.Add(30*time.Second), out.Decision.RecheckAt)
 	require.Equal(t, 1, f.rec.Rechecks.Len())
-	require.Equal(t, []string{}, verbs(f.client))
+	require.Equal(t, []string{}, testutil.Verbs(f.client))
 
 	updateLive(t, f.client, pod.Name, func(p *corev1.Pod) {
 		p.Status.Phase = corev1.PodSucceeded
@@ -558,7 +550,7 @@ func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
 
 	f.clock.Step(time.Nanosecond)
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 3 }, waitFor, tick)
-	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, verbs(f.client))
+	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
 	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
 	evs := events(f.client)
 	require.Len(t, evs, 1)
@@ -575,21 +567,21 @@ func TestRecheckWaitsThenTimesOut(t *testing.T) {
 	out, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
 	require.Equal(t, handlers.StartDrain, out.Decision.Action)
-	require.Equal(t, []string{"patch pods", "create events"}, verbs(f.client))
+	require.Equal(t, []string{"patch pods", "create events"}, testutil.Verbs(f.client))
 	require.Equal(t, 1, f.rec.Rechecks.Len(), "a re-check at the grace end")
 	f.client.ClearActions()
 
 	// Grace end: containers still running, wait for the deadline.
 	f.clock.SetTime(drainStamp.Add(30 * time.Second))
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Rechecks.Len() == 1 }, waitFor, tick)
-	assert.Equal(t, []string{"get pods"}, verbs(f.client))
+	assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
 	assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, pod.Name).Finalizers)
 	f.client.ClearActions()
 
 	// Deadline: time out.
 	f.clock.SetTime(drainStamp.Add(5 * time.Minute))
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 3 }, waitFor, tick)
-	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, verbs(f.client))
+	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
 	evs := events(f.client)
 	require.Len(t, evs, 1)
 	assert.Equal(t, handlers.EventDrainTimedOut, evs[0].Reason)
@@ -616,11 +608,11 @@ func TestRecheckRetriesAfterReadError(t *testing.T) {
 	f.clock.SetTime(s40.Add(60 * time.Second))
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Rechecks.Len() == 1 }, waitFor, tick,
 		"a failed re-check is scheduled again")
-	assert.Equal(t, []string{"get pods"}, verbs(f.client))
+	assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
 
 	f.clock.Step(2 * time.Second)
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 4 }, waitFor, tick)
-	assert.Equal(t, []string{"get pods", "get pods", "patch pods", "create events"}, verbs(f.client))
+	assert.Equal(t, []string{"get pods", "get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
 	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
 }
 
@@ -664,7 +656,7 @@ func TestRecheckOfAPodThatIsGoneOrReplaced(t *testing.T) {
 			// The pod is re-checked once; no write may follow the read. A write would be
 			// recorded before a second Reconcile could finish, so check the actions settle.
 			require.Never(t, func() bool { return len(f.client.Actions()) > 1 }, 100*time.Millisecond, tick)
-			assert.Equal(t, []string{"get pods"}, verbs(f.client))
+			assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
 		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"function/handlers"
+	"function/internal/testutil"
 )
 
 // named gives the pod its own name and uid.
@@ -34,7 +35,7 @@ func TestSweep(t *testing.T) {
 	res, err := f.rec.Sweep(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, handlers.SweepResult{Pods: 4, Writes: 2}, res)
-	assert.ElementsMatch(t, []string{"list pods", "patch pods", "patch pods", "create events"}, verbs(f.client))
+	assert.ElementsMatch(t, []string{"list pods", "patch pods", "patch pods", "create events"}, testutil.Verbs(f.client))
 	assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, "new").Finalizers)
 	assert.Empty(t, livePod(t, f.client, "drained").Finalizers)
 	assert.Equal(t, 1, f.rec.Rechecks.Len(), "the waiting drain gets a re-check")
@@ -64,7 +65,7 @@ func TestSweepDryRunWritesNothing(t *testing.T) {
 	res, err := f.rec.Sweep(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, handlers.SweepResult{Pods: 1, Writes: 1}, res, "a dry-run write is counted, not made")
-	assert.Equal(t, []string{"list pods"}, verbs(f.client))
+	assert.Equal(t, []string{"list pods"}, testutil.Verbs(f.client))
 }
 
 func TestSweepNeedsACluster(t *testing.T) {
@@ -82,7 +83,7 @@ func TestReleaseAll(t *testing.T) {
 	res, err := f.rec.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, handlers.ReleaseResult{Released: []string{"default/held", "default/running"}, Listed: 3}, res)
-	assert.ElementsMatch(t, []string{"list pods", "patch pods", "create events", "patch pods", "create events"}, verbs(f.client))
+	assert.ElementsMatch(t, []string{"list pods", "patch pods", "create events", "patch pods", "create events"}, testutil.Verbs(f.client))
 	assert.Empty(t, livePod(t, f.client, "held").Finalizers)
 	assert.Equal(t, []string{"example.com/keep"}, livePod(t, f.client, "running").Finalizers)
 	for _, e := range events(f.client) {
@@ -96,7 +97,7 @@ func TestReleaseAllDryRunOnlyLists(t *testing.T) {
 	res, err := f.rec.ReleaseAll(context.Background(), "default", handlers.ReleaseOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, handlers.ReleaseResult{Released: []string{"default/held"}, Listed: 1}, res)
-	assert.Equal(t, []string{"list pods"}, verbs(f.client))
+	assert.Equal(t, []string{"list pods"}, testutil.Verbs(f.client))
 }
 
 func TestReleaseAllNeedsACluster(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/internal/testutil"
 )
 
 // ownedBy makes the pod a controller-owned pod: kind "Deployment" means the ReplicaSet
@@ -227,7 +228,7 @@ func TestReconcileWaitsForTheReplacement(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, handlers.Wait, out.Decision.Action, out.Decision.Reason)
 	assert.Contains(t, out.Decision.Reason, "1/2 Ready")
-	assert.Equal(t, []string{"get deployments", "list pods", "create events"}, verbs(f.client),
+	assert.Equal(t, []string{"get deployments", "list pods", "create events"}, testutil.Verbs(f.client),
 		"one read of the owner, one list of its pods; a DrainWaiting Event")
 	require.Len(t, events(f.client), 1)
 	assert.Equal(t, handlers.EventDrainWaiting, events(f.client)[0].Reason)
@@ -296,7 +297,7 @@ func TestStaleEventCostsNothing(t *testing.T) {
 	out, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
 	require.Equal(t, handlers.AddFinalizer, out.Decision.Action)
-	require.Equal(t, []string{"patch pods", "get deployments"}, verbs(f.client), "the write, and advice's read of the owner")
+	require.Equal(t, []string{"patch pods", "get deployments"}, testutil.Verbs(f.client), "the write, and advice's read of the owner")
 
 	tests := []struct {
 		rv        string
@@ -318,7 +319,7 @@ func TestStaleEventCostsNothing(t *testing.T) {
 			}
 			_, err := f.rec.Reconcile(context.Background(), old)
 			require.NoError(t, err)
-			assert.Equal(t, tt.wantVerbs, verbs(f.client))
+			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 		})
 	}
 }

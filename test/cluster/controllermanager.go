@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // ControllerManagerControllers are the only controllers the test kube-controller-manager
@@ -108,28 +109,27 @@ func (cm *ControllerManager) waitHealthy(ctx context.Context, timeout time.Durat
 	}
 	defer client.CloseIdleConnections()
 	url := "https://" + cm.Addr + "/healthz"
-	deadline := time.Now().Add(timeout)
-	for {
+	var last error
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return true, nil
 			}
+			err = fmt.Errorf("status %s", resp.Status)
 		}
+		last = err
 		if cm.Exited() {
-			return fmt.Errorf("exited before %s answered: %v", url, cm.err)
+			return false, fmt.Errorf("exited before %s answered: %v", url, cm.err)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer 200 within %s (last error: %v)", url, timeout, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+		return false, nil
+	})
+	if wait.Interrupted(err) && ctx.Err() == nil {
+		return fmt.Errorf("%s did not answer 200 within %s (last error: %v)", url, timeout, last)
 	}
+	return err
 }
 
 // Stop ends kube-controller-manager and removes its cert dir.

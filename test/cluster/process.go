@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -9,16 +8,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"function/internal/testutil"
 )
 
 // Process is a child process whose output is kept for the test log.
 type Process struct {
 	Name string
 	cmd  *exec.Cmd
-	out  *SyncBuffer
+	out  *testutil.SyncBuffer
 	done chan struct{}
 	err  error
 }
@@ -27,7 +29,7 @@ type Process struct {
 func StartProcess(name, bin string, args, env []string) (*Process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}, env...)
-	out := &SyncBuffer{}
+	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -88,31 +90,28 @@ func FreeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// WaitHTTP polls url until it answers 200 or the process exits or timeout passes.
+// WaitHTTP polls url every 50 ms until it answers 200, and fails when the process p (if not
+// nil) exits first, timeout passes or ctx ends.
 func WaitHTTP(ctx context.Context, p *Process, url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second}
-	for {
+	defer client.CloseIdleConnections()
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
+		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return true, nil
 			}
 		}
 		if p != nil && p.Exited() {
-			return fmt.Errorf("%s exited before %s answered: %v\n%s", p.Name, url, p.err, p.Output())
+			return false, fmt.Errorf("%s exited before %s answered: %v\n%s", p.Name, url, p.err, p.Output())
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer 200 within %s", url, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+		return false, nil
+	})
+	if wait.Interrupted(err) && ctx.Err() == nil {
+		return fmt.Errorf("%s did not answer 200 within %s", url, timeout)
 	}
+	return err
 }
 
 // BuildFunction builds the function's main (kn func's scaffolding, cmd/vpa-graceful-drain)
@@ -176,22 +175,4 @@ func StartAdapter(kubeconfig, namespace, mode, sink string) (*Adapter, error) {
 		return nil, err
 	}
 	return &Adapter{Process: p}, nil
-}
-
-// SyncBuffer is a bytes.Buffer safe for concurrent writers and readers (process output, logs).
-type SyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *SyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *SyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

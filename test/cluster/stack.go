@@ -13,7 +13,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+
+	"function/eventing"
 )
 
 // BarePods is the configuration of the tests whose pods have no owner and are deleted with
@@ -124,27 +127,35 @@ func (s *Stack) waitForWatch(ctx context.Context) error {
 		return fmt.Errorf("creating the watch probe pod: %w", err)
 	}
 	subject := s.Subject(probe.Name)
-	deadline := time.Now().Add(60 * time.Second)
-	for n := 1; ; n++ {
+	n := 0
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		for _, x := range s.Proxy.Exchanges() {
 			if x.Subject == subject {
-				return nil
+				return true, nil
 			}
 		}
-		if time.Now().After(deadline) || s.Adapter.Exited() {
-			return fmt.Errorf("the adapter never delivered an event within 60s:\n%s", tail(s.Adapter.Output(), 20))
+		if s.Adapter.Exited() {
+			return false, errors.New("the adapter exited before it delivered an event")
 		}
+		n++
 		patch := fmt.Sprintf(`{"metadata":{"labels":{"probe":"%d"}}}`, n)
 		if _, err := pods.Patch(ctx, probe.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			return fmt.Errorf("touching the watch probe pod: %w", err)
+			return false, fmt.Errorf("touching the watch probe pod: %w", err)
 		}
-		time.Sleep(250 * time.Millisecond) // the poll interval of the condition above
+		return false, nil
+	})
+	switch {
+	case wait.Interrupted(err) && ctx.Err() == nil:
+		return fmt.Errorf("the adapter never delivered an event within 60s:\n%s", tail(s.Adapter.Output(), 20))
+	case err != nil:
+		return fmt.Errorf("%w\n%s", err, tail(s.Adapter.Output(), 20))
 	}
+	return nil
 }
 
-// Subject is the ce-subject of a pod's events.
+// Subject returns the ce-subject of the events about pod name in the stack's namespace.
 func (s *Stack) Subject(name string) string {
-	return "/apis/v1/namespaces/" + s.Namespace + "/pods/" + name
+	return eventing.PodPath(s.Namespace, name)
 }
 
 // Releases watches the stack's namespace and records when each pod lost a finalizer it had.

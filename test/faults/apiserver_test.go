@@ -33,6 +33,7 @@ import (
 	"function/config"
 	"function/eventing"
 	"function/handlers"
+	"function/internal/testutil"
 	"function/test/cluster"
 )
 
@@ -168,7 +169,7 @@ func TestFaultsSlowAPIServer(t *testing.T) {
 	cfg.Transport, cfg.QPS, cfg.Burst, cfg.UserAgent = toAPI, 50, 100, handlers.Component
 	client, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
-	logs := &cluster.SyncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	f := function.New(function.WithClient(client),
 		function.WithLogger(slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	require.NoError(t, f.Start(ctx, map[string]string{

@@ -15,6 +15,7 @@ import (
 
 	"function/test/cluster"
 	"function/test/load"
+	"function/test/samples"
 )
 
 // The receive path, through the same main kn func's http scaffolding builds
@@ -61,9 +62,9 @@ func serve(t *testing.T) string {
 
 func sample(t *testing.T) load.Request {
 	t.Helper()
-	req, err := load.ReadSample(filepath.Join(cluster.RepoRoot(), "test/events/managed-pod-added.http"))
+	s, err := samples.Read(samples.Path("managed-pod-added.http"))
 	require.NoError(t, err)
-	return req
+	return load.Request{Header: s.Header, Body: s.Body}
 }
 
 // healthy asserts that url's health endpoints answer 200.

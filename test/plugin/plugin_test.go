@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +36,7 @@ import (
 	"function/cmd/kubectl-vpa_drain/cli"
 	"function/config"
 	"function/handlers"
+	"function/internal/testutil"
 	"function/test/cluster"
 )
 
@@ -423,24 +423,6 @@ func writeKubeconfig(t *testing.T, cfg *rest.Config) string {
 	return path
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // tables splits --watch output into its tables.
 func tables(out string) []string {
 	var ts []string
@@ -461,7 +443,7 @@ func TestStatusWatch(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Run(ctx, append([]string{"status", "-n", f.ns, "--watch", "--kubeconfig", cp.Kubeconfig}, f.configMap...), &out, &errOut)
