@@ -69,15 +69,15 @@ type Config struct {
 	// start), to catch events the source dropped and pods that existed before it started.
 	// Load accepts MinSweepSeconds..MaxSweepSeconds; 0 (tests, embedding) means no sweeps.
 	SweepInterval time.Duration
-	// Uninstalling: the function is being uninstalled (the followed ConfigMap carries
+	// Uninstalling means the function is being uninstalled (the followed ConfigMap carries
 	// AnnotationUninstalling, or is gone). No finalizer is added; every one is removed.
 	Uninstalling bool
 	// HoldOn says which deletions are held: evictions only (the default) or all.
 	HoldOn HoldOn
 	// Workloads overrides the built-in policy per owner kind (workloadDefaults); see Workload.
 	Workloads map[Kind]WorkloadOverride
-	// EnsurePDB: create a PodDisruptionBudget (maxUnavailable 1) for a managed Deployment or
-	// StatefulSet of 2 or more replicas that none selects, so evictions are paced.
+	// EnsurePDB makes the function create a PodDisruptionBudget (maxUnavailable 1) for a managed
+	// Deployment or StatefulSet of 2 or more replicas that none selects, so evictions are paced.
 	EnsurePDB bool
 }
 
@@ -119,6 +119,7 @@ type KeyError struct {
 	Reason string
 }
 
+// Error returns the key, its value and why it is invalid.
 func (e *KeyError) Error() string {
 	return fmt.Sprintf("config key %s=%q: %s", e.Key, e.Value, e.Reason)
 }

@@ -12,7 +12,7 @@ const KeyLogLevel = "LOG_LEVEL"
 // Process is the configuration of the process itself, read once at Start (unlike Config, it
 // does not follow the ConfigMap).
 type Process struct {
-	// DryRun: decide and reply, never write (DRY_RUN).
+	// DryRun makes the function decide and reply but never write (DRY_RUN).
 	DryRun bool
 	// LogLevel is LOG_LEVEL: debug, info (default), warn or error.
 	LogLevel slog.Level

@@ -49,13 +49,13 @@ func (k Kind) Replaceable() bool {
 
 // Workload is what a drain of a pod of one kind waits for.
 type Workload struct {
-	// Manage: pods of this kind get the finalizer (when they opt in by annotation).
+	// Manage means pods of this kind get the finalizer (when they opt in by annotation).
 	Manage bool
 	// GracePeriod is the minimum time a drain lasts after it started.
 	GracePeriod time.Duration
-	// WaitForReplacement: the owner must be back at its desired number of Ready replicas.
+	// WaitForReplacement means the owner must be back at its desired number of Ready replicas.
 	WaitForReplacement bool
-	// WaitForEndpoints: no EndpointSlice may list the pod as serving.
+	// WaitForEndpoints means no EndpointSlice may list the pod as serving.
 	WaitForEndpoints bool
 }
 

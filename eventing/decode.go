@@ -69,6 +69,7 @@ type InputError struct {
 	Message string
 }
 
+// Error returns the message for the sender.
 func (e *InputError) Error() string { return e.Message }
 
 func reject(status int, format string, args ...any) *InputError {

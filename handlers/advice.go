@@ -102,7 +102,7 @@ type AdviceInput struct {
 	// ("" when unset: VPA then recreates pods, as with Recreate/Auto).
 	VPA           string
 	VPAUpdateMode string
-	// InPlaceResize: the cluster serves the pods/resize subresource.
+	// InPlaceResize reports whether the cluster serves the pods/resize subresource.
 	InPlaceResize bool
 }
 

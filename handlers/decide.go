@@ -15,18 +15,19 @@ import (
 type Action int
 
 const (
-	// None: nothing to write and nothing to wait for.
+	// None means nothing to write and nothing to wait for.
 	None Action = iota
 	// AddFinalizer adds Finalizer to a managed pod that is not deleting.
 	AddFinalizer
 	// StartDrain writes the drain-started and drain-deadline annotations.
 	StartDrain
-	// Wait: the drain goes on; look again at Decision.RecheckAt.
+	// Wait means the drain goes on; look again at Decision.RecheckAt.
 	Wait
 	// RemoveFinalizer removes Finalizer, for Decision.Reason.
 	RemoveFinalizer
 )
 
+// String returns the action's name, such as add-finalizer.
 func (a Action) String() string {
 	switch a {
 	case AddFinalizer:
@@ -51,10 +52,10 @@ func (a Action) Writes() bool {
 // that applies it can be guarded on exactly those values.
 type Decision struct {
 	Action Action
-	// Reason: for RemoveFinalizer one of ReasonDrained, ReasonTimeout, ReasonUnmanaged;
+	// Reason is, for RemoveFinalizer, one of ReasonDrained, ReasonTimeout, ReasonUnmanaged;
 	// otherwise a short human explanation (why nothing is done, what a wait waits on).
 	Reason string
-	// Started and Deadline: when the drain started and when it ends at the latest (see
+	// Started and Deadline are when the drain started and when it ends at the latest (see
 	// drainStart); for StartDrain the values to write.
 	Started, Deadline time.Time
 	// StartedFrom says where Started comes from.
@@ -76,8 +77,8 @@ type Decision struct {
 	// Kind is the kind of workload that owns the pod (see config.Kind); Owner its name.
 	Kind  config.Kind
 	Owner string
-	// Evicted: the deletion is an eviction through the Eviction API (DisruptionTarget with
-	// reason EvictionByEvictionAPI), not a plain delete.
+	// Evicted means the deletion is an eviction through the Eviction API (DisruptionTarget
+	// with reason EvictionByEvictionAPI), not a plain delete.
 	Evicted bool
 	// Gates are what the drain waits for, each open or closed (set once the pod is draining).
 	Gates []Gate
@@ -254,12 +255,12 @@ type StartSource string
 
 // Where a drain's start comes from, most trusted first.
 const (
-	// StartEviction: the DisruptionTarget condition's lastTransitionTime, which the API server
+	// StartEviction is the DisruptionTarget condition's lastTransitionTime, which the API server
 	// recorded when it accepted the eviction.
 	StartEviction StartSource = "eviction"
-	// StartStamp: the drain-started annotation, when not after the deletion request.
+	// StartStamp is the drain-started annotation, when not after the deletion request.
 	StartStamp StartSource = "drain-started"
-	// StartDeletion: deletionTimestamp - deletionGracePeriodSeconds, the time the deletion was
+	// StartDeletion is deletionTimestamp - deletionGracePeriodSeconds, the time the deletion was
 	// requested (until the grace is shortened: the kubelet's final grace-0 DELETE moves it to
 	// that moment, a later but still finite bound).
 	StartDeletion StartSource = "deletion"
@@ -412,16 +413,18 @@ func overrides(pod *corev1.Pod, defaultGrace, defaultTimeout time.Duration, warn
 type Evidence int
 
 const (
-	// NotStopped: nothing shows the containers have stopped.
+	// NotStopped means nothing shows the containers have stopped.
 	NotStopped Evidence = iota
-	// GraceZero: deletionGracePeriodSeconds is 0, the kubelet's last act (or the pod never ran).
+	// GraceZero means deletionGracePeriodSeconds is 0, the kubelet's last act (or the pod never
+	// ran).
 	GraceZero
-	// TerminalPhase: phase Succeeded or Failed.
+	// TerminalPhase means the phase is Succeeded or Failed.
 	TerminalPhase
-	// AllTerminated: every container status is terminated.
+	// AllTerminated means every container status is terminated.
 	AllTerminated
 )
 
+// String returns what the evidence is, in words, such as terminal phase.
 func (e Evidence) String() string {
 	switch e {
 	case GraceZero:

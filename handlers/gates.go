@@ -17,14 +17,15 @@ import (
 type Need uint8
 
 const (
-	// NeedOwner: the Deployment (if any) that owns the pod's ReplicaSet.
+	// NeedOwner asks for the Deployment (if any) that owns the pod's ReplicaSet.
 	NeedOwner Need = 1 << iota
-	// NeedReplicas: the owner's desired and Ready replicas.
+	// NeedReplicas asks for the owner's desired and Ready replicas.
 	NeedReplicas
-	// NeedEndpoints: whether an EndpointSlice lists the pod as serving.
+	// NeedEndpoints asks whether an EndpointSlice lists the pod as serving.
 	NeedEndpoints
 )
 
+// String returns the facts in n, comma-separated, such as owner,replicas.
 func (n Need) String() string {
 	var parts []string
 	for _, x := range []struct {
@@ -47,7 +48,7 @@ type Facts struct {
 	Replicas *Replicas
 	// Serving is how many EndpointSlice endpoints list the pod as serving (nil: not read).
 	Serving *int
-	// WaitedForReplacement: an earlier look at this drain (in this process) found the
+	// WaitedForReplacement means an earlier look at this drain (in this process) found the
 	// replacement gate closed after everything else had opened, so the replacement is what
 	// opened last (API times have whole seconds: too coarse to tell within a second).
 	WaitedForReplacement bool
@@ -94,9 +95,9 @@ const (
 
 // Removal reasons of workload-aware drains.
 const (
-	// ReasonNotEvicted: a plain delete, not an eviction, with holdOn: evictions.
+	// ReasonNotEvicted means a plain delete, not an eviction, with holdOn: evictions.
 	ReasonNotEvicted = "not-evicted"
-	// ReasonReplaced: the owner was back at its desired Ready replicas last, after the
+	// ReasonReplaced means the owner was back at its desired Ready replicas last, after the
 	// containers stopped: the drain lasted the capacity gap the eviction caused.
 	ReasonReplaced = "replaced"
 )

@@ -35,6 +35,7 @@ const (
 	ReasonDrained   = "drained"
 	ReasonTimeout   = "timeout"
 	ReasonUnmanaged = "unmanaged"
-	// ReasonDryRun: a dry-run never holds a pod, so a deleting pod is released at once.
+	// ReasonDryRun means a dry-run released the pod: it never holds one, so a deleting pod is
+	// released at once.
 	ReasonDryRun = "dry-run"
 )

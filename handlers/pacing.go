@@ -28,7 +28,8 @@ const (
 	// LabelOwnerKind on a created PodDisruptionBudget is its workload's kind: Deployment or
 	// StatefulSet.
 	LabelOwnerKind = "vpagracefuldrain.dev/owner-kind"
-	// PDBNameSuffix: the PodDisruptionBudget of workload W is named W-vpa-graceful-drain.
+	// PDBNameSuffix ends the name of the PodDisruptionBudget of a workload: W-vpa-graceful-drain
+	// for workload W.
 	PDBNameSuffix = "-" + Component
 )
 

@@ -70,6 +70,7 @@ func (r Result) PerSecond() float64 {
 	return float64(r.Answered) / r.Elapsed.Seconds()
 }
 
+// String returns the run's counts, rate and latency quantiles on one line.
 func (r Result) String() string {
 	return fmt.Sprintf("sent %d, answered %d (%v), cancelled %d, unanswered %v in %s: %.0f events/s, p50 %s, p99 %s, max %s",
 		r.Sent, r.Answered, r.Statuses, r.Cancelled, r.Failures, r.Elapsed.Round(time.Millisecond), r.PerSecond(),
