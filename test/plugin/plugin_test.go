@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -319,7 +320,9 @@ func TestStatusAllNamespaces(t *testing.T) {
 			mine = append(mine, r[0]+"/"+r[1]+" "+r[3])
 		}
 	}
-	assert.Equal(t, []string{f.ns + "/draining draining", f.ns + "/held held", f.ns + "/web-old draining", other.ns + "/elsewhere held"}, mine)
+	want := []string{f.ns + "/draining draining", f.ns + "/held held", f.ns + "/web-old draining", other.ns + "/elsewhere held"}
+	slices.Sort(want) // rows come by namespace, then pod: the random namespace names decide which first
+	assert.Equal(t, want, mine)
 }
 
 // release removes the finalizer from the draining pod (the API server then lets the kubelet's
