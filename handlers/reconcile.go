@@ -167,7 +167,7 @@ func (r *Reconciler) decide(pod *corev1.Pod, now time.Time, facts Facts) Decisio
 // a re-check or the kubelet writing at the same moment).
 const guardAttempts = 3
 
-// ErrConcurrentWriter: the pod kept changing under the function while it applied a decision.
+// ErrConcurrentWriter means the pod kept changing under the function while it applied a decision.
 // Nothing is lost (a re-check is scheduled); the sender may retry.
 var ErrConcurrentWriter = errors.New("the pod kept changing while the decision was applied (a concurrent writer)")
 
