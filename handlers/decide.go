@@ -52,8 +52,9 @@ func (a Action) Writes() bool {
 // that applies it can be guarded on exactly those values.
 type Decision struct {
 	Action Action
-	// Reason is, for RemoveFinalizer, one of ReasonDrained, ReasonTimeout, ReasonUnmanaged;
-	// otherwise a short human explanation (why nothing is done, what a wait waits on).
+	// Reason is, for RemoveFinalizer, one of the Reason* constants (replaced, drained, timeout,
+	// not-evicted, unmanaged, dry-run, uninstalled); otherwise a short human explanation (why
+	// nothing is done, what a wait waits on).
 	Reason string
 	// Started and Deadline are when the drain started and when it ends at the latest (see
 	// drainStart); for StartDrain the values to write.
