@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -108,34 +109,26 @@ func (s *siblings) waiting(pod *corev1.Pod) []PodKey {
 func (r *Reconciler) noteWaiting(ctx context.Context, pod *corev1.Pod, d Decision) {
 	var closed []string
 	for _, g := range d.Gates {
-		if g.Open {
-			continue
-		}
-		if g.Name != GateReplacement && g.Name != GateEndpoints {
+		switch {
+		case g.Open:
+		case g.Name == GateReplacement || g.Name == GateEndpoints:
+			closed = append(closed, g.Name)
+		default:
 			return // grace or containers hold it: nothing beyond the usual looks
 		}
-		closed = append(closed, g.Name+" ("+g.Detail+")")
-		if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && g.Name == GateReplacement {
-			r.siblings.wait(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, ref.UID)
-		}
 	}
-	what := strings.Join(closed, ", ")
-	if what == "" || r.Events == nil || r.DryRun || !r.siblings.report(pod.UID, gateNamesOnly(d.Gates)) {
+	if len(closed) == 0 {
 		return
 	}
-	msg := fmt.Sprintf("Containers stopped; the drain waits for %s, until %s at the latest", what, d.Deadline.Format(time.RFC3339))
+	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && slices.Contains(closed, GateReplacement) {
+		r.siblings.wait(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, ref.UID)
+	}
+	// Reported again when the set of closed gates changes, not their details (every look's).
+	if r.Events == nil || r.DryRun || !r.siblings.report(pod.UID, strings.Join(closed, ",")) {
+		return
+	}
+	msg := fmt.Sprintf("Containers stopped; the drain waits for %s, until %s at the latest", closedGates(d.Gates), d.Deadline.Format(time.RFC3339))
 	if err := r.Events.Record(ctx, pod, corev1.EventTypeNormal, EventDrainWaiting, msg); err != nil {
 		r.Log.WarnContext(ctx, "could not record Kubernetes Event", podAttrs(pod), slog.String("error", err.Error()))
 	}
-}
-
-// gateNamesOnly names the closed gates (not their details, which change with every look).
-func gateNamesOnly(gates []Gate) string {
-	var names []string
-	for _, g := range gates {
-		if !g.Open {
-			names = append(names, g.Name)
-		}
-	}
-	return strings.Join(names, ",")
 }

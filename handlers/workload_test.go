@@ -301,13 +301,14 @@ func TestStaleEventCostsNothing(t *testing.T) {
 
 	tests := []struct {
 		rv        string
+		stale     bool
 		wantVerbs []string
 	}{
-		{"1001", []string{}}, // the scheduler's update, before our write: skipped
-		{"1002", []string{}}, // the kubelet's: skipped
-		{"999", []string{}},  // older still
-		{"1003", []string{}}, // our write's own echo: decided, nothing to do
-		{"not-a-number", []string{"patch pods", "get deployments"}}, // not comparable: decided as usual
+		{"1001", true, []string{}},  // the scheduler's update, before our write: skipped
+		{"1002", true, []string{}},  // the kubelet's: skipped
+		{"999", true, []string{}},   // older still
+		{"1003", false, []string{}}, // our write's own echo: decided, nothing to do
+		{"not-a-number", false, []string{"patch pods", "get deployments"}}, // not comparable: decided as usual
 	}
 	for _, tt := range tests {
 		t.Run(tt.rv, func(t *testing.T) {
@@ -317,8 +318,9 @@ func TestStaleEventCostsNothing(t *testing.T) {
 			if tt.rv == "1003" {
 				old.Finalizers = []string{handlers.Finalizer}
 			}
-			_, err := f.rec.Reconcile(context.Background(), old)
+			out, err := f.rec.Reconcile(context.Background(), old)
 			require.NoError(t, err)
+			assert.Equal(t, tt.stale, strings.Contains(out.Decision.Reason, "stale"), "reason %q", out.Decision.Reason)
 			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 		})
 	}

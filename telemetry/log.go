@@ -28,15 +28,6 @@ func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
 	}}))
 }
 
-// ParseLevel reads LOG_LEVEL: debug, info (the default, also for anything else), warn, error.
-func ParseLevel(s string) slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
-		return slog.LevelInfo
-	}
-	return l
-}
-
 // SetRuntimeLevel applies the same level to the func-go runtime's logger (zerolog's global
 // level, which the runtime otherwise leaves at debug).
 func SetRuntimeLevel(l slog.Level) {

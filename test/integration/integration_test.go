@@ -7,7 +7,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -33,19 +32,7 @@ import (
 var cp *cluster.ControlPlane
 
 func TestMain(m *testing.M) {
-	var err error
-	cp, err = cluster.NewControlPlane()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	disarm := cp.StopOnAbort()
-	code := m.Run()
-	disarm()
-	if err := cp.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	os.Exit(cluster.ControlPlaneMain(m, &cp))
 }
 
 // fixture is one test's namespace, a Reconciler on a counting client and a fake clock.

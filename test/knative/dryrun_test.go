@@ -42,24 +42,7 @@ var (
 // the API server), installs the Eventing CRDs from the knative.dev/eventing module and creates
 // the manifests' namespace.
 func TestMain(m *testing.M) {
-	var err error
-	cp, err = cluster.NewControlPlane()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	disarm := cp.StopOnAbort()
-	code := 1
-	if err = setup(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	} else {
-		code = m.Run()
-	}
-	disarm()
-	if err := cp.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	os.Exit(cluster.ControlPlaneMain(m, &cp, func(*cluster.ControlPlane) error { return setup() }))
 }
 
 func setup() error {

@@ -46,19 +46,7 @@ var cp *cluster.ControlPlane
 // TestMain starts etcd and kube-apiserver only, as test/integration does: the plugin needs
 // neither the function nor the adapter (cluster.Main would build and check both).
 func TestMain(m *testing.M) {
-	var err error
-	cp, err = cluster.NewControlPlane()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	disarm := cp.StopOnAbort()
-	code := m.Run()
-	disarm()
-	if err := cp.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
+	os.Exit(cluster.ControlPlaneMain(m, &cp))
 }
 
 // plugin runs `kubectl vpa-drain args...` in-process with the admin kubeconfig.

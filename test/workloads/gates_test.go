@@ -11,10 +11,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
 	"function/handlers"
@@ -46,6 +48,32 @@ func waitHeld(ctx context.Context, t *testing.T, ns string, names ...string) {
 	}
 }
 
+// managedWorkload creates a Deployment or StatefulSet of managed pods and waits until all its
+// replicas are Ready and hold the finalizer. It returns the pods.
+func managedWorkload(ctx context.Context, t *testing.T, ns string, workload runtime.Object) []string {
+	t.Helper()
+	var (
+		name     string
+		replicas int32
+		err      error
+	)
+	switch w := workload.(type) {
+	case *appsv1.Deployment:
+		name, replicas = w.Name, *w.Spec.Replicas
+		_, err = cp.Client.AppsV1().Deployments(ns).Create(ctx, w, metav1.CreateOptions{})
+	case *appsv1.StatefulSet:
+		name, replicas = w.Name, *w.Spec.Replicas
+		_, err = cp.Client.AppsV1().StatefulSets(ns).Create(ctx, w, metav1.CreateOptions{})
+	default:
+		t.Fatalf("not a Deployment or StatefulSet: %T", workload)
+	}
+	require.NoError(t, err)
+	pods, err := cluster.WaitForReadyReplicas(ctx, cp.Client, ns, appSelector(name), int(replicas))
+	require.NoError(t, err)
+	waitHeld(ctx, t, ns, pods...)
+	return pods
+}
+
 // podEvents lists "Reason: message" of the Events about the pod with this uid.
 func podEvents(ctx context.Context, t *testing.T, ns string, uid string) []string {
 	t.Helper()
@@ -71,11 +99,7 @@ func TestDeploymentEvictionWaitsForTheReplacement(t *testing.T) {
 	s, k, releases := startStack(t, cluster.KubeletOptions{StopAfter: ptr.To(time.Second)})
 	c, ns := cp.Client, s.Namespace
 
-	_, err := c.AppsV1().Deployments(ns).Create(ctx, cluster.DeploymentSpec(ns, "shop", 2, managedPods), metav1.CreateOptions{})
-	require.NoError(t, err)
-	originals, err := cluster.WaitForReadyReplicas(ctx, c, ns, appSelector("shop"), 2)
-	require.NoError(t, err)
-	waitHeld(ctx, t, ns, originals...)
+	originals := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "shop", 2, managedPods))
 	k.HoldReady(func(p *corev1.Pod) bool { return !slices.Contains(originals, p.Name) }) // the replacement waits for the test
 
 	victim, err := c.CoreV1().Pods(ns).Get(ctx, originals[0], metav1.GetOptions{})
@@ -150,11 +174,7 @@ func TestStatefulSetPodReleasedWhenItsContainersStop(t *testing.T) {
 
 	_, err := c.CoreV1().Services(ns).Create(ctx, cluster.ServiceSpec(ns, "db", map[string]string{"app": "db"}), metav1.CreateOptions{})
 	require.NoError(t, err)
-	_, err = c.AppsV1().StatefulSets(ns).Create(ctx, cluster.StatefulSetSpec(ns, "db", 2, managedPods), metav1.CreateOptions{})
-	require.NoError(t, err)
-	names, err := cluster.WaitForReadyReplicas(ctx, c, ns, appSelector("db"), 2)
-	require.NoError(t, err)
-	waitHeld(ctx, t, ns, names...)
+	managedWorkload(ctx, t, ns, cluster.StatefulSetSpec(ns, "db", 2, managedPods))
 	old, err := c.CoreV1().Pods(ns).Get(ctx, "db-0", metav1.GetOptions{})
 	require.NoError(t, err)
 	require.NoError(t, cluster.Evict(ctx, c, ns, "db-0", nil))
@@ -194,11 +214,7 @@ func TestEndpointSliceGateHoldsWhileServing(t *testing.T) {
 		`workloadDefaults={"Deployment":{"waitForEndpoints":true,"waitForReplacement":false}}`)
 	c, ns := cp.Client, s.Namespace
 
-	_, err := c.AppsV1().Deployments(ns).Create(ctx, cluster.DeploymentSpec(ns, "api", 1, managedPods), metav1.CreateOptions{})
-	require.NoError(t, err)
-	names, err := cluster.WaitForReadyReplicas(ctx, c, ns, appSelector("api"), 1)
-	require.NoError(t, err)
-	waitHeld(ctx, t, ns, names...)
+	names := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "api", 1, managedPods))
 	pod, err := c.CoreV1().Pods(ns).Get(ctx, names[0], metav1.GetOptions{})
 	require.NoError(t, err)
 
@@ -243,11 +259,7 @@ func TestPlainDeleteIsReleasedAtOnce(t *testing.T) {
 	s, k, releases := startStack(t, cluster.KubeletOptions{StopAfter: ptr.To(10 * time.Second)})
 	c, ns := cp.Client, s.Namespace
 
-	_, err := c.AppsV1().Deployments(ns).Create(ctx, cluster.DeploymentSpec(ns, "shop", 1, managedPods), metav1.CreateOptions{})
-	require.NoError(t, err)
-	names, err := cluster.WaitForReadyReplicas(ctx, c, ns, appSelector("shop"), 1)
-	require.NoError(t, err)
-	waitHeld(ctx, t, ns, names...)
+	names := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "shop", 1, managedPods))
 	pod, err := c.CoreV1().Pods(ns).Get(ctx, names[0], metav1.GetOptions{})
 	require.NoError(t, err)
 

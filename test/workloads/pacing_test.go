@@ -29,11 +29,9 @@ func TestFunctionPacesEvictionsWithItsPDB(t *testing.T) {
 		"ensurePodDisruptionBudget=true", "sweepIntervalSeconds=5")
 	c, ns := cp.Client, s.Namespace
 
-	dep, err := c.AppsV1().Deployments(ns).Create(ctx, cluster.DeploymentSpec(ns, "shop", 3, managedPods), metav1.CreateOptions{})
+	originals := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "shop", 3, managedPods))
+	dep, err := c.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
 	require.NoError(t, err)
-	originals, err := cluster.WaitForReadyReplicas(ctx, c, ns, appSelector("shop"), 3)
-	require.NoError(t, err)
-	waitHeld(ctx, t, ns, originals...)
 
 	// The function's PDB: maxUnavailable 1, the Deployment's selector, owned by it, labelled.
 	pdbName := handlers.PDBName("shop")
@@ -52,20 +50,9 @@ func TestFunctionPacesEvictionsWithItsPDB(t *testing.T) {
 
 	// The updater evicts all three at once (eviction tolerance 1.0).
 	k.HoldReady(func(p *corev1.Pod) bool { return !slices.Contains(originals, p.Name) })
-	errs := evictAll(ctx, ns, originals)
-	var evicted, refused []string
-	for name, err := range errs {
-		switch {
-		case err == nil:
-			evicted = append(evicted, name)
-		case apierrors.IsTooManyRequests(err):
-			refused = append(refused, name)
-		default:
-			t.Errorf("evicting %s: %v", name, err)
-		}
-	}
-	require.Len(t, evicted, 1, "one eviction goes through: %v", errs)
-	require.Len(t, refused, 2, "the others get 429: %v", errs)
+	evicted, refused := evictAll(ctx, t, ns, originals)
+	require.Len(t, evicted, 1, "one eviction goes through (refused: %v)", refused)
+	require.Len(t, refused, 2, "the others get 429 (evicted: %v)", evicted)
 
 	// Until the replacement is Ready, the next eviction is refused too, and the evicted pod
 	// is held (its containers stopped, its replacement not Ready).

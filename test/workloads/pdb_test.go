@@ -21,8 +21,11 @@ import (
 	"function/test/cluster"
 )
 
-// evictAll evicts the pods concurrently (released together) and returns each one's error.
-func evictAll(ctx context.Context, ns string, names []string) map[string]error {
+// evictAll evicts the pods concurrently (released together), as an updater with eviction
+// tolerance 1.0 does, and returns those evicted and those refused with 429; any other error
+// fails the test.
+func evictAll(ctx context.Context, t *testing.T, ns string, names []string) (evicted, refused []string) {
+	t.Helper()
 	var (
 		mu    sync.Mutex
 		wg    sync.WaitGroup
@@ -40,7 +43,17 @@ func evictAll(ctx context.Context, ns string, names []string) map[string]error {
 	}
 	close(start)
 	wg.Wait()
-	return errs
+	for name, err := range errs {
+		switch {
+		case err == nil:
+			evicted = append(evicted, name)
+		case apierrors.IsTooManyRequests(err):
+			refused = append(refused, name)
+		default:
+			t.Errorf("evicting %s: %v", name, err)
+		}
+	}
+	return evicted, refused
 }
 
 // waitPDB polls until the disruption controller has computed the PDB's status for its
@@ -96,20 +109,9 @@ func TestPDBPacesEvictionsOfADeployment(t *testing.T) {
 			// Replacements stay not Ready until the test releases them.
 			k.HoldReady(func(p *corev1.Pod) bool { return !slices.Contains(originals, p.Name) })
 
-			errs := evictAll(ctx, ns, originals)
-			var evicted, refused []string
-			for name, err := range errs {
-				switch {
-				case err == nil:
-					evicted = append(evicted, name)
-				case apierrors.IsTooManyRequests(err):
-					refused = append(refused, name)
-				default:
-					t.Errorf("evicting %s: %v", name, err)
-				}
-			}
-			require.Len(t, evicted, tc.wantEvicted, "evictions that went through: %v", errs)
-			require.Len(t, refused, 3-tc.wantEvicted, "evictions refused with 429: %v", errs)
+			evicted, refused := evictAll(ctx, t, ns, originals)
+			require.Len(t, evicted, tc.wantEvicted, "evictions that went through (refused: %v)", refused)
+			require.Len(t, refused, 3-tc.wantEvicted, "evictions refused with 429 (evicted: %v)", evicted)
 
 			// Every evicted pod gets a replacement at once, which runs but is held not Ready.
 			require.EventuallyWithT(t, func(c *assert.CollectT) {
