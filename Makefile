@@ -9,7 +9,8 @@
 #   make lint    staticcheck (pinned in test/tools/lint, built once into bin/; staticcheck.conf)
 #   make verify  check, changing nothing: gofmt, go mod tidy and lint (make test checks gofmt and lint)
 #   make demo    a local control plane, adapter and function; evicts a pod, prints a timeline
-#   make bench   benchmarks (speed and memory targets)
+#   make bench   the performance table: 8 rows (speed, load, scale, memory) against their targets
+#                and floors measured in the same run; JSON in .bench/
 #   make fuzz    each fuzz target for FUZZTIME (default 30s), one after another
 #   make soak    DURATION (default 30m) of pod churn through the real adapter; watches the
 #                function's memory, threads, goroutines and every drain (not in make test or CI)
@@ -48,7 +49,7 @@ TAGS := integration e2e
 # Every Go file of the module (tracked or new, not ignored).
 GO_FILES = $$(git ls-files --cached --others --exclude-standard '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')
 
-.PHONY: all fmt fmt-check tidy-check lint verify vet build run invoke release-finalizers unit test integration e2e bench fuzz demo soak binaries clean install-plugin
+.PHONY: all fmt fmt-check tidy-check lint verify vet build run invoke release-finalizers unit test integration e2e bench bench-go fuzz demo soak binaries clean install-plugin
 
 all: fmt vet build unit
 
@@ -110,7 +111,14 @@ integration: binaries
 e2e: binaries
 	$(GO) test -tags e2e -count=1 -timeout 10m -v ./test/e2e/
 
-bench:
+# The performance table (test/bench): eight rows against their targets, each with its floor
+# measured in the same run; also written as JSON to .bench/. About 6 minutes on 2 cores, after
+# `binaries`. BENCH_FLAGS passes flags (e.g. BENCH_FLAGS='-rows 1,2'; go run ./test/bench -h).
+bench: binaries
+	$(GO) run ./test/bench $(BENCH_FLAGS)
+
+# Every Go benchmark of the unit packages (the raw numbers behind row 1, and more).
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT_PKGS)
 
 # Fuzzing (make fuzz FUZZTIME=30s): one target at a time. A plain `go test` (make unit, make
@@ -118,6 +126,7 @@ bench:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./eventing
 	$(GO) test -run '^$$' -fuzz '^FuzzReadRequest$$' -fuzztime $(FUZZTIME) ./eventing
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMatchesEncodingJSON$$' -fuzztime $(FUZZTIME) ./eventing
 	$(GO) test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./handlers
 
 demo: binaries

@@ -17,9 +17,17 @@ func TestLoadProcess(t *testing.T) {
 		want    config.Process
 		wantKey string
 	}{
-		{"defaults", nil, config.Process{LogLevel: slog.LevelInfo}, ""},
-		{"dry-run and debug", map[string]string{"DRY_RUN": "true", "LOG_LEVEL": "debug"}, config.Process{DryRun: true, LogLevel: slog.LevelDebug}, ""},
-		{"upper case level, blank dry-run", map[string]string{"DRY_RUN": " ", "LOG_LEVEL": "WARN"}, config.Process{LogLevel: slog.LevelWarn}, ""},
+		{"defaults", nil, config.Process{LogLevel: slog.LevelInfo, APIQPS: 500, APIBurst: 1000}, ""},
+		{"dry-run and debug", map[string]string{"DRY_RUN": "true", "LOG_LEVEL": "debug"}, config.Process{DryRun: true, LogLevel: slog.LevelDebug, APIQPS: 500, APIBurst: 1000}, ""},
+		{"upper case level, blank dry-run", map[string]string{"DRY_RUN": " ", "LOG_LEVEL": "WARN"}, config.Process{LogLevel: slog.LevelWarn, APIQPS: 500, APIBurst: 1000}, ""},
+		{"qps alone: burst twice it", map[string]string{"KUBE_API_QPS": "50"}, config.Process{LogLevel: slog.LevelInfo, APIQPS: 50, APIBurst: 100}, ""},
+		{"qps and burst", map[string]string{"KUBE_API_QPS": "20.5", "KUBE_API_BURST": "30"}, config.Process{LogLevel: slog.LevelInfo, APIQPS: 20.5, APIBurst: 30}, ""},
+		{"no client-side limit", map[string]string{"KUBE_API_QPS": "-1"}, config.Process{LogLevel: slog.LevelInfo, APIQPS: -1, APIBurst: 1000}, ""},
+		{"qps zero", map[string]string{"KUBE_API_QPS": "0"}, config.Process{}, config.KeyAPIQPS},
+		{"qps below one", map[string]string{"KUBE_API_QPS": "0.5"}, config.Process{}, config.KeyAPIQPS},
+		{"qps not a number", map[string]string{"KUBE_API_QPS": "fast"}, config.Process{}, config.KeyAPIQPS},
+		{"burst not a number", map[string]string{"KUBE_API_BURST": "lots"}, config.Process{}, config.KeyAPIBurst},
+		{"burst below qps", map[string]string{"KUBE_API_QPS": "100", "KUBE_API_BURST": "10"}, config.Process{}, config.KeyAPIBurst},
 		{"bad dry-run", map[string]string{"DRY_RUN": "perhaps"}, config.Process{}, config.KeyDryRun},
 		{"bad level", map[string]string{"LOG_LEVEL": "loud"}, config.Process{}, config.KeyLogLevel},
 	}

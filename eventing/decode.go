@@ -8,12 +8,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"knative.dev/eventing/pkg/apis/sources"
 )
@@ -59,7 +67,8 @@ type Input struct {
 	Op        Op
 	Namespace string
 	Name      string
-	// Pod is set in Resource mode only.
+	// Pod is set in Resource mode only. Its metadata.managedFields are not decoded (always
+	// empty): the function never reads them, and they are most of the bytes of an event.
 	Pod *corev1.Pod
 }
 
@@ -84,6 +93,67 @@ type reference struct {
 	Name       string `json:"name"`
 }
 
+// dataJSON are the options event data is unmarshaled with (github.com/go-json-experiment/json,
+// the Go team's encoding/json/v2): encoding/json's semantics (jsonv1.DefaultOptionsV1:
+// case-insensitive names, the last of duplicate names wins, invalid UTF-8 replaced by U+FFFD,
+// v1 merge rules, UnmarshalJSON methods), except that
+//   - errors are v2's (ReportErrorsWithLegacySemantics off): no validation pass over the whole
+//     input before decoding, decoding stops at the first error, and dataError words it;
+//   - metadata.managedFields are skipped unread (see Input.Pod);
+//   - metav1.Time is parsed by unmarshalTime, not by its UnmarshalJSON, which unmarshals the
+//     string again with encoding/json.
+//
+// Never modified: Unmarshal copies what it needs.
+var dataJSON = jsonv2.JoinOptions(
+	jsonv1.DefaultOptionsV1(),
+	jsonv1.ReportErrorsWithLegacySemantics(false),
+	jsonv2.WithUnmarshalers(jsonv2.JoinUnmarshalers(
+		jsonv2.UnmarshalFromFunc(skipManagedFields),
+		jsonv2.UnmarshalFromFunc(unmarshalTime),
+	)),
+)
+
+// skipManagedFields leaves metadata.managedFields empty, checking only that the value is JSON.
+func skipManagedFields(dec *jsontext.Decoder, _ *[]metav1.ManagedFieldsEntry) error {
+	return dec.SkipValue()
+}
+
+// unmarshalTime is metav1.Time.UnmarshalJSON without the second unmarshal of the string: null
+// is the zero time, a string is parsed as RFC 3339 into local time. Other values are left to
+// UnmarshalJSON (errors.ErrUnsupported), which rejects them as before.
+func unmarshalTime(dec *jsontext.Decoder, t *metav1.Time) error {
+	switch dec.PeekKind() {
+	case 'n':
+		if _, err := dec.ReadToken(); err != nil {
+			return err
+		}
+		*t = metav1.Time{}
+		return nil
+	case '"':
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		pt, err := time.Parse(time.RFC3339, tok.String())
+		if err != nil {
+			return err
+		}
+		*t = metav1.NewTime(pt.Local())
+		return nil
+	default:
+		return errors.ErrUnsupported
+	}
+}
+
+// decodePod unmarshals Resource-mode data.
+func decodePod(data []byte) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	if err := jsonv2.Unmarshal(data, pod, dataJSON); err != nil {
+		return nil, dataError("a Pod", "Pod", data, err)
+	}
+	return pod, nil
+}
+
 // Decode validates an ApiServerSource event and extracts the pod or its reference. It never
 // panics; every rejection is an *InputError (400, or 413 for a body over MaxDataBytes).
 func Decode(e event.Event) (Input, error) {
@@ -99,7 +169,7 @@ func Decode(e event.Event) (Input, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return Input{}, reject(http.StatusBadRequest, "event %s has no data: expected a JSON Pod or pod reference", e.Type())
 	}
-	if ct := e.DataContentType(); ct != "" {
+	if ct := e.DataContentType(); ct != "" && ct != event.ApplicationJSON {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 			return Input{}, reject(http.StatusBadRequest, "datacontenttype %q is not JSON", ct)
 		}
@@ -108,14 +178,14 @@ func Decode(e event.Event) (Input, error) {
 	var kind, apiVersion string
 	if t.mode == Reference {
 		var ref reference
-		if err := json.Unmarshal(data, &ref); err != nil {
-			return Input{}, dataError("a pod reference", err)
+		if err := jsonv2.Unmarshal(data, &ref, dataJSON); err != nil {
+			return Input{}, dataError("a pod reference", "reference", data, err)
 		}
 		kind, apiVersion, in.Namespace, in.Name = ref.Kind, ref.APIVersion, ref.Namespace, ref.Name
 	} else {
-		pod := &corev1.Pod{}
-		if err := json.Unmarshal(data, pod); err != nil {
-			return Input{}, dataError("a Pod", err)
+		pod, err := decodePod(data)
+		if err != nil {
+			return Input{}, err
 		}
 		kind, apiVersion, in.Namespace, in.Name = pod.Kind, pod.APIVersion, pod.Namespace, pod.Name
 		in.Pod = pod
@@ -123,10 +193,10 @@ func Decode(e event.Event) (Input, error) {
 	if kind != "Pod" || apiVersion != "v1" {
 		return Input{}, reject(http.StatusBadRequest, "event data is kind %q apiVersion %q, not a v1 Pod", kind, apiVersion)
 	}
-	if err := checkName("namespace", in.Namespace, validation.IsDNS1123Label); err != nil {
+	if err := checkName("namespace", in.Namespace, dns1123Label, validation.IsDNS1123Label); err != nil {
 		return Input{}, err
 	}
-	if err := checkName("name", in.Name, validation.IsDNS1123Subdomain); err != nil {
+	if err := checkName("name", in.Name, dns1123Subdomain, validation.IsDNS1123Subdomain); err != nil {
 		return Input{}, err
 	}
 	if in.Pod != nil && in.Pod.UID == "" && t.op != Delete {
@@ -134,12 +204,18 @@ func Decode(e event.Event) (Input, error) {
 	}
 	// ApiServerSource repeats the object's identity in extensions and the subject; they must
 	// agree with the data.
-	for _, attr := range []struct{ name, want string }{
-		{"namespace", in.Namespace}, {"name", in.Name}, {"kind", "Pod"}, {"apiversion", "v1"},
-	} {
-		if v, ok := e.Extensions()[attr.name]; ok {
-			if s := fmt.Sprint(v); s != attr.want {
-				return Input{}, reject(http.StatusBadRequest, "extension %s=%q does not match the data (%q)", attr.name, s, attr.want)
+	if ext := extensions(e); len(ext) > 0 {
+		for _, attr := range [...]struct{ name, want string }{
+			{"namespace", in.Namespace}, {"name", in.Name}, {"kind", "Pod"}, {"apiversion", "v1"},
+		} {
+			if v, ok := ext[attr.name]; ok {
+				s, isString := v.(string)
+				if !isString {
+					s = fmt.Sprint(v)
+				}
+				if s != attr.want {
+					return Input{}, reject(http.StatusBadRequest, "extension %s=%q does not match the data (%q)", attr.name, s, attr.want)
+				}
 			}
 		}
 	}
@@ -149,20 +225,144 @@ func Decode(e event.Event) (Input, error) {
 	return in, nil
 }
 
-func dataError(what string, err error) error {
+// extensions are the event's extension attributes, read in place: Event.Extensions copies
+// the map on every call.
+func extensions(e event.Event) map[string]any {
+	if c, ok := e.Context.(*event.EventContextV1); ok && c != nil {
+		return c.Extensions
+	}
+	return e.Extensions()
+}
+
+// dataError words a failed unmarshal of data as encoding/json did: a syntax error as "not valid
+// JSON" with encoding/json's message and offset, anything else as "not <what>".
+//
+// json v2 reports the first error it meets while decoding, which for a document that is also
+// malformed further on may be a type error, and words syntax errors differently (offsets one
+// less). So the data is first checked with encoding/json, as Decode did before decoding: this
+// costs a second pass over rejected data only.
+func dataError(what, root string, data []byte, err error) error {
 	var syntax *json.SyntaxError
-	if errors.As(err, &syntax) {
-		return reject(http.StatusBadRequest, "event data is not valid JSON: %v (at byte %d)", err, syntax.Offset)
+	if errors.As(json.Unmarshal(data, &struct{}{}), &syntax) {
+		return reject(http.StatusBadRequest, "event data is not valid JSON: %v (at byte %d)", syntax, syntax.Offset)
+	}
+	var v2syntax *jsontext.SyntacticError
+	if errors.As(err, &v2syntax) {
+		// Not a syntax error to encoding/json (json v2 is stricter at the edges): v2's own words.
+		msg := v2syntax.Err
+		if errors.Is(msg, io.ErrUnexpectedEOF) {
+			msg = errors.New("unexpected end of JSON input")
+		}
+		return reject(http.StatusBadRequest, "event data is not valid JSON: %v (at byte %d)", msg, v2syntax.ByteOffset)
+	}
+	var semantic *jsonv2.SemanticError
+	if errors.As(err, &semantic) {
+		return reject(http.StatusBadRequest, "event data is not %s: %s", what, semanticMessage(root, semantic))
 	}
 	return reject(http.StatusBadRequest, "event data is not %s: %v", what, err)
 }
 
-func checkName(field, v string, valid func(string) []string) error {
+// semanticMessage words a json v2 type error like encoding/json's UnmarshalTypeError ("json:
+// cannot unmarshal number into Go struct field Pod.metadata.name of type string", where root
+// is "Pod"), followed by the error of an UnmarshalJSON method or parser if there was one.
+func semanticMessage(root string, e *jsonv2.SemanticError) string {
+	var b strings.Builder
+	b.WriteString("json: cannot unmarshal")
+	switch e.JSONKind {
+	case 'n':
+		b.WriteString(" null")
+	case 'f', 't':
+		b.WriteString(" bool")
+	case '"':
+		b.WriteString(" string")
+	case '0':
+		b.WriteString(" number")
+	case '{', '}':
+		b.WriteString(" object")
+	case '[', ']':
+		b.WriteString(" array")
+	}
+	cause := e.Err
+	if e.JSONKind == '0' && len(e.JSONValue) > 0 && len(e.JSONValue) <= 64 {
+		b.WriteString(" " + string(e.JSONValue))
+		if errors.Is(cause, strconv.ErrRange) || errors.Is(cause, strconv.ErrSyntax) {
+			cause = nil // said by the number and the type
+		}
+	}
+	typ := "?"
+	if e.GoType != nil {
+		t := e.GoType
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		typ = t.String()
+	}
+	if p := e.JSONPointer; p != "" {
+		var field strings.Builder
+		for tok := range p.Tokens() {
+			field.WriteString(".")
+			field.WriteString(tok)
+		}
+		f := field.String()
+		if len(f) > 200 {
+			f = strings.ToValidUTF8(f[:200], "") + "..."
+		}
+		fmt.Fprintf(&b, " into Go struct field %s%s of type %s", root, f, typ)
+	} else {
+		fmt.Fprintf(&b, " into Go value of type %s", typ)
+	}
+	if cause != nil {
+		b.WriteString(": ")
+		b.WriteString(cause.Error())
+	}
+	return b.String()
+}
+
+// checkName rejects a missing or invalid pod name or namespace. valid is the check that words
+// the problem; ok, the same check without a regular expression, spares calling it for a
+// valid value.
+func checkName(field, v string, ok func(string) bool, valid func(string) []string) error {
 	if v == "" {
 		return reject(http.StatusBadRequest, "pod %s is missing", field)
+	}
+	if ok(v) {
+		return nil
 	}
 	if msgs := valid(v); len(msgs) > 0 {
 		return reject(http.StatusBadRequest, "pod %s %q is invalid: %s", field, v, strings.Join(msgs, "; "))
 	}
 	return nil
+}
+
+// dns1123Label is validation.IsDNS1123Label without messages: at most 63 characters, and
+// label characters (see dns1123LabelChars).
+func dns1123Label(v string) bool {
+	return len(v) <= validation.DNS1123LabelMaxLength && dns1123LabelChars(v)
+}
+
+// dns1123Subdomain is validation.IsDNS1123Subdomain without messages: at most 253
+// characters, dot-separated labels of any length.
+func dns1123Subdomain(v string) bool {
+	if len(v) > validation.DNS1123SubdomainMaxLength {
+		return false
+	}
+	for label := range strings.SplitSeq(v, ".") {
+		if !dns1123LabelChars(label) {
+			return false
+		}
+	}
+	return true
+}
+
+// dns1123LabelChars reports whether v matches [a-z0-9]([-a-z0-9]*[a-z0-9])?.
+func dns1123LabelChars(v string) bool {
+	if v == "" || v[0] == '-' || v[len(v)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }

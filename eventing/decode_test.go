@@ -1,6 +1,8 @@
 package eventing_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -10,11 +12,15 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 
 	"function/config"
 	"function/eventing"
 	"function/handlers"
+	"function/test/samples"
 )
 
 const captured = "testdata/apiserversource"
@@ -33,7 +39,9 @@ func TestDecodeCapturedRequests(t *testing.T) {
 			check: func(t *testing.T, in eventing.Input) {
 				assert.Equal(t, "219", in.Pod.ResourceVersion)
 				assert.Empty(t, in.Pod.Finalizers)
-				assert.NotEmpty(t, in.Pod.ManagedFields, "Resource mode carries managedFields")
+				assert.Contains(t, string(readEvent(t, filepath.Join(captured, "resource-mode/001-dev.knative.apiserver.resource.add.txt")).Data()), `"managedFields":[{`,
+					"precondition: Resource mode carries managedFields")
+				assert.Empty(t, in.Pod.ManagedFields, "managedFields are not decoded")
 			}},
 		{file: "resource-mode/002-dev.knative.apiserver.resource.update.txt", mode: eventing.Resource, op: eventing.Update, name: "demo-pod",
 			check: func(t *testing.T, in eventing.Input) { assert.Equal(t, "one", in.Pod.Labels["stage"]) }},
@@ -247,6 +255,20 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// Decode's checks of a namespace and a name agree with the validation functions whose
+// messages it reports.
+func TestNameChecksMatchValidation(t *testing.T) {
+	for _, v := range []string{
+		"", "a", "0", "-", ".", "a-", "-a", "a.", ".a", "a..b", "a.b", "a-b.c-d", "web-7d9f8-abcde", "default", "kube-system",
+		"A", "aB", "a_b", "a b", "a\x00", "é", "a.-b", "a-.b", "1.2.3.4", "xn--bcher-kva.example",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), strings.Repeat("a", 253), strings.Repeat("a", 254),
+		strings.Repeat("a.", 126) + "a", strings.Repeat("a.", 126) + "ab", strings.Repeat("a", 100) + "." + strings.Repeat("b", 100),
+	} {
+		assert.Equal(t, len(validation.IsDNS1123Label(v)) == 0, eventing.DNS1123Label(v), "label %q", v)
+		assert.Equal(t, len(validation.IsDNS1123Subdomain(v)) == 0, eventing.DNS1123Subdomain(v), "subdomain %q", v)
+	}
+}
+
 func TestDecodeJSONErrorsGiveTheOffset(t *testing.T) {
 	_, err := eventing.Decode(newEvent(resAdd, jsonData(`{"kind": Pod}`)))
 	require.Error(t, err)
@@ -299,6 +321,65 @@ func BenchmarkDecode(b *testing.B) {
 	b.SetBytes(int64(len(e.Data())))
 	for b.Loop() {
 		if _, err := eventing.Decode(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeDecide is an event's work before any API call: decode the captured update of
+// a deleting pod (004) and decide what to do with it. The pod is made one the function drains:
+// the vpa-managed annotation and the finalizer a managed pod carries are added to its JSON
+// (without the finalizer, Decide stops at "deleting without our finalizer").
+func BenchmarkDecodeDecide(b *testing.B) {
+	sample, err := samples.Read(filepath.Join(captured, "resource-mode/004-dev.knative.apiserver.resource.update.txt"))
+	require.NoError(b, err)
+	body := sample.Body
+	for _, edit := range [][2]string{
+		{`"annotations":{`, `"annotations":{"` + handlers.AnnotationManaged + `":"true",`},
+		{`"finalizers":["example.com/pod-guard"]`, `"finalizers":["example.com/pod-guard","` + handlers.Finalizer + `"]`},
+	} {
+		require.Equal(b, 1, bytes.Count(body, []byte(edit[0])), "precondition: %s once in the captured pod", edit[0])
+		body = bytes.Replace(body, []byte(edit[0]), []byte(edit[1]), 1)
+	}
+	req, err := http.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
+	require.NoError(b, err)
+	req.Header = sample.Header
+	e := toEvent(b, req)
+
+	cfg := config.Default()
+	// The captured pod has no owner, and it is deleted, not evicted.
+	cfg.Workloads = map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}
+	cfg.HoldOn = config.HoldAll
+	now := time.Date(2026, 11, 26, 5, 0, 56, 0, time.UTC) // 5 s after the deletion
+	in, err := eventing.Decode(e)
+	require.NoError(b, err)
+	d := handlers.Decide(in.Pod, cfg, now)
+	require.Equal(b, handlers.StartDrain, d.Action, "precondition: the drain starts (%s)", d.Reason)
+
+	b.ReportAllocs()
+	b.SetBytes(int64(len(e.Data())))
+	for b.Loop() {
+		in, err := eventing.Decode(e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if d := handlers.Decide(in.Pod, cfg, now); d.Action != handlers.StartDrain {
+			b.Fatal(d.Action, d.Reason)
+		}
+	}
+}
+
+// BenchmarkDecodeEncodingJSON is the floor of `make bench` row 1, measured in the same run:
+// the data of the event BenchmarkDecode decodes, unmarshaled into a Pod by encoding/json alone
+// (how Decode worked before it used json v2), with no checks.
+func BenchmarkDecodeEncodingJSON(b *testing.B) {
+	e := readEvent(b, filepath.Join(captured, "resource-mode/004-dev.knative.apiserver.resource.update.txt"))
+	data := e.Data()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		var pod corev1.Pod
+		if err := json.Unmarshal(data, &pod); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,11 +9,17 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"function/eventing"
@@ -242,5 +248,141 @@ func FuzzReadRequest(f *testing.F) {
 		}
 		in, err := eventing.Decode(*e)
 		checkDecoded(t, *e, in, err)
+	})
+}
+
+// richPod is a pod with most kinds of field a real one has: quantities, int-or-strings, times,
+// pointers, maps, nested lists and an escaped string.
+const richPod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-7d9f8-abcde","generateName":"web-7d9f8-","namespace":"default","uid":"0c7f6a52-3d0e-4f7a-9a35-1d1f8b6f2a10","resourceVersion":"1107","generation":1,` +
+	`"creationTimestamp":"2026-11-26T05:00:44Z","deletionTimestamp":"2026-11-26T05:01:14+01:00","deletionGracePeriodSeconds":30,` +
+	`"labels":{"app":"web","pod-template-hash":"7d9f8"},"annotations":{"vpa-managed":"true","note":"caf\u00e9 \"quoted\" \ud83d\ude00"},` +
+	`"ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-7d9f8","uid":"5e2b0c1d-8f3a-4c6e-9b7d-2a1c3e4f5a6b","controller":true,"blockOwnerDeletion":true}],` +
+	`"finalizers":["vpagracefuldrain.dev/drain"],"managedFields":[{"manager":"kubectl","operation":"Update","apiVersion":"v1","time":"2026-11-26T05:00:44Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{".":{}}}}}]},` +
+	`"spec":{"containers":[{"name":"app","image":"nginx:1.27","command":["nginx","-g","daemon off;"],"ports":[{"name":"http","containerPort":8080,"protocol":"TCP"}],` +
+	`"env":[{"name":"A","value":"1"},{"name":"POD","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"metadata.name"}}},{"name":"MEM","valueFrom":{"resourceFieldRef":{"resource":"limits.memory","divisor":"1Mi"}}}],` +
+	`"resources":{"limits":{"cpu":"500m","memory":"256Mi","ephemeral-storage":"1G"},"requests":{"cpu":"0.1","memory":"128974848"}},` +
+	`"livenessProbe":{"httpGet":{"path":"/healthz","port":"http","scheme":"HTTP"},"initialDelaySeconds":5,"periodSeconds":10,"timeoutSeconds":1,"successThreshold":1,"failureThreshold":3},` +
+	`"readinessProbe":{"tcpSocket":{"port":8080}},"lifecycle":{"preStop":{"sleep":{"seconds":5}}},` +
+	`"securityContext":{"runAsNonRoot":true,"runAsUser":1000,"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}},` +
+	`"volumeMounts":[{"name":"tmp","mountPath":"/tmp"},{"name":"cfg","mountPath":"/etc/cfg","readOnly":true}],"terminationMessagePath":"/dev/termination-log","terminationMessagePolicy":"File","imagePullPolicy":"IfNotPresent"}],` +
+	`"volumes":[{"name":"tmp","emptyDir":{"medium":"Memory","sizeLimit":"64Mi"}},{"name":"cfg","configMap":{"name":"web","defaultMode":420,"items":[{"key":"a","path":"a.conf"}]}}],` +
+	`"restartPolicy":"Always","terminationGracePeriodSeconds":30,"activeDeadlineSeconds":null,"dnsPolicy":"ClusterFirst","serviceAccountName":"web","nodeName":"node-1","priority":0,` +
+	`"affinity":{"podAntiAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":100,"podAffinityTerm":{"labelSelector":{"matchLabels":{"app":"web"},"matchExpressions":[{"key":"tier","operator":"In","values":["a","b"]}]},"topologyKey":"kubernetes.io/hostname"}}]}},` +
+	`"tolerations":[{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":300}],` +
+	`"topologySpreadConstraints":[{"maxSkew":1,"topologyKey":"zone","whenUnsatisfiable":"ScheduleAnyway","labelSelector":{"matchLabels":{"app":"web"}}}],"overhead":{"cpu":"10m"}},` +
+	`"status":{"phase":"Running","qosClass":"Burstable","hostIP":"10.0.0.1","podIP":"10.1.0.5","podIPs":[{"ip":"10.1.0.5"}],"startTime":"2026-11-26T05:00:44Z",` +
+	`"conditions":[{"type":"Ready","status":"True","lastProbeTime":null,"lastTransitionTime":"2026-11-26T05:00:46Z"},{"type":"DisruptionTarget","status":"True","reason":"EvictionByEvictionAPI","message":"Eviction API: evicting","lastTransitionTime":"2026-11-26T05:00:51.5Z"}],` +
+	`"containerStatuses":[{"name":"app","ready":true,"restartCount":1,"image":"nginx:1.27","imageID":"docker.io/library/nginx@sha256:00","containerID":"containerd://00","started":true,` +
+	`"state":{"running":{"startedAt":"2026-11-26T05:00:45Z"}},"lastState":{"terminated":{"exitCode":137,"reason":"OOMKilled","startedAt":"2026-11-26T05:00:40Z","finishedAt":"2026-11-26T05:00:44Z"}},` +
+	`"allocatedResources":{"cpu":"100m"},"resources":{"requests":{"cpu":"100m"}}}]}}`
+
+// differentialSeeds is data for FuzzDecodeMatchesEncodingJSON: the bodies of the captured
+// requests and the samples, the []byte values of the FuzzDecode and FuzzReadRequest corpora,
+// and pods whose JSON is unusual.
+func differentialSeeds(t testing.TB) [][]byte {
+	seeds := [][]byte{
+		[]byte(richPod),
+		[]byte(validPod),
+		[]byte(`{"APIVERSION":"v1","Kind":"Pod","METADATA":{"NAME":"web-1","nameSpace":"default","UID":"u"}}`),
+		[]byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","name":"b","labels":{"x":"1"},"labels":{"y":"2"},"finalizers":["f"],"finalizers":null}}`),
+		[]byte(`{"spec":{"containers":[{"name":"a","image":"x"}],"containers":[{"name":"b"}]}}`),
+		[]byte(`{"metadata":{"name":null,"deletionTimestamp":null,"creationTimestamp":null,"deletionGracePeriodSeconds":null},"spec":null,"status":{}}`),
+		[]byte(`{"metadata":{"creationTimestamp":"2026-11-26T05:00:44.123456789-07:00","deletionTimestamp":"2026-11-26T05:00:44Z"}}`),
+		[]byte(`{"metadata":{"creationTimestamp":"2026-11-26 05:00:44Z"}}`),
+		[]byte(`{"metadata":{"creationTimestamp":"\u0032026-11-26T05:00:44Z"}}`),
+		[]byte(`{"metadata":{"creationTimestamp":1764133244}}`),
+		[]byte(`{"metadata":{"deletionTimestamp":{}}}`),
+		[]byte(`{"metadata":{"managedFields":5}}`),
+		[]byte(`{"metadata":{"managedFields":[{"time":"yesterday"}]}}`),
+		[]byte(`{"metadata":{"name":"\ud800","namespace":"\xff","labels":{"\u00e9":"\udc00x"}}}`),
+		[]byte("{\"metadata\":{\"name\":\"\xff\xfe\",\"namespace\":\"a\xc3\"}}"),
+		[]byte(`{"spec":{"containers":[{"ports":[{"containerPort":1.0},{"containerPort":-0},{"containerPort":2147483648}]}]}}`),
+		[]byte(`{"spec":{"containers":[{"resources":{"limits":{"cpu":"1e3","memory":"1.5Gi"},"requests":{"cpu":null}}}]}}`),
+		[]byte(`{"spec":{"containers":[{"livenessProbe":{"httpGet":{"port":"8080"}},"readinessProbe":{"httpGet":{"port":80.5}}}]}}`),
+		[]byte(`{"spec":{"priority":1e2,"terminationGracePeriodSeconds":"30"}}`),
+		[]byte(`{"spec":{"containers":[{"livenessProbe":{"httpGet":{"port":null}},"resources":{"limits":null}}],"volumes":[{"emptyDir":{"sizeLimit":null}}]}}`),
+		[]byte(`{"status":{"phase":"Running","conditions":[{"type":"Ready","lastTransitionTime":"2026-11-26T05:00:46Z"}]}} `),
+		[]byte(`{"kind":"Pod"} {}`),
+		[]byte(`[` + validPod + `]`),
+		[]byte(`null`),
+		[]byte(`{"kind": Pod}`),
+	}
+	for _, depth := range []int{9_998, 9_999, 10_000, 10_001} { // around both decoders' nesting limit
+		seeds = append(seeds, []byte(`{"x":`+strings.Repeat("[", depth)+strings.Repeat("]", depth)+`}`))
+	}
+	files, err := filepath.Glob(filepath.Join(captured, "*", "*.txt"))
+	require.NoError(t, err)
+	samples, err := filepath.Glob("../test/events/*.http")
+	require.NoError(t, err)
+	for _, file := range append(files, samples...) {
+		seeds = append(seeds, readEvent(t, file).Data())
+	}
+	corpus, err := filepath.Glob("testdata/fuzz/*/*")
+	require.NoError(t, err)
+	for _, file := range corpus {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(b), "\n") {
+			if lit, ok := strings.CutPrefix(line, "[]byte("); ok && strings.HasSuffix(lit, ")") {
+				data, err := strconv.Unquote(strings.TrimSuffix(lit, ")"))
+				require.NoError(t, err, "%s: %s", file, line)
+				seeds = append(seeds, []byte(data))
+			}
+		}
+	}
+	return seeds
+}
+
+// FuzzDecodeMatchesEncodingJSON holds the json v2 decode of a Pod (eventing.DecodePod) to
+// encoding/json's, which Decode used before: when both accept data the pods are equal but for
+// metadata.managedFields (not decoded); data that is not JSON is rejected as such; and where
+// only one accepts, the reason is managedFields. Nothing else may differ: the decode keeps
+// encoding/json's semantics (case-insensitive names, duplicates, nulls, invalid UTF-8).
+func FuzzDecodeMatchesEncodingJSON(f *testing.F) {
+	for _, seed := range differentialSeeds(f) {
+		f.Add(seed)
+	}
+	var want corev1.Pod
+	require.NoError(f, json.Unmarshal([]byte(richPod), &want), "precondition: encoding/json decodes the rich pod")
+	got, err := eventing.DecodePod([]byte(richPod))
+	require.NoError(f, err)
+	want.ManagedFields = nil
+	require.Equal(f, want, *got, "the rich pod decodes as with encoding/json")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := eventing.DecodePod(data)
+		var want corev1.Pod
+		wantErr := json.Unmarshal(data, &want)
+		if err != nil {
+			require.Nil(t, got)
+			bad := checkRejection(t, err)
+			require.Equal(t, http.StatusBadRequest, bad.Status)
+			if json.Valid(data) {
+				require.True(t, strings.HasPrefix(bad.Message, "event data is not a Pod: "), "valid JSON rejected as %q", bad.Message)
+			} else {
+				require.True(t, strings.HasPrefix(bad.Message, "event data is not valid JSON: "), "invalid JSON rejected as %q", bad.Message)
+			}
+		}
+		switch {
+		case !json.Valid(data):
+			require.Error(t, err, "accepted data that is not JSON")
+		case err == nil && wantErr == nil:
+			// Decode's name checks (here on strings the fuzzer made) are the validation functions'.
+			require.Equal(t, len(validation.IsDNS1123Label(got.Namespace)) == 0, eventing.DNS1123Label(got.Namespace), "namespace %q", got.Namespace)
+			require.Equal(t, len(validation.IsDNS1123Subdomain(got.Name)) == 0, eventing.DNS1123Subdomain(got.Name), "name %q", got.Name)
+			require.Empty(t, got.ManagedFields, "managedFields are not decoded")
+			want.ManagedFields = nil
+			require.Equal(t, want, *got)
+		case err != nil && wantErr == nil:
+			t.Fatalf("rejected data that encoding/json accepts: %v", err)
+		case err == nil && wantErr != nil:
+			// Only what is wrong in metadata.managedFields, which are skipped unread: the
+			// same decode without the skip fails there.
+			var sem *jsonv2.SemanticError
+			full := jsonv2.Unmarshal(data, &corev1.Pod{}, jsonv1.DefaultOptionsV1(), jsonv1.ReportErrorsWithLegacySemantics(false))
+			require.ErrorAs(t, full, &sem, "accepted data that encoding/json rejects (%v)", wantErr)
+			tokens := strings.Split(string(sem.JSONPointer), "/")
+			require.True(t, len(tokens) >= 3 && strings.EqualFold(tokens[1], "metadata") && strings.EqualFold(tokens[2], "managedFields"),
+				"accepted data that encoding/json rejects (%v) for a reason outside managedFields: %v", wantErr, full)
+		}
 	})
 }

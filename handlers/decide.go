@@ -166,8 +166,13 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 	d.Grace = grace
 	d.Stopped = containersStopped(pod)
 	stampValue, stampPresent := pod.Annotations[AnnotationDrainStarted]
-	stamp, stampErr := time.Parse(time.RFC3339, stampValue)
-	stamped := stampPresent && stampErr == nil
+	var stamp time.Time
+	stamped := false
+	if stampPresent { // not parsing "": its error is an allocation
+		var err error
+		stamp, err = time.Parse(time.RFC3339, stampValue)
+		stamped = err == nil
+	}
 	d.Started, d.StartedFrom, d.Evicted = drainStart(pod, stamp, stamped, &d.Warnings)
 	if cfg.HoldOn != config.HoldAll && !d.Evicted {
 		// Not the VPA updater's eviction: a rollout, a scale-down, a kubectl delete. Holding it
