@@ -49,6 +49,8 @@ type Function struct {
 	// level is the level of the logger New made (nil with WithLogger); setUp: see setup.
 	level *slog.LevelVar
 	setUp bool
+	// logOut is the stream of the logger New made (nil with WithLogger); Stop flushes it.
+	logOut *telemetry.LineWriter
 
 	// watch tracks the requests in Handle for Alive; the timeouts bound an event and a probe.
 	watch        *inflight
@@ -80,6 +82,10 @@ const defaultConfigWait = 30 * time.Second
 
 // recheckWorkers is how many re-checks run at once.
 const recheckWorkers = 4
+
+// eventQueue is how many Kubernetes Events may wait to be written (handlers.AsyncEvents);
+// beyond it an Event is dropped and logged. 1,000 pods evicted at once queue about 2,000.
+const eventQueue = 8192
 
 // Option adjusts New; the defaults suit kn func.
 type Option func(*Function)
@@ -128,8 +134,9 @@ func New(opts ...Option) *Function {
 	if f.log == nil {
 		// One format for the function's lines and the func-go runtime's, and one level: info
 		// until Start applies LOG_LEVEL to both (the runtime's own default is debug).
-		f.level = new(slog.LevelVar)
-		f.log = telemetry.NewLogger(os.Stderr, f.level)
+		// Lines reach stderr through a LineWriter: no event waits for a write to stderr.
+		f.level, f.logOut = new(slog.LevelVar), telemetry.NewLineWriter(os.Stderr)
+		f.log = telemetry.NewLogger(f.logOut, f.level)
 		telemetry.SetRuntimeLevel(slog.LevelInfo)
 	}
 	return f
@@ -162,7 +169,7 @@ func (f *Function) setup(ctx context.Context, env map[string]string) error {
 	}
 	where := "client given"
 	if f.client == nil {
-		if f.client, f.dynamic, where, err = discoverCluster(f.telemetry()); err != nil {
+		if f.client, f.dynamic, where, err = discoverCluster(f.telemetry(), proc); err != nil {
 			return err
 		}
 	}
@@ -188,8 +195,9 @@ func (f *Function) telemetry() *telemetry.Telemetry {
 }
 
 // discoverCluster returns a client and a dynamic client for the in-cluster config, else for
-// the kubeconfig files (KUBECONFIG, ~/.kube/config); (nil, nil, "", nil) when there is none.
-func discoverCluster(tel *telemetry.Telemetry) (kubernetes.Interface, dynamic.Interface, string, error) {
+// the kubeconfig files (KUBECONFIG, ~/.kube/config), with the process's client-side rate
+// limit; (nil, nil, "", nil) when there is none.
+func discoverCluster(tel *telemetry.Telemetry, proc config.Process) (kubernetes.Interface, dynamic.Interface, string, error) {
 	cfg, err := rest.InClusterConfig()
 	where := "in-cluster"
 	if errors.Is(err, rest.ErrNotInCluster) {
@@ -211,8 +219,8 @@ func discoverCluster(tel *telemetry.Telemetry) (kubernetes.Interface, dynamic.In
 		return nil, nil, "", fmt.Errorf("loading cluster config (%s): %w", where, err)
 	}
 	cfg.UserAgent = handlers.Component
-	cfg.QPS, cfg.Burst = 50, 100
-	cfg.Wrap(tel.WrapTransport) // API requests counted, each a span of its event's trace
+	cfg.QPS, cfg.Burst = proc.APIQPS, proc.APIBurst // see config.KeyAPIQPS
+	cfg.Wrap(tel.WrapTransport)                     // API requests counted, each a span of its event's trace
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("creating cluster client (%s): %w", where, err)
@@ -263,6 +271,12 @@ func (f *Function) Start(ctx context.Context, env map[string]string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	rec, stopped := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log), make(chan struct{})
 	rec.Dynamic = f.dynamic
+	var events *handlers.AsyncEvents
+	if rec.Events != nil {
+		// Events are written behind the decisions, never in an event's request.
+		events = handlers.NewAsyncEvents(rec.Events, eventQueue, f.log)
+		rec.Events = events
+	}
 	if tel := f.telemetry(); tel != nil {
 		rec.Metrics = tel
 		if err := tel.SetGauges(rec.InProgress, rec.Overdue); err != nil {
@@ -311,7 +325,12 @@ func (f *Function) Start(ctx context.Context, env map[string]string) error {
 	}
 	go func() {
 		defer close(stopped)
+		var wg sync.WaitGroup
+		if events != nil {
+			wg.Go(func() { events.Run(ctx) }) // flushes the queued Events once ctx ends
+		}
 		rec.Run(ctx, recheckWorkers)
+		wg.Wait()
 	}()
 	f.rec, f.cancel, f.stopped, f.cfgErr = rec, cancel, stopped, nil
 	if !follow {
@@ -344,6 +363,9 @@ func (f *Function) Stop(ctx context.Context) error {
 	if f.tel != nil { // f.mu is held
 		// Flush what OTLP has not sent yet; the metrics stay readable until the process ends.
 		err = errors.Join(err, f.tel.Flush(ctx))
+	}
+	if f.logOut != nil {
+		f.logOut.Flush() // every line logged so far is on stderr
 	}
 	return err
 }
@@ -444,20 +466,27 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 	if err != nil {
 		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "not ready: %v", err)
 	}
-	log := f.log.With(slog.String("ceId", e.ID()), slog.String("ceType", e.Type()), slog.String("ceSubject", e.Subject()))
+	// log writes a line about the event; its attributes are formatted only for a line that is
+	// written (most events write none here).
+	log := func(level slog.Level, msg string, attrs ...slog.Attr) {
+		if f.log.Enabled(ctx, level) {
+			f.log.LogAttrs(ctx, level, msg, append([]slog.Attr{slog.String("ceId", e.ID()), slog.String("ceType", e.Type()),
+				slog.String("ceSubject", e.Subject())}, attrs...)...)
+		}
+	}
 	if eventing.IsSweep(e) {
 		if f.client == nil {
 			return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "a sweep needs a cluster (dry-run without one)")
 		}
 		pending := !rec.RequestSweep()
-		log.Info("sweep requested by an event", slog.String("ceSource", e.Source()), slog.Bool("alreadyPending", pending))
+		log(slog.LevelInfo, "sweep requested by an event", slog.String("ceSource", e.Source()), slog.Bool("alreadyPending", pending))
 		return nil, cehttp.NewResult(http.StatusAccepted, "sweep requested")
 	}
 	in, err := eventing.Decode(e)
 	if err != nil {
 		var bad *eventing.InputError
 		if errors.As(err, &bad) {
-			log.Warn("rejected event", slog.Int("status", bad.Status), slog.String("reason", bad.Message))
+			log(slog.LevelWarn, "rejected event", slog.Int("status", bad.Status), slog.String("reason", bad.Message))
 			return nil, cehttp.NewResult(bad.Status, "%s", bad.Message)
 		}
 		return nil, cehttp.NewResult(http.StatusBadRequest, "%v", err)
@@ -469,7 +498,7 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		if in.Pod != nil {
 			rec.Forget(in.Pod.UID)
 		}
-		log.Debug("pod deleted", slog.String("pod", in.Namespace+"/"+in.Name))
+		log(slog.LevelDebug, "pod deleted", slog.String("pod", in.Namespace+"/"+in.Name))
 		return nil, nil
 	case in.Mode == eventing.Reference:
 		out, err = rec.ReconcileRef(ctx, in.Namespace, in.Name)
@@ -481,13 +510,13 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "reference-mode event for %s/%s: %v", in.Namespace, in.Name, err)
 	case errors.Is(err, handlers.ErrConcurrentWriter):
 		// Not the sender's problem: the re-check already scheduled finishes the work.
-		log.Info("the pod kept changing while applying the decision; a re-check follows", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		log(slog.LevelInfo, "the pod kept changing while applying the decision; a re-check follows", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
 		return nil, nil
 	case err != nil && (ctx.Err() != nil || clusterUnavailable(err)):
-		log.Warn("the cluster is unavailable; the sender will retry", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		log(slog.LevelWarn, "the cluster is unavailable; the sender will retry", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
 		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "the cluster is unavailable or did not answer in time: %v", err)
 	case err != nil:
-		log.Error("handling event failed", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		log(slog.LevelError, "handling event failed", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
 		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
 	}
 	reply, err := eventing.Reply(out)

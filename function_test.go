@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -310,6 +311,8 @@ func TestHandleSamples(t *testing.T) {
 
 			reply, err := f.HandleEvent(context.Background(), in)
 			require.NoError(t, err)
+			// Kubernetes Events are written just after the decision, in the background.
+			assert.Eventually(t, func() bool { return slices.Equal(tt.wantVerbs, testutil.Verbs(c)) }, 5*time.Second, 5*time.Millisecond)
 			assert.Equal(t, tt.wantVerbs, testutil.Verbs(c))
 			if tt.wantType == "" {
 				assert.Nil(t, reply)

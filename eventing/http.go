@@ -9,11 +9,15 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
+	"unicode"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/cloudevents/sdk-go/v2/types"
 )
 
 // MaxBodyBytes is the largest request body read: the data limit plus room for a
@@ -40,7 +44,8 @@ func ReadRequest(ctx context.Context, r *http.Request) (*event.Event, error) {
 		return nil, reject(http.StatusMethodNotAllowed, "method %s not allowed: CloudEvents are POSTed", r.Method)
 	}
 	mediaType := ""
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	// Only a batch is rejected on its media type: one that cannot be a batch is not parsed.
+	if ct := r.Header.Get("Content-Type"); ct != "" && strings.Contains(strings.ToLower(ct), "batch") {
 		mediaType, _, _ = mime.ParseMediaType(ct)
 		mediaType = strings.ToLower(mediaType)
 	}
@@ -51,7 +56,7 @@ func ReadRequest(ctx context.Context, r *http.Request) (*event.Event, error) {
 	if r.ContentLength > MaxBodyBytes {
 		return nil, reject(http.StatusRequestEntityTooLarge, "request body is %d bytes, the limit is %d", r.ContentLength, MaxBodyBytes)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	body, err := readBody(r)
 	if err != nil {
 		return nil, reject(http.StatusBadRequest, "reading the request body: %v", err)
 	}
@@ -61,18 +66,114 @@ func ReadRequest(ctx context.Context, r *http.Request) (*event.Event, error) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	msg := cehttp.NewMessageFromHttpRequest(r)
 	defer func() { _ = msg.Finish(nil) }()
-	if msg.ReadEncoding() == binding.EncodingUnknown {
+	encoding := msg.ReadEncoding()
+	if encoding == binding.EncodingUnknown {
 		return nil, reject(http.StatusUnsupportedMediaType,
 			"not a CloudEvent: expected binary mode (Ce-Specversion, Ce-Id, Ce-Source and Ce-Type headers) or structured mode (Content-Type: %s)", contentTypeStructured)
 	}
-	e, err := binding.ToEvent(ctx, msg)
-	if err != nil {
-		return nil, reject(http.StatusBadRequest, "malformed CloudEvent: %s", oneLine(err))
+	var e *event.Event
+	if encoding == binding.EncodingBinary {
+		// In binary mode the body is the data as is: the event takes body rather than
+		// the SDK's copy of it.
+		msg.BodyReader = nil
+		e = readBinaryV1(r.Header)
+	}
+	if e == nil {
+		if e, err = binding.ToEvent(ctx, msg); err != nil {
+			return nil, reject(http.StatusBadRequest, "malformed CloudEvent: %s", oneLine(err))
+		}
+	}
+	if encoding == binding.EncodingBinary && len(body) > 0 {
+		e.DataEncoded = body
 	}
 	if err := e.Validate(); err != nil {
 		return nil, reject(http.StatusBadRequest, "invalid CloudEvent: %s", oneLine(err))
 	}
 	return e, nil
+}
+
+// readBinaryV1 reads the attributes and extensions of a binary-mode CloudEvents 1.0 request
+// as the SDK's binding (binding.ToEvent) does, with the same setters, but without its generic
+// attribute machinery. It returns nil for a request it does not read the very same way (any
+// error, another version, a repeated extension): the SDK reads that one, and says why.
+func readBinaryV1(h http.Header) *event.Event {
+	if h.Get("Ce-Specversion") != event.CloudEventsVersionV1 {
+		return nil
+	}
+	ec := &event.EventContextV1{}
+	for k, values := range h {
+		if len(values) == 0 {
+			return nil
+		}
+		v := values[0] // as the SDK: the first value
+		var err error
+		switch k {
+		case "Ce-Specversion":
+		case "Ce-Id":
+			err = ec.SetID(v)
+		case "Ce-Source":
+			err = ec.SetSource(v)
+		case "Ce-Type":
+			err = ec.SetType(v)
+		case "Ce-Subject":
+			err = ec.SetSubject(v)
+		case "Ce-Dataschema":
+			err = ec.SetDataSchema(v)
+		case "Content-Type":
+			err = ec.SetDataContentType(v)
+		case "Ce-Time":
+			var t time.Time
+			if t, err = types.ToTime(v); err == nil {
+				err = ec.SetTime(t)
+			}
+		default:
+			if !strings.HasPrefix(k, cehttpPrefix) {
+				continue // not a CloudEvents header
+			}
+			if len(k) == len(cehttpPrefix) {
+				return nil // a bare "Ce-" header: left to the SDK
+			}
+			name := string(unicode.ToLower(rune(k[len(cehttpPrefix)]))) + k[len(cehttpPrefix)+1:]
+			if _, repeated := ec.Extensions[strings.ToLower(name)]; repeated {
+				return nil
+			}
+			err = ec.SetExtension(name, v)
+		}
+		if err != nil {
+			return nil
+		}
+	}
+	return &event.Event{Context: ec}
+}
+
+// cehttpPrefix starts the header of every binary-mode attribute but the content type.
+const cehttpPrefix = "Ce-"
+
+// bodyReadAhead bounds how far the body buffer is sized from the announced Content-Length
+// ahead of the bytes actually received.
+const bodyReadAhead = 64 << 10
+
+// readBody reads at most MaxBodyBytes+1 bytes of the body, as io.ReadAll would, into a
+// buffer sized from the announced length: one allocation for the usual event.
+func readBody(r *http.Request) ([]byte, error) {
+	size := int64(512)
+	if r.ContentLength >= 0 {
+		size = min(r.ContentLength, bodyReadAhead) + 1 // +1: room for the read that sees EOF
+	}
+	body := make([]byte, 0, size)
+	lr := io.LimitReader(r.Body, MaxBodyBytes+1)
+	for {
+		n, err := lr.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		switch {
+		case err == io.EOF:
+			return body, nil
+		case err != nil:
+			return body, err
+		case len(body) == cap(body):
+			body = append(body, 0)[:len(body)] // grow
+		}
+	}
 }
 
 // oneLine joins an error's lines (the SDK lists one problem a line, in random order) into one
@@ -95,10 +196,88 @@ func WriteReply(ctx context.Context, w http.ResponseWriter, reply *event.Event) 
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if err := cehttp.WriteResponseWriter(ctx, binding.ToMessage(reply), http.StatusOK, w); err != nil {
+	var err error
+	if ec, ok := reply.Context.(*event.EventContextV1); ok {
+		err = writeBinaryV1(w, ec, reply.DataEncoded)
+	} else {
+		err = cehttp.WriteResponseWriter(ctx, binding.ToMessage(reply), http.StatusOK, w)
+	}
+	if err != nil {
 		return fmt.Errorf("writing the reply event %s: %w", reply.Type(), err)
 	}
 	return nil
+}
+
+// writeBinaryV1 answers 200 with a CloudEvents 1.0 event in binary mode, with the very
+// headers the SDK's binary writer (cehttp.WriteResponseWriter) sets, without its copies of the
+// context: a Ce-* header per attribute and per extension, the data content type as
+// Content-Type, and the data as the body with its Content-Length.
+func writeBinaryV1(w http.ResponseWriter, ec *event.EventContextV1, data []byte) error {
+	h := w.Header()
+	values := make([]string, 0, 10+len(ec.Extensions)) // one array for every header's value
+	set := func(key, value string) {
+		values = append(values, value)
+		h[key] = values[len(values)-1 : len(values) : len(values)]
+	}
+	attr := func(key, value string) {
+		if value != "" { // the SDK writes no header for a blank attribute
+			if old := h[key]; len(old) > 0 {
+				h[key] = append(old, value)
+				return
+			}
+			set(key, value)
+		}
+	}
+	attr("Ce-Id", ec.ID)
+	attr("Ce-Source", ec.Source.String())
+	attr("Ce-Specversion", event.CloudEventsVersionV1)
+	attr("Ce-Type", ec.Type)
+	if ec.DataContentType != nil {
+		attr("Content-Type", *ec.DataContentType)
+	}
+	if ec.DataSchema != nil {
+		attr("Ce-Dataschema", ec.DataSchema.String())
+	}
+	if ec.Subject != nil {
+		attr("Ce-Subject", *ec.Subject)
+	}
+	if ec.Time != nil && !ec.Time.IsZero() {
+		attr("Ce-Time", types.FormatTime(ec.Time.Time))
+	}
+	for name, v := range ec.Extensions {
+		s, err := types.Format(v)
+		if err != nil {
+			return err
+		}
+		set(extensionHeader(name), s)
+	}
+	if len(data) == 0 {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	attr("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(data)
+	return err
+}
+
+// extensionHeader is the header of an extension: Ce- and its name with the first letter in
+// upper case, as the SDK names it.
+func extensionHeader(name string) string {
+	switch name {
+	case "traceparent":
+		return "Ce-Traceparent"
+	case "tracestate":
+		return "Ce-Tracestate"
+	case ExtensionDryRun:
+		return "Ce-Dryrun"
+	case "reason":
+		return "Ce-Reason"
+	}
+	if name == "" {
+		return "Ce-"
+	}
+	return "Ce-" + string(unicode.ToUpper(rune(name[0]))) + name[1:]
 }
 
 // WriteError answers status with a one-line plain-text message.

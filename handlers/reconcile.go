@@ -365,29 +365,26 @@ var ErrNoCluster = errors.New("no cluster configured (dry-run without a cluster)
 func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide policy) (Outcome, error) {
 	d, facts, now := r.decideWithFacts(ctx, pod, decide)
 	out := Outcome{Pod: pod, Decision: d, At: now, DryRun: r.DryRun}
-	// One line per decision: the pod, the action, its reason, the gates and durations.
-	log := r.Log.With(podAttrs(pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
-	if len(d.Gates) > 0 {
-		log = log.With(slog.String("ownerKind", string(d.Kind)), slog.String("owner", d.Owner), slog.String("gates", gateStates(d.Gates)),
-			slog.Float64("drainSeconds", d.DrainSeconds(now)), slog.Time("deadline", d.Deadline))
-	}
+	// One line per decision: the pod, the action, its reason, the gates and durations. The
+	// attributes are formatted only for a line that is written (no Logger.With per event).
+	dlog := decisionLog{logger: r.Log, pod: pod, d: d, now: now}
 	for _, w := range d.Warnings {
-		log.WarnContext(ctx, "ignoring invalid annotation", slog.String("warning", w))
+		dlog.write(ctx, slog.LevelWarn, "ignoring invalid annotation", slog.String("warning", w))
 	}
 	r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
 	if d.Action == Wait {
 		r.scheduleRecheck(pod, d.RecheckAt)
 		r.noteWaiting(ctx, pod, d)
-		log.DebugContext(ctx, "decision", slog.Time("recheckAt", d.RecheckAt))
+		dlog.write(ctx, slog.LevelDebug, "decision", slog.Time("recheckAt", d.RecheckAt))
 		return out, nil
 	}
 	if !d.Action.Writes() {
-		log.DebugContext(ctx, "decision")
+		dlog.write(ctx, slog.LevelDebug, "decision")
 		return out, nil
 	}
 	if r.DryRun && d.Reason != ReasonDryRun {
 		out.Applied = true
-		log.InfoContext(ctx, "decision", slog.Bool("dryRun", true), slog.String("stopped", d.Stopped.String()))
+		dlog.write(ctx, slog.LevelInfo, "decision", slog.Bool("dryRun", true), slog.String("stopped", d.Stopped.String()))
 		if d.Action == AddFinalizer {
 			out.Advice = r.checkOwner(ctx, pod, d, now) // reads only, in dry-run
 		}
@@ -402,7 +399,7 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 		metav1.PatchOptions{FieldManager: Component})
 	switch {
 	case apierrors.IsNotFound(err):
-		log.InfoContext(ctx, "decision", slog.Bool("applied", false), slog.String("result", "pod is gone, nothing to do"))
+		dlog.write(ctx, slog.LevelInfo, "decision", slog.Bool("applied", false), slog.String("result", "pod is gone, nothing to do"))
 		out.Decision = gone()
 		r.Forget(pod.UID)
 		return out, nil
@@ -413,7 +410,7 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 	if patched != nil {
 		r.writes.wrote(pod.UID, patched.ResourceVersion)
 	}
-	log.InfoContext(ctx, "decision", slog.Bool("applied", true), slog.String("stopped", d.Stopped.String()))
+	dlog.write(ctx, slog.LevelInfo, "decision", slog.Bool("applied", true), slog.String("stopped", d.Stopped.String()))
 	if d.Action == RemoveFinalizer {
 		if !d.Started.IsZero() {
 			r.metrics().Drain(ctx, d.Reason, string(d.Kind), d.DrainSeconds(now))
@@ -547,6 +544,30 @@ func isGuardFailure(err error) bool {
 	}
 	code := status.Status().Code
 	return code == http.StatusConflict || code == http.StatusUnprocessableEntity
+}
+
+// decisionLog writes the lines about one decision: the pod, the action, its reason and, with
+// gates, the owner, the gates' states, the drain's seconds and its deadline, then the line's
+// own attributes. It formats them only for a line its level lets through.
+type decisionLog struct {
+	logger *slog.Logger
+	pod    *corev1.Pod
+	d      Decision
+	now    time.Time
+}
+
+func (l decisionLog) write(ctx context.Context, level slog.Level, msg string, extra ...slog.Attr) {
+	if !l.logger.Enabled(ctx, level) {
+		return
+	}
+	d := l.d
+	attrs := make([]slog.Attr, 0, 8+len(extra))
+	attrs = append(attrs, podAttrs(l.pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
+	if len(d.Gates) > 0 {
+		attrs = append(attrs, slog.String("ownerKind", string(d.Kind)), slog.String("owner", d.Owner), slog.String("gates", gateStates(d.Gates)),
+			slog.Float64("drainSeconds", d.DrainSeconds(l.now)), slog.Time("deadline", d.Deadline))
+	}
+	l.logger.LogAttrs(ctx, level, msg, append(attrs, extra...)...)
 }
 
 // podAttrs names the pod in a log line: namespace, pod, uid and the resourceVersion decided on.

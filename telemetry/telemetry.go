@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +36,9 @@ type Telemetry struct {
 	decisions, events, apiRequests, sweeps, sweepPods, sweepWrites, sweepFailures metric.Int64Counter
 	drainDuration, eventDuration, sweepDuration, capacityGap                      metric.Float64Histogram
 	inProgress, overdue                                                           metric.Int64ObservableGauge
+
+	// The attribute sets of the metrics recorded for every event and API request.
+	decisionSets, eventSets, apiSets attrCache
 }
 
 // Options adjust New (tests).
@@ -62,7 +64,10 @@ func otlpMetrics(env map[string]string) bool {
 // replies; exported with OTLP only when asked). It makes no network call.
 func New(ctx context.Context, o Options) (*Telemetry, error) {
 	res := resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(ServiceName))
-	t := &Telemetry{registry: prometheus.NewRegistry()}
+	t := &Telemetry{registry: prometheus.NewRegistry(),
+		decisionSets: attrCache{key1: AttrAction, key2: AttrReason},
+		eventSets:    attrCache{key1: AttrType, key2: AttrCode},
+		apiSets:      attrCache{key1: AttrVerb, key2: AttrCode}}
 	promExporter, err := otelprom.New(otelprom.WithRegisterer(t.registry), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
 	if err != nil {
 		return nil, fmt.Errorf("creating the Prometheus exporter: %w", err)
@@ -182,7 +187,7 @@ func (t *Telemetry) Decision(ctx context.Context, action, reason string) {
 	if t == nil {
 		return
 	}
-	t.decisions.Add(ctx, 1, metric.WithAttributes(attribute.String(AttrAction, action), attribute.String(AttrReason, reason)))
+	t.decisions.Add(ctx, 1, t.decisionSets.option(action, reason))
 }
 
 // Drain records a finished drain's duration.
@@ -206,7 +211,7 @@ func (t *Telemetry) Event(ctx context.Context, ceType string, code int, took tim
 	if t == nil {
 		return
 	}
-	t.events.Add(ctx, 1, metric.WithAttributes(attribute.String(AttrType, ceType), attribute.String(AttrCode, strconv.Itoa(code))))
+	t.events.Add(ctx, 1, t.eventSets.option(ceType, statusCode(code)))
 	t.eventDuration.Record(ctx, took.Seconds())
 }
 
@@ -215,7 +220,7 @@ func (t *Telemetry) APIRequest(ctx context.Context, verb string, code int) {
 	if t == nil {
 		return
 	}
-	t.apiRequests.Add(ctx, 1, metric.WithAttributes(attribute.String(AttrVerb, verb), attribute.String(AttrCode, strconv.Itoa(code))))
+	t.apiRequests.Add(ctx, 1, t.apiSets.option(verb, statusCode(code)))
 }
 
 // Sweep records one sweep.

@@ -102,23 +102,51 @@ func (t *Telemetry) StartEvent(ctx context.Context, e event.Event) (context.Cont
 	if t == nil {
 		return ctx, trace.SpanFromContext(ctx) // a no-op span
 	}
-	carrier := propagation.MapCarrier{}
-	for _, k := range []string{ExtensionTraceparent, ExtensionTracestate} {
-		if v, ok := e.Extensions()[k].(string); ok {
-			carrier[k] = v
-		}
-	}
-	ctx = traceContext.Extract(ctx, carrier)
+	ctx = traceContext.Extract(ctx, extensions(e))
 	return t.tracer.Start(ctx, "vpagracefuldrain.event", trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("cloudevents.event_type", e.Type()), attribute.String("cloudevents.event_subject", e.Subject()),
 			attribute.String("cloudevents.event_id", e.ID())))
 }
 
+// extensions reads the event's extensions in place (Event.Extensions copies them).
+func extensions(e event.Event) extensionCarrier {
+	if ec, ok := e.Context.(*event.EventContextV1); ok {
+		return ec.Extensions
+	}
+	return e.Extensions()
+}
+
+// extensionCarrier is an event's extensions as a read-only propagation.TextMapCarrier (to
+// extract from): its distributed-tracing extensions are the W3C trace context headers. Only
+// string values count.
+type extensionCarrier map[string]any
+
+func (c extensionCarrier) Get(key string) string {
+	v, _ := c[key].(string)
+	return v
+}
+
+// Set does nothing: the event read is not changed (InjectEvent writes a reply's).
+func (c extensionCarrier) Set(string, string) {}
+
+func (c extensionCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
 // InjectEvent puts the trace context of ctx into a reply's distributed-tracing extension.
 func InjectEvent(ctx context.Context, e *event.Event) {
-	carrier := propagation.MapCarrier{}
-	traceContext.Inject(ctx, carrier)
-	for k, v := range carrier {
-		e.SetExtension(k, v)
-	}
+	traceContext.Inject(ctx, replyCarrier{e})
 }
+
+// replyCarrier sets what the propagator injects as extensions of the event.
+type replyCarrier struct{ e *event.Event }
+
+func (c replyCarrier) Get(key string) string { return extensions(*c.e).Get(key) }
+
+func (c replyCarrier) Set(key, value string) { c.e.SetExtension(key, value) }
+
+func (c replyCarrier) Keys() []string { return extensions(*c.e).Keys() }

@@ -29,6 +29,7 @@ const (
 	sweepsTotal   = "vpagracefuldrain_sweeps_total"
 	sweepDuration = "vpagracefuldrain_sweep_duration_seconds"
 	sweepPods     = "vpagracefuldrain_sweep_pods_total"
+	eventDuration = "vpagracefuldrain_event_duration_seconds"
 	// graceSeconds is the eviction grace period of row 4 and the function's gracePeriodSeconds.
 	graceSeconds = 5
 	// creators create pods in parallel, as a ReplicaSet controller's burst would.
@@ -104,6 +105,9 @@ func clusterRows(ctx context.Context, env *machineEnv, o options, want func(...i
 		return nil, err
 	}
 	idle := float64(idleKiB) / 1024
+	anonKiB, _ := rssKiB(st.fn.Pid(), "RssAnon")
+	fileKiB, _ := rssKiB(st.fn.Pid(), "RssFile")
+	idleAnon, idleFile := float64(anonKiB)/1024, float64(fileKiB)/1024
 	peaks := map[string]float64{}
 
 	if want(7) {
@@ -126,6 +130,13 @@ func clusterRows(ctx context.Context, env *machineEnv, o options, want func(...i
 		if err != nil {
 			return rows, fmt.Errorf("row 3: %w", err)
 		}
+		mid, err := scrape(ctx, st.fn.URL())
+		if err != nil {
+			return rows, err
+		}
+		events, meanMs := eventLoad(before, mid)
+		row3.Values["events"], row3.Values["meanEventMs"] = events, meanMs
+		env.say("  the function answered %.0f events (%.1f per pod), %.2f ms each on average", events, events/float64(o.pods), meanMs)
 		rows = append(rows, row3)
 		env.say("row 4: evicting the %d pods at once, %d s grace", o.pods, graceSeconds)
 		peak = watchPeak(st.fn.Pid())
@@ -139,6 +150,10 @@ func clusterRows(ctx context.Context, env *machineEnv, o options, want func(...i
 		if err != nil {
 			return rows, err
 		}
+		events, meanMs = eventLoad(mid, after)
+		row4.Values["events"], row4.Values["meanEventMs"] = events, meanMs
+		env.say("  the function answered %.0f events (%.1f per pod), %.2f ms each on average", events, events/float64(o.pods), meanMs)
+		rows[len(rows)-1] = row4
 		rows = append(rows, writesRow(before, after, o.pods))
 	}
 	if want(6) {
@@ -165,10 +180,10 @@ func clusterRows(ctx context.Context, env *machineEnv, o options, want func(...i
 		}
 		rows = append(rows, Row{
 			N: 8, Name: "function RSS",
-			Result: fmt.Sprintf("idle %.1f MiB, peak %.1f MiB (%s)", idle, peak, strings.Join(during, ", ")),
+			Result: fmt.Sprintf("idle %.1f MiB (%.1f anonymous, %.1f the binary's pages), peak %.1f MiB (%s)", idle, idleAnon, idleFile, peak, strings.Join(during, ", ")),
 			Target: "idle ≤ 40 MiB, peak ≤ 120 MiB",
 			Met:    idle <= 40 && peak <= 120 && len(peaks) == 3,
-			Values: map[string]any{"idleMiB": idle, "peakMiB": peak, "peaksMiB": peaks},
+			Values: map[string]any{"idleMiB": idle, "idleAnonMiB": idleAnon, "idleFileMiB": idleFile, "peakMiB": peak, "peaksMiB": peaks},
 		})
 	}
 	return rows, nil

@@ -138,6 +138,31 @@ next:
 	return total
 }
 
+// count adds the sample counts of the histogram name.
+func (m metrics) count(name string) float64 {
+	fam := m[name]
+	if fam == nil {
+		return 0
+	}
+	total := 0.0
+	for _, s := range fam.GetMetric() {
+		if s.Histogram != nil {
+			total += float64(s.GetHistogram().GetSampleCount())
+		}
+	}
+	return total
+}
+
+// eventLoad is what the function's event handling cost between two scrapes: events handled
+// and the mean time one took (the adapter sends the next only after the answer).
+func eventLoad(before, after metrics) (events float64, meanMs float64) {
+	events = after.count(eventDuration) - before.count(eventDuration)
+	if events > 0 {
+		meanMs = 1000 * (after.sum(eventDuration, nil) - before.sum(eventDuration, nil)) / events
+	}
+	return events, meanMs
+}
+
 // byLabels returns the counter's value per combination of the given labels ("PATCH 200").
 func (m metrics) byLabels(name string, keys ...string) map[string]float64 {
 	out := map[string]float64{}
