@@ -520,10 +520,12 @@ func (st *stack) releaseLag(ctx context.Context, env *machineEnv, n int) (Row, e
 }
 
 // writesRow is row 5: the function's own count of its API requests (its client's transport,
-// vpagracefuldrain_api_requests_total) over rows 3 and 4, per pod.
+// vpagracefuldrain_api_requests_total) over rows 3 and 4, per pod. Writes to the pod (patch)
+// are the lifecycle's: add, drain stamp, release. The Kubernetes Events (create: DrainStarted,
+// DrainCompleted) are counted beside them, not among them.
 func writesRow(before, after metrics, n int) Row {
 	d := diff(before.byLabels(apiRequests, "verb", "code"), after.byLabels(apiRequests, "verb", "code"))
-	ok, rejected, reads := 0.0, 0.0, 0.0
+	writes, rejected, reads, events := 0.0, 0.0, 0.0, 0.0
 	var parts []string
 	for _, k := range slices.Sorted(func(yield func(string) bool) {
 		for k := range d {
@@ -538,8 +540,10 @@ func writesRow(before, after metrics, n int) Row {
 		switch {
 		case verb == "get" || verb == "list" || verb == "watch":
 			reads += v
+		case verb == "create" && strings.HasPrefix(code, "2"):
+			events += v
 		case strings.HasPrefix(code, "2"):
-			ok += v
+			writes += v
 		default:
 			rejected += v
 		}
@@ -547,11 +551,12 @@ func writesRow(before, after metrics, n int) Row {
 	per := func(v float64) float64 { return v / float64(n) }
 	return Row{
 		N: 5, Name: "API writes per pod lifecycle (add, drain, release)",
-		Result:   fmt.Sprintf("%.2f successful, %.2f rejected, %.2f reads per pod", per(ok), per(rejected), per(reads)),
-		Baseline: strings.Join(parts, ", "),
-		Target:   "≤ 3 successful, 0 rejected",
-		Met:      per(ok) <= 3 && rejected == 0,
-		Values:   map[string]any{"successfulPerPod": per(ok), "rejectedPerPod": per(rejected), "readsPerPod": per(reads), "requests": d, "pods": n},
+		Result: fmt.Sprintf("%.2f pod writes, %.2f rejected, %.2f reads; %.2f Events per pod",
+			per(writes), per(rejected), per(reads), per(events)),
+		Target: "≤ 3 successful, 0 rejected",
+		Met:    per(writes) <= 3 && rejected == 0,
+		Values: map[string]any{"podWritesPerPod": per(writes), "rejectedPerPod": per(rejected), "readsPerPod": per(reads),
+			"eventsPerPod": per(events), "requests": d, "requestsByVerbAndCode": strings.Join(parts, ", "), "pods": n},
 	}
 }
 

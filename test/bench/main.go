@@ -20,7 +20,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -279,6 +278,3 @@ func kernel() string {
 	}
 	return strings.TrimSpace(string(b))
 }
-
-// errSkipped marks a row that could not be measured (its reason is in the error).
-var errSkipped = errors.New("not measured")
