@@ -112,7 +112,7 @@ e2e: binaries
 	$(GO) test -tags e2e -count=1 -timeout 10m -v ./test/e2e/
 
 # The performance table (test/bench): eight rows against their targets, each with its floor
-# measured in the same run; also written as JSON to .bench/. About 6 minutes on 2 cores, after
+# measured in the same run; also written as JSON to .bench/. About 3 minutes on 2 cores, after
 # `binaries`. BENCH_FLAGS passes flags (e.g. BENCH_FLAGS='-rows 1,2'; go run ./test/bench -h).
 bench: binaries
 	$(GO) run ./test/bench $(BENCH_FLAGS)
