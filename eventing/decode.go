@@ -204,7 +204,7 @@ func Decode(e event.Event) (Input, error) {
 	}
 	// ApiServerSource repeats the object's identity in extensions and the subject; they must
 	// agree with the data.
-	if ext := extensions(e); len(ext) > 0 {
+	if ext := Extensions(e); len(ext) > 0 {
 		for _, attr := range [...]struct{ name, want string }{
 			{"namespace", in.Namespace}, {"name", in.Name}, {"kind", "Pod"}, {"apiversion", "v1"},
 		} {
@@ -225,9 +225,9 @@ func Decode(e event.Event) (Input, error) {
 	return in, nil
 }
 
-// extensions are the event's extension attributes, read in place: Event.Extensions copies
-// the map on every call.
-func extensions(e event.Event) map[string]any {
+// Extensions are the event's extension attributes, read in place (not to be changed):
+// Event.Extensions copies the map on every call.
+func Extensions(e event.Event) map[string]any {
 	if c, ok := e.Context.(*event.EventContextV1); ok && c != nil {
 		return c.Extensions
 	}

@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"function/eventing"
 )
 
 // WrapTransport counts every Kubernetes API request by verb and status code and makes a
@@ -102,18 +104,10 @@ func (t *Telemetry) StartEvent(ctx context.Context, e event.Event) (context.Cont
 	if t == nil {
 		return ctx, trace.SpanFromContext(ctx) // a no-op span
 	}
-	ctx = traceContext.Extract(ctx, extensions(e))
+	ctx = traceContext.Extract(ctx, extensionCarrier(eventing.Extensions(e)))
 	return t.tracer.Start(ctx, "vpagracefuldrain.event", trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("cloudevents.event_type", e.Type()), attribute.String("cloudevents.event_subject", e.Subject()),
 			attribute.String("cloudevents.event_id", e.ID())))
-}
-
-// extensions reads the event's extensions in place (Event.Extensions copies them).
-func extensions(e event.Event) extensionCarrier {
-	if ec, ok := e.Context.(*event.EventContextV1); ok {
-		return ec.Extensions
-	}
-	return e.Extensions()
 }
 
 // extensionCarrier is an event's extensions as a read-only propagation.TextMapCarrier (to
@@ -145,8 +139,10 @@ func InjectEvent(ctx context.Context, e *event.Event) {
 // replyCarrier sets what the propagator injects as extensions of the event.
 type replyCarrier struct{ e *event.Event }
 
-func (c replyCarrier) Get(key string) string { return extensions(*c.e).Get(key) }
+func (c replyCarrier) Get(key string) string {
+	return extensionCarrier(eventing.Extensions(*c.e)).Get(key)
+}
 
 func (c replyCarrier) Set(key, value string) { c.e.SetExtension(key, value) }
 
-func (c replyCarrier) Keys() []string { return extensions(*c.e).Keys() }
+func (c replyCarrier) Keys() []string { return extensionCarrier(eventing.Extensions(*c.e)).Keys() }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -168,13 +169,7 @@ func clusterRows(ctx context.Context, env *machineEnv, o options, want func(...i
 	if want(8) {
 		peak := 0.0
 		var during []string
-		for _, k := range slices.Sorted(func(yield func(string) bool) {
-			for k := range peaks {
-				if !yield(k) {
-					return
-				}
-			}
-		}) {
+		for _, k := range slices.Sorted(maps.Keys(peaks)) {
 			peak = max(peak, peaks[k])
 			during = append(during, fmt.Sprintf("%s %.1f", k, peaks[k]))
 		}
@@ -284,11 +279,7 @@ func (p *podTimes) count() int {
 func (p *podTimes) snapshot() map[string]time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(map[string]time.Time, len(p.seen))
-	for k, v := range p.seen {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(p.seen)
 }
 
 // watchPods calls on for every pod event of the namespace (until ctx ends) and records the
@@ -527,13 +518,7 @@ func writesRow(before, after metrics, n int) Row {
 	d := diff(before.byLabels(apiRequests, "verb", "code"), after.byLabels(apiRequests, "verb", "code"))
 	writes, rejected, reads, events := 0.0, 0.0, 0.0, 0.0
 	var parts []string
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range d {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, k := range slices.Sorted(maps.Keys(d)) {
 		verb, code, _ := strings.Cut(k, " ")
 		v := d[k]
 		parts = append(parts, fmt.Sprintf("%s %s: %.0f", verb, code, v))
@@ -604,13 +589,7 @@ func (st *stack) sweep(ctx context.Context, env *machineEnv, total int) (Row, fl
 	reqs := diff(before.byLabels(apiRequests, "verb", "code"), after.byLabels(apiRequests, "verb", "code"))
 	count := 0.0
 	var parts []string
-	for _, k := range slices.Sorted(func(yield func(string) bool) {
-		for k := range reqs {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, k := range slices.Sorted(maps.Keys(reqs)) {
 		count += reqs[k]
 		parts = append(parts, fmt.Sprintf("%s %.0f", k, reqs[k]))
 	}
