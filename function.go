@@ -494,10 +494,8 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 	var out handlers.Outcome
 	switch {
 	case in.Op == eventing.Delete:
-		// The pod is gone: nothing can be written, only the pending re-check dropped.
-		if in.Pod != nil {
-			rec.Forget(in.Pod.UID)
-		}
+		// Nothing can be written, and nothing is dropped on the event's word: a pending
+		// re-check reads the pod and forgets it once it is really gone.
 		log(slog.LevelDebug, "pod deleted", slog.String("pod", in.Namespace+"/"+in.Name))
 		return nil, nil
 	case in.Mode == eventing.Reference:

@@ -328,7 +328,7 @@ func TestCheckOwnerAdvisesOncePerOwner(t *testing.T) {
 	assert.Equal(t, "default", out.Advice.Namespace)
 	assert.Equal(t, []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingNoPDB, handlers.FindingUseInPlaceOrRecreate},
 		ids(out.Advice.Findings))
-	assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets", "get resource", "create events"}, testutil.Verbs(f.client),
+	assert.Equal(t, []string{"get pods", "patch pods", "get deployments", "list poddisruptionbudgets", "get resource", "create events"}, testutil.Verbs(f.client),
 		"the finalizer, then the owner, the PDBs, discovery (pods/resize), and the Event")
 	assert.Equal(t, []string{"list verticalpodautoscalers"}, testutil.Verbs(f.dyn))
 	evs := events(f.client)
@@ -348,7 +348,7 @@ func TestCheckOwnerAdvisesOncePerOwner(t *testing.T) {
 	f.reset()
 	out = f.addFinalizer(t, webPod("web-2"))
 	assert.Nil(t, out.Advice)
-	assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
+	assert.Equal(t, []string{"get pods", "patch pods"}, testutil.Verbs(f.client))
 	assert.Equal(t, []string{}, testutil.Verbs(f.dyn))
 
 	// A day later: advised again; discovery's answer is kept.
@@ -357,7 +357,7 @@ func TestCheckOwnerAdvisesOncePerOwner(t *testing.T) {
 	out = f.addFinalizer(t, webPod("web-3"))
 	require.NotNil(t, out.Advice)
 	assert.Len(t, out.Advice.Findings, 4)
-	assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets", "create events"}, testutil.Verbs(f.client))
+	assert.Equal(t, []string{"get pods", "patch pods", "get deployments", "list poddisruptionbudgets", "create events"}, testutil.Verbs(f.client))
 }
 
 func TestCheckOwnerDryRunOnlyReads(t *testing.T) {
@@ -402,7 +402,7 @@ func TestCheckOwnerVPAOptional(t *testing.T) {
 			out := f.addFinalizer(t, webPod("web-1"))
 			require.NotNil(t, out.Advice)
 			assert.Equal(t, []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingNoPDB}, ids(out.Advice.Findings))
-			assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets", "create events"}, testutil.Verbs(f.client),
+			assert.Equal(t, []string{"get pods", "patch pods", "get deployments", "list poddisruptionbudgets", "create events"}, testutil.Verbs(f.client),
 				"no discovery without a VPA to advise on")
 			if tt.wantLog == "" {
 				assert.Empty(t, f.logs.String(), "skipped quietly")
@@ -431,16 +431,16 @@ func TestCheckOwnerKinds(t *testing.T) {
 		wantIDs   []string // nil: no advice
 	}{
 		{name: "StatefulSet", pod: newPod(managed, ownedBy("StatefulSet", "db")),
-			wantVerbs: []string{"patch pods", "get statefulsets", "list poddisruptionbudgets", "create events"},
+			wantVerbs: []string{"get pods", "patch pods", "get statefulsets", "list poddisruptionbudgets", "create events"},
 			wantOwner: handlers.Owner{Kind: config.KindStatefulSet, Name: "db", UID: "uid-db"}, wantIDs: []string{handlers.FindingSingleReplica}},
 		{name: "DaemonSet: no replica findings", pod: newPod(managed, ownedBy("DaemonSet", "agent")),
-			wantVerbs: []string{"patch pods", "get daemonsets", "list poddisruptionbudgets", "create events"},
+			wantVerbs: []string{"get pods", "patch pods", "get daemonsets", "list poddisruptionbudgets", "create events"},
 			wantOwner: handlers.Owner{Kind: config.KindDaemonSet, Name: "agent", UID: "uid-agent"},
 			wantIDs:   []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe}},
 		{name: "ReplicaSet without a Deployment", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")),
-			wantVerbs: []string{"get replicasets", "patch pods", "get replicasets", "list poddisruptionbudgets", "create events"},
+			wantVerbs: []string{"get replicasets", "get pods", "patch pods", "get replicasets", "list poddisruptionbudgets", "create events"},
 			wantOwner: handlers.Owner{Kind: config.KindReplicaSet, Name: "legacy", UID: "uid-legacy"}, wantIDs: []string{handlers.FindingNoPDB}},
-		{name: "another controller: not read", pod: newPod(managed, ownedBy("Rollout", "canary")), wantVerbs: []string{"patch pods"}},
+		{name: "another controller: not read", pod: newPod(managed, ownedBy("Rollout", "canary")), wantVerbs: []string{"get pods", "patch pods"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -469,7 +469,7 @@ func TestCheckOwnerReadFailures(t *testing.T) {
 		f.reset()
 		out = f.addFinalizer(t, webPod("web-2"))
 		assert.Nil(t, out.Advice)
-		assert.Equal(t, []string{"patch pods", "get deployments"}, testutil.Verbs(f.client))
+		assert.Equal(t, []string{"get pods", "patch pods", "get deployments"}, testutil.Verbs(f.client))
 	})
 	t.Run("PDBs unreadable: no PDB finding", func(t *testing.T) {
 		f := newAdviceFixture(t, false, nil, webDeployment(3, graceful))
@@ -480,7 +480,7 @@ func TestCheckOwnerReadFailures(t *testing.T) {
 		require.NotNil(t, out.Advice)
 		assert.Empty(t, out.Advice.Findings)
 		assert.Contains(t, f.logs.String(), "cannot list PodDisruptionBudgets")
-		assert.Equal(t, []string{"patch pods", "get deployments", "list poddisruptionbudgets"}, testutil.Verbs(f.client), "no findings, no Event")
+		assert.Equal(t, []string{"get pods", "patch pods", "get deployments", "list poddisruptionbudgets"}, testutil.Verbs(f.client), "no findings, no Event")
 	})
 	t.Run("discovery fails: no in-place finding, asked again next time", func(t *testing.T) {
 		f := newAdviceFixture(t, false, nil, webDeployment(3, graceful), webVPA("Auto"), pdbFor("mine", nil, map[string]string{"app": "web"}))

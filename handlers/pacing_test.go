@@ -58,7 +58,7 @@ func TestPacingCreatesThePDB(t *testing.T) {
 		wantIDs   []string
 	}{
 		{name: "3-replica Deployment", cfg: pacing, objs: []runtime.Object{webDeployment(3, graceful)}, pod: webPod("web-1"),
-			wantVerbs: []string{"patch pods", "list poddisruptionbudgets", "get deployments", "create poddisruptionbudgets"},
+			wantVerbs: []string{"get pods", "patch pods", "list poddisruptionbudgets", "get deployments", "create poddisruptionbudgets"},
 			wantPDB: &policyv1.PodDisruptionBudget{
 				ObjectMeta: metav1.ObjectMeta{Name: "web-vpa-graceful-drain", Namespace: "default",
 					Labels:          map[string]string{"app.kubernetes.io/managed-by": "vpa-graceful-drain", "vpagracefuldrain.dev/owner-kind": "Deployment"},
@@ -69,7 +69,7 @@ func TestPacingCreatesThePDB(t *testing.T) {
 			wantIDs: []string{}},
 		{name: "2-replica StatefulSet", cfg: pacing, objs: []runtime.Object{dbStatefulSet(2)},
 			pod:       newPod(managed, ownedBy("StatefulSet", "db"), func(p *corev1.Pod) { p.Labels = map[string]string{"app": "db"} }),
-			wantVerbs: []string{"patch pods", "list poddisruptionbudgets", "get statefulsets", "create poddisruptionbudgets"},
+			wantVerbs: []string{"get pods", "patch pods", "list poddisruptionbudgets", "get statefulsets", "create poddisruptionbudgets"},
 			wantPDB: &policyv1.PodDisruptionBudget{
 				ObjectMeta: metav1.ObjectMeta{Name: "db-vpa-graceful-drain", Namespace: "default",
 					Labels:          map[string]string{"app.kubernetes.io/managed-by": "vpa-graceful-drain", "vpagracefuldrain.dev/owner-kind": "StatefulSet"},
@@ -79,19 +79,19 @@ func TestPacingCreatesThePDB(t *testing.T) {
 			},
 			wantIDs: []string{}},
 		{name: "1 replica: no PDB (maxUnavailable 1 of 1 paces nothing)", cfg: pacing, objs: []runtime.Object{webDeployment(1, graceful)}, pod: webPod("web-1"),
-			wantVerbs: []string{"patch pods", "list poddisruptionbudgets", "get deployments", "create events"},
+			wantVerbs: []string{"get pods", "patch pods", "list poddisruptionbudgets", "get deployments", "create events"},
 			wantIDs:   []string{handlers.FindingSingleReplica}},
 		{name: "a PDB selects the pods already", cfg: pacing,
 			objs: []runtime.Object{webDeployment(3, graceful), pdbFor("theirs", nil, map[string]string{"app": "web"})}, pod: webPod("web-1"),
-			wantVerbs: []string{"patch pods", "list poddisruptionbudgets", "get deployments"},
+			wantVerbs: []string{"get pods", "patch pods", "list poddisruptionbudgets", "get deployments"},
 			wantIDs:   []string{}},
 		{name: "pacing off: advice only", objs: []runtime.Object{webDeployment(3, graceful)}, pod: webPod("web-1"),
-			wantVerbs: []string{"patch pods", "get deployments", "list poddisruptionbudgets", "create events"},
+			wantVerbs: []string{"get pods", "patch pods", "get deployments", "list poddisruptionbudgets", "create events"},
 			wantIDs:   []string{handlers.FindingNoPDB}},
 		{name: "a DaemonSet is not paced", cfg: pacing, objs: []runtime.Object{&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: "default", UID: "uid-agent"},
 			Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{gracefulContainer("agent")}}}}}},
 			pod:       newPod(managed, ownedBy("DaemonSet", "agent")),
-			wantVerbs: []string{"patch pods", "get daemonsets", "list poddisruptionbudgets"},
+			wantVerbs: []string{"get pods", "patch pods", "get daemonsets", "list poddisruptionbudgets"},
 			wantIDs:   []string{}},
 	}
 	for _, tt := range tests {
@@ -123,14 +123,14 @@ func TestPacingEveryTime(t *testing.T) {
 	f.reset()
 	out := f.addFinalizer(t, webPod("web-2"))
 	assert.Nil(t, out.Advice, "advised already")
-	assert.Equal(t, []string{"patch pods", "list poddisruptionbudgets"}, testutil.Verbs(f.client), "the PDB selects the pod: nothing more")
+	assert.Equal(t, []string{"get pods", "patch pods", "list poddisruptionbudgets"}, testutil.Verbs(f.client), "the PDB selects the pod: nothing more")
 
 	// Someone deleted it: the next pod brings it back.
 	require.NoError(t, f.client.Tracker().Delete(pdbGVR, "default", "web-vpa-graceful-drain"))
 	f.reset()
 	out = f.addFinalizer(t, webPod("web-3"))
 	assert.Nil(t, out.Advice)
-	assert.Equal(t, []string{"patch pods", "list poddisruptionbudgets", "get deployments", "create poddisruptionbudgets"}, testutil.Verbs(f.client))
+	assert.Equal(t, []string{"get pods", "patch pods", "list poddisruptionbudgets", "get deployments", "create poddisruptionbudgets"}, testutil.Verbs(f.client))
 	livePDB(t, f, "web-vpa-graceful-drain")
 }
 

@@ -16,14 +16,19 @@ type op struct {
 	Value any    `json:"value"`
 }
 
-// Patch builds the JSON patch that applies d to pod. Every patch starts with `test` ops on
-// metadata.uid and on each value the decision read (the finalizer at its index, the
+// Patch builds the JSON patch that applies d to pod, the pod as read from the API server.
+// Every patch starts with `test` ops on metadata.uid and metadata.resourceVersion (the
+// decision was made on exactly that state: it applies to nothing else), then on each value
+// the decision read (the finalizer at its index, the
 // annotations that made the pod managed or unmanaged, the drain annotations and overrides,
 // the evidence that the containers stopped), so it fails with 422 instead of changing a pod
 // whose live state differs from what was decided on. A key that was absent is tested as
 // null, which the API server's JSON patch treats as "still absent".
 func Patch(pod *corev1.Pod, d Decision) ([]byte, error) {
 	ops := []op{{Op: "test", Path: "/metadata/uid", Value: string(pod.UID)}}
+	if pod.ResourceVersion != "" {
+		ops = append(ops, op{Op: "test", Path: "/metadata/resourceVersion", Value: pod.ResourceVersion})
+	}
 	switch d.Action {
 	case AddFinalizer:
 		ops = append(ops, testAnnotations(pod, []string{d.ManagedBy})...)
@@ -37,7 +42,12 @@ func Patch(pod *corev1.Pod, d Decision) ([]byte, error) {
 				op{Op: "add", Path: "/metadata/finalizers/-", Value: Finalizer})
 		}
 	case StartDrain:
-		ops = append(ops, testFinalizer(d))
+		if pod.DeletionTimestamp == nil {
+			return nil, fmt.Errorf("action %s on a pod that is not deleting", d.Action)
+		}
+		// A drain is stamped only on a pod that is deleting, as read.
+		ops = append(ops, testFinalizer(d),
+			op{Op: "test", Path: "/metadata/deletionTimestamp", Value: pod.DeletionTimestamp.UTC().Format(time.RFC3339)})
 		// The deadline written depends on the timeout override: guard it too.
 		ops = append(ops, testAnnotations(pod, []string{d.ManagedBy, AnnotationDrainStarted, AnnotationDrainTimeout})...)
 		ops = append(ops,

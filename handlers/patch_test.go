@@ -34,6 +34,7 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.AddFinalizer,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/annotations/vpa-managed","value":"true"},
 				{"op":"test","path":"/metadata/finalizers","value":null},
 				{"op":"add","path":"/metadata/finalizers","value":["vpagracefuldrain.dev/drain"]}]`,
@@ -44,6 +45,7 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.AddFinalizer,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/annotations/vpaUpdates","value":"x"},
 				{"op":"test","path":"/metadata/finalizers","value":null},
 				{"op":"add","path":"/metadata/finalizers","value":["vpagracefuldrain.dev/drain"]}]`,
@@ -54,6 +56,7 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.AddFinalizer,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/annotations/vpa.k8s.io~1resource-name","value":"web"},
 				{"op":"test","path":"/metadata/finalizers","value":["example.com/a","example.com/b"]},
 				{"op":"add","path":"/metadata/finalizers/-","value":"vpagracefuldrain.dev/drain"}]`,
@@ -64,7 +67,9 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.StartDrain,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/finalizers/0","value":"vpagracefuldrain.dev/drain"},
+				{"op":"test","path":"/metadata/deletionTimestamp","value":"2026-11-26T05:11:00Z"},
 				{"op":"test","path":"/metadata/annotations/vpa-managed","value":"true"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":null},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-timeout-seconds","value":null},
@@ -77,7 +82,9 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.StartDrain,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/finalizers/1","value":"vpagracefuldrain.dev/drain"},
+				{"op":"test","path":"/metadata/deletionTimestamp","value":"2026-11-26T05:11:00Z"},
 				{"op":"test","path":"/metadata/annotations/vpaObservedContainers","value":"app"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"garbage"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-timeout-seconds","value":null},
@@ -90,6 +97,7 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/finalizers/0","value":"vpagracefuldrain.dev/drain"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"` + s40s + `"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":"` + d40s + `"},
@@ -109,6 +117,7 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/finalizers/0","value":"vpagracefuldrain.dev/drain"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"` + s40s + `"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":null},
@@ -125,6 +134,7 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/finalizers/0","value":"vpagracefuldrain.dev/drain"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"` + s40s + `"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":null},
@@ -141,6 +151,7 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/finalizers/0","value":"vpagracefuldrain.dev/drain"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"` + s40s + `"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":"` + d40s + `"},
@@ -157,6 +168,7 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/finalizers/1","value":"vpagracefuldrain.dev/drain"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-started","value":"2026-11-26T05:04:30Z"},
 				{"op":"test","path":"/metadata/annotations/vpagracefuldrain.dev~1drain-deadline","value":null},
@@ -172,6 +184,7 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.RemoveFinalizer, reason: handlers.ReasonUnmanaged,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/finalizers/0","value":"vpagracefuldrain.dev/drain"},
 				{"op":"test","path":"/metadata/annotations","value":null},
 				{"op":"remove","path":"/metadata/finalizers/0","value":null}]`,
@@ -182,6 +195,7 @@ func TestPatchGolden(t *testing.T) {
 			action: handlers.RemoveFinalizer, reason: handlers.ReasonUnmanaged,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
+				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
 				{"op":"test","path":"/metadata/finalizers/0","value":"vpagracefuldrain.dev/drain"},
 				{"op":"test","path":"/metadata/annotations/vpa-managed","value":"false"},
 				{"op":"test","path":"/metadata/annotations/vpaObservedContainers","value":null},
@@ -213,9 +227,9 @@ func TestPatchEscapesAnnotationKeys(t *testing.T) {
 	require.NoError(t, err)
 	var ops []struct{ Op, Path string }
 	require.NoError(t, json.Unmarshal(got, &ops))
-	require.Len(t, ops, 4)
+	require.Len(t, ops, 5)
 	// RFC 6901: "~" becomes "~0" first, then "/" becomes "~1".
-	assert.Equal(t, "/metadata/annotations/example.com~1a~0b", ops[1].Path)
+	assert.Equal(t, "/metadata/annotations/example.com~1a~0b", ops[2].Path)
 }
 
 func TestPatchRefusesNonWritingActions(t *testing.T) {

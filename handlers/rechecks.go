@@ -24,11 +24,17 @@ const (
 
 // Rechecks holds the pods to look at again, on client-go's workqueue: each pod at most once,
 // at its earliest due time (a later request never postpones an earlier one), failed re-checks
-// retried with rate-limited backoff. It is the only in-memory state of the function and only
-// an accelerator: the drain's truth is in the pod, so a restarted process loses nothing but
-// the wake-up, which the next event, any replica or the next sweep provides again.
+// retried with rate-limited backoff. It is only an accelerator: the drain's truth is in the
+// pod, so a restarted process loses nothing but the wake-up, which the next event, any
+// replica or the next sweep provides again.
+//
+// Bounded: only a pod read live is ever scheduled (an event's copy may only Advance a pending
+// re-check), at most MaxRechecks at once (beyond, a drain is finished by its events and the
+// sweeps), and never later than MaxRecheckDelay from now.
 type Rechecks struct {
 	clock clock.Clock
+	// now is the time due times are given in (the API server's; default the clock's).
+	now   func() time.Time
 	queue workqueue.TypedRateLimitingInterface[PodKey]
 	mu    sync.Mutex
 	due   map[PodKey]time.Time // the pending re-checks, each at its earliest due time
@@ -45,19 +51,62 @@ func NewRechecks(c clock.WithTicker) *Rechecks {
 	}
 }
 
+// MaxRechecks bounds the pending re-checks; MaxRecheckDelay how far ahead one may be due.
+const (
+	MaxRechecks     = 50000
+	MaxRecheckDelay = time.Hour
+)
+
 // Schedule asks for a re-check of key at (or just after) at, unless one is already due
-// earlier. After ShutDown it does nothing.
-func (q *Rechecks) Schedule(key PodKey, at time.Time) {
+// earlier; at most MaxRecheckDelay ahead. It returns false when it was not scheduled: after
+// ShutDown, or when MaxRechecks are pending.
+func (q *Rechecks) Schedule(key PodKey, at time.Time) bool {
+	return q.schedule(key, at, true)
+}
+
+// Advance brings key's pending re-check forward to at; it never creates one.
+func (q *Rechecks) Advance(key PodKey, at time.Time) {
+	q.schedule(key, at, false)
+}
+
+func (q *Rechecks) schedule(key PodKey, at time.Time, create bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.queue.ShuttingDown() {
-		return
+		return false
 	}
-	if d, ok := q.due[key]; ok && !d.After(at) {
-		return
+	d, ok := q.due[key]
+	switch {
+	case ok && !d.After(at):
+		return true
+	case !ok && (!create || len(q.due) >= MaxRechecks):
+		return false
 	}
+	now := q.Now()
+	at = minTime(at, now.Add(MaxRecheckDelay))
 	q.due[key] = at
-	q.queue.AddAfter(key, at.Sub(q.clock.Now()))
+	q.queue.AddAfter(key, at.Sub(now))
+	return true
+}
+
+// Now is the time due times are given in.
+func (q *Rechecks) Now() time.Time {
+	if q.now != nil {
+		return q.now()
+	}
+	return q.clock.Now()
+}
+
+// Pending reports whether a re-check of the pod with this uid is pending.
+func (q *Rechecks) Pending(uid types.UID) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for k := range q.due {
+		if k.UID == uid {
+			return true
+		}
+	}
+	return false
 }
 
 // Cancel drops the pending re-check of the pod with this uid, if any.
@@ -121,7 +170,7 @@ func (q *Rechecks) finish(key PodKey, err error) {
 		return
 	}
 	if _, ok := q.due[key]; !ok {
-		q.due[key] = q.clock.Now() // pending; the queue holds the backoff
+		q.due[key] = q.Now() // pending; the queue holds the backoff
 	}
 	q.queue.AddRateLimited(key)
 }

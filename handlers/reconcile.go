@@ -123,18 +123,32 @@ func NewReconciler(client kubernetes.Interface, cfg config.Config, dryRun bool, 
 	return r
 }
 
-// Reconcile decides on pod as received and applies the decision. A write whose guard fails
-// (the live pod differs) is followed by a re-read and another decision, up to guardAttempts
-// decisions (then a re-check is scheduled and ErrConcurrentWriter returned); NotFound at any
-// point means there is nothing left to do.
+// Reconcile handles a pod as an event describes it. An event is a hint, never the truth: anyone
+// who can reach the function can post one. So its copy of the pod decides only what writes
+// nothing (most events); a decision that would write (a finalizer, a drain stamp, a release)
+// is made again on the pod read from the API server, and applied only if that live decision
+// calls for it, guarded by the resourceVersion read. An event's copy never schedules a
+// re-check of its own (it may only bring an existing one forward), never records a Kubernetes
+// Event and never grows any in-memory structure: a forged event costs at most one read.
 func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, error) {
-	// A Ready sibling (a replacement) may be what drains of the same owner wait for.
-	for _, key := range r.siblings.waiting(pod) {
-		r.Rechecks.Schedule(key, r.Clock.Now())
+	return r.reconcileObserved(ctx, pod, r.Client == nil) // without a cluster nothing is written
+}
+
+// ReconcileLive handles a pod just read from the API server (a GET, a sweep's LIST): its
+// decision is applied as it stands, guarded by the resourceVersion read.
+func (r *Reconciler) ReconcileLive(ctx context.Context, pod *corev1.Pod) (Outcome, error) {
+	return r.reconcileObserved(ctx, pod, true)
+}
+
+func (r *Reconciler) reconcileObserved(ctx context.Context, pod *corev1.Pod, live bool) (Outcome, error) {
+	// A Ready sibling (a replacement) may be what drains of the same owner wait for: bring
+	// their re-checks forward (each re-check reads its pod live).
+	for _, key := range r.siblings.waiting(pod, r.now()) {
+		r.Rechecks.Advance(key, r.now())
 	}
 	if pod.DeletionTimestamp == nil {
 		if _, ready := readySince(pod); ready {
-			r.closeGaps(ctx, pod)
+			r.closeGaps(ctx, pod) // decided on the owner's pods as listed live
 		}
 	}
 	if r.writes.stale(pod) {
@@ -143,9 +157,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, pod *corev1.Pod) (Outcome, e
 		d := Decision{Action: None, Reason: "stale: older than this function's last write to the pod", FinalizerIndex: -1}
 		r.Log.DebugContext(ctx, "decision", podAttrs(pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
 		r.metrics().Decision(ctx, d.Action.String(), "stale")
-		return Outcome{Pod: pod, Decision: d, At: r.Clock.Now()}, nil
+		return Outcome{Pod: pod, Decision: d, At: r.now()}, nil
 	}
-	return r.reconcile(ctx, pod, r.decide)
+	return r.reconcile(ctx, pod, live, r.decide)
 }
 
 // policy decides on a pod at a time with the facts read so far: decide normally,
@@ -171,19 +185,43 @@ const guardAttempts = 3
 // Nothing is lost (a re-check is scheduled); the sender may retry.
 var ErrConcurrentWriter = errors.New("the pod kept changing while the decision was applied (a concurrent writer)")
 
-func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, decide policy) (Outcome, error) {
-	out, err := r.decideAndApply(ctx, pod, decide)
+// errNeedsLive: the decision on an event's copy would write; it must be made on the live pod.
+var errNeedsLive = errors.New("the decision writes: it is made again on the live pod")
+
+func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, live bool, decide policy) (Outcome, error) {
+	out, err := r.decideAndApply(ctx, pod, live, decide)
+	if errors.Is(err, errNeedsLive) {
+		fresh, getErr := r.get(ctx, pod.Namespace, pod.Name)
+		if getErr != nil {
+			return Outcome{Pod: pod, Decision: out.Decision, At: out.At}, getErr
+		}
+		if fresh == nil || fresh.UID != pod.UID {
+			// The event names a pod that is not there (gone, replaced, or never was).
+			r.Log.DebugContext(ctx, "the event's pod is not the live one: nothing to do", podAttrs(pod),
+				slog.String("eventAction", out.Decision.Action.String()))
+			return Outcome{Pod: pod, Decision: gone(), At: out.At}, nil
+		}
+		eventAction := out.Decision.Action
+		out, err = r.decideAndApply(ctx, fresh, true, decide)
+		if out.Decision.Action != eventAction {
+			r.Log.DebugContext(ctx, "the live pod called for another decision than the event's copy", podAttrs(fresh),
+				slog.String("eventAction", eventAction.String()), slog.String("liveAction", out.Decision.Action.String()),
+				slog.String("eventResourceVersion", pod.ResourceVersion))
+		}
+		pod = fresh
+	}
 	for attempt := 2; err != nil && isGuardFailure(err) && attempt <= guardAttempts; attempt++ {
 		r.Log.InfoContext(ctx, "live pod differs from the decision, reading it again",
 			podAttrs(pod), slog.String("action", out.Decision.Action.String()), slog.String("cause", err.Error()))
-		live, getErr := r.get(ctx, pod.Namespace, pod.Name)
-		if getErr != nil || live == nil || live.UID != pod.UID {
+		fresh, getErr := r.get(ctx, pod.Namespace, pod.Name)
+		if getErr != nil || fresh == nil || fresh.UID != pod.UID {
 			return Outcome{Pod: pod, Decision: gone(), At: out.At}, getErr
 		}
-		out, err = r.decideAndApply(ctx, live, decide)
+		pod = fresh
+		out, err = r.decideAndApply(ctx, fresh, true, decide)
 	}
 	if err != nil && isGuardFailure(err) && out.Decision.Action != StartDrain {
-		r.scheduleRecheck(out.Pod, r.Clock.Now().Add(recheckRetry)) // once the other writer is done
+		r.scheduleRecheck(out.Pod, r.now().Add(recheckRetry)) // once the other writer is done
 		return out, fmt.Errorf("pod %s/%s: %w applying %s: %w", pod.Namespace, pod.Name, ErrConcurrentWriter, out.Decision.Action, err)
 	}
 	if err != nil && out.Decision.Action == StartDrain && stampRefused(err) {
@@ -221,9 +259,9 @@ func (r *Reconciler) ReconcileRef(ctx context.Context, namespace, name string) (
 	}
 	pod, err := r.get(ctx, namespace, name)
 	if err != nil || pod == nil {
-		return Outcome{Decision: gone(), At: r.Clock.Now()}, err
+		return Outcome{Decision: gone(), At: r.now()}, err
 	}
-	return r.Reconcile(ctx, pod)
+	return r.ReconcileLive(ctx, pod)
 }
 
 // SweepResult counts what a sweep did.
@@ -243,8 +281,8 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 	overdue := int64(0)
 	err := forEachPod(ctx, r.Client, "", func(pod *corev1.Pod) error {
 		res.Pods++
-		out, err := r.Reconcile(ctx, pod)
-		if d := out.Decision; d.FinalizerIndex >= 0 && !d.Deadline.IsZero() && !out.Applied && r.Clock.Now().After(d.Deadline.Add(time.Second)) {
+		out, err := r.ReconcileLive(ctx, pod) // listed from the API server just now
+		if d := out.Decision; d.FinalizerIndex >= 0 && !d.Deadline.IsZero() && !out.Applied && r.now().After(d.Deadline.Add(time.Second)) {
 			overdue++ // held past its deadline: the release was refused or failed
 		}
 		switch {
@@ -264,7 +302,9 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 	return res, err
 }
 
-// Forget drops the pod's pending re-check (the pod is gone, or released).
+// Forget drops all this process keeps about the pod: its pending re-check, its sibling wait,
+// its last write. Only a read that found the pod gone calls it (a re-check, a 404 on a
+// write), never an event: a forged delete event must not cancel a real drain's re-check.
 func (r *Reconciler) Forget(uid types.UID) {
 	r.Rechecks.Cancel(uid)
 	r.siblings.forget(uid)
@@ -362,8 +402,15 @@ func gone() Decision {
 // ErrNoCluster is returned for work that needs the cluster while there is none.
 var ErrNoCluster = errors.New("no cluster configured (dry-run without a cluster): the pod cannot be read")
 
-func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide policy) (Outcome, error) {
+// decideAndApply decides on pod and applies the decision. pod is live when it was read from
+// the API server; an event's copy (live false) is only decided on: a decision that would
+// write, or that would record anything about the pod, returns errNeedsLive instead.
+func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live bool, decide policy) (Outcome, error) {
 	d, facts, now := r.decideWithFacts(ctx, pod, decide)
+	if !live && d.Action.Writes() && (!r.DryRun || d.Reason == ReasonDryRun) {
+		// (A dry-run writes only its releases: what it would add or stamp stays unwritten.)
+		return Outcome{Pod: pod, Decision: d, At: now}, errNeedsLive
+	}
 	out := Outcome{Pod: pod, Decision: d, At: now, DryRun: r.DryRun}
 	// One line per decision: the pod, the action, its reason, the gates and durations. The
 	// attributes are formatted only for a line that is written (no Logger.With per event).
@@ -373,6 +420,13 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, decide
 	}
 	r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
 	if d.Action == Wait {
+		if !live {
+			// An event's copy may bring a pending re-check forward (its read is live), never
+			// create one, nor note anything about the drain.
+			r.Rechecks.Advance(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, d.RecheckAt)
+			dlog.write(ctx, slog.LevelDebug, "decision", slog.Time("recheckAt", d.RecheckAt), slog.Bool("eventCopy", true))
+			return out, nil
+		}
 		r.scheduleRecheck(pod, d.RecheckAt)
 		r.noteWaiting(ctx, pod, d)
 		dlog.write(ctx, slog.LevelDebug, "decision", slog.Time("recheckAt", d.RecheckAt))
@@ -512,9 +566,10 @@ func (r *Reconciler) recheck(ctx context.Context, key PodKey) error {
 		return err
 	}
 	if live == nil || live.UID != key.UID {
+		r.Forget(key.UID) // gone (or replaced): nothing of it is kept
 		return nil
 	}
-	out, err := r.Reconcile(ctx, live)
+	out, err := r.ReconcileLive(ctx, live)
 	if err != nil && out.Decision.Action == StartDrain {
 		// Not stamped: look again no later than the drain's next due time.
 		r.scheduleRecheck(live, out.Decision.RecheckAt)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,15 +118,16 @@ func TestReconcileActions(t *testing.T) {
 		wantEvent  *event
 		wantTimers int
 		checkLive  func(t *testing.T, p *corev1.Pod)
+		live       bool // the pod was read from the API server (ReconcileLive), not an event's copy
 	}{
 		{
 			name: "add finalizer", pod: newPod(managed),
-			wantAction: handlers.AddFinalizer, wantVerbs: []string{"patch pods"},
+			wantAction: handlers.AddFinalizer, wantVerbs: []string{"get pods", "patch pods"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
 		},
 		{
 			name: "start drain", pod: newPod(ours, managed, deleting),
-			wantAction: handlers.StartDrain, wantVerbs: []string{"patch pods", "create events"},
+			wantAction: handlers.StartDrain, wantVerbs: []string{"get pods", "patch pods", "create events"},
 			wantEvent:  &event{corev1.EventTypeNormal, handlers.EventDrainStarted, "by " + stamp(drainStamp.Add(5*time.Minute))},
 			wantTimers: 1,
 			checkLive: func(t *testing.T, p *corev1.Pod) {
@@ -135,29 +137,41 @@ func TestReconcileActions(t *testing.T) {
 		},
 		{
 			name: "start drain with an ignored override mentions it", pod: newPod(ours, managed, deleting, ann(handlers.AnnotationGracePeriod, "soon")),
-			wantAction: handlers.StartDrain, wantVerbs: []string{"patch pods", "create events"},
+			wantAction: handlers.StartDrain, wantVerbs: []string{"get pods", "patch pods", "create events"},
 			wantEvent:  &event{corev1.EventTypeNormal, handlers.EventDrainStarted, `invalid vpagracefuldrain.dev/grace-period-seconds "soon"`},
 			wantTimers: 1,
 		},
 		{
+			// An event's copy never creates a re-check (it may only bring one forward)...
 			name: "wait", pod: newPod(ours, managed, deleting, started(now.Add(-10*time.Second))),
+			wantAction: handlers.Wait, wantVerbs: []string{}, wantTimers: 0,
+		},
+		{
+			// ...a pod read live does.
+			name: "wait, read live", pod: newPod(ours, managed, deleting, started(now.Add(-10*time.Second))), live: true,
 			wantAction: handlers.Wait, wantVerbs: []string{}, wantTimers: 1,
 		},
 		{
-			name: "drained", pod: newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded)),
+			name: "drained, read live: no second read", pod: newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded)), live: true,
 			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonDrained, wantVerbs: []string{"patch pods", "create events"},
 			wantEvent: &event{corev1.EventTypeNormal, handlers.EventDrainCompleted, "(terminal phase)"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
+			name: "drained", pod: newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded)),
+			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonDrained, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			wantEvent: &event{corev1.EventTypeNormal, handlers.EventDrainCompleted, "(terminal phase)"},
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
+		},
+		{
 			name: "timeout", pod: newPod(finalizers("example.com/a", handlers.Finalizer), managed, deleting, started(now.Add(-6*time.Minute))),
-			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonTimeout, wantVerbs: []string{"patch pods", "create events"},
+			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonTimeout, wantVerbs: []string{"get pods", "patch pods", "create events"},
 			wantEvent: &event{corev1.EventTypeWarning, handlers.EventDrainTimedOut, "timed out"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{"example.com/a"}, p.Finalizers) },
 		},
 		{
 			name: "unmanaged", pod: newPod(ours),
-			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonUnmanaged, wantVerbs: []string{"patch pods", "create events"},
+			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonUnmanaged, wantVerbs: []string{"get pods", "patch pods", "create events"},
 			wantEvent: &event{corev1.EventTypeNormal, handlers.EventFinalizerRemoved, "no longer managed"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
@@ -173,7 +187,11 @@ func TestReconcileActions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, false, tt.pod.DeepCopy())
-			out, err := f.rec.Reconcile(context.Background(), tt.pod)
+			reconcile := f.rec.Reconcile
+			if tt.live {
+				reconcile = f.rec.ReconcileLive
+			}
+			out, err := reconcile(context.Background(), tt.pod)
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantAction, out.Decision.Action)
 			if tt.wantReason != "" {
@@ -182,12 +200,17 @@ func TestReconcileActions(t *testing.T) {
 			assert.Equal(t, tt.wantAction.Writes(), out.Applied)
 			assert.False(t, out.DryRun)
 			assert.Equal(t, now, out.At)
-			assert.Same(t, tt.pod, out.Pod)
+			if tt.live || !tt.wantAction.Writes() {
+				assert.Same(t, tt.pod, out.Pod)
+			} else {
+				assert.Equal(t, tt.pod, out.Pod, "decided on the pod read live (equal here), not the event's copy")
+				assert.NotSame(t, tt.pod, out.Pod)
+			}
 			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 			assert.Equal(t, tt.wantTimers, f.rec.Rechecks.Len())
 
 			if tt.wantAction.Writes() {
-				patch, ok := f.client.Actions()[0].(k8stesting.PatchActionImpl)
+				patch, ok := f.client.Actions()[slices.Index(tt.wantVerbs, "patch pods")].(k8stesting.PatchActionImpl)
 				require.True(t, ok)
 				assert.Equal(t, types.JSONPatchType, patch.GetPatchType())
 				assert.Equal(t, tt.pod.Name, patch.GetName())
@@ -228,10 +251,10 @@ func TestReconcileDryRun(t *testing.T) {
 		{"add finalizer: not written", newPod(managed), handlers.AddFinalizer, "managed by", []string{}},
 		{"unmanaged, not deleting: not written", newPod(ours), handlers.RemoveFinalizer, handlers.ReasonUnmanaged, []string{}},
 		{"nothing to do", newPod(ours, managed), handlers.None, "finalizer in place", []string{}},
-		{"deleting, drain not started: released", newPod(ours, managed, deleting), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"patch pods", "create events"}},
-		{"deleting, in the grace period: released", newPod(ours, managed, deleting, started(now.Add(-10*time.Second))), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"patch pods", "create events"}},
-		{"deleting, drained: released", newPod(ours, managed, deleting, started(s40), graceZero), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"patch pods", "create events"}},
-		{"deleting, unmanaged: released", newPod(ours, deleting), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"patch pods", "create events"}},
+		{"deleting, drain not started: released", newPod(ours, managed, deleting), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting, in the grace period: released", newPod(ours, managed, deleting, started(now.Add(-10*time.Second))), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting, drained: released", newPod(ours, managed, deleting, started(s40), graceZero), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting, unmanaged: released", newPod(ours, deleting), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
 		{"deleting without our finalizer: nothing", newPod(managed, deleting, finalizers("example.com/a")), handlers.None, "deleting without our finalizer", []string{}},
 	}
 	for _, tt := range tests {
@@ -259,7 +282,7 @@ func TestReconcileDryRun(t *testing.T) {
 }
 
 func TestReconcilePatchErrors(t *testing.T) {
-	t.Run("pod gone: NotFound is nothing to do", func(t *testing.T) {
+	t.Run("pod gone: an event about it costs one read, no write", func(t *testing.T) {
 		f := newFixture(t, false)
 		out, err := f.rec.Reconcile(context.Background(), newPod(managed))
 		require.NoError(t, err)
@@ -267,12 +290,22 @@ func TestReconcilePatchErrors(t *testing.T) {
 		assert.Equal(t, "pod not found", out.Decision.Reason)
 		assert.Equal(t, -1, out.Decision.FinalizerIndex)
 		assert.False(t, out.Applied)
+		assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
+	})
+	t.Run("pod gone between the read and the patch: NotFound is nothing to do", func(t *testing.T) {
+		pod := newPod(managed)
+		f := newFixture(t, false)
+		out, err := f.rec.ReconcileLive(context.Background(), pod)
+		require.NoError(t, err)
+		assert.Equal(t, handlers.None, out.Decision.Action)
+		assert.Equal(t, "pod not found", out.Decision.Reason)
+		assert.False(t, out.Applied)
 		assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
 	})
-	t.Run("pod gone: its pending re-check is dropped", func(t *testing.T) {
+	t.Run("pod gone: an event does not drop its pending re-check (the re-check's read does)", func(t *testing.T) {
 		waiting := newPod(ours, managed, deleting, started(now.Add(-10*time.Second)))
 		f := newFixture(t, false, waiting.DeepCopy())
-		_, err := f.rec.Reconcile(context.Background(), waiting)
+		_, err := f.rec.ReconcileLive(context.Background(), waiting)
 		require.NoError(t, err)
 		require.Equal(t, 1, f.rec.Rechecks.Len())
 		require.NoError(t, f.client.Tracker().Delete(podsGVR, "default", waiting.Name))
@@ -280,8 +313,13 @@ func TestReconcilePatchErrors(t *testing.T) {
 		out, err := f.rec.Reconcile(context.Background(), newPod(ours, managed, deleting, started(now.Add(-10*time.Second)), graceZero, ann(handlers.AnnotationGracePeriod, "0")))
 		require.NoError(t, err)
 		assert.Equal(t, handlers.None, out.Decision.Action)
-		assert.Equal(t, 0, f.rec.Rechecks.Len())
-		assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
+		assert.Equal(t, 1, f.rec.Rechecks.Len(), "an event (it may be forged) never cancels a re-check")
+		assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
+
+		// The re-check's own read finds the pod gone and forgets it.
+		f.clock.SetTime(now.Add(30 * time.Second))
+		require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 0 && len(f.client.Actions()) == 2 }, waitFor, tick)
+		assert.Equal(t, []string{"get pods", "get pods"}, testutil.Verbs(f.client))
 	})
 	// The stamp can never be written (an admission policy: 403; annotations over the size
 	// limit: 422): the drain goes on without it, timed from API-server times, and its re-check
@@ -292,9 +330,9 @@ func TestReconcilePatchErrors(t *testing.T) {
 		verbs   []string
 	}{
 		{"403 from an admission policy", apierrors.NewForbidden(podsGVR.GroupResource(), "web-1", errors.New("ValidatingAdmissionPolicy 'no-unknown-annotations' denied request")),
-			[]string{"patch pods"}},
+			[]string{"get pods", "patch pods"}},
 		{"422 annotations too long, after two re-reads (a 422 may also be a guard)", apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "web-1", field.ErrorList{field.TooLong(field.NewPath("metadata", "annotations"), "", 262144)}),
-			[]string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}},
+			[]string{"get pods", "patch pods", "get pods", "patch pods", "get pods", "patch pods"}},
 	} {
 		refusal := tt.refusal
 		t.Run("stamp refused for good: "+tt.name, func(t *testing.T) {
@@ -319,15 +357,15 @@ func TestReconcilePatchErrors(t *testing.T) {
 		assert.True(t, apierrors.IsInternalError(err), "the API error is wrapped")
 		assert.Contains(t, err.Error(), "patching pod default/web-1 (add-finalizer)")
 		assert.False(t, out.Applied)
-		assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
+		assert.Equal(t, []string{"get pods", "patch pods"}, testutil.Verbs(f.client))
 	})
 }
 
 func TestReconcileGuardFailure(t *testing.T) {
 	tests := []struct {
 		name       string
-		event      *corev1.Pod // the pod as the event showed it
-		live       *corev1.Pod // the pod in the cluster (nil: gone)
+		event      *corev1.Pod // the pod as the event showed it, and as the first read shows it
+		live       *corev1.Pod // the pod in the cluster once the first patch failed (nil: gone)
 		failures   int32
 		err        error
 		wantVerbs  []string
@@ -336,52 +374,65 @@ func TestReconcileGuardFailure(t *testing.T) {
 		wantErr    string
 		wantTimers int
 		checkLive  func(t *testing.T, p *corev1.Pod)
+		// readDiffers: the cluster holds live from the start (the event was stale or forged)
+		readDiffers bool
 	}{
 		{
 			name:  "409 once, live pod still needs the finalizer",
 			event: newPod(managed), live: newPod(managed, func(p *corev1.Pod) { p.ResourceVersion = "101" }),
 			failures: 1, err: conflict(),
-			wantVerbs: []string{"patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
+			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "422 once, live pod still needs the finalizer",
 			event: newPod(managed), live: newPod(managed),
 			failures: 1, err: invalid(),
-			wantVerbs: []string{"patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
+			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "stale event: live pod already has the finalizer",
 			event: newPod(managed), live: newPod(managed, ours),
 			failures: 1, err: invalid(),
-			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.None,
+			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: handlers.None,
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "stale event: another replica already started the drain",
 			event: newPod(ours, managed, deleting), live: newPod(ours, managed, deleting, started(now.Add(-5*time.Second))),
 			failures: 1, err: invalid(),
-			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.Wait, wantTimers: 1,
+			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: handlers.Wait, wantTimers: 1,
+		},
+		{
+			name:  "the first read already differs from the event: decided on it, nothing written",
+			event: newPod(managed), live: newPod(managed, ours), readDiffers: true,
+			wantVerbs: []string{"get pods"}, wantAction: handlers.None,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+		},
+		{
+			name:  "the event names a pod that is gone: one read, nothing written",
+			event: newPod(managed), live: nil, readDiffers: true,
+			wantVerbs: []string{"get pods"}, wantAction: handlers.None,
 		},
 		{
 			name:  "422: live pod started deleting, too late for a finalizer",
 			event: newPod(managed), live: newPod(managed, deleting),
 			failures: 1, err: invalid(),
-			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.None,
+			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: handlers.None,
 		},
 		{
 			name:  "guard fails twice, the third decision goes through",
 			event: newPod(managed), live: newPod(managed),
 			failures: 2, err: conflict(),
-			wantVerbs: []string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
+			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "guard fails three times: a concurrent writer, a re-check follows",
 			event: newPod(managed), live: newPod(managed),
 			failures: 3, err: conflict(),
-			wantVerbs: []string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer,
+			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer,
 			wantErr:    "pod default/web-1: the pod kept changing while the decision was applied (a concurrent writer) applying add-finalizer",
 			wantTimers: 1,
 			checkLive:  func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
@@ -390,24 +441,40 @@ func TestReconcileGuardFailure(t *testing.T) {
 			name:  "live pod replaced by one of the same name",
 			event: newPod(managed), live: newPod(managed, func(p *corev1.Pod) { p.UID = "uid-2" }),
 			failures: 1, err: conflict(),
-			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.None,
+			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: handlers.None,
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
 			name:  "live pod gone",
 			event: newPod(managed), live: nil,
 			failures: 1, err: conflict(),
-			wantVerbs: []string{"patch pods", "get pods"}, wantAction: handlers.None,
+			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: handlers.None,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			first := tt.event
+			if tt.readDiffers {
+				first = tt.live
+			}
 			var objs []runtime.Object
-			if tt.live != nil {
-				objs = append(objs, tt.live)
+			if first != nil {
+				objs = append(objs, first.DeepCopy())
 			}
 			f := newFixture(t, false, objs...)
-			failPatches(f.client, tt.failures, tt.err)
+			// Each failed patch leaves the cluster holding tt.live: what another writer did.
+			var calls atomic.Int32
+			f.client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+				if calls.Add(1) > tt.failures {
+					return false, nil, nil
+				}
+				if tt.live == nil {
+					_ = f.client.Tracker().Delete(podsGVR, "default", tt.event.Name)
+				} else {
+					require.NoError(t, f.client.Tracker().Update(podsGVR, tt.live.DeepCopy(), "default"))
+				}
+				return true, nil, tt.err
+			})
 
 			out, err := f.rec.Reconcile(context.Background(), tt.event)
 			if tt.wantErr != "" {
@@ -492,7 +559,7 @@ func TestReconcileEventRecordingFailureIsNotAnError(t *testing.T) {
 	out, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
 	assert.True(t, out.Applied)
-	assert.Equal(t, []string{"patch pods", "create events"}, testutil.Verbs(f.client))
+	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
 	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
 }
 
@@ -503,25 +570,25 @@ func TestReconcileWithoutEventRecorder(t *testing.T) {
 	out, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
 	assert.True(t, out.Applied)
-	assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
+	assert.Equal(t, []string{"get pods", "patch pods"}, testutil.Verbs(f.client))
 }
 
 func TestReconcileForgetAndStop(t *testing.T) {
 	waiting := newPod(ours, managed, deleting, started(now.Add(-10*time.Second)))
 	f := newFixture(t, false, waiting.DeepCopy())
-	_, err := f.rec.Reconcile(context.Background(), waiting)
+	_, err := f.rec.ReconcileLive(context.Background(), waiting)
 	require.NoError(t, err)
 	require.Equal(t, 1, f.rec.Rechecks.Len())
 
 	f.rec.Forget(waiting.UID)
 	assert.Equal(t, 0, f.rec.Rechecks.Len())
 
-	_, err = f.rec.Reconcile(context.Background(), waiting)
+	_, err = f.rec.ReconcileLive(context.Background(), waiting)
 	require.NoError(t, err)
 	require.Equal(t, 1, f.rec.Rechecks.Len())
 	f.rec.Stop()
 	assert.Equal(t, 0, f.rec.Rechecks.Len())
-	_, err = f.rec.Reconcile(context.Background(), waiting)
+	_, err = f.rec.ReconcileLive(context.Background(), waiting)
 	require.NoError(t, err)
 	assert.Equal(t, 0, f.rec.Rechecks.Len(), "no re-check is scheduled after Stop")
 	assert.Equal(t, []string{}, testutil.Verbs(f.client))
@@ -534,7 +601,7 @@ func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
 	pod := newPod(ours, managed, deleting, started(s10))
 	f := newFixture(t, false, pod.DeepCopy())
 
-	out, err := f.rec.Reconcile(context.Background(), pod)
+	out, err := f.rec.ReconcileLive(context.Background(), pod)
 	require.NoError(t, err)
 	require.Equal(t, handlers.Wait, out.Decision.Action)
 	require.Equal(t, s10.Add(30*time.Second), out.Decision.RecheckAt)
@@ -567,7 +634,7 @@ func TestRecheckWaitsThenTimesOut(t *testing.T) {
 	out, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
 	require.Equal(t, handlers.StartDrain, out.Decision.Action)
-	require.Equal(t, []string{"patch pods", "create events"}, testutil.Verbs(f.client))
+	require.Equal(t, []string{"get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
 	require.Equal(t, 1, f.rec.Rechecks.Len(), "a re-check at the grace end")
 	f.client.ClearActions()
 
@@ -592,7 +659,7 @@ func TestRecheckWaitsThenTimesOut(t *testing.T) {
 func TestRecheckRetriesAfterReadError(t *testing.T) {
 	pod := newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "60"))
 	f := newFixture(t, false, pod.DeepCopy())
-	_, err := f.rec.Reconcile(context.Background(), pod)
+	_, err := f.rec.ReconcileLive(context.Background(), pod)
 	require.NoError(t, err)
 	require.Equal(t, 1, f.rec.Rechecks.Len())
 
@@ -634,7 +701,7 @@ func TestRecheckOfAPodThatIsGoneOrReplaced(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pod := newPod(ours, managed, deleting, started(now))
 			f := newFixture(t, false, pod.DeepCopy())
-			_, err := f.rec.Reconcile(context.Background(), pod)
+			_, err := f.rec.ReconcileLive(context.Background(), pod)
 			require.NoError(t, err)
 			require.Equal(t, 1, f.rec.Rechecks.Len())
 			tt.change(t, f.client)

@@ -90,7 +90,7 @@ func (r *Reconciler) ReleaseAll(ctx context.Context, namespace string, opts Rele
 				if ctx.Err() != nil {
 					continue // interrupted: drain the queue without touching the pods
 				}
-				out, err := r.reconcile(ctx, pod, releaseDecision)
+				out, err := r.reconcile(ctx, pod, true, releaseDecision) // listed live
 				mu.Lock()
 				switch {
 				case err != nil && ctx.Err() != nil:

@@ -18,19 +18,28 @@ import (
 // ReplicaSet) that owns them, so an event about a sibling pod becoming Ready brings their
 // next look forward at once instead of at their next poll. Like the re-checks it is only an
 // accelerator, per replica: polling still finishes every drain.
+//
+// Bounded: only a drain read live is recorded (noteWaiting runs on live pods only), at most
+// maxSiblingWaits at once (beyond, the drain polls); a controller's waiting drains are nudged
+// at most once per lookMin, so a flood of (forged) Ready siblings costs at most one read per
+// waiting drain every lookMin.
 type siblings struct {
 	mu      sync.Mutex
 	byOwner map[types.UID]map[PodKey]struct{}
 	owner   map[types.UID]types.UID // pod uid -> controller uid
 	said    map[types.UID]string    // pod uid -> the gates last reported waiting for
+	nudged  map[types.UID]time.Time // controller uid -> when its drains were last nudged
 }
+
+// maxSiblingWaits bounds the drains recorded as waiting for a replacement, and the reports.
+const maxSiblingWaits = 50000
 
 // report returns true when what the pod waits for differs from what was last reported.
 func (s *siblings) report(uid types.UID, what string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.said == nil {
-		s.said = map[types.UID]string{}
+	if s.said == nil || len(s.said) >= maxSiblingWaits {
+		s.said = map[types.UID]string{} // starting over costs at most one repeated Event each
 	}
 	if s.said[uid] == what {
 		return false
@@ -45,6 +54,9 @@ func (s *siblings) wait(key PodKey, controller types.UID) {
 	defer s.mu.Unlock()
 	if s.byOwner == nil {
 		s.byOwner, s.owner = map[types.UID]map[PodKey]struct{}{}, map[types.UID]types.UID{}
+	}
+	if _, known := s.owner[key.UID]; !known && len(s.owner) >= maxSiblingWaits {
+		return // the drain still polls
 	}
 	if s.byOwner[controller] == nil {
 		s.byOwner[controller] = map[PodKey]struct{}{}
@@ -78,12 +90,14 @@ func (s *siblings) forget(uid types.UID) {
 	}
 	if len(s.byOwner[c]) == 0 {
 		delete(s.byOwner, c)
+		delete(s.nudged, c)
 	}
 }
 
 // waiting returns the drains waiting on the controller of pod, when pod is a Ready sibling
-// that is not deleting (a replacement, or a replica that recovered).
-func (s *siblings) waiting(pod *corev1.Pod) []PodKey {
+// that is not deleting (a replacement, or a replica that recovered), and they were not nudged
+// within lookMin of now.
+func (s *siblings) waiting(pod *corev1.Pod, now time.Time) []PodKey {
 	if pod.DeletionTimestamp != nil {
 		return nil
 	}
@@ -96,6 +110,16 @@ func (s *siblings) waiting(pod *corev1.Pod) []PodKey {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(s.byOwner[ref.UID]) == 0 {
+		return nil
+	}
+	if last, ok := s.nudged[ref.UID]; ok && now.Sub(last) < lookMin && !now.Before(last) {
+		return nil
+	}
+	if s.nudged == nil {
+		s.nudged = map[types.UID]time.Time{}
+	}
+	s.nudged[ref.UID] = now // bounded by byOwner's controllers: forget drops it with the last
 	keys := make([]PodKey, 0, len(s.byOwner[ref.UID]))
 	for k := range s.byOwner[ref.UID] {
 		keys = append(keys, k)
