@@ -257,9 +257,9 @@ func TestHandleSamples(t *testing.T) {
 		{
 			// After the finalizer, advice reads the pod's owner (absent here: no advice).
 			name: "managed pod added", sample: "managed-pod-added.http",
-			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"patch pods", "get deployments"},
+			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"get pods", "patch pods", "get deployments"},
 			check: func(t *testing.T, c *fake.Clientset) {
-				patch, ok := c.Actions()[0].(k8stesting.PatchAction)
+				patch, ok := c.Actions()[1].(k8stesting.PatchAction) // after the read of the live pod
 				require.True(t, ok)
 				assert.Equal(t, types.JSONPatchType, patch.GetPatchType())
 				pod, err := c.Tracker().Get(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "default", "web-7d9f8-abcde")
@@ -273,11 +273,11 @@ func TestHandleSamples(t *testing.T) {
 		},
 		{
 			name: "evicted pod", sample: "evicted-pod.http",
-			wantType: eventing.TypeDrainStarted, wantVerbs: []string{"patch pods", "create events"},
+			wantType: eventing.TypeDrainStarted, wantVerbs: []string{"get pods", "patch pods", "create events"},
 		},
 		{
 			name: "drained pod", sample: "drained-pod.http",
-			wantType: eventing.TypeFinalizerRemoved, wantVerbs: []string{"patch pods", "create events"},
+			wantType: eventing.TypeFinalizerRemoved, wantVerbs: []string{"get pods", "patch pods", "create events"},
 		},
 		{
 			name: "unmanaged pod", sample: "unmanaged-pod.http",
@@ -374,7 +374,7 @@ func TestHandleClusterFailureIs500(t *testing.T) {
 	status, msg := result(t, err)
 	assert.Equal(t, http.StatusInternalServerError, status)
 	assert.Contains(t, msg, "etcd down")
-	assert.Equal(t, []string{"patch pods"}, testutil.Verbs(c))
+	assert.Equal(t, []string{"get pods", "patch pods"}, testutil.Verbs(c))
 }
 
 func TestHandleUsesTheLoadedConfiguration(t *testing.T) {
@@ -665,8 +665,8 @@ func TestHandleClusterUnavailableIs503(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientset()
-			c.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
-				return true, nil, tt.err
+			c.PrependReactor("*", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, tt.err // the read of the live pod fails
 			})
 			reply, err := started(t, c, nil).HandleEvent(context.Background(), sampleEvent(t, "managed-pod-added.http"))
 			assert.Nil(t, reply)
@@ -679,7 +679,7 @@ func TestHandleClusterUnavailableIs503(t *testing.T) {
 
 func TestHTTPClusterFailureIs500(t *testing.T) {
 	c := fake.NewClientset()
-	c.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+	c.PrependReactor("*", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewInternalError(errors.New("etcd is down"))
 	})
 	f := started(t, c, nil)
@@ -760,5 +760,5 @@ func TestHandleConcurrentWriterIsNotAnError(t *testing.T) {
 	reply, err := started(t, c, nil).HandleEvent(context.Background(), sampleEvent(t, "managed-pod-added.http"))
 	assert.NoError(t, err)
 	assert.Nil(t, reply)
-	assert.Equal(t, []string{"patch pods", "get pods", "patch pods", "get pods", "patch pods"}, testutil.Verbs(c))
+	assert.Equal(t, []string{"get pods", "patch pods", "get pods", "patch pods", "get pods", "patch pods"}, testutil.Verbs(c))
 }
