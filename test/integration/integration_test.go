@@ -135,7 +135,7 @@ func TestIntegrationAddFinalizerOnceForDuplicatedEvent(t *testing.T) {
 	out := f.reconcile(pod)
 	assert.Equal(t, handlers.AddFinalizer, out.Decision.Action)
 	assert.True(t, out.Applied)
-	assert.Equal(t, []string{"PATCH pods"}, f.reqs.List())
+	assert.Equal(t, []string{"GET pods", "PATCH pods"}, f.reqs.List(), "the write is decided on the live pod")
 	assert.Equal(t, []string{handlers.Finalizer}, f.get("web-1").Finalizers)
 
 	// The same event again: older than the function's own write, it costs nothing.
@@ -145,13 +145,13 @@ func TestIntegrationAddFinalizerOnceForDuplicatedEvent(t *testing.T) {
 	assert.False(t, out.Applied)
 	assert.Empty(t, f.reqs.List(), "no request")
 
-	// Another replica, which did not write, gets the guard's refusal and one re-read.
+	// Another replica, which did not write, reads the live pod and finds nothing to do.
 	other := handlers.NewReconciler(f.rec.Client, f.cfg, false, f.rec.Log)
 	out, err := other.Reconcile(f.ctx, pod)
 	require.NoError(t, err)
 	assert.Equal(t, handlers.None, out.Decision.Action)
 	assert.False(t, out.Applied)
-	assert.Equal(t, []string{"PATCH pods", "GET pods"}, f.reqs.List())
+	assert.Equal(t, []string{"GET pods"}, f.reqs.List())
 	assert.Equal(t, []string{handlers.Finalizer}, f.get("web-1").Finalizers, "no second finalizer")
 }
 
@@ -161,19 +161,24 @@ func TestIntegrationFinalizerOnDeletingPodIsRefusedOnce(t *testing.T) {
 	require.NoError(t, cp.Client.CoreV1().Pods(f.ns).Delete(f.ctx, "held", metav1.DeleteOptions{}))
 	f.reqs.List()
 
-	// The raw patch gets the API server's 422: no new finalizers on a deleting pod.
+	// The raw patch (guarded on the live resourceVersion, so that only the finalizer rule can
+	// refuse it) gets the API server's 422: no new finalizers on a deleting pod.
 	d := handlers.Decide(pod, f.cfg, f.clock.Now())
 	require.Equal(t, handlers.AddFinalizer, d.Action)
-	patch, err := handlers.Patch(pod, d)
+	current := pod.DeepCopy()
+	current.ResourceVersion = f.get("held").ResourceVersion
+	f.reqs.List()
+	patch, err := handlers.Patch(current, d)
 	require.NoError(t, err)
 	_, err = cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, "held", types.JSONPatchType, patch, metav1.PatchOptions{})
 	require.True(t, apierrors.IsInvalid(err), "want 422 Invalid, got %v", err)
 	assert.Contains(t, err.Error(), "no new finalizers can be added if the object is being deleted")
 
-	// Reconciling the stale (not yet deleting) pod: one refused patch, one re-read, no retry.
+	// Reconciling the stale (not yet deleting) pod: one read of the live pod, which is
+	// deleting, and no write.
 	out := f.reconcile(pod)
 	assert.Equal(t, handlers.None, out.Decision.Action)
-	assert.Equal(t, []string{"PATCH pods", "GET pods"}, f.reqs.List())
+	assert.Equal(t, []string{"GET pods"}, f.reqs.List())
 	assert.Equal(t, []string{"example.com/hold"}, f.get("held").Finalizers)
 }
 
@@ -214,7 +219,7 @@ func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
 	out = f.reconcile(stopped)
 	assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
 	assert.Equal(t, handlers.ReasonDrained, out.Decision.Reason)
-	assert.Equal(t, []string{"PATCH pods", "POST events"}, f.reqs.List())
+	assert.Equal(t, []string{"GET pods", "PATCH pods", "POST events"}, f.reqs.List())
 	assert.Empty(t, f.get("web-2").Finalizers)
 	assert.ElementsMatch(t, []string{"Normal/DrainStarted", "Normal/DrainCompleted"}, f.events(pod))
 
@@ -274,7 +279,7 @@ func TestIntegrationGuardRefusesStaleEvent(t *testing.T) {
 
 		out := f.reconcile(stale)
 		assert.Equal(t, handlers.AddFinalizer, out.Decision.Action)
-		assert.Equal(t, []string{"PATCH pods", "GET pods", "PATCH pods"}, f.reqs.List())
+		assert.Equal(t, []string{"GET pods", "PATCH pods"}, f.reqs.List(), "decided and guarded on the live pod")
 		assert.Equal(t, []string{"example.com/other", handlers.Finalizer}, f.get("web-5").Finalizers, "the other writer's finalizer survives")
 	})
 	t.Run("forged stopped containers", func(t *testing.T) {
@@ -296,7 +301,7 @@ func TestIntegrationGuardRefusesStaleEvent(t *testing.T) {
 
 		out := f.reconcile(forged)
 		assert.Equal(t, handlers.Wait, out.Decision.Action, "the live pod is still running")
-		assert.Equal(t, []string{"PATCH pods", "GET pods"}, f.reqs.List())
+		assert.Equal(t, []string{"GET pods"}, f.reqs.List(), "one read, no write")
 		assert.Equal(t, []string{handlers.Finalizer}, f.get("web-6").Finalizers)
 	})
 	t.Run("pod replaced by one of the same name", func(t *testing.T) {
@@ -311,7 +316,7 @@ func TestIntegrationGuardRefusesStaleEvent(t *testing.T) {
 		f.reqs.List()
 		out := f.reconcile(old)
 		assert.False(t, out.Applied)
-		assert.Equal(t, []string{"PATCH pods", "GET pods"}, f.reqs.List(), "uid guard refuses, re-read sees another pod")
+		assert.Equal(t, []string{"GET pods"}, f.reqs.List(), "the live read sees another pod: no write")
 		assert.Empty(t, f.get("web-7").Finalizers)
 	})
 }
@@ -449,7 +454,7 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 		{"403 from an admission policy", func(f *fixture, pod *corev1.Pod) *corev1.Pod {
 			f.denyDrainStamp()
 			return pod
-		}, []string{"PATCH pods"}},
+		}, []string{"GET pods", "PATCH pods"}},
 		{"422 annotations over the size limit", func(f *fixture, pod *corev1.Pod) *corev1.Pod {
 			size := 0
 			for k, v := range pod.Annotations {
@@ -460,7 +465,7 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 				[]byte(`{"metadata":{"annotations":{"pad":"`+pad+`"}}}`), metav1.PatchOptions{})
 			require.NoError(f.t, err)
 			return p
-		}, []string{"PATCH pods", "GET pods", "PATCH pods", "GET pods", "PATCH pods"}},
+		}, []string{"GET pods", "PATCH pods", "GET pods", "PATCH pods", "GET pods", "PATCH pods"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -494,7 +499,7 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 			out = f.reconcile(f.get("web-3"))
 			assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
 			assert.Equal(t, handlers.ReasonTimeout, out.Decision.Reason)
-			assert.Equal(t, []string{"PATCH pods", "POST events"}, f.reqs.List())
+			assert.Equal(t, []string{"GET pods", "PATCH pods", "POST events"}, f.reqs.List())
 			assert.Empty(t, f.get("web-3").Finalizers)
 		})
 	}
