@@ -182,12 +182,19 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 		return d
 	}
 	d.Deadline = d.Started.Add(timeout)
-	// The deadline annotation may only shorten the drain, never extend it past the timeout.
+	// The deadline annotation may only shorten the drain, never extend it past the timeout,
+	// and never end it before it started (one planted on a running pod, or before this
+	// deletion, is not this drain's).
 	if v, present := pod.Annotations[AnnotationDrainDeadline]; present {
-		if t, err := time.Parse(time.RFC3339, v); err == nil && t.Before(d.Deadline) {
-			d.Deadline = t
-		} else if err != nil {
+		t, err := time.Parse(time.RFC3339, v)
+		switch {
+		case err != nil:
 			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %q: using %s", AnnotationDrainDeadline, v, d.Deadline.Format(time.RFC3339)))
+		case t.Before(d.Started):
+			d.Warnings = append(d.Warnings, fmt.Sprintf("%s %s is before the drain started (%s): ignored, using %s",
+				AnnotationDrainDeadline, v, d.Started.Format(time.RFC3339), d.Deadline.Format(time.RFC3339)))
+		case t.Before(d.Deadline):
+			d.Deadline = t
 		}
 	}
 	graceEnd := d.Started.Add(grace)
@@ -300,6 +307,17 @@ func drainStart(pod *corev1.Pod, stamp time.Time, stamped bool, warnings *[]stri
 	return stamp.UTC(), StartStamp, evicted
 }
 
+// deletionSpread is how much earlier than the deletion request (as the pod now shows it) this
+// deletion may have begun: the kubelet's final grace-0 DELETE moves the request up to the
+// termination grace later; plus the clock skew.
+func deletionSpread(pod *corev1.Pod) time.Duration {
+	spread := clockSkew
+	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && *g > 0 {
+		spread += time.Duration(min(*g, maxGraceSeconds)) * time.Second
+	}
+	return spread
+}
+
 // ReasonEvictionByEvictionAPI is the DisruptionTarget reason the Eviction API writes.
 const ReasonEvictionByEvictionAPI = "EvictionByEvictionAPI"
 
@@ -326,11 +344,7 @@ func evictedAt(pod *corev1.Pod, requested time.Time) (time.Time, string, bool) {
 			continue
 		}
 		t := c.LastTransitionTime.Time
-		spread := clockSkew
-		if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && *g > 0 {
-			spread += time.Duration(min(*g, maxGraceSeconds)) * time.Second
-		}
-		if t.After(requested.Add(clockSkew)) || t.Before(requested.Add(-spread)) {
+		if t.After(requested.Add(clockSkew)) || t.Before(requested.Add(-deletionSpread(pod))) {
 			return time.Time{}, "", false
 		}
 		return t, c.Reason, true
@@ -391,7 +405,8 @@ func unmanagedWhy(pod *corev1.Pod, cfg config.Config, kind config.Kind) string {
 }
 
 // overrides returns the pod's grace period and drain timeout, each from its annotation when
-// valid, else the given defaults (with a warning). The timeout is never below the grace period.
+// valid, else the given defaults (with a warning). The timeout is never below the grace period
+// and never above defaultTimeout (drainTimeoutSeconds).
 func overrides(pod *corev1.Pod, defaultGrace, defaultTimeout time.Duration, warnings *[]string) (grace, timeout time.Duration) {
 	grace, timeout = defaultGrace, defaultTimeout
 	if v, ok := pod.Annotations[AnnotationGracePeriod]; ok {
@@ -402,9 +417,14 @@ func overrides(pod *corev1.Pod, defaultGrace, defaultTimeout time.Duration, warn
 		}
 	}
 	if v, ok := pod.Annotations[AnnotationDrainTimeout]; ok {
-		if d, err := config.ParseSeconds(v, 1); err == nil {
+		switch d, err := config.ParseSeconds(v, 1); {
+		case err == nil && d > defaultTimeout:
+			// The cluster's drainTimeoutSeconds is the bound every drain keeps: a pod may only
+			// ask for less.
+			*warnings = append(*warnings, fmt.Sprintf("%s %q exceeds drainTimeoutSeconds: using %ds", AnnotationDrainTimeout, v, int(timeout.Seconds())))
+		case err == nil:
 			timeout = d
-		} else {
+		default:
 			*warnings = append(*warnings, fmt.Sprintf("invalid %s %q (%v): using %ds", AnnotationDrainTimeout, v, err, int(timeout.Seconds())))
 		}
 	}
