@@ -478,8 +478,11 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		if f.client == nil {
 			return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "a sweep needs a cluster (dry-run without one)")
 		}
-		pending := !rec.RequestSweep()
-		log(slog.LevelInfo, "sweep requested by an event", slog.String("ceSource", e.Source()), slog.Bool("alreadyPending", pending))
+		if !rec.AskSweep() {
+			log(slog.LevelDebug, "sweep asked for again within the minimum gap: not repeated", slog.String("ceSource", e.Source()))
+			return nil, cehttp.NewResult(http.StatusAccepted, "sweep not repeated: one was asked for less than %s ago", handlers.MinSweepGap)
+		}
+		log(slog.LevelInfo, "sweep requested by an event", slog.String("ceSource", e.Source()))
 		return nil, cehttp.NewResult(http.StatusAccepted, "sweep requested")
 	}
 	in, err := eventing.Decode(e)

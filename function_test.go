@@ -733,6 +733,12 @@ func TestHandleSweepEvents(t *testing.T) {
 			assert.Equal(t, http.StatusAccepted, status)
 			assert.Equal(t, "sweep requested", msg)
 			require.Eventually(t, func() bool { return lists() == 2 }, 5*time.Second, 10*time.Millisecond, "the requested sweep")
+
+			// Asked again at once (a sender repeating it): refused without asking for a sweep.
+			_, err = f.HandleEvent(context.Background(), newEvent(typ, `{"sweep":true}`))
+			status, msg = result(t, err)
+			assert.Equal(t, http.StatusAccepted, status)
+			assert.Equal(t, "sweep not repeated: one was asked for less than 10s ago", msg)
 		})
 	}
 	t.Run("without a cluster", func(t *testing.T) {

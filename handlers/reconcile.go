@@ -71,7 +71,11 @@ type Reconciler struct {
 	live     atomic.Pointer[config.Config] // set by SetConfig
 	running  atomic.Bool                   // Run has started (its first sweep is on the way)
 	sweepNow chan struct{}                 // asks Run's sweeps for one now
-	once     sync.Once
+	// forceSweep: the pending sweep is a configuration change's, which claims the Lease
+	// whatever it says; lastAsked: when an event last asked for one (UnixNano).
+	forceSweep atomic.Bool
+	lastAsked  atomic.Int64
+	once       sync.Once
 }
 
 // CurrentConfig is the configuration in force.
@@ -92,10 +96,36 @@ func (r *Reconciler) SetConfig(cfg config.Config) {
 	}
 }
 
-// RequestSweep asks Run for a sweep now (a sweep event, a configuration change). It returns
-// false when one is already pending. A requested sweep claims the shared Lease whatever it
-// says, so the replicas' own timers stand down.
+// RequestSweep asks Run for a sweep now (a configuration change). It returns false when one is
+// already pending. It claims the shared Lease whatever it says, so the replicas' own timers
+// stand down.
 func (r *Reconciler) RequestSweep() bool {
+	r.forceSweep.Store(true)
+	return r.signalSweep()
+}
+
+// MinSweepGap is the least time between two sweeps asked for by events (a PingSource tick, a
+// posted sweep event): per replica, and, with a Lease, across replicas. Anyone who can reach
+// the function can post one; a sweep lists every pod.
+const MinSweepGap = 10 * time.Second
+
+// AskSweep asks Run for a sweep on an event's word. It returns false, and asks nothing, when
+// this replica was asked less than MinSweepGap ago or a sweep is already pending; Run then
+// sweeps only when no replica swept within MinSweepGap (the Lease says).
+func (r *Reconciler) AskSweep() bool {
+	now := r.now()
+	for {
+		last := r.lastAsked.Load()
+		if last != 0 && now.Sub(time.Unix(0, last)) < MinSweepGap && !now.Before(time.Unix(0, last)) {
+			return false
+		}
+		if r.lastAsked.CompareAndSwap(last, now.UnixNano()) {
+			return r.signalSweep()
+		}
+	}
+}
+
+func (r *Reconciler) signalSweep() bool {
 	select {
 	case r.sweepSignal() <- struct{}{}:
 		return true
@@ -340,14 +370,21 @@ func (r *Reconciler) Run(ctx context.Context, workers int) {
 // RequestSweep asks for one, until ctx ends. With a Lease, a timer-driven sweep runs only when
 // no replica has swept within the interval.
 func (r *Reconciler) sweepEvery(ctx context.Context) {
-	force := false
+	asked := false
 	for {
 		interval := r.CurrentConfig().SweepInterval
 		next := r.Clock.Now().Add(interval)
 		claimed := true
 		if r.Lease != nil {
 			var err error
-			claimed, next, err = r.Lease.claim(ctx, r.Clock.Now(), interval, force)
+			gap := interval
+			if asked {
+				gap = min(MinSweepGap, interval)
+				if r.forceSweep.Swap(false) {
+					gap = 0
+				}
+			}
+			claimed, next, err = r.Lease.claim(ctx, r.Clock.Now(), interval, gap)
 			if err != nil {
 				// The Lease is only a way to share the work: sweep anyway.
 				r.Log.WarnContext(ctx, "sweep Lease unavailable, sweeping anyway", slog.String("error", err.Error()))
@@ -368,10 +405,10 @@ func (r *Reconciler) sweepEvery(ctx context.Context) {
 			timer.Stop()
 			return
 		case <-timer.C():
-			force = false
+			asked = false
 		case <-r.sweepSignal():
 			timer.Stop()
-			force = true
+			asked = true
 		}
 	}
 }

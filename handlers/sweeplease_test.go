@@ -72,8 +72,8 @@ func TestSweepLeaseSharesOneSchedule(t *testing.T) {
 	expectSweeps(t, lists, 0, "replica b stands down: a swept less than an interval ago")
 
 	f.clock.Step(30 * time.Second)
-	require.True(t, a.RequestSweep())
-	expectSweeps(t, lists, 1, "a requested sweep runs at once")
+	require.True(t, a.AskSweep())
+	expectSweeps(t, lists, 1, "a sweep asked for by an event runs at once")
 
 	f.clock.Step(30 * time.Second) // a minute after start, half a minute after the tick
 	expectSweeps(t, lists, 0, "no timer sweeps: the tick renewed the Lease")
@@ -103,4 +103,55 @@ func TestSweepLeaseConflictStandsDown(t *testing.T) {
 	lists := listsOf(f)
 	runSweeps(t, f, "b")
 	expectSweeps(t, lists, 0, "the other replica won the claim")
+}
+
+// Sweeps asked for by events (anyone can post one) are rate-limited per replica, before any
+// read, and respect a Lease renewed within MinSweepGap by any replica; a configuration
+// change's sweep is not limited.
+func TestAskedSweepsAreBounded(t *testing.T) {
+	f := newFixture(t, false)
+	lists := listsOf(f)
+	a := runSweeps(t, f, "a")
+	expectSweeps(t, lists, 1, "replica a sweeps at start")
+
+	f.clock.Step(handlers.MinSweepGap)
+	require.True(t, a.AskSweep())
+	expectSweeps(t, lists, 1, "asked for after the gap: it runs")
+	assert.False(t, a.AskSweep(), "asked again at once: refused before any read")
+	expectSweeps(t, lists, 0, "not repeated within the gap")
+
+	b := runSweeps(t, f, "b") // stands down: a swept just now
+	expectSweeps(t, lists, 0, "replica b stands down at start")
+	f.clock.Step(handlers.MinSweepGap / 2)
+	require.True(t, b.AskSweep(), "b was never asked")
+	expectSweeps(t, lists, 0, "b's asked sweep respects the Lease a renewed within the gap")
+
+	require.True(t, a.RequestSweep())
+	expectSweeps(t, lists, 1, "a configuration change sweeps whatever the Lease says")
+}
+
+// A Lease whose renew time lies ahead of now is due at most one interval from now; one ahead
+// by more than the clock skew is not trusted.
+func TestSweepLeaseRenewedInTheFuture(t *testing.T) {
+	tests := []struct {
+		name      string
+		ahead     time.Duration
+		atStart   int
+		afterStep int
+	}{
+		{"ahead by seconds: due one interval from now", 30 * time.Second, 0, 1},
+		{"ahead by an hour: swept at once, and again an interval later", time.Hour, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, false)
+			_, err := f.client.CoordinationV1().Leases("vpa-graceful-drain").Create(context.Background(), leaseRenewedAt(f.clock.Now().Add(tt.ahead)), metav1.CreateOptions{})
+			require.NoError(t, err)
+			lists := listsOf(f)
+			runSweeps(t, f, "a")
+			expectSweeps(t, lists, tt.atStart, "at start")
+			f.clock.Step(time.Minute) // the interval
+			expectSweeps(t, lists, tt.afterStep, "one interval later")
+		})
+	}
 }

@@ -256,7 +256,17 @@ func TestE2ESweepsSharedBetweenReplicas(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, lease.Spec.HolderIdentity)
 
-	// A tick delivered to the second replica: it sweeps now.
+	// A tick delivered to the second replica once no replica swept within handlers.MinSweepGap
+	// (a tick sooner is not repeated): it sweeps now. The interval goes up first, so that no
+	// timer sweep lands in between.
+	cm.Data[config.KeySweepIntervalSeconds] = "600"
+	_, err = cp.Client.CoreV1().ConfigMaps(cm.Namespace).Update(context.Background(), cm, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		l, err := cp.Client.CoordinationV1().Leases(cm.Namespace).Get(context.Background(), "vpa-graceful-drain-sweep", metav1.GetOptions{})
+		return err == nil && l.Spec.RenewTime != nil && l.Spec.LeaseDurationSeconds != nil && *l.Spec.LeaseDurationSeconds == 600 &&
+			time.Since(l.Spec.RenewTime.Time) > handlers.MinSweepGap+time.Second
+	}, 30*time.Second, 100*time.Millisecond, "the new interval's sweep, then the gap")
 	before := strings.Count(fns[1].Output(), `"message":"sweep done"`)
 	req, err := http.NewRequest(http.MethodPost, fns[1].URL, strings.NewReader(`{"sweep":true}`))
 	require.NoError(t, err)
