@@ -1,0 +1,158 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	fhttp "knative.dev/func-go/http"
+
+	"function"
+	"function/config"
+	"function/handlers"
+	"function/test/cluster"
+)
+
+// An event is a hint, never the truth: a forged copy of a pod, whatever field it changes,
+// posted over real HTTP to the function (func-go's runtime, as kn func serves it) on a real
+// API server, leaves the live pod as it was, writes no Kubernetes Event and costs at most one
+// read. For each decision input (owner references, conditions and their times, deletion fields,
+// container states, annotations, labels, finalizers), a forged copy of a held (draining) pod, of
+// a running managed pod and of an unmanaged pod.
+func TestForgedEventsWriteNothing(t *testing.T) {
+	f := newFixture(t, testConfig())
+	client, reqs, err := cluster.CountingClient(cp.Config)
+	require.NoError(t, err)
+	fn := function.New(function.WithClient(client), function.WithLogger(slog.New(slog.DiscardHandler)), function.WithoutSweeps())
+	require.NoError(t, fn.Start(context.Background(), map[string]string{
+		config.KeyConfigDir: t.TempDir(), config.KeyWorkloadDefaults: `{"Pod":{"manage":true}}`, config.KeyHoldOn: "all",
+		config.KeyGracePeriodSeconds: "300", config.KeyDrainTimeoutSeconds: "600",
+	}))
+	t.Cleanup(func() { _ = fn.Stop(context.Background()) })
+	srv := httptest.NewServer(fhttp.New(fn).Handler)
+	t.Cleanup(srv.Close)
+
+	// The live pods: held (evicted through the real Eviction API, its drain stamped, its grace
+	// period running), running (managed, finalizer added) and unmanaged.
+	held := f.managedAndEvicted("held")
+	running := f.create("running", true)
+	require.Equal(t, handlers.AddFinalizer, f.reconcile(running).Decision.Action)
+	running = f.get("running")
+	unmanaged := f.create("unmanaged", false)
+
+	hourAgo := metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second))
+	forgeries := []struct {
+		name  string
+		forge func(p *corev1.Pod)
+	}{
+		{"owner references: a StatefulSet", func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "0b5e1c1e-9d6b-4c8e-9a37-1c3f0f0c2a11", Controller: ptr.To(true)}}
+		}},
+		{"owner references: a DaemonSet (not managed)", func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "DaemonSet", Name: "agent", UID: "6f1d7d36-1c2b-4a0e-8f77-3a0f4b0b9e22", Controller: ptr.To(true)}}
+		}},
+		{"conditions: evicted an hour ago", func(p *corev1.Pod) {
+			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
+				Reason: handlers.ReasonEvictionByEvictionAPI, LastTransitionTime: hourAgo})
+		}},
+		{"deletion: requested an hour ago, grace 0", func(p *corev1.Pod) {
+			p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &hourAgo, ptr.To[int64](0)
+		}},
+		{"containers: all terminated, phase Succeeded", func(p *corev1.Pod) {
+			p.Status.Phase = corev1.PodSucceeded
+			for i := range p.Status.ContainerStatuses {
+				p.Status.ContainerStatuses[i].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0}}
+			}
+		}},
+		{"annotations: opted out", func(p *corev1.Pod) { setAnnotation(p, "vpa-managed", "false") }},
+		{"annotations: opted in", func(p *corev1.Pod) { setAnnotation(p, "vpa-managed", "true") }},
+		{"annotations: drain started and due an hour ago", func(p *corev1.Pod) {
+			setAnnotation(p, handlers.AnnotationDrainStarted, hourAgo.UTC().Format(time.RFC3339))
+			setAnnotation(p, handlers.AnnotationDrainDeadline, hourAgo.UTC().Format(time.RFC3339))
+		}},
+		{"annotations: grace 0, timeout 1 s", func(p *corev1.Pod) {
+			setAnnotation(p, handlers.AnnotationGracePeriod, "0")
+			setAnnotation(p, handlers.AnnotationDrainTimeout, "1")
+		}},
+		{"labels: changed", func(p *corev1.Pod) { p.Labels = map[string]string{"app": "other"} }},
+		{"finalizers: ours removed", func(p *corev1.Pod) { p.Finalizers = nil }},
+		{"finalizers: ours added", func(p *corev1.Pod) { p.Finalizers = []string{handlers.Finalizer} }},
+	}
+	for _, base := range []*corev1.Pod{held, running, unmanaged} {
+		for _, tt := range forgeries {
+			t.Run(base.Name+"/"+tt.name, func(t *testing.T) {
+				before := f.get(base.Name)
+				events := f.events(before)
+				forged := before.DeepCopy()
+				tt.forge(forged)
+				reqs.List()
+
+				status, body := postPodEvent(t, srv.URL, forged)
+				assert.Less(t, status, 300, "a well-formed event is answered: %s", body)
+				calls := reqs.List()
+				assert.LessOrEqual(t, len(calls), 1, "at most one read: %v", calls)
+				for _, c := range calls {
+					assert.Equal(t, "GET pods", c, "reads only")
+				}
+				after := f.get(base.Name)
+				assert.Equal(t, before.ResourceVersion, after.ResourceVersion, "the live pod is unchanged")
+				assert.Equal(t, before.Finalizers, after.Finalizers)
+				assert.Equal(t, before.Annotations, after.Annotations)
+				assert.Equal(t, events, f.events(after), "no Kubernetes Event")
+			})
+		}
+	}
+
+	t.Run("a pod that does not exist", func(t *testing.T) {
+		ghost := running.DeepCopy() // managed, no finalizer: its decision would write
+		ghost.Name, ghost.UID, ghost.Finalizers = "ghost", "3d6f0c8e-2b1a-4e5f-9c7d-8a9b0c1d2e3f", nil
+		reqs.List()
+		status, body := postPodEvent(t, srv.URL, ghost)
+		assert.Less(t, status, 300, body)
+		assert.Equal(t, []string{"GET pods"}, reqs.List(), "one read (404), no write")
+	})
+}
+
+func setAnnotation(p *corev1.Pod, k, v string) {
+	if p.Annotations == nil {
+		p.Annotations = map[string]string{}
+	}
+	p.Annotations[k] = v
+}
+
+// postPodEvent posts pod as the ApiServerSource adapter sends an update (binary mode).
+func postPodEvent(t *testing.T, url string, pod *corev1.Pod) (int, string) {
+	t.Helper()
+	pod = pod.DeepCopy()
+	pod.APIVersion, pod.Kind = "v1", "Pod"
+	body, err := json.Marshal(pod)
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, url+"/", bytes.NewReader(body))
+	require.NoError(t, err)
+	for k, v := range map[string]string{
+		"Ce-Specversion": "1.0", "Ce-Id": "forged-" + pod.Name, "Ce-Source": "https://127.0.0.1:6443",
+		"Ce-Type": "dev.knative.apiserver.resource.update", "Ce-Subject": "/apis/v1/namespaces/" + pod.Namespace + "/pods/" + pod.Name,
+		"Ce-Kind": "Pod", "Ce-Apiversion": "v1", "Ce-Name": pod.Name, "Ce-Namespace": pod.Namespace, "Content-Type": "application/json",
+	} {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
