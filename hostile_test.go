@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
@@ -41,7 +42,7 @@ const (
 func hostilePod(opts ...func(*corev1.Pod)) *corev1.Pod {
 	p := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
-		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default", UID: "uid-web-1", ResourceVersion: "7",
+		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default", UID: "6b1d3c2e-5f4a-4e6b-8c0d-5a7f9e1b3d2c", ResourceVersion: "7",
 			CreationTimestamp: metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second)),
 			// A Deployment's pod (the kind managed by default).
 			Labels:          map[string]string{"app": "web", "pod-template-hash": "7d9f8"},
@@ -396,6 +397,39 @@ func TestHTTPHostileEvents(t *testing.T) {
 		{name: "a deletionTimestamp that is a number", header: binaryHeader(hostileUpdate), body: setField(t, drainingJSON, "metadata.deletionTimestamp", `1764133244`),
 			status: 400, message: "event data is not a Pod"},
 
+		// ---- values no Kubernetes object holds: refused before any API call ------------------
+		{name: "uid not a UUID", header: binaryHeader(hostileUpdate), body: podJSON(t, hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) { p.UID = "uid-web-1" })),
+			status: 400, message: `pod default/web-1 metadata.uid "uid-web-1" is not a UUID`},
+		{name: "uid not a UUID, structured mode", header: structuredHeader, body: envelope(t, podJSON(t, hostilePod(func(p *corev1.Pod) { p.UID = "../../x" }))),
+			status: 400, message: `metadata.uid "../../x" is not a UUID`},
+		{name: "uid not a UUID in a delete event", header: binaryHeader(hostileDelete), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.UID = "u" })),
+			status: 400, message: `metadata.uid "u" is not a UUID`},
+		{name: "uid of 100,000 characters (the message repeats 64)", header: binaryHeader(hostileUpdate), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.UID = types.UID(strings.Repeat("f", 100_000)) })),
+			status: 400, message: `metadata.uid "` + strings.Repeat("f", 64) + `"... is not a UUID`},
+		{name: "deletionTimestamp in the year 9999", header: binaryHeader(hostileUpdate),
+			body:   podJSON(t, hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) { ts := metav1.NewTime(far); p.DeletionTimestamp = &ts })),
+			status: 400, message: "pod default/web-1 metadata.deletionTimestamp 9999-12-31T23:59:59Z is out of range"},
+		{name: "created in the year 9999", header: binaryHeader(hostileUpdate),
+			body:   podJSON(t, hostilePod(withAnnotations(handlers.AnnotationManaged, "true"), withFinalizers(handlers.Finalizer), func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(far) })),
+			status: 400, message: "metadata.creationTimestamp 9999-12-31T23:59:59Z is out of range"},
+		{name: "created at the Unix epoch", header: binaryHeader(hostileUpdate), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(epoch) })),
+			status: 400, message: "metadata.creationTimestamp 1970-01-01T00:00:00Z is out of range"},
+		{name: "an eviction condition from 1999", header: binaryHeader(hostileUpdate),
+			body: podJSON(t, hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) {
+				p.Status.Conditions[len(p.Status.Conditions)-1].LastTransitionTime = metav1.NewTime(time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC))
+			})),
+			status: 400, message: "status.conditions[0].lastTransitionTime 1999-01-01T00:00:00Z is out of range"},
+		{name: "a container running since 9999", header: binaryHeader(hostileUpdate),
+			body:   podJSON(t, hostilePod(func(p *corev1.Pod) { p.Status.ContainerStatuses[0].State.Running.StartedAt = metav1.NewTime(far) })),
+			status: 400, message: "status.containerStatuses[0].state.running.startedAt 9999-12-31T23:59:59Z is out of range"},
+		{name: "a container that finished in 9999", header: binaryHeader(hostileUpdate),
+			body: podJSON(t, hostilePod(func(p *corev1.Pod) {
+				p.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{StartedAt: metav1.NewTime(now), FinishedAt: metav1.NewTime(far)}}
+			})),
+			status: 400, message: "status.containerStatuses[0].state.terminated.finishedAt 9999-12-31T23:59:59Z is out of range"},
+		{name: "name of 100,000 characters (the message repeats 64)", header: binaryHeader(hostileUpdate, "Ce-Name", ""), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.Name = strings.Repeat("a", 100_000) })),
+			status: 400, message: `pod name "` + strings.Repeat("a", 64) + `"... is invalid: must be no more than 253 characters`},
+
 		// ---- well-formed pods with odd values: not rejected, nothing to write now ------------
 		{name: "huge annotation (900 KiB) on a draining pod", header: binaryHeader(hostileUpdate),
 			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations("example.com/blob", strings.Repeat("b", 900<<10))),
@@ -418,12 +452,8 @@ func TestHTTPHostileEvents(t *testing.T) {
 		{name: "drain-deadline in the year 9999", header: binaryHeader(hostileUpdate),
 			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(handlers.AnnotationDrainDeadline, rfc3339(far))),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
-		{name: "deletionTimestamp in the year 9999 (the eviction is not this deletion's: released as not evicted)", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) { ts := metav1.NewTime(far); p.DeletionTimestamp = &ts }),
-			status: 200, decide: "remove-finalizer", guardedRelease: true},
-		{name: "created in the year 9999, drain-started 1970, finalizer in place, not deleting", header: binaryHeader(hostileUpdate),
-			pod: hostilePod(withAnnotations(handlers.AnnotationManaged, "true", handlers.AnnotationDrainStarted, rfc3339(epoch)), withFinalizers(handlers.Finalizer),
-				func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(far) }),
+		{name: "drain-started 1970, finalizer in place, not deleting", header: binaryHeader(hostileUpdate),
+			pod:    hostilePod(withAnnotations(handlers.AnnotationManaged, "true", handlers.AnnotationDrainStarted, rfc3339(epoch)), withFinalizers(handlers.Finalizer)),
 			status: 200, decide: "none"},
 		{name: "deleting with 100 foreign finalizers, not ours", header: binaryHeader(hostileUpdate),
 			pod:    hostilePod(withAnnotations(handlers.AnnotationManaged, "true"), withFinalizers(hundredFinalizers...), deletingForeign),
