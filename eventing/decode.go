@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +63,20 @@ var eventTypes = map[string]struct {
 	sources.ApiServerSourceAddRefEventType:    {Reference, Add},
 	sources.ApiServerSourceUpdateRefEventType: {Reference, Update},
 	sources.ApiServerSourceDeleteRefEventType: {Reference, Delete},
+}
+
+// HandledType reports whether the function handles events of type t: the six ApiServerSource
+// types Decode reads and the two sweep requests (IsSweep). Anything else is answered 400.
+func HandledType(t string) bool {
+	_, ok := eventTypes[t]
+	return ok || t == TypeSweep || t == TypePing
+}
+
+// HandledTypes lists the types HandledType reports, sorted.
+func HandledTypes() []string {
+	types := append(slices.Collect(maps.Keys(eventTypes)), TypeSweep, TypePing)
+	slices.Sort(types)
+	return types
 }
 
 // Input is a decoded event: the pod (Resource mode) or its reference (Reference mode).

@@ -307,6 +307,18 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// HandledTypes are exactly the types the function handles: the six Decode reads and the two
+// sweep requests; a type Decode refuses is not among them.
+func TestHandledTypes(t *testing.T) {
+	assert.Equal(t, []string{refAdd, refDelete, refUpdate, resAdd, resDelete, resUpdate, eventing.TypePing, eventing.TypeSweep}, eventing.HandledTypes())
+	for _, typ := range append(eventing.HandledTypes(), "", "com.example.other", resAdd+" ", eventing.TypeFinalizerAdded) {
+		e := newEvent(typ, jsonData(`{"kind":"Pod","namespace":"default","name":"web-1","apiVersion":"v1"}`))
+		_, err := eventing.Decode(e)
+		decoded := err == nil || !strings.Contains(err.Error(), "unsupported event type")
+		assert.Equal(t, eventing.HandledType(e.Type()), decoded || eventing.IsSweep(e), "type %q", e.Type())
+	}
+}
+
 // Decode's checks of a namespace and a name agree with the validation functions whose
 // messages it reports.
 func TestNameChecksMatchValidation(t *testing.T) {
