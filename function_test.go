@@ -231,7 +231,7 @@ func TestHandleRejectsBadEvents(t *testing.T) {
 		{"extension mismatch", newEvent("dev.knative.apiserver.resource.add", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"0c7f6a52-3d0e-4f7a-9a35-1d1f8b6f2a10"}}`, "name", "other"), 400, "does not match"},
 		{"uid not a UUID", newEvent("dev.knative.apiserver.resource.add", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u"}}`), 400, `metadata.uid "u" is not a UUID`},
 		{"created in 1970", newEvent("dev.knative.apiserver.resource.add", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"0c7f6a52-3d0e-4f7a-9a35-1d1f8b6f2a10","creationTimestamp":"1970-01-01T00:00:00Z"}}`), 400, "metadata.creationTimestamp 1970-01-01T00:00:00Z is out of range"},
-		{"too large", newEvent("dev.knative.apiserver.resource.add", big), 413, "the limit is 1048576"},
+		{"too large", newEvent("dev.knative.apiserver.resource.add", big), 413, "the limit is 3145728"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

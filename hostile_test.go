@@ -245,6 +245,14 @@ func TestHTTPHostileEvents(t *testing.T) {
 		return []byte(`{"kind":` + quoted(kind) + `,"namespace":"default","name":` + quoted(name) + `,"apiVersion":"v1"}`)
 	}
 	overLimit := bytes.Repeat([]byte("x"), eventing.MaxBodyBytes+1)
+	// largest is a draining pod of exactly MaxDataBytes, padded in an annotation: the largest
+	// pod the API server takes (its request limit is 3 MiB).
+	largest := func() *corev1.Pod {
+		p := hostilePod(evictedAgo(5*time.Second), withAnnotations("example.com/blob", ""))
+		p.Annotations["example.com/blob"] = strings.Repeat("b", eventing.MaxDataBytes-len(podJSON(t, p)))
+		require.Len(t, podJSON(t, p), eventing.MaxDataBytes)
+		return p
+	}()
 	bigData := podJSON(t, hostilePod(withAnnotations("pad", strings.Repeat("x", eventing.MaxDataBytes))))
 
 	type row struct {
@@ -434,6 +442,8 @@ func TestHTTPHostileEvents(t *testing.T) {
 		{name: "huge annotation (900 KiB) on a draining pod", header: binaryHeader(hostileUpdate),
 			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations("example.com/blob", strings.Repeat("b", 900<<10))),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
+		{name: "a draining pod of exactly 3 MiB (the largest the API server takes)", header: binaryHeader(hostileUpdate),
+			pod: largest, status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "20,000 annotations on an unmanaged pod", header: binaryHeader(hostileUpdate),
 			pod:    hostilePod(withAnnotations(manyAnnotations...)),
 			status: 200, decide: "none"},
@@ -472,13 +482,17 @@ func TestHTTPHostileEvents(t *testing.T) {
 		{name: "PUT", method: http.MethodPut, header: binaryHeader(hostileUpdate), body: drainingJSON, status: 405, message: "method PUT not allowed"},
 		{name: "DELETE", method: http.MethodDelete, header: binaryHeader(hostileUpdate), status: 405, message: "method DELETE not allowed"},
 		{name: "body over the limit", header: binaryHeader(hostileUpdate), body: overLimit,
-			status: 413, message: "request body is 1114113 bytes, the limit is 1114112"},
+			status: 413, message: "request body is 3211265 bytes, the limit is 3211264"},
+		{name: "body 2 MiB over the limit, sent whole (no Expect: 100-continue): the client reads the 413", header: binaryHeader(hostileUpdate),
+			body: bytes.Repeat([]byte("x"), eventing.MaxBodyBytes+2<<20), status: 413, message: "request body is 5308416 bytes, the limit is 3211264"},
+		{name: "body 2 MiB over the limit, chunked, sent whole", header: binaryHeader(hostileUpdate), body: bytes.Repeat([]byte("x"), eventing.MaxBodyBytes+2<<20), chunked: true,
+			status: 413, message: "request body is over 3211264 bytes, the limit"},
 		{name: "body over the limit, chunked", header: binaryHeader(hostileUpdate), body: overLimit, chunked: true,
-			status: 413, message: "request body is over 1114112 bytes, the limit"},
-		{name: "data over 1 MiB in a body under the limit", header: binaryHeader(hostileUpdate), body: bigData,
-			status: 413, message: "the limit is 1048576"},
+			status: 413, message: "request body is over 3211264 bytes, the limit"},
+		{name: "data over 3 MiB in a body under the limit", header: binaryHeader(hostileUpdate), body: bigData,
+			status: 413, message: "the limit is 3145728"},
 		{name: "Content-Length of 10 MiB, a few bytes sent", raw: rawRequest(10<<20, `{"kind":"Pod"`),
-			status: 413, message: "request body is 10485760 bytes, the limit is 1114112"},
+			status: 413, message: "request body is 10485760 bytes, the limit is 3211264"},
 		{name: "Content-Length shorter than the body", raw: rawRequest(40, string(drainingJSON)),
 			status: 400, message: "event data is not valid JSON: unexpected end of JSON input"},
 		{name: "Content-Length longer than the body, then the client stops", raw: rawRequest(len(drainingJSON)+100, string(drainingJSON)), halfClose: true,

@@ -30,8 +30,10 @@ import (
 	"knative.dev/eventing/pkg/apis/sources"
 )
 
-// MaxDataBytes is the largest event body accepted (1 MiB); larger ones are answered 413.
-const MaxDataBytes = 1 << 20
+// MaxDataBytes is the largest event data accepted (3 MiB); larger data is answered 413. The
+// API server takes requests of up to 3 MiB (apiserver's MaxRequestBodyBytes), so the largest
+// pod it accepts fits, whatever its annotations.
+const MaxDataBytes = 3 << 20
 
 // Mode is how ApiServerSource delivers objects.
 type Mode int
