@@ -60,6 +60,8 @@ type Function struct {
 	configWait time.Duration
 	// tel holds the metrics and traces (see package telemetry).
 	tel *telemetry.Telemetry
+	// decoder decodes the events; its clock bounds the times an event's pod may carry.
+	decoder eventing.Decoder
 
 	mu      sync.RWMutex
 	rec     *handlers.Reconciler // set by a successful Start
@@ -117,6 +119,12 @@ func WithTelemetry(t *telemetry.Telemetry) Option {
 	return func(f *Function) { f.tel = t }
 }
 
+// WithClock checks the times an event's pod carries against c (default: the real clock): a
+// time no Kubernetes object can hold is refused with a 400 (see eventing.Decoder).
+func WithClock(c clock.PassiveClock) Option {
+	return func(f *Function) { f.decoder.Clock = c }
+}
+
 // WithDryRun forces dry-run: decide and reply, never write.
 func WithDryRun() Option {
 	return func(f *Function) { f.dryRun = true }
@@ -127,7 +135,7 @@ func WithDryRun() Option {
 // it runs in dry-run, and its first log line says which) and loads the configuration.
 func New(opts ...Option) *Function {
 	f := &Function{watch: newInflight(clock.RealClock{}), eventTimeout: defaultEventTimeout, probeTimeout: defaultProbeTimeout,
-		configWait: defaultConfigWait}
+		configWait: defaultConfigWait, decoder: eventing.Decoder{Clock: clock.RealClock{}}}
 	for _, o := range opts {
 		o(f)
 	}
@@ -485,7 +493,7 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		log(slog.LevelInfo, "sweep requested by an event", slog.String("ceSource", e.Source()))
 		return nil, cehttp.NewResult(http.StatusAccepted, "sweep requested")
 	}
-	in, err := eventing.Decode(e)
+	in, err := f.decoder.Decode(e)
 	if err != nil {
 		var bad *eventing.InputError
 		if errors.As(err, &bad) {

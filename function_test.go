@@ -35,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
 	fhttp "knative.dev/func-go/http"
 
 	function "function"
@@ -214,7 +215,7 @@ func TestStartAgainRecovers(t *testing.T) {
 // ---- Handle ---------------------------------------------------------------------------------
 
 func TestHandleRejectsBadEvents(t *testing.T) {
-	big := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1","annotations":{"pad":"` +
+	big := `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"0c7f6a52-3d0e-4f7a-9a35-1d1f8b6f2a10","annotations":{"pad":"` +
 		strings.Repeat("x", eventing.MaxDataBytes) + `"}}}`
 	tests := []struct {
 		name    string
@@ -227,8 +228,10 @@ func TestHandleRejectsBadEvents(t *testing.T) {
 		{"no data", newEvent("dev.knative.apiserver.resource.add", ""), 400, "has no data"},
 		{"not a Pod", newEvent("dev.knative.apiserver.resource.add", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default","uid":"u"}}`), 400, "not a v1 Pod"},
 		{"reference to a Secret", newEvent("dev.knative.apiserver.ref.add", `{"kind":"Secret","apiVersion":"v1","namespace":"default","name":"s"}`), 400, "not a v1 Pod"},
-		{"extension mismatch", newEvent("dev.knative.apiserver.resource.add", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u"}}`, "name", "other"), 400, "does not match"},
-		{"too large", newEvent("dev.knative.apiserver.resource.add", big), 413, "the limit is 1048576"},
+		{"extension mismatch", newEvent("dev.knative.apiserver.resource.add", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"0c7f6a52-3d0e-4f7a-9a35-1d1f8b6f2a10"}}`, "name", "other"), 400, "does not match"},
+		{"uid not a UUID", newEvent("dev.knative.apiserver.resource.add", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u"}}`), 400, `metadata.uid "u" is not a UUID`},
+		{"created in 1970", newEvent("dev.knative.apiserver.resource.add", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"0c7f6a52-3d0e-4f7a-9a35-1d1f8b6f2a10","creationTimestamp":"1970-01-01T00:00:00Z"}}`), 400, "metadata.creationTimestamp 1970-01-01T00:00:00Z is out of range"},
+		{"too large", newEvent("dev.knative.apiserver.resource.add", big), 413, "the limit is 3145728"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,6 +239,36 @@ func TestHandleRejectsBadEvents(t *testing.T) {
 			f := started(t, c, nil)
 			reply, err := f.HandleEvent(context.Background(), tt.event)
 			assert.Nil(t, reply)
+			status, msg := result(t, err)
+			assert.Equal(t, tt.status, status)
+			assert.Contains(t, msg, tt.message)
+			assert.Equal(t, []string{}, testutil.Verbs(c), "a rejected event makes no API call")
+		})
+	}
+}
+
+// The times an event's pod carries are checked against the function's clock (WithClock): a pod
+// created in 2036 is refused by a function whose clock says 2026, and not by one at 2030.
+func TestHandleChecksTimesAgainstItsClock(t *testing.T) {
+	e := newEvent("dev.knative.apiserver.resource.update", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"0c7f6a52-3d0e-4f7a-9a35-1d1f8b6f2a10","creationTimestamp":"2036-06-01T00:00:00Z"}}`)
+	tests := []struct {
+		now     time.Time
+		status  int
+		message string
+	}{
+		{time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), 400, "pod default/web-1 metadata.creationTimestamp 2036-06-01T00:00:00Z is out of range"},
+		{time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.now.Format(time.DateOnly), func(t *testing.T) {
+			c := fake.NewClientset()
+			f := started(t, c, nil, function.WithClock(clocktesting.NewFakePassiveClock(tt.now)))
+			reply, err := f.HandleEvent(context.Background(), e)
+			assert.Nil(t, reply)
+			if tt.status == 200 {
+				assert.NoError(t, err)
+				return
+			}
 			status, msg := result(t, err)
 			assert.Equal(t, tt.status, status)
 			assert.Contains(t, msg, tt.message)
@@ -339,7 +372,7 @@ func TestHandleDeleteEvents(t *testing.T) {
 		name  string
 		event event.Event
 	}{
-		{"resource delete", newEvent("dev.knative.apiserver.resource.delete", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1","finalizers":["vpagracefuldrain.dev/drain"]}}`)},
+		{"resource delete", newEvent("dev.knative.apiserver.resource.delete", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"0c7f6a52-3d0e-4f7a-9a35-1d1f8b6f2a10","finalizers":["vpagracefuldrain.dev/drain"]}}`)},
 		{"reference delete", newEvent("dev.knative.apiserver.ref.delete", `{"kind":"Pod","apiVersion":"v1","namespace":"default","name":"web-1"}`)},
 	}
 	for _, tt := range tests {

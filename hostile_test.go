@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/utils/ptr"
 
@@ -41,7 +42,7 @@ const (
 func hostilePod(opts ...func(*corev1.Pod)) *corev1.Pod {
 	p := &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
-		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default", UID: "uid-web-1", ResourceVersion: "7",
+		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "default", UID: "6b1d3c2e-5f4a-4e6b-8c0d-5a7f9e1b3d2c", ResourceVersion: "7",
 			CreationTimestamp: metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second)),
 			// A Deployment's pod (the kind managed by default).
 			Labels:          map[string]string{"app": "web", "pod-template-hash": "7d9f8"},
@@ -244,6 +245,14 @@ func TestHTTPHostileEvents(t *testing.T) {
 		return []byte(`{"kind":` + quoted(kind) + `,"namespace":"default","name":` + quoted(name) + `,"apiVersion":"v1"}`)
 	}
 	overLimit := bytes.Repeat([]byte("x"), eventing.MaxBodyBytes+1)
+	// largest is a draining pod of exactly MaxDataBytes, padded in an annotation: the largest
+	// pod the API server takes (its request limit is 3 MiB).
+	largest := func() *corev1.Pod {
+		p := hostilePod(evictedAgo(5*time.Second), withAnnotations("example.com/blob", ""))
+		p.Annotations["example.com/blob"] = strings.Repeat("b", eventing.MaxDataBytes-len(podJSON(t, p)))
+		require.Len(t, podJSON(t, p), eventing.MaxDataBytes)
+		return p
+	}()
 	bigData := podJSON(t, hostilePod(withAnnotations("pad", strings.Repeat("x", eventing.MaxDataBytes))))
 
 	type row struct {
@@ -396,10 +405,45 @@ func TestHTTPHostileEvents(t *testing.T) {
 		{name: "a deletionTimestamp that is a number", header: binaryHeader(hostileUpdate), body: setField(t, drainingJSON, "metadata.deletionTimestamp", `1764133244`),
 			status: 400, message: "event data is not a Pod"},
 
+		// ---- values no Kubernetes object holds: refused before any API call ------------------
+		{name: "uid not a UUID", header: binaryHeader(hostileUpdate), body: podJSON(t, hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) { p.UID = "uid-web-1" })),
+			status: 400, message: `pod default/web-1 metadata.uid "uid-web-1" is not a UUID`},
+		{name: "uid not a UUID, structured mode", header: structuredHeader, body: envelope(t, podJSON(t, hostilePod(func(p *corev1.Pod) { p.UID = "../../x" }))),
+			status: 400, message: `metadata.uid "../../x" is not a UUID`},
+		{name: "uid not a UUID in a delete event", header: binaryHeader(hostileDelete), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.UID = "u" })),
+			status: 400, message: `metadata.uid "u" is not a UUID`},
+		{name: "uid of 100,000 characters (the message repeats 64)", header: binaryHeader(hostileUpdate), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.UID = types.UID(strings.Repeat("f", 100_000)) })),
+			status: 400, message: `metadata.uid "` + strings.Repeat("f", 64) + `"... is not a UUID`},
+		{name: "deletionTimestamp in the year 9999", header: binaryHeader(hostileUpdate),
+			body:   podJSON(t, hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) { ts := metav1.NewTime(far); p.DeletionTimestamp = &ts })),
+			status: 400, message: "pod default/web-1 metadata.deletionTimestamp 9999-12-31T23:59:59Z is out of range"},
+		{name: "created in the year 9999", header: binaryHeader(hostileUpdate),
+			body:   podJSON(t, hostilePod(withAnnotations(handlers.AnnotationManaged, "true"), withFinalizers(handlers.Finalizer), func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(far) })),
+			status: 400, message: "metadata.creationTimestamp 9999-12-31T23:59:59Z is out of range"},
+		{name: "created at the Unix epoch", header: binaryHeader(hostileUpdate), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(epoch) })),
+			status: 400, message: "metadata.creationTimestamp 1970-01-01T00:00:00Z is out of range"},
+		{name: "an eviction condition from 1999", header: binaryHeader(hostileUpdate),
+			body: podJSON(t, hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) {
+				p.Status.Conditions[len(p.Status.Conditions)-1].LastTransitionTime = metav1.NewTime(time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC))
+			})),
+			status: 400, message: "status.conditions[0].lastTransitionTime 1999-01-01T00:00:00Z is out of range"},
+		{name: "a container running since 9999", header: binaryHeader(hostileUpdate),
+			body:   podJSON(t, hostilePod(func(p *corev1.Pod) { p.Status.ContainerStatuses[0].State.Running.StartedAt = metav1.NewTime(far) })),
+			status: 400, message: "status.containerStatuses[0].state.running.startedAt 9999-12-31T23:59:59Z is out of range"},
+		{name: "a container that finished in 9999", header: binaryHeader(hostileUpdate),
+			body: podJSON(t, hostilePod(func(p *corev1.Pod) {
+				p.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{StartedAt: metav1.NewTime(now), FinishedAt: metav1.NewTime(far)}}
+			})),
+			status: 400, message: "status.containerStatuses[0].state.terminated.finishedAt 9999-12-31T23:59:59Z is out of range"},
+		{name: "name of 100,000 characters (the message repeats 64)", header: binaryHeader(hostileUpdate, "Ce-Name", ""), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.Name = strings.Repeat("a", 100_000) })),
+			status: 400, message: `pod name "` + strings.Repeat("a", 64) + `"... is invalid: must be no more than 253 characters`},
+
 		// ---- well-formed pods with odd values: not rejected, nothing to write now ------------
 		{name: "huge annotation (900 KiB) on a draining pod", header: binaryHeader(hostileUpdate),
 			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations("example.com/blob", strings.Repeat("b", 900<<10))),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
+		{name: "a draining pod of exactly 3 MiB (the largest the API server takes)", header: binaryHeader(hostileUpdate),
+			pod: largest, status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "20,000 annotations on an unmanaged pod", header: binaryHeader(hostileUpdate),
 			pod:    hostilePod(withAnnotations(manyAnnotations...)),
 			status: 200, decide: "none"},
@@ -418,12 +462,8 @@ func TestHTTPHostileEvents(t *testing.T) {
 		{name: "drain-deadline in the year 9999", header: binaryHeader(hostileUpdate),
 			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(handlers.AnnotationDrainDeadline, rfc3339(far))),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
-		{name: "deletionTimestamp in the year 9999 (the eviction is not this deletion's: released as not evicted)", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) { ts := metav1.NewTime(far); p.DeletionTimestamp = &ts }),
-			status: 200, decide: "remove-finalizer", guardedRelease: true},
-		{name: "created in the year 9999, drain-started 1970, finalizer in place, not deleting", header: binaryHeader(hostileUpdate),
-			pod: hostilePod(withAnnotations(handlers.AnnotationManaged, "true", handlers.AnnotationDrainStarted, rfc3339(epoch)), withFinalizers(handlers.Finalizer),
-				func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(far) }),
+		{name: "drain-started 1970, finalizer in place, not deleting", header: binaryHeader(hostileUpdate),
+			pod:    hostilePod(withAnnotations(handlers.AnnotationManaged, "true", handlers.AnnotationDrainStarted, rfc3339(epoch)), withFinalizers(handlers.Finalizer)),
 			status: 200, decide: "none"},
 		{name: "deleting with 100 foreign finalizers, not ours", header: binaryHeader(hostileUpdate),
 			pod:    hostilePod(withAnnotations(handlers.AnnotationManaged, "true"), withFinalizers(hundredFinalizers...), deletingForeign),
@@ -442,13 +482,17 @@ func TestHTTPHostileEvents(t *testing.T) {
 		{name: "PUT", method: http.MethodPut, header: binaryHeader(hostileUpdate), body: drainingJSON, status: 405, message: "method PUT not allowed"},
 		{name: "DELETE", method: http.MethodDelete, header: binaryHeader(hostileUpdate), status: 405, message: "method DELETE not allowed"},
 		{name: "body over the limit", header: binaryHeader(hostileUpdate), body: overLimit,
-			status: 413, message: "request body is 1114113 bytes, the limit is 1114112"},
+			status: 413, message: "request body is 3211265 bytes, the limit is 3211264"},
+		{name: "body 2 MiB over the limit, sent whole (no Expect: 100-continue): the client reads the 413", header: binaryHeader(hostileUpdate),
+			body: bytes.Repeat([]byte("x"), eventing.MaxBodyBytes+2<<20), status: 413, message: "request body is 5308416 bytes, the limit is 3211264"},
+		{name: "body 2 MiB over the limit, chunked, sent whole", header: binaryHeader(hostileUpdate), body: bytes.Repeat([]byte("x"), eventing.MaxBodyBytes+2<<20), chunked: true,
+			status: 413, message: "request body is over 3211264 bytes, the limit"},
 		{name: "body over the limit, chunked", header: binaryHeader(hostileUpdate), body: overLimit, chunked: true,
-			status: 413, message: "request body is over 1114112 bytes, the limit"},
-		{name: "data over 1 MiB in a body under the limit", header: binaryHeader(hostileUpdate), body: bigData,
-			status: 413, message: "the limit is 1048576"},
+			status: 413, message: "request body is over 3211264 bytes, the limit"},
+		{name: "data over 3 MiB in a body under the limit", header: binaryHeader(hostileUpdate), body: bigData,
+			status: 413, message: "the limit is 3145728"},
 		{name: "Content-Length of 10 MiB, a few bytes sent", raw: rawRequest(10<<20, `{"kind":"Pod"`),
-			status: 413, message: "request body is 10485760 bytes, the limit is 1114112"},
+			status: 413, message: "request body is 10485760 bytes, the limit is 3211264"},
 		{name: "Content-Length shorter than the body", raw: rawRequest(40, string(drainingJSON)),
 			status: 400, message: "event data is not valid JSON: unexpected end of JSON input"},
 		{name: "Content-Length longer than the body, then the client stops", raw: rawRequest(len(drainingJSON)+100, string(drainingJSON)), halfClose: true,

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,14 +22,18 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	jsonv1 "github.com/go-json-experiment/json/v1"
+	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/clock"
 	"knative.dev/eventing/pkg/apis/sources"
 )
 
-// MaxDataBytes is the largest event body accepted (1 MiB); larger ones are answered 413.
-const MaxDataBytes = 1 << 20
+// MaxDataBytes is the largest event data accepted (3 MiB); larger data is answered 413. The
+// API server takes requests of up to 3 MiB (apiserver's MaxRequestBodyBytes), so the largest
+// pod it accepts fits, whatever its annotations.
+const MaxDataBytes = 3 << 20
 
 // Mode is how ApiServerSource delivers objects.
 type Mode int
@@ -59,6 +65,20 @@ var eventTypes = map[string]struct {
 	sources.ApiServerSourceAddRefEventType:    {Reference, Add},
 	sources.ApiServerSourceUpdateRefEventType: {Reference, Update},
 	sources.ApiServerSourceDeleteRefEventType: {Reference, Delete},
+}
+
+// HandledType reports whether the function handles events of type t: the six ApiServerSource
+// types Decode reads and the two sweep requests (IsSweep). Anything else is answered 400.
+func HandledType(t string) bool {
+	_, ok := eventTypes[t]
+	return ok || t == TypeSweep || t == TypePing
+}
+
+// HandledTypes lists the types HandledType reports, sorted.
+func HandledTypes() []string {
+	types := append(slices.Collect(maps.Keys(eventTypes)), TypeSweep, TypePing)
+	slices.Sort(types)
+	return types
 }
 
 // Input is a decoded event: the pod (Resource mode) or its reference (Reference mode).
@@ -154,9 +174,39 @@ func decodePod(data []byte) (*corev1.Pod, error) {
 	return pod, nil
 }
 
-// Decode validates an ApiServerSource event and extracts the pod or its reference. It never
-// panics; every rejection is an *InputError (400, or 413 for a body over MaxDataBytes).
+// The times a decoded pod carries (see checkTimes) must lie in [earliestTime, now +
+// maxTimeAhead]: no API server stamped an object before 2000 (Kubernetes is from 2014), and a
+// clock wrong by hours or days still passes where one wrong by a decade is no clock. A time
+// outside is not one a Kubernetes object can hold: the event is refused (400) before it costs
+// anything.
+const (
+	// earliestTime is 2000-01-01T00:00:00Z, in Unix seconds.
+	earliestTime = 946684800
+	// maxTimeAhead is how far after now a time may lie: 10 years.
+	maxTimeAhead = 10 * 365 * 24 * time.Hour
+)
+
+// maxQuoted bounds how much of a rejected value a message repeats (it is answered and logged).
+const maxQuoted = 64
+
+// Decoder decodes events against a clock: the bound on the times a pod may carry follows its
+// now. The zero Decoder uses the real clock.
+type Decoder struct {
+	// Clock is the now times are checked against (nil: clock.RealClock).
+	Clock clock.PassiveClock
+}
+
+// Decode is Decoder{}.Decode: times are checked against the real clock.
 func Decode(e event.Event) (Input, error) {
+	return Decoder{}.Decode(e)
+}
+
+// Decode validates an ApiServerSource event and extracts the pod or its reference. It never
+// panics; every rejection is an *InputError (400, or 413 for a body over MaxDataBytes). Input
+// that cannot be a Kubernetes object is rejected before it costs an API call: a pod name that
+// is no DNS subdomain, a namespace that is no DNS label, a uid that is no UUID, a time out of
+// range (see earliestTime).
+func (d Decoder) Decode(e event.Event) (Input, error) {
 	t, ok := eventTypes[e.Type()]
 	if !ok {
 		return Input{}, reject(http.StatusBadRequest,
@@ -199,8 +249,24 @@ func Decode(e event.Event) (Input, error) {
 	if err := checkName("name", in.Name, dns1123Subdomain, validation.IsDNS1123Subdomain); err != nil {
 		return Input{}, err
 	}
-	if in.Pod != nil && in.Pod.UID == "" && t.op != Delete {
-		return Input{}, reject(http.StatusBadRequest, "pod %s/%s has no metadata.uid", in.Namespace, in.Name)
+	if in.Pod != nil {
+		// A delete event needs no uid (nothing is written for it), but one it carries is a
+		// pod's.
+		switch uid := string(in.Pod.UID); {
+		case uid == "" && t.op != Delete:
+			return Input{}, reject(http.StatusBadRequest, "pod %s/%s has no metadata.uid", in.Namespace, in.Name)
+		case uid != "" && !isUUID(uid):
+			return Input{}, reject(http.StatusBadRequest, "pod %s/%s metadata.uid %s is not a UUID", in.Namespace, in.Name, quoteShort(uid))
+		}
+		var now time.Time
+		if d.Clock != nil {
+			now = d.Clock.Now()
+		} else {
+			now = time.Now()
+		}
+		if err := checkTimes(in.Pod, now); err != nil {
+			return Input{}, err
+		}
 	}
 	// ApiServerSource repeats the object's identity in extensions and the subject; they must
 	// agree with the data.
@@ -329,7 +395,86 @@ func checkName(field, v string, ok func(string) bool, valid func(string) []strin
 		return nil
 	}
 	if msgs := valid(v); len(msgs) > 0 {
-		return reject(http.StatusBadRequest, "pod %s %q is invalid: %s", field, v, strings.Join(msgs, "; "))
+		return reject(http.StatusBadRequest, "pod %s %s is invalid: %s", field, quoteShort(v), strings.Join(msgs, "; "))
+	}
+	return nil
+}
+
+// quoteShort is v quoted, cut to its first maxQuoted bytes ("..." after the quote when cut):
+// a message never repeats all of what a sender sent.
+func quoteShort(v string) string {
+	if len(v) <= maxQuoted {
+		return strconv.Quote(v)
+	}
+	return strconv.Quote(strings.ToValidUTF8(v[:maxQuoted], "")) + "..."
+}
+
+// isUUID reports whether v is a UUID in the form the API server writes a uid:
+// 8-4-4-4-12 hexadecimal digits (uuid.Parse also reads the braced, urn: and undashed forms,
+// which no uid has).
+func isUUID(v string) bool {
+	if len(v) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(v)
+	return err == nil
+}
+
+// checkTimes rejects a pod carrying a time outside [earliestTime, now+maxTimeAhead]: its
+// creation, deletion and start, its conditions' last transitions, and its containers' (init,
+// regular, ephemeral; current and last state) starts and ends. A time not set is not checked.
+func checkTimes(pod *corev1.Pod, now time.Time) error {
+	lo, hi := time.Unix(earliestTime, 0), now.Add(maxTimeAhead)
+	bad := func(t *metav1.Time) bool {
+		return t != nil && !t.IsZero() && (t.Time.Before(lo) || t.Time.After(hi))
+	}
+	out := func(field string, t *metav1.Time) error {
+		return reject(http.StatusBadRequest, "pod %s/%s %s %s is out of range: a pod's times lie from %s to %d years after now",
+			pod.Namespace, pod.Name, field, t.UTC().Format(time.RFC3339), lo.UTC().Format(time.RFC3339), maxTimeAhead/(365*24*time.Hour))
+	}
+	if bad(&pod.CreationTimestamp) {
+		return out("metadata.creationTimestamp", &pod.CreationTimestamp)
+	}
+	if bad(pod.DeletionTimestamp) {
+		return out("metadata.deletionTimestamp", pod.DeletionTimestamp)
+	}
+	if bad(pod.Status.StartTime) {
+		return out("status.startTime", pod.Status.StartTime)
+	}
+	for i := range pod.Status.Conditions {
+		if c := &pod.Status.Conditions[i]; bad(&c.LastTransitionTime) {
+			return out(fmt.Sprintf("status.conditions[%d].lastTransitionTime", i), &c.LastTransitionTime)
+		}
+	}
+	for _, list := range [...]struct {
+		field    string
+		statuses []corev1.ContainerStatus
+	}{
+		{"status.initContainerStatuses", pod.Status.InitContainerStatuses},
+		{"status.containerStatuses", pod.Status.ContainerStatuses},
+		{"status.ephemeralContainerStatuses", pod.Status.EphemeralContainerStatuses},
+	} {
+		for i := range list.statuses {
+			cs := &list.statuses[i]
+			for _, st := range [...]struct {
+				field string
+				state *corev1.ContainerState
+			}{{"state", &cs.State}, {"lastState", &cs.LastTerminationState}} {
+				var field string
+				var t *metav1.Time
+				switch {
+				case st.state.Running != nil && bad(&st.state.Running.StartedAt):
+					field, t = "running.startedAt", &st.state.Running.StartedAt
+				case st.state.Terminated != nil && bad(&st.state.Terminated.StartedAt):
+					field, t = "terminated.startedAt", &st.state.Terminated.StartedAt
+				case st.state.Terminated != nil && bad(&st.state.Terminated.FinishedAt):
+					field, t = "terminated.finishedAt", &st.state.Terminated.FinishedAt
+				default:
+					continue
+				}
+				return out(fmt.Sprintf("%s[%d].%s.%s", list.field, i, st.field, field), t)
+			}
+		}
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	"function/config"
@@ -150,7 +151,30 @@ func TestDecodeSampleEvents(t *testing.T) {
 	}
 }
 
-const validPod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1"}}`
+// uid is a pod uid as the API server writes one.
+const uid = "4f0b6a52-3d0e-4f7a-9a35-1d1f8b6f2a10"
+
+const validPod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"` + uid + `"}}`
+
+// podWith is a valid pod in default named web-1 with the metadata and status members given as
+// raw JSON ("" for none).
+func podWith(metadata, status string) string {
+	if metadata != "" {
+		metadata = "," + metadata
+	}
+	if status != "" {
+		status = `,"status":{` + status + "}"
+	}
+	return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"` + uid + `"` + metadata + "}" + status + "}"
+}
+
+// decodeNow is the now of the decoders in these tests: the times of the captured requests are
+// from 2026-11-26.
+var decodeNow = time.Date(2026, 11, 26, 5, 0, 0, 0, time.UTC)
+
+func decoder() eventing.Decoder {
+	return eventing.Decoder{Clock: clocktesting.NewFakePassiveClock(decodeNow)}
+}
 
 type eventOpt func(*event.Event)
 
@@ -190,7 +214,7 @@ const (
 
 // podOfSize is a valid Pod JSON document of exactly n bytes (padded in an annotation).
 func podOfSize(n int) string {
-	const head = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1","annotations":{"pad":"`
+	const head = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"` + uid + `","annotations":{"pad":"`
 	const tail = `"}}}`
 	return head + strings.Repeat("x", n-len(head)-len(tail)) + tail
 }
@@ -231,11 +255,39 @@ func TestDecodeRejects(t *testing.T) {
 		{"invalid name (path)", newEvent(refAdd, jsonData(`{"kind":"Pod","namespace":"default","name":"../secrets","apiVersion":"v1"}`)), 400, `pod name "../secrets" is invalid`},
 		{"invalid namespace", newEvent(resAdd, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"my.ns","uid":"u-1"}}`)), 400, `pod namespace "my.ns" is invalid`},
 		{"missing uid in resource mode", newEvent(resUpdate, jsonData(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default"}}`)), 400, "pod default/web-1 has no metadata.uid"},
+		{"uid not a UUID", newEvent(resUpdate, jsonData(strings.Replace(validPod, uid, "u-1", 1))), 400, `pod default/web-1 metadata.uid "u-1" is not a UUID`},
+		{"uid a UUID without dashes", newEvent(resAdd, jsonData(strings.Replace(validPod, uid, strings.ReplaceAll(uid, "-", ""), 1))), 400, "is not a UUID"},
+		{"uid a braced UUID", newEvent(resAdd, jsonData(strings.Replace(validPod, uid, "{"+uid+"}", 1))), 400, "is not a UUID"},
+		{"uid a urn", newEvent(resAdd, jsonData(strings.Replace(validPod, uid, "urn:uuid:"+uid, 1))), 400, "is not a UUID"},
+		{"uid a UUID with a non-hex digit", newEvent(resAdd, jsonData(strings.Replace(validPod, uid, "g"+uid[1:], 1))), 400, "is not a UUID"},
+		{"uid not a UUID in a delete event", newEvent(resDelete, jsonData(strings.Replace(validPod, uid, "u-1", 1))), 400, `metadata.uid "u-1" is not a UUID`},
+		{"uid of 10,000 characters, message cut", newEvent(resAdd, jsonData(strings.Replace(validPod, uid, strings.Repeat("u", 10000), 1))), 400, `metadata.uid "` + strings.Repeat("u", 64) + `"... is not a UUID`},
+		{"name of 10,000 characters, message cut", newEvent(refAdd, jsonData(`{"kind":"Pod","namespace":"default","name":"`+strings.Repeat("A", 10000)+`","apiVersion":"v1"}`)), 400, `pod name "` + strings.Repeat("A", 64) + `"... is invalid`},
+		{"creationTimestamp before 2000", newEvent(resAdd, jsonData(podWith(`"creationTimestamp":"1999-12-31T23:59:59Z"`, ""))), 400,
+			"pod default/web-1 metadata.creationTimestamp 1999-12-31T23:59:59Z is out of range: a pod's times lie from 2000-01-01T00:00:00Z to 10 years after now"},
+		{"creationTimestamp at the Unix epoch", newEvent(resAdd, jsonData(podWith(`"creationTimestamp":"1970-01-01T00:00:00Z"`, ""))), 400, "metadata.creationTimestamp 1970-01-01T00:00:00Z is out of range"},
+		{"creationTimestamp in the year 9999", newEvent(resUpdate, jsonData(podWith(`"creationTimestamp":"9999-12-31T23:59:59Z"`, ""))), 400, "metadata.creationTimestamp 9999-12-31T23:59:59Z is out of range"},
+		{"creationTimestamp 10 years and a day ahead", newEvent(resAdd, jsonData(podWith(`"creationTimestamp":"2036-11-24T05:00:01Z"`, ""))), 400, "metadata.creationTimestamp 2036-11-24T05:00:01Z is out of range"},
+		{"deletionTimestamp in the year 9999", newEvent(resUpdate, jsonData(podWith(`"deletionTimestamp":"9999-12-31T23:59:59Z"`, ""))), 400, "metadata.deletionTimestamp 9999-12-31T23:59:59Z is out of range"},
+		{"deletionTimestamp in the year 9999, delete event", newEvent(resDelete, jsonData(podWith(`"deletionTimestamp":"9999-12-31T23:59:59Z"`, ""))), 400, "metadata.deletionTimestamp 9999-12-31T23:59:59Z is out of range"},
+		{"startTime in the year 1", newEvent(resUpdate, jsonData(podWith("", `"startTime":"0001-01-02T00:00:00Z"`))), 400, "status.startTime 0001-01-02T00:00:00Z is out of range"},
+		{"condition lastTransitionTime in 1990", newEvent(resUpdate, jsonData(podWith("", `"conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2026-11-26T05:00:00Z"},{"type":"DisruptionTarget","status":"True","lastTransitionTime":"1990-01-01T00:00:00Z"}]`))), 400,
+			"status.conditions[1].lastTransitionTime 1990-01-01T00:00:00Z is out of range"},
+		{"container running since 9999", newEvent(resUpdate, jsonData(podWith("", `"containerStatuses":[{"name":"app","state":{"running":{"startedAt":"9999-01-01T00:00:00Z"}}}]`))), 400,
+			"status.containerStatuses[0].state.running.startedAt 9999-01-01T00:00:00Z is out of range"},
+		{"container terminated, started in 1980", newEvent(resUpdate, jsonData(podWith("", `"containerStatuses":[{"name":"app","state":{"terminated":{"exitCode":0,"startedAt":"1980-01-01T00:00:00Z","finishedAt":"2026-11-26T05:00:00Z"}}}]`))), 400,
+			"status.containerStatuses[0].state.terminated.startedAt 1980-01-01T00:00:00Z is out of range"},
+		{"init container finished in 9999", newEvent(resUpdate, jsonData(podWith("", `"initContainerStatuses":[{"name":"init","state":{"terminated":{"exitCode":0,"startedAt":"2026-11-26T05:00:00Z","finishedAt":"9999-01-01T00:00:00Z"}}}]`))), 400,
+			"status.initContainerStatuses[0].state.terminated.finishedAt 9999-01-01T00:00:00Z is out of range"},
+		{"last state finished in 1999", newEvent(resUpdate, jsonData(podWith("", `"containerStatuses":[{"name":"a","state":{}},{"name":"app","state":{},"lastState":{"terminated":{"exitCode":1,"finishedAt":"1999-01-01T00:00:00Z"}}}]`))), 400,
+			"status.containerStatuses[1].lastState.terminated.finishedAt 1999-01-01T00:00:00Z is out of range"},
+		{"ephemeral container running since 1999", newEvent(resUpdate, jsonData(podWith("", `"ephemeralContainerStatuses":[{"name":"debug","state":{"running":{"startedAt":"1999-01-01T00:00:00Z"}}}]`))), 400,
+			"status.ephemeralContainerStatuses[0].state.running.startedAt 1999-01-01T00:00:00Z is out of range"},
 		{"datacontenttype text/plain", newEvent(resAdd, withData("text/plain", validPod)), 400, `datacontenttype "text/plain" is not JSON`},
 		{"datacontenttype application/xml", newEvent(resAdd, withData("application/xml", validPod)), 400, `datacontenttype "application/xml" is not JSON`},
 		{"unparsable datacontenttype", newEvent(resAdd, withData("application/json; charset", validPod)), 400, `datacontenttype "application/json; charset" is not JSON`},
-		{"body over 1 MiB", newEvent(resAdd, jsonData(podOfSize(eventing.MaxDataBytes+1))), 413, "event data is 1048577 bytes, the limit is 1048576"},
-		{"body over 1 MiB, not even JSON", newEvent(refAdd, jsonData(strings.Repeat("x", 2<<20))), 413, "the limit is 1048576"},
+		{"data over 3 MiB", newEvent(resAdd, jsonData(podOfSize(eventing.MaxDataBytes+1))), 413, "event data is 3145729 bytes, the limit is 3145728"},
+		{"data over 3 MiB, not even JSON", newEvent(refAdd, jsonData(strings.Repeat("x", 4<<20))), 413, "the limit is 3145728"},
 		{"extension name mismatch", newEvent(resAdd, jsonData(validPod), withExt("name", "other")), 400, `extension name="other" does not match the data ("web-1")`},
 		{"extension namespace mismatch", newEvent(resAdd, jsonData(validPod), withExt("namespace", "prod")), 400, `extension namespace="prod" does not match the data ("default")`},
 		{"extension kind mismatch", newEvent(refAdd, jsonData(`{"kind":"Pod","namespace":"default","name":"web-1","apiVersion":"v1"}`), withExt("kind", "Secret")), 400, `extension kind="Secret" does not match the data ("Pod")`},
@@ -243,7 +295,7 @@ func TestDecodeRejects(t *testing.T) {
 	require.GreaterOrEqual(t, len(tests), 15)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, err := eventing.Decode(tt.event)
+			in, err := decoder().Decode(tt.event)
 			require.Error(t, err)
 			assert.Equal(t, eventing.Input{}, in)
 			var bad *eventing.InputError
@@ -252,6 +304,18 @@ func TestDecodeRejects(t *testing.T) {
 			assert.Contains(t, bad.Message, tt.message)
 			assert.Equal(t, bad.Message, err.Error())
 		})
+	}
+}
+
+// HandledTypes are exactly the types the function handles: the six Decode reads and the two
+// sweep requests; a type Decode refuses is not among them.
+func TestHandledTypes(t *testing.T) {
+	assert.Equal(t, []string{refAdd, refDelete, refUpdate, resAdd, resDelete, resUpdate, eventing.TypePing, eventing.TypeSweep}, eventing.HandledTypes())
+	for _, typ := range append(eventing.HandledTypes(), "", "com.example.other", resAdd+" ", eventing.TypeFinalizerAdded) {
+		e := newEvent(typ, jsonData(`{"kind":"Pod","namespace":"default","name":"web-1","apiVersion":"v1"}`))
+		_, err := eventing.Decode(e)
+		decoded := err == nil || !strings.Contains(err.Error(), "unsupported event type")
+		assert.Equal(t, eventing.HandledType(e.Type()), decoded || eventing.IsSweep(e), "type %q", e.Type())
 	}
 }
 
@@ -295,11 +359,22 @@ func TestDecodeAccepts(t *testing.T) {
 		{"no datacontenttype", newEvent(resAdd, func(e *event.Event) { e.DataEncoded = []byte(validPod) }), eventing.Input{Mode: eventing.Resource, Op: eventing.Add, Namespace: "default", Name: "web-1"}},
 		{"matching extensions", newEvent(resUpdate, jsonData(validPod), withExt("name", "web-1"), withExt("namespace", "default"), withExt("kind", "Pod"), withExt("apiversion", "v1")),
 			eventing.Input{Mode: eventing.Resource, Op: eventing.Update, Namespace: "default", Name: "web-1"}},
-		{"body of exactly 1 MiB", newEvent(resAdd, jsonData(podOfSize(eventing.MaxDataBytes))), eventing.Input{Mode: eventing.Resource, Op: eventing.Add, Namespace: "default", Name: "web-1"}},
+		{"data of exactly 3 MiB (the API server's request limit)", newEvent(resAdd, jsonData(podOfSize(eventing.MaxDataBytes))), eventing.Input{Mode: eventing.Resource, Op: eventing.Add, Namespace: "default", Name: "web-1"}},
+		{"uid in capitals", newEvent(resAdd, jsonData(strings.Replace(validPod, uid, strings.ToUpper(uid), 1))), eventing.Input{Mode: eventing.Resource, Op: eventing.Add, Namespace: "default", Name: "web-1"}},
+		{"nil uid (the liveness probe's pod)", newEvent(resUpdate, jsonData(strings.Replace(validPod, uid, "00000000-0000-0000-0000-000000000000", 1))), eventing.Input{Mode: eventing.Resource, Op: eventing.Update, Namespace: "default", Name: "web-1"}},
+		{"times at the bounds", newEvent(resUpdate, jsonData(podWith(`"creationTimestamp":"2000-01-01T00:00:00Z","deletionTimestamp":"2036-11-23T05:00:00Z"`,
+			`"startTime":"2000-01-01T00:00:00Z","conditions":[{"type":"Ready","status":"True","lastTransitionTime":"2036-11-23T05:00:00Z"}],`+
+				`"containerStatuses":[{"name":"app","state":{"terminated":{"exitCode":0,"startedAt":"2000-01-01T00:00:00Z","finishedAt":"2036-11-23T05:00:00Z"}},"lastState":{"running":{"startedAt":"2000-01-01T00:00:00Z"}}}]`))),
+			eventing.Input{Mode: eventing.Resource, Op: eventing.Update, Namespace: "default", Name: "web-1"}},
+		{"times null or absent", newEvent(resUpdate, jsonData(podWith(`"creationTimestamp":null,"deletionTimestamp":null`,
+			`"startTime":null,"conditions":[{"type":"Ready","status":"True","lastTransitionTime":null}],"containerStatuses":[{"name":"app","state":{"waiting":{}},"lastState":{}}]`))),
+			eventing.Input{Mode: eventing.Resource, Op: eventing.Update, Namespace: "default", Name: "web-1"}},
+		{"a time in another zone inside the bounds", newEvent(resAdd, jsonData(podWith(`"creationTimestamp":"2000-01-01T00:30:00+00:30"`, ""))),
+			eventing.Input{Mode: eventing.Resource, Op: eventing.Add, Namespace: "default", Name: "web-1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, err := eventing.Decode(tt.event)
+			in, err := decoder().Decode(tt.event)
 			require.NoError(t, err)
 			assert.Equal(t, tt.want.Mode, in.Mode)
 			assert.Equal(t, tt.want.Op, in.Op)

@@ -18,6 +18,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	jsonv2 "github.com/go-json-experiment/json"
 	jsonv1 "github.com/go-json-experiment/json/v1"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -100,6 +101,14 @@ func checkDecoded(t *testing.T, e event.Event, in eventing.Input, err error) {
 		if in.Op != eventing.Delete {
 			require.NotEmpty(t, in.Pod.UID, "a pod to write to has a uid to guard on")
 		}
+		if in.Pod.UID != "" {
+			_, perr := uuid.Parse(string(in.Pod.UID))
+			require.NoError(t, perr, "accepted uid %q", in.Pod.UID)
+			require.Len(t, in.Pod.UID, 36, "accepted uid %q", in.Pod.UID)
+		}
+		if ts := in.Pod.CreationTimestamp; !ts.IsZero() {
+			require.False(t, ts.Year() < 2000, "accepted creationTimestamp %s", ts)
+		}
 	} else {
 		require.Nil(t, in.Pod, "Reference mode carries no pod")
 	}
@@ -113,7 +122,7 @@ func checkDecoded(t *testing.T, e event.Event, in eventing.Input, err error) {
 }
 
 func FuzzDecode(f *testing.F) {
-	const pod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1"}}`
+	const pod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"` + uid + `"}}`
 	const ref = `{"kind":"Pod","namespace":"default","name":"web-1","apiVersion":"v1"}`
 	// typ indexes fuzzTypes; name and namespace, when not empty, are the identity extensions.
 	f.Add(uint8(0), []byte(pod), "application/json", "web-1", "default")
@@ -173,7 +182,7 @@ func (u unexpectedEOF) Read(p []byte) (int, error) {
 func FuzzReadRequest(f *testing.F) {
 	const binary = "Ce-Specversion: 1.0\nCe-Id: 1\nCe-Source: https://127.0.0.1:26443\nCe-Type: dev.knative.apiserver.resource.add\n" +
 		"Ce-Name: web-1\nCe-Namespace: default\nCe-Kind: Pod\nContent-Type: application/json"
-	const pod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"u-1"}}`
+	const pod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"default","uid":"` + uid + `"}}`
 	structured := `{"specversion":"1.0","id":"1","source":"s","type":"dev.knative.apiserver.resource.add","datacontenttype":"application/json","data":` + pod + `}`
 	// method indexes fuzzMethods; headers are "Key: value" lines; contentLength < 0 is unknown
 	// (chunked), otherwise the announced length, which may lie about the body.

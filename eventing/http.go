@@ -20,9 +20,23 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 )
 
-// MaxBodyBytes is the largest request body read: the data limit plus room for a
-// structured-mode envelope. A longer body is answered 413 without being read further.
+// MaxBodyBytes is the largest request body read: the data limit plus 64 KiB for a
+// structured-mode envelope (its attributes; data_base64 holds 3/4 of its length in data, so a
+// structured event with its data in base64 has less). A longer body is answered 413 (see
+// maxDiscardBytes).
 const MaxBodyBytes = MaxDataBytes + 64<<10
+
+// maxDiscardBytes is how much of a body over MaxBodyBytes is read on, and thrown away (never
+// kept: io.Discard's small pooled buffer), before the 413 is answered. A sender that does not
+// wait for 100 Continue is still writing the body when the answer comes; were the connection
+// closed with its bytes unread, the sender's kernel could be reset before its client read the
+// 413. A body that ends within this many bytes over the limit is read to its end, so its 413
+// is delivered (and the connection kept); a longer one (an announced length over the sum, or
+// no end in sight) is answered at once and its connection closed: the cost of a request stays
+// bounded at MaxBodyBytes + maxDiscardBytes read, MaxBodyBytes+1 kept. A sender that stalls
+// holds its request as long as one that stalls within the limit could: until the server's read
+// timeout.
+const maxDiscardBytes = 4 << 20
 
 // Content types of the CloudEvents HTTP binding's structured and batched modes.
 const (
@@ -31,11 +45,12 @@ const (
 )
 
 // ReadRequest reads one CloudEvent from an HTTP request, in binary mode (Ce-* headers, the
-// data as the body) or structured mode (Content-Type: application/cloudevents+json). It reads
+// data as the body) or structured mode (Content-Type: application/cloudevents+json). It keeps
 // at most MaxBodyBytes+1 bytes of the body, all within the caller's handler call: nothing is
 // shared between requests. Every rejection is an *InputError:
 //   - 405 for a method other than POST,
-//   - 413 for a body over MaxBodyBytes,
+//   - 413 for a body over MaxBodyBytes (read on and thrown away up to maxDiscardBytes more,
+//     so that the sender reads the answer),
 //   - 415 for a batch (application/cloudevents-batch+json) or a request that is not a
 //     CloudEvent at all,
 //   - 400 for a malformed or invalid CloudEvent.
@@ -54,6 +69,9 @@ func ReadRequest(ctx context.Context, r *http.Request) (*event.Event, error) {
 			"batched CloudEvents (%s) are not supported: send one event per request, in binary or structured mode", contentTypeBatch)
 	}
 	if r.ContentLength > MaxBodyBytes {
+		if r.ContentLength <= MaxBodyBytes+maxDiscardBytes {
+			discardBody(r, r.ContentLength)
+		}
 		return nil, reject(http.StatusRequestEntityTooLarge, "request body is %d bytes, the limit is %d", r.ContentLength, MaxBodyBytes)
 	}
 	body, err := readBody(r)
@@ -61,6 +79,7 @@ func ReadRequest(ctx context.Context, r *http.Request) (*event.Event, error) {
 		return nil, reject(http.StatusBadRequest, "reading the request body: %v", err)
 	}
 	if len(body) > MaxBodyBytes {
+		discardBody(r, maxDiscardBytes)
 		return nil, reject(http.StatusRequestEntityTooLarge, "request body is over %d bytes, the limit", MaxBodyBytes)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
@@ -174,6 +193,16 @@ func readBody(r *http.Request) ([]byte, error) {
 			body = append(body, 0)[:len(body)] // grow
 		}
 	}
+}
+
+// discardBody reads at most n more bytes of a body over the limit and throws them away (see
+// maxDiscardBytes), unless the sender waits for 100 Continue: it has not sent the body, and
+// reading it would ask for it. A read error ends it: the 413 is answered all the same.
+func discardBody(r *http.Request, n int64) {
+	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, r.Body, n)
 }
 
 // oneLine joins an error's lines (the SDK lists one problem a line, in random order) into one

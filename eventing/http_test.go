@@ -6,8 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,4 +173,85 @@ func FuzzReadBinaryAsTheSDK(f *testing.F) {
 		assert.Equal(t, want.Context, got.Context)
 		assert.Equal(t, want.Data(), got.Data())
 	})
+}
+
+// readingServer serves ReadRequest as the function does: an event is answered 200 with its
+// data's length, a rejection with its status and message. It counts the requests it answered.
+func readingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var answered atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer answered.Add(1)
+		e, err := eventing.ReadRequest(r.Context(), r)
+		if err != nil {
+			eventing.WriteError(w, eventing.Status(err), err.Error())
+			return
+		}
+		_, _ = io.WriteString(w, strconv.Itoa(len(e.Data())))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &answered
+}
+
+// A body over the limit is answered 413, and Go's http.Client reads that answer, although it
+// sends the whole body without waiting for a 100 Continue (no Expect header): the server reads
+// the rest of a body of up to a few MiB over the limit before it answers (see maxDiscardBytes),
+// so the client is never reset before it reads the 413.
+func TestReadRequestOverLimitAnswered413(t *testing.T) {
+	header := func(h http.Header) {
+		for k, v := range map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "1", "Ce-Source": "s", "Ce-Type": "dev.knative.apiserver.resource.add", "Content-Type": "application/json"} {
+			h.Set(k, v)
+		}
+	}
+	tests := []struct {
+		name    string
+		size    int
+		chunked bool
+		message string
+	}{
+		{"one byte over", eventing.MaxBodyBytes + 1, false, "request body is 3211265 bytes, the limit is 3211264"},
+		{"1 MiB over", eventing.MaxBodyBytes + 1<<20, false, "the limit is 3211264"},
+		{"4 MiB over (the most read on)", eventing.MaxBodyBytes + eventing.MaxDiscardBytes, false, "the limit is 3211264"},
+		{"one byte over, chunked", eventing.MaxBodyBytes + 1, true, "request body is over 3211264 bytes, the limit"},
+		{"4 MiB over, chunked", eventing.MaxBodyBytes + eventing.MaxDiscardBytes, true, "request body is over 3211264 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, answered := readingServer(t)
+			client := &http.Client{Transport: &http.Transport{}} // a connection of its own
+			t.Cleanup(client.CloseIdleConnections)
+			var body io.Reader = bytes.NewReader(bytes.Repeat([]byte("x"), tt.size))
+			if tt.chunked {
+				body = io.MultiReader(body) // no length known: chunked
+			}
+			req, err := http.NewRequest(http.MethodPost, srv.URL, body)
+			require.NoError(t, err)
+			header(req.Header)
+			require.Empty(t, req.Header.Get("Expect"), "precondition: the client does not wait for 100 Continue")
+
+			resp, err := client.Do(req)
+			require.NoError(t, err, "the client reads the answer")
+			defer resp.Body.Close()
+			got, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+			assert.Contains(t, string(got), tt.message)
+			assert.Equal(t, int64(1), answered.Load())
+
+			// The body was read to its end: the connection carries the next request.
+			var reused bool
+			trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }}
+			req, err = http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodPost, srv.URL, strings.NewReader(`{"kind":"Pod"}`))
+			require.NoError(t, err)
+			header(req.Header)
+			resp, err = client.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			got, err = io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.Equal(t, "14", string(got))
+			assert.True(t, reused, "the connection was kept")
+		})
+	}
 }

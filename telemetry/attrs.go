@@ -9,8 +9,9 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// maxCachedSets bounds each attrCache: label values come from the events (the CloudEvents
-// type), so past this many, a set is built for each measurement instead of kept.
+// maxCachedSets bounds each attrCache, should a label's values ever be more than the closed
+// sets they come from (the event type is one of eventing.HandledTypes or TypeOther): past this
+// many, a set is built for each measurement instead of kept.
 const maxCachedSets = 1024
 
 // attrCache keeps the attribute sets of a metric with two labels, by their values: every event

@@ -16,7 +16,8 @@ const (
 	// DrainsOverdue is the number of pods the last sweep found held past their deadline (a
 	// bug or a refused patch: should stay 0).
 	DrainsOverdue = "vpagracefuldrain.drains.overdue"
-	// Events counts the events received, by CloudEvents type and HTTP status code.
+	// Events counts the events received, by CloudEvents type (one the function handles, or
+	// TypeOther) and HTTP status code.
 	Events = "vpagracefuldrain.events"
 	// EventDuration is the time to handle one event.
 	EventDuration = "vpagracefuldrain.event.duration"

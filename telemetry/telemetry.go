@@ -19,6 +19,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"function/eventing"
 )
 
 // ServiceName names the function in traces and OTLP metrics.
@@ -206,10 +208,18 @@ func (t *Telemetry) CapacityGap(ctx context.Context, ownerKind, namespace string
 	t.capacityGap.Record(ctx, seconds, metric.WithAttributes(attribute.String(AttrOwnerKind, ownerKind), attribute.String(AttrNamespace, namespace)))
 }
 
-// Event counts one event received and the time it took.
+// TypeOther is the type label of an event of a type the function does not handle: the label
+// comes from a closed set (eventing.HandledTypes and this), whatever Ce-Type a sender writes.
+const TypeOther = "other"
+
+// Event counts one event received and the time it took. ceType is counted as is when the
+// function handles it (eventing.HandledType), as TypeOther otherwise.
 func (t *Telemetry) Event(ctx context.Context, ceType string, code int, took time.Duration) {
 	if t == nil {
 		return
+	}
+	if !eventing.HandledType(ceType) {
+		ceType = TypeOther
 	}
 	t.events.Add(ctx, 1, t.eventSets.option(ceType, statusCode(code)))
 	t.eventDuration.Record(ctx, took.Seconds())

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"function/eventing"
 	"function/telemetry"
 )
 
@@ -67,6 +69,46 @@ func TestEverySeriesIsExported(t *testing.T) {
 		`vpagracefuldrain_drains_overdue 1`,
 	} {
 		assert.Contains(t, text, line)
+	}
+}
+
+// The type label of vpagracefuldrain_events_total comes from a closed set: every type the
+// function handles as itself, anything a sender makes up as "other".
+func TestEventTypeLabelIsClosed(t *testing.T) {
+	tests := []struct {
+		ceType, label string
+	}{
+		{"dev.knative.apiserver.resource.add", "dev.knative.apiserver.resource.add"},
+		{"dev.knative.apiserver.resource.update", "dev.knative.apiserver.resource.update"},
+		{"dev.knative.apiserver.resource.delete", "dev.knative.apiserver.resource.delete"},
+		{"dev.knative.apiserver.ref.add", "dev.knative.apiserver.ref.add"},
+		{"dev.knative.apiserver.ref.update", "dev.knative.apiserver.ref.update"},
+		{"dev.knative.apiserver.ref.delete", "dev.knative.apiserver.ref.delete"},
+		{eventing.TypeSweep, eventing.TypeSweep},
+		{eventing.TypePing, eventing.TypePing},
+		{"com.example.unknown", telemetry.TypeOther},
+		{"", telemetry.TypeOther},
+		{"DEV.KNATIVE.APISERVER.RESOURCE.ADD", telemetry.TypeOther},
+		{"dev.knative.apiserver.resource.add ", telemetry.TypeOther},
+		{strings.Repeat("x", 10_000), telemetry.TypeOther},
+		{eventing.TypeFinalizerAdded, telemetry.TypeOther}, // a reply type is not one received
+	}
+	handled := 0
+	for _, tt := range tests {
+		if tt.label != telemetry.TypeOther {
+			handled++
+		}
+	}
+	require.Len(t, eventing.HandledTypes(), handled, "a row for every handled type")
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%.40s", tt.ceType), func(t *testing.T) {
+			tel, _ := newTelemetry(t)
+			tel.Event(context.Background(), tt.ceType, 400, time.Millisecond)
+			tel.Event(context.Background(), tt.ceType, 400, time.Millisecond)
+			text := scrape(t, tel)
+			assert.Contains(t, text, `vpagracefuldrain_events_total{code="400",type="`+tt.label+`"} 2`)
+			assert.Equal(t, 1, strings.Count(text, "vpagracefuldrain_events_total{"), "one series")
+		})
 	}
 }
 
