@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -103,10 +104,7 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *F
 			return Replicas{}, fmt.Errorf("reading Deployment %s/%s: %w", pod.Namespace, name, err)
 		}
 		desired, selector = ptrOr(d.Spec.Replicas, 1), d.Spec.Selector
-		counts = func(p *corev1.Pod) bool { // pods of any of its ReplicaSets
-			c := metav1.GetControllerOfNoCopy(p)
-			return c != nil && c.Kind == string(config.KindReplicaSet)
-		}
+		counts = func(p *corev1.Pod) bool { return r.ownedByDeployment(p, name) }
 	case config.KindReplicaSet:
 		rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -205,6 +203,23 @@ func ptrOr(p *int32, def int32) int32 {
 
 // ownerCache remembers which workload owns a ReplicaSet (it never changes). It is bounded:
 // when full it starts over.
+// ownedByDeployment: p is the pod of a ReplicaSet of the Deployment named name, not merely a
+// pod its selector matches (another Deployment's selector may overlap: a canary). The
+// ReplicaSet's owner as read before, else the Deployment controller's naming
+// (<deployment>-<pod-template-hash>), which needs no read; a ReplicaSet it cannot place does
+// not count, so an overlap can only keep the gate closed (the deadline still ends the drain).
+func (r *Reconciler) ownedByDeployment(p *corev1.Pod, name string) bool {
+	c := metav1.GetControllerOfNoCopy(p)
+	if c == nil || c.Kind != string(config.KindReplicaSet) {
+		return false
+	}
+	if o, ok := r.owners.get(c.UID); ok {
+		return o.Kind == config.KindDeployment && o.Name == name
+	}
+	hash := p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+	return hash != "" && c.Name == name+"-"+hash
+}
+
 type ownerCache struct {
 	mu sync.Mutex
 	m  map[types.UID]Owner

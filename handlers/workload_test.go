@@ -204,8 +204,9 @@ func TestWorkloadDrainsEndByTheDeadline(t *testing.T) {
 	}
 }
 
-// The reconciler reads the owner's replicas from its pods, not its status (which lags), and
-// a Ready replacement's event releases the waiting pod at once.
+// The reconciler reads the owner's replicas from its pods, not its status (which lags), counts
+// only the pods of its own ReplicaSets (not another Deployment's that its selector matches),
+// and a Ready replacement's event releases the waiting pod at once.
 func TestReconcileWaitsForTheReplacement(t *testing.T) {
 	ctx := context.Background()
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default", UID: "uid-web"},
@@ -219,8 +220,10 @@ func TestReconcileWaitsForTheReplacement(t *testing.T) {
 	sibling := newPod(label, deployment, readyCond(now.Add(-time.Hour)), func(p *corev1.Pod) { p.Name, p.UID = "web-2", "uid-2" })
 	replacement := newPod(label, deployment, func(p *corev1.Pod) { p.Name, p.UID = "web-3", "uid-3" })
 	evictee := newPod(label, managed, ours, deployment, deleting, evicted(nowSec), started(nowSec), stoppedAt(now))
+	// A canary Deployment whose selector overlaps web's: its Ready pod is not web's replacement.
+	canary := newPod(label, ownedBy("Deployment", "web-canary"), readyCond(now.Add(-time.Minute)), func(p *corev1.Pod) { p.Name, p.UID = "web-canary-1", "uid-c1" })
 
-	f := newFixture(t, false, dep, sibling, replacement, evictee)
+	f := newFixture(t, false, dep, sibling, replacement, evictee, canary)
 	cfg := config.Default()
 	cfg.GracePeriod, cfg.SweepInterval = 0, 0
 	f.rec.SetConfig(cfg)
