@@ -31,7 +31,9 @@
 //
 // It patches -workers pods at once, each with the function's guarded patch, prints a progress
 // line on stderr about once a second, and ends with "released N pod(s)" on stdout (", M
-// failed" when some pods could not be released; the exit code is then 1).
+// failed" when some pods could not be released; the exit code is then 1). When the last of its
+// passes still released pods, something keeps putting the finalizer back: it says so, names
+// them and exits 1.
 package main
 
 import (
@@ -178,7 +180,13 @@ func release(ctx context.Context, rec *handlers.Reconciler, o options, progressO
 		})
 		total.Released = append(total.Released, res.Released...)
 		total.Failed, total.Listed = res.Failed, res.Listed
-		if o.dryRun || (len(res.Released) == 0 && res.Failed == 0) || pass == maxPasses || ctx.Err() != nil {
+		if o.dryRun || (len(res.Released) == 0 && res.Failed == 0) || ctx.Err() != nil {
+			return total, err
+		}
+		if pass == maxPasses {
+			if len(res.Released) > 0 {
+				err = errors.Join(err, stillReAdded(pass, res.Released))
+			}
 			return total, err
 		}
 		fmt.Fprintf(progressOut, "pass %d done; passing again in %s until nothing is left\n", pass, o.settle)
@@ -188,6 +196,20 @@ func release(ctx context.Context, rec *handlers.Reconciler, o options, progressO
 		case <-time.After(o.settle):
 		}
 	}
+}
+
+// stillReAdded is the error of a last pass that still had pods to release: something keeps
+// putting the finalizer back.
+func stillReAdded(passes int, pods []string) error {
+	shown := pods[:min(len(pods), 5)]
+	more := ""
+	if len(pods) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(pods)-len(shown))
+	}
+	return fmt.Errorf("pass %d of %d still released %d pod(s) (%s%s): something keeps adding %s back: "+
+		"a replica of the function that is not in uninstall mode (it does not follow the ConfigMap given with -config-map, or runs with another one), "+
+		"or a controller or admission webhook of your own; stop it (kubectl get pods -A -o yaml shows the finalizer's field manager in metadata.managedFields) and run again",
+		passes, passes, len(pods), strings.Join(shown, ", "), more, handlers.Finalizer)
 }
 
 // markUninstalling annotates the function's ConfigMap (namespace/name). A ConfigMap that does

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -83,6 +84,29 @@ func TestUninstallMarksTheConfigMapAndPassesUntilNothingIsLeft(t *testing.T) {
 		require.NoError(t, err)
 		assert.Empty(t, p.Finalizers)
 	}
+}
+
+// Something that keeps adding the finalizer back (a replica not in uninstall mode) makes every
+// pass release pods again: after the last one, an error names the pods and the likely causes.
+func TestUninstallFailsWhenSomethingKeepsAddingTheFinalizer(t *testing.T) {
+	c := fake.NewClientset(heldPod("a"))
+	pods := corev1.SchemeGroupVersion.WithResource("pods")
+	c.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		// Before each pass: the finalizer is back, as a running replica would add it.
+		p, err := c.Tracker().Get(pods, "apps", "a")
+		require.NoError(t, err)
+		pod := p.(*corev1.Pod).DeepCopy()
+		pod.Finalizers = []string{handlers.Finalizer}
+		require.NoError(t, c.Tracker().Update(pods, pod, "apps"))
+		return false, nil, nil
+	})
+	var out strings.Builder
+	o := options{workers: 1, settle: time.Millisecond}
+	res, err := uninstall(context.Background(), c, o, slog.New(slog.DiscardHandler), &out)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), fmt.Sprintf("pass %d of %d still released 1 pod(s) (apps/a): something keeps adding %s back", maxPasses, maxPasses, handlers.Finalizer))
+	assert.Contains(t, err.Error(), "not in uninstall mode")
+	assert.Len(t, res.Released, maxPasses, "released once per pass")
 }
 
 func TestMarkUninstalling(t *testing.T) {
