@@ -43,7 +43,10 @@ type Function struct {
 	client kubernetes.Interface // nil: no cluster, dry-run
 	// dynamic reads VerticalPodAutoscalers for advice (nil: not read).
 	dynamic dynamic.Interface
-	dryRun  bool
+	// serverClock is the API server's clock, learned from the discovered client's answers
+	// (nil with a client given: the local clock).
+	serverClock *handlers.ServerClock
+	dryRun      bool
 	// noSweeps: see WithoutSweeps.
 	noSweeps bool
 	// level is the level of the logger New made (nil with WithLogger); setUp: see setup.
@@ -177,7 +180,8 @@ func (f *Function) setup(ctx context.Context, env map[string]string) error {
 	}
 	where := "client given"
 	if f.client == nil {
-		if f.client, f.dynamic, where, err = discoverCluster(f.telemetry(), proc); err != nil {
+		f.serverClock = &handlers.ServerClock{Local: clock.RealClock{}, Log: f.log}
+		if f.client, f.dynamic, where, err = discoverCluster(f.telemetry(), f.serverClock, proc); err != nil {
 			return err
 		}
 	}
@@ -205,7 +209,7 @@ func (f *Function) telemetry() *telemetry.Telemetry {
 // discoverCluster returns a client and a dynamic client for the in-cluster config, else for
 // the kubeconfig files (KUBECONFIG, ~/.kube/config), with the process's client-side rate
 // limit; (nil, nil, "", nil) when there is none.
-func discoverCluster(tel *telemetry.Telemetry, proc config.Process) (kubernetes.Interface, dynamic.Interface, string, error) {
+func discoverCluster(tel *telemetry.Telemetry, server *handlers.ServerClock, proc config.Process) (kubernetes.Interface, dynamic.Interface, string, error) {
 	cfg, err := rest.InClusterConfig()
 	where := "in-cluster"
 	if errors.Is(err, rest.ErrNotInCluster) {
@@ -228,6 +232,7 @@ func discoverCluster(tel *telemetry.Telemetry, proc config.Process) (kubernetes.
 	}
 	cfg.UserAgent = handlers.Component
 	cfg.QPS, cfg.Burst = proc.APIQPS, proc.APIBurst // see config.KeyAPIQPS
+	cfg.Wrap(server.WrapTransport)                  // the API server's clock, from its answers' Date
 	cfg.Wrap(tel.WrapTransport)                     // API requests counted, each a span of its event's trace
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
@@ -279,6 +284,9 @@ func (f *Function) Start(ctx context.Context, env map[string]string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	rec, stopped := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log), make(chan struct{})
 	rec.Dynamic = f.dynamic
+	if f.serverClock != nil {
+		rec.UseServerClock(f.serverClock)
+	}
 	var events *handlers.AsyncEvents
 	if rec.Events != nil {
 		// Events are written behind the decisions, never in an event's request.

@@ -61,6 +61,9 @@ type Reconciler struct {
 	Lease *SweepLease
 	// Metrics, when set, receives every decision, drain, capacity gap and sweep.
 	Metrics Metrics
+	// Server, when set, is the API server's clock that decisions are made on (see
+	// UseServerClock); nil: Clock.
+	Server *ServerClock
 
 	owners   ownerCache                    // ReplicaSet -> its Deployment
 	siblings siblings                      // drains waiting for a replacement, by controller
@@ -373,7 +376,7 @@ func (r *Reconciler) sweepEvery(ctx context.Context) {
 	asked := false
 	for {
 		interval := r.CurrentConfig().SweepInterval
-		next := r.Clock.Now().Add(interval)
+		next := r.now().Add(interval)
 		claimed := true
 		if r.Lease != nil {
 			var err error
@@ -384,11 +387,11 @@ func (r *Reconciler) sweepEvery(ctx context.Context) {
 					gap = 0
 				}
 			}
-			claimed, next, err = r.Lease.claim(ctx, r.Clock.Now(), interval, gap)
+			claimed, next, err = r.Lease.claim(ctx, r.now(), interval, gap)
 			if err != nil {
 				// The Lease is only a way to share the work: sweep anyway.
 				r.Log.WarnContext(ctx, "sweep Lease unavailable, sweeping anyway", slog.String("error", err.Error()))
-				claimed, next = true, r.Clock.Now().Add(interval)
+				claimed, next = true, r.now().Add(interval)
 			}
 		}
 		if claimed {
@@ -399,7 +402,7 @@ func (r *Reconciler) sweepEvery(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		timer := r.Clock.NewTimer(max(next.Sub(r.Clock.Now()), time.Second))
+		timer := r.Clock.NewTimer(max(next.Sub(r.now()), time.Second))
 		select {
 		case <-ctx.Done():
 			timer.Stop()

@@ -51,6 +51,9 @@ func (r *Reconciler) decideWithFacts(ctx context.Context, pod *corev1.Pod, decid
 
 // now is the Reconciler's clock, or the real time when it has none.
 func (r *Reconciler) now() time.Time {
+	if r.Server != nil {
+		return r.Server.Now()
+	}
 	if r.Clock == nil {
 		return time.Now()
 	}

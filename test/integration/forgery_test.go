@@ -17,6 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	fhttp "knative.dev/func-go/http"
 
@@ -155,4 +158,35 @@ func postPodEvent(t *testing.T, url string, pod *corev1.Pod) (int, string) {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, string(b)
+}
+
+// A replica whose clock is 10 minutes ahead times a drain on the API server's clock (learned
+// from the real API server's Date headers): the grace period still runs, where its own clock
+// would have released the pod at once as timed out.
+func TestIntegrationDrainTimedOnTheAPIServersClock(t *testing.T) {
+	f := newFixture(t, testConfig())
+	held := f.managedAndEvicted("skewed")
+
+	local := clocktesting.NewFakeClock(time.Now().Add(10 * time.Minute))
+	server := &handlers.ServerClock{Local: local}
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.Wrap(server.WrapTransport)
+	client, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	rec := &handlers.Reconciler{Client: client, Config: f.cfg, Clock: local, Log: slog.New(slog.DiscardHandler),
+		Rechecks: handlers.NewRechecks(local)}
+	rec.UseServerClock(server)
+	t.Cleanup(rec.Stop)
+
+	live, err := client.CoreV1().Pods(f.ns).Get(f.ctx, held.Name, metav1.GetOptions{}) // one answer teaches the offset
+	require.NoError(t, err)
+	assert.InDelta(t, -10*time.Minute.Seconds(), server.Offset().Seconds(), 1.5, "offset learned from one answer")
+
+	out, err := rec.ReconcileLive(f.ctx, live)
+	require.NoError(t, err)
+	assert.Equal(t, handlers.Wait, out.Decision.Action, "the grace period runs on the API server's clock: %s", out.Decision.Reason)
+	assert.Equal(t, "grace period", out.Decision.Reason)
+	assert.Equal(t, []string{handlers.Finalizer}, f.get(held.Name).Finalizers)
+
+	assert.Equal(t, handlers.ReasonTimeout, handlers.Decide(live, f.cfg, local.Now()).Reason, "on its own clock the drain would be over")
 }
