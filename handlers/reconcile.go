@@ -458,7 +458,9 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live b
 	for _, w := range d.Warnings {
 		dlog.write(ctx, slog.LevelWarn, "ignoring invalid annotation", slog.String("warning", w))
 	}
-	r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
+	if !d.Action.Writes() || r.DryRun && d.Reason != ReasonDryRun {
+		r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
+	}
 	if d.Action == Wait {
 		if !live {
 			// An event's copy may bring a pending re-check forward (its read is live), never
@@ -498,8 +500,12 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live b
 		r.Forget(pod.UID)
 		return out, nil
 	case err != nil:
+		if !isGuardFailure(err) { // (a decision whose guard failed is made again on a fresh read: counted then)
+			r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
+		}
 		return out, fmt.Errorf("patching pod %s/%s (%s): %w", pod.Namespace, pod.Name, d.Action, err)
 	}
+	r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
 	out.Applied = true
 	if patched != nil {
 		r.writes.wrote(pod.UID, patched.ResourceVersion)
