@@ -83,7 +83,7 @@ func samplePod(t *testing.T, name string) *corev1.Pod {
 // ---- helpers ------------------------------------------------------------------------------
 
 // started returns a Function on client whose Start loaded env (with an empty CONFIG_DIR).
-func started(t *testing.T, client *fake.Clientset, env map[string]string, opts ...function.Option) *function.Function {
+func started(t testing.TB, client *fake.Clientset, env map[string]string, opts ...function.Option) *function.Function {
 	t.Helper()
 	f := function.New(append([]function.Option{function.WithClient(client), function.WithLogger(discard), function.WithoutSweeps()}, opts...)...)
 	// WithoutSweeps: these tests count every API call an event makes (TestStartSweeps covers sweeps).

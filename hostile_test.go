@@ -3,6 +3,7 @@ package function_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -10,10 +11,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	goruntime "runtime"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/protocol"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -87,7 +93,7 @@ func evictedAgo(ago time.Duration) func(*corev1.Pod) {
 }
 
 // podJSON is the pod's JSON document.
-func podJSON(t *testing.T, p *corev1.Pod) []byte {
+func podJSON(t testing.TB, p *corev1.Pod) []byte {
 	t.Helper()
 	b, err := json.Marshal(p)
 	require.NoError(t, err)
@@ -574,4 +580,59 @@ func TestHTTPHostileEvents(t *testing.T) {
 			}
 		})
 	}
+}
+
+// forgedHeapBound is the live heap that thousands of forged events may leave behind: what the
+// process holds for them once they are answered (the event path keeps nothing of an event's
+// copy; the bounded caches hold only what was read live).
+const forgedHeapBound = 8 << 20
+
+// Thousands of forged draining pods, each with 64 KiB of annotations, its own uid and
+// far-future times, naming pods that do not exist: once answered, the live heap is back within
+// forgedHeapBound of where it started (runtime/metrics after a GC), and no event wrote.
+func BenchmarkForgedEventsHeap(b *testing.B) {
+	c := fake.NewClientset()
+	f := started(b, c, nil)
+	big := strings.Repeat("x", 64<<10)
+	future := time.Now().Add(24 * 365 * time.Hour).UTC().Format(time.RFC3339)
+	forged := func(i int) event.Event {
+		name := fmt.Sprintf("forged-%d", i)
+		p := hostilePod(evictedAgo(time.Second), withAnnotations("example.com/pad", big,
+			handlers.AnnotationDrainStarted, future, handlers.AnnotationDrainDeadline, future, handlers.AnnotationDrainTimeout, "86400"))
+		p.Name, p.UID = name, types.UID(fmt.Sprintf("00000000-0000-4000-8000-%012d", i))
+		e := event.New()
+		e.SetID(name)
+		e.SetSource("https://127.0.0.1:6443")
+		e.SetType(hostileUpdate)
+		e.SetSubject("/apis/v1/namespaces/default/pods/" + name)
+		for k, v := range map[string]string{"kind": "Pod", "apiversion": "v1", "name": name, "namespace": "default"} {
+			e.SetExtension(k, v)
+		}
+		require.NoError(b, e.SetData(event.ApplicationJSON, podJSON(b, p)))
+		return e
+	}
+	heap := func() uint64 {
+		goruntime.GC()
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := heap()
+	n := 0
+	for b.Loop() {
+		for range 1000 {
+			if _, err := f.HandleEvent(context.Background(), forged(n)); err != nil {
+				var res *cehttp.Result
+				require.True(b, protocol.ResultAs(err, &res) && res.StatusCode < 300, "answered: %v", err)
+			}
+			n++
+		}
+	}
+	grown := int64(heap()) - int64(before)
+	b.ReportMetric(float64(grown)/(1<<20), "heap-growth-MiB")
+	b.ReportMetric(float64(n), "events")
+	for _, a := range c.Actions() {
+		require.Equal(b, "get", a.GetVerb(), "forged events only read")
+	}
+	require.Less(b, grown, int64(forgedHeapBound), "the live heap grew by %d bytes after %d forged events", grown, n)
 }
