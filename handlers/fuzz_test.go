@@ -1,10 +1,10 @@
 package handlers_test
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -42,19 +42,10 @@ var foreignFinalizers = []string{
 
 var fuzzPhases = []corev1.PodPhase{"", corev1.PodPending, corev1.PodRunning, corev1.PodSucceeded, corev1.PodFailed, corev1.PodUnknown, "Bogus"}
 
-// maxOverrideSeconds is the largest valid per-pod override (README: 1..86400).
-const maxOverrideSeconds = 86400
-
-// timeoutBound is the longest drain timeout the pod can have: the configured one, or its
-// override when that is a valid number of seconds and longer.
-func timeoutBound(pod *corev1.Pod, cfg config.Config) time.Duration {
-	bound := cfg.DrainTimeout
-	if v, ok := pod.Annotations[handlers.AnnotationDrainTimeout]; ok {
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 1 && n <= maxOverrideSeconds {
-			bound = max(bound, time.Duration(n)*time.Second)
-		}
-	}
-	return bound
+// timeoutBound is the longest drain timeout the pod can have: the configured one (a per-pod
+// override may only shorten it).
+func timeoutBound(_ *corev1.Pod, cfg config.Config) time.Duration {
+	return cfg.DrainTimeout
 }
 
 // fuzzPod builds a pod from FuzzDecide's inputs; its times are offsets in milliseconds from
@@ -238,6 +229,11 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 	require.Equal(t, "test", ops[0].Op, "the first op guards the uid")
 	require.Equal(t, "/metadata/uid", ops[0].Path, "the first op guards the uid")
 	require.Equal(t, string(pod.UID), ops[0].Value)
+	if pod.ResourceVersion != "" {
+		require.Equal(t, "test", ops[1].Op, "the second op guards the resourceVersion read")
+		require.Equal(t, "/metadata/resourceVersion", ops[1].Path)
+		require.Equal(t, pod.ResourceVersion, ops[1].Value)
+	}
 
 	// The guarded patch applies to the very pod it was decided on, as the API server
 	// applies it (the same JSON patch library).
@@ -262,4 +258,42 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 	// Applied, the same finalizer change is not asked again: no write loop.
 	again := handlers.DecideWith(after, cfg, at, facts)
 	require.NotEqual(t, d.Action, again.Action, "%s asked again right after it was applied (reason %q)", d.Action, again.Reason)
+}
+
+// FuzzReconcileEventCopy: whatever an event's copy of a pod says, a decision that is applied
+// is the decision on the live pod (read, and guarded on its resourceVersion); an event whose
+// copy differs from the live pod never writes what the live pod does not call for.
+func FuzzReconcileEventCopy(f *testing.F) {
+	const sec = int64(time.Second / time.Millisecond)
+	drain := uint16(fzManaged | fzOurs | fzDeleting | fzDeletionGrace | fzStarted | fzStartedAt)
+	f.Add(drain, uint16(fzManaged), uint8(1), uint8(1+4), -10*sec, 20*sec)
+	f.Add(drain, drain, uint8(1), uint8(1+4), -40*sec, -10*sec)
+	f.Add(uint16(fzManaged), uint16(fzManaged|fzOurs), uint8(1), uint8(1), int64(0), int64(0))
+	f.Add(uint16(fzManaged|fzOurs), uint16(0), uint8(1), uint8(1), int64(0), int64(0))
+	f.Add(uint16(0), uint16(fzManaged), uint8(1), uint8(1), int64(0), int64(0))
+	f.Fuzz(func(t *testing.T, liveFlags, eventFlags uint16, liveContainers, eventContainers uint8, startedOff, deletionOff int64) {
+		build := func(flags uint16, containers uint8, rv string) *corev1.Pod {
+			p := fuzzPod(flags, "true", "", "", "", "", startedOff, 0, deletionOff, 30, 0, 0, containers, 2)
+			p.ResourceVersion = rv
+			return p
+		}
+		live, forged := build(liveFlags, liveContainers, "100"), build(eventFlags, eventContainers, "99")
+		fx := newFixture(t, false, live.DeepCopy())
+		out, err := fx.rec.Reconcile(context.Background(), forged)
+		if err != nil {
+			require.ErrorIs(t, err, handlers.ErrConcurrentWriter, "only the guard may refuse")
+			return
+		}
+		if !out.Applied {
+			got, err := fx.client.CoreV1().Pods(live.Namespace).Get(context.Background(), live.Name, metav1.GetOptions{})
+			require.NoError(t, err)
+			require.Equal(t, live.Finalizers, got.Finalizers, "not applied: finalizers unchanged")
+			require.Equal(t, live.Annotations, got.Annotations, "not applied: annotations unchanged")
+			return
+		}
+		want := handlers.Decide(live, fx.rec.CurrentConfig(), now)
+		require.Equal(t, want.Action, out.Decision.Action, "applied %s, the live pod calls for %s (%s)", out.Decision.Action, want.Action, want.Reason)
+		require.Equal(t, live.ResourceVersion, out.Pod.ResourceVersion, "decided on the live pod")
+		require.Equal(t, "get", fx.client.Actions()[0].GetVerb(), "read before the write")
+	})
 }
