@@ -307,17 +307,6 @@ func drainStart(pod *corev1.Pod, stamp time.Time, stamped bool, warnings *[]stri
 	return stamp.UTC(), StartStamp, evicted
 }
 
-// deletionSpread is how much earlier than the deletion request (as the pod now shows it) this
-// deletion may have begun: the kubelet's final grace-0 DELETE moves the request up to the
-// termination grace later; plus the clock skew.
-func deletionSpread(pod *corev1.Pod) time.Duration {
-	spread := clockSkew
-	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && *g > 0 {
-		spread += time.Duration(min(*g, maxGraceSeconds)) * time.Second
-	}
-	return spread
-}
-
 // ReasonEvictionByEvictionAPI is the DisruptionTarget reason the Eviction API writes.
 const ReasonEvictionByEvictionAPI = "EvictionByEvictionAPI"
 
@@ -344,7 +333,11 @@ func evictedAt(pod *corev1.Pod, requested time.Time) (time.Time, string, bool) {
 			continue
 		}
 		t := c.LastTransitionTime.Time
-		if t.After(requested.Add(clockSkew)) || t.Before(requested.Add(-deletionSpread(pod))) {
+		spread := clockSkew
+		if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && *g > 0 {
+			spread += time.Duration(min(*g, maxGraceSeconds)) * time.Second
+		}
+		if t.After(requested.Add(clockSkew)) || t.Before(requested.Add(-spread)) {
 			return time.Time{}, "", false
 		}
 		return t, c.Reason, true

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"k8s.io/utils/clock"
+	"knative.dev/pkg/network"
 )
 
 // ServerClock is the API server's clock as this replica sees it: its own clock plus an offset
@@ -79,7 +80,7 @@ func (c *ServerClock) Now() time.Time {
 
 // WrapTransport observes the Date header of every API answer (for rest.Config.Wrap).
 func (c *ServerClock) WrapTransport(rt http.RoundTripper) http.RoundTripper {
-	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+	return network.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
 		sent := c.Local.Now()
 		resp, err := rt.RoundTrip(req)
 		if err == nil {
@@ -90,10 +91,6 @@ func (c *ServerClock) WrapTransport(rt http.RoundTripper) http.RoundTripper {
 		return resp, err
 	})
 }
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // UseServerClock makes the Reconciler decide, and its re-checks fall due, on c's time.
 func (r *Reconciler) UseServerClock(c *ServerClock) {

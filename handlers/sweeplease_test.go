@@ -123,7 +123,18 @@ func TestAskedSweepsAreBounded(t *testing.T) {
 	b := runSweeps(t, f, "b") // stands down: a swept just now
 	expectSweeps(t, lists, 0, "replica b stands down at start")
 	f.clock.Step(handlers.MinSweepGap / 2)
+	leaseReads := func() int {
+		n := 0
+		for _, a := range f.client.Actions() {
+			if a.GetVerb() == "get" && a.GetResource().Resource == "leases" {
+				n++
+			}
+		}
+		return n
+	}
+	read := leaseReads()
 	require.True(t, b.AskSweep(), "b was never asked")
+	require.Eventually(t, func() bool { return leaseReads() > read }, waitFor, tick, "b reads the Lease for its asked sweep")
 	expectSweeps(t, lists, 0, "b's asked sweep respects the Lease a renewed within the gap")
 
 	require.True(t, a.RequestSweep())

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"knative.dev/pkg/network"
 
 	"function/eventing"
 )
@@ -20,7 +21,7 @@ func (t *Telemetry) WrapTransport(rt http.RoundTripper) http.RoundTripper {
 	if t == nil {
 		return rt
 	}
-	return roundTripper(func(req *http.Request) (*http.Response, error) {
+	return network.RoundTripperFunc(func(req *http.Request) (*http.Response, error) {
 		verb, resource := APIVerb(req.Method, req.URL.Path, req.URL.Query().Get("watch") == "true")
 		ctx, span := t.tracer.Start(req.Context(), "k8s "+verb+" "+resource, trace.WithSpanKind(trace.SpanKindClient),
 			trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("url.path", req.URL.Path)))
@@ -38,10 +39,6 @@ func (t *Telemetry) WrapTransport(rt http.RoundTripper) http.RoundTripper {
 		return resp, err
 	})
 }
-
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // APIVerb is the Kubernetes verb of an API request (get, list, watch, create, update, patch,
 // delete, deletecollection) and the resource it is about (with its subresource).
