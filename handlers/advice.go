@@ -235,7 +235,8 @@ func indent(s, prefix string) string {
 }
 
 // pdbYAML is a complete PodDisruptionBudget for the owner: maxUnavailable 1, the owner's
-// selector (its template's labels when it has none).
+// selector (its template's labels when it has none), and unready replicas always evictable
+// (as pacing creates it).
 func pdbYAML(in AdviceInput) string {
 	sel := in.Selector
 	if sel == nil {
@@ -245,7 +246,7 @@ func pdbYAML(in AdviceInput) string {
 		"apiVersion": "policy/v1",
 		"kind":       "PodDisruptionBudget",
 		"metadata":   map[string]any{"name": in.Owner.Name, "namespace": in.Namespace},
-		"spec":       map[string]any{"maxUnavailable": 1, "selector": sel},
+		"spec":       map[string]any{"maxUnavailable": 1, "selector": sel, "unhealthyPodEvictionPolicy": string(policyv1.AlwaysAllow)},
 	}
 	b, err := yaml.Marshal(doc)
 	if err != nil { // a LabelSelector always marshals
@@ -343,19 +344,30 @@ func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d Decision
 		return nil
 	}
 
-	var pdb *bool // a PodDisruptionBudget selects the pod; nil: unknown
-	pdbRead := false
+	var (
+		pdb     *bool // a PodDisruptionBudget selects the pod; nil: unknown
+		pdbRead bool
+		ours    []policyv1.PodDisruptionBudget // pacing's budgets that select the pod
+		others  []string                       // the names of the others
+	)
 	readPDBs := func() {
 		pdbRead = true
-		selects, err := r.pdbSelects(ctx, pod)
+		var err error
+		ours, others, err = r.pdbsSelecting(ctx, pod.Namespace, pod.Labels)
 		if err != nil {
 			log.WarnContext(ctx, "advice: cannot list PodDisruptionBudgets; skipped", slog.String("error", err.Error()))
 			return
 		}
-		pdb = &selects
+		pdb = ptr.To(len(ours)+len(others) > 0)
 	}
 	if pace {
 		readPDBs() // every time: pacing is not daily
+		if len(others) > 0 {
+			// Two budgets on one pod make every eviction of it fail: pacing's gives way.
+			for i := range ours {
+				_, _ = r.deletePDB(ctx, &ours[i], overlapWhy(others, d.Kind, d.Owner)) // logged; the next sweep retries
+			}
+		}
 		if recent && (pdb == nil || *pdb) {
 			return nil // nothing to create, and advised recently
 		}
@@ -480,17 +492,26 @@ func (r *Reconciler) readWorkload(ctx context.Context, ns string, kind config.Ki
 	return w, nil
 }
 
-// pdbSelects reports whether a PodDisruptionBudget in the pod's namespace selects its labels.
-func (r *Reconciler) pdbSelects(ctx context.Context, pod *corev1.Pod) (bool, error) {
-	list, err := r.Client.PolicyV1().PodDisruptionBudgets(pod.Namespace).List(ctx, metav1.ListOptions{})
+// pdbsSelecting lists the PodDisruptionBudgets in namespace that select pods with the given
+// labels: those pacing created (labelled as its own) and the names of the others.
+func (r *Reconciler) pdbsSelecting(ctx context.Context, namespace string, podLabels map[string]string) (ours []policyv1.PodDisruptionBudget, others []string, err error) {
+	list, err := r.Client.PolicyV1().PodDisruptionBudgets(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return false, fmt.Errorf("listing PodDisruptionBudgets in %s: %w", pod.Namespace, err)
+		return nil, nil, fmt.Errorf("listing PodDisruptionBudgets in %s: %w", namespace, err)
 	}
-	return slices.ContainsFunc(list.Items, func(p policyv1.PodDisruptionBudget) bool {
+	for _, p := range list.Items {
 		// policy/v1: a nil selector selects nothing, an empty one every pod.
 		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
-		return err == nil && sel.Matches(labels.Set(pod.Labels))
-	}), nil
+		if err != nil || !sel.Matches(labels.Set(podLabels)) {
+			continue
+		}
+		if p.Labels[LabelManagedBy] == Component {
+			ours = append(ours, p)
+		} else {
+			others = append(others, p.Name)
+		}
+	}
+	return ours, others, nil
 }
 
 // vpaRef is the VerticalPodAutoscaler that targets a workload.

@@ -67,6 +67,7 @@ spec:
   selector:
     matchLabels:
       app: web
+  unhealthyPodEvictionPolicy: AlwaysAllow
 `
 
 func ids(findings []handlers.Finding) []string {

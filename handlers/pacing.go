@@ -20,7 +20,10 @@ import (
 // Eviction pacing (ensurePodDisruptionBudget): the VPA updater evicts through the Eviction
 // API, so only a PodDisruptionBudget keeps it from evicting the next pod of a workload before
 // the replacement is Ready. Pacing creates one (maxUnavailable 1) for a managed Deployment or
-// StatefulSet of 2 or more replicas that none selects, and deletes only the ones it created.
+// StatefulSet of 2 or more replicas that none selects, and deletes only the ones it created:
+// when the workload no longer needs it, and when another budget selects the same pods (the
+// Eviction API refuses, with a 500, every eviction of a pod that two budgets select, which
+// stalls the VPA updater and node drains alike).
 const (
 	// LabelManagedBy marks the PodDisruptionBudgets pacing created (value Component); nothing
 	// without it is ever deleted.
@@ -55,6 +58,10 @@ func (r *Reconciler) ensurePDB(ctx context.Context, w workload, log *slog.Logger
 		Spec: policyv1.PodDisruptionBudgetSpec{
 			MaxUnavailable: ptr.To(intstr.FromInt32(1)),
 			Selector:       w.Selector.DeepCopy(),
+			// A replica that is not Ready can always be evicted: it serves nothing, and with
+			// the default (IfHealthyBudget) one crash-looping replica would block every node
+			// drain and every VPA eviction of the workload.
+			UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow),
 		},
 	}
 	_, err := r.Client.PolicyV1().PodDisruptionBudgets(w.Namespace).Create(ctx, pdb, metav1.CreateOptions{FieldManager: Component})
@@ -124,22 +131,11 @@ func (r *Reconciler) prunePDBs(ctx context.Context, cfg config.Config, all bool)
 					continue
 				}
 			}
-			if r.DryRun {
-				r.Log.InfoContext(ctx, "dry-run: would delete PodDisruptionBudget", slog.String("pdb", pdb.Namespace+"/"+pdb.Name), slog.String("why", why))
+			ok, err := r.deletePDB(ctx, pdb, why)
+			if err != nil {
+				errs = append(errs, err)
+			} else if ok {
 				deleted++
-				continue
-			}
-			err = r.Client.PolicyV1().PodDisruptionBudgets(pdb.Namespace).Delete(ctx, pdb.Name,
-				metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pdb.UID}})
-			switch {
-			case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
-				// gone already, or replaced by another object of that name
-			case err != nil:
-				errs = append(errs, fmt.Errorf("deleting PodDisruptionBudget %s/%s: %w", pdb.Namespace, pdb.Name, err))
-				r.Log.WarnContext(ctx, "pacing: cannot delete PodDisruptionBudget", slog.String("pdb", pdb.Namespace+"/"+pdb.Name), slog.String("error", err.Error()))
-			default:
-				deleted++
-				r.Log.InfoContext(ctx, "pacing: deleted PodDisruptionBudget", slog.String("pdb", pdb.Namespace+"/"+pdb.Name), slog.String("why", why))
 			}
 			if ctx.Err() != nil {
 				return deleted, errors.Join(append(errs, ctx.Err())...)
@@ -150,6 +146,28 @@ func (r *Reconciler) prunePDBs(ctx context.Context, cfg config.Config, all bool)
 		}
 		opts.Continue = list.Continue
 	}
+}
+
+// deletePDB deletes one PodDisruptionBudget pacing created, with a UID precondition (in
+// dry-run it only logs), and reports whether it deleted it: not when it was gone already or
+// replaced by another object of that name.
+func (r *Reconciler) deletePDB(ctx context.Context, pdb *policyv1.PodDisruptionBudget, why string) (bool, error) {
+	name := pdb.Namespace + "/" + pdb.Name
+	if r.DryRun {
+		r.Log.InfoContext(ctx, "dry-run: would delete PodDisruptionBudget", slog.String("pdb", name), slog.String("why", why))
+		return true, nil
+	}
+	err := r.Client.PolicyV1().PodDisruptionBudgets(pdb.Namespace).Delete(ctx, pdb.Name,
+		metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pdb.UID}})
+	switch {
+	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+		return false, nil
+	case err != nil:
+		r.Log.WarnContext(ctx, "pacing: cannot delete PodDisruptionBudget", slog.String("pdb", name), slog.String("error", err.Error()))
+		return false, fmt.Errorf("deleting PodDisruptionBudget %s: %w", name, err)
+	}
+	r.Log.InfoContext(ctx, "pacing: deleted PodDisruptionBudget", slog.String("pdb", name), slog.String("why", why))
+	return true, nil
 }
 
 // pdbObsolete says why a PodDisruptionBudget pacing created is no longer needed ("" if it is).
@@ -187,7 +205,20 @@ func (r *Reconciler) pdbObsolete(ctx context.Context, pdb *policyv1.PodDisruptio
 	case w.Replicas != nil && *w.Replicas < 2:
 		return fmt.Sprintf("%s %s has %d replica(s)", kind, w.Name, *w.Replicas), nil
 	}
+	_, others, err := r.pdbsSelecting(ctx, pdb.Namespace, w.Template.Labels)
+	if err != nil {
+		return "", err
+	}
+	if len(others) > 0 {
+		return overlapWhy(others, kind, w.Name), nil
+	}
 	return "", nil
+}
+
+// overlapWhy says why pacing deletes its budget when others select the same pods.
+func overlapWhy(others []string, kind config.Kind, name string) string {
+	return fmt.Sprintf("PodDisruptionBudget %s selects the pods of %s %s too, and the Eviction API refuses (500) every eviction of a pod that two budgets select",
+		strings.Join(others, ", "), kind, name)
 }
 
 // templateOptsIn reports whether the workload's pods are managed, judged from its pod

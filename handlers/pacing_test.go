@@ -55,6 +55,7 @@ func TestPacingCreatesThePDB(t *testing.T) {
 		pod       *corev1.Pod
 		wantVerbs []string
 		wantPDB   *policyv1.PodDisruptionBudget // nil: none created
+		wantGone  []string                      // PodDisruptionBudgets deleted
 		wantIDs   []string
 	}{
 		{name: "3-replica Deployment", cfg: pacing, objs: []runtime.Object{webDeployment(3, graceful)}, pod: webPod("web-1"),
@@ -64,7 +65,7 @@ func TestPacingCreatesThePDB(t *testing.T) {
 					Labels:          map[string]string{"app.kubernetes.io/managed-by": "vpa-graceful-drain", "vpagracefuldrain.dev/owner-kind": "Deployment"},
 					OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "web", UID: "uid-web", Controller: ptr.To(false)}}},
 				Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: ptr.To(intstr.FromInt32(1)),
-					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}},
+					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}, UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow)},
 			},
 			wantIDs: []string{}},
 		{name: "2-replica StatefulSet", cfg: pacing, objs: []runtime.Object{dbStatefulSet(2)},
@@ -75,7 +76,7 @@ func TestPacingCreatesThePDB(t *testing.T) {
 					Labels:          map[string]string{"app.kubernetes.io/managed-by": "vpa-graceful-drain", "vpagracefuldrain.dev/owner-kind": "StatefulSet"},
 					OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: "uid-db", Controller: ptr.To(false)}}},
 				Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: ptr.To(intstr.FromInt32(1)),
-					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
+					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}, UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow)},
 			},
 			wantIDs: []string{}},
 		{name: "1 replica: no PDB (maxUnavailable 1 of 1 paces nothing)", cfg: pacing, objs: []runtime.Object{webDeployment(1, graceful)}, pod: webPod("web-1"),
@@ -84,6 +85,12 @@ func TestPacingCreatesThePDB(t *testing.T) {
 		{name: "a PDB selects the pods already", cfg: pacing,
 			objs: []runtime.Object{webDeployment(3, graceful), pdbFor("theirs", nil, map[string]string{"app": "web"})}, pod: webPod("web-1"),
 			wantVerbs: []string{"get pods", "patch pods", "list poddisruptionbudgets", "get deployments"},
+			wantIDs:   []string{}},
+		{name: "another PDB selects the pods: pacing's own is deleted (two budgets fail every eviction)", cfg: pacing,
+			objs: []runtime.Object{webDeployment(3, graceful), ourPDB("Deployment", "web"), pdbFor("theirs", nil, map[string]string{"app": "web"})},
+			pod:       webPod("web-1"),
+			wantVerbs: []string{"get pods", "patch pods", "list poddisruptionbudgets", "delete poddisruptionbudgets", "get deployments"},
+			wantGone:  []string{"web-vpa-graceful-drain"},
 			wantIDs:   []string{}},
 		{name: "pacing off: advice only", objs: []runtime.Object{webDeployment(3, graceful)}, pod: webPod("web-1"),
 			wantVerbs: []string{"get pods", "patch pods", "get deployments", "list poddisruptionbudgets", "create events"},
@@ -102,6 +109,10 @@ func TestPacingCreatesThePDB(t *testing.T) {
 			require.NotNil(t, out.Advice)
 			assert.Equal(t, tt.wantIDs, ids(out.Advice.Findings), "no PDB finding once the PDB is created")
 			assert.Empty(t, f.logs.String())
+			if tt.wantGone == nil {
+				tt.wantGone = []string{}
+			}
+			assert.Equal(t, tt.wantGone, deletedPDBs(t, f))
 			if tt.wantPDB == nil {
 				return
 			}
@@ -272,6 +283,45 @@ func TestCleanupPDBs(t *testing.T) {
 				livePDB(t, f, name)
 			}
 			assert.Empty(t, f.logs.String())
+		})
+	}
+}
+
+// A budget pacing made gives way at the next sweep to another that selects the same pods,
+// and only then: one that selects other pods, or another of pacing's own, does not count.
+func TestCleanupPDBsGivesWayToAnotherBudget(t *testing.T) {
+	tests := []struct {
+		name  string
+		other *policyv1.PodDisruptionBudget
+		want  []string
+	}{
+		{name: "the user's budget selects the same pods", other: pdbFor("users", nil, map[string]string{"app": "web"}),
+			want: []string{"healthy-vpa-graceful-drain"}},
+		{name: "an empty selector selects every pod", other: func() *policyv1.PodDisruptionBudget {
+			p := pdbFor("all", nil, nil)
+			p.Spec.Selector = &metav1.LabelSelector{}
+			return p
+		}(), want: []string{"healthy-vpa-graceful-drain"}},
+		{name: "a budget for other pods", other: pdbFor("users", nil, map[string]string{"app": "db"}), want: []string{}},
+		{name: "a nil selector selects nothing", other: func() *policyv1.PodDisruptionBudget {
+			p := pdbFor("none", nil, nil)
+			p.Spec.Selector = nil
+			return p
+		}(), want: []string{}},
+		{name: "another of pacing's own", other: func() *policyv1.PodDisruptionBudget {
+			p := ourPDB("Deployment", "other")
+			p.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+			return p
+		}(), want: []string{"other-vpa-graceful-drain"}}, // its Deployment is gone
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newAdviceFixture(t, false, pacing, deploy("healthy", 3, optedIn), ourPDB("Deployment", "healthy"), tt.other)
+			f.rec.CleanupPDBs(context.Background())
+			assert.Equal(t, tt.want, deletedPDBs(t, f))
+			assert.Empty(t, f.logs.String())
+			_, err := f.client.Tracker().Get(pdbGVR, "default", tt.other.Name)
+			assert.Equal(t, slices.Contains(tt.want, tt.other.Name), apierrors.IsNotFound(err), "the other budget: %v", err)
 		})
 	}
 }

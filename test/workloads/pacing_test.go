@@ -10,9 +10,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"function/handlers"
@@ -78,4 +80,53 @@ func TestFunctionPacesEvictionsWithItsPDB(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond, "the function deletes its PDB once the Deployment is no longer managed")
 	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, "users-own", metav1.GetOptions{})
 	assert.NoError(t, err, "the user's PDB stays")
+}
+
+// The function's budget gives way to the user's: once another PodDisruptionBudget selects
+// the same pods (two budgets make every eviction of a pod fail with 500), the function
+// deletes its own at the next sweep, does not create it again for new pods, and the user's
+// budget paces the evictions alone.
+func TestFunctionPacingGivesWayToAnotherBudget(t *testing.T) {
+	ctx := testContext(t, 3*time.Minute)
+	s, k, _ := startStack(t, cluster.KubeletOptions{StopAfter: ptr.To(time.Second)},
+		"ensurePodDisruptionBudget=true", "sweepIntervalSeconds=5")
+	c, ns := cp.Client, s.Namespace
+
+	originals := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "shop", 3, managedPods))
+	dep, err := c.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
+	require.NoError(t, err)
+	pdbName := handlers.PDBName("shop")
+	ours := waitPDB(ctx, t, ns, pdbName, 1)
+	assert.Equal(t, ptr.To(policyv1.AlwaysAllow), ours.Spec.UnhealthyPodEvictionPolicy, "an unready replica never blocks an eviction")
+
+	users := &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop"},
+		Spec:       policyv1.PodDisruptionBudgetSpec{Selector: dep.Spec.Selector, MaxUnavailable: ptr.To(intstr.FromInt32(1))},
+	}
+	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, users, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, pdbName, metav1.GetOptions{})
+		return apierrors.IsNotFound(err)
+	}, 30*time.Second, 100*time.Millisecond, "the function deletes its budget once the user's selects the same pods")
+
+	// The user's budget paces alone: one eviction goes, the others get 429, never 500.
+	waitPDB(ctx, t, ns, "shop", 1)
+	k.HoldReady(func(p *corev1.Pod) bool { return !slices.Contains(originals, p.Name) })
+	evicted, refused := evictAll(ctx, t, ns, originals)
+	require.Len(t, evicted, 1, "one eviction goes through (refused: %v)", refused)
+	require.Len(t, refused, 2, "the others get 429 (evicted: %v)", evicted)
+
+	// The replacement gets the finalizer (so the function looked at the workload's budgets
+	// again) and is not paced by a new budget of the function's.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		held := k.Held()
+		require.Len(c, held, 1)
+		pod, err := cp.Client.CoreV1().Pods(ns).Get(ctx, held[0], metav1.GetOptions{})
+		require.NoError(c, err)
+		assert.Contains(c, pod.Finalizers, handlers.Finalizer)
+	}, 30*time.Second, 50*time.Millisecond, "the replacement runs, with the finalizer")
+	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, pdbName, metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "not created again while the user's budget selects the pods: %v", err)
+	k.ReleaseReady()
 }

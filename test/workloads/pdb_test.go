@@ -4,6 +4,7 @@ package workloads
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -146,6 +147,83 @@ func TestPDBPacesEvictionsOfADeployment(t *testing.T) {
 			require.NoError(t, err)
 			for _, name := range evicted {
 				assert.NotContains(t, ready, name)
+			}
+		})
+	}
+}
+
+// TestBudgetsAsTheEvictionAPIApplies them, on the real disruption controller: two budgets
+// that select one pod make every eviction of it fail with a 500 (which is why pacing deletes
+// its own when another selects the same pods), and with unhealthyPodEvictionPolicy
+// AlwaysAllow (as pacing creates its budgets) a replica that is not Ready can be evicted
+// while the workload is below its budget, where the default refuses it with a 429.
+func TestBudgetsAsTheEvictionAPIApplies(t *testing.T) {
+	tests := []struct {
+		name      string
+		budgets   []*policyv1.UnhealthyPodEvictionPolicyType // one PDB (maxUnavailable 1) each
+		unready   int                                        // of the 3 replicas, held not Ready
+		wantError func(error) bool
+	}{
+		{name: "two budgets select the pod: 500", budgets: []*policyv1.UnhealthyPodEvictionPolicyType{nil, nil},
+			wantError: apierrors.IsInternalError},
+		{name: "one budget: the eviction goes", budgets: []*policyv1.UnhealthyPodEvictionPolicyType{nil},
+			wantError: func(err error) bool { return err == nil }},
+		{name: "an unready replica below the budget, IfHealthyBudget: 429", budgets: []*policyv1.UnhealthyPodEvictionPolicyType{nil},
+			unready: 2, wantError: apierrors.IsTooManyRequests},
+		{name: "an unready replica below the budget, AlwaysAllow: the eviction goes",
+			budgets: []*policyv1.UnhealthyPodEvictionPolicyType{ptr.To(policyv1.AlwaysAllow)},
+			unready: 2, wantError: func(err error) bool { return err == nil }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t, 2*time.Minute)
+			c := cp.Client
+			ns := cp.Namespace(t, "budgets")
+			k := startKubelet(t, ns, cluster.KubeletOptions{StopAfter: ptr.To(time.Second)})
+			var (
+				mu   sync.Mutex
+				held = map[string]bool{}
+			)
+			k.HoldReady(func(p *corev1.Pod) bool { // the first tc.unready pods
+				mu.Lock()
+				defer mu.Unlock()
+				if !held[p.Name] && len(held) < tc.unready {
+					held[p.Name] = true
+				}
+				return held[p.Name]
+			})
+			dep := cluster.DeploymentSpec(ns, "web", 3, nil)
+			_, err := c.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{})
+			require.NoError(t, err)
+			_, err = cluster.WaitForReadyReplicas(ctx, c, ns, appSelector("web"), 3-tc.unready)
+			require.NoError(t, err)
+			require.EventuallyWithT(t, func(c *assert.CollectT) { assert.Len(c, k.Held(), tc.unready) },
+				30*time.Second, 50*time.Millisecond, "%d replicas running, held not Ready", tc.unready)
+
+			for i, policy := range tc.budgets {
+				name := fmt.Sprintf("web-%d", i)
+				_, err := c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, &policyv1.PodDisruptionBudget{
+					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+					Spec: policyv1.PodDisruptionBudgetSpec{Selector: dep.Spec.Selector, MaxUnavailable: ptr.To(intstr.FromInt32(1)),
+						UnhealthyPodEvictionPolicy: policy},
+				}, metav1.CreateOptions{})
+				require.NoError(t, err)
+				// 3 - unready healthy of the 2 desired: one disruption allowed, or none.
+				waitPDB(ctx, t, ns, name, int32(max(0, 3-tc.unready-2)))
+			}
+
+			victim := k.Held() // an unready replica, when there are some
+			if len(victim) == 0 {
+				ready, err := cluster.ReadyPods(ctx, c, ns, appSelector("web"))
+				require.NoError(t, err)
+				victim = ready
+			}
+			err = cluster.Evict(ctx, c, ns, victim[0], nil)
+			assert.True(t, tc.wantError(err), "evicting %s: got %v", victim[0], err)
+			if err != nil {
+				pod, getErr := c.CoreV1().Pods(ns).Get(ctx, victim[0], metav1.GetOptions{})
+				require.NoError(t, getErr)
+				assert.Nil(t, pod.DeletionTimestamp, "a refused eviction deletes nothing")
 			}
 		})
 	}
