@@ -87,7 +87,7 @@ func TestPacingCreatesThePDB(t *testing.T) {
 			wantVerbs: []string{"get pods", "patch pods", "list poddisruptionbudgets", "get deployments"},
 			wantIDs:   []string{}},
 		{name: "another PDB selects the pods: pacing's own is deleted (two budgets fail every eviction)", cfg: pacing,
-			objs: []runtime.Object{webDeployment(3, graceful), ourPDB("Deployment", "web"), pdbFor("theirs", nil, map[string]string{"app": "web"})},
+			objs:      []runtime.Object{webDeployment(3, graceful), ourPDB("Deployment", "web"), pdbFor("theirs", nil, map[string]string{"app": "web"})},
 			pod:       webPod("web-1"),
 			wantVerbs: []string{"get pods", "patch pods", "list poddisruptionbudgets", "delete poddisruptionbudgets", "get deployments"},
 			wantGone:  []string{"web-vpa-graceful-drain"},
