@@ -171,7 +171,7 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 	if stampPresent { // not parsing "": its error is an allocation
 		var err error
 		stamp, err = time.Parse(time.RFC3339, stampValue)
-		stamped = err == nil
+		stamp, stamped = latest(stamp), err == nil
 	}
 	d.Started, d.StartedFrom, d.Evicted = drainStart(pod, stamp, stamped, &d.Warnings)
 	if cfg.HoldOn != config.HoldAll && !d.Evicted {
@@ -187,6 +187,7 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 	// deletion, is not this drain's).
 	if v, present := pod.Annotations[AnnotationDrainDeadline]; present {
 		t, err := time.Parse(time.RFC3339, v)
+		t = latest(t)
 		switch {
 		case err != nil:
 			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %q: using %s", AnnotationDrainDeadline, v, d.Deadline.Format(time.RFC3339)))
@@ -291,8 +292,9 @@ const (
 //
 // evicted reports whether the deletion is an eviction through the Eviction API.
 func drainStart(pod *corev1.Pod, stamp time.Time, stamped bool, warnings *[]string) (started time.Time, from StartSource, evicted bool) {
-	requested := deletionRequested(pod).UTC()
+	requested := latest(deletionRequested(pod)).UTC()
 	t, reason, disrupted := evictedAt(pod, requested)
+	t = latest(t)
 	evicted = disrupted && reason == ReasonEvictionByEvictionAPI
 	switch {
 	case disrupted:
@@ -312,6 +314,20 @@ const ReasonEvictionByEvictionAPI = "EvictionByEvictionAPI"
 
 // maxGraceSeconds caps a grace period read from a pod, so the arithmetic cannot overflow.
 const maxGraceSeconds = 100 * 365 * 24 * 60 * 60
+
+// latest is the latest moment a time read from the API could stand for. The API server
+// keeps whole seconds (metav1.Time drops the fraction), and so do this function's own
+// annotations, so a whole-second t stands for any moment of [t, t+1s): timing a drain from
+// its end means a hold is never shorter than its grace period, and at most 1 s longer (with
+// the real VPA updater, timing from t released a 30 s grace after 29.15 to 29.21 s). A time
+// with a fraction is exact and kept. Written back as RFC 3339 (the drain annotations), the
+// result is t again, so rounding is the same on every read.
+func latest(t time.Time) time.Time {
+	if t.IsZero() || t.Nanosecond() != 0 {
+		return t
+	}
+	return t.Add(time.Second - time.Nanosecond)
+}
 
 // deletionRequested is deletionTimestamp - deletionGracePeriodSeconds.
 func deletionRequested(pod *corev1.Pod) time.Time {

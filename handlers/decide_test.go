@@ -23,7 +23,7 @@ func TestDecide(t *testing.T) {
 
 	s10 := now.Add(-10 * time.Second).Truncate(time.Second) // drain started 10 s ago: in the grace period
 	s40 := now.Add(-40 * time.Second).Truncate(time.Second) // 40 s ago: grace over, before the deadline
-	s5m := now.Add(-5 * time.Minute)                        // exactly 300 s ago: at the deadline
+	s5m := now.Add(-5 * time.Minute)                        // 300 s ago: at the deadline on the whole second its stamp shows
 	s6m := now.Add(-6 * time.Minute).Truncate(time.Second)  // past the deadline
 
 	type want struct {
@@ -117,34 +117,34 @@ func TestDecide(t *testing.T) {
 
 		// ---- deleting, ours, managed: start the drain --------------------------------------------
 		{"start drain", def, newPod(ours, managed, deleting),
-			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second)}},
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: up(drainStamp).Add(30 * time.Second)}},
 		{"start drain waits for the grace even when the containers stopped", def, newPod(ours, managed, deleting, graceZero, phase(corev1.PodSucceeded)),
-			want{action: handlers.StartDrain, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second), stopped: handlers.GraceZero}},
+			want{action: handlers.StartDrain, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: up(drainStamp).Add(30 * time.Second), stopped: handlers.GraceZero}},
 		{"invalid drain-started is stamped again", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainStarted, "yesterday")),
-			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second),
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: up(drainStamp).Add(30 * time.Second),
 				warnings: []string{`invalid vpagracefuldrain.dev/drain-started "yesterday": stamped again`}}},
 		{"empty drain-started restarts the drain", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainStarted, "")),
-			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second),
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: up(drainStamp).Add(30 * time.Second),
 				warnings: []string{`invalid vpagracefuldrain.dev/drain-started ""`}}},
 		{"drain-started over a minute after the deletion request is never moved, the request times the drain", def, newPod(ours, managed, deleting, started(now.Add(2*time.Minute))),
-			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: up(drainStamp).Add(30 * time.Second),
 				warnings: []string{"is over 1m0s after the deletion was requested"}}},
 		{"start drain with per-pod timeout", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainTimeout, "90")),
-			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(90 * time.Second), recheckAt: drainStamp.Add(30 * time.Second)}},
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(90 * time.Second), recheckAt: up(drainStamp).Add(30 * time.Second)}},
 		{"start drain with invalid per-pod timeout", def, newPod(ours, managed, deleting, ann(handlers.AnnotationDrainTimeout, "soon")),
-			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: drainStamp.Add(30 * time.Second),
+			want{action: handlers.StartDrain, managedBy: handlers.AnnotationManaged, idx: 0, started: drainStamp, deadline: drainStamp.Add(300 * time.Second), recheckAt: up(drainStamp).Add(30 * time.Second),
 				warnings: []string{`invalid vpagracefuldrain.dev/drain-timeout-seconds "soon" (not a whole number of seconds): using 300s`}}},
 
 		// ---- draining: wait ----------------------------------------------------------------------
 		{"grace period not over", def, newPod(ours, managed, deleting, started(s10)),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: s10.Add(30 * time.Second)}},
+				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: up(s10).Add(30 * time.Second)}},
 		{"grace period not over, containers already stopped", def, newPod(ours, managed, deleting, started(s10), graceZero),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: s10.Add(30 * time.Second), stopped: handlers.GraceZero}},
+				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: up(s10).Add(30 * time.Second), stopped: handlers.GraceZero}},
 		{"drain-started within the allowed clock skew", def, newPod(ours, managed, deleting, started(now.Add(30*time.Second))),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: nowSec.Add(30 * time.Second), deadline: nowSec.Add(330 * time.Second), recheckAt: nowSec.Add(60 * time.Second)}},
+				started: nowSec.Add(30 * time.Second), deadline: nowSec.Add(330 * time.Second), recheckAt: up(nowSec.Add(30 * time.Second)).Add(30 * time.Second)}},
 		{"drain-started before the deletion request is kept", def, newPod(ours, managed, deletedAt(s40, 30), started(s40.Add(-5*time.Second))),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
 				started: s40.Add(-5 * time.Second), deadline: s40.Add(295 * time.Second), recheckAt: lookAfterKill(s40.Add(30 * time.Second))}},
@@ -157,9 +157,13 @@ func TestDecide(t *testing.T) {
 		{"grace over, no container statuses", def, newPod(ours, managed, deleting, started(s40), statuses()),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
 				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second)}},
-		{"grace exactly over is not a wait", def, newPod(ours, managed, deleting, started(now.Add(-30*time.Second)), graceZero),
+		{"grace over from the whole second the stamp shows, not from the latest moment it stands for: a wait (never early)", def,
+			newPod(ours, managed, deleting, started(now.Add(-30*time.Second)), graceZero),
+			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: nowSec.Add(-30 * time.Second), deadline: nowSec.Add(270 * time.Second), recheckAt: up(nowSec), stopped: handlers.GraceZero}},
+		{"grace over from the latest moment the stamp stands for is not a wait", def, newPod(ours, managed, deleting, started(now.Add(-31*time.Second)), graceZero),
 			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
-				started: nowSec.Add(-30 * time.Second), deadline: nowSec.Add(270 * time.Second), stopped: handlers.GraceZero}},
+				started: nowSec.Add(-31 * time.Second), deadline: nowSec.Add(269 * time.Second), stopped: handlers.GraceZero}},
 
 		// ---- draining: drained -------------------------------------------------------------------
 		{"drained: all containers terminated", def, newPod(ours, managed, deleting, started(s40), statuses(terminated("a", 0), terminated("b", 137))),
@@ -179,9 +183,12 @@ func TestDecide(t *testing.T) {
 				started: s40, deadline: s40.Add(300 * time.Second), stopped: handlers.TerminalPhase}},
 
 		// ---- draining: timeout -------------------------------------------------------------------
-		{"timeout exactly at the deadline, containers running", def, newPod(ours, managed, deleting, started(s5m)),
+		{"deadline on the whole second the stamp shows, not on the latest moment: not yet a timeout", def, newPod(ours, managed, deleting, started(s5m)),
+			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
+				started: s5m.Truncate(time.Second), deadline: s5m.Truncate(time.Second).Add(300 * time.Second), recheckAt: up(nowSec)}},
+		{"timeout at the latest moment the stamp stands for, containers running", def, newPod(ours, managed, deleting, started(s5m.Add(-time.Second))),
 			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s5m.Truncate(time.Second), deadline: s5m.Truncate(time.Second).Add(300 * time.Second)}},
+				started: s5m.Add(-time.Second).Truncate(time.Second), deadline: s5m.Truncate(time.Second).Add(299 * time.Second)}},
 		{"timeout past the deadline, containers running", def, newPod(ours, managed, deleting, started(s6m)),
 			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
 				started: s6m, deadline: s6m.Add(300 * time.Second)}},
@@ -190,7 +197,7 @@ func TestDecide(t *testing.T) {
 				started: s40, deadline: nowSec.Add(-time.Second)}},
 		{"deadline annotation before the grace end caps the recheck", def, newPod(ours, managed, deleting, started(s10), ann(handlers.AnnotationDrainDeadline, stamp(s10.Add(20*time.Second)))),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s10, deadline: s10.Add(20 * time.Second), recheckAt: s10.Add(20 * time.Second)}},
+				started: s10, deadline: s10.Add(20 * time.Second), recheckAt: up(s10).Add(20 * time.Second)}},
 		{"deadline annotation later than started+timeout is capped", def, newPod(ours, managed, deleting, started(s6m), ann(handlers.AnnotationDrainDeadline, stamp(now.Add(time.Hour)))),
 			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
 				started: s6m, deadline: s6m.Add(300 * time.Second)}},
@@ -205,24 +212,24 @@ func TestDecide(t *testing.T) {
 		// ---- per-pod overrides -------------------------------------------------------------------
 		{"grace override extends the grace period", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "60"), graceZero),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(60 * time.Second), stopped: handlers.GraceZero}},
-		{"grace override zero", def, newPod(ours, managed, deleting, started(now), ann(handlers.AnnotationGracePeriod, "0"), phase(corev1.PodSucceeded)),
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: up(s40).Add(60 * time.Second), stopped: handlers.GraceZero}},
+		{"grace override zero", def, newPod(ours, managed, deleting, started(now.Add(-time.Second)), ann(handlers.AnnotationGracePeriod, "0"), phase(corev1.PodSucceeded)),
 			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
-				started: nowSec, deadline: nowSec.Add(300 * time.Second), stopped: handlers.TerminalPhase}},
+				started: nowSec.Add(-time.Second), deadline: nowSec.Add(299 * time.Second), stopped: handlers.TerminalPhase}},
 		{"invalid grace override uses the default", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "abc")),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
 				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second),
 				warnings: []string{`invalid vpagracefuldrain.dev/grace-period-seconds "abc" (not a whole number of seconds): using 30s`}}},
 		{"negative grace override uses the default", def, newPod(ours, managed, deleting, started(s10), ann(handlers.AnnotationGracePeriod, "-5")),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: s10.Add(30 * time.Second),
+				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: up(s10).Add(30 * time.Second),
 				warnings: []string{`invalid vpagracefuldrain.dev/grace-period-seconds "-5" (must be between 0 and 86400 seconds): using 30s`}}},
 		{"timeout override shortens the drain", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "100")),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
 				started: s40, deadline: s40.Add(100 * time.Second), recheckAt: nowSec.Add(30 * time.Second)}},
-		{"timeout override reached", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "40")),
+		{"timeout override reached", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "39")),
 			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout, managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(40 * time.Second)}},
+				started: s40, deadline: s40.Add(39 * time.Second)}},
 		{"timeout override zero is invalid", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainTimeout, "0")),
 			want{action: handlers.Wait, reason: "containers running", managedBy: handlers.AnnotationManaged, idx: 0,
 				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: nowSec.Add(30 * time.Second),
@@ -247,13 +254,13 @@ func TestDecide(t *testing.T) {
 				started: s40, deadline: s40.Add(time.Second)}},
 		{"both overrides invalid: two warnings", def, newPod(ours, managed, deleting, started(s10), ann(handlers.AnnotationGracePeriod, "x", handlers.AnnotationDrainTimeout, "y")),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: s10.Add(30 * time.Second),
+				started: s10, deadline: s10.Add(300 * time.Second), recheckAt: up(s10).Add(30 * time.Second),
 				warnings: []string{"grace-period-seconds", "drain-timeout-seconds"}}},
 		// A grace override longer than the timeout is cut to the timeout (with a warning); at
 		// the deadline a pod whose containers stopped is drained, one still running times out.
 		{"grace override beyond the timeout waits for the deadline", def, newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "600"), graceZero),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: s40.Add(300 * time.Second), stopped: handlers.GraceZero,
+				started: s40, deadline: s40.Add(300 * time.Second), recheckAt: up(s40).Add(300 * time.Second), stopped: handlers.GraceZero,
 				warnings: []string{"grace period 600s exceeds drain timeout 300s: using 300s"}}},
 		{"grace override beyond the timeout, stopped at the deadline: drained", def, newPod(ours, managed, deleting, started(s6m), ann(handlers.AnnotationGracePeriod, "600"), graceZero),
 			want{action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained, managedBy: handlers.AnnotationManaged, idx: 0,
@@ -265,7 +272,7 @@ func TestDecide(t *testing.T) {
 				warnings: []string{"exceeds drain timeout"}}},
 		{"timeout override below the grace period cuts the grace", def, newPod(ours, managed, deleting, started(s10), ann(handlers.AnnotationDrainTimeout, "20")),
 			want{action: handlers.Wait, reason: "grace period", managedBy: handlers.AnnotationManaged, idx: 0,
-				started: s10, deadline: s10.Add(20 * time.Second), recheckAt: s10.Add(20 * time.Second),
+				started: s10, deadline: s10.Add(20 * time.Second), recheckAt: up(s10).Add(20 * time.Second),
 				warnings: []string{"grace period 30s exceeds drain timeout 20s: using 20s"}}},
 	}
 	for _, tt := range tests {
@@ -279,8 +286,10 @@ func TestDecide(t *testing.T) {
 			}
 			assert.Equal(t, tt.want.managedBy, got.ManagedBy, "managedBy")
 			assert.Equal(t, tt.want.idx, got.FinalizerIndex, "finalizer index")
-			assert.True(t, tt.want.started.Equal(got.Started), "started: want %s, got %s", tt.want.started, got.Started)
-			assert.True(t, tt.want.deadline.Equal(got.Deadline), "deadline: want %s, got %s", tt.want.deadline, got.Deadline)
+			// The table gives times as the API shows them (whole seconds); a drain is timed
+			// from the latest moment they stand for.
+			assert.True(t, up(tt.want.started).Equal(got.Started), "started: want %s, got %s", up(tt.want.started), got.Started)
+			assert.True(t, up(tt.want.deadline).Equal(got.Deadline), "deadline: want %s, got %s", up(tt.want.deadline), got.Deadline)
 			assert.True(t, tt.want.recheckAt.Equal(got.RecheckAt), "recheckAt: want %s, got %s", tt.want.recheckAt, got.RecheckAt)
 			assert.Equal(t, tt.want.stopped, got.Stopped, "stopped evidence")
 			require.Len(t, got.Warnings, len(tt.want.warnings), "warnings: %q", got.Warnings)
@@ -320,11 +329,11 @@ func TestDecideDrainStart(t *testing.T) {
 		{"eviction after the kubelet's final DELETE moved deletionTimestamp: timed from the eviction", newPod(ours, managed, evicted(t40), graceZero),
 			handlers.RemoveFinalizer, handlers.ReasonDrained, handlers.StartEviction, t40, time.Time{}, 0},
 		{"a DisruptionTarget from an older disruption is not this deletion's", newPod(ours, managed, deleting, evicted(nowSec.Add(-2*time.Hour))),
-			handlers.StartDrain, "grace period", handlers.StartDeletion, nowSec, nowSec.Add(30 * time.Second), 0},
+			handlers.StartDrain, "grace period", handlers.StartDeletion, nowSec, up(nowSec).Add(30 * time.Second), 0},
 		{"plain delete, stamp never written, past the deadline: released", newPod(ours, managed, deletedAt(t6m, 30)),
 			handlers.RemoveFinalizer, handlers.ReasonTimeout, handlers.StartDeletion, t6m, time.Time{}, 0},
 		{"plain delete after the kubelet's final DELETE: a later, finite start", newPod(ours, managed, graceZero),
-			handlers.StartDrain, "grace period", handlers.StartDeletion, nowSec, nowSec.Add(30 * time.Second), 0},
+			handlers.StartDrain, "grace period", handlers.StartDeletion, nowSec, up(nowSec).Add(30 * time.Second), 0},
 		{"stamp ahead of the deletion request by over a minute: the request", newPod(ours, managed, deletedAt(t40, 30), started(nowSec.Add(time.Hour))),
 			handlers.Wait, "containers running", handlers.StartStamp, t40, lookAfterKill(t40.Add(30 * time.Second)), 1},
 	}
@@ -334,7 +343,7 @@ func TestDecideDrainStart(t *testing.T) {
 			assert.Equal(t, tt.action, d.Action, "reason %q", d.Reason)
 			assert.Contains(t, d.Reason, tt.reason)
 			assert.Equal(t, tt.from, d.StartedFrom)
-			assert.True(t, tt.started.Equal(d.Started), "started: want %s, got %s", tt.started, d.Started)
+			assert.True(t, up(tt.started).Equal(d.Started), "started: want %s, got %s", up(tt.started), d.Started)
 			assert.True(t, tt.recheck.Equal(d.RecheckAt), "recheck: want %s, got %s", tt.recheck, d.RecheckAt)
 			assert.Len(t, d.Warnings, tt.warnings, "%q", d.Warnings)
 			if d.Action == handlers.StartDrain {
@@ -446,7 +455,7 @@ func TestDecideLooksAgainWhileContainersRun(t *testing.T) {
 		{"just after the kill: 500 ms", newPod(ours, managed, deletedAt(now.Add(-40*time.Second-500*time.Millisecond), 40), started(s40)), now.Add(500 * time.Millisecond)},
 		{"40 s after the kill: 10 s", newPod(ours, managed, deletedAt(now.Add(-80*time.Second), 40), started(s40)), now.Add(10 * time.Second)},
 		{"long after the kill: 30 s at most", newPod(ours, managed, deletedAt(now.Add(-230*time.Second), 30), started(now.Add(-200*time.Second)), ann(handlers.AnnotationDrainTimeout, "3600")), now.Add(30 * time.Second)},
-		{"never after the deadline", newPod(ours, managed, deletedAt(now.Add(-290*time.Second), 30), started(now.Add(-290*time.Second).Truncate(time.Second))), now.Add(-290 * time.Second).Truncate(time.Second).Add(300 * time.Second)},
+		{"never after the deadline", newPod(ours, managed, deletedAt(now.Add(-290*time.Second), 30), started(now.Add(-290*time.Second).Truncate(time.Second))), up(now.Add(-290 * time.Second).Truncate(time.Second)).Add(300 * time.Second)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

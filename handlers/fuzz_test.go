@@ -200,10 +200,11 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 		require.False(t, d.RecheckAt.After(d.Deadline), "re-check at %s after the deadline %s", d.RecheckAt, d.Deadline)
 	}
 
-	// Never held past drain-started + the drain timeout (a valid stamp, not in the future).
+	// Never held past drain-started + the drain timeout (a valid stamp, not in the future),
+	// timed from the latest moment the whole-second stamp stands for: at most 1 s longer.
 	if v, ok := pod.Annotations[handlers.AnnotationDrainStarted]; ok && deleting && ours >= 0 {
 		if stamped, perr := time.Parse(time.RFC3339, v); perr == nil && !stamped.After(at) {
-			end := stamped.Add(timeoutBound(pod, cfg))
+			end := up(stamped).Add(timeoutBound(pod, cfg))
 			if !at.Before(end) {
 				require.Equal(t, handlers.RemoveFinalizer, d.Action,
 					"drain-started %s + timeout is %s, now is %s: reason %q", v, end, at, d.Reason)
@@ -212,6 +213,13 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 				require.False(t, d.Deadline.After(end), "deadline %s after drain-started %s + timeout", d.Deadline, v)
 			}
 		}
+	}
+
+	// Never early: a drain released because its gates opened had its whole grace period,
+	// from the latest moment its start stands for.
+	if d.Action == handlers.RemoveFinalizer && (d.Reason == handlers.ReasonDrained || d.Reason == handlers.ReasonReplaced) {
+		require.False(t, at.Before(d.Started.Add(d.Grace)), "released %s after the start %s, grace %s", at.Sub(d.Started), d.Started, d.Grace)
+		require.Equal(t, d.Started, up(d.Started.Truncate(time.Second)), "started %s is not the latest moment of its second", d.Started)
 	}
 
 	if !d.Action.Writes() {

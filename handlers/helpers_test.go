@@ -15,6 +15,15 @@ import (
 // now is the fixed time of every decision in these tests (sub-second part on purpose).
 var now = time.Date(2026, 11, 26, 5, 10, 30, 987654321, time.UTC)
 
+// up is the latest moment a whole-second API time t stands for (t + 1 s - 1 ns), from
+// which drains are timed; a time with a fraction is kept.
+func up(t time.Time) time.Time {
+	if t.IsZero() || t.Nanosecond() != 0 {
+		return t
+	}
+	return t.Add(time.Second - time.Nanosecond)
+}
+
 // nowSec is now truncated to whole seconds (what an RFC 3339 annotation of now reads back as).
 var nowSec = now.Truncate(time.Second)
 

@@ -344,7 +344,7 @@ func TestReconcilePatchErrors(t *testing.T) {
 			assert.Equal(t, handlers.Wait, out.Decision.Action)
 			assert.False(t, out.Applied)
 			assert.Equal(t, handlers.StartDeletion, out.Decision.StartedFrom)
-			assert.True(t, drainStamp.Equal(out.Decision.Started))
+			assert.True(t, up(drainStamp).Equal(out.Decision.Started))
 			assert.Equal(t, 1, f.rec.Rechecks.Len(), "the re-check at the grace end is scheduled")
 			assert.Equal(t, tt.verbs, testutil.Verbs(f.client))
 		})
@@ -604,7 +604,7 @@ func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
 	out, err := f.rec.ReconcileLive(context.Background(), pod)
 	require.NoError(t, err)
 	require.Equal(t, handlers.Wait, out.Decision.Action)
-	require.Equal(t, s10.Add(30*time.Second), out.Decision.RecheckAt)
+	require.Equal(t, up(s10).Add(30*time.Second), out.Decision.RecheckAt)
 	require.Equal(t, 1, f.rec.Rechecks.Len())
 	require.Equal(t, []string{}, testutil.Verbs(f.client))
 
@@ -639,14 +639,14 @@ func TestRecheckWaitsThenTimesOut(t *testing.T) {
 	f.client.ClearActions()
 
 	// Grace end: containers still running, wait for the deadline.
-	f.clock.SetTime(drainStamp.Add(30 * time.Second))
+	f.clock.SetTime(up(drainStamp).Add(30 * time.Second))
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Rechecks.Len() == 1 }, waitFor, tick)
 	assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
 	assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, pod.Name).Finalizers)
 	f.client.ClearActions()
 
 	// Deadline: time out.
-	f.clock.SetTime(drainStamp.Add(5 * time.Minute))
+	f.clock.SetTime(up(drainStamp).Add(5 * time.Minute))
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 3 }, waitFor, tick)
 	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
 	evs := events(f.client)
@@ -672,7 +672,7 @@ func TestRecheckRetriesAfterReadError(t *testing.T) {
 	})
 	updateLive(t, f.client, pod.Name, func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed })
 
-	f.clock.SetTime(s40.Add(60 * time.Second))
+	f.clock.SetTime(up(s40).Add(60 * time.Second))
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Rechecks.Len() == 1 }, waitFor, tick,
 		"a failed re-check is scheduled again")
 	assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))

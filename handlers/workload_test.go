@@ -60,6 +60,9 @@ func TestDecideWorkloads(t *testing.T) {
 
 	evictedNow := evicted(nowSec)
 	afterGrace := now.Add(31 * time.Second)
+	// The next second: an eviction at nowSec may have happened as late as nowSec + 1 s, so a
+	// grace period of 0 is over only then.
+	inSecond := nowSec.Add(time.Second)
 	tests := []struct {
 		name   string
 		pod    *corev1.Pod
@@ -120,7 +123,7 @@ func TestDecideWorkloads(t *testing.T) {
 		{name: "Deployment: after the kubelet's grace-0 DELETE, still waits for the replacement", pod: newPod(managed, ours, deployment, graceZero, evicted(nowSec.Add(-2*time.Second)), started(nowSec.Add(-2*time.Second)), stoppedAt(now)),
 			cfg: def, at: afterGrace, facts: replicas(2, 1, now.Add(-time.Hour)), action: handlers.Wait, reason: "waiting for replacement-ready (1/2 Ready)"},
 		{name: "Deployment: replacement Ready last: replaced", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: afterGrace, facts: replicas(3, 3, afterGrace.Add(-time.Second)), action: handlers.RemoveFinalizer, reason: handlers.ReasonReplaced},
+			cfg: def, at: afterGrace, facts: replicas(3, 3, afterGrace.Add(-100*time.Millisecond)), action: handlers.RemoveFinalizer, reason: handlers.ReasonReplaced},
 		{name: "Deployment: replacement was Ready before the containers stopped: drained", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now.Add(20*time.Second))),
 			cfg: def, at: afterGrace, facts: replicas(3, 3, now.Add(5*time.Second)), action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
 		{name: "Deployment: found waiting for the replacement before: replaced, whatever the coarse API times say", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
@@ -135,11 +138,11 @@ func TestDecideWorkloads(t *testing.T) {
 
 		// ---- StatefulSet / DaemonSet: containers only, no grace ----
 		{name: "StatefulSet: released as soon as the containers stopped", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
+			cfg: def, at: inSecond, action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
 		{name: "StatefulSet: wait-for-replacement=true ignored (it would only hold until the deadline)", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now),
-			ann(handlers.AnnotationWaitForReplacement, "true")), cfg: def, action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
+			ann(handlers.AnnotationWaitForReplacement, "true")), cfg: def, at: inSecond, action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
 		{name: "DaemonSet: containers running: waits for them only", pod: newPod(managed, ours, ownedBy("DaemonSet", "agent"), deleting, evictedNow, started(nowSec)),
-			cfg: def, action: handlers.Wait, reason: "containers running",
+			cfg: def, at: inSecond, action: handlers.Wait, reason: "containers running",
 			gates: []handlers.Gate{{Name: handlers.GateGracePeriod, Open: true, Detail: "0s"}, {Name: handlers.GateContainers, Detail: "containers running"}}},
 
 		// ---- EndpointSlice gate ----
@@ -155,7 +158,7 @@ func TestDecideWorkloads(t *testing.T) {
 			cfg: withEndpoints, at: now.Add(time.Second), facts: handlers.Facts{Replicas: &handlers.Replicas{Desired: 2, Ready: 2}, Serving: ptr.To(0)},
 			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
 		{name: "endpoints gate on a StatefulSet by annotation", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now), ann(handlers.AnnotationWaitForEndpoints, "true")),
-			cfg: def, action: handlers.Wait, needs: handlers.NeedEndpoints},
+			cfg: def, at: inSecond, action: handlers.Wait, needs: handlers.NeedEndpoints},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,10 +197,11 @@ func TestWorkloadDrainsEndByTheDeadline(t *testing.T) {
 	for _, kind := range kinds {
 		for _, facts := range factSets {
 			pod := newPod(managed, ours, kind, deleting, evicted(nowSec), started(nowSec))
-			d := handlers.DecideWith(pod, cfg, now.Add(300*time.Second), facts)
+			deadline := nowSec.Add(301 * time.Second) // the latest moment of the eviction's second + 300 s
+			d := handlers.DecideWith(pod, cfg, deadline, facts)
 			for d.Needs != 0 { // as the reconciler does, when the reads fail
 				facts.Unavailable |= d.Needs
-				d = handlers.DecideWith(pod, cfg, now.Add(300*time.Second), facts)
+				d = handlers.DecideWith(pod, cfg, deadline, facts)
 			}
 			assert.Equal(t, handlers.RemoveFinalizer, d.Action, "%s with %+v: %q", pod.OwnerReferences[0].Kind, facts, d.Reason)
 		}
@@ -219,7 +223,7 @@ func TestReconcileWaitsForTheReplacement(t *testing.T) {
 	label := func(p *corev1.Pod) { p.Labels = map[string]string{"app": "web"} }
 	sibling := newPod(label, deployment, readyCond(now.Add(-time.Hour)), func(p *corev1.Pod) { p.Name, p.UID = "web-2", "uid-2" })
 	replacement := newPod(label, deployment, func(p *corev1.Pod) { p.Name, p.UID = "web-3", "uid-3" })
-	evictee := newPod(label, managed, ours, deployment, deleting, evicted(nowSec), started(nowSec), stoppedAt(now))
+	evictee := newPod(label, managed, ours, deployment, deleting, evicted(nowSec.Add(-time.Second)), started(nowSec.Add(-time.Second)), stoppedAt(now))
 	// A canary Deployment whose selector overlaps web's: its Ready pod is not web's replacement.
 	canary := newPod(label, ownedBy("Deployment", "web-canary"), readyCond(now.Add(-time.Minute)), func(p *corev1.Pod) { p.Name, p.UID = "web-canary-1", "uid-c1" })
 
@@ -254,7 +258,8 @@ func TestReconcileWaitsForTheReplacement(t *testing.T) {
 }
 
 func TestCountServingEndpoints(t *testing.T) {
-	pod := newPod(managed, ours, deployment, deleting, evicted(nowSec), started(nowSec), stoppedAt(now))
+	// Evicted a second ago: a grace period of 0 is over.
+	pod := newPod(managed, ours, deployment, deleting, evicted(nowSec.Add(-time.Second)), started(nowSec.Add(-time.Second)), stoppedAt(now))
 	slice := func(name string, conds ...discoveryv1.EndpointConditions) runtime.Object {
 		s := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, AddressType: discoveryv1.AddressTypeIPv4}
 		for _, c := range conds {

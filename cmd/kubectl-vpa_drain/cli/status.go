@@ -238,8 +238,10 @@ func newRow(pod *corev1.Pod, d handlers.Decision, now time.Time) row {
 	if r.Deleting {
 		r.Phase = phaseDraining
 	}
+	// Times are shown as the API and the annotations show them, whole seconds; the
+	// decision times the drain from the latest moment of that second (secondsLeft counts so).
 	if !d.Started.IsZero() {
-		t := d.Started.UTC()
+		t := d.Started.UTC().Truncate(time.Second)
 		r.Started = &t
 	}
 	for i, g := range r.Gates {
@@ -249,7 +251,7 @@ func newRow(pod *corev1.Pod, d handlers.Decision, now time.Time) row {
 		}
 	}
 	if !d.Deadline.IsZero() {
-		t := d.Deadline.UTC()
+		t := d.Deadline.UTC().Truncate(time.Second)
 		r.Deadline = &t
 		left := int64(d.Deadline.Sub(now) / time.Second)
 		r.SecondsLeft = &left

@@ -206,7 +206,7 @@ func TestStatusTableAllNamespaces(t *testing.T) {
 	rows := tableCells(t, out.String())
 	require.Len(t, rows, 5)
 	assert.Equal(t, []string{"NAMESPACE", "POD", "OWNER", "PHASE", "STARTED", "DEADLINE", "LEFT", "GATES", "WAITING FOR"}, rows[0])
-	assert.Equal(t, []string{"blog", "solo", "Pod", "draining", "2026-03-04T10:14:30Z", "2026-03-04T10:19:30Z", "overdue 1m0s",
+	assert.Equal(t, []string{"blog", "solo", "Pod", "draining", "2026-03-04T10:14:30Z", "2026-03-04T10:19:30Z", "overdue 59s",
 		"+grace-period -containers-stopped", "release due (timeout)"}, rows[1])
 	for i, name := range []string{"api-old", "web-held", "web-old"} {
 		assert.Equal(t, []string{"shop", name}, rows[i+2][:2])
