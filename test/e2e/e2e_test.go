@@ -204,11 +204,16 @@ func replyData(t *testing.T, x cluster.Exchange) eventing.ReplyData {
 }
 
 // evictAll evicts the pods with grace period 3 s, waits until each drain is stamped, and has
-// the kubelet stop each pod's containers at its deletionTimestamp.
-func evictAll(t *testing.T, s *cluster.Stack, k *kubelet, names []string) map[string]*corev1.Pod {
+// the kubelet stop each pod's containers at its deletionTimestamp. It also returns when each
+// eviction was asked for: no eviction happened before, so a drain that is never early is
+// released no sooner than that + its grace period (the stamps, whole seconds, may be up to 1 s
+// earlier).
+func evictAll(t *testing.T, s *cluster.Stack, k *kubelet, names []string) (map[string]*corev1.Pod, map[string]time.Time) {
 	t.Helper()
 	ctx := context.Background()
+	asked := map[string]time.Time{}
 	for _, name := range names {
+		asked[name] = time.Now()
 		require.NoError(t, cluster.Evict(ctx, cp.Client, s.Namespace, name, ptr.To[int64](3)))
 	}
 	stamped := map[string]*corev1.Pod{}
@@ -227,7 +232,18 @@ func evictAll(t *testing.T, s *cluster.Stack, k *kubelet, names []string) map[st
 		}
 		return len(stamped) == len(names)
 	}, 30*time.Second, 50*time.Millisecond, "every evicted pod gets the drain annotations")
-	return stamped
+	return stamped, asked
+}
+
+// assertNeverEarly checks that each pod was released no sooner than hold after its eviction
+// was asked for (same machine, same clock as the API server's).
+func assertNeverEarly(t *testing.T, r *cluster.Releases, asked map[string]time.Time, hold time.Duration) {
+	t.Helper()
+	for name, at := range asked {
+		released, ok := r.At(name)
+		require.True(t, ok, "%s released", name)
+		assert.GreaterOrEqual(t, released.Sub(at), hold, "%s released %s after its eviction was asked for", name, released.Sub(at))
+	}
 }
 
 func drainStarted(t *testing.T, pod *corev1.Pod) time.Time {
@@ -255,7 +271,7 @@ func assertReleasedOnTime(t *testing.T, s *cluster.Stack, r *cluster.Releases, k
 		released, _ := r.At(name)
 		stoppedAt, ok := k.stoppedAt(name)
 		require.True(t, ok, "kubelet stopped %s", name)
-		due := drainStarted(t, pod).Add(grace)
+		due := up(drainStarted(t, pod)).Add(grace) // as the function times it: never early
 		for _, at := range []time.Time{stoppedAt, notBefore} {
 			if at.After(due) {
 				due = at
@@ -332,8 +348,9 @@ func TestE2EManageEvictDrain(t *testing.T) {
 			// with a reply, about 0.9 s before the next re-check would.
 			k := newKubelet()
 			k.late[managed[0]] = 5200 * time.Millisecond
-			stamped := evictAll(t, s, k, managed)
+			stamped, asked := evictAll(t, s, k, managed)
 			assertDrained(t, s, releases, k, stamped, time.Time{})
+			assertNeverEarly(t, releases, asked, grace)
 			assertReplies(t, s, eventing.TypeDrainStarted, managed)
 			// Replies to timer-driven releases have no request to answer; those that came with
 			// an event say why and how long.
@@ -359,7 +376,7 @@ func TestE2ERestartMidDrain(t *testing.T) {
 
 	// Drains start, then the function dies before any is due; a new process takes over with
 	// no memory of them. The kubelet stops the containers after the restart.
-	stamped := evictAll(t, s, nil, managed)
+	stamped, _ := evictAll(t, s, nil, managed)
 	require.NoError(t, s.RestartFunction())
 	restarted := time.Now()
 	k := newKubelet()
@@ -372,7 +389,7 @@ func TestE2ESweepFinishesDrainsWhoseEventsWereLost(t *testing.T) {
 	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
 	managed := createPods(t, s, "web", 5, true, nil)
 	waitForFinalizers(t, s, managed)
-	stamped := evictAll(t, s, nil, managed)
+	stamped, _ := evictAll(t, s, nil, managed)
 
 	// The function is down while the kubelet stops the containers: the adapter's sends fail and
 	// it drops those events. Nothing would ever announce these pods again.
@@ -414,7 +431,7 @@ func TestE2ETimeoutReleasesAtDeadline(t *testing.T) {
 	waitForFinalizers(t, s, names)
 
 	// The containers never stop: only the deadline releases the pods.
-	stamped := evictAll(t, s, nil, names)
+	stamped, asked := evictAll(t, s, nil, names)
 	require.Eventually(t, func() bool {
 		_, a := releases.At(names[0])
 		_, b := releases.At(names[1])
@@ -425,11 +442,15 @@ func TestE2ETimeoutReleasesAtDeadline(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 5*time.Second, deadline.Sub(drainStarted(t, pod)), "per-pod drain timeout")
 		released, _ := releases.At(name)
-		late := released.Sub(deadline)
-		assert.GreaterOrEqual(t, late, time.Duration(0), "%s released before its deadline", name)
+		late := released.Sub(up(deadline))
+		assert.GreaterOrEqual(t, late, time.Duration(0), "%s released before the latest moment its whole-second deadline stands for", name)
 		assert.LessOrEqual(t, late, slack, "%s released %s after its deadline", name, late)
 		assertEvents(t, s, pod, "Normal/DrainStarted", "Warning/DrainTimedOut")
 		assert.Equal(t, corev1.PodRunning, getPod(t, s, name).Status.Phase, "containers still running")
 	}
+	assertNeverEarly(t, releases, asked, 5*time.Second)
 	finishAll(t, s, stamped)
 }
+
+// up is the latest moment a whole-second time stands for.
+func up(t time.Time) time.Time { return t.Add(time.Second - time.Nanosecond) }

@@ -147,7 +147,7 @@ func waitReleased(t *testing.T, r *cluster.Releases, names []string, within time
 
 // drainDue is when the pod's drain was due: its grace period over, counted from when the drain
 // started (the drain-started stamp, else the API server's eviction time, as the function
-// counts), and its containers stopped.
+// counts: from the end of that whole second), and its containers stopped.
 func drainDue(t *testing.T, pod *corev1.Pod, k *cluster.Kubelet) time.Time {
 	t.Helper()
 	started, ok := cluster.EvictedAt(pod)
@@ -159,7 +159,9 @@ func drainDue(t *testing.T, pod *corev1.Pod, k *cluster.Kubelet) time.Time {
 	require.True(t, ok, "%s has neither a drain-started stamp nor a DisruptionTarget condition", pod.Name)
 	stopped, ok := k.StoppedAt(pod.Name)
 	require.True(t, ok, "the kubelet stopped the containers of %s", pod.Name)
-	return later(started.Add(grace), stopped)
+	// Whole seconds, as the API and the stamp show it: the function times the drain from the
+	// latest moment of that second, so it is never early.
+	return later(started.Add(time.Second-time.Nanosecond).Add(grace), stopped)
 }
 
 func later(a, b time.Time) time.Time {
