@@ -298,6 +298,11 @@ func (f *Function) Start(ctx context.Context, env map[string]string) error {
 		if err := tel.SetGauges(rec.InProgress, rec.Overdue); err != nil {
 			f.log.Warn("the drain gauges are not reported", slog.String("error", err.Error()))
 		}
+		if f.serverClock != nil {
+			if err := tel.SetClockOffset(f.serverClock.Offset); err != nil {
+				f.log.Warn("the API server clock offset is not reported", slog.String("error", err.Error()))
+			}
+		}
 	}
 	if follow {
 		host, _ := os.Hostname()

@@ -26,12 +26,12 @@ import (
 // prefix is the prefix of every series the function exports.
 const prefix = "vpagracefuldrain_"
 
-// exported returns every Prometheus series name the function exports: a histogram (the
-// series whose name ends in the unit, _seconds) exists only as its _bucket, _sum and _count.
+// exported returns every Prometheus series name the function exports: a histogram exists
+// only as its _bucket, _sum and _count.
 func exported() map[string]bool {
 	m := map[string]bool{}
 	for _, s := range telemetry.Series() {
-		if strings.HasSuffix(s, "_seconds") {
+		if telemetry.IsHistogram(s) {
 			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
 				m[s+suffix] = true
 			}
@@ -444,7 +444,7 @@ func TestDashboardCoversTheSeries(t *testing.T) {
 		}
 	}
 	for _, s := range telemetry.Series() {
-		if strings.HasSuffix(s, "_seconds") {
+		if telemetry.IsHistogram(s) {
 			s += "_bucket" // percentiles
 		}
 		assert.True(t, used[s], "no panel shows %s", s)

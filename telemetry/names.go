@@ -35,6 +35,10 @@ const (
 	// from the eviction until the owner was back at its desired number of Ready replicas: what
 	// the eviction cost the service. By owner_kind and namespace.
 	CapacityGap = "vpagracefuldrain.capacity_gap"
+	// ClockOffset is the API server's clock minus this replica's, in seconds, as learned from
+	// the Date headers of the API server's answers: drains are timed on the API server's
+	// clock, so a replica whose clock is off still holds each pod as long as it should.
+	ClockOffset = "vpagracefuldrain.api_server.clock_offset"
 )
 
 // Attribute (label) names.
@@ -66,5 +70,17 @@ func Series() []string {
 		"vpagracefuldrain_sweep_failures_total",
 		"vpagracefuldrain_sweep_duration_seconds",
 		"vpagracefuldrain_capacity_gap_seconds",
+		"vpagracefuldrain_api_server_clock_offset_seconds",
 	}
+}
+
+// IsHistogram reports whether a series of Series is a histogram (exported as its _bucket,
+// _sum and _count series).
+func IsHistogram(series string) bool {
+	switch series {
+	case "vpagracefuldrain_drain_duration_seconds", "vpagracefuldrain_event_duration_seconds",
+		"vpagracefuldrain_sweep_duration_seconds", "vpagracefuldrain_capacity_gap_seconds":
+		return true
+	}
+	return false
 }

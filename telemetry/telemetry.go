@@ -38,6 +38,7 @@ type Telemetry struct {
 	decisions, events, apiRequests, sweeps, sweepPods, sweepWrites, sweepFailures metric.Int64Counter
 	drainDuration, eventDuration, sweepDuration, capacityGap                      metric.Float64Histogram
 	inProgress, overdue                                                           metric.Int64ObservableGauge
+	clockOffset                                                                   metric.Float64ObservableGauge
 
 	// The attribute sets of the metrics recorded for every event and API request.
 	decisionSets, eventSets, apiSets attrCache
@@ -144,6 +145,10 @@ func (t *Telemetry) instruments() error {
 	}
 	t.inProgress = gauge(DrainsInProgress, "Drains this replica is waiting on.")
 	t.overdue = gauge(DrainsOverdue, "Pods the last sweep found held past their deadline.")
+	var err error
+	t.clockOffset, err = m.Float64ObservableGauge(ClockOffset, metric.WithUnit("s"),
+		metric.WithDescription("The API server's clock minus this replica's (drains are timed on the API server's)."))
+	errs = append(errs, err)
 	return errors.Join(errs...)
 }
 
@@ -157,6 +162,20 @@ func (t *Telemetry) SetGauges(inProgress, overdue func() int64) error {
 	}, t.inProgress, t.overdue)
 	if err != nil {
 		return fmt.Errorf("registering the gauges: %w", err)
+	}
+	return nil
+}
+
+// SetClockOffset reports offset, the API server's clock minus this replica's, as the clock
+// offset gauge (only in a cluster: in dry-run nothing is reported).
+func (t *Telemetry) SetClockOffset(offset func() time.Duration) error {
+	m := t.meters.Meter(ServiceName)
+	_, err := m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+		obs.ObserveFloat64(t.clockOffset, offset().Seconds())
+		return nil
+	}, t.clockOffset)
+	if err != nil {
+		return fmt.Errorf("registering the clock offset gauge: %w", err)
 	}
 	return nil
 }

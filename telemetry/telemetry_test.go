@@ -45,6 +45,7 @@ func TestEverySeriesIsExported(t *testing.T) {
 	tel, _ := newTelemetry(t)
 	ctx := context.Background()
 	require.NoError(t, tel.SetGauges(func() int64 { return 3 }, func() int64 { return 1 }))
+	require.NoError(t, tel.SetClockOffset(func() time.Duration { return -2500 * time.Millisecond }))
 	tel.Decision(ctx, "remove-finalizer", "replaced")
 	tel.Drain(ctx, "replaced", "Deployment", 12.5)
 	tel.CapacityGap(ctx, "Deployment", "shop", 7)
@@ -67,6 +68,7 @@ func TestEverySeriesIsExported(t *testing.T) {
 		`vpagracefuldrain_sweep_pods_total 10`,
 		`vpagracefuldrain_drains_in_progress 3`,
 		`vpagracefuldrain_drains_overdue 1`,
+		`vpagracefuldrain_api_server_clock_offset_seconds -2.5`,
 	} {
 		assert.Contains(t, text, line)
 	}
