@@ -199,23 +199,23 @@ func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
 	assert.True(t, hasDisruption, "the real Eviction API marks the pod")
 
 	// Grace over, containers still running: wait, no write.
-	f.clock.SetTime(started.Add(5 * time.Second))
+	f.clock.SetTime(up(started).Add(5 * time.Second))
 	out := f.reconcile(pod)
 	assert.Equal(t, handlers.Wait, out.Decision.Action)
 	assert.Equal(t, "containers running", out.Decision.Reason)
 	assert.Empty(t, f.reqs.List())
 
 	// Containers stopped before the grace period ends: still wait.
-	f.clock.SetTime(started.Add(2 * time.Second))
+	f.clock.SetTime(up(started).Add(2 * time.Second))
 	stopped, err := cluster.MarkStopped(f.ctx, cp.Client, pod)
 	require.NoError(t, err)
 	out = f.reconcile(stopped)
 	assert.Equal(t, handlers.Wait, out.Decision.Action)
 	assert.Equal(t, "grace period", out.Decision.Reason)
-	assert.Equal(t, started.Add(5*time.Second), out.Decision.RecheckAt)
+	assert.Equal(t, up(started).Add(5*time.Second), out.Decision.RecheckAt)
 
 	// Both gates open: the finalizer goes, with a DrainCompleted Event.
-	f.clock.SetTime(started.Add(5 * time.Second))
+	f.clock.SetTime(up(started).Add(5 * time.Second))
 	out = f.reconcile(stopped)
 	assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
 	assert.Equal(t, handlers.ReasonDrained, out.Decision.Reason)
@@ -235,10 +235,10 @@ func TestIntegrationTimeoutReleasesRunningPod(t *testing.T) {
 	deadline, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainDeadline])
 	require.NoError(t, err)
 
-	f.clock.SetTime(deadline.Add(-time.Second))
+	f.clock.SetTime(up(deadline).Add(-time.Second))
 	assert.Equal(t, handlers.Wait, f.reconcile(pod).Decision.Action)
 
-	f.clock.SetTime(deadline)
+	f.clock.SetTime(up(deadline)) // the latest moment the whole-second deadline stands for
 	out := f.reconcile(pod)
 	assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
 	assert.Equal(t, handlers.ReasonTimeout, out.Decision.Reason)
@@ -490,7 +490,7 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 				}
 			}
 			require.False(t, evictedAt.IsZero())
-			assert.Equal(t, evictedAt.Add(60*time.Second), out.Decision.Deadline, "timed from the API server's eviction time")
+			assert.Equal(t, up(evictedAt).Add(60*time.Second), out.Decision.Deadline, "timed from the API server's eviction time (the latest moment of its second)")
 
 			f.clock.SetTime(out.Decision.Deadline.Add(-time.Second))
 			assert.Equal(t, handlers.Wait, f.reconcile(f.get("web-3")).Decision.Action)
@@ -504,3 +504,7 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 		})
 	}
 }
+
+// up is the latest moment a whole-second API time stands for, from which the function times
+// drains.
+func up(t time.Time) time.Time { return t.Add(time.Second - time.Nanosecond) }
