@@ -3,19 +3,56 @@ package handlers_test
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"function/handlers"
 )
+
+// leaseConcurrency makes the fake clientset's Lease writes optimistic, as the API server's
+// are (the fake's tracker neither sets nor checks resourceVersion): a create sets it to 1, an
+// update with another resourceVersion than the stored one is a Conflict, and one that matches
+// increments it. Without it, two replicas that read the Lease before either writes it would
+// both claim it.
+func leaseConcurrency(c *fake.Clientset) {
+	var mu sync.Mutex
+	gvr := coordinationv1.SchemeGroupVersion.WithResource("leases")
+	c.PrependReactor("create", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		l := a.(k8stesting.CreateAction).GetObject().(*coordinationv1.Lease).DeepCopy()
+		l.ResourceVersion = "1"
+		return true, l, c.Tracker().Create(gvr, l, l.Namespace)
+	})
+	c.PrependReactor("update", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		l := a.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease).DeepCopy()
+		cur, err := c.Tracker().Get(gvr, l.Namespace, l.Name)
+		if err != nil {
+			return true, nil, err
+		}
+		rv := cur.(*coordinationv1.Lease).ResourceVersion
+		if l.ResourceVersion != rv {
+			return true, nil, apierrors.NewConflict(gvr.GroupResource(), l.Name, errors.New("the object has been modified"))
+		}
+		n, _ := strconv.Atoi(rv)
+		l.ResourceVersion = strconv.Itoa(n + 1)
+		return true, l, c.Tracker().Update(gvr, l, l.Namespace)
+	})
+}
 
 // runSweeps runs a Reconciler with a sweep Lease on the fixture's client.
 func runSweeps(t *testing.T, f *fixture, identity string) *handlers.Reconciler {
@@ -61,6 +98,7 @@ func expectSweeps(t *testing.T, lists <-chan struct{}, n int, msg string) {
 // replica's timer back.
 func TestSweepLeaseSharesOneSchedule(t *testing.T) {
 	f := newFixture(t, false)
+	leaseConcurrency(f.client)
 	lists := listsOf(f)
 	a := runSweeps(t, f, "a")
 	expectSweeps(t, lists, 1, "replica a sweeps at start")
