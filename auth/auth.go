@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/flowcontrol"
@@ -243,7 +244,11 @@ func (v *Verifier) review(ctx context.Context, token string) verdict {
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{v.audience}},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return verdict{err: unavailable(fmt.Sprintf("cannot verify the token now (TokenReview: %v): try again", err))}
+		hint := ""
+		if apierrors.IsForbidden(err) {
+			hint = "; the function needs create on tokenreviews.authentication.k8s.io: ClusterRole vpa-graceful-drain-sender-auth in config/rbac.yaml"
+		}
+		return verdict{err: unavailable(fmt.Sprintf("cannot verify the token now (TokenReview: %v%s): try again", err, hint))}
 	}
 	refused := func(e *Error) verdict { return verdict{err: e, expires: now.Add(RefusedTTL)} }
 	switch st := tr.Status; {

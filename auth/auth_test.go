@@ -14,7 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -126,6 +128,7 @@ func TestVerify(t *testing.T) {
 		challenge  string
 		reviews    int32
 		user       string
+		message    string
 	}{
 		{name: "no Authorization header", header: header(), want: 401, challenge: "Bearer"},
 		{name: "another scheme", header: header("Basic dXNlcjpwYXNz"), want: 401, challenge: `Bearer error="invalid_request"`},
@@ -143,6 +146,8 @@ func TestVerify(t *testing.T) {
 		{name: "authenticated, but the audience not echoed", header: header("Bearer no-audience"), want: 401, challenge: `Bearer error="invalid_token"`, reviews: 1},
 		{name: "unknown token", header: header("Bearer bogus"), want: 401, challenge: `Bearer error="invalid_token"`, reviews: 1},
 		{name: "the TokenReview fails", header: header("Bearer good"), apiErr: errors.New("connection refused"), want: 503, reviews: 1},
+		{name: "the TokenReview is forbidden", header: header("Bearer good"), apiErr: apierrors.NewForbidden(schema.GroupResource{Group: "authentication.k8s.io", Resource: "tokenreviews"}, "", errors.New("RBAC")),
+			want: 503, reviews: 1, message: "vpa-graceful-drain-sender-auth"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,6 +176,7 @@ func TestVerify(t *testing.T) {
 				if tt.want == 503 {
 					assert.Equal(t, 1, e.RetryAfter, "the sender retries")
 				}
+				assert.Contains(t, e.Message, tt.message)
 			}
 			for _, spec := range s.seen {
 				assert.Equal(t, []string{audience}, spec.Audiences, "reviewed for the configured audience")
