@@ -37,8 +37,10 @@ const (
 	RefusedTTL = 10 * time.Second
 	// MaxCached is how many verdicts each of the two caches (accepted, refused) holds. A full
 	// cache first drops its expired verdicts and, if none is, is emptied: it never grows past
-	// this. A verdict takes about 150 bytes (its key is the token's SHA-256, never the token),
-	// so both hold at most ~300 KiB. Refused tokens never push accepted ones out.
+	// this. A verdict is a few hundred bytes at most, the user name its longest part (its key
+	// is the token's SHA-256, never the token): under 1 MiB for both. Refused tokens never push
+	// accepted ones out. (With ReviewsPerSecond and the TTLs, fewer than ~620 verdicts are live
+	// at once: MaxCached is the backstop.)
 	MaxCached = 1024
 	// ReviewsPerSecond and ReviewBurst cap the TokenReviews a replica makes (only tokens it
 	// holds no verdict for cost one): a request beyond the cap is answered 503 with
