@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 
+	"function/auth"
 	"function/config"
 	"function/eventing"
 	"function/handlers"
@@ -66,11 +67,16 @@ type Function struct {
 	// decoder decodes the events; its clock bounds the times an event's pod may carry.
 	decoder eventing.Decoder
 
-	mu      sync.RWMutex
-	rec     *handlers.Reconciler // set by a successful Start
-	cfgErr  error                // set by a failed Start
-	cancel  context.CancelFunc   // ends rec.Run
-	stopped chan struct{}        // closed when rec.Run has returned
+	mu sync.RWMutex
+	// senders authenticates the senders of events (nil: SENDER_AUDIENCE unset, no
+	// authentication); sendersKnown is set once setup has read SENDER_AUDIENCE: until then no
+	// request's body is read (see authenticate).
+	senders      *auth.Verifier
+	sendersKnown bool
+	rec          *handlers.Reconciler // set by a successful Start
+	cfgErr       error                // set by a failed Start
+	cancel       context.CancelFunc   // ends rec.Run
+	stopped      chan struct{}        // closed when rec.Run has returned
 }
 
 // MetricsPath serves the metrics in the Prometheus text format (GET), on the function's own
@@ -185,6 +191,13 @@ func (f *Function) setup(ctx context.Context, env map[string]string) error {
 			return err
 		}
 	}
+	senders, err := f.senderVerifier(proc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.senders, f.sendersKnown = senders, true
+	f.mu.Unlock()
 	switch {
 	case f.client == nil:
 		f.dryRun = true
@@ -197,6 +210,66 @@ func (f *Function) setup(ctx context.Context, env map[string]string) error {
 		f.log.Info("vpa-graceful-drain starting", slog.Bool("dryRun", false), slog.String("cluster", where))
 	}
 	return nil
+}
+
+// senderVerifier returns the Verifier of SENDER_AUDIENCE and SENDER_IDENTITIES (nil when
+// SENDER_AUDIENCE is unset). Without a cluster there is no API server to review tokens: an
+// error, so the function does not become Ready rather than serve unauthenticated.
+func (f *Function) senderVerifier(proc config.Process) (*auth.Verifier, error) {
+	if proc.SenderAudience == "" {
+		return nil, nil
+	}
+	if f.client == nil {
+		return nil, &config.KeyError{Key: config.KeySenderAudience, Value: proc.SenderAudience,
+			Reason: "sender authentication reviews tokens with the API server, and no cluster is configured (dry-run without one): unset " +
+				config.KeySenderAudience + " or give the function a cluster"}
+	}
+	v, err := auth.New(f.client, auth.Options{Audience: proc.SenderAudience, Identities: proc.SenderIdentities})
+	if err != nil {
+		return nil, fmt.Errorf("setting up sender authentication: %w", err)
+	}
+	if len(proc.SenderIdentities) == 0 {
+		f.log.Warn("sender authentication on, for any identity: any workload that can get a token for the audience (any pod, with a projected ServiceAccount token) may send events; set "+
+			config.KeySenderIdentities+" to the senders' ServiceAccounts", slog.String("audience", proc.SenderAudience))
+	} else {
+		f.log.Info("sender authentication on", slog.String("audience", proc.SenderAudience), slog.Any("identities", proc.SenderIdentities))
+	}
+	return v, nil
+}
+
+// authenticate answers a request whose sender is not authenticated (see auth.Verifier.Verify)
+// and returns false; true lets the request be read. Before setup has read SENDER_AUDIENCE (or
+// when setup failed) it answers 503: whether a token is needed is not known yet. It reads
+// the headers only.
+func (f *Function) authenticate(ctx context.Context, w http.ResponseWriter, r *http.Request) bool {
+	f.mu.RLock()
+	v, known := f.senders, f.sendersKnown
+	f.mu.RUnlock()
+	switch {
+	case !known:
+		eventing.WriteError(w, http.StatusServiceUnavailable, "not ready: starting")
+		return false
+	case v == nil:
+		return true
+	}
+	_, err := v.Verify(ctx, r.Header)
+	if err == nil {
+		return true
+	}
+	var refused *auth.Error
+	if !errors.As(err, &refused) {
+		refused = &auth.Error{Status: http.StatusServiceUnavailable, Message: err.Error(), RetryAfter: 1}
+	}
+	level := slog.LevelWarn
+	if refused.Status >= http.StatusInternalServerError {
+		level = slog.LevelError
+	}
+	if f.log.Enabled(ctx, level) {
+		f.log.LogAttrs(ctx, level, "refused sender", slog.Int("status", refused.Status), slog.String("reason", refused.Message),
+			slog.String("remote", r.RemoteAddr))
+	}
+	refused.Write(w, eventing.WriteError)
+	return false
 }
 
 // telemetry is the metrics and traces (nil before the first Start).
@@ -423,7 +496,8 @@ func (f *Function) reconciler() (*handlers.Reconciler, error) {
 }
 
 // Handle serves one HTTP request: kn func's http scaffolding (func-go's http runtime) calls it
-// for every request but the health probes. It reads one CloudEvent from the request (binary or
+// for every request but the health probes. GET /metrics is served as is; any other request's
+// sender is authenticated first when SENDER_AUDIENCE is set (see authenticate). It reads one CloudEvent from the request (binary or
 // structured mode), handles it with HandleEvent and writes the answer, all within this call:
 // no event ever waits for another request.
 func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
@@ -441,6 +515,11 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 	}()
 	ctx, cancel := context.WithTimeout(r.Context(), f.eventTimeout)
 	defer cancel()
+	// The sender first (SENDER_AUDIENCE), from the headers alone: a refused request's body is
+	// never read. Alive's in-process probe event cannot be sent from outside.
+	if r.Context().Value(probeKey{}) == nil && !f.authenticate(ctx, w, r) {
+		return
+	}
 	e, err := eventing.ReadRequest(ctx, r)
 	if err != nil {
 		status := eventing.Status(err)

@@ -113,6 +113,10 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 		{"vpa-graceful-drain-pacing", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
 			"policy/poddisruptionbudgets": {"create", "delete"},
 		}},
+		// Sender authentication (SENDER_AUDIENCE): auth.Verifier's TokenReviews.
+		{"vpa-graceful-drain-sender-auth", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
+			"authentication.k8s.io/tokenreviews": {"create"},
+		}},
 		{"vpa-graceful-drain-source", "vpa-graceful-drain/vpa-graceful-drain-source", map[string][]string{"pods": {"get", "list", "watch"}}},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // KeyLogLevel sets the level of the function's and the func-go runtime's logs.
@@ -19,6 +20,22 @@ const (
 	KeyAPIQPS   = "KUBE_API_QPS"
 	KeyAPIBurst = "KUBE_API_BURST"
 )
+
+// KeySenderAudience turns on sender authentication: every event must carry an
+// `Authorization: Bearer` token the API server accepts (a TokenReview) for this audience, the
+// audience Knative Eventing's OIDC authentication issues the senders' tokens for (the Trigger's
+// spec.subscriber.audience). Unset or empty: off, the default. KeySenderIdentities, optional,
+// lists the user names allowed to send (comma-separated, e.g.
+// system:serviceaccount:<namespace>:<name>); a valid token of another is refused. Both are
+// read from the environment only, never from the followed ConfigMap: whoever may edit the
+// ConfigMap must not be able to turn authentication off.
+const (
+	KeySenderAudience   = "SENDER_AUDIENCE"
+	KeySenderIdentities = "SENDER_IDENTITIES"
+)
+
+// maxSenderValue bounds the audience and each identity.
+const maxSenderValue = 1024
 
 // The default client-side limit: high enough that a burst of 1,000 evictions (a drain stamp,
 // a release and two Events each, within seconds) is not queued in the function, low enough to
@@ -40,10 +57,15 @@ type Process struct {
 	// KUBE_API_BURST); a negative APIQPS means no client-side limit.
 	APIQPS   float32
 	APIBurst int
+	// SenderAudience is SENDER_AUDIENCE: "" means no sender authentication.
+	SenderAudience string
+	// SenderIdentities is SENDER_IDENTITIES: the user names allowed to send (empty: any user
+	// with a valid token for SenderAudience).
+	SenderIdentities []string
 }
 
-// LoadProcess reads DRY_RUN, LOG_LEVEL, KUBE_API_QPS and KUBE_API_BURST from env (the
-// environment func-go hands Start). Every invalid value is reported, joined in one error of
+// LoadProcess reads DRY_RUN, LOG_LEVEL, KUBE_API_QPS, KUBE_API_BURST, SENDER_AUDIENCE and
+// SENDER_IDENTITIES from env (the environment func-go hands Start). Every invalid value is reported, joined in one error of
 // KeyErrors.
 func LoadProcess(env map[string]string) (Process, error) {
 	p := Process{LogLevel: slog.LevelInfo, APIQPS: DefaultAPIQPS, APIBurst: DefaultAPIBurst}
@@ -84,5 +106,45 @@ func LoadProcess(env map[string]string) (Process, error) {
 	if burstSet && p.APIQPS > 0 && float32(p.APIBurst) < p.APIQPS {
 		errs = append(errs, &KeyError{Key: KeyAPIBurst, Value: strconv.Itoa(p.APIBurst), Reason: fmt.Sprintf("must be at least %s (%g)", KeyAPIQPS, p.APIQPS)})
 	}
+	p.SenderAudience, p.SenderIdentities, errs = loadSenders(env, errs)
 	return p, errors.Join(errs...)
+}
+
+// loadSenders reads SENDER_AUDIENCE and SENDER_IDENTITIES.
+func loadSenders(env map[string]string, errs []error) (string, []string, []error) {
+	audience := strings.TrimSpace(env[KeySenderAudience])
+	if bad := senderValueProblem(audience); audience != "" && bad != "" {
+		errs = append(errs, &KeyError{Key: KeySenderAudience, Value: audience, Reason: "an audience " + bad})
+	}
+	raw := strings.TrimSpace(env[KeySenderIdentities])
+	if raw == "" {
+		return audience, nil, errs
+	}
+	if audience == "" {
+		return audience, nil, append(errs, &KeyError{Key: KeySenderIdentities, Value: raw,
+			Reason: "needs " + KeySenderAudience + ": identities are checked on verified tokens only, and without an audience no token is verified"})
+	}
+	var ids []string
+	for _, id := range strings.Split(raw, ",") {
+		id = strings.TrimSpace(id)
+		if bad := senderValueProblem(id); bad != "" {
+			errs = append(errs, &KeyError{Key: KeySenderIdentities, Value: raw, Reason: fmt.Sprintf("identity %q: a user name %s", id, bad)})
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return audience, ids, errs
+}
+
+// senderValueProblem says what is wrong with an audience or a user name ("" for nothing).
+func senderValueProblem(v string) string {
+	switch {
+	case v == "":
+		return "cannot be empty"
+	case len(v) > maxSenderValue:
+		return fmt.Sprintf("is at most %d bytes", maxSenderValue)
+	case strings.IndexFunc(v, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return "cannot hold spaces or control characters"
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -30,6 +31,17 @@ func TestLoadProcess(t *testing.T) {
 		{"burst below qps", map[string]string{"KUBE_API_QPS": "100", "KUBE_API_BURST": "10"}, config.Process{}, config.KeyAPIBurst},
 		{"bad dry-run", map[string]string{"DRY_RUN": "perhaps"}, config.Process{}, config.KeyDryRun},
 		{"bad level", map[string]string{"LOG_LEVEL": "loud"}, config.Process{}, config.KeyLogLevel},
+		{"sender audience", map[string]string{"SENDER_AUDIENCE": " vpa-graceful-drain "},
+			config.Process{LogLevel: slog.LevelInfo, APIQPS: 500, APIBurst: 1000, SenderAudience: "vpa-graceful-drain"}, ""},
+		{"sender audience and identities", map[string]string{"SENDER_AUDIENCE": "a", "SENDER_IDENTITIES": "system:serviceaccount:ns:x, system:serviceaccount:ns:y"},
+			config.Process{LogLevel: slog.LevelInfo, APIQPS: 500, APIBurst: 1000, SenderAudience: "a", SenderIdentities: []string{"system:serviceaccount:ns:x", "system:serviceaccount:ns:y"}}, ""},
+		{"blank sender audience: off", map[string]string{"SENDER_AUDIENCE": "  ", "SENDER_IDENTITIES": " "}, config.Process{LogLevel: slog.LevelInfo, APIQPS: 500, APIBurst: 1000}, ""},
+		{"identities without an audience", map[string]string{"SENDER_IDENTITIES": "system:serviceaccount:ns:x"}, config.Process{}, config.KeySenderIdentities},
+		{"audience with a space", map[string]string{"SENDER_AUDIENCE": "my audience"}, config.Process{}, config.KeySenderAudience},
+		{"audience with a control character", map[string]string{"SENDER_AUDIENCE": "a\x00b"}, config.Process{}, config.KeySenderAudience},
+		{"audience too long", map[string]string{"SENDER_AUDIENCE": strings.Repeat("a", 1025)}, config.Process{}, config.KeySenderAudience},
+		{"an empty identity", map[string]string{"SENDER_AUDIENCE": "a", "SENDER_IDENTITIES": "x,,y"}, config.Process{}, config.KeySenderIdentities},
+		{"an identity with a space", map[string]string{"SENDER_AUDIENCE": "a", "SENDER_IDENTITIES": "system:serviceaccount:ns:x y"}, config.Process{}, config.KeySenderIdentities},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

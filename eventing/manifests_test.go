@@ -28,6 +28,8 @@ import (
 	"knative.dev/eventing/pkg/apis/sources"
 	sourcesv1 "knative.dev/eventing/pkg/apis/sources/v1"
 	duckv1 "knative.dev/pkg/apis/duck/v1"
+	"knative.dev/pkg/kmeta"
+	"sigs.k8s.io/yaml"
 
 	"function/config"
 	"function/eventing"
@@ -41,6 +43,11 @@ const (
 	// `# --- end ---`).
 	exampleTimeouts   = "timeouts"
 	exampleDeadLetter = "dead-letter"
+	// The subscriber audiences of the two Triggers (sender authentication), and func.yaml's
+	// SENDER_AUDIENCE and SENDER_IDENTITIES.
+	exampleAudience      = "audience"
+	exampleSweepAudience = "sweep-audience"
+	exampleSenderAuth    = "sender-auth"
 	// The function's Knative Service (func.yaml name), subscriber of both Triggers.
 	serviceName = "vpa-graceful-drain"
 )
@@ -118,6 +125,8 @@ func TestKnativeManifestsPassTheEventingWebhook(t *testing.T) {
 		"timeouts example":    {exampleTimeouts},
 		"dead-letter example": {exampleDeadLetter},
 		"both examples":       {exampleTimeouts, exampleDeadLetter},
+		"audience examples":   {exampleAudience, exampleSweepAudience},
+		"every example":       {exampleTimeouts, exampleDeadLetter, exampleAudience, exampleSweepAudience},
 	}
 	for name, examples := range variants {
 		t.Run(name, func(t *testing.T) {
@@ -464,4 +473,49 @@ func TestTriggerDeadLetterSinkExample(t *testing.T) {
 	assert.Equal(t, "vpa-graceful-drain", tr.Spec.Delivery.DeadLetterSink.Ref.Namespace, "defaulted to the Trigger's namespace")
 	tr.Spec.Delivery.DeadLetterSink = nil
 	assert.Equal(t, shipped.Spec, tr.Spec, "only the dead-letter sink differs")
+}
+
+// Sender authentication, switched on on both sides as the README says: each Trigger's
+// subscriber audience (what the Broker requests its token for) is func.yaml's SENDER_AUDIENCE,
+// and SENDER_IDENTITIES are exactly the Triggers' OIDC ServiceAccounts, named as Knative
+// Eventing names them (auth.GetOIDCServiceAccountNameForResource: kmeta.ChildName of the
+// Trigger's name and -oidc-<group>-<kind>, in the Trigger's namespace). Nothing else changes.
+func TestTriggerSenderAuthenticationExample(t *testing.T) {
+	shipped := admitAll(t, readManifest(t))
+	m := admitAll(t, withExamples(t, exampleAudience, exampleSweepAudience))
+
+	b, err := os.ReadFile("../func.yaml")
+	require.NoError(t, err)
+	b, err = knative.Uncomment(b, exampleSenderAuth)
+	require.NoError(t, err)
+	var fn struct {
+		Run struct {
+			Envs []struct{ Name, Value string } `json:"envs"`
+		} `json:"run"`
+	}
+	require.NoError(t, yaml.Unmarshal(b, &fn), "func.yaml with the example on")
+	env := map[string]string{}
+	for _, e := range fn.Run.Envs {
+		env[e.Name] = e.Value
+	}
+	proc, err := config.LoadProcess(env)
+	require.NoError(t, err)
+	require.NotEmpty(t, proc.SenderAudience)
+
+	var identities []string
+	for _, name := range []string{"vpa-graceful-drain", "vpa-graceful-drain-sweep"} {
+		tr := m.trigger(t, name)
+		require.NotNil(t, tr.Spec.Subscriber.Audience, name)
+		assert.Equal(t, proc.SenderAudience, *tr.Spec.Subscriber.Audience, "%s: the Broker's tokens are for the function's audience", name)
+		gvk := eventingv1.SchemeGroupVersion.WithKind("Trigger")
+		sa := strings.ToLower(kmeta.ChildName(tr.Name, fmt.Sprintf("-oidc-%s-%s", gvk.Group, gvk.Kind)))
+		identities = append(identities, "system:serviceaccount:"+tr.Namespace+":"+sa)
+
+		was := shipped.trigger(t, name)
+		tr.Spec.Subscriber.Audience = nil
+		assert.Equal(t, was.Spec, tr.Spec, "%s: only the audience differs", name)
+	}
+	assert.ElementsMatch(t, identities, proc.SenderIdentities)
+	assert.Equal(t, fmt.Sprintf("serving.knative.dev/service/%s/%s", "vpa-graceful-drain", serviceName), proc.SenderAudience,
+		"Knative's form of an audience (auth.GetAudience): <group>/<kind>/<namespace>/<name>")
 }

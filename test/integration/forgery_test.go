@@ -129,15 +129,8 @@ func TestForgedEventsWriteNothing(t *testing.T) {
 	})
 }
 
-func setAnnotation(p *corev1.Pod, k, v string) {
-	if p.Annotations == nil {
-		p.Annotations = map[string]string{}
-	}
-	p.Annotations[k] = v
-}
-
-// postPodEvent posts pod as the ApiServerSource adapter sends an update (binary mode).
-func postPodEvent(t *testing.T, url string, pod *corev1.Pod) (int, string) {
+// podEventRequest is pod as the ApiServerSource adapter sends an update (binary mode), to url.
+func podEventRequest(t *testing.T, url string, pod *corev1.Pod) *http.Request {
 	t.Helper()
 	pod = pod.DeepCopy()
 	pod.APIVersion, pod.Kind = "v1", "Pod"
@@ -152,7 +145,20 @@ func postPodEvent(t *testing.T, url string, pod *corev1.Pod) (int, string) {
 	} {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	return req
+}
+
+func setAnnotation(p *corev1.Pod, k, v string) {
+	if p.Annotations == nil {
+		p.Annotations = map[string]string{}
+	}
+	p.Annotations[k] = v
+}
+
+// postPodEvent posts pod as the ApiServerSource adapter sends an update (binary mode).
+func postPodEvent(t *testing.T, url string, pod *corev1.Pod) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(podEventRequest(t, url, pod))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

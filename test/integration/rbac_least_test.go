@@ -93,6 +93,7 @@ var functionNeeds = []string{
 	"list poddisruptionbudgets.policy -",
 	"create poddisruptionbudgets.policy " + appNS, "delete poddisruptionbudgets.policy " + appNS, // the pacing role
 	"list verticalpodautoscalers.autoscaling.k8s.io " + appNS,
+	"create tokenreviews.authentication.k8s.io", // the sender-auth role (SENDER_AUDIENCE)
 	"get configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
 	"list configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
 	"watch configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
@@ -124,6 +125,7 @@ var functionDenied = []string{
 	"delete namespaces", "create namespaces", "create serviceaccounts/token " + cluster.FunctionNamespace,
 	"impersonate serviceaccounts " + cluster.FunctionNamespace, "impersonate users", "impersonate groups",
 	"create customresourcedefinitions.apiextensions.k8s.io", "create validatingwebhookconfigurations.admissionregistration.k8s.io",
+	"create subjectaccessreviews.authorization.k8s.io", // tokenreviews alone, not system:auth-delegator
 }
 
 // The event source only watches pods.
@@ -134,6 +136,7 @@ var sourceDenied = []string{
 	"create events " + appNS, "get secrets " + appNS, "get configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
 	"get deployments.apps " + appNS, "get nodes", "create leases.coordination.k8s.io " + cluster.FunctionNamespace,
 	"list poddisruptionbudgets.policy -", "get clusterroles.rbac.authorization.k8s.io",
+	"create tokenreviews.authentication.k8s.io",
 }
 
 // everyAuthenticated is what Kubernetes' bootstrap RBAC lets every authenticated user do: ask
