@@ -37,7 +37,7 @@ import (
 // a running managed pod and of an unmanaged pod.
 func TestForgedEventsWriteNothing(t *testing.T) {
 	f := newFixture(t, testConfig())
-	client, reqs, err := cluster.CountingClient(functionConfig(t))
+	client, reqs, err := cluster.CountingClient(cp.Config)
 	require.NoError(t, err)
 	fn := function.New(function.WithClient(client), function.WithLogger(slog.New(slog.DiscardHandler)), function.WithoutSweeps())
 	require.NoError(t, fn.Start(context.Background(), map[string]string{
