@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	function "function"
 	"function/config"
+	"function/handlers"
 )
 
 // documents splits a multi-document YAML file.
@@ -200,4 +204,63 @@ func keys(m map[string]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// The admission policy (config/admission-policy.yaml) narrows the pod writes of exactly the
+// ServiceAccount rbac.yaml creates and func.yaml deploys with, to its own finalizer and
+// annotations, and refuses with 403s; the real API server runs it in
+// test/integration (TestIntegrationAdmissionPolicy).
+func TestAdmissionPolicyNarrowsOnlyTheFunction(t *testing.T) {
+	docs := documents(t, "admission-policy.yaml")
+	require.Len(t, docs, 2)
+	var policy admissionv1.ValidatingAdmissionPolicy
+	require.NoError(t, yaml.UnmarshalStrict(docs[0], &policy))
+	var binding admissionv1.ValidatingAdmissionPolicyBinding
+	require.NoError(t, yaml.UnmarshalStrict(docs[1], &binding))
+	assert.Equal(t, "admissionregistration.k8s.io/v1", policy.APIVersion)
+	assert.Equal(t, "ValidatingAdmissionPolicy", policy.Kind)
+	assert.Equal(t, "admissionregistration.k8s.io/v1", binding.APIVersion)
+	assert.Equal(t, "ValidatingAdmissionPolicyBinding", binding.Kind)
+
+	// Only the function's ServiceAccount, the one rbac.yaml binds its ClusterRole to.
+	var bound string
+	for _, d := range documents(t, "rbac.yaml") {
+		var b rbacv1.ClusterRoleBinding
+		if yaml.Unmarshal(d, &b) == nil && b.Kind == "ClusterRoleBinding" && b.RoleRef.Name == "vpa-graceful-drain" {
+			bound = "system:serviceaccount:" + b.Subjects[0].Namespace + ":" + b.Subjects[0].Name
+		}
+	}
+	require.Equal(t, "system:serviceaccount:vpa-graceful-drain:vpa-graceful-drain", bound)
+	require.Len(t, policy.Spec.MatchConditions, 1)
+	assert.Equal(t, "request.userInfo.username == '"+bound+"'", policy.Spec.MatchConditions[0].Expression)
+
+	// Every write to pods and their subresources but CONNECT (which policies cannot match).
+	require.Len(t, policy.Spec.MatchConstraints.ResourceRules, 1)
+	rule := policy.Spec.MatchConstraints.ResourceRules[0]
+	assert.Equal(t, []string{""}, rule.APIGroups)
+	assert.Equal(t, []string{"pods", "pods/*"}, rule.Resources)
+	assert.ElementsMatch(t, []admissionv1.OperationType{admissionv1.Create, admissionv1.Update, admissionv1.Delete}, rule.Operations)
+	assert.Empty(t, binding.Spec.MatchResources, "every namespace")
+
+	// Fail closed, enforced, and refused with 403: a 422 is what the function takes for a
+	// failed guard of its JSON patch (it re-reads and tries again).
+	require.NotNil(t, policy.Spec.FailurePolicy)
+	assert.Equal(t, admissionv1.Fail, *policy.Spec.FailurePolicy)
+	assert.Equal(t, policy.Name, binding.Spec.PolicyName)
+	assert.Equal(t, []admissionv1.ValidationAction{admissionv1.Deny}, binding.Spec.ValidationActions)
+	var expressions string
+	for _, v := range policy.Spec.Validations {
+		require.NotNil(t, v.Reason, v.Expression)
+		assert.Equal(t, metav1.StatusReasonForbidden, *v.Reason, v.Expression)
+		assert.True(t, v.Message != "" || v.MessageExpression != "", "a message of its own: %s", v.Expression)
+		expressions += v.Expression
+	}
+
+	// The names the function writes are the ones the policy lets through.
+	assert.Contains(t, expressions, "'"+handlers.Finalizer+"'")
+	const prefix = "vpagracefuldrain.dev/"
+	assert.Contains(t, expressions, "k.startsWith('"+prefix+"')")
+	for _, a := range []string{handlers.AnnotationDrainStarted, handlers.AnnotationDrainDeadline} {
+		assert.True(t, strings.HasPrefix(a, prefix), a)
+	}
 }

@@ -127,8 +127,10 @@ func create(ctx context.Context, client kubernetes.Interface, obj metav1.Object)
 	return nil
 }
 
-// ApplyRBAC creates config/rbac.yaml's objects in the control plane, once (objects that exist
-// already are left as they are).
+// ApplyRBAC creates config/rbac.yaml's objects in the control plane, and then
+// config/admission-policy.yaml's policy and binding (CreateAdmissionPolicy), once (objects that
+// exist already are left as they are): every test that runs as the function's ServiceAccount
+// runs under the policy.
 func (cp *ControlPlane) ApplyRBAC(ctx context.Context) error {
 	cp.rbacMu.Lock()
 	defer cp.rbacMu.Unlock()
@@ -147,6 +149,9 @@ func (cp *ControlPlane) applyRBACLocked(ctx context.Context) error {
 		if err := create(ctx, cp.Client, obj); err != nil {
 			return err
 		}
+	}
+	if err := CreateAdmissionPolicy(ctx, cp.Client); err != nil {
+		return err
 	}
 	cp.rbacApplied = true
 	return nil
@@ -176,7 +181,9 @@ func (cp *ControlPlane) ServiceAccountConfig(ctx context.Context, namespace, nam
 // API), made once per control plane after applying config/rbac.yaml (ApplyRBAC). It returns
 // once the API server's authorizer grants every rule rbac.yaml binds to that ServiceAccount
 // (RBAC reaches the authorizer's cache a moment after it is created), so a function started
-// with it is not refused what rbac.yaml gives it.
+// with it is not refused what rbac.yaml gives it, and once config/admission-policy.yaml is in
+// force for it (WaitAdmissionPolicy), so the function runs under the policy from its first
+// write.
 func (cp *ControlPlane) FunctionKubeconfig() (string, error) {
 	cp.rbacMu.Lock()
 	defer cp.rbacMu.Unlock()
@@ -197,6 +204,9 @@ func (cp *ControlPlane) FunctionKubeconfig() (string, error) {
 		return "", err
 	}
 	if err := WaitAuthorized(ctx, cfg, boundChecks(objs, FunctionNamespace, FunctionServiceAccount)...); err != nil {
+		return "", err
+	}
+	if err := WaitAdmissionPolicy(ctx, cp.Client, cfg); err != nil {
 		return "", err
 	}
 	path := filepath.Join(filepath.Dir(cp.Kubeconfig), "kubeconfig-"+FunctionServiceAccount)

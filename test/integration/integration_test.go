@@ -21,6 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
@@ -46,9 +48,22 @@ type fixture struct {
 	rec   *handlers.Reconciler
 }
 
+// functionConfig is the client config of the function's own ServiceAccount
+// (ControlPlane.FunctionKubeconfig): the Reconcilers of these tests write as the function
+// does, under config/rbac.yaml and config/admission-policy.yaml. The tests' own set-up and
+// checks use the admin's cp.Client.
+func functionConfig(t *testing.T) *rest.Config {
+	t.Helper()
+	kubeconfig, err := cp.FunctionKubeconfig()
+	require.NoError(t, err)
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	require.NoError(t, err)
+	return cfg
+}
+
 func newFixture(t *testing.T, cfg config.Config) *fixture {
 	t.Helper()
-	client, reqs, err := cluster.CountingClient(cp.Config)
+	client, reqs, err := cluster.CountingClient(functionConfig(t))
 	require.NoError(t, err)
 	clk := clocktesting.NewFakeClock(time.Now())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -352,7 +367,7 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	}(), metav1.CreateOptions{})
 	require.NoError(t, err)
 
-	client, reqs, err := cluster.CountingClient(cp.Config)
+	client, reqs, err := cluster.CountingClient(functionConfig(t))
 	require.NoError(t, err)
 	log := slog.New(slog.DiscardHandler)
 	dry := handlers.NewReconciler(client, f.cfg, true, log)
