@@ -105,12 +105,16 @@ func (r *Reconciler) recordGap(ctx context.Context, pod *corev1.Pod, d Decision,
 	if !d.Evicted || d.StartedFrom != StartEviction || (d.Kind != config.KindDeployment && d.Kind != config.KindStatefulSet) {
 		return
 	}
-	if rep := facts.Replicas; rep != nil && rep.Ready >= rep.Desired && !rep.ReadyAt.Before(d.Started) {
-		r.metrics().CapacityGap(ctx, string(d.Kind), pod.Namespace, rep.ReadyAt.Sub(d.Started).Seconds())
+	// A gap is measured between two API times of whole seconds (the eviction's and the
+	// replacement's Ready), so from the eviction's second as the API shows it: the drain is
+	// timed from the latest moment of that second (never early), the gap is not.
+	evicted := d.Started.Truncate(time.Second)
+	if rep := facts.Replicas; rep != nil && rep.Ready >= rep.Desired && !rep.ReadyAt.Before(evicted) {
+		r.metrics().CapacityGap(ctx, string(d.Kind), pod.Namespace, rep.ReadyAt.Sub(evicted).Seconds())
 		return
 	}
 	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
-		r.gaps.open(ref.UID, openGap{kind: d.Kind, namespace: pod.Namespace, evicted: d.Started})
+		r.gaps.open(ref.UID, openGap{kind: d.Kind, namespace: pod.Namespace, evicted: evicted})
 	}
 }
 

@@ -66,11 +66,17 @@ func TestFaultsAPIServerAway(t *testing.T) {
 
 	names := createPods(t, s.Namespace, "web", 10)
 	waitForFinalizers(t, s.Namespace, names, 30*time.Second)
+	for _, name := range names {
+		// After the grace period (3 s from the end of the eviction's second), so that the
+		// containers' stop event calls for a release, which needs the live pod.
+		k.SetLate(name, 1500*time.Millisecond)
+	}
 	evict(t, s.Namespace, k, names)
 	waitStamped(t, s.Namespace, names)
 
-	// The drains fall due (grace 3 s, the kubelet stops the containers at the deletionTimestamp)
-	// while the API server is away; the adapter keeps sending the pods' events.
+	// The drains fall due (grace 3 s, the kubelet stops the containers 1.5 s after the
+	// deletionTimestamp) while the API server is away; the adapter keeps sending the pods'
+	// events.
 	require.NoError(t, tp.Pause())
 	paused := time.Now()
 	<-time.After(away) // the length of the outage, not a synchronisation

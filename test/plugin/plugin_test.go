@@ -189,6 +189,11 @@ func (f *fixture) knownPods() {
 	evicted := f.evict("web-old", true)
 	_, err = cluster.MarkStopped(f.ctx, cp.Client, evicted)
 	require.NoError(f.t, err)
+	// Its grace of 0 is over at the end of the eviction's whole second: drains are timed from
+	// the latest moment an API time stands for, never early.
+	over := evictedAt(f.t, evicted).Add(time.Second)
+	require.Eventually(f.t, func() bool { return time.Now().After(over) }, 3*time.Second, 10*time.Millisecond,
+		"the second of web-old's eviction is over")
 	f.pod(f.webPod("web-new"), false)
 	f.ready("web-new")
 }
