@@ -31,9 +31,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 
-	"function/auth"
 	"function/config"
 	"function/eventing"
+	"function/eventing/auth"
 	"function/handlers"
 	"function/telemetry"
 )

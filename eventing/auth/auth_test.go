@@ -21,7 +21,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"function/auth"
+	"function/eventing/auth"
 )
 
 const (
