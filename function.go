@@ -32,6 +32,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"function/config"
+	"function/config/live"
 	"function/eventing"
 	"function/eventing/auth"
 	"function/handlers"
@@ -387,7 +388,7 @@ func (f *Function) Start(ctx context.Context, env map[string]string) error {
 		f.rec, f.cancel, f.stopped = nil, cancel, stopped
 		f.cfgErr = fmt.Errorf("starting: waiting for ConfigMap %s/%s (the function needs get, list and watch on it: config/rbac.yaml)", cmNamespace, cmName)
 		f.mu.Unlock()
-		live := &config.Live{Client: f.client, Namespace: cmNamespace, Name: cmName, Base: values, Log: f.log,
+		follower := &live.Live{Client: f.client, Namespace: cmNamespace, Name: cmName, Base: values, Log: f.log,
 			Apply: func(c config.Config) {
 				if f.noSweeps {
 					c.SweepInterval = 0
@@ -395,8 +396,8 @@ func (f *Function) Start(ctx context.Context, env map[string]string) error {
 				rec.SetConfig(c)
 				logConfig(f.log, "configuration in force", c, f.dryRun)
 			}}
-		switch err := live.Start(ctx, f.configWait); {
-		case errors.Is(err, config.ErrNotSynced):
+		switch err := follower.Start(ctx, f.configWait); {
+		case errors.Is(err, live.ErrNotSynced):
 			// Never hold pods hostage to an unreadable ConfigMap: run on the environment's
 			// configuration (drains still end) until the watch can read it.
 			f.log.Error("cannot read the ConfigMap yet: running with the environment's configuration until it can (check config/rbac.yaml)",

@@ -41,7 +41,7 @@ import (
 	function "function"
 	"function/config"
 	"function/eventing"
-	"function/handlers"
+	"function/handlers/drain"
 	"function/internal/testutil"
 	"function/test/samples"
 )
@@ -297,7 +297,7 @@ func TestHandleSamples(t *testing.T) {
 				assert.Equal(t, types.JSONPatchType, patch.GetPatchType())
 				pod, err := c.Tracker().Get(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "default", "web-7d9f8-abcde")
 				require.NoError(t, err)
-				assert.Equal(t, []string{handlers.Finalizer}, pod.(*corev1.Pod).Finalizers)
+				assert.Equal(t, []string{drain.Finalizer}, pod.(*corev1.Pod).Finalizers)
 			},
 		},
 		{
@@ -542,7 +542,7 @@ func TestStartSweeps(t *testing.T) {
 	t.Cleanup(func() { _ = f.Stop(context.Background()) })
 	require.Eventually(t, func() bool {
 		pod, err := c.CoreV1().Pods("default").Get(context.Background(), "web-7d9f8-abcde", metav1.GetOptions{})
-		return err == nil && len(pod.Finalizers) == 1 && pod.Finalizers[0] == handlers.Finalizer
+		return err == nil && len(pod.Finalizers) == 1 && pod.Finalizers[0] == drain.Finalizer
 	}, 5*time.Second, 10*time.Millisecond)
 	var listed, patched int
 	for _, a := range c.Actions() {

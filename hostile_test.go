@@ -31,7 +31,7 @@ import (
 
 	"function/config"
 	"function/eventing"
-	"function/handlers"
+	"function/handlers/drain"
 	"function/internal/testutil"
 )
 
@@ -86,9 +86,9 @@ func evictedAgo(ago time.Duration) func(*corev1.Pod) {
 		ts, grace := metav1.NewTime(requested.Add(30*time.Second)), int64(30)
 		p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &ts, &grace
 		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
-			Reason: handlers.ReasonEvictionByEvictionAPI, LastTransitionTime: metav1.NewTime(requested)})
-		withFinalizers(handlers.Finalizer)(p)
-		withAnnotations(handlers.AnnotationManaged, "true", handlers.AnnotationDrainStarted, rfc3339(requested))(p)
+			Reason: drain.ReasonEvictionByEvictionAPI, LastTransitionTime: metav1.NewTime(requested)})
+		withFinalizers(drain.Finalizer)(p)
+		withAnnotations(drain.AnnotationManaged, "true", drain.AnnotationDrainStarted, rfc3339(requested))(p)
 	}
 }
 
@@ -424,7 +424,7 @@ func TestHTTPHostileEvents(t *testing.T) {
 			body:   podJSON(t, hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) { ts := metav1.NewTime(far); p.DeletionTimestamp = &ts })),
 			status: 400, message: "pod default/web-1 metadata.deletionTimestamp 9999-12-31T23:59:59Z is out of range"},
 		{name: "created in the year 9999", header: binaryHeader(hostileUpdate),
-			body:   podJSON(t, hostilePod(withAnnotations(handlers.AnnotationManaged, "true"), withFinalizers(handlers.Finalizer), func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(far) })),
+			body:   podJSON(t, hostilePod(withAnnotations(drain.AnnotationManaged, "true"), withFinalizers(drain.Finalizer), func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(far) })),
 			status: 400, message: "metadata.creationTimestamp 9999-12-31T23:59:59Z is out of range"},
 		{name: "created at the Unix epoch", header: binaryHeader(hostileUpdate), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(epoch) })),
 			status: 400, message: "metadata.creationTimestamp 1970-01-01T00:00:00Z is out of range"},
@@ -454,25 +454,25 @@ func TestHTTPHostileEvents(t *testing.T) {
 			pod:    hostilePod(withAnnotations(manyAnnotations...)),
 			status: 200, decide: "none"},
 		{name: "negative grace period override", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(handlers.AnnotationGracePeriod, "-30")),
+			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(drain.AnnotationGracePeriod, "-30")),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "absurd drain timeout override", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(handlers.AnnotationDrainTimeout, "99999999999999999999999")),
+			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(drain.AnnotationDrainTimeout, "99999999999999999999999")),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "zero drain timeout and a float grace period", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(handlers.AnnotationDrainTimeout, "0", handlers.AnnotationGracePeriod, "1e3")),
+			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(drain.AnnotationDrainTimeout, "0", drain.AnnotationGracePeriod, "1e3")),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "drain-started in the year 9999 (timed from the deletion request)", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(handlers.AnnotationDrainStarted, rfc3339(far))),
+			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(drain.AnnotationDrainStarted, rfc3339(far))),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "drain-deadline in the year 9999", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(handlers.AnnotationDrainDeadline, rfc3339(far))),
+			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(drain.AnnotationDrainDeadline, rfc3339(far))),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "drain-started 1970, finalizer in place, not deleting", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(withAnnotations(handlers.AnnotationManaged, "true", handlers.AnnotationDrainStarted, rfc3339(epoch)), withFinalizers(handlers.Finalizer)),
+			pod:    hostilePod(withAnnotations(drain.AnnotationManaged, "true", drain.AnnotationDrainStarted, rfc3339(epoch)), withFinalizers(drain.Finalizer)),
 			status: 200, decide: "none"},
 		{name: "deleting with 100 foreign finalizers, not ours", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(withAnnotations(handlers.AnnotationManaged, "true"), withFinalizers(hundredFinalizers...), deletingForeign),
+			pod:    hostilePod(withAnnotations(drain.AnnotationManaged, "true"), withFinalizers(hundredFinalizers...), deletingForeign),
 			status: 200, decide: "none"},
 		{name: "delete event for a pod holding our finalizer", header: binaryHeader(hostileDelete), body: drainingJSON,
 			status: 200},
@@ -571,11 +571,11 @@ func TestHTTPHostileEvents(t *testing.T) {
 			if tt.decide != "" {
 				require.NotNil(t, tt.pod)
 				cfg := config.Default()
-				d := handlers.Decide(tt.pod, cfg, time.Now())
+				d := drain.Decide(tt.pod, cfg, time.Now())
 				assert.Equal(t, tt.decide, d.Action.String(), "reason %q", d.Reason)
 				if tt.releaseBy > 0 {
-					later := handlers.Decide(tt.pod, cfg, now.Add(tt.releaseBy))
-					assert.Equal(t, handlers.RemoveFinalizer, later.Action, "reason %q", later.Reason)
+					later := drain.Decide(tt.pod, cfg, now.Add(tt.releaseBy))
+					assert.Equal(t, drain.RemoveFinalizer, later.Action, "reason %q", later.Reason)
 				}
 			}
 		})
@@ -598,7 +598,7 @@ func BenchmarkForgedEventsHeap(b *testing.B) {
 	forged := func(i int) event.Event {
 		name := fmt.Sprintf("forged-%d", i)
 		p := hostilePod(evictedAgo(time.Second), withAnnotations("example.com/pad", big,
-			handlers.AnnotationDrainStarted, future, handlers.AnnotationDrainDeadline, future, handlers.AnnotationDrainTimeout, "86400"))
+			drain.AnnotationDrainStarted, future, drain.AnnotationDrainDeadline, future, drain.AnnotationDrainTimeout, "86400"))
 		p.Name, p.UID = name, types.UID(fmt.Sprintf("00000000-0000-4000-8000-%012d", i))
 		e := event.New()
 		e.SetID(name)

@@ -17,7 +17,7 @@ import (
 
 	function "function"
 	"function/config"
-	"function/handlers"
+	"function/handlers/drain"
 )
 
 // documents splits a multi-document YAML file.
@@ -257,10 +257,10 @@ func TestAdmissionPolicyNarrowsOnlyTheFunction(t *testing.T) {
 	}
 
 	// The names the function writes are the ones the policy lets through.
-	assert.Contains(t, expressions, "'"+handlers.Finalizer+"'")
+	assert.Contains(t, expressions, "'"+drain.Finalizer+"'")
 	const prefix = "vpagracefuldrain.dev/"
 	assert.Contains(t, expressions, "k.startsWith('"+prefix+"')")
-	for _, a := range []string{handlers.AnnotationDrainStarted, handlers.AnnotationDrainDeadline} {
+	for _, a := range []string{drain.AnnotationDrainStarted, drain.AnnotationDrainDeadline} {
 		assert.True(t, strings.HasPrefix(a, prefix), a)
 	}
 }

@@ -20,7 +20,7 @@ import (
 
 	"function/config"
 	"function/eventing"
-	"function/handlers"
+	"function/handlers/drain"
 	"function/test/samples"
 )
 
@@ -106,13 +106,13 @@ func TestDecodeSampleEvents(t *testing.T) {
 		mode       eventing.Mode
 		op         eventing.Op
 		name       string
-		wantAction handlers.Action
+		wantAction drain.Action
 		wantErr    string
 	}{
-		"managed-pod-added.http":    {mode: eventing.Resource, op: eventing.Add, name: "web-7d9f8-abcde", wantAction: handlers.AddFinalizer},
-		"evicted-pod.http":          {mode: eventing.Resource, op: eventing.Update, name: "web-7d9f8-abcde", wantAction: handlers.StartDrain},
-		"drained-pod.http":          {mode: eventing.Resource, op: eventing.Update, name: "db-0", wantAction: handlers.RemoveFinalizer},
-		"unmanaged-pod.http":        {mode: eventing.Resource, op: eventing.Add, name: "batch-job-x7k2p", wantAction: handlers.None},
+		"managed-pod-added.http":    {mode: eventing.Resource, op: eventing.Add, name: "web-7d9f8-abcde", wantAction: drain.AddFinalizer},
+		"evicted-pod.http":          {mode: eventing.Resource, op: eventing.Update, name: "web-7d9f8-abcde", wantAction: drain.StartDrain},
+		"drained-pod.http":          {mode: eventing.Resource, op: eventing.Update, name: "db-0", wantAction: drain.RemoveFinalizer},
+		"unmanaged-pod.http":        {mode: eventing.Resource, op: eventing.Add, name: "batch-job-x7k2p", wantAction: drain.None},
 		"reference-mode-added.http": {mode: eventing.Reference, op: eventing.Add, name: "demo-pod2"},
 		"malformed.http":            {wantErr: "event data is not valid JSON"},
 	}
@@ -143,8 +143,8 @@ func TestDecodeSampleEvents(t *testing.T) {
 				return
 			}
 			// As a cluster would answer: the web pods' ReplicaSet belongs to Deployment web.
-			facts := handlers.Facts{Owner: &handlers.Owner{Kind: config.KindDeployment, Name: "web"}}
-			d := handlers.DecideWith(in.Pod, config.Default(), time.Now(), facts)
+			facts := drain.Facts{Owner: &drain.Owner{Kind: config.KindDeployment, Name: "web"}}
+			d := drain.DecideWith(in.Pod, config.Default(), time.Now(), facts)
 			assert.Equal(t, tt.wantAction, d.Action, "reason %q", d.Reason)
 			assert.Empty(t, d.Warnings, "the {{now±Ns}} tokens are substituted")
 		})
@@ -410,8 +410,8 @@ func BenchmarkDecodeDecide(b *testing.B) {
 	require.NoError(b, err)
 	body := sample.Body
 	for _, edit := range [][2]string{
-		{`"annotations":{`, `"annotations":{"` + handlers.AnnotationManaged + `":"true",`},
-		{`"finalizers":["example.com/pod-guard"]`, `"finalizers":["example.com/pod-guard","` + handlers.Finalizer + `"]`},
+		{`"annotations":{`, `"annotations":{"` + drain.AnnotationManaged + `":"true",`},
+		{`"finalizers":["example.com/pod-guard"]`, `"finalizers":["example.com/pod-guard","` + drain.Finalizer + `"]`},
 	} {
 		require.Equal(b, 1, bytes.Count(body, []byte(edit[0])), "precondition: %s once in the captured pod", edit[0])
 		body = bytes.Replace(body, []byte(edit[0]), []byte(edit[1]), 1)
@@ -428,8 +428,8 @@ func BenchmarkDecodeDecide(b *testing.B) {
 	now := time.Date(2026, 11, 26, 5, 0, 56, 0, time.UTC) // 5 s after the deletion
 	in, err := eventing.Decode(e)
 	require.NoError(b, err)
-	d := handlers.Decide(in.Pod, cfg, now)
-	require.Equal(b, handlers.StartDrain, d.Action, "precondition: the drain starts (%s)", d.Reason)
+	d := drain.Decide(in.Pod, cfg, now)
+	require.Equal(b, drain.StartDrain, d.Action, "precondition: the drain starts (%s)", d.Reason)
 
 	b.ReportAllocs()
 	b.SetBytes(int64(len(e.Data())))
@@ -438,7 +438,7 @@ func BenchmarkDecodeDecide(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if d := handlers.Decide(in.Pod, cfg, now); d.Action != handlers.StartDrain {
+		if d := drain.Decide(in.Pod, cfg, now); d.Action != drain.StartDrain {
 			b.Fatal(d.Action, d.Reason)
 		}
 	}

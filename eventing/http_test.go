@@ -23,6 +23,7 @@ import (
 
 	"function/eventing"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/test/samples"
 )
 
@@ -31,10 +32,10 @@ import (
 // attribute and other kinds of extension values.
 func TestWriteReplyAsTheSDK(t *testing.T) {
 	var events []*event.Event
-	for _, d := range []handlers.Decision{
-		{Action: handlers.AddFinalizer, FinalizerIndex: -1},
-		{Action: handlers.StartDrain, Started: replyAt, Deadline: replyAt.Add(time.Minute), Evicted: true, Gates: []handlers.Gate{{Name: handlers.GateContainers}}},
-		{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonDrained, Started: replyAt.Add(-time.Minute)},
+	for _, d := range []drain.Decision{
+		{Action: drain.AddFinalizer, FinalizerIndex: -1},
+		{Action: drain.StartDrain, Started: replyAt, Deadline: replyAt.Add(time.Minute), Evicted: true, Gates: []drain.Gate{{Name: drain.GateContainers}}},
+		{Action: drain.RemoveFinalizer, Reason: drain.ReasonDrained, Started: replyAt.Add(-time.Minute)},
 	} {
 		for _, dryRun := range []bool{false, true} {
 			e, err := eventing.Reply(handlers.Outcome{Pod: replyPod(), Decision: d, Applied: true, DryRun: dryRun, At: replyAt})

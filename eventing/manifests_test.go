@@ -34,6 +34,7 @@ import (
 	"function/config"
 	"function/eventing"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/test/knative"
 )
 
@@ -293,7 +294,7 @@ type probe struct {
 	e    event.Event
 }
 
-func replyEvent(t *testing.T, d handlers.Decision, advice *handlers.Advice, dryRun bool) event.Event {
+func replyEvent(t *testing.T, d drain.Decision, advice *handlers.Advice, dryRun bool) event.Event {
 	t.Helper()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "prod", UID: "uid-1"}}
 	e, err := eventing.Reply(handlers.Outcome{Pod: pod, Decision: d, Applied: true, DryRun: dryRun, At: time.Now(), Advice: advice})
@@ -342,20 +343,20 @@ func probes(t *testing.T, ping *sourcesv1.PingSource) []probe {
 	}
 
 	started := time.Now().Add(-time.Minute)
-	advice := &handlers.Advice{Namespace: "prod", Owner: handlers.Owner{Kind: config.KindDeployment, Name: "web"},
+	advice := &handlers.Advice{Namespace: "prod", Owner: drain.Owner{Kind: config.KindDeployment, Name: "web"},
 		Findings: []handlers.Finding{{ID: handlers.FindingSingleReplica, Message: "one replica", Fix: "replicas: 2"}}}
 	ps = append(ps,
-		probe{"reply: finalizer added", replyEvent(t, handlers.Decision{Action: handlers.AddFinalizer, FinalizerIndex: -1}, nil, false)},
-		probe{"reply: advice", replyEvent(t, handlers.Decision{Action: handlers.AddFinalizer, FinalizerIndex: -1, Kind: config.KindDeployment, Owner: "web"}, advice, false)},
-		probe{"reply: drain started", replyEvent(t, handlers.Decision{Action: handlers.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute)}, nil, false)},
+		probe{"reply: finalizer added", replyEvent(t, drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1}, nil, false)},
+		probe{"reply: advice", replyEvent(t, drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1, Kind: config.KindDeployment, Owner: "web"}, advice, false)},
+		probe{"reply: drain started", replyEvent(t, drain.Decision{Action: drain.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute)}, nil, false)},
 	)
-	for _, reason := range []string{handlers.ReasonTimeout, handlers.ReasonDrained, handlers.ReasonReplaced, handlers.ReasonNotEvicted,
-		handlers.ReasonUnmanaged, handlers.ReasonDryRun, handlers.ReasonUninstalled} {
+	for _, reason := range []string{drain.ReasonTimeout, drain.ReasonDrained, drain.ReasonReplaced, drain.ReasonNotEvicted,
+		drain.ReasonUnmanaged, drain.ReasonDryRun, drain.ReasonUninstalled} {
 		ps = append(ps, probe{"reply: finalizer removed, " + reason,
-			replyEvent(t, handlers.Decision{Action: handlers.RemoveFinalizer, Reason: reason, Started: started}, nil, false)})
+			replyEvent(t, drain.Decision{Action: drain.RemoveFinalizer, Reason: reason, Started: started}, nil, false)})
 	}
 	ps = append(ps, probe{"reply: finalizer removed, timeout, dry-run",
-		replyEvent(t, handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonTimeout, Started: started}, nil, true)})
+		replyEvent(t, drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonTimeout, Started: started}, nil, true)})
 	return ps
 }
 
@@ -388,7 +389,7 @@ func TestTriggerFilters(t *testing.T) {
 		reason := p.e.Extensions()["reason"]
 		wantPods := accepted[typ]
 		wantSweep := typ == sourcesv1.PingSourceEventType && p.e.Source() == sourcesv1.PingSourceSource(ping.Namespace, ping.Name)
-		wantTimeouts := typ == eventing.TypeFinalizerRemoved && reason == handlers.ReasonTimeout
+		wantTimeouts := typ == eventing.TypeFinalizerRemoved && reason == drain.ReasonTimeout
 
 		gotPods, gotSweep, gotTimeouts := knative.Delivers(ctx, pods, p.e), knative.Delivers(ctx, sweeps, p.e), knative.Delivers(ctx, timeouts, p.e)
 		assert.Equal(t, wantPods, gotPods, "pod Trigger, %s", p.name)
@@ -405,7 +406,7 @@ func TestTriggerFilters(t *testing.T) {
 		// The timeouts example matches on the type too: the same event with reason=timeout.
 		if typ != eventing.TypeFinalizerRemoved {
 			e := p.e.Clone()
-			e.SetExtension("reason", handlers.ReasonTimeout)
+			e.SetExtension("reason", drain.ReasonTimeout)
 			assert.False(t, knative.Delivers(ctx, timeouts, e), "timeouts example, %s with reason=timeout", p.name)
 		}
 	}

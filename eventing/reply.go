@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"function/handlers"
+	"function/handlers/drain"
 )
 
 // Reply event types, one per action.
@@ -46,7 +47,7 @@ type ReplyData struct {
 	OwnerKind string `json:"ownerKind,omitempty"`
 	Owner     string `json:"owner,omitempty"`
 	// Gates are what the drain waits for (drain.started) or waited for (finalizer.removed).
-	Gates []handlers.Gate `json:"gates,omitempty"`
+	Gates []drain.Gate `json:"gates,omitempty"`
 	// Findings are set on advice: what defeats a graceful eviction, each with its fix.
 	Findings []handlers.Finding `json:"findings,omitempty"`
 }
@@ -60,17 +61,17 @@ func Reply(out handlers.Outcome) (*event.Event, error) {
 	data := ReplyData{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), OwnerKind: string(d.Kind), Owner: d.Owner}
 	e := event.New()
 	switch d.Action {
-	case handlers.AddFinalizer:
+	case drain.AddFinalizer:
 		e.SetType(TypeFinalizerAdded)
 		if out.Advice != nil && len(out.Advice.Findings) > 0 {
 			e.SetType(TypeAdvice)
 			data.Findings = out.Advice.Findings
 		}
-	case handlers.StartDrain:
+	case drain.StartDrain:
 		e.SetType(TypeDrainStarted)
 		data.Started, data.Deadline = d.Started.Format(time.RFC3339), d.Deadline.Format(time.RFC3339)
 		data.Deletion, data.Gates = d.Deletion(), d.Gates
-	case handlers.RemoveFinalizer:
+	case drain.RemoveFinalizer:
 		e.SetType(TypeFinalizerRemoved)
 		e.SetExtension("reason", d.Reason)
 		data.Reason, data.Gates = d.Reason, d.Gates

@@ -13,6 +13,7 @@ import (
 	"function/config"
 	"function/eventing"
 	"function/handlers"
+	"function/handlers/drain"
 )
 
 var replyAt = time.Date(2026, 11, 26, 5, 10, 30, 500_000_000, time.UTC)
@@ -26,11 +27,11 @@ func TestReplyNothingToReport(t *testing.T) {
 		name string
 		out  handlers.Outcome
 	}{
-		{"not applied", handlers.Outcome{Pod: replyPod(), Decision: handlers.Decision{Action: handlers.AddFinalizer}, At: replyAt}},
-		{"not applied, dry-run", handlers.Outcome{Pod: replyPod(), Decision: handlers.Decision{Action: handlers.RemoveFinalizer}, DryRun: true, At: replyAt}},
-		{"no pod (reference to a pod that is gone)", handlers.Outcome{Applied: true, Decision: handlers.Decision{Action: handlers.AddFinalizer}, At: replyAt}},
-		{"applied none", handlers.Outcome{Pod: replyPod(), Applied: true, Decision: handlers.Decision{Action: handlers.None}, At: replyAt}},
-		{"applied wait", handlers.Outcome{Pod: replyPod(), Applied: true, Decision: handlers.Decision{Action: handlers.Wait}, At: replyAt}},
+		{"not applied", handlers.Outcome{Pod: replyPod(), Decision: drain.Decision{Action: drain.AddFinalizer}, At: replyAt}},
+		{"not applied, dry-run", handlers.Outcome{Pod: replyPod(), Decision: drain.Decision{Action: drain.RemoveFinalizer}, DryRun: true, At: replyAt}},
+		{"no pod (reference to a pod that is gone)", handlers.Outcome{Applied: true, Decision: drain.Decision{Action: drain.AddFinalizer}, At: replyAt}},
+		{"applied none", handlers.Outcome{Pod: replyPod(), Applied: true, Decision: drain.Decision{Action: drain.None}, At: replyAt}},
+		{"applied wait", handlers.Outcome{Pod: replyPod(), Applied: true, Decision: drain.Decision{Action: drain.Wait}, At: replyAt}},
 		{"zero outcome", handlers.Outcome{}},
 	}
 	for _, tt := range tests {
@@ -46,7 +47,7 @@ func TestReply(t *testing.T) {
 	started := time.Date(2026, 11, 26, 5, 10, 0, 0, time.UTC)
 	tests := []struct {
 		name     string
-		decision handlers.Decision
+		decision drain.Decision
 		advice   *handlers.Advice
 		dryRun   bool
 		wantType string
@@ -54,21 +55,21 @@ func TestReply(t *testing.T) {
 	}{
 		{
 			name:     "finalizer added",
-			decision: handlers.Decision{Action: handlers.AddFinalizer, ManagedBy: "vpa-managed", FinalizerIndex: -1},
+			decision: drain.Decision{Action: drain.AddFinalizer, ManagedBy: "vpa-managed", FinalizerIndex: -1},
 			wantType: eventing.TypeFinalizerAdded,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1"},
 		},
 		{
 			name:     "finalizer added, dry-run",
-			decision: handlers.Decision{Action: handlers.AddFinalizer, FinalizerIndex: -1},
+			decision: drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1},
 			dryRun:   true,
 			wantType: eventing.TypeFinalizerAdded,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1"},
 		},
 		{
 			name:     "finalizer added with advice",
-			decision: handlers.Decision{Action: handlers.AddFinalizer, FinalizerIndex: -1, Kind: config.KindDeployment, Owner: "web"},
-			advice: &handlers.Advice{Namespace: "prod", Owner: handlers.Owner{Kind: config.KindDeployment, Name: "web"},
+			decision: drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1, Kind: config.KindDeployment, Owner: "web"},
+			advice: &handlers.Advice{Namespace: "prod", Owner: drain.Owner{Kind: config.KindDeployment, Name: "web"},
 				Findings: []handlers.Finding{{ID: handlers.FindingSingleReplica, Message: "one replica", Fix: "replicas: 2"}}},
 			wantType: eventing.TypeAdvice,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "ownerKind": "Deployment", "owner": "web",
@@ -76,15 +77,15 @@ func TestReply(t *testing.T) {
 		},
 		{
 			name:     "finalizer added, advice with no findings",
-			decision: handlers.Decision{Action: handlers.AddFinalizer, FinalizerIndex: -1},
+			decision: drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1},
 			advice:   &handlers.Advice{Namespace: "prod"},
 			wantType: eventing.TypeFinalizerAdded,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1"},
 		},
 		{
 			name: "drain started: an eviction, with its gates",
-			decision: handlers.Decision{Action: handlers.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute), Evicted: true,
-				Kind: config.KindDeployment, Owner: "web", Gates: []handlers.Gate{{Name: handlers.GateContainers, Detail: "containers running"}, {Name: handlers.GateReplacement}}},
+			decision: drain.Decision{Action: drain.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute), Evicted: true,
+				Kind: config.KindDeployment, Owner: "web", Gates: []drain.Gate{{Name: drain.GateContainers, Detail: "containers running"}, {Name: drain.GateReplacement}}},
 			wantType: eventing.TypeDrainStarted,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "started": "2026-11-26T05:10:00Z", "deadline": "2026-11-26T05:15:00Z",
 				"deletion": "eviction", "ownerKind": "Deployment", "owner": "web",
@@ -92,44 +93,44 @@ func TestReply(t *testing.T) {
 		},
 		{
 			name:     "drain started: a plain delete (holdOn: all)",
-			decision: handlers.Decision{Action: handlers.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute)},
+			decision: drain.Decision{Action: drain.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute)},
 			wantType: eventing.TypeDrainStarted,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "started": "2026-11-26T05:10:00Z", "deadline": "2026-11-26T05:15:00Z", "deletion": "delete"},
 		},
 		{
 			name:     "finalizer removed: replaced",
-			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonReplaced, Started: started, Kind: config.KindDeployment, Owner: "web"},
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonReplaced, Started: started, Kind: config.KindDeployment, Owner: "web"},
 			wantType: eventing.TypeFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "replaced", "drainSeconds": 30.5, "ownerKind": "Deployment", "owner": "web"},
 		},
 		{
 			name:     "finalizer removed: not evicted",
-			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonNotEvicted},
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonNotEvicted},
 			wantType: eventing.TypeFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "not-evicted", "drainSeconds": 0.0},
 		},
 		{
 			name:     "finalizer removed: drained",
-			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonDrained, Started: started, Stopped: handlers.AllTerminated},
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonDrained, Started: started, Stopped: drain.AllTerminated},
 			wantType: eventing.TypeFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "drained", "drainSeconds": 30.5},
 		},
 		{
 			name:     "finalizer removed: drained, dry-run",
-			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonDrained, Started: started},
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonDrained, Started: started},
 			dryRun:   true,
 			wantType: eventing.TypeFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "drained", "drainSeconds": 30.5},
 		},
 		{
 			name:     "finalizer removed: timeout, rounded to milliseconds",
-			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonTimeout, Started: replyAt.Add(-300*time.Second - 1234567*time.Nanosecond)},
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonTimeout, Started: replyAt.Add(-300*time.Second - 1234567*time.Nanosecond)},
 			wantType: eventing.TypeFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "timeout", "drainSeconds": 300.001},
 		},
 		{
 			name:     "finalizer removed: unmanaged, no drain",
-			decision: handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonUnmanaged},
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonUnmanaged},
 			wantType: eventing.TypeFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "unmanaged", "drainSeconds": 0.0},
 		},
@@ -173,7 +174,7 @@ func TestReply(t *testing.T) {
 }
 
 func TestReplyIDsAreUnique(t *testing.T) {
-	out := handlers.Outcome{Pod: replyPod(), Decision: handlers.Decision{Action: handlers.AddFinalizer}, Applied: true, At: replyAt}
+	out := handlers.Outcome{Pod: replyPod(), Decision: drain.Decision{Action: drain.AddFinalizer}, Applied: true, At: replyAt}
 	a, err := eventing.Reply(out)
 	require.NoError(t, err)
 	b, err := eventing.Reply(out)

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"function/config"
+	"function/handlers/drain"
 )
 
 // Finding is one thing that defeats a graceful eviction, with the exact fix.
@@ -52,9 +53,9 @@ const (
 
 // Advice is what was found about one owner's pods, once per owner and at most daily.
 type Advice struct {
-	Namespace string    `json:"namespace"`
-	Owner     Owner     `json:"owner"`
-	Findings  []Finding `json:"findings"`
+	Namespace string      `json:"namespace"`
+	Owner     drain.Owner `json:"owner"`
+	Findings  []Finding   `json:"findings"`
 }
 
 // EventDrainNotGraceful is the Warning Event on the owner that lists the findings.
@@ -83,7 +84,7 @@ const preStopSleepSeconds = 5
 // AdviceInput is what Advise looks at: what was read about one pod's owner.
 type AdviceInput struct {
 	// Owner is the workload (Kind, Name, UID) and Namespace its namespace.
-	Owner     Owner
+	Owner     drain.Owner
 	Namespace string
 	// Replicas is the owner's desired replicas; nil where that does not apply (a DaemonSet)
 	// or is unknown: no replica finding then.
@@ -326,7 +327,7 @@ func workloadKey(namespace string, kind config.Kind, name string) string {
 // reads, or unreadable), else the Advice, whose Findings may be empty. In dry-run it reads
 // only. Reads: the owner, the namespace's PodDisruptionBudgets and VerticalPodAutoscalers (when
 // r.Dynamic is set), and once per Reconciler the core/v1 discovery document.
-func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d Decision, now time.Time) *Advice {
+func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d drain.Decision, now time.Time) *Advice {
 	if r.Client == nil || d.Owner == "" {
 		return nil
 	}
@@ -391,7 +392,7 @@ func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d Decision
 
 	tplPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Annotations: w.Template.Annotations}}
 	var ignored []string
-	grace, _ := overrides(tplPod, cfg.Workload(d.Kind).GracePeriod, cfg.DrainTimeout, &ignored)
+	grace, _ := drain.Overrides(tplPod, cfg.Workload(d.Kind).GracePeriod, cfg.DrainTimeout, &ignored)
 	in := AdviceInput{Owner: w.Owner, Namespace: w.Namespace, Replicas: w.Replicas, Selector: w.Selector,
 		Template: w.Template, GracePeriod: grace, PDB: pdb}
 	if v, err := r.vpaFor(ctx, w.Namespace, w.Kind, w.Name); err != nil {
@@ -445,7 +446,7 @@ func adviceMessage(findings []Finding) string {
 
 // workload is what advice and pacing read about a pod's owner.
 type workload struct {
-	Owner
+	drain.Owner
 	Namespace string
 	// Replicas are the desired replicas; nil for a DaemonSet.
 	Replicas *int32
@@ -455,7 +456,7 @@ type workload struct {
 
 // readWorkload reads an apps/v1 workload.
 func (r *Reconciler) readWorkload(ctx context.Context, ns string, kind config.Kind, name string) (workload, error) {
-	w := workload{Owner: Owner{Kind: kind, Name: name}, Namespace: ns}
+	w := workload{Owner: drain.Owner{Kind: kind, Name: name}, Namespace: ns}
 	var err error
 	apps := r.Client.AppsV1()
 	switch kind {

@@ -31,6 +31,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/internal/testutil"
 )
 
@@ -46,7 +47,7 @@ func gracefulContainer(name string) corev1.Container {
 // gracefulInput is advice input for a Deployment web that defeats nothing.
 func gracefulInput() handlers.AdviceInput {
 	return handlers.AdviceInput{
-		Owner:     handlers.Owner{Kind: config.KindDeployment, Name: "web", UID: "uid-web"},
+		Owner:     drain.Owner{Kind: config.KindDeployment, Name: "web", UID: "uid-web"},
 		Namespace: "default",
 		Replicas:  ptr.To[int32](3),
 		Selector:  &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
@@ -263,7 +264,7 @@ func webDeployment(replicas int32, opts ...deployOpt) *appsv1.Deployment {
 			Replicas: ptr.To(replicas),
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}, Annotations: map[string]string{handlers.AnnotationManaged: "true"}},
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}, Annotations: map[string]string{drain.AnnotationManaged: "true"}},
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}},
 			},
 		},
@@ -315,7 +316,7 @@ func (f *adviceFixture) addFinalizer(t *testing.T, pod *corev1.Pod) handlers.Out
 	}
 	out, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
-	require.Equal(t, handlers.AddFinalizer, out.Decision.Action, out.Decision.Reason)
+	require.Equal(t, drain.AddFinalizer, out.Decision.Action, out.Decision.Reason)
 	return out
 }
 
@@ -325,7 +326,7 @@ func TestCheckOwnerAdvisesOncePerOwner(t *testing.T) {
 	out := f.addFinalizer(t, webPod("web-1"))
 
 	require.NotNil(t, out.Advice)
-	assert.Equal(t, handlers.Owner{Kind: config.KindDeployment, Name: "web", UID: "uid-web"}, out.Advice.Owner)
+	assert.Equal(t, drain.Owner{Kind: config.KindDeployment, Name: "web", UID: "uid-web"}, out.Advice.Owner)
 	assert.Equal(t, "default", out.Advice.Namespace)
 	assert.Equal(t, []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingNoPDB, handlers.FindingUseInPlaceOrRecreate},
 		ids(out.Advice.Findings))
@@ -428,19 +429,19 @@ func TestCheckOwnerKinds(t *testing.T) {
 		name      string
 		pod       *corev1.Pod
 		wantVerbs []string
-		wantOwner handlers.Owner
+		wantOwner drain.Owner
 		wantIDs   []string // nil: no advice
 	}{
 		{name: "StatefulSet", pod: newPod(managed, ownedBy("StatefulSet", "db")),
 			wantVerbs: []string{"get pods", "patch pods", "get statefulsets", "list poddisruptionbudgets", "create events"},
-			wantOwner: handlers.Owner{Kind: config.KindStatefulSet, Name: "db", UID: "uid-db"}, wantIDs: []string{handlers.FindingSingleReplica}},
+			wantOwner: drain.Owner{Kind: config.KindStatefulSet, Name: "db", UID: "uid-db"}, wantIDs: []string{handlers.FindingSingleReplica}},
 		{name: "DaemonSet: no replica findings", pod: newPod(managed, ownedBy("DaemonSet", "agent")),
 			wantVerbs: []string{"get pods", "patch pods", "get daemonsets", "list poddisruptionbudgets", "create events"},
-			wantOwner: handlers.Owner{Kind: config.KindDaemonSet, Name: "agent", UID: "uid-agent"},
+			wantOwner: drain.Owner{Kind: config.KindDaemonSet, Name: "agent", UID: "uid-agent"},
 			wantIDs:   []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe}},
 		{name: "ReplicaSet without a Deployment", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")),
 			wantVerbs: []string{"get replicasets", "get pods", "patch pods", "get replicasets", "list poddisruptionbudgets", "create events"},
-			wantOwner: handlers.Owner{Kind: config.KindReplicaSet, Name: "legacy", UID: "uid-legacy"}, wantIDs: []string{handlers.FindingNoPDB}},
+			wantOwner: drain.Owner{Kind: config.KindReplicaSet, Name: "legacy", UID: "uid-legacy"}, wantIDs: []string{handlers.FindingNoPDB}},
 		{name: "another controller: not read", pod: newPod(managed, ownedBy("Rollout", "canary")), wantVerbs: []string{"get pods", "patch pods"}},
 	}
 	for _, tt := range tests {

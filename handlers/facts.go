@@ -13,13 +13,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"function/config"
+	"function/handlers/drain"
 )
 
 // gather reads the facts a decision needs into facts. A fact that cannot be read is marked
 // Unavailable with the error, never returned: its gate stays closed and the drain's deadline
 // still ends it, so a failing read (a missing permission, an API outage) cannot strand a pod.
-func (r *Reconciler) gather(ctx context.Context, pod *corev1.Pod, need Need, facts *Facts) {
-	fail := func(n Need, err error) {
+func (r *Reconciler) gather(ctx context.Context, pod *corev1.Pod, need drain.Need, facts *drain.Facts) {
+	fail := func(n drain.Need, err error) {
 		facts.Unavailable |= n
 		facts.Errors = append(facts.Errors, err.Error())
 	}
@@ -27,23 +28,23 @@ func (r *Reconciler) gather(ctx context.Context, pod *corev1.Pod, need Need, fac
 		fail(need, ErrNoCluster)
 		return
 	}
-	if need&NeedOwner != 0 && facts.Owner == nil {
+	if need&drain.NeedOwner != 0 && facts.Owner == nil {
 		if o, err := r.resolveOwner(ctx, pod); err != nil {
-			fail(NeedOwner, err)
+			fail(drain.NeedOwner, err)
 		} else {
 			facts.Owner = &o
 		}
 	}
-	if need&NeedReplicas != 0 && facts.Replicas == nil {
+	if need&drain.NeedReplicas != 0 && facts.Replicas == nil {
 		if rep, err := r.readReplicas(ctx, pod, facts); err != nil {
-			fail(NeedReplicas, err)
+			fail(drain.NeedReplicas, err)
 		} else {
 			facts.Replicas = &rep
 		}
 	}
-	if need&NeedEndpoints != 0 && facts.Serving == nil {
+	if need&drain.NeedEndpoints != 0 && facts.Serving == nil {
 		if n, err := r.countServing(ctx, pod); err != nil {
-			fail(NeedEndpoints, err)
+			fail(drain.NeedEndpoints, err)
 		} else {
 			facts.Serving = &n
 		}
@@ -52,24 +53,24 @@ func (r *Reconciler) gather(ctx context.Context, pod *corev1.Pod, need Need, fac
 
 // resolveOwner resolves the pod's ReplicaSet to the Deployment that controls it, if any. A
 // ReplicaSet's owner does not change, so the answer is kept (per ReplicaSet uid).
-func (r *Reconciler) resolveOwner(ctx context.Context, pod *corev1.Pod) (Owner, error) {
+func (r *Reconciler) resolveOwner(ctx context.Context, pod *corev1.Pod) (drain.Owner, error) {
 	ref := metav1.GetControllerOfNoCopy(pod)
 	if ref == nil {
-		return Owner{Kind: config.KindPod}, nil
+		return drain.Owner{Kind: config.KindPod}, nil
 	}
 	if ref.Kind != string(config.KindReplicaSet) {
-		return Owner{Kind: config.KindOf(ref.Kind), Name: ref.Name, UID: ref.UID}, nil
+		return drain.Owner{Kind: config.KindOf(ref.Kind), Name: ref.Name, UID: ref.UID}, nil
 	}
 	if o, ok := r.owners.get(ref.UID); ok {
 		return o, nil
 	}
 	rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 	if err != nil {
-		return Owner{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, ref.Name, err)
+		return drain.Owner{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, ref.Name, err)
 	}
-	o := Owner{Kind: config.KindReplicaSet, Name: rs.Name, UID: rs.UID}
+	o := drain.Owner{Kind: config.KindReplicaSet, Name: rs.Name, UID: rs.UID}
 	if d := metav1.GetControllerOfNoCopy(rs); d != nil && d.Kind == string(config.KindDeployment) {
-		o = Owner{Kind: config.KindDeployment, Name: d.Name, UID: d.UID}
+		o = drain.Owner{Kind: config.KindDeployment, Name: d.Name, UID: d.UID}
 	}
 	if rs.UID == ref.UID {
 		r.owners.put(ref.UID, o)
@@ -79,21 +80,21 @@ func (r *Reconciler) resolveOwner(ctx context.Context, pod *corev1.Pod) (Owner, 
 
 // readReplicas reads the owner's desired replicas and counts its pods that are Ready and not
 // deleting (straight from the pods, so it does not lag behind the owner's status).
-func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *Facts) (Replicas, error) {
+func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *drain.Facts) (drain.Replicas, error) {
 	ref := metav1.GetControllerOfNoCopy(pod)
 	if ref == nil {
-		return Replicas{}, fmt.Errorf("pod %s/%s has no owner to wait for", pod.Namespace, pod.Name)
+		return drain.Replicas{}, fmt.Errorf("pod %s/%s has no owner to wait for", pod.Namespace, pod.Name)
 	}
 	var (
 		desired  int32
 		selector *metav1.LabelSelector
 		counts   func(p *corev1.Pod) bool
 	)
-	kind, name, _ := ownerOf(pod, *facts)
+	kind, name, _ := drain.OwnerOf(pod, *facts)
 	if kind == config.KindReplicaSet && facts.Owner == nil {
 		o, err := r.resolveOwner(ctx, pod)
 		if err != nil {
-			return Replicas{}, err
+			return drain.Replicas{}, err
 		}
 		kind, name = o.Kind, o.Name
 	}
@@ -101,14 +102,14 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *F
 	case config.KindDeployment:
 		d, err := r.Client.AppsV1().Deployments(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return Replicas{}, fmt.Errorf("reading Deployment %s/%s: %w", pod.Namespace, name, err)
+			return drain.Replicas{}, fmt.Errorf("reading Deployment %s/%s: %w", pod.Namespace, name, err)
 		}
 		desired, selector = ptrOr(d.Spec.Replicas, 1), d.Spec.Selector
 		counts = func(p *corev1.Pod) bool { return r.ownedByDeployment(p, name) }
 	case config.KindReplicaSet:
 		rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return Replicas{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, name, err)
+			return drain.Replicas{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, name, err)
 		}
 		desired, selector = ptrOr(rs.Spec.Replicas, 1), rs.Spec.Selector
 		counts = func(p *corev1.Pod) bool {
@@ -118,7 +119,7 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *F
 	case config.KindStatefulSet: // not a gate (see config.Kind.Replaceable): the capacity gap only
 		sts, err := r.Client.AppsV1().StatefulSets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return Replicas{}, fmt.Errorf("reading StatefulSet %s/%s: %w", pod.Namespace, name, err)
+			return drain.Replicas{}, fmt.Errorf("reading StatefulSet %s/%s: %w", pod.Namespace, name, err)
 		}
 		desired, selector = ptrOr(sts.Spec.Replicas, 1), sts.Spec.Selector
 		counts = func(p *corev1.Pod) bool {
@@ -126,17 +127,17 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *F
 			return c != nil && c.UID == sts.UID
 		}
 	default:
-		return Replicas{}, fmt.Errorf("a %s has no replacement to wait for", kind)
+		return drain.Replicas{}, fmt.Errorf("a %s has no replacement to wait for", kind)
 	}
 	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
-		return Replicas{}, fmt.Errorf("the %s %s/%s has an invalid selector: %w", kind, pod.Namespace, name, err)
+		return drain.Replicas{}, fmt.Errorf("the %s %s/%s has an invalid selector: %w", kind, pod.Namespace, name, err)
 	}
 	list, err := r.Client.CoreV1().Pods(pod.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
-		return Replicas{}, fmt.Errorf("listing the pods of %s %s/%s: %w", kind, pod.Namespace, name, err)
+		return drain.Replicas{}, fmt.Errorf("listing the pods of %s %s/%s: %w", kind, pod.Namespace, name, err)
 	}
-	rep := Replicas{Desired: desired}
+	rep := drain.Replicas{Desired: desired}
 	for i := range list.Items {
 		p := &list.Items[i]
 		if p.DeletionTimestamp != nil || !counts(p) {
@@ -222,23 +223,23 @@ func (r *Reconciler) ownedByDeployment(p *corev1.Pod, name string) bool {
 
 type ownerCache struct {
 	mu sync.Mutex
-	m  map[types.UID]Owner
+	m  map[types.UID]drain.Owner
 }
 
 const ownerCacheMax = 10000
 
-func (c *ownerCache) get(uid types.UID) (Owner, bool) {
+func (c *ownerCache) get(uid types.UID) (drain.Owner, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	o, ok := c.m[uid]
 	return o, ok
 }
 
-func (c *ownerCache) put(uid types.UID, o Owner) {
+func (c *ownerCache) put(uid types.UID, o drain.Owner) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= ownerCacheMax {
-		c.m = map[types.UID]Owner{}
+		c.m = map[types.UID]drain.Owner{}
 	}
 	c.m[uid] = o
 }

@@ -16,6 +16,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 )
 
 // What FuzzDecide's flags turn on.
@@ -62,23 +63,23 @@ func fuzzPod(flags uint16, managedVal, startedVal, deadlineVal, graceVal, timeou
 			annotations[key] = value
 		}
 	}
-	set(fzManaged, handlers.AnnotationManaged, managedVal)
+	set(fzManaged, drain.AnnotationManaged, managedVal)
 	set(fzVPA, "vpaUpdates", "Pod resources updated by web")
 	if flags&fzStartedAt != 0 {
 		startedVal = stamp(at(startedOff))
 	}
-	set(fzStarted, handlers.AnnotationDrainStarted, startedVal)
+	set(fzStarted, drain.AnnotationDrainStarted, startedVal)
 	if flags&fzDeadlineAt != 0 {
 		deadlineVal = stamp(at(deadlineOff))
 	}
-	set(fzDeadline, handlers.AnnotationDrainDeadline, deadlineVal)
-	set(fzGrace, handlers.AnnotationGracePeriod, graceVal)
-	set(fzTimeout, handlers.AnnotationDrainTimeout, timeoutVal)
+	set(fzDeadline, drain.AnnotationDrainDeadline, deadlineVal)
+	set(fzGrace, drain.AnnotationGracePeriod, graceVal)
+	set(fzTimeout, drain.AnnotationDrainTimeout, timeoutVal)
 	pod.Annotations = annotations
 
 	fins := slices.Clone(foreignFinalizers[:int(foreign)%(len(foreignFinalizers)+1)])
 	if flags&fzOurs != 0 {
-		fins = slices.Insert(fins, int(finalizerPos)%(len(fins)+1), handlers.Finalizer)
+		fins = slices.Insert(fins, int(finalizerPos)%(len(fins)+1), drain.Finalizer)
 	}
 	pod.Finalizers = fins
 	if flags&fzDeleting != 0 {
@@ -151,7 +152,7 @@ func FuzzDecide(f *testing.F) {
 		raw, err = json.Marshal(pod)
 		require.NoError(t, err)
 		at := now.Add(time.Duration(nowOff))
-		checkDecision(t, pod, raw, bareConfig(), at, handlers.Facts{})
+		checkDecision(t, pod, raw, bareConfig(), at, drain.Facts{})
 
 		// The same pod as a Deployment's, StatefulSet's or DaemonSet's, with the default
 		// configuration (evictions only) and each state of what the owner reads could give.
@@ -160,10 +161,10 @@ func FuzzDecide(f *testing.F) {
 			ownedBy(kind, "web")(owned)
 			ownedRaw, err := json.Marshal(owned)
 			require.NoError(t, err)
-			for _, facts := range []handlers.Facts{
-				{Unavailable: handlers.NeedOwner | handlers.NeedReplicas | handlers.NeedEndpoints, Errors: []string{"forbidden"}},
-				{Replicas: &handlers.Replicas{Desired: 2, Ready: 1}},
-				{Replicas: &handlers.Replicas{Desired: 2, Ready: 2, ReadyAt: at}, Serving: ptr.To(0)},
+			for _, facts := range []drain.Facts{
+				{Unavailable: drain.NeedOwner | drain.NeedReplicas | drain.NeedEndpoints, Errors: []string{"forbidden"}},
+				{Replicas: &drain.Replicas{Desired: 2, Ready: 1}},
+				{Replicas: &drain.Replicas{Desired: 2, Ready: 2, ReadyAt: at}, Serving: ptr.To(0)},
 			} {
 				checkDecision(t, owned, ownedRaw, config.Default(), at, facts)
 			}
@@ -173,43 +174,43 @@ func FuzzDecide(f *testing.F) {
 
 // checkDecision decides on pod (raw: its JSON) and checks every invariant of the decision and
 // of its patch.
-func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config, at time.Time, facts handlers.Facts) {
-	d := handlers.DecideWith(pod, cfg, at, facts)
+func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config, at time.Time, facts drain.Facts) {
+	d := drain.DecideWith(pod, cfg, at, facts)
 	if d.Needs != 0 { // the reconciler reads what is needed; here, as if every read failed
 		facts.Unavailable |= d.Needs
-		d = handlers.DecideWith(pod, cfg, at, facts)
+		d = drain.DecideWith(pod, cfg, at, facts)
 	}
 	require.Zero(t, d.Needs, "asked for %s again", d.Needs)
 
-	ours := slices.Index(pod.Finalizers, handlers.Finalizer)
+	ours := slices.Index(pod.Finalizers, drain.Finalizer)
 	deleting := pod.DeletionTimestamp != nil
 	switch d.Action {
-	case handlers.AddFinalizer:
+	case drain.AddFinalizer:
 		require.False(t, deleting, "added a finalizer to a deleting pod")
 		require.Negative(t, ours, "added our finalizer twice")
-	case handlers.RemoveFinalizer:
+	case drain.RemoveFinalizer:
 		require.GreaterOrEqual(t, d.FinalizerIndex, 0, "removing a finalizer at index %d", d.FinalizerIndex)
 		require.Less(t, d.FinalizerIndex, len(pod.Finalizers), "removing a finalizer at index %d", d.FinalizerIndex)
-		require.Equal(t, handlers.Finalizer, pod.Finalizers[d.FinalizerIndex], "removing a finalizer that is not ours")
-	case handlers.Wait:
+		require.Equal(t, drain.Finalizer, pod.Finalizers[d.FinalizerIndex], "removing a finalizer that is not ours")
+	case drain.Wait:
 		require.True(t, deleting, "waiting on a pod that is not deleting")
 		require.GreaterOrEqual(t, ours, 0, "waiting without our finalizer")
 	}
-	if d.Action == handlers.Wait {
+	if d.Action == drain.Wait {
 		require.True(t, d.RecheckAt.After(at), "waiting with a re-check at %s, not after now %s", d.RecheckAt, at)
 		require.False(t, d.RecheckAt.After(d.Deadline), "re-check at %s after the deadline %s", d.RecheckAt, d.Deadline)
 	}
 
 	// Never held past drain-started + the drain timeout (a valid stamp, not in the future),
 	// timed from the latest moment the whole-second stamp stands for: at most 1 s longer.
-	if v, ok := pod.Annotations[handlers.AnnotationDrainStarted]; ok && deleting && ours >= 0 {
+	if v, ok := pod.Annotations[drain.AnnotationDrainStarted]; ok && deleting && ours >= 0 {
 		if stamped, perr := time.Parse(time.RFC3339, v); perr == nil && !stamped.After(at) {
 			end := up(stamped).Add(timeoutBound(pod, cfg))
 			if !at.Before(end) {
-				require.Equal(t, handlers.RemoveFinalizer, d.Action,
+				require.Equal(t, drain.RemoveFinalizer, d.Action,
 					"drain-started %s + timeout is %s, now is %s: reason %q", v, end, at, d.Reason)
 			}
-			if d.Action == handlers.Wait {
+			if d.Action == drain.Wait {
 				require.False(t, d.Deadline.After(end), "deadline %s after drain-started %s + timeout", d.Deadline, v)
 			}
 		}
@@ -217,7 +218,7 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 
 	// Never early: a drain released because its gates opened had its whole grace period,
 	// from the latest moment its start stands for.
-	if d.Action == handlers.RemoveFinalizer && (d.Reason == handlers.ReasonDrained || d.Reason == handlers.ReasonReplaced) {
+	if d.Action == drain.RemoveFinalizer && (d.Reason == drain.ReasonDrained || d.Reason == drain.ReasonReplaced) {
 		require.False(t, at.Before(d.Started.Add(d.Grace)), "released %s after the start %s, grace %s", at.Sub(d.Started), d.Started, d.Grace)
 		require.Equal(t, d.Started, up(d.Started.Truncate(time.Second)), "started %s is not the latest moment of its second", d.Started)
 	}
@@ -225,7 +226,7 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 	if !d.Action.Writes() {
 		return
 	}
-	patch, err := handlers.Patch(pod, d)
+	patch, err := drain.Patch(pod, d)
 	require.NoError(t, err, "no patch for %s", d.Action)
 	var ops []struct {
 		Op    string `json:"op"`
@@ -252,19 +253,19 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 	after := &corev1.Pod{}
 	require.NoError(t, json.Unmarshal(patched, after))
 	switch d.Action {
-	case handlers.AddFinalizer:
-		require.Equal(t, append(slices.Clone(pod.Finalizers), handlers.Finalizer), after.Finalizers)
-	case handlers.RemoveFinalizer:
+	case drain.AddFinalizer:
+		require.Equal(t, append(slices.Clone(pod.Finalizers), drain.Finalizer), after.Finalizers)
+	case drain.RemoveFinalizer:
 		require.Equal(t, slices.Delete(slices.Clone(pod.Finalizers), d.FinalizerIndex, d.FinalizerIndex+1), after.Finalizers)
-	case handlers.StartDrain:
+	case drain.StartDrain:
 		// What a drain start writes depends on how a missing stamp is timed: only that
 		// it writes one, and holds on to the finalizer.
 		require.Equal(t, pod.Finalizers, after.Finalizers)
-		require.NotEmpty(t, after.Annotations[handlers.AnnotationDrainStarted])
+		require.NotEmpty(t, after.Annotations[drain.AnnotationDrainStarted])
 		return
 	}
 	// Applied, the same finalizer change is not asked again: no write loop.
-	again := handlers.DecideWith(after, cfg, at, facts)
+	again := drain.DecideWith(after, cfg, at, facts)
 	require.NotEqual(t, d.Action, again.Action, "%s asked again right after it was applied (reason %q)", d.Action, again.Reason)
 }
 
@@ -273,9 +274,9 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 // copy differs from the live pod never writes what the live pod does not call for.
 func FuzzReconcileEventCopy(f *testing.F) {
 	const sec = int64(time.Second / time.Millisecond)
-	drain := uint16(fzManaged | fzOurs | fzDeleting | fzDeletionGrace | fzStarted | fzStartedAt)
-	f.Add(drain, uint16(fzManaged), uint8(1), uint8(1+4), -10*sec, 20*sec)
-	f.Add(drain, drain, uint8(1), uint8(1+4), -40*sec, -10*sec)
+	draining := uint16(fzManaged | fzOurs | fzDeleting | fzDeletionGrace | fzStarted | fzStartedAt)
+	f.Add(draining, uint16(fzManaged), uint8(1), uint8(1+4), -10*sec, 20*sec)
+	f.Add(draining, draining, uint8(1), uint8(1+4), -40*sec, -10*sec)
 	f.Add(uint16(fzManaged), uint16(fzManaged|fzOurs), uint8(1), uint8(1), int64(0), int64(0))
 	f.Add(uint16(fzManaged|fzOurs), uint16(0), uint8(1), uint8(1), int64(0), int64(0))
 	f.Add(uint16(0), uint16(fzManaged), uint8(1), uint8(1), int64(0), int64(0))
@@ -299,7 +300,7 @@ func FuzzReconcileEventCopy(f *testing.F) {
 			require.Equal(t, live.Annotations, got.Annotations, "not applied: annotations unchanged")
 			return
 		}
-		want := handlers.Decide(live, fx.rec.CurrentConfig(), now)
+		want := drain.Decide(live, fx.rec.CurrentConfig(), now)
 		require.Equal(t, want.Action, out.Decision.Action, "applied %s, the live pod calls for %s (%s)", out.Decision.Action, want.Action, want.Reason)
 		require.Equal(t, live.ResourceVersion, out.Pod.ResourceVersion, "decided on the live pod")
 		require.Equal(t, "get", fx.client.Actions()[0].GetVerb(), "read before the write")

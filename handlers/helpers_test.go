@@ -9,7 +9,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"function/config"
-	"function/handlers"
+	"function/handlers/drain"
 )
 
 // now is the fixed time of every decision in these tests (sub-second part on purpose).
@@ -63,13 +63,13 @@ func ann(kv ...string) podOpt {
 	}
 }
 
-var managed = ann(handlers.AnnotationManaged, "true")
+var managed = ann(drain.AnnotationManaged, "true")
 
 func inNamespace(ns string) podOpt { return func(p *corev1.Pod) { p.Namespace = ns } }
 
 func finalizers(f ...string) podOpt { return func(p *corev1.Pod) { p.Finalizers = f } }
 
-var ours = finalizers(handlers.Finalizer)
+var ours = finalizers(drain.Finalizer)
 
 // deleting sets deletionTimestamp as the API server does for a pod deleted at now with a 30 s
 // grace period: now + 30 s, in whole seconds.
@@ -117,7 +117,7 @@ func initContainer(st corev1.ContainerStatus) podOpt {
 	}
 }
 
-func started(at time.Time) podOpt { return ann(handlers.AnnotationDrainStarted, stamp(at)) }
+func started(at time.Time) podOpt { return ann(drain.AnnotationDrainStarted, stamp(at)) }
 
 func phase(ph corev1.PodPhase) podOpt { return func(p *corev1.Pod) { p.Status.Phase = ph } }
 

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"function/config"
+	"function/handlers/drain"
 )
 
 // Metrics receives what the Reconciler decides and does (telemetry.Telemetry implements it).
@@ -33,28 +34,6 @@ func (r *Reconciler) metrics() Metrics {
 		return noMetrics{}
 	}
 	return r.Metrics
-}
-
-// MetricReason is the decision's reason as a metric label: one of a few fixed values (a
-// release's reason; "managed" for an add; "eviction" or "delete" for a drain start; the first
-// closed gate for a wait; "nothing-to-do"), never free text.
-func (d Decision) MetricReason() string {
-	switch d.Action {
-	case RemoveFinalizer:
-		return d.Reason
-	case AddFinalizer:
-		return "managed"
-	case StartDrain:
-		return d.Deletion()
-	case Wait:
-		for _, g := range d.Gates {
-			if !g.Open {
-				return g.Name
-			}
-		}
-		return "reading"
-	}
-	return "nothing-to-do"
 }
 
 // gaps remembers, per controller, the evictions whose capacity gap is still open: released
@@ -101,8 +80,8 @@ func (g *gaps) has(controller types.UID) bool {
 // recordGap measures the capacity gap of a released eviction: at once when the release
 // already saw the owner back at its desired Ready replicas (the replacement gate), else once
 // a Ready sibling shows it (closeGaps).
-func (r *Reconciler) recordGap(ctx context.Context, pod *corev1.Pod, d Decision, facts Facts) {
-	if !d.Evicted || d.StartedFrom != StartEviction || (d.Kind != config.KindDeployment && d.Kind != config.KindStatefulSet) {
+func (r *Reconciler) recordGap(ctx context.Context, pod *corev1.Pod, d drain.Decision, facts drain.Facts) {
+	if !d.Evicted || d.StartedFrom != drain.StartEviction || (d.Kind != config.KindDeployment && d.Kind != config.KindStatefulSet) {
 		return
 	}
 	// A gap is measured between two API times of whole seconds (the eviction's and the
@@ -125,8 +104,8 @@ func (r *Reconciler) closeGaps(ctx context.Context, pod *corev1.Pod) {
 	if ref == nil || !r.gaps.has(ref.UID) {
 		return
 	}
-	var facts Facts
-	r.gather(ctx, pod, NeedReplicas, &facts)
+	var facts drain.Facts
+	r.gather(ctx, pod, drain.NeedReplicas, &facts)
 	rep := facts.Replicas
 	if rep == nil || rep.Ready < rep.Desired {
 		return

@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"function/config"
+	"function/handlers/drain"
 )
 
 // Eviction pacing (ensurePodDisruptionBudget): the VPA updater evicts through the Eviction
@@ -228,10 +229,10 @@ func overlapWhy(others []string, kind config.Kind, name string) string {
 // dynamic client) counts as opted in: a PodDisruptionBudget is never deleted on a guess.
 func (r *Reconciler) templateOptsIn(ctx context.Context, w workload, cfg config.Config) (bool, error) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Annotations: w.Template.Annotations}}
-	if managedBy(pod, cfg) != "" {
+	if drain.ManagedBy(pod, cfg) != "" {
 		return true, nil
 	}
-	if _, explicit := pod.Annotations[AnnotationManaged]; explicit || !cfg.DetectVpaAnnotations || !cfg.Namespaces.Selects(w.Namespace) {
+	if _, explicit := pod.Annotations[drain.AnnotationManaged]; explicit || !cfg.DetectVpaAnnotations || !cfg.Namespaces.Selects(w.Namespace) {
 		return false, nil
 	}
 	if r.Dynamic == nil {

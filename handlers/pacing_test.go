@@ -22,6 +22,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/internal/testutil"
 )
 
@@ -34,7 +35,7 @@ func pacing(c *config.Config) { c.EnsurePDB = true }
 func dbStatefulSet(replicas int32) *appsv1.StatefulSet {
 	return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "default", UID: "uid-db"},
 		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}, Annotations: map[string]string{handlers.AnnotationManaged: "true"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}, Annotations: map[string]string{drain.AnnotationManaged: "true"}},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{gracefulContainer("db")}}}}}
 }
 
@@ -185,7 +186,7 @@ func deploy(name string, replicas int32, ann map[string]string) *appsv1.Deployme
 	return d
 }
 
-var optedIn = map[string]string{handlers.AnnotationManaged: "true"}
+var optedIn = map[string]string{drain.AnnotationManaged: "true"}
 
 // ourPDB is a PodDisruptionBudget pacing created for kind/owner (uid "uid-OWNER").
 func ourPDB(kind, owner string) *policyv1.PodDisruptionBudget {
@@ -209,7 +210,7 @@ func cleanupWorld() []runtime.Object {
 	return []runtime.Object{
 		deploy("healthy", 3, optedIn), ourPDB("Deployment", "healthy"),
 		deploy("one", 1, optedIn), ourPDB("Deployment", "one"),
-		deploy("optout", 3, map[string]string{handlers.AnnotationManaged: "false"}), ourPDB("Deployment", "optout"),
+		deploy("optout", 3, map[string]string{drain.AnnotationManaged: "false"}), ourPDB("Deployment", "optout"),
 		deploy("vpaonly", 3, nil), ourPDB("Deployment", "vpaonly"), vpaTargeting("vpaonly", "Auto"),
 		deploy("unannotated", 3, nil), ourPDB("Deployment", "unannotated"),
 		replaced, ourPDB("Deployment", "replaced"),

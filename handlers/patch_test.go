@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 
-	"function/handlers"
+	"function/handlers/drain"
 )
 
 // s40 is a drain start 40 s before now (grace over, deadline ahead), as an annotation reads.
@@ -24,14 +24,14 @@ func TestPatchGolden(t *testing.T) {
 	tests := []struct {
 		name   string
 		pod    *corev1.Pod
-		action handlers.Action
+		action drain.Action
 		reason string
 		golden string
 	}{
 		{
 			name:   "add finalizer, no finalizers yet",
 			pod:    newPod(managed),
-			action: handlers.AddFinalizer,
+			action: drain.AddFinalizer,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -42,7 +42,7 @@ func TestPatchGolden(t *testing.T) {
 		{
 			name:   "add finalizer, empty finalizer list",
 			pod:    newPod(ann("vpaUpdates", "x"), finalizers()),
-			action: handlers.AddFinalizer,
+			action: drain.AddFinalizer,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -53,7 +53,7 @@ func TestPatchGolden(t *testing.T) {
 		{
 			name:   "add finalizer, existing finalizers, slash in annotation key escaped",
 			pod:    newPod(ann("vpa.k8s.io/resource-name", "web"), finalizers("example.com/a", "example.com/b")),
-			action: handlers.AddFinalizer,
+			action: drain.AddFinalizer,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -64,7 +64,7 @@ func TestPatchGolden(t *testing.T) {
 		{
 			name:   "start drain",
 			pod:    newPod(ours, managed, deleting),
-			action: handlers.StartDrain,
+			action: drain.StartDrain,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -78,8 +78,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "start drain again over an invalid stamp",
-			pod:    newPod(finalizers("example.com/a", handlers.Finalizer), ann("vpaObservedContainers", "app"), deleting, ann(handlers.AnnotationDrainStarted, "garbage")),
-			action: handlers.StartDrain,
+			pod:    newPod(finalizers("example.com/a", drain.Finalizer), ann("vpaObservedContainers", "app"), deleting, ann(drain.AnnotationDrainStarted, "garbage")),
+			action: drain.StartDrain,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -93,8 +93,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "remove drained: all containers terminated",
-			pod:    newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationDrainDeadline, d40s), statuses(terminated("app", 0), terminated("sidecar", 137))),
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained,
+			pod:    newPod(ours, managed, deleting, started(s40), ann(drain.AnnotationDrainDeadline, d40s), statuses(terminated("app", 0), terminated("sidecar", 137))),
+			action: drain.RemoveFinalizer, reason: drain.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -114,7 +114,7 @@ func TestPatchGolden(t *testing.T) {
 		{
 			name:   "remove drained: phase Failed",
 			pod:    newPod(ours, managed, deleting, started(s40), phase(corev1.PodFailed)),
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained,
+			action: drain.RemoveFinalizer, reason: drain.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -130,8 +130,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "remove drained: phase Succeeded, per-pod overrides guarded",
-			pod:    newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded), ann(handlers.AnnotationGracePeriod, "20", handlers.AnnotationDrainTimeout, "120")),
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained,
+			pod:    newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded), ann(drain.AnnotationGracePeriod, "20", drain.AnnotationDrainTimeout, "120")),
+			action: drain.RemoveFinalizer, reason: drain.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -147,8 +147,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "remove drained: deletionGracePeriodSeconds=0",
-			pod:    newPod(ours, managed, deleting, graceZero, started(s40), ann(handlers.AnnotationDrainDeadline, d40s)),
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained,
+			pod:    newPod(ours, managed, deleting, graceZero, started(s40), ann(drain.AnnotationDrainDeadline, d40s)),
+			action: drain.RemoveFinalizer, reason: drain.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -164,8 +164,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "remove timeout: no evidence guarded, finalizer at index 1",
-			pod:    newPod(finalizers("example.com/a", handlers.Finalizer), managed, deleting, started(now.Add(-6*time.Minute))),
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout,
+			pod:    newPod(finalizers("example.com/a", drain.Finalizer), managed, deleting, started(now.Add(-6*time.Minute))),
+			action: drain.RemoveFinalizer, reason: drain.ReasonTimeout,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -181,7 +181,7 @@ func TestPatchGolden(t *testing.T) {
 		{
 			name:   "remove unmanaged: no annotations at all",
 			pod:    newPod(ours),
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonUnmanaged,
+			action: drain.RemoveFinalizer, reason: drain.ReasonUnmanaged,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -191,8 +191,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "remove unmanaged: opted out, every managing annotation guarded",
-			pod:    newPod(ours, ann(handlers.AnnotationManaged, "false", "vpaUpdates", "u")),
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonUnmanaged,
+			pod:    newPod(ours, ann(drain.AnnotationManaged, "false", "vpaUpdates", "u")),
+			action: drain.RemoveFinalizer, reason: drain.ReasonUnmanaged,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -207,12 +207,12 @@ func TestPatchGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := handlers.Decide(tt.pod, bareConfig(), now)
+			d := drain.Decide(tt.pod, bareConfig(), now)
 			require.Equal(t, tt.action, d.Action, "decision precondition (reason %q)", d.Reason)
 			if tt.reason != "" {
 				require.Equal(t, tt.reason, d.Reason)
 			}
-			got, err := handlers.Patch(tt.pod, d)
+			got, err := drain.Patch(tt.pod, d)
 			require.NoError(t, err)
 			assert.JSONEq(t, tt.golden, string(got))
 			var ops []map[string]any
@@ -223,7 +223,7 @@ func TestPatchGolden(t *testing.T) {
 
 func TestPatchEscapesAnnotationKeys(t *testing.T) {
 	pod := newPod(ann("example.com/a~b", "v"))
-	got, err := handlers.Patch(pod, handlers.Decision{Action: handlers.AddFinalizer, ManagedBy: "example.com/a~b", FinalizerIndex: -1})
+	got, err := drain.Patch(pod, drain.Decision{Action: drain.AddFinalizer, ManagedBy: "example.com/a~b", FinalizerIndex: -1})
 	require.NoError(t, err)
 	var ops []struct{ Op, Path string }
 	require.NoError(t, json.Unmarshal(got, &ops))
@@ -233,9 +233,9 @@ func TestPatchEscapesAnnotationKeys(t *testing.T) {
 }
 
 func TestPatchRefusesNonWritingActions(t *testing.T) {
-	for _, a := range []handlers.Action{handlers.None, handlers.Wait, handlers.Action(42)} {
+	for _, a := range []drain.Action{drain.None, drain.Wait, drain.Action(42)} {
 		t.Run(a.String(), func(t *testing.T) {
-			got, err := handlers.Patch(newPod(managed), handlers.Decision{Action: a, FinalizerIndex: -1})
+			got, err := drain.Patch(newPod(managed), drain.Decision{Action: a, FinalizerIndex: -1})
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), "writes nothing")
 			assert.Nil(t, got)
@@ -255,30 +255,30 @@ func TestPatchAppliesOnlyToTheStateItWasDecidedOn(t *testing.T) {
 		{
 			name:   "add finalizer",
 			pod:    newPod(managed),
-			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
 			change: func(p *corev1.Pod) { p.Finalizers = []string{"example.com/other"} },
 		},
 		{
 			name: "add finalizer after others",
 			pod:  newPod(managed, finalizers("example.com/a")),
 			check: func(t *testing.T, p *corev1.Pod) {
-				assert.Equal(t, []string{"example.com/a", handlers.Finalizer}, p.Finalizers)
+				assert.Equal(t, []string{"example.com/a", drain.Finalizer}, p.Finalizers)
 			},
-			change: func(p *corev1.Pod) { p.Annotations[handlers.AnnotationManaged] = "false" },
+			change: func(p *corev1.Pod) { p.Annotations[drain.AnnotationManaged] = "false" },
 		},
 		{
 			name: "start drain",
 			pod:  newPod(ours, managed, deleting),
 			check: func(t *testing.T, p *corev1.Pod) {
-				assert.Equal(t, stamp(drainStamp), p.Annotations[handlers.AnnotationDrainStarted])
-				assert.Equal(t, stamp(drainStamp.Add(5*time.Minute)), p.Annotations[handlers.AnnotationDrainDeadline])
-				assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers)
+				assert.Equal(t, stamp(drainStamp), p.Annotations[drain.AnnotationDrainStarted])
+				assert.Equal(t, stamp(drainStamp.Add(5*time.Minute)), p.Annotations[drain.AnnotationDrainDeadline])
+				assert.Equal(t, []string{drain.Finalizer}, p.Finalizers)
 			},
-			change: func(p *corev1.Pod) { p.Annotations[handlers.AnnotationDrainStarted] = stamp(now) },
+			change: func(p *corev1.Pod) { p.Annotations[drain.AnnotationDrainStarted] = stamp(now) },
 		},
 		{
 			name:   "remove drained (all terminated)",
-			pod:    newPod(finalizers("example.com/a", handlers.Finalizer), managed, deleting, started(s40), statuses(terminated("app", 0))),
+			pod:    newPod(finalizers("example.com/a", drain.Finalizer), managed, deleting, started(s40), statuses(terminated("app", 0))),
 			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{"example.com/a"}, p.Finalizers) },
 			change: func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{running("app")} },
 		},
@@ -300,7 +300,7 @@ func TestPatchAppliesOnlyToTheStateItWasDecidedOn(t *testing.T) {
 			name:   "remove timeout",
 			pod:    newPod(ours, managed, deleting, started(now.Add(-6*time.Minute))),
 			check:  func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
-			change: func(p *corev1.Pod) { p.Annotations[handlers.AnnotationDrainStarted] = stamp(now) },
+			change: func(p *corev1.Pod) { p.Annotations[drain.AnnotationDrainStarted] = stamp(now) },
 		},
 		{
 			name:   "remove unmanaged",
@@ -312,21 +312,21 @@ func TestPatchAppliesOnlyToTheStateItWasDecidedOn(t *testing.T) {
 			name:   "remove unmanaged, pod without annotations",
 			pod:    newPod(ours),
 			check:  func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
-			change: func(p *corev1.Pod) { p.Annotations = map[string]string{handlers.AnnotationManaged: "true"} },
+			change: func(p *corev1.Pod) { p.Annotations = map[string]string{drain.AnnotationManaged: "true"} },
 		},
 		{
 			name:   "replaced pod (other uid)",
 			pod:    newPod(managed),
-			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
 			change: func(p *corev1.Pod) { p.UID = "uid-2" },
 		},
 	}
 	ctx := context.Background()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := handlers.Decide(tt.pod, bareConfig(), now)
+			d := drain.Decide(tt.pod, bareConfig(), now)
 			require.True(t, d.Action.Writes(), "precondition: %s", d.Action)
-			patch, err := handlers.Patch(tt.pod, d)
+			patch, err := drain.Patch(tt.pod, d)
 			require.NoError(t, err)
 
 			c := fake.NewClientset(tt.pod.DeepCopy())
@@ -353,13 +353,13 @@ func BenchmarkPatch(b *testing.B) {
 		newPod(ours, managed, deleting),
 		newPod(ours, managed, deleting, started(s40), statuses(terminated("a", 0), terminated("b", 0))),
 	}
-	decisions := make([]handlers.Decision, len(pods))
+	decisions := make([]drain.Decision, len(pods))
 	for i, p := range pods {
-		decisions[i] = handlers.Decide(p, bareConfig(), now)
+		decisions[i] = drain.Decide(p, bareConfig(), now)
 	}
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		if _, err := handlers.Patch(pods[i%len(pods)], decisions[i%len(pods)]); err != nil {
+		if _, err := drain.Patch(pods[i%len(pods)], decisions[i%len(pods)]); err != nil {
 			b.Fatal(err)
 		}
 	}

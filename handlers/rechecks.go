@@ -83,7 +83,9 @@ func (q *Rechecks) schedule(key PodKey, at time.Time, create bool) bool {
 		return false
 	}
 	now := q.Now()
-	at = minTime(at, now.Add(MaxRecheckDelay))
+	if limit := now.Add(MaxRecheckDelay); limit.Before(at) {
+		at = limit
+	}
 	q.due[key] = at
 	q.queue.AddAfter(key, at.Sub(now))
 	return true

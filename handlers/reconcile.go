@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"function/config"
+	"function/handlers/drain"
 )
 
 // Outcome is what Reconcile did.
@@ -28,7 +29,7 @@ type Outcome struct {
 	// Pod is the pod the final decision was made on (the live one after a re-read).
 	Pod *corev1.Pod
 	// Decision is the final decision.
-	Decision Decision
+	Decision drain.Decision
 	// Applied is true when the decision's write was made (or, in dry-run, would have been).
 	Applied bool
 	// DryRun is true when nothing was written on purpose.
@@ -187,7 +188,7 @@ func (r *Reconciler) reconcileObserved(ctx context.Context, pod *corev1.Pod, liv
 	if r.writes.stale(pod) {
 		// Older than what this process last wrote: its decision would fail the guard (a 422
 		// and a re-read); the event of the written state, or a newer one, decides instead.
-		d := Decision{Action: None, Reason: "stale: older than this function's last write to the pod", FinalizerIndex: -1}
+		d := drain.Decision{Action: drain.None, Reason: "stale: older than this function's last write to the pod", FinalizerIndex: -1}
 		r.Log.DebugContext(ctx, "decision", podAttrs(pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
 		r.metrics().Decision(ctx, d.Action.String(), "stale")
 		return Outcome{Pod: pod, Decision: d, At: r.now()}, nil
@@ -197,14 +198,14 @@ func (r *Reconciler) reconcileObserved(ctx context.Context, pod *corev1.Pod, liv
 
 // policy decides on a pod at a time with the facts read so far: decide normally,
 // releaseDecision when uninstalling.
-type policy func(pod *corev1.Pod, now time.Time, facts Facts) Decision
+type policy func(pod *corev1.Pod, now time.Time, facts drain.Facts) drain.Decision
 
 // decide is DecideWith, except that a dry-run against a cluster never holds a pod: it
 // releases every deleting pod that holds the finalizer at once (and adds and stamps nothing).
-func (r *Reconciler) decide(pod *corev1.Pod, now time.Time, facts Facts) Decision {
-	d := DecideWith(pod, r.CurrentConfig(), now, facts)
+func (r *Reconciler) decide(pod *corev1.Pod, now time.Time, facts drain.Facts) drain.Decision {
+	d := drain.DecideWith(pod, r.CurrentConfig(), now, facts)
 	if r.DryRun && r.Client != nil && pod.DeletionTimestamp != nil && d.FinalizerIndex >= 0 {
-		d.Action, d.Reason, d.RecheckAt = RemoveFinalizer, ReasonDryRun, time.Time{}
+		d.Action, d.Reason, d.RecheckAt = drain.RemoveFinalizer, drain.ReasonDryRun, time.Time{}
 	}
 	return d
 }
@@ -253,11 +254,11 @@ func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, live bool, 
 		pod = fresh
 		out, err = r.decideAndApply(ctx, fresh, true, decide)
 	}
-	if err != nil && isGuardFailure(err) && out.Decision.Action != StartDrain {
+	if err != nil && isGuardFailure(err) && out.Decision.Action != drain.StartDrain {
 		r.scheduleRecheck(out.Pod, r.now().Add(recheckRetry)) // once the other writer is done
 		return out, fmt.Errorf("pod %s/%s: %w applying %s: %w", pod.Namespace, pod.Name, ErrConcurrentWriter, out.Decision.Action, err)
 	}
-	if err != nil && out.Decision.Action == StartDrain && stampRefused(err) {
+	if err != nil && out.Decision.Action == drain.StartDrain && stampRefused(err) {
 		// The stamp is only a record: the drain is timed from what the API server recorded, so
 		// it still ends (drained or at its deadline) when the stamp can never be written (an
 		// admission policy, annotations over the size limit).
@@ -265,7 +266,7 @@ func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, live bool, 
 			podAttrs(out.Pod), slog.String("startedFrom", string(out.Decision.StartedFrom)),
 			slog.Time("started", out.Decision.Started), slog.Time("deadline", out.Decision.Deadline), slog.String("error", err.Error()))
 		r.scheduleRecheck(out.Pod, out.Decision.RecheckAt)
-		out.Decision.Action = Wait
+		out.Decision.Action = drain.Wait
 		return out, nil
 	}
 	return out, err
@@ -435,8 +436,8 @@ func (r *Reconciler) sweepOnce(ctx context.Context) {
 
 // gone is the decision for a pod that no longer exists (or was replaced by another pod of the
 // same name): nothing to do.
-func gone() Decision {
-	return Decision{Action: None, Reason: "pod not found", FinalizerIndex: -1}
+func gone() drain.Decision {
+	return drain.Decision{Action: drain.None, Reason: "pod not found", FinalizerIndex: -1}
 }
 
 // ErrNoCluster is returned for work that needs the cluster while there is none.
@@ -447,7 +448,7 @@ var ErrNoCluster = errors.New("no cluster configured (dry-run without a cluster)
 // write, or that would record anything about the pod, returns errNeedsLive instead.
 func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live bool, decide policy) (Outcome, error) {
 	d, facts, now := r.decideWithFacts(ctx, pod, decide)
-	if !live && d.Action.Writes() && (!r.DryRun || d.Reason == ReasonDryRun) {
+	if !live && d.Action.Writes() && (!r.DryRun || d.Reason == drain.ReasonDryRun) {
 		// (A dry-run writes only its releases: what it would add or stamp stays unwritten.)
 		return Outcome{Pod: pod, Decision: d, At: now}, errNeedsLive
 	}
@@ -458,10 +459,10 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live b
 	for _, w := range d.Warnings {
 		dlog.write(ctx, slog.LevelWarn, "ignoring invalid annotation", slog.String("warning", w))
 	}
-	if !d.Action.Writes() || r.DryRun && d.Reason != ReasonDryRun {
+	if !d.Action.Writes() || r.DryRun && d.Reason != drain.ReasonDryRun {
 		r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
 	}
-	if d.Action == Wait {
+	if d.Action == drain.Wait {
 		if !live {
 			// An event's copy may bring a pending re-check forward (its read is live), never
 			// create one, nor note anything about the drain.
@@ -478,16 +479,16 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live b
 		dlog.write(ctx, slog.LevelDebug, "decision")
 		return out, nil
 	}
-	if r.DryRun && d.Reason != ReasonDryRun {
+	if r.DryRun && d.Reason != drain.ReasonDryRun {
 		out.Applied = true
 		dlog.write(ctx, slog.LevelInfo, "decision", slog.Bool("dryRun", true), slog.String("stopped", d.Stopped.String()))
-		if d.Action == AddFinalizer {
+		if d.Action == drain.AddFinalizer {
 			out.Advice = r.checkOwner(ctx, pod, d, now) // reads only, in dry-run
 		}
 		return out, nil
 	}
 	out.DryRun = false
-	patch, err := Patch(pod, d)
+	patch, err := drain.Patch(pod, d)
 	if err != nil {
 		return out, err
 	}
@@ -511,58 +512,58 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live b
 		r.writes.wrote(pod.UID, patched.ResourceVersion)
 	}
 	dlog.write(ctx, slog.LevelInfo, "decision", slog.Bool("applied", true), slog.String("stopped", d.Stopped.String()))
-	if d.Action == RemoveFinalizer {
+	if d.Action == drain.RemoveFinalizer {
 		if !d.Started.IsZero() {
 			r.metrics().Drain(ctx, d.Reason, string(d.Kind), d.DrainSeconds(now))
 		}
 		r.recordGap(ctx, pod, d, facts)
 	}
 	r.afterWrite(ctx, pod, d, now)
-	if d.Action == AddFinalizer {
+	if d.Action == drain.AddFinalizer {
 		out.Advice = r.checkOwner(ctx, pod, d, now)
 	}
 	return out, nil
 }
 
 // afterWrite records the Kubernetes Event of a milestone and keeps the re-check timer right.
-func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d Decision, now time.Time) {
+func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d drain.Decision, now time.Time) {
 	var eventType, reason, msg string
 	switch {
-	case d.Action == StartDrain:
+	case d.Action == drain.StartDrain:
 		r.scheduleRecheck(pod, d.RecheckAt)
 		eventType, reason = corev1.EventTypeNormal, EventDrainStarted
 		msg = fmt.Sprintf("Drain started (%s, %s pod); finalizer %s is removed once these gates open: %s; by %s at the latest",
-			d.Deletion(), d.Kind, Finalizer, GateNames(d.Gates), d.Deadline.Format(time.RFC3339))
+			d.Deletion(), d.Kind, drain.Finalizer, drain.GateNames(d.Gates), d.Deadline.Format(time.RFC3339))
 		if len(d.Warnings) > 0 {
 			msg += " (" + strings.Join(d.Warnings, "; ") + ")"
 		}
-	case d.Action == RemoveFinalizer:
+	case d.Action == drain.RemoveFinalizer:
 		// Released: no re-check, no sibling wait. The last write stays remembered, so the
 		// older events still on their way cost nothing (the delete event forgets it).
 		r.Rechecks.Cancel(pod.UID)
 		r.siblings.forget(pod.UID)
 		switch d.Reason {
-		case ReasonDrained:
+		case drain.ReasonDrained:
 			eventType, reason = corev1.EventTypeNormal, EventDrainCompleted
-			msg = fmt.Sprintf("Drained after %.1fs (%s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, Finalizer)
-		case ReasonReplaced:
+			msg = fmt.Sprintf("Drained after %.1fs (%s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, drain.Finalizer)
+		case drain.ReasonReplaced:
 			eventType, reason = corev1.EventTypeNormal, EventDrainCompleted
-			msg = fmt.Sprintf("Replacement Ready after %.1fs (the capacity gap of this eviction; containers: %s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, Finalizer)
-		case ReasonNotEvicted:
+			msg = fmt.Sprintf("Replacement Ready after %.1fs (the capacity gap of this eviction; containers: %s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, drain.Finalizer)
+		case drain.ReasonNotEvicted:
 			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("Deleted, not evicted (holdOn: evictions): a rollout, scale-down or delete is not held; finalizer %s removed", Finalizer)
-		case ReasonTimeout:
+			msg = fmt.Sprintf("Deleted, not evicted (holdOn: evictions): a rollout, scale-down or delete is not held; finalizer %s removed", drain.Finalizer)
+		case drain.ReasonTimeout:
 			eventType, reason = corev1.EventTypeWarning, EventDrainTimedOut
-			msg = fmt.Sprintf("Drain timed out after %.1fs (still closed: %s); finalizer %s removed", d.DrainSeconds(now), cmp.Or(closedGates(d.Gates), "none"), Finalizer)
-		case ReasonUninstalled:
+			msg = fmt.Sprintf("Drain timed out after %.1fs (still closed: %s); finalizer %s removed", d.DrainSeconds(now), cmp.Or(drain.ClosedGates(d.Gates), "none"), drain.Finalizer)
+		case drain.ReasonUninstalled:
 			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", Finalizer)
-		case ReasonDryRun:
+			msg = fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", drain.Finalizer)
+		case drain.ReasonDryRun:
 			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("vpa-graceful-drain runs in dry-run mode, which never holds a pod; finalizer %s removed", Finalizer)
+			msg = fmt.Sprintf("vpa-graceful-drain runs in dry-run mode, which never holds a pod; finalizer %s removed", drain.Finalizer)
 		default:
 			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("Pod is no longer managed; finalizer %s removed", Finalizer)
+			msg = fmt.Sprintf("Pod is no longer managed; finalizer %s removed", drain.Finalizer)
 		}
 	default:
 		return
@@ -616,7 +617,7 @@ func (r *Reconciler) recheck(ctx context.Context, key PodKey) error {
 		return nil
 	}
 	out, err := r.ReconcileLive(ctx, live)
-	if err != nil && out.Decision.Action == StartDrain {
+	if err != nil && out.Decision.Action == drain.StartDrain {
 		// Not stamped: look again no later than the drain's next due time.
 		r.scheduleRecheck(live, out.Decision.RecheckAt)
 	}
@@ -653,7 +654,7 @@ func isGuardFailure(err error) bool {
 type decisionLog struct {
 	logger *slog.Logger
 	pod    *corev1.Pod
-	d      Decision
+	d      drain.Decision
 	now    time.Time
 }
 
@@ -665,7 +666,7 @@ func (l decisionLog) write(ctx context.Context, level slog.Level, msg string, ex
 	attrs := make([]slog.Attr, 0, 8+len(extra))
 	attrs = append(attrs, podAttrs(l.pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
 	if len(d.Gates) > 0 {
-		attrs = append(attrs, slog.String("ownerKind", string(d.Kind)), slog.String("owner", d.Owner), slog.String("gates", gateStates(d.Gates)),
+		attrs = append(attrs, slog.String("ownerKind", string(d.Kind)), slog.String("owner", d.Owner), slog.String("gates", drain.GateStates(d.Gates)),
 			slog.Float64("drainSeconds", d.DrainSeconds(l.now)), slog.Time("deadline", d.Deadline))
 	}
 	l.logger.LogAttrs(ctx, level, msg, append(attrs, extra...)...)

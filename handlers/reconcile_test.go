@@ -27,6 +27,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"function/handlers"
+	"function/handlers/drain"
 	"function/internal/testutil"
 )
 
@@ -112,7 +113,7 @@ func TestReconcileActions(t *testing.T) {
 	tests := []struct {
 		name       string
 		pod        *corev1.Pod
-		wantAction handlers.Action
+		wantAction drain.Action
 		wantReason string
 		wantVerbs  []string
 		wantEvent  *event
@@ -122,66 +123,66 @@ func TestReconcileActions(t *testing.T) {
 	}{
 		{
 			name: "add finalizer", pod: newPod(managed),
-			wantAction: handlers.AddFinalizer, wantVerbs: []string{"get pods", "patch pods"},
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+			wantAction: drain.AddFinalizer, wantVerbs: []string{"get pods", "patch pods"},
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
 		},
 		{
 			name: "start drain", pod: newPod(ours, managed, deleting),
-			wantAction: handlers.StartDrain, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			wantAction: drain.StartDrain, wantVerbs: []string{"get pods", "patch pods", "create events"},
 			wantEvent:  &event{corev1.EventTypeNormal, handlers.EventDrainStarted, "by " + stamp(drainStamp.Add(5*time.Minute))},
 			wantTimers: 1,
 			checkLive: func(t *testing.T, p *corev1.Pod) {
-				assert.Equal(t, stamp(drainStamp), p.Annotations[handlers.AnnotationDrainStarted])
-				assert.Equal(t, stamp(drainStamp.Add(5*time.Minute)), p.Annotations[handlers.AnnotationDrainDeadline])
+				assert.Equal(t, stamp(drainStamp), p.Annotations[drain.AnnotationDrainStarted])
+				assert.Equal(t, stamp(drainStamp.Add(5*time.Minute)), p.Annotations[drain.AnnotationDrainDeadline])
 			},
 		},
 		{
-			name: "start drain with an ignored override mentions it", pod: newPod(ours, managed, deleting, ann(handlers.AnnotationGracePeriod, "soon")),
-			wantAction: handlers.StartDrain, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			name: "start drain with an ignored override mentions it", pod: newPod(ours, managed, deleting, ann(drain.AnnotationGracePeriod, "soon")),
+			wantAction: drain.StartDrain, wantVerbs: []string{"get pods", "patch pods", "create events"},
 			wantEvent:  &event{corev1.EventTypeNormal, handlers.EventDrainStarted, `invalid vpagracefuldrain.dev/grace-period-seconds "soon"`},
 			wantTimers: 1,
 		},
 		{
 			// An event's copy never creates a re-check (it may only bring one forward)...
 			name: "wait", pod: newPod(ours, managed, deleting, started(now.Add(-10*time.Second))),
-			wantAction: handlers.Wait, wantVerbs: []string{}, wantTimers: 0,
+			wantAction: drain.Wait, wantVerbs: []string{}, wantTimers: 0,
 		},
 		{
 			// ...a pod read live does.
 			name: "wait, read live", pod: newPod(ours, managed, deleting, started(now.Add(-10*time.Second))), live: true,
-			wantAction: handlers.Wait, wantVerbs: []string{}, wantTimers: 1,
+			wantAction: drain.Wait, wantVerbs: []string{}, wantTimers: 1,
 		},
 		{
 			name: "drained, read live: no second read", pod: newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded)), live: true,
-			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonDrained, wantVerbs: []string{"patch pods", "create events"},
+			wantAction: drain.RemoveFinalizer, wantReason: drain.ReasonDrained, wantVerbs: []string{"patch pods", "create events"},
 			wantEvent: &event{corev1.EventTypeNormal, handlers.EventDrainCompleted, "(terminal phase)"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
 			name: "drained", pod: newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded)),
-			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonDrained, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			wantAction: drain.RemoveFinalizer, wantReason: drain.ReasonDrained, wantVerbs: []string{"get pods", "patch pods", "create events"},
 			wantEvent: &event{corev1.EventTypeNormal, handlers.EventDrainCompleted, "(terminal phase)"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
-			name: "timeout", pod: newPod(finalizers("example.com/a", handlers.Finalizer), managed, deleting, started(now.Add(-6*time.Minute))),
-			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonTimeout, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			name: "timeout", pod: newPod(finalizers("example.com/a", drain.Finalizer), managed, deleting, started(now.Add(-6*time.Minute))),
+			wantAction: drain.RemoveFinalizer, wantReason: drain.ReasonTimeout, wantVerbs: []string{"get pods", "patch pods", "create events"},
 			wantEvent: &event{corev1.EventTypeWarning, handlers.EventDrainTimedOut, "timed out"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{"example.com/a"}, p.Finalizers) },
 		},
 		{
 			name: "unmanaged", pod: newPod(ours),
-			wantAction: handlers.RemoveFinalizer, wantReason: handlers.ReasonUnmanaged, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			wantAction: drain.RemoveFinalizer, wantReason: drain.ReasonUnmanaged, wantVerbs: []string{"get pods", "patch pods", "create events"},
 			wantEvent: &event{corev1.EventTypeNormal, handlers.EventFinalizerRemoved, "no longer managed"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
 			name: "not managed", pod: newPod(),
-			wantAction: handlers.None, wantVerbs: []string{},
+			wantAction: drain.None, wantVerbs: []string{},
 		},
 		{
 			name: "deleting without finalizer", pod: newPod(managed, deleting),
-			wantAction: handlers.None, wantVerbs: []string{},
+			wantAction: drain.None, wantVerbs: []string{},
 		},
 	}
 	for _, tt := range tests {
@@ -216,7 +217,7 @@ func TestReconcileActions(t *testing.T) {
 				assert.Equal(t, tt.pod.Name, patch.GetName())
 				assert.Equal(t, "default", patch.GetNamespace())
 				assert.Equal(t, handlers.Component, patch.PatchOptions.FieldManager)
-				want, err := handlers.Patch(tt.pod, handlers.Decide(tt.pod, bareConfig(), now))
+				want, err := drain.Patch(tt.pod, drain.Decide(tt.pod, bareConfig(), now))
 				require.NoError(t, err)
 				assert.JSONEq(t, string(want), string(patch.GetPatch()))
 			}
@@ -228,7 +229,7 @@ func TestReconcileActions(t *testing.T) {
 				assert.Equal(t, tt.wantEvent.typ, evs[0].Type)
 				assert.Equal(t, tt.wantEvent.reason, evs[0].Reason)
 				assert.Contains(t, evs[0].Message, tt.wantEvent.msg)
-				assert.Contains(t, evs[0].Message, handlers.Finalizer)
+				assert.Contains(t, evs[0].Message, drain.Finalizer)
 				assert.Equal(t, tt.pod.UID, evs[0].InvolvedObject.UID)
 			}
 			if tt.checkLive != nil {
@@ -244,18 +245,18 @@ func TestReconcileDryRun(t *testing.T) {
 	tests := []struct {
 		name       string
 		pod        *corev1.Pod
-		wantAction handlers.Action
+		wantAction drain.Action
 		wantReason string
 		wantVerbs  []string
 	}{
-		{"add finalizer: not written", newPod(managed), handlers.AddFinalizer, "managed by", []string{}},
-		{"unmanaged, not deleting: not written", newPod(ours), handlers.RemoveFinalizer, handlers.ReasonUnmanaged, []string{}},
-		{"nothing to do", newPod(ours, managed), handlers.None, "finalizer in place", []string{}},
-		{"deleting, drain not started: released", newPod(ours, managed, deleting), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
-		{"deleting, in the grace period: released", newPod(ours, managed, deleting, started(now.Add(-10*time.Second))), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
-		{"deleting, drained: released", newPod(ours, managed, deleting, started(s40), graceZero), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
-		{"deleting, unmanaged: released", newPod(ours, deleting), handlers.RemoveFinalizer, handlers.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
-		{"deleting without our finalizer: nothing", newPod(managed, deleting, finalizers("example.com/a")), handlers.None, "deleting without our finalizer", []string{}},
+		{"add finalizer: not written", newPod(managed), drain.AddFinalizer, "managed by", []string{}},
+		{"unmanaged, not deleting: not written", newPod(ours), drain.RemoveFinalizer, drain.ReasonUnmanaged, []string{}},
+		{"nothing to do", newPod(ours, managed), drain.None, "finalizer in place", []string{}},
+		{"deleting, drain not started: released", newPod(ours, managed, deleting), drain.RemoveFinalizer, drain.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting, in the grace period: released", newPod(ours, managed, deleting, started(now.Add(-10*time.Second))), drain.RemoveFinalizer, drain.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting, drained: released", newPod(ours, managed, deleting, started(s40), graceZero), drain.RemoveFinalizer, drain.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting, unmanaged: released", newPod(ours, deleting), drain.RemoveFinalizer, drain.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting without our finalizer: nothing", newPod(managed, deleting, finalizers("example.com/a")), drain.None, "deleting without our finalizer", []string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,9 +269,9 @@ func TestReconcileDryRun(t *testing.T) {
 			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 			assert.Zero(t, f.rec.Rechecks.Len(), "a dry-run schedules no re-check")
 			live := livePod(t, f.client, tt.pod.Name)
-			if tt.wantReason == handlers.ReasonDryRun {
+			if tt.wantReason == drain.ReasonDryRun {
 				assert.False(t, out.DryRun, "the release was written")
-				assert.NotContains(t, live.Finalizers, handlers.Finalizer)
+				assert.NotContains(t, live.Finalizers, drain.Finalizer)
 				require.Len(t, events(f.client), 1)
 				assert.Contains(t, events(f.client)[0].Message, "dry-run mode, which never holds a pod")
 			} else {
@@ -286,7 +287,7 @@ func TestReconcilePatchErrors(t *testing.T) {
 		f := newFixture(t, false)
 		out, err := f.rec.Reconcile(context.Background(), newPod(managed))
 		require.NoError(t, err)
-		assert.Equal(t, handlers.None, out.Decision.Action)
+		assert.Equal(t, drain.None, out.Decision.Action)
 		assert.Equal(t, "pod not found", out.Decision.Reason)
 		assert.Equal(t, -1, out.Decision.FinalizerIndex)
 		assert.False(t, out.Applied)
@@ -297,7 +298,7 @@ func TestReconcilePatchErrors(t *testing.T) {
 		f := newFixture(t, false)
 		out, err := f.rec.ReconcileLive(context.Background(), pod)
 		require.NoError(t, err)
-		assert.Equal(t, handlers.None, out.Decision.Action)
+		assert.Equal(t, drain.None, out.Decision.Action)
 		assert.Equal(t, "pod not found", out.Decision.Reason)
 		assert.False(t, out.Applied)
 		assert.Equal(t, []string{"patch pods"}, testutil.Verbs(f.client))
@@ -310,9 +311,9 @@ func TestReconcilePatchErrors(t *testing.T) {
 		require.Equal(t, 1, f.rec.Rechecks.Len())
 		require.NoError(t, f.client.Tracker().Delete(podsGVR, "default", waiting.Name))
 
-		out, err := f.rec.Reconcile(context.Background(), newPod(ours, managed, deleting, started(now.Add(-10*time.Second)), graceZero, ann(handlers.AnnotationGracePeriod, "0")))
+		out, err := f.rec.Reconcile(context.Background(), newPod(ours, managed, deleting, started(now.Add(-10*time.Second)), graceZero, ann(drain.AnnotationGracePeriod, "0")))
 		require.NoError(t, err)
-		assert.Equal(t, handlers.None, out.Decision.Action)
+		assert.Equal(t, drain.None, out.Decision.Action)
 		assert.Equal(t, 1, f.rec.Rechecks.Len(), "an event (it may be forged) never cancels a re-check")
 		assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
 
@@ -341,9 +342,9 @@ func TestReconcilePatchErrors(t *testing.T) {
 			failPatches(f.client, 10, refusal)
 			out, err := f.rec.Reconcile(context.Background(), pod)
 			require.NoError(t, err, "not an error for the sender to retry")
-			assert.Equal(t, handlers.Wait, out.Decision.Action)
+			assert.Equal(t, drain.Wait, out.Decision.Action)
 			assert.False(t, out.Applied)
-			assert.Equal(t, handlers.StartDeletion, out.Decision.StartedFrom)
+			assert.Equal(t, drain.StartDeletion, out.Decision.StartedFrom)
 			assert.True(t, up(drainStamp).Equal(out.Decision.Started))
 			assert.Equal(t, 1, f.rec.Rechecks.Len(), "the re-check at the grace end is scheduled")
 			assert.Equal(t, tt.verbs, testutil.Verbs(f.client))
@@ -369,7 +370,7 @@ func TestReconcileGuardFailure(t *testing.T) {
 		failures   int32
 		err        error
 		wantVerbs  []string
-		wantAction handlers.Action
+		wantAction drain.Action
 		wantApply  bool
 		wantErr    string
 		wantTimers int
@@ -381,58 +382,58 @@ func TestReconcileGuardFailure(t *testing.T) {
 			name:  "409 once, live pod still needs the finalizer",
 			event: newPod(managed), live: newPod(managed, func(p *corev1.Pod) { p.ResourceVersion = "101" }),
 			failures: 1, err: conflict(),
-			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods"}, wantAction: drain.AddFinalizer, wantApply: true,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "422 once, live pod still needs the finalizer",
 			event: newPod(managed), live: newPod(managed),
 			failures: 1, err: invalid(),
-			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods"}, wantAction: drain.AddFinalizer, wantApply: true,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "stale event: live pod already has the finalizer",
 			event: newPod(managed), live: newPod(managed, ours),
 			failures: 1, err: invalid(),
-			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: handlers.None,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: drain.None,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "stale event: another replica already started the drain",
 			event: newPod(ours, managed, deleting), live: newPod(ours, managed, deleting, started(now.Add(-5*time.Second))),
 			failures: 1, err: invalid(),
-			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: handlers.Wait, wantTimers: 1,
+			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: drain.Wait, wantTimers: 1,
 		},
 		{
 			name:  "the first read already differs from the event: decided on it, nothing written",
 			event: newPod(managed), live: newPod(managed, ours), readDiffers: true,
-			wantVerbs: []string{"get pods"}, wantAction: handlers.None,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+			wantVerbs: []string{"get pods"}, wantAction: drain.None,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "the event names a pod that is gone: one read, nothing written",
 			event: newPod(managed), live: nil, readDiffers: true,
-			wantVerbs: []string{"get pods"}, wantAction: handlers.None,
+			wantVerbs: []string{"get pods"}, wantAction: drain.None,
 		},
 		{
 			name:  "422: live pod started deleting, too late for a finalizer",
 			event: newPod(managed), live: newPod(managed, deleting),
 			failures: 1, err: invalid(),
-			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: handlers.None,
+			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: drain.None,
 		},
 		{
 			name:  "guard fails twice, the third decision goes through",
 			event: newPod(managed), live: newPod(managed),
 			failures: 2, err: conflict(),
-			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer, wantApply: true,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers) },
+			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: drain.AddFinalizer, wantApply: true,
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "guard fails three times: a concurrent writer, a re-check follows",
 			event: newPod(managed), live: newPod(managed),
 			failures: 3, err: conflict(),
-			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: handlers.AddFinalizer,
+			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: drain.AddFinalizer,
 			wantErr:    "pod default/web-1: the pod kept changing while the decision was applied (a concurrent writer) applying add-finalizer",
 			wantTimers: 1,
 			checkLive:  func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
@@ -441,14 +442,14 @@ func TestReconcileGuardFailure(t *testing.T) {
 			name:  "live pod replaced by one of the same name",
 			event: newPod(managed), live: newPod(managed, func(p *corev1.Pod) { p.UID = "uid-2" }),
 			failures: 1, err: conflict(),
-			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: handlers.None,
+			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: drain.None,
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
 			name:  "live pod gone",
 			event: newPod(managed), live: nil,
 			failures: 1, err: conflict(),
-			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: handlers.None,
+			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: drain.None,
 		},
 	}
 	for _, tt := range tests {
@@ -506,18 +507,18 @@ func TestReconcileRef(t *testing.T) {
 		f := newFixture(t, false, newPod(managed))
 		out, err := f.rec.ReconcileRef(ctx, "default", "web-1")
 		require.NoError(t, err)
-		assert.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+		assert.Equal(t, drain.AddFinalizer, out.Decision.Action)
 		assert.True(t, out.Applied)
 		require.NotNil(t, out.Pod)
 		assert.Equal(t, types.UID("uid-1"), out.Pod.UID)
 		assert.Equal(t, []string{"get pods", "patch pods"}, testutil.Verbs(f.client))
-		assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, "web-1").Finalizers)
+		assert.Equal(t, []string{drain.Finalizer}, livePod(t, f.client, "web-1").Finalizers)
 	})
 	t.Run("nothing to do: one get", func(t *testing.T) {
 		f := newFixture(t, false, newPod(managed, ours))
 		out, err := f.rec.ReconcileRef(ctx, "default", "web-1")
 		require.NoError(t, err)
-		assert.Equal(t, handlers.None, out.Decision.Action)
+		assert.Equal(t, drain.None, out.Decision.Action)
 		assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
 	})
 	t.Run("404: one get, nothing else, no error", func(t *testing.T) {
@@ -525,7 +526,7 @@ func TestReconcileRef(t *testing.T) {
 		out, err := f.rec.ReconcileRef(ctx, "default", "web-1")
 		require.NoError(t, err)
 		assert.Nil(t, out.Pod)
-		assert.Equal(t, handlers.None, out.Decision.Action)
+		assert.Equal(t, drain.None, out.Decision.Action)
 		assert.False(t, out.Applied)
 		assert.Equal(t, now, out.At)
 		assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
@@ -603,7 +604,7 @@ func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
 
 	out, err := f.rec.ReconcileLive(context.Background(), pod)
 	require.NoError(t, err)
-	require.Equal(t, handlers.Wait, out.Decision.Action)
+	require.Equal(t, drain.Wait, out.Decision.Action)
 	require.Equal(t, up(s10).Add(30*time.Second), out.Decision.RecheckAt)
 	require.Equal(t, 1, f.rec.Rechecks.Len())
 	require.Equal(t, []string{}, testutil.Verbs(f.client))
@@ -633,7 +634,7 @@ func TestRecheckWaitsThenTimesOut(t *testing.T) {
 
 	out, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
-	require.Equal(t, handlers.StartDrain, out.Decision.Action)
+	require.Equal(t, drain.StartDrain, out.Decision.Action)
 	require.Equal(t, []string{"get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
 	require.Equal(t, 1, f.rec.Rechecks.Len(), "a re-check at the grace end")
 	f.client.ClearActions()
@@ -642,7 +643,7 @@ func TestRecheckWaitsThenTimesOut(t *testing.T) {
 	f.clock.SetTime(up(drainStamp).Add(30 * time.Second))
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Rechecks.Len() == 1 }, waitFor, tick)
 	assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
-	assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, pod.Name).Finalizers)
+	assert.Equal(t, []string{drain.Finalizer}, livePod(t, f.client, pod.Name).Finalizers)
 	f.client.ClearActions()
 
 	// Deadline: time out.
@@ -657,7 +658,7 @@ func TestRecheckWaitsThenTimesOut(t *testing.T) {
 }
 
 func TestRecheckRetriesAfterReadError(t *testing.T) {
-	pod := newPod(ours, managed, deleting, started(s40), ann(handlers.AnnotationGracePeriod, "60"))
+	pod := newPod(ours, managed, deleting, started(s40), ann(drain.AnnotationGracePeriod, "60"))
 	f := newFixture(t, false, pod.DeepCopy())
 	_, err := f.rec.ReconcileLive(context.Background(), pod)
 	require.NoError(t, err)

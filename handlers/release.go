@@ -14,10 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-)
 
-// ReasonUninstalled means the finalizer was removed because the function is being uninstalled.
-const ReasonUninstalled = "uninstalled"
+	"function/handlers/drain"
+)
 
 const (
 	// defaultPageSize is how many pods one list call returns.
@@ -140,7 +139,7 @@ func (r *Reconciler) ReleaseAll(ctx context.Context, namespace string, opts Rele
 		}
 		mu.Lock()
 		res.Listed++
-		if !slices.Contains(pod.Finalizers, Finalizer) {
+		if !slices.Contains(pod.Finalizers, drain.Finalizer) {
 			done++
 			mu.Unlock()
 			return nil
@@ -172,10 +171,10 @@ func (r *Reconciler) ReleaseAll(ctx context.Context, namespace string, opts Rele
 }
 
 // releaseDecision removes the finalizer whatever the pod's state.
-func releaseDecision(pod *corev1.Pod, _ time.Time, _ Facts) Decision {
-	d := Decision{FinalizerIndex: slices.Index(pod.Finalizers, Finalizer), Reason: "finalizer already gone"}
+func releaseDecision(pod *corev1.Pod, _ time.Time, _ drain.Facts) drain.Decision {
+	d := drain.Decision{FinalizerIndex: slices.Index(pod.Finalizers, drain.Finalizer), Reason: "finalizer already gone"}
 	if d.FinalizerIndex >= 0 {
-		d.Action, d.Reason = RemoveFinalizer, ReasonUninstalled
+		d.Action, d.Reason = drain.RemoveFinalizer, drain.ReasonUninstalled
 	}
 	return d
 }

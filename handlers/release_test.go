@@ -19,6 +19,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"function/handlers"
+	"function/handlers/drain"
 )
 
 // pagedLists makes the fake clientset answer pod lists as the API server does: Limit pods at
@@ -144,7 +145,7 @@ func TestReleaseAllPagesAndRestartsWhenTheContinueTokenExpires(t *testing.T) {
 			assert.Equal(t, tt.wantLists, lists())
 			assert.Equal(t, [3]int{10, len(held), 0}, progress.last(t))
 			for _, name := range held {
-				assert.NotContains(t, livePod(t, f.client, name[len("default/"):]).Finalizers, handlers.Finalizer, name)
+				assert.NotContains(t, livePod(t, f.client, name[len("default/"):]).Finalizers, drain.Finalizer, name)
 			}
 			assert.Len(t, events(f.client), len(held), "one FinalizerRemoved Event each")
 		})
@@ -186,9 +187,9 @@ func TestReleaseAllCountsAFailedPodAndReleasesTheOthers(t *testing.T) {
 	others := slices.DeleteFunc(slices.Clone(held), func(s string) bool { return s == "default/"+bad })
 	assert.Equal(t, handlers.ReleaseResult{Released: others, Failed: 1, Listed: 20}, res)
 	assert.Equal(t, [3]int{20, len(others), 1}, progress.last(t))
-	assert.Contains(t, livePod(t, f.client, bad).Finalizers, handlers.Finalizer)
+	assert.Contains(t, livePod(t, f.client, bad).Finalizers, drain.Finalizer)
 	for _, name := range others {
-		assert.NotContains(t, livePod(t, f.client, name[len("default/"):]).Finalizers, handlers.Finalizer, name)
+		assert.NotContains(t, livePod(t, f.client, name[len("default/"):]).Finalizers, drain.Finalizer, name)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"function/handlers/drain"
 )
 
 // siblings indexes the drains waiting for their owner's replacement by the controller (the
@@ -21,8 +23,8 @@ import (
 //
 // Bounded: only a drain read live is recorded (noteWaiting runs on live pods only), at most
 // maxSiblingWaits at once (beyond, the drain polls); a controller's waiting drains are nudged
-// at most once per lookMin, so a flood of (forged) Ready siblings costs at most one read per
-// waiting drain every lookMin.
+// at most once per drain.LookMin, so a flood of (forged) Ready siblings costs at most one read per
+// waiting drain every drain.LookMin.
 type siblings struct {
 	mu      sync.Mutex
 	byOwner map[types.UID]map[PodKey]struct{}
@@ -96,7 +98,7 @@ func (s *siblings) forget(uid types.UID) {
 
 // waiting returns the drains waiting on the controller of pod, when pod is a Ready sibling
 // that is not deleting (a replacement, or a replica that recovered), and they were not nudged
-// within lookMin of now.
+// within drain.LookMin of now.
 func (s *siblings) waiting(pod *corev1.Pod, now time.Time) []PodKey {
 	if pod.DeletionTimestamp != nil {
 		return nil
@@ -113,7 +115,7 @@ func (s *siblings) waiting(pod *corev1.Pod, now time.Time) []PodKey {
 	if len(s.byOwner[ref.UID]) == 0 {
 		return nil
 	}
-	if last, ok := s.nudged[ref.UID]; ok && now.Sub(last) < lookMin && !now.Before(last) {
+	if last, ok := s.nudged[ref.UID]; ok && now.Sub(last) < drain.LookMin && !now.Before(last) {
 		return nil
 	}
 	if s.nudged == nil {
@@ -130,12 +132,12 @@ func (s *siblings) waiting(pod *corev1.Pod, now time.Time) []PodKey {
 // noteWaiting keeps track of a drain that waits for its owner or its endpoints: a Ready
 // sibling's event brings its next look forward, and a Kubernetes Event DrainWaiting says what
 // it waits for whenever that changes (so `kubectl describe pod` shows it).
-func (r *Reconciler) noteWaiting(ctx context.Context, pod *corev1.Pod, d Decision) {
+func (r *Reconciler) noteWaiting(ctx context.Context, pod *corev1.Pod, d drain.Decision) {
 	var closed []string
 	for _, g := range d.Gates {
 		switch {
 		case g.Open:
-		case g.Name == GateReplacement || g.Name == GateEndpoints:
+		case g.Name == drain.GateReplacement || g.Name == drain.GateEndpoints:
 			closed = append(closed, g.Name)
 		default:
 			return // grace or containers hold it: nothing beyond the usual looks
@@ -144,14 +146,14 @@ func (r *Reconciler) noteWaiting(ctx context.Context, pod *corev1.Pod, d Decisio
 	if len(closed) == 0 {
 		return
 	}
-	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && slices.Contains(closed, GateReplacement) {
+	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && slices.Contains(closed, drain.GateReplacement) {
 		r.siblings.wait(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, ref.UID)
 	}
 	// Reported again when the set of closed gates changes, not their details (every look's).
 	if r.Events == nil || r.DryRun || !r.siblings.report(pod.UID, strings.Join(closed, ",")) {
 		return
 	}
-	msg := fmt.Sprintf("Containers stopped; the drain waits for %s, until %s at the latest", closedGates(d.Gates), d.Deadline.Format(time.RFC3339))
+	msg := fmt.Sprintf("Containers stopped; the drain waits for %s, until %s at the latest", drain.ClosedGates(d.Gates), d.Deadline.Format(time.RFC3339))
 	if err := r.Events.Record(ctx, pod, corev1.EventTypeNormal, EventDrainWaiting, msg); err != nil {
 		r.Log.WarnContext(ctx, "could not record Kubernetes Event", podAttrs(pod), slog.String("error", err.Error()))
 	}

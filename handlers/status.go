@@ -7,11 +7,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-)
 
-// ReasonReleasedByHand means the finalizer was removed by hand (`kubectl vpa-drain release`),
-// the incident escape hatch.
-const ReasonReleasedByHand = "released-by-hand"
+	"function/handlers/drain"
+)
 
 // Inspect is the decision the function would make on pod now: DecideWith with the facts it
 // would read (the owner, its replicas, the endpoints), read the same way as when a decision is
@@ -19,10 +17,10 @@ const ReasonReleasedByHand = "released-by-hand"
 // (a dry-run's "release every deleting pod" is not applied: the decision is the configured
 // policy's). A fact that cannot be read shows as a closed gate with the error in its detail.
 // For status views (`kubectl vpa-drain status`).
-func (r *Reconciler) Inspect(ctx context.Context, pod *corev1.Pod) Decision {
+func (r *Reconciler) Inspect(ctx context.Context, pod *corev1.Pod) drain.Decision {
 	cfg := r.CurrentConfig()
-	d, _, _ := r.decideWithFacts(ctx, pod, func(pod *corev1.Pod, now time.Time, facts Facts) Decision {
-		return DecideWith(pod, cfg, now, facts)
+	d, _, _ := r.decideWithFacts(ctx, pod, func(pod *corev1.Pod, now time.Time, facts drain.Facts) drain.Decision {
+		return drain.DecideWith(pod, cfg, now, facts)
 	})
 	return d
 }
@@ -30,9 +28,9 @@ func (r *Reconciler) Inspect(ctx context.Context, pod *corev1.Pod) Decision {
 // decideWithFacts decides on pod, reads what the decision needs (the owner, then its replicas
 // and the endpoints) and decides again, as often as needed. It returns the final decision, the
 // facts it was made on and when.
-func (r *Reconciler) decideWithFacts(ctx context.Context, pod *corev1.Pod, decide policy) (Decision, Facts, time.Time) {
+func (r *Reconciler) decideWithFacts(ctx context.Context, pod *corev1.Pod, decide policy) (drain.Decision, drain.Facts, time.Time) {
 	now := r.now()
-	facts := Facts{WaitedForReplacement: r.siblings.waited(pod.UID)}
+	facts := drain.Facts{WaitedForReplacement: r.siblings.waited(pod.UID)}
 	d := decide(pod, now, facts)
 	for range 3 {
 		if d.Needs == 0 {

@@ -15,6 +15,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"function/handlers"
+	"function/handlers/drain"
 	"function/internal/testutil"
 )
 
@@ -36,7 +37,7 @@ func TestSweep(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, handlers.SweepResult{Pods: 4, Writes: 2}, res)
 	assert.ElementsMatch(t, []string{"list pods", "patch pods", "patch pods", "create events"}, testutil.Verbs(f.client))
-	assert.Equal(t, []string{handlers.Finalizer}, livePod(t, f.client, "new").Finalizers)
+	assert.Equal(t, []string{drain.Finalizer}, livePod(t, f.client, "new").Finalizers)
 	assert.Empty(t, livePod(t, f.client, "drained").Finalizers)
 	assert.Equal(t, 1, f.rec.Rechecks.Len(), "the waiting drain gets a re-check")
 }
@@ -77,7 +78,7 @@ func TestSweepNeedsACluster(t *testing.T) {
 func TestReleaseAll(t *testing.T) {
 	f := newFixture(t, false,
 		newPod(named("held"), ours, managed, deleting, started(s40)),
-		newPod(named("running"), finalizers("example.com/keep", handlers.Finalizer), managed),
+		newPod(named("running"), finalizers("example.com/keep", drain.Finalizer), managed),
 		newPod(named("plain"), managed))
 
 	res, err := f.rec.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{})

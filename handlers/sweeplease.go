@@ -10,6 +10,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"function/handlers/drain"
 )
 
 // SweepLease makes the replicas share one sweep schedule: each sweep first claims the Lease
@@ -54,7 +56,7 @@ func (l *SweepLease) claim(ctx context.Context, now time.Time, interval, gap tim
 	if err != nil {
 		return false, time.Time{}, fmt.Errorf("reading sweep Lease %s/%s: %w", l.Namespace, l.Name, err)
 	}
-	if renew := lease.Spec.RenewTime; gap > 0 && renew != nil && !renew.After(now.Add(clockSkew)) {
+	if renew := lease.Spec.RenewTime; gap > 0 && renew != nil && !renew.After(now.Add(drain.ClockSkew)) {
 		last := l.lastSweep(renew.Time, now)
 		if now.Before(last.Add(gap)) {
 			return false, last.Add(interval), nil
@@ -76,8 +78,10 @@ func (l *SweepLease) lastSweep(renew, now time.Time) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
+	case renew.Equal(l.ahead) && l.aheadSeen.Before(renew):
+		return l.aheadSeen
 	case renew.Equal(l.ahead):
-		return minTime(renew, l.aheadSeen)
+		return renew
 	case renew.After(now):
 		l.ahead, l.aheadSeen = renew, now
 		return now

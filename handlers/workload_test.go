@@ -19,6 +19,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/internal/testutil"
 )
 
@@ -45,8 +46,8 @@ func stoppedAt(t time.Time) podOpt {
 	return statuses(corev1.ContainerStatus{Name: "app", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{FinishedAt: metav1.NewTime(t)}}})
 }
 
-func replicas(desired, ready int32, readyAt time.Time) handlers.Facts {
-	return handlers.Facts{Replicas: &handlers.Replicas{Desired: desired, Ready: ready, ReadyAt: readyAt}}
+func replicas(desired, ready int32, readyAt time.Time) drain.Facts {
+	return drain.Facts{Replicas: &drain.Replicas{Desired: desired, Ready: ready, ReadyAt: readyAt}}
 }
 
 func TestDecideWorkloads(t *testing.T) {
@@ -68,97 +69,97 @@ func TestDecideWorkloads(t *testing.T) {
 		pod    *corev1.Pod
 		cfg    config.Config
 		at     time.Time
-		facts  handlers.Facts
-		action handlers.Action
+		facts  drain.Facts
+		action drain.Action
 		reason string // exact for RemoveFinalizer, contained otherwise
 		kind   config.Kind
-		needs  handlers.Need
-		gates  []handlers.Gate // when set, exactly these
+		needs  drain.Need
+		gates  []drain.Gate // when set, exactly these
 	}{
 		// ---- which pods are managed ----
 		{name: "Deployment pod: managed without a read", pod: newPod(managed, deployment), cfg: def,
-			action: handlers.AddFinalizer, reason: "owner kind Deployment", kind: config.KindDeployment},
+			action: drain.AddFinalizer, reason: "owner kind Deployment", kind: config.KindDeployment},
 		{name: "StatefulSet pod managed", pod: newPod(managed, ownedBy("StatefulSet", "db")), cfg: def,
-			action: handlers.AddFinalizer, kind: config.KindStatefulSet},
+			action: drain.AddFinalizer, kind: config.KindStatefulSet},
 		{name: "DaemonSet pod managed", pod: newPod(managed, ownedBy("DaemonSet", "agent")), cfg: def,
-			action: handlers.AddFinalizer, kind: config.KindDaemonSet},
+			action: drain.AddFinalizer, kind: config.KindDaemonSet},
 		{name: "bare pod not managed by default", pod: newPod(managed), cfg: def,
-			action: handlers.None, reason: "owner kind Pod is not managed (workloadDefaults)", kind: config.KindPod},
+			action: drain.None, reason: "owner kind Pod is not managed (workloadDefaults)", kind: config.KindPod},
 		{name: "Job pod not managed by default", pod: newPod(managed, ownedBy("Job", "nightly")), cfg: def,
-			action: handlers.None, reason: "owner kind Job is not managed", kind: config.KindJob},
+			action: drain.None, reason: "owner kind Job is not managed", kind: config.KindJob},
 		{name: "bare and Job pods managed when configured", pod: newPod(managed, ownedBy("Job", "nightly")), cfg: podsManaged,
-			action: handlers.AddFinalizer, kind: config.KindJob},
+			action: drain.AddFinalizer, kind: config.KindJob},
 		{name: "a held Job pod is released once Jobs are not managed", pod: newPod(managed, ours, ownedBy("Job", "nightly")), cfg: def,
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonUnmanaged},
+			action: drain.RemoveFinalizer, reason: drain.ReasonUnmanaged},
 		{name: "a ReplicaSet without pod-template-hash: its owner is read", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")), cfg: def,
-			action: handlers.None, needs: handlers.NeedOwner},
+			action: drain.None, needs: drain.NeedOwner},
 		{name: "... and it is a bare ReplicaSet", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")), cfg: def,
-			facts:  handlers.Facts{Owner: &handlers.Owner{Kind: config.KindReplicaSet, Name: "legacy"}},
-			action: handlers.AddFinalizer, kind: config.KindReplicaSet},
+			facts:  drain.Facts{Owner: &drain.Owner{Kind: config.KindReplicaSet, Name: "legacy"}},
+			action: drain.AddFinalizer, kind: config.KindReplicaSet},
 		{name: "... unreadable owner: managed as a ReplicaSet", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")), cfg: def,
-			facts:  handlers.Facts{Unavailable: handlers.NeedOwner, Errors: []string{"forbidden"}},
-			action: handlers.AddFinalizer, kind: config.KindReplicaSet},
+			facts:  drain.Facts{Unavailable: drain.NeedOwner, Errors: []string{"forbidden"}},
+			action: drain.AddFinalizer, kind: config.KindReplicaSet},
 		{name: "other controllers managed", pod: newPod(managed, ownedBy("Rollout", "canary")), cfg: def,
-			action: handlers.AddFinalizer, kind: config.KindOther},
+			action: drain.AddFinalizer, kind: config.KindOther},
 
 		// ---- evictions only ----
 		{name: "plain delete released at once", pod: newPod(managed, ours, deployment, deleting), cfg: def,
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonNotEvicted},
+			action: drain.RemoveFinalizer, reason: drain.ReasonNotEvicted},
 		{name: "preemption is not an eviction", pod: newPod(managed, ours, deployment, deleting, func(p *corev1.Pod) {
 			evicted(nowSec)(p)
 			p.Status.Conditions[0].Reason = "PreemptionByScheduler"
-		}), cfg: def, action: handlers.RemoveFinalizer, reason: handlers.ReasonNotEvicted},
+		}), cfg: def, action: drain.RemoveFinalizer, reason: drain.ReasonNotEvicted},
 		{name: "eviction held", pod: newPod(managed, ours, deployment, deleting, evictedNow), cfg: def,
-			action: handlers.StartDrain, reason: "grace period"},
+			action: drain.StartDrain, reason: "grace period"},
 		{name: "holdOn all holds a plain delete", pod: newPod(managed, ours, deployment, deleting), cfg: holdAll,
-			action: handlers.StartDrain, reason: "grace period"},
+			action: drain.StartDrain, reason: "grace period"},
 
 		// ---- Deployment: containers, then the replacement ----
 		{name: "Deployment: containers stopped after the grace: the owner is read", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: afterGrace, action: handlers.Wait, needs: handlers.NeedReplicas},
+			cfg: def, at: afterGrace, action: drain.Wait, needs: drain.NeedReplicas},
 		{name: "Deployment: replacement not Ready: waits, gate visible", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: afterGrace, facts: replicas(3, 2, now.Add(-time.Hour)), action: handlers.Wait, reason: "waiting for replacement-ready (2/3 Ready)",
-			gates: []handlers.Gate{{Name: handlers.GateGracePeriod, Open: true, Detail: "30s"}, {Name: handlers.GateContainers, Open: true, Detail: "all containers terminated"},
-				{Name: handlers.GateReplacement, Detail: "2/3 Ready"}}},
+			cfg: def, at: afterGrace, facts: replicas(3, 2, now.Add(-time.Hour)), action: drain.Wait, reason: "waiting for replacement-ready (2/3 Ready)",
+			gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true, Detail: "30s"}, {Name: drain.GateContainers, Open: true, Detail: "all containers terminated"},
+				{Name: drain.GateReplacement, Detail: "2/3 Ready"}}},
 		{name: "Deployment: after the kubelet's grace-0 DELETE, still waits for the replacement", pod: newPod(managed, ours, deployment, graceZero, evicted(nowSec.Add(-2*time.Second)), started(nowSec.Add(-2*time.Second)), stoppedAt(now)),
-			cfg: def, at: afterGrace, facts: replicas(2, 1, now.Add(-time.Hour)), action: handlers.Wait, reason: "waiting for replacement-ready (1/2 Ready)"},
+			cfg: def, at: afterGrace, facts: replicas(2, 1, now.Add(-time.Hour)), action: drain.Wait, reason: "waiting for replacement-ready (1/2 Ready)"},
 		{name: "Deployment: replacement Ready last: replaced", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: afterGrace, facts: replicas(3, 3, afterGrace.Add(-100*time.Millisecond)), action: handlers.RemoveFinalizer, reason: handlers.ReasonReplaced},
+			cfg: def, at: afterGrace, facts: replicas(3, 3, afterGrace.Add(-100*time.Millisecond)), action: drain.RemoveFinalizer, reason: drain.ReasonReplaced},
 		{name: "Deployment: replacement was Ready before the containers stopped: drained", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now.Add(20*time.Second))),
-			cfg: def, at: afterGrace, facts: replicas(3, 3, now.Add(5*time.Second)), action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
+			cfg: def, at: afterGrace, facts: replicas(3, 3, now.Add(5*time.Second)), action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
 		{name: "Deployment: found waiting for the replacement before: replaced, whatever the coarse API times say", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: afterGrace, facts: handlers.Facts{Replicas: &handlers.Replicas{Desired: 3, Ready: 3, ReadyAt: nowSec}, WaitedForReplacement: true},
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonReplaced},
+			cfg: def, at: afterGrace, facts: drain.Facts{Replicas: &drain.Replicas{Desired: 3, Ready: 3, ReadyAt: nowSec}, WaitedForReplacement: true},
+			action: drain.RemoveFinalizer, reason: drain.ReasonReplaced},
 		{name: "Deployment: the owner cannot be read: waits until the deadline", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: afterGrace, facts: handlers.Facts{Unavailable: handlers.NeedReplicas, Errors: []string{"forbidden"}}, action: handlers.Wait, reason: "unknown: forbidden"},
+			cfg: def, at: afterGrace, facts: drain.Facts{Unavailable: drain.NeedReplicas, Errors: []string{"forbidden"}}, action: drain.Wait, reason: "unknown: forbidden"},
 		{name: "Deployment: at the deadline, released whatever the owner", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: now.Add(301 * time.Second), action: handlers.RemoveFinalizer, reason: handlers.ReasonTimeout},
+			cfg: def, at: now.Add(301 * time.Second), action: drain.RemoveFinalizer, reason: drain.ReasonTimeout},
 		{name: "Deployment: wait-for-replacement=false on the pod", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now),
-			ann(handlers.AnnotationWaitForReplacement, "false")), cfg: def, at: afterGrace, action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
+			ann(drain.AnnotationWaitForReplacement, "false")), cfg: def, at: afterGrace, action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
 
 		// ---- StatefulSet / DaemonSet: containers only, no grace ----
 		{name: "StatefulSet: released as soon as the containers stopped", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: inSecond, action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
+			cfg: def, at: inSecond, action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
 		{name: "StatefulSet: wait-for-replacement=true ignored (it would only hold until the deadline)", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now),
-			ann(handlers.AnnotationWaitForReplacement, "true")), cfg: def, at: inSecond, action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
+			ann(drain.AnnotationWaitForReplacement, "true")), cfg: def, at: inSecond, action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
 		{name: "DaemonSet: containers running: waits for them only", pod: newPod(managed, ours, ownedBy("DaemonSet", "agent"), deleting, evictedNow, started(nowSec)),
-			cfg: def, at: inSecond, action: handlers.Wait, reason: "containers running",
-			gates: []handlers.Gate{{Name: handlers.GateGracePeriod, Open: true, Detail: "0s"}, {Name: handlers.GateContainers, Detail: "containers running"}}},
+			cfg: def, at: inSecond, action: drain.Wait, reason: "containers running",
+			gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true, Detail: "0s"}, {Name: drain.GateContainers, Detail: "containers running"}}},
 
 		// ---- EndpointSlice gate ----
 		{name: "endpoints gate: read once the containers stopped", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: withEndpoints, at: now.Add(time.Second), action: handlers.Wait, needs: handlers.NeedReplicas | handlers.NeedEndpoints},
+			cfg: withEndpoints, at: now.Add(time.Second), action: drain.Wait, needs: drain.NeedReplicas | drain.NeedEndpoints},
 		{name: "endpoints gate: still serving", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: withEndpoints, at: now.Add(time.Second), facts: handlers.Facts{Replicas: &handlers.Replicas{Desired: 2, Ready: 2}, Serving: ptr.To(1)},
-			action: handlers.Wait, reason: "waiting for endpoints-gone (serving in 1 endpoint(s))"},
-		{name: "endpoints gate: per-pod opt-out", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now), ann(handlers.AnnotationWaitForEndpoints, "false")),
-			cfg: withEndpoints, at: now.Add(time.Second), facts: handlers.Facts{Replicas: &handlers.Replicas{Desired: 2, Ready: 2}},
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
+			cfg: withEndpoints, at: now.Add(time.Second), facts: drain.Facts{Replicas: &drain.Replicas{Desired: 2, Ready: 2}, Serving: ptr.To(1)},
+			action: drain.Wait, reason: "waiting for endpoints-gone (serving in 1 endpoint(s))"},
+		{name: "endpoints gate: per-pod opt-out", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now), ann(drain.AnnotationWaitForEndpoints, "false")),
+			cfg: withEndpoints, at: now.Add(time.Second), facts: drain.Facts{Replicas: &drain.Replicas{Desired: 2, Ready: 2}},
+			action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
 		{name: "endpoints gate: gone", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: withEndpoints, at: now.Add(time.Second), facts: handlers.Facts{Replicas: &handlers.Replicas{Desired: 2, Ready: 2}, Serving: ptr.To(0)},
-			action: handlers.RemoveFinalizer, reason: handlers.ReasonDrained},
-		{name: "endpoints gate on a StatefulSet by annotation", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now), ann(handlers.AnnotationWaitForEndpoints, "true")),
-			cfg: def, at: inSecond, action: handlers.Wait, needs: handlers.NeedEndpoints},
+			cfg: withEndpoints, at: now.Add(time.Second), facts: drain.Facts{Replicas: &drain.Replicas{Desired: 2, Ready: 2}, Serving: ptr.To(0)},
+			action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+		{name: "endpoints gate on a StatefulSet by annotation", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now), ann(drain.AnnotationWaitForEndpoints, "true")),
+			cfg: def, at: inSecond, action: drain.Wait, needs: drain.NeedEndpoints},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,9 +167,9 @@ func TestDecideWorkloads(t *testing.T) {
 			if at.IsZero() {
 				at = now
 			}
-			d := handlers.DecideWith(tt.pod, tt.cfg, at, tt.facts)
+			d := drain.DecideWith(tt.pod, tt.cfg, at, tt.facts)
 			assert.Equal(t, tt.action, d.Action, "action (reason %q)", d.Reason)
-			if tt.action == handlers.RemoveFinalizer {
+			if tt.action == drain.RemoveFinalizer {
 				assert.Equal(t, tt.reason, d.Reason)
 			} else {
 				assert.Contains(t, d.Reason, tt.reason)
@@ -180,7 +181,7 @@ func TestDecideWorkloads(t *testing.T) {
 			if tt.gates != nil {
 				assert.Equal(t, tt.gates, d.Gates)
 			}
-			if (d.Action == handlers.Wait || d.Action == handlers.StartDrain) && d.Needs == 0 {
+			if (d.Action == drain.Wait || d.Action == drain.StartDrain) && d.Needs == 0 {
 				assert.False(t, d.RecheckAt.IsZero(), "a waiting drain is looked at again")
 				assert.False(t, d.RecheckAt.After(d.Deadline), "never later than the deadline")
 			}
@@ -191,19 +192,19 @@ func TestDecideWorkloads(t *testing.T) {
 // Whatever the owner and the facts say, every held pod is released by its deadline.
 func TestWorkloadDrainsEndByTheDeadline(t *testing.T) {
 	kinds := []podOpt{deployment, ownedBy("StatefulSet", "db"), ownedBy("DaemonSet", "agent"), ownedBy("ReplicaSet", "legacy"), ownedBy("Rollout", "x")}
-	factSets := []handlers.Facts{{}, replicas(3, 0, time.Time{}), {Unavailable: handlers.NeedOwner | handlers.NeedReplicas | handlers.NeedEndpoints}, {Serving: ptr.To(5)}}
+	factSets := []drain.Facts{{}, replicas(3, 0, time.Time{}), {Unavailable: drain.NeedOwner | drain.NeedReplicas | drain.NeedEndpoints}, {Serving: ptr.To(5)}}
 	cfg, err := config.Parse(map[string]string{config.KeyWorkloadDefaults: `{"Deployment":{"waitForEndpoints":true},"StatefulSet":{"waitForEndpoints":true}}`})
 	require.NoError(t, err)
 	for _, kind := range kinds {
 		for _, facts := range factSets {
 			pod := newPod(managed, ours, kind, deleting, evicted(nowSec), started(nowSec))
 			deadline := nowSec.Add(301 * time.Second) // the latest moment of the eviction's second + 300 s
-			d := handlers.DecideWith(pod, cfg, deadline, facts)
+			d := drain.DecideWith(pod, cfg, deadline, facts)
 			for d.Needs != 0 { // as the reconciler does, when the reads fail
 				facts.Unavailable |= d.Needs
-				d = handlers.DecideWith(pod, cfg, deadline, facts)
+				d = drain.DecideWith(pod, cfg, deadline, facts)
 			}
-			assert.Equal(t, handlers.RemoveFinalizer, d.Action, "%s with %+v: %q", pod.OwnerReferences[0].Kind, facts, d.Reason)
+			assert.Equal(t, drain.RemoveFinalizer, d.Action, "%s with %+v: %q", pod.OwnerReferences[0].Kind, facts, d.Reason)
 		}
 	}
 }
@@ -233,7 +234,7 @@ func TestReconcileWaitsForTheReplacement(t *testing.T) {
 	f.rec.SetConfig(cfg)
 	out, err := f.rec.ReconcileLive(ctx, evictee) // as a re-check or a sweep reads it
 	require.NoError(t, err)
-	assert.Equal(t, handlers.Wait, out.Decision.Action, out.Decision.Reason)
+	assert.Equal(t, drain.Wait, out.Decision.Action, out.Decision.Reason)
 	assert.Contains(t, out.Decision.Reason, "1/2 Ready")
 	assert.Equal(t, []string{"get deployments", "list pods", "create events"}, testutil.Verbs(f.client),
 		"one read of the owner, one list of its pods; a DrainWaiting Event")
@@ -271,12 +272,12 @@ func TestCountServingEndpoints(t *testing.T) {
 	tests := []struct {
 		name   string
 		slices []runtime.Object
-		want   handlers.Action
+		want   drain.Action
 	}{
-		{"no slice lists the pod", nil, handlers.RemoveFinalizer},
-		{"terminating but still serving", []runtime.Object{slice("a", discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)})}, handlers.Wait},
-		{"terminating, not serving", []runtime.Object{slice("a", discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(false), Terminating: ptr.To(true)})}, handlers.RemoveFinalizer},
-		{"serving unreported, ready", []runtime.Object{slice("a", discoveryv1.EndpointConditions{Ready: ptr.To(true)})}, handlers.Wait},
+		{"no slice lists the pod", nil, drain.RemoveFinalizer},
+		{"terminating but still serving", []runtime.Object{slice("a", discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(true), Terminating: ptr.To(true)})}, drain.Wait},
+		{"terminating, not serving", []runtime.Object{slice("a", discoveryv1.EndpointConditions{Ready: ptr.To(false), Serving: ptr.To(false), Terminating: ptr.To(true)})}, drain.RemoveFinalizer},
+		{"serving unreported, ready", []runtime.Object{slice("a", discoveryv1.EndpointConditions{Ready: ptr.To(true)})}, drain.Wait},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -299,12 +300,12 @@ func TestStaleEventCostsNothing(t *testing.T) {
 	f := newFixture(t, false, pod)
 	f.client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		written := pod.DeepCopy()
-		written.ResourceVersion, written.Finalizers = "1003", []string{handlers.Finalizer}
+		written.ResourceVersion, written.Finalizers = "1003", []string{drain.Finalizer}
 		return true, written, nil
 	})
 	out, err := f.rec.Reconcile(context.Background(), pod)
 	require.NoError(t, err)
-	require.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+	require.Equal(t, drain.AddFinalizer, out.Decision.Action)
 	require.Equal(t, []string{"get pods", "patch pods", "get deployments"}, testutil.Verbs(f.client), "the write, and advice's read of the owner")
 
 	tests := []struct {
@@ -324,7 +325,7 @@ func TestStaleEventCostsNothing(t *testing.T) {
 			old := pod.DeepCopy()
 			old.ResourceVersion = tt.rv
 			if tt.rv == "1003" {
-				old.Finalizers = []string{handlers.Finalizer}
+				old.Finalizers = []string{drain.Finalizer}
 			}
 			out, err := f.rec.Reconcile(context.Background(), old)
 			require.NoError(t, err)

@@ -58,6 +58,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 )
 
 type options struct {
@@ -209,7 +210,7 @@ func stillReAdded(passes int, pods []string) error {
 	return fmt.Errorf("pass %d of %d still released %d pod(s) (%s%s): something keeps adding %s back: "+
 		"a replica of the function that is not in uninstall mode (it does not follow the ConfigMap given with -config-map, or runs with another one), "+
 		"or a controller or admission webhook of your own; stop it (kubectl get pods -A -o yaml shows the finalizer's field manager in metadata.managedFields) and run again",
-		passes, passes, len(pods), strings.Join(shown, ", "), more, handlers.Finalizer)
+		passes, passes, len(pods), strings.Join(shown, ", "), more, drain.Finalizer)
 }
 
 // markUninstalling annotates the function's ConfigMap (namespace/name). A ConfigMap that does

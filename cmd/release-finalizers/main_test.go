@@ -22,6 +22,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 )
 
 func TestSummary(t *testing.T) {
@@ -58,7 +59,7 @@ func TestRunRefusesNonPositiveLimits(t *testing.T) {
 
 func heldPod(name string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", UID: types.UID("uid-" + name),
-		Finalizers: []string{handlers.Finalizer}}}
+		Finalizers: []string{drain.Finalizer}}}
 }
 
 // Uninstalling marks the ConfigMap first, then releases every pod, and passes again until a
@@ -96,7 +97,7 @@ func TestUninstallFailsWhenSomethingKeepsAddingTheFinalizer(t *testing.T) {
 		p, err := c.Tracker().Get(pods, "apps", "a")
 		require.NoError(t, err)
 		pod := p.(*corev1.Pod).DeepCopy()
-		pod.Finalizers = []string{handlers.Finalizer}
+		pod.Finalizers = []string{drain.Finalizer}
 		require.NoError(t, c.Tracker().Update(pods, pod, "apps"))
 		return false, nil, nil
 	})
@@ -104,7 +105,7 @@ func TestUninstallFailsWhenSomethingKeepsAddingTheFinalizer(t *testing.T) {
 	o := options{workers: 1, settle: time.Millisecond}
 	res, err := uninstall(context.Background(), c, o, slog.New(slog.DiscardHandler), &out)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), fmt.Sprintf("pass %d of %d still released 1 pod(s) (apps/a): something keeps adding %s back", maxPasses, maxPasses, handlers.Finalizer))
+	assert.Contains(t, err.Error(), fmt.Sprintf("pass %d of %d still released 1 pod(s) (apps/a): something keeps adding %s back", maxPasses, maxPasses, drain.Finalizer))
 	assert.Contains(t, err.Error(), "not in uninstall mode")
 	assert.Len(t, res.Released, maxPasses, "released once per pass")
 }
@@ -148,7 +149,7 @@ func TestUninstallDryRun(t *testing.T) {
 	assert.Empty(t, live.Annotations)
 	p, err := c.CoreV1().Pods("apps").Get(context.Background(), "a", metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, []string{handlers.Finalizer}, p.Finalizers)
+	assert.Equal(t, []string{drain.Finalizer}, p.Finalizers)
 }
 
 // Last, uninstalling deletes the PodDisruptionBudgets pacing created, and no other.

@@ -21,7 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"function/eventing"
-	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -208,7 +208,7 @@ func (st *stack) waitForWatch(ctx context.Context) error {
 		if err != nil {
 			return false, err
 		}
-		if slices.Contains(pod.Finalizers, handlers.Finalizer) {
+		if slices.Contains(pod.Finalizers, drain.Finalizer) {
 			return true, nil
 		}
 		n++
@@ -321,7 +321,7 @@ func waitCount(ctx context.Context, p *podTimes, n int, timeout time.Duration, w
 	return nil
 }
 
-func hasFinalizer(pod *corev1.Pod) bool { return slices.Contains(pod.Finalizers, handlers.Finalizer) }
+func hasFinalizer(pod *corev1.Pod) bool { return slices.Contains(pod.Finalizers, drain.Finalizer) }
 
 // finalizersAtScale is row 3. The floor first: in a namespace no adapter watches, the same
 // creators create n pods while one bare client-go loop (concurrency 1, as the adapter delivers
@@ -340,7 +340,7 @@ func (st *stack) finalizersAtScale(ctx context.Context, env *machineEnv, n int) 
 	go func() {
 		defer close(patched)
 		for pod := range queue {
-			patch, err := handlers.Patch(pod, handlers.Decision{Action: handlers.AddFinalizer, ManagedBy: handlers.AnnotationManaged})
+			patch, err := drain.Patch(pod, drain.Decision{Action: drain.AddFinalizer, ManagedBy: drain.AnnotationManaged})
 			if err == nil {
 				_, err = st.floor.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
 			}
@@ -555,7 +555,7 @@ func (st *stack) sweep(ctx context.Context, env *machineEnv, total int) (Row, fl
 	}
 	t0 := time.Now()
 	managed := total / 10
-	if err := createPods(ctx, st.client, ns, "m", managed, true, []string{handlers.Finalizer}, false, nil); err != nil {
+	if err := createPods(ctx, st.client, ns, "m", managed, true, []string{drain.Finalizer}, false, nil); err != nil {
 		return Row{}, 0, err
 	}
 	if err := createPods(ctx, st.client, ns, "u", total-managed, false, nil, false, nil); err != nil {

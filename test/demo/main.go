@@ -20,7 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"function/eventing"
-	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -100,7 +100,7 @@ func run() error {
 		}); err != nil {
 			return fmt.Errorf("%s never got the finalizer: %w", name, err)
 		}
-		tl.say("%s: finalizer %s added (reply %s)", name, handlers.Finalizer, eventing.TypeFinalizerAdded)
+		tl.say("%s: finalizer %s added (reply %s)", name, drain.Finalizer, eventing.TypeFinalizerAdded)
 	}
 
 	victim := names[1]
@@ -127,11 +127,11 @@ func follow(ctx context.Context, tl timeline, s *cluster.Stack, name string) err
 			return err
 		}
 		if started.IsZero() {
-			if v := pod.Annotations[handlers.AnnotationDrainStarted]; v != "" {
+			if v := pod.Annotations[drain.AnnotationDrainStarted]; v != "" {
 				started, _ = time.Parse(time.RFC3339, v)
 				graceEnd = started.Add(functionGrace * time.Second)
 				tl.say("%s: drain started (%s=%s, deadline %s); the kubelet kills the containers at %s",
-					name, handlers.AnnotationDrainStarted, v, pod.Annotations[handlers.AnnotationDrainDeadline], pod.DeletionTimestamp.UTC().Format(time.RFC3339))
+					name, drain.AnnotationDrainStarted, v, pod.Annotations[drain.AnnotationDrainDeadline], pod.DeletionTimestamp.UTC().Format(time.RFC3339))
 				tl.say("%s: waiting on: grace period (until %s) and containers running", name, graceEnd.Format("15:04:05"))
 			}
 		}

@@ -27,6 +27,7 @@ import (
 
 	"function/eventing"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -143,7 +144,7 @@ func waitForFinalizers(t *testing.T, s *cluster.Stack, names []string) {
 
 func hasFinalizer(pod *corev1.Pod) bool {
 	for _, f := range pod.Finalizers {
-		if f == handlers.Finalizer {
+		if f == drain.Finalizer {
 			return true
 		}
 	}
@@ -223,7 +224,7 @@ func evictAll(t *testing.T, s *cluster.Stack, k *kubelet, names []string) (map[s
 				continue
 			}
 			pod := getPod(t, s, name)
-			if pod.Annotations[handlers.AnnotationDrainStarted] != "" && pod.Annotations[handlers.AnnotationDrainDeadline] != "" {
+			if pod.Annotations[drain.AnnotationDrainStarted] != "" && pod.Annotations[drain.AnnotationDrainDeadline] != "" {
 				stamped[name] = pod
 				if k != nil {
 					k.stopAtDeadline(ctx, pod)
@@ -248,7 +249,7 @@ func assertNeverEarly(t *testing.T, r *cluster.Releases, asked map[string]time.T
 
 func drainStarted(t *testing.T, pod *corev1.Pod) time.Time {
 	t.Helper()
-	at, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainStarted])
+	at, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainStarted])
 	require.NoError(t, err)
 	return at
 }
@@ -319,7 +320,7 @@ func TestE2EManageEvictDrain(t *testing.T) {
 	for _, mode := range []string{"Resource", "Reference"} {
 		t.Run(mode, func(t *testing.T) {
 			s := cluster.StartStack(t, cp, bin, mode, functionEnv...)
-			releases := cluster.WatchReleases(t, s, handlers.Finalizer)
+			releases := cluster.WatchReleases(t, s, drain.Finalizer)
 
 			// 1. 20 managed pods get the finalizer; 5 unmanaged ones are never touched.
 			managed := createPods(t, s, "web", 20, true, nil)
@@ -359,7 +360,7 @@ func TestE2EManageEvictDrain(t *testing.T) {
 				"the late pod was released by its status event, with a reply")
 			for _, x := range removed {
 				d := replyData(t, x)
-				assert.Equal(t, handlers.ReasonDrained, d.Reason)
+				assert.Equal(t, drain.ReasonDrained, d.Reason)
 				require.NotNil(t, d.DrainSeconds)
 				assert.GreaterOrEqual(t, *d.DrainSeconds, grace.Seconds())
 				assert.Empty(t, x.ReplyDryRun)
@@ -370,7 +371,7 @@ func TestE2EManageEvictDrain(t *testing.T) {
 
 func TestE2ERestartMidDrain(t *testing.T) {
 	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
-	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
+	releases := cluster.WatchReleases(t, s, drain.Finalizer)
 	managed := createPods(t, s, "web", 8, true, nil)
 	waitForFinalizers(t, s, managed)
 
@@ -386,7 +387,7 @@ func TestE2ERestartMidDrain(t *testing.T) {
 
 func TestE2ESweepFinishesDrainsWhoseEventsWereLost(t *testing.T) {
 	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
-	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
+	releases := cluster.WatchReleases(t, s, drain.Finalizer)
 	managed := createPods(t, s, "web", 5, true, nil)
 	waitForFinalizers(t, s, managed)
 	stamped, _ := evictAll(t, s, nil, managed)
@@ -426,8 +427,8 @@ func TestE2ESweepFinishesDrainsWhoseEventsWereLost(t *testing.T) {
 
 func TestE2ETimeoutReleasesAtDeadline(t *testing.T) {
 	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
-	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
-	names := createPods(t, s, "stuck", 2, true, map[string]string{handlers.AnnotationDrainTimeout: "5"})
+	releases := cluster.WatchReleases(t, s, drain.Finalizer)
+	names := createPods(t, s, "stuck", 2, true, map[string]string{drain.AnnotationDrainTimeout: "5"})
 	waitForFinalizers(t, s, names)
 
 	// The containers never stop: only the deadline releases the pods.
@@ -438,7 +439,7 @@ func TestE2ETimeoutReleasesAtDeadline(t *testing.T) {
 		return a && b
 	}, 30*time.Second, 50*time.Millisecond)
 	for name, pod := range stamped {
-		deadline, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainDeadline])
+		deadline, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainDeadline])
 		require.NoError(t, err)
 		assert.Equal(t, 5*time.Second, deadline.Sub(drainStarted(t, pod)), "per-pod drain timeout")
 		released, _ := releases.At(name)

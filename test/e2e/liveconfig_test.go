@@ -21,7 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"function/config"
+	"function/config/live"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -85,7 +87,7 @@ func watchFinalizers(t *testing.T, ns string) *finalizerLog {
 			if !ok || ev.Type == watch.Deleted {
 				continue
 			}
-			has := slices.Contains(pod.Finalizers, handlers.Finalizer)
+			has := slices.Contains(pod.Finalizers, drain.Finalizer)
 			l.mu.Lock()
 			if c := l.changes[pod.Name]; len(c) == 0 || c[len(c)-1] != has {
 				l.changes[pod.Name] = append(c, has)
@@ -108,7 +110,7 @@ func holding(t *testing.T, ns string) int {
 	require.NoError(t, err)
 	n := 0
 	for _, p := range list.Items {
-		if slices.Contains(p.Finalizers, handlers.Finalizer) {
+		if slices.Contains(p.Finalizers, drain.Finalizer) {
 			n++
 		}
 	}
@@ -158,7 +160,7 @@ func TestE2ELiveConfigTwoReplicas(t *testing.T) {
 		evs, err := cp.Client.CoreV1().Events(cm.Namespace).List(context.Background(), metav1.ListOptions{})
 		require.NoError(t, err)
 		for _, e := range evs.Items {
-			if e.Reason == config.EventInvalidConfiguration && strings.Contains(e.Message, "drainTimeoutSeconds") {
+			if e.Reason == live.EventInvalidConfiguration && strings.Contains(e.Message, "drainTimeoutSeconds") {
 				return true
 			}
 		}
@@ -182,7 +184,7 @@ func TestE2EUninstallWhileTheFunctionRuns(t *testing.T) {
 	ctx := context.Background()
 	for i := range n {
 		pod := cluster.PodSpec(podNS, fmt.Sprintf("web-%04d", i), true)
-		pod.Finalizers = []string{handlers.Finalizer}
+		pod.Finalizers = []string{drain.Finalizer}
 		_, err := cp.Client.CoreV1().Pods(podNS).Create(ctx, pod, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}

@@ -33,6 +33,7 @@ import (
 	"function/config"
 	"function/eventing"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/internal/testutil"
 	"function/test/cluster"
 )
@@ -60,7 +61,7 @@ func TestFaultsAPIServerAway(t *testing.T) {
 	require.NoError(t, err)
 	env := append(slices.Clone(functionEnv), "KUBECONFIG="+kubeconfig)
 	s := cluster.StartStack(t, cp, bin, "Resource", env...)
-	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
+	releases := cluster.WatchReleases(t, s, drain.Finalizer)
 	k := cluster.NewKubelet(cp.Client)
 	t.Cleanup(k.Stop)
 

@@ -24,7 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -77,7 +77,7 @@ func livePod(ns, name string) *corev1.Pod {
 }
 
 func hasFinalizer(pod *corev1.Pod) bool {
-	return slices.Contains(pod.Finalizers, handlers.Finalizer)
+	return slices.Contains(pod.Finalizers, drain.Finalizer)
 }
 
 // createPods creates n managed pods with running containers.
@@ -122,7 +122,7 @@ func waitStamped(t *testing.T, ns string, names []string) {
 		missing = missing[:0]
 		for _, name := range names {
 			pod := livePod(ns, name)
-			if pod == nil || pod.Annotations[handlers.AnnotationDrainStarted] == "" || pod.Annotations[handlers.AnnotationDrainDeadline] == "" {
+			if pod == nil || pod.Annotations[drain.AnnotationDrainStarted] == "" || pod.Annotations[drain.AnnotationDrainDeadline] == "" {
 				missing = append(missing, name)
 			}
 		}
@@ -151,7 +151,7 @@ func waitReleased(t *testing.T, r *cluster.Releases, names []string, within time
 func drainDue(t *testing.T, pod *corev1.Pod, k *cluster.Kubelet) time.Time {
 	t.Helper()
 	started, ok := cluster.EvictedAt(pod)
-	if v := pod.Annotations[handlers.AnnotationDrainStarted]; v != "" {
+	if v := pod.Annotations[drain.AnnotationDrainStarted]; v != "" {
 		stamp, err := time.Parse(time.RFC3339, v)
 		require.NoError(t, err, "%s: drain-started", pod.Name)
 		started, ok = stamp, true

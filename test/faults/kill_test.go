@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -211,7 +211,7 @@ func TestFaultsKillDuringDrains(t *testing.T) {
 	t.Logf("kill schedule seed %d (replay with FAULTS_SEED=%d)", seed, seed)
 
 	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
-	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
+	releases := cluster.WatchReleases(t, s, drain.Finalizer)
 	k := cluster.NewKubelet(cp.Client)
 	t.Cleanup(k.Stop)
 	c := startChaos(s, chaosPlan(seed, 60))
@@ -231,7 +231,7 @@ func TestFaultsKillDuringDrains(t *testing.T) {
 		for _, name := range names {
 			pod := getPod(t, s.Namespace, name) // read before the pod is gone
 			dues[name], uids[name] = drainDue(t, pod, k), string(pod.UID)
-			if pod.Annotations[handlers.AnnotationDrainStarted] == "" {
+			if pod.Annotations[drain.AnnotationDrainStarted] == "" {
 				unstamped++
 			}
 		}

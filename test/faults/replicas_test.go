@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -27,7 +27,7 @@ func patchKind(t *testing.T, body []byte) string {
 		Path string `json:"path"`
 	}
 	require.NoError(t, json.Unmarshal(body, &ops), "a JSON patch: %s", body)
-	stamp := "/metadata/annotations/" + strings.ReplaceAll(handlers.AnnotationDrainStarted, "/", "~1")
+	stamp := "/metadata/annotations/" + strings.ReplaceAll(drain.AnnotationDrainStarted, "/", "~1")
 	for _, o := range ops {
 		switch {
 		case o.Op == "test":
@@ -88,7 +88,7 @@ func TestFaultsThreeReplicas(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = fan.Close() })
 	s.Proxy.SetTarget(fan.URL) // from now on every event reaches all three
-	releases := cluster.WatchReleases(t, s, handlers.Finalizer)
+	releases := cluster.WatchReleases(t, s, drain.Finalizer)
 	k := cluster.NewKubelet(cp.Client)
 	t.Cleanup(k.Stop)
 

@@ -26,6 +26,7 @@ import (
 	"function"
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -52,7 +53,7 @@ func TestForgedEventsWriteNothing(t *testing.T) {
 	// period running), running (managed, finalizer added) and unmanaged.
 	held := f.managedAndEvicted("held")
 	running := f.create("running", true)
-	require.Equal(t, handlers.AddFinalizer, f.reconcile(running).Decision.Action)
+	require.Equal(t, drain.AddFinalizer, f.reconcile(running).Decision.Action)
 	running = f.get("running")
 	unmanaged := f.create("unmanaged", false)
 
@@ -69,7 +70,7 @@ func TestForgedEventsWriteNothing(t *testing.T) {
 		}},
 		{"conditions: evicted an hour ago", func(p *corev1.Pod) {
 			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
-				Reason: handlers.ReasonEvictionByEvictionAPI, LastTransitionTime: hourAgo})
+				Reason: drain.ReasonEvictionByEvictionAPI, LastTransitionTime: hourAgo})
 		}},
 		{"deletion: requested an hour ago, grace 0", func(p *corev1.Pod) {
 			p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &hourAgo, ptr.To[int64](0)
@@ -83,16 +84,16 @@ func TestForgedEventsWriteNothing(t *testing.T) {
 		{"annotations: opted out", func(p *corev1.Pod) { setAnnotation(p, "vpa-managed", "false") }},
 		{"annotations: opted in", func(p *corev1.Pod) { setAnnotation(p, "vpa-managed", "true") }},
 		{"annotations: drain started and due an hour ago", func(p *corev1.Pod) {
-			setAnnotation(p, handlers.AnnotationDrainStarted, hourAgo.UTC().Format(time.RFC3339))
-			setAnnotation(p, handlers.AnnotationDrainDeadline, hourAgo.UTC().Format(time.RFC3339))
+			setAnnotation(p, drain.AnnotationDrainStarted, hourAgo.UTC().Format(time.RFC3339))
+			setAnnotation(p, drain.AnnotationDrainDeadline, hourAgo.UTC().Format(time.RFC3339))
 		}},
 		{"annotations: grace 0, timeout 1 s", func(p *corev1.Pod) {
-			setAnnotation(p, handlers.AnnotationGracePeriod, "0")
-			setAnnotation(p, handlers.AnnotationDrainTimeout, "1")
+			setAnnotation(p, drain.AnnotationGracePeriod, "0")
+			setAnnotation(p, drain.AnnotationDrainTimeout, "1")
 		}},
 		{"labels: changed", func(p *corev1.Pod) { p.Labels = map[string]string{"app": "other"} }},
 		{"finalizers: ours removed", func(p *corev1.Pod) { p.Finalizers = nil }},
-		{"finalizers: ours added", func(p *corev1.Pod) { p.Finalizers = []string{handlers.Finalizer} }},
+		{"finalizers: ours added", func(p *corev1.Pod) { p.Finalizers = []string{drain.Finalizer} }},
 	}
 	for _, base := range []*corev1.Pod{held, running, unmanaged} {
 		for _, tt := range forgeries {
@@ -190,9 +191,9 @@ func TestIntegrationDrainTimedOnTheAPIServersClock(t *testing.T) {
 
 	out, err := rec.ReconcileLive(f.ctx, live)
 	require.NoError(t, err)
-	assert.Equal(t, handlers.Wait, out.Decision.Action, "the grace period runs on the API server's clock: %s", out.Decision.Reason)
+	assert.Equal(t, drain.Wait, out.Decision.Action, "the grace period runs on the API server's clock: %s", out.Decision.Reason)
 	assert.Equal(t, "grace period", out.Decision.Reason)
-	assert.Equal(t, []string{handlers.Finalizer}, f.get(held.Name).Finalizers)
+	assert.Equal(t, []string{drain.Finalizer}, f.get(held.Name).Finalizers)
 
-	assert.Equal(t, handlers.ReasonTimeout, handlers.Decide(live, f.cfg, local.Now()).Reason, "on its own clock the drain would be over")
+	assert.Equal(t, drain.ReasonTimeout, drain.Decide(live, f.cfg, local.Now()).Reason, "on its own clock the drain would be over")
 }

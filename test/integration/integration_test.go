@@ -28,6 +28,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -118,12 +119,12 @@ func (f *fixture) reconcile(pod *corev1.Pod) handlers.Outcome {
 func (f *fixture) managedAndEvicted(name string) *corev1.Pod {
 	f.t.Helper()
 	out := f.reconcile(f.create(name, true))
-	require.Equal(f.t, handlers.AddFinalizer, out.Decision.Action)
+	require.Equal(f.t, drain.AddFinalizer, out.Decision.Action)
 	require.NoError(f.t, cluster.Evict(f.ctx, cp.Client, f.ns, name, ptr.To[int64](3)))
 	evicted := f.get(name)
 	require.NotNil(f.t, evicted.DeletionTimestamp, "eviction sets deletionTimestamp")
 	out = f.reconcile(evicted)
-	require.Equal(f.t, handlers.StartDrain, out.Decision.Action)
+	require.Equal(f.t, drain.StartDrain, out.Decision.Action)
 	require.True(f.t, out.Applied)
 	f.reqs.List()
 	return f.get(name)
@@ -148,14 +149,14 @@ func TestIntegrationAddFinalizerOnceForDuplicatedEvent(t *testing.T) {
 	f.reqs.List()
 
 	out := f.reconcile(pod)
-	assert.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+	assert.Equal(t, drain.AddFinalizer, out.Decision.Action)
 	assert.True(t, out.Applied)
 	assert.Equal(t, []string{"GET pods", "PATCH pods"}, f.reqs.List(), "the write is decided on the live pod")
-	assert.Equal(t, []string{handlers.Finalizer}, f.get("web-1").Finalizers)
+	assert.Equal(t, []string{drain.Finalizer}, f.get("web-1").Finalizers)
 
 	// The same event again: older than the function's own write, it costs nothing.
 	out = f.reconcile(pod)
-	assert.Equal(t, handlers.None, out.Decision.Action)
+	assert.Equal(t, drain.None, out.Decision.Action)
 	assert.Contains(t, out.Decision.Reason, "stale")
 	assert.False(t, out.Applied)
 	assert.Empty(t, f.reqs.List(), "no request")
@@ -164,10 +165,10 @@ func TestIntegrationAddFinalizerOnceForDuplicatedEvent(t *testing.T) {
 	other := handlers.NewReconciler(f.rec.Client, f.cfg, false, f.rec.Log)
 	out, err := other.Reconcile(f.ctx, pod)
 	require.NoError(t, err)
-	assert.Equal(t, handlers.None, out.Decision.Action)
+	assert.Equal(t, drain.None, out.Decision.Action)
 	assert.False(t, out.Applied)
 	assert.Equal(t, []string{"GET pods"}, f.reqs.List())
-	assert.Equal(t, []string{handlers.Finalizer}, f.get("web-1").Finalizers, "no second finalizer")
+	assert.Equal(t, []string{drain.Finalizer}, f.get("web-1").Finalizers, "no second finalizer")
 }
 
 func TestIntegrationFinalizerOnDeletingPodIsRefusedOnce(t *testing.T) {
@@ -178,12 +179,12 @@ func TestIntegrationFinalizerOnDeletingPodIsRefusedOnce(t *testing.T) {
 
 	// The raw patch (guarded on the live resourceVersion, so that only the finalizer rule can
 	// refuse it) gets the API server's 422: no new finalizers on a deleting pod.
-	d := handlers.Decide(pod, f.cfg, f.clock.Now())
-	require.Equal(t, handlers.AddFinalizer, d.Action)
+	d := drain.Decide(pod, f.cfg, f.clock.Now())
+	require.Equal(t, drain.AddFinalizer, d.Action)
 	current := pod.DeepCopy()
 	current.ResourceVersion = f.get("held").ResourceVersion
 	f.reqs.List()
-	patch, err := handlers.Patch(current, d)
+	patch, err := drain.Patch(current, d)
 	require.NoError(t, err)
 	_, err = cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, "held", types.JSONPatchType, patch, metav1.PatchOptions{})
 	require.True(t, apierrors.IsInvalid(err), "want 422 Invalid, got %v", err)
@@ -192,7 +193,7 @@ func TestIntegrationFinalizerOnDeletingPodIsRefusedOnce(t *testing.T) {
 	// Reconciling the stale (not yet deleting) pod: one read of the live pod, which is
 	// deleting, and no write.
 	out := f.reconcile(pod)
-	assert.Equal(t, handlers.None, out.Decision.Action)
+	assert.Equal(t, drain.None, out.Decision.Action)
 	assert.Equal(t, []string{"GET pods"}, f.reqs.List())
 	assert.Equal(t, []string{"example.com/hold"}, f.get("held").Finalizers)
 }
@@ -200,9 +201,9 @@ func TestIntegrationFinalizerOnDeletingPodIsRefusedOnce(t *testing.T) {
 func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
 	f := newFixture(t, testConfig())
 	pod := f.managedAndEvicted("web-2")
-	started, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainStarted])
+	started, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainStarted])
 	require.NoError(t, err)
-	deadline, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainDeadline])
+	deadline, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainDeadline])
 	require.NoError(t, err)
 	assert.Equal(t, 60*time.Second, deadline.Sub(started))
 	assert.False(t, started.Before(f.clock.Now().Add(-time.Second)))
@@ -216,7 +217,7 @@ func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
 	// Grace over, containers still running: wait, no write.
 	f.clock.SetTime(up(started).Add(5 * time.Second))
 	out := f.reconcile(pod)
-	assert.Equal(t, handlers.Wait, out.Decision.Action)
+	assert.Equal(t, drain.Wait, out.Decision.Action)
 	assert.Equal(t, "containers running", out.Decision.Reason)
 	assert.Empty(t, f.reqs.List())
 
@@ -225,15 +226,15 @@ func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
 	stopped, err := cluster.MarkStopped(f.ctx, cp.Client, pod)
 	require.NoError(t, err)
 	out = f.reconcile(stopped)
-	assert.Equal(t, handlers.Wait, out.Decision.Action)
+	assert.Equal(t, drain.Wait, out.Decision.Action)
 	assert.Equal(t, "grace period", out.Decision.Reason)
 	assert.Equal(t, up(started).Add(5*time.Second), out.Decision.RecheckAt)
 
 	// Both gates open: the finalizer goes, with a DrainCompleted Event.
 	f.clock.SetTime(up(started).Add(5 * time.Second))
 	out = f.reconcile(stopped)
-	assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
-	assert.Equal(t, handlers.ReasonDrained, out.Decision.Reason)
+	assert.Equal(t, drain.RemoveFinalizer, out.Decision.Action)
+	assert.Equal(t, drain.ReasonDrained, out.Decision.Reason)
 	assert.Equal(t, []string{"GET pods", "PATCH pods", "POST events"}, f.reqs.List())
 	assert.Empty(t, f.get("web-2").Finalizers)
 	assert.ElementsMatch(t, []string{"Normal/DrainStarted", "Normal/DrainCompleted"}, f.events(pod))
@@ -247,16 +248,16 @@ func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
 func TestIntegrationTimeoutReleasesRunningPod(t *testing.T) {
 	f := newFixture(t, testConfig())
 	pod := f.managedAndEvicted("stuck")
-	deadline, err := time.Parse(time.RFC3339, pod.Annotations[handlers.AnnotationDrainDeadline])
+	deadline, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainDeadline])
 	require.NoError(t, err)
 
 	f.clock.SetTime(up(deadline).Add(-time.Second))
-	assert.Equal(t, handlers.Wait, f.reconcile(pod).Decision.Action)
+	assert.Equal(t, drain.Wait, f.reconcile(pod).Decision.Action)
 
 	f.clock.SetTime(up(deadline)) // the latest moment the whole-second deadline stands for
 	out := f.reconcile(pod)
-	assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
-	assert.Equal(t, handlers.ReasonTimeout, out.Decision.Reason)
+	assert.Equal(t, drain.RemoveFinalizer, out.Decision.Action)
+	assert.Equal(t, drain.ReasonTimeout, out.Decision.Reason)
 	assert.Empty(t, f.get("stuck").Finalizers)
 	assert.ElementsMatch(t, []string{"Normal/DrainStarted", "Warning/DrainTimedOut"}, f.events(pod))
 }
@@ -269,8 +270,8 @@ func TestIntegrationUnmanagedPodLosesFinalizer(t *testing.T) {
 			[]byte(`{"metadata":{"annotations":{"vpa-managed":null}}}`), metav1.PatchOptions{})
 		require.NoError(t, err)
 		out := f.reconcile(f.get("web-3"))
-		assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
-		assert.Equal(t, handlers.ReasonUnmanaged, out.Decision.Reason)
+		assert.Equal(t, drain.RemoveFinalizer, out.Decision.Action)
+		assert.Equal(t, drain.ReasonUnmanaged, out.Decision.Reason)
 		assert.Empty(t, f.get("web-3").Finalizers)
 	})
 	t.Run("namespace excluded while draining", func(t *testing.T) {
@@ -278,7 +279,7 @@ func TestIntegrationUnmanagedPodLosesFinalizer(t *testing.T) {
 		pod := f.managedAndEvicted("web-4")
 		f.rec.Config.Namespaces.Exclude = append(f.rec.Config.Namespaces.Exclude, f.ns)
 		out := f.reconcile(pod)
-		assert.Equal(t, handlers.ReasonUnmanaged, out.Decision.Reason)
+		assert.Equal(t, drain.ReasonUnmanaged, out.Decision.Reason)
 		assert.Empty(t, f.get("web-4").Finalizers)
 	})
 }
@@ -293,31 +294,31 @@ func TestIntegrationGuardRefusesStaleEvent(t *testing.T) {
 		f.reqs.List()
 
 		out := f.reconcile(stale)
-		assert.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+		assert.Equal(t, drain.AddFinalizer, out.Decision.Action)
 		assert.Equal(t, []string{"GET pods", "PATCH pods"}, f.reqs.List(), "decided and guarded on the live pod")
-		assert.Equal(t, []string{"example.com/other", handlers.Finalizer}, f.get("web-5").Finalizers, "the other writer's finalizer survives")
+		assert.Equal(t, []string{"example.com/other", drain.Finalizer}, f.get("web-5").Finalizers, "the other writer's finalizer survives")
 	})
 	t.Run("forged stopped containers", func(t *testing.T) {
 		f := newFixture(t, testConfig())
 		live := f.managedAndEvicted("web-6")
-		started, err := time.Parse(time.RFC3339, live.Annotations[handlers.AnnotationDrainStarted])
+		started, err := time.Parse(time.RFC3339, live.Annotations[drain.AnnotationDrainStarted])
 		require.NoError(t, err)
 		forged := live.DeepCopy()
 		forged.Status.Phase = corev1.PodSucceeded
 		f.clock.SetTime(started.Add(10 * time.Second))
 
-		d := handlers.Decide(forged, f.cfg, f.clock.Now())
-		require.Equal(t, handlers.ReasonDrained, d.Reason)
-		patch, err := handlers.Patch(forged, d)
+		d := drain.Decide(forged, f.cfg, f.clock.Now())
+		require.Equal(t, drain.ReasonDrained, d.Reason)
+		patch, err := drain.Patch(forged, d)
 		require.NoError(t, err)
 		_, err = cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, "web-6", types.JSONPatchType, patch, metav1.PatchOptions{})
 		require.True(t, apierrors.IsInvalid(err), "a failed test op is 422 Invalid, got %v", err)
 		f.reqs.List()
 
 		out := f.reconcile(forged)
-		assert.Equal(t, handlers.Wait, out.Decision.Action, "the live pod is still running")
+		assert.Equal(t, drain.Wait, out.Decision.Action, "the live pod is still running")
 		assert.Equal(t, []string{"GET pods"}, f.reqs.List(), "one read, no write")
-		assert.Equal(t, []string{handlers.Finalizer}, f.get("web-6").Finalizers)
+		assert.Equal(t, []string{drain.Finalizer}, f.get("web-6").Finalizers)
 	})
 	t.Run("pod replaced by one of the same name", func(t *testing.T) {
 		f := newFixture(t, testConfig())
@@ -342,9 +343,9 @@ func TestIntegrationReferenceMode(t *testing.T) {
 	f.reqs.List()
 	out, err := f.rec.ReconcileRef(f.ctx, f.ns, "web-8")
 	require.NoError(t, err)
-	assert.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+	assert.Equal(t, drain.AddFinalizer, out.Decision.Action)
 	assert.Equal(t, []string{"GET pods", "PATCH pods"}, f.reqs.List())
-	assert.Equal(t, []string{handlers.Finalizer}, f.get("web-8").Finalizers)
+	assert.Equal(t, []string{drain.Finalizer}, f.get("web-8").Finalizers)
 
 	out, err = f.rec.ReconcileRef(f.ctx, f.ns, "no-such-pod")
 	require.NoError(t, err)
@@ -362,7 +363,7 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	f.create("plain", false)
 	pod, err := cp.Client.CoreV1().Pods(other).Create(f.ctx, func() *corev1.Pod {
 		p := cluster.PodSpec(other, "d", true)
-		p.Finalizers = []string{handlers.Finalizer}
+		p.Finalizers = []string{drain.Finalizer}
 		return p
 	}(), metav1.CreateOptions{})
 	require.NoError(t, err)
@@ -446,10 +447,10 @@ func (f *fixture) denyPodUpdates(name, expression, message string, objects *meta
 func (f *fixture) denyDrainStamp() {
 	f.t.Helper()
 	f.denyPodUpdates("deny-drain-stamp-"+f.ns,
-		`!has(object.metadata.annotations) || !('`+handlers.AnnotationDrainStarted+`' in object.metadata.annotations)`,
-		"annotation "+handlers.AnnotationDrainStarted+" is not allowed here", nil)
+		`!has(object.metadata.annotations) || !('`+drain.AnnotationDrainStarted+`' in object.metadata.annotations)`,
+		"annotation "+drain.AnnotationDrainStarted+" is not allowed here", nil)
 	probe := f.create("policy-probe", false)
-	patch := []byte(`{"metadata":{"annotations":{"` + handlers.AnnotationDrainStarted + `":"x"}}}`)
+	patch := []byte(`{"metadata":{"annotations":{"` + drain.AnnotationDrainStarted + `":"x"}}}`)
 	require.Eventually(f.t, func() bool {
 		_, err := cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, probe.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 		return apierrors.IsForbidden(err)
@@ -486,18 +487,18 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, testConfig())
 			out := f.reconcile(f.create("web-3", true))
-			require.Equal(t, handlers.AddFinalizer, out.Decision.Action)
+			require.Equal(t, drain.AddFinalizer, out.Decision.Action)
 			tt.refuse(f, f.get("web-3"))
 			require.NoError(t, cluster.Evict(f.ctx, cp.Client, f.ns, "web-3", ptr.To[int64](3)))
 			evicted := f.get("web-3")
 			f.reqs.List()
 
 			out = f.reconcile(evicted)
-			assert.Equal(t, handlers.Wait, out.Decision.Action, "the refused stamp leaves a bounded wait")
-			assert.Equal(t, handlers.StartEviction, out.Decision.StartedFrom)
+			assert.Equal(t, drain.Wait, out.Decision.Action, "the refused stamp leaves a bounded wait")
+			assert.Equal(t, drain.StartEviction, out.Decision.StartedFrom)
 			assert.False(t, out.Applied)
 			assert.Equal(t, tt.refused, f.reqs.List(), "refused, not retried")
-			assert.NotContains(t, f.get("web-3").Annotations, handlers.AnnotationDrainStarted)
+			assert.NotContains(t, f.get("web-3").Annotations, drain.AnnotationDrainStarted)
 			var evictedAt time.Time
 			for _, c := range evicted.Status.Conditions {
 				if c.Type == corev1.DisruptionTarget {
@@ -508,12 +509,12 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 			assert.Equal(t, up(evictedAt).Add(60*time.Second), out.Decision.Deadline, "timed from the API server's eviction time (the latest moment of its second)")
 
 			f.clock.SetTime(out.Decision.Deadline.Add(-time.Second))
-			assert.Equal(t, handlers.Wait, f.reconcile(f.get("web-3")).Decision.Action)
+			assert.Equal(t, drain.Wait, f.reconcile(f.get("web-3")).Decision.Action)
 			f.reqs.List()
 			f.clock.SetTime(out.Decision.Deadline)
 			out = f.reconcile(f.get("web-3"))
-			assert.Equal(t, handlers.RemoveFinalizer, out.Decision.Action)
-			assert.Equal(t, handlers.ReasonTimeout, out.Decision.Reason)
+			assert.Equal(t, drain.RemoveFinalizer, out.Decision.Action)
+			assert.Equal(t, drain.ReasonTimeout, out.Decision.Reason)
 			assert.Equal(t, []string{"GET pods", "PATCH pods", "POST events"}, f.reqs.List())
 			assert.Empty(t, f.get("web-3").Finalizers)
 		})

@@ -24,6 +24,7 @@ import (
 
 	function "function"
 	"function/config"
+	"function/config/live"
 	"function/test/cluster"
 )
 
@@ -63,7 +64,7 @@ func TestIntegrationConfigRoleIsEnoughAndNoMore(t *testing.T) {
 	applied := make(chan config.Config, 4)
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	live := &config.Live{Client: client, Namespace: ns, Name: "vpa-graceful-drain", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	live := &live.Live{Client: client, Namespace: ns, Name: "vpa-graceful-drain", Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Apply: func(c config.Config) { applied <- c }}
 	require.NoError(t, live.Start(wctx, 10*time.Second), "list and watch by name are allowed")
 	got := <-applied

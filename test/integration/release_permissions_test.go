@@ -22,6 +22,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -85,7 +86,7 @@ func TestIntegrationReleaseFinalizersNamesEachMissingPermission(t *testing.T) {
 		metav1.CreateOptions{})
 	require.NoError(t, err)
 	pod := cluster.PodSpec(podNS, "held", true)
-	pod.Finalizers = []string{handlers.Finalizer}
+	pod.Finalizers = []string{drain.Finalizer}
 	_, err = cp.Client.CoreV1().Pods(podNS).Create(ctx, pod, metav1.CreateOptions{})
 	require.NoError(t, err)
 	pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: handlers.PDBName("web"), Namespace: podNS,
@@ -134,7 +135,7 @@ func TestIntegrationReleaseFinalizersNamesEachMissingPermission(t *testing.T) {
 		t.Helper()
 		live, err := cp.Client.CoreV1().Pods(podNS).Get(ctx, "held", metav1.GetOptions{})
 		require.NoError(t, err)
-		assert.Equal(t, []string{handlers.Finalizer}, live.Finalizers, "the pod still holds the finalizer")
+		assert.Equal(t, []string{drain.Finalizer}, live.Finalizers, "the pod still holds the finalizer")
 		cm, err := cp.Client.CoreV1().ConfigMaps(cmNS).Get(ctx, "vpa-graceful-drain", metav1.GetOptions{})
 		require.NoError(t, err)
 		assert.NotContains(t, cm.Annotations, config.AnnotationUninstalling, "the ConfigMap is not marked")

@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
-	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -27,14 +27,14 @@ import (
 // sweeps during a test. holdOn and workloadDefaults keep their defaults.
 var functionEnv = []string{"gracePeriodSeconds=0", "drainTimeoutSeconds=60", "sweepIntervalSeconds=900"}
 
-var managedPods = map[string]string{handlers.AnnotationManaged: "true"}
+var managedPods = map[string]string{drain.AnnotationManaged: "true"}
 
 // startStack starts the function, the adapter and a workload kubelet for a new namespace.
 func startStack(t *testing.T, opts cluster.KubeletOptions, env ...string) (*cluster.Stack, *cluster.WorkloadKubelet, *cluster.Releases) {
 	t.Helper()
 	s := cluster.StartStack(t, cp, bin, "Resource", append(slices.Clone(functionEnv), env...)...)
 	k := startKubelet(t, s.Namespace, opts)
-	return s, k, cluster.WatchReleases(t, s, handlers.Finalizer)
+	return s, k, cluster.WatchReleases(t, s, drain.Finalizer)
 }
 
 // waitHeld waits until every named pod carries the finalizer.
@@ -43,7 +43,7 @@ func waitHeld(ctx context.Context, t *testing.T, ns string, names ...string) {
 	for _, name := range names {
 		require.Eventually(t, func() bool {
 			pod, err := cp.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-			return err == nil && slices.Contains(pod.Finalizers, handlers.Finalizer)
+			return err == nil && slices.Contains(pod.Finalizers, drain.Finalizer)
 		}, 30*time.Second, 50*time.Millisecond, "%s gets the finalizer", name)
 	}
 }

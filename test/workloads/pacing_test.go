@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"function/handlers"
+	"function/handlers/drain"
 	"function/test/cluster"
 )
 
@@ -124,7 +125,7 @@ func TestFunctionPacingGivesWayToAnotherBudget(t *testing.T) {
 		require.Len(c, held, 1)
 		pod, err := cp.Client.CoreV1().Pods(ns).Get(ctx, held[0], metav1.GetOptions{})
 		require.NoError(c, err)
-		assert.Contains(c, pod.Finalizers, handlers.Finalizer)
+		assert.Contains(c, pod.Finalizers, drain.Finalizer)
 	}, 30*time.Second, 50*time.Millisecond, "the replacement runs, with the finalizer")
 	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, pdbName, metav1.GetOptions{})
 	assert.True(t, apierrors.IsNotFound(err), "not created again while the user's budget selects the pods: %v", err)

@@ -22,7 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"function/handlers"
+	"function/handlers/drain"
 )
 
 // Exit codes.
@@ -42,7 +42,7 @@ const (
 // name is how users call the plugin.
 const name = "kubectl vpa-drain"
 
-const usage = `kubectl vpa-drain: the pods vpa-graceful-drain holds with its finalizer ` + handlers.Finalizer + `
+const usage = `kubectl vpa-drain: the pods vpa-graceful-drain holds with its finalizer ` + drain.Finalizer + `
 while they drain after a VPA eviction.
 
 Usage:

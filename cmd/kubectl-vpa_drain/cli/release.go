@@ -16,9 +16,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"function/handlers"
+	"function/handlers/drain"
 )
 
-const releaseHelp = `kubectl vpa-drain release: remove the finalizer ` + handlers.Finalizer + ` from one pod by
+const releaseHelp = `kubectl vpa-drain release: remove the finalizer ` + drain.Finalizer + ` from one pod by
 hand, the incident escape hatch (instead of a hand-typed JSON patch).
 
 Usage:
@@ -111,14 +112,14 @@ func release(ctx context.Context, client kubernetes.Interface, namespace, name, 
 		return gone()
 	case err != nil:
 		return fail(stderr, apiError(err, "get", "pods", name, namespace))
-	case !slices.Contains(pod.Finalizers, handlers.Finalizer):
+	case !slices.Contains(pod.Finalizers, drain.Finalizer):
 		return fail(stderr, fmt.Errorf("pod %s/%s does not hold the finalizer %s: nothing to release (its finalizers: %s)",
-			namespace, name, handlers.Finalizer, strings.Join(cmpOrNone(pod.Finalizers), ", ")))
+			namespace, name, drain.Finalizer, strings.Join(cmpOrNone(pod.Finalizers), ", ")))
 	}
 	for attempt := 1; ; attempt++ {
-		d := handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonReleasedByHand,
-			FinalizerIndex: slices.Index(pod.Finalizers, handlers.Finalizer)}
-		patch, err := handlers.Patch(pod, d)
+		d := drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonReleasedByHand,
+			FinalizerIndex: slices.Index(pod.Finalizers, drain.Finalizer)}
+		patch, err := drain.Patch(pod, d)
 		if err != nil {
 			return fail(stderr, err)
 		}
@@ -139,8 +140,8 @@ func release(ctx context.Context, client kubernetes.Interface, namespace, name, 
 				return fail(stderr, apiError(getErr, "get", "pods", name, namespace))
 			case live.UID != pod.UID:
 				return fail(stderr, fmt.Errorf("pod %s/%s was replaced by a new pod of the same name (uid %s, was %s): not released; run again to release the new one", namespace, name, live.UID, pod.UID))
-			case !slices.Contains(live.Finalizers, handlers.Finalizer):
-				fmt.Fprintf(stdout, "pod %s/%s: finalizer %s already removed meanwhile (by the function?)\n", namespace, name, handlers.Finalizer)
+			case !slices.Contains(live.Finalizers, drain.Finalizer):
+				fmt.Fprintf(stdout, "pod %s/%s: finalizer %s already removed meanwhile (by the function?)\n", namespace, name, drain.Finalizer)
 				return exitOK
 			}
 			pod = live
@@ -148,11 +149,11 @@ func release(ctx context.Context, client kubernetes.Interface, namespace, name, 
 		}
 		return fail(stderr, apiError(err, "patch", "pods", name, namespace))
 	}
-	fmt.Fprintf(stdout, "pod %s/%s released: finalizer %s removed\n", namespace, name, handlers.Finalizer)
+	fmt.Fprintf(stdout, "pod %s/%s released: finalizer %s removed\n", namespace, name, drain.Finalizer)
 	if pod.DeletionTimestamp == nil {
 		fmt.Fprintf(stderr, "note: pod %s/%s is not deleting: the function adds the finalizer again at its next event or sweep while the pod is managed\n", namespace, name)
 	}
-	msg := fmt.Sprintf("Finalizer %s released by hand with kubectl vpa-drain by %s: %s", handlers.Finalizer, who, cmpOrString(reason, "no reason given"))
+	msg := fmt.Sprintf("Finalizer %s released by hand with kubectl vpa-drain by %s: %s", drain.Finalizer, who, cmpOrString(reason, "no reason given"))
 	rec := handlers.APIEventRecorder{Client: client, Now: time.Now}
 	if err := rec.Record(ctx, pod, corev1.EventTypeNormal, handlers.EventFinalizerRemoved, msg); err != nil {
 		fmt.Fprintf(stderr, "warning: the pod is released, but its %s Event was not recorded: %v\n", handlers.EventFinalizerRemoved, err)

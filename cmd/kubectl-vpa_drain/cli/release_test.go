@@ -18,6 +18,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"function/handlers"
+	"function/handlers/drain"
 )
 
 func heldPod(finalizers ...string) *corev1.Pod {
@@ -46,7 +47,7 @@ func events(t *testing.T, client *fake.Clientset) []corev1.Event {
 // The patch is the function's guarded one (uid and the finalizer at its index); only our
 // finalizer goes; the Event says who and why.
 func TestReleasePatchAndEvent(t *testing.T) {
-	client := fake.NewClientset(heldPod("example.com/keep", handlers.Finalizer))
+	client := fake.NewClientset(heldPod("example.com/keep", drain.Finalizer))
 	var patches []string
 	client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		p := a.(k8stesting.PatchAction)
@@ -63,7 +64,7 @@ func TestReleasePatchAndEvent(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(patches[0]), &ops))
 	assert.Equal(t, []map[string]any{
 		{"op": "test", "path": "/metadata/uid", "value": "uid-1"},
-		{"op": "test", "path": "/metadata/finalizers/1", "value": handlers.Finalizer},
+		{"op": "test", "path": "/metadata/finalizers/1", "value": drain.Finalizer},
 		{"op": "remove", "path": "/metadata/finalizers/1", "value": nil},
 	}, ops)
 	pod, err := client.CoreV1().Pods("shop").Get(context.Background(), "web-1", metav1.GetOptions{})
@@ -84,13 +85,13 @@ func TestReleaseRetriesOnceWhenThePodChanged(t *testing.T) {
 		apierrors.NewConflict(podsResource, "web-1", nil),
 		apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "web-1", nil),
 	} {
-		client := fake.NewClientset(heldPod(handlers.Finalizer))
+		client := fake.NewClientset(heldPod(drain.Finalizer))
 		refusals := 1
 		client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 			if refusals > 0 {
 				refusals--
 				// Meanwhile another finalizer came first: the index moved.
-				require.NoError(t, client.Tracker().Update(podsGVR, heldPod("example.com/first", handlers.Finalizer), "shop"))
+				require.NoError(t, client.Tracker().Update(podsGVR, heldPod("example.com/first", drain.Finalizer), "shop"))
 				return true, nil, refusal
 			}
 			return false, nil, nil
@@ -106,7 +107,7 @@ func TestReleaseRetriesOnceWhenThePodChanged(t *testing.T) {
 		assert.Equal(t, "Finalizer vpagracefuldrain.dev/drain released by hand with kubectl vpa-drain by alice: no reason given", evs[0].Message)
 	}
 
-	client := fake.NewClientset(heldPod(handlers.Finalizer))
+	client := fake.NewClientset(heldPod(drain.Finalizer))
 	client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewConflict(podsResource, "web-1", nil)
 	})
@@ -132,7 +133,7 @@ func TestReleaseRefusesAndTolerates(t *testing.T) {
 	assert.Equal(t, "pod shop/web-1 not found: already gone, nothing to release\n", out)
 
 	// Gone between the read and the patch.
-	client = fake.NewClientset(heldPod(handlers.Finalizer))
+	client = fake.NewClientset(heldPod(drain.Finalizer))
 	client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewNotFound(podsResource, "web-1")
 	})
@@ -141,7 +142,7 @@ func TestReleaseRefusesAndTolerates(t *testing.T) {
 	assert.Contains(t, out, "already gone")
 
 	// Released by the function meanwhile: done.
-	client = fake.NewClientset(heldPod(handlers.Finalizer))
+	client = fake.NewClientset(heldPod(drain.Finalizer))
 	client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		require.NoError(t, client.Tracker().Update(podsGVR, heldPod(), "shop"))
 		return true, nil, apierrors.NewConflict(podsResource, "web-1", nil)
@@ -151,9 +152,9 @@ func TestReleaseRefusesAndTolerates(t *testing.T) {
 	assert.Contains(t, out, "already removed meanwhile")
 
 	// Replaced by a new pod of the same name: not released.
-	client = fake.NewClientset(heldPod(handlers.Finalizer))
+	client = fake.NewClientset(heldPod(drain.Finalizer))
 	client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
-		p := heldPod(handlers.Finalizer)
+		p := heldPod(drain.Finalizer)
 		p.UID = "uid-2"
 		require.NoError(t, client.Tracker().Update(podsGVR, p, "shop"))
 		return true, nil, apierrors.NewConflict(podsResource, "web-1", nil)
@@ -163,7 +164,7 @@ func TestReleaseRefusesAndTolerates(t *testing.T) {
 	assert.Contains(t, errOut, "was replaced by a new pod of the same name (uid uid-2, was uid-1): not released")
 
 	// Forbidden: the verb and the resource are named.
-	client = fake.NewClientset(heldPod(handlers.Finalizer))
+	client = fake.NewClientset(heldPod(drain.Finalizer))
 	client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(podsResource, "web-1", nil)
 	})
@@ -174,7 +175,7 @@ func TestReleaseRefusesAndTolerates(t *testing.T) {
 
 // The Event is only a record: a release whose Event cannot be written still succeeds, warned.
 func TestReleaseEventRefused(t *testing.T) {
-	client := fake.NewClientset(heldPod(handlers.Finalizer))
+	client := fake.NewClientset(heldPod(drain.Finalizer))
 	client.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "events"}, "", nil)
 	})

@@ -24,9 +24,10 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 )
 
-const statusHelp = `kubectl vpa-drain status: the pods that hold the finalizer ` + handlers.Finalizer + `.
+const statusHelp = `kubectl vpa-drain status: the pods that hold the finalizer ` + drain.Finalizer + `.
 
 Usage:
   kubectl vpa-drain status [-n NAMESPACE | -A] [-o table|json] [--watch] [--config-map NS/NAME]
@@ -162,7 +163,7 @@ func holds(obj any) bool {
 		obj = t.Obj
 	}
 	pod, ok := obj.(*corev1.Pod)
-	return ok && slices.Contains(pod.Finalizers, handlers.Finalizer)
+	return ok && slices.Contains(pod.Finalizers, drain.Finalizer)
 }
 
 // listHeld lists the pods of namespace ("": all) that hold the finalizer, in pages of 500.
@@ -204,8 +205,8 @@ type row struct {
 	Deadline *time.Time `json:"deadline"`
 	// SecondsLeft is the time to the deadline in whole seconds (negative: overdue), null
 	// without a deadline.
-	SecondsLeft *int64          `json:"secondsLeft"`
-	Gates       []handlers.Gate `json:"gates"`
+	SecondsLeft *int64       `json:"secondsLeft"`
+	Gates       []drain.Gate `json:"gates"`
 	// WaitingFor is the table's WAITING FOR; Reason the decision's own reason.
 	WaitingFor string   `json:"waitingFor"`
 	Reason     string   `json:"reason"`
@@ -219,7 +220,7 @@ const (
 )
 
 // newRow is what pod and the decision made on it at now show.
-func newRow(pod *corev1.Pod, d handlers.Decision, now time.Time) row {
+func newRow(pod *corev1.Pod, d drain.Decision, now time.Time) row {
 	r := row{
 		Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
 		Deleting: pod.DeletionTimestamp != nil, Phase: phaseHeld,
@@ -227,7 +228,7 @@ func newRow(pod *corev1.Pod, d handlers.Decision, now time.Time) row {
 		WaitingFor: waitingFor(d), Reason: d.Reason, Warnings: d.Warnings,
 	}
 	if r.Gates == nil {
-		r.Gates = []handlers.Gate{} // [] in JSON, not null
+		r.Gates = []drain.Gate{} // [] in JSON, not null
 	}
 	r.OwnerKind, r.Owner = string(d.Kind), d.Owner
 	if d.Kind == "" { // not managed: no owner was resolved; show the controller as it is
@@ -245,7 +246,7 @@ func newRow(pod *corev1.Pod, d handlers.Decision, now time.Time) row {
 		r.Started = &t
 	}
 	for i, g := range r.Gates {
-		if g.Name == handlers.GateGracePeriod && !g.Open && !d.Started.IsZero() {
+		if g.Name == drain.GateGracePeriod && !g.Open && !d.Started.IsZero() {
 			r.Gates = slices.Clone(r.Gates)
 			r.Gates[i].Detail = fmt.Sprintf("%s left of %s", formatLeft(d.Started.Add(d.Grace).Sub(now)), d.Grace)
 		}
@@ -260,11 +261,11 @@ func newRow(pod *corev1.Pod, d handlers.Decision, now time.Time) row {
 }
 
 // waitingFor is what the pod waits for, from the decision.
-func waitingFor(d handlers.Decision) string {
+func waitingFor(d drain.Decision) string {
 	switch d.Action {
-	case handlers.RemoveFinalizer:
+	case drain.RemoveFinalizer:
 		return "release due (" + d.Reason + ")"
-	case handlers.Wait, handlers.StartDrain:
+	case drain.Wait, drain.StartDrain:
 		return strings.TrimPrefix(d.Reason, "waiting for ")
 	}
 	if d.Reason == "finalizer in place, pod not deleting" {
@@ -310,7 +311,7 @@ func (p printer) print(rows []row, watching bool) error {
 		if p.allNamespaces {
 			where = "in any namespace"
 		}
-		msg := fmt.Sprintf("No pods hold the finalizer %s %s.\n", handlers.Finalizer, where)
+		msg := fmt.Sprintf("No pods hold the finalizer %s %s.\n", drain.Finalizer, where)
 		if watching {
 			_, err := fmt.Fprint(p.out, msg)
 			return err
@@ -378,7 +379,7 @@ const notLookedAt = "not looked at yet"
 // gatesCell is each gate with + (open) or - (closed, with its detail, but for a gate not looked
 // at yet and for containers-stopped, whose closed detail only repeats its name):
 // "+grace-period +containers-stopped -replacement-ready(1/2 Ready)".
-func gatesCell(gates []handlers.Gate) string {
+func gatesCell(gates []drain.Gate) string {
 	if len(gates) == 0 {
 		return "-"
 	}
@@ -387,7 +388,7 @@ func gatesCell(gates []handlers.Gate) string {
 		s := "-" + g.Name
 		if g.Open {
 			s = "+" + g.Name
-		} else if g.Detail != "" && g.Detail != notLookedAt && g.Name != handlers.GateContainers {
+		} else if g.Detail != "" && g.Detail != notLookedAt && g.Name != drain.GateContainers {
 			s += "(" + g.Detail + ")"
 		}
 		parts = append(parts, s)

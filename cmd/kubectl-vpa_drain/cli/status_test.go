@@ -24,6 +24,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain"
 )
 
 func TestFormatLeft(t *testing.T) {
@@ -48,29 +49,29 @@ func TestFormatLeft(t *testing.T) {
 
 func TestGatesCell(t *testing.T) {
 	assert.Equal(t, "-", gatesCell(nil))
-	assert.Equal(t, "+grace-period +containers-stopped -replacement-ready(1/2 Ready)", gatesCell([]handlers.Gate{
-		{Name: handlers.GateGracePeriod, Open: true, Detail: "30s"},
-		{Name: handlers.GateContainers, Open: true, Detail: "all containers terminated"},
-		{Name: handlers.GateReplacement, Detail: "1/2 Ready"},
+	assert.Equal(t, "+grace-period +containers-stopped -replacement-ready(1/2 Ready)", gatesCell([]drain.Gate{
+		{Name: drain.GateGracePeriod, Open: true, Detail: "30s"},
+		{Name: drain.GateContainers, Open: true, Detail: "all containers terminated"},
+		{Name: drain.GateReplacement, Detail: "1/2 Ready"},
 	}))
-	assert.Equal(t, "-grace-period(12s left of 30s) -containers-stopped -replacement-ready -endpoints-gone", gatesCell([]handlers.Gate{
-		{Name: handlers.GateGracePeriod, Detail: "12s left of 30s"},
-		{Name: handlers.GateContainers, Detail: "containers running"},
-		{Name: handlers.GateReplacement, Detail: "not looked at yet"},
-		{Name: handlers.GateEndpoints},
+	assert.Equal(t, "-grace-period(12s left of 30s) -containers-stopped -replacement-ready -endpoints-gone", gatesCell([]drain.Gate{
+		{Name: drain.GateGracePeriod, Detail: "12s left of 30s"},
+		{Name: drain.GateContainers, Detail: "containers running"},
+		{Name: drain.GateReplacement, Detail: "not looked at yet"},
+		{Name: drain.GateEndpoints},
 	}))
 }
 
 func TestWaitingFor(t *testing.T) {
 	tests := []struct {
-		d    handlers.Decision
+		d    drain.Decision
 		want string
 	}{
-		{handlers.Decision{Action: handlers.Wait, Reason: "waiting for replacement-ready (1/2 Ready)"}, "replacement-ready (1/2 Ready)"},
-		{handlers.Decision{Action: handlers.Wait, Reason: "grace period"}, "grace period"},
-		{handlers.Decision{Action: handlers.StartDrain, Reason: "containers running"}, "containers running"},
-		{handlers.Decision{Action: handlers.RemoveFinalizer, Reason: handlers.ReasonTimeout}, "release due (timeout)"},
-		{handlers.Decision{Action: handlers.None, Reason: "finalizer in place, pod not deleting"}, "an eviction (not deleting)"},
+		{drain.Decision{Action: drain.Wait, Reason: "waiting for replacement-ready (1/2 Ready)"}, "replacement-ready (1/2 Ready)"},
+		{drain.Decision{Action: drain.Wait, Reason: "grace period"}, "grace period"},
+		{drain.Decision{Action: drain.StartDrain, Reason: "containers running"}, "containers running"},
+		{drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonTimeout}, "release due (timeout)"},
+		{drain.Decision{Action: drain.None, Reason: "finalizer in place, pod not deleting"}, "an eviction (not deleting)"},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.want, waitingFor(tt.d))
@@ -89,7 +90,7 @@ func deploymentPod(ns, podName, deployment string, finalizer bool) *corev1.Pod {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: podName, UID: types.UID("uid-" + podName),
 			Labels:          map[string]string{"app": deployment, appsv1.DefaultDeploymentUniqueLabelKey: "abc"},
-			Annotations:     map[string]string{handlers.AnnotationManaged: "true"},
+			Annotations:     map[string]string{drain.AnnotationManaged: "true"},
 			OwnerReferences: []metav1.OwnerReference{rs(deployment, "abc")}},
 		Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr.To[int64](30), Containers: []corev1.Container{{Name: "app"}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning,
@@ -97,7 +98,7 @@ func deploymentPod(ns, podName, deployment string, finalizer bool) *corev1.Pod {
 			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}},
 	}
 	if finalizer {
-		pod.Finalizers = []string{handlers.Finalizer}
+		pod.Finalizers = []string{drain.Finalizer}
 	}
 	return pod
 }
@@ -108,7 +109,7 @@ func evictedAgo(pod *corev1.Pod, ago time.Duration, stopped bool) *corev1.Pod {
 	pod.DeletionTimestamp = ptr.To(metav1.NewTime(at.Add(30 * time.Second)))
 	pod.DeletionGracePeriodSeconds = ptr.To[int64](30)
 	pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
-		Reason: handlers.ReasonEvictionByEvictionAPI, LastTransitionTime: metav1.NewTime(at)})
+		Reason: drain.ReasonEvictionByEvictionAPI, LastTransitionTime: metav1.NewTime(at)})
 	if stopped {
 		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 			ExitCode: 0, FinishedAt: metav1.NewTime(at.Add(5 * time.Second))}}}}
@@ -120,7 +121,7 @@ func evictedAgo(pod *corev1.Pod, ago time.Duration, stopped bool) *corev1.Pod {
 func stamped(pod *corev1.Pod) *corev1.Pod {
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.DisruptionTarget {
-			pod.Annotations[handlers.AnnotationDrainStarted] = c.LastTransitionTime.UTC().Format(time.RFC3339)
+			pod.Annotations[drain.AnnotationDrainStarted] = c.LastTransitionTime.UTC().Format(time.RFC3339)
 		}
 	}
 	return pod
@@ -138,7 +139,7 @@ func deployment(ns, name string, replicas int32) *appsv1.Deployment {
 func statusFixture(t *testing.T) (*fake.Clientset, *handlers.Reconciler) {
 	t.Helper()
 	bare := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "blog", Name: "solo", UID: "uid-solo",
-		Annotations: map[string]string{handlers.AnnotationManaged: "true"}, Finalizers: []string{"example.com/keep", handlers.Finalizer}},
+		Annotations: map[string]string{drain.AnnotationManaged: "true"}, Finalizers: []string{"example.com/keep", drain.Finalizer}},
 		Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr.To[int64](30)}}
 	objs := []runtime.Object{
 		deployment("shop", "web", 3), deployment("shop", "api", 1),

@@ -1,4 +1,4 @@
-package handlers
+package drain
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package handlers
+package drain
 
 import (
 	"fmt"
@@ -103,9 +103,9 @@ func (d Decision) DrainSeconds(now time.Time) float64 {
 	return now.Sub(d.Started).Seconds()
 }
 
-// clockSkew is how far apart API-server times and a replica's stamp may be before the stamp
+// ClockSkew is how far apart API-server times and a replica's stamp may be before the stamp
 // is distrusted.
-const clockSkew = time.Minute
+const ClockSkew = time.Minute
 
 // Decide is DecideWith without facts from the cluster (a pod's own state only).
 func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
@@ -118,7 +118,7 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 // not be read counts as a closed gate, so only the deadline ends such a drain.
 func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) Decision {
 	d := Decision{FinalizerIndex: slices.Index(pod.Finalizers, Finalizer)}
-	d.ManagedBy = managedBy(pod, cfg)
+	d.ManagedBy = ManagedBy(pod, cfg)
 	ours := d.FinalizerIndex >= 0
 	deleting := pod.DeletionTimestamp != nil
 
@@ -136,7 +136,7 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 	}
 	if d.ManagedBy != "" {
 		// Only an opted-in pod's owner matters; a ReplicaSet's owner may need a read.
-		if d.Kind, d.Owner, d.Needs = ownerOf(pod, facts); d.Needs != 0 {
+		if d.Kind, d.Owner, d.Needs = OwnerOf(pod, facts); d.Needs != 0 {
 			d.Reason = "reading the pod's owner"
 			return d
 		}
@@ -162,7 +162,7 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 	}
 
 	wl := cfg.Workload(d.Kind)
-	grace, timeout := overrides(pod, wl.GracePeriod, cfg.DrainTimeout, &d.Warnings)
+	grace, timeout := Overrides(pod, wl.GracePeriod, cfg.DrainTimeout, &d.Warnings)
 	d.Grace = grace
 	d.Stopped = containersStopped(pod)
 	stampValue, stampPresent := pod.Annotations[AnnotationDrainStarted]
@@ -249,8 +249,8 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 		d.Reason = "containers running"
 		d.RecheckAt = minTime(nextLook(pod, now), d.Deadline)
 	default:
-		d.Reason = "waiting for " + closedGates(d.Gates)
-		d.RecheckAt = minTime(now.Add(min(max(now.Sub(d.Started)/8, lookMin), gateLookMax)), d.Deadline)
+		d.Reason = "waiting for " + ClosedGates(d.Gates)
+		d.RecheckAt = minTime(now.Add(min(max(now.Sub(d.Started)/8, LookMin), gateLookMax)), d.Deadline)
 	}
 	d.Action = Wait
 	if !stamped {
@@ -301,9 +301,9 @@ func drainStart(pod *corev1.Pod, stamp time.Time, stamped bool, warnings *[]stri
 		return t.UTC(), StartEviction, evicted
 	case !stamped:
 		return requested, StartDeletion, evicted
-	case stamp.After(requested.Add(clockSkew)):
+	case stamp.After(requested.Add(ClockSkew)):
 		*warnings = append(*warnings, fmt.Sprintf("%s %s is over %s after the deletion was requested (%s; a clock ahead?): timing the drain from the request",
-			AnnotationDrainStarted, stamp.UTC().Format(time.RFC3339), clockSkew, requested.Format(time.RFC3339)))
+			AnnotationDrainStarted, stamp.UTC().Format(time.RFC3339), ClockSkew, requested.Format(time.RFC3339)))
 		return requested, StartStamp, evicted
 	}
 	return stamp.UTC(), StartStamp, evicted
@@ -349,11 +349,11 @@ func evictedAt(pod *corev1.Pod, requested time.Time) (time.Time, string, bool) {
 			continue
 		}
 		t := c.LastTransitionTime.Time
-		spread := clockSkew
+		spread := ClockSkew
 		if g := pod.Spec.TerminationGracePeriodSeconds; g != nil && *g > 0 {
 			spread += time.Duration(min(*g, maxGraceSeconds)) * time.Second
 		}
-		if t.After(requested.Add(clockSkew)) || t.Before(requested.Add(-spread)) {
+		if t.After(requested.Add(ClockSkew)) || t.Before(requested.Add(-spread)) {
 			return time.Time{}, "", false
 		}
 		return t, c.Reason, true
@@ -363,11 +363,11 @@ func evictedAt(pod *corev1.Pod, requested time.Time) (time.Time, string, bool) {
 
 // While containers still run after the grace period, the pod is looked at again when the
 // kubelet kills them (deletionTimestamp), then often at first and less and less often: a
-// quarter of the time since the kill, between lookMin and lookMax. So a release does not wait
+// quarter of the time since the kill, between LookMin and lookMax. So a release does not wait
 // on the kubelet's status event alone (a sender may hold it back, retrying), and a pod whose
 // containers never stop costs few reads.
 const (
-	lookMin = 500 * time.Millisecond
+	LookMin = 500 * time.Millisecond
 	lookMax = 30 * time.Second
 )
 
@@ -376,11 +376,11 @@ func nextLook(pod *corev1.Pod, now time.Time) time.Time {
 	if kill.After(now) {
 		return kill
 	}
-	return now.Add(min(max(now.Sub(kill)/4, lookMin), lookMax))
+	return now.Add(min(max(now.Sub(kill)/4, LookMin), lookMax))
 }
 
-// managedBy names the annotation that makes the pod managed, or "".
-func managedBy(pod *corev1.Pod, cfg config.Config) string {
+// ManagedBy names the annotation that makes the pod managed, or "".
+func ManagedBy(pod *corev1.Pod, cfg config.Config) string {
 	if !cfg.Namespaces.Selects(pod.Namespace) {
 		return ""
 	}
@@ -413,10 +413,10 @@ func unmanagedWhy(pod *corev1.Pod, cfg config.Config, kind config.Kind) string {
 	return "not managed (no vpa-managed or VPA annotation)"
 }
 
-// overrides returns the pod's grace period and drain timeout, each from its annotation when
+// Overrides returns the pod's grace period and drain timeout, each from its annotation when
 // valid, else the given defaults (with a warning). The timeout is never below the grace period
 // and never above defaultTimeout (drainTimeoutSeconds).
-func overrides(pod *corev1.Pod, defaultGrace, defaultTimeout time.Duration, warnings *[]string) (grace, timeout time.Duration) {
+func Overrides(pod *corev1.Pod, defaultGrace, defaultTimeout time.Duration, warnings *[]string) (grace, timeout time.Duration) {
 	grace, timeout = defaultGrace, defaultTimeout
 	if v, ok := pod.Annotations[AnnotationGracePeriod]; ok {
 		if d, err := config.ParseSeconds(v, 0); err == nil {
@@ -532,4 +532,26 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// MetricReason is the decision's reason as a metric label: one of a few fixed values (a
+// release's reason; "managed" for an add; "eviction" or "delete" for a drain start; the first
+// closed gate for a wait; "nothing-to-do"), never free text.
+func (d Decision) MetricReason() string {
+	switch d.Action {
+	case RemoveFinalizer:
+		return d.Reason
+	case AddFinalizer:
+		return "managed"
+	case StartDrain:
+		return d.Deletion()
+	case Wait:
+		for _, g := range d.Gates {
+			if !g.Open {
+				return g.Name
+			}
+		}
+		return "reading"
+	}
+	return "nothing-to-do"
 }

@@ -1,6 +1,10 @@
-// Package handlers decides what to do with a pod (Decide: pod + config + clock in, decision
-// out, no I/O) and applies decisions to the cluster with guarded JSON patches (Reconciler).
-package handlers
+// Package drain is the drain policy, pure: what to do with a pod (Decide, DecideWith: pod +
+// configuration + clock + facts in, a Decision out), the gates that hold a drain and the facts
+// they need, when a drain started, and the guarded JSON patch that applies a decision (Patch).
+// It does no I/O: it imports the configuration, the Kubernetes API types and the standard
+// library only (TestPolicyIsPure fails otherwise). Package handlers reads the facts a decision
+// asks for and writes what it decides.
+package drain
 
 // Names users see: the finalizer and the annotations this function reads and writes.
 const (
@@ -38,4 +42,10 @@ const (
 	// ReasonDryRun means a dry-run released the pod: it never holds one, so a deleting pod is
 	// released at once.
 	ReasonDryRun = "dry-run"
+	// ReasonUninstalled means the finalizer was removed because the function is being
+	// uninstalled.
+	ReasonUninstalled = "uninstalled"
+	// ReasonReleasedByHand means the finalizer was removed by hand (`kubectl vpa-drain
+	// release`), the incident escape hatch.
+	ReasonReleasedByHand = "released-by-hand"
 )

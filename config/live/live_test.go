@@ -1,4 +1,4 @@
-package config_test
+package live_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"function/config"
+	"function/config/live"
 )
 
 // applied collects what Live hands over.
@@ -48,7 +49,7 @@ func startLive(t *testing.T, objs ...runtime.Object) (*fake.Clientset, *applied)
 	a := &applied{}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	l := &config.Live{Client: c, Namespace: "vpa-graceful-drain", Name: "vpa-graceful-drain",
+	l := &live.Live{Client: c, Namespace: "vpa-graceful-drain", Name: "vpa-graceful-drain",
 		Base: map[string]string{config.KeyGracePeriodSeconds: "10"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Apply: a.apply}
 	require.NoError(t, l.Start(ctx, 5*time.Second))
 	return c, a
@@ -81,7 +82,7 @@ func TestLiveFollowsTheConfigMap(t *testing.T) {
 	evs, err := c.CoreV1().Events("vpa-graceful-drain").List(context.Background(), metav1.ListOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, corev1.EventTypeWarning, evs.Items[0].Type)
-	assert.Equal(t, config.EventInvalidConfiguration, evs.Items[0].Reason)
+	assert.Equal(t, live.EventInvalidConfiguration, evs.Items[0].Reason)
 	assert.Equal(t, "ConfigMap", evs.Items[0].InvolvedObject.Kind)
 	assert.Contains(t, evs.Items[0].Message, "drainTimeoutSeconds")
 	assert.Len(t, a.all(), 2, "nothing applied")
@@ -113,7 +114,7 @@ func TestLiveWatchesOnlyItsConfigMap(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	l := &config.Live{Client: c, Namespace: "vpa-graceful-drain", Name: "vpa-graceful-drain",
+	l := &live.Live{Client: c, Namespace: "vpa-graceful-drain", Name: "vpa-graceful-drain",
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Apply: func(config.Config) {}}
 	require.NoError(t, l.Start(ctx, 5*time.Second))
 	mu.Lock()

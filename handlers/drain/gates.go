@@ -1,4 +1,4 @@
-package handlers
+package drain
 
 import (
 	"fmt"
@@ -106,11 +106,11 @@ const (
 // its endpoints (a sibling pod's event brings the look forward).
 const gateLookMax = 5 * time.Second
 
-// ownerOf is the pod's workload kind and name: its controller's, with a ReplicaSet that a
+// OwnerOf is the pod's workload kind and name: its controller's, with a ReplicaSet that a
 // Deployment made counted as that Deployment. The Deployment controller names its ReplicaSets
 // NAME-HASH and labels their pods pod-template-hash=HASH, so that needs no read; any other
 // ReplicaSet's owner is read (NeedOwner when it was not; a ReplicaSet when it could not be).
-func ownerOf(pod *corev1.Pod, facts Facts) (config.Kind, string, Need) {
+func OwnerOf(pod *corev1.Pod, facts Facts) (config.Kind, string, Need) {
 	ref := metav1.GetControllerOfNoCopy(pod)
 	if ref == nil {
 		return config.KindPod, "", 0
@@ -188,8 +188,8 @@ func endpointsGate(facts Facts, read bool) Gate {
 	return g
 }
 
-// closedGates names the closed gates with their details.
-func closedGates(gates []Gate) string {
+// ClosedGates names the closed gates with their details.
+func ClosedGates(gates []Gate) string {
 	var parts []string
 	for _, g := range gates {
 		if !g.Open {
@@ -219,8 +219,8 @@ func stoppedAt(pod *corev1.Pod) time.Time {
 	return at
 }
 
-// gateStates is "name=open|closed(detail)" for each gate, for logs.
-func gateStates(gates []Gate) string {
+// GateStates is "name=open|closed(detail)" for each gate, for logs.
+func GateStates(gates []Gate) string {
 	parts := make([]string, 0, len(gates))
 	for _, g := range gates {
 		state := "closed"

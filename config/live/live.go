@@ -1,4 +1,7 @@
-package config
+// Package live follows the function's ConfigMap through the API (Live), so every replica
+// applies a configuration change without a restart. It is the only part of the configuration
+// that does I/O: package config itself (keys, defaults, parsing) imports no client.
+package live
 
 import (
 	"context"
@@ -6,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -19,47 +21,25 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"function/config"
 )
-
-// serviceAccountNamespace is where Kubernetes tells a pod its namespace.
-const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-// ConfigMapRef resolves CONFIG_MAP: "namespace/name", or "name" in the function's own
-// namespace (POD_NAMESPACE, else the service account's namespace file). ok is false when
-// CONFIG_MAP is unset: the function then follows no ConfigMap.
-func ConfigMapRef(env map[string]string) (namespace, name string, ok bool, err error) {
-	v := strings.TrimSpace(env[KeyConfigMap])
-	if v == "" {
-		return "", "", false, nil
-	}
-	if ns, n, found := strings.Cut(v, "/"); found {
-		return ns, n, true, nil
-	}
-	if ns := env["POD_NAMESPACE"]; ns != "" {
-		return ns, v, true, nil
-	}
-	b, err := os.ReadFile(serviceAccountNamespace)
-	if err != nil {
-		return "", "", false, &KeyError{Key: KeyConfigMap, Value: v, Reason: "no namespace: write namespace/name, or set POD_NAMESPACE (" + err.Error() + ")"}
-	}
-	return strings.TrimSpace(string(b)), v, true, nil
-}
 
 // Live follows one ConfigMap through the API (a watch on that object only), so every replica
 // applies a change within moments, without a restart. Its data overrides Base (the values of
 // the environment and mounted files). An invalid change keeps the last good configuration and
 // says why: a log line and a Warning Event on the ConfigMap. A ConfigMap that carries
-// AnnotationUninstalling, or that is gone, means the function is being uninstalled.
+// config.AnnotationUninstalling, or that is gone, means the function is being uninstalled.
 type Live struct {
 	Client          kubernetes.Interface
 	Namespace, Name string
 	Base            map[string]string
 	Log             *slog.Logger
 	// Apply receives every new configuration, the first one before Run's start returns.
-	Apply func(Config)
+	Apply func(config.Config)
 
 	mu   sync.Mutex
-	last *Config
+	last *config.Config
 }
 
 // EventInvalidConfiguration is the reason of the Warning Event on an invalid ConfigMap.
@@ -111,10 +91,10 @@ func (l *Live) apply(ctx context.Context, cm *corev1.ConfigMap) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if cm == nil {
-		cfg := Default()
+		cfg := config.Default()
 		if l.last != nil {
 			cfg = *l.last
-		} else if base, err := Parse(l.Base); err == nil {
+		} else if base, err := config.Parse(l.Base); err == nil {
 			cfg = base
 		}
 		cfg.Uninstalling = true
@@ -131,14 +111,14 @@ func (l *Live) apply(ctx context.Context, cm *corev1.ConfigMap) {
 	for k, v := range cm.Data {
 		values[k] = strings.TrimSpace(v)
 	}
-	cfg, err := Parse(values)
+	cfg, err := config.Parse(values)
 	if err != nil {
 		l.Log.ErrorContext(ctx, "invalid configuration in the ConfigMap: keeping the last good one",
 			slog.String("configMap", l.Namespace+"/"+l.Name), slog.String("error", err.Error()))
 		l.warn(ctx, cm, fmt.Sprintf("Invalid configuration, the last good one stays in force: %v", err))
 		return
 	}
-	cfg.Uninstalling = strings.EqualFold(strings.TrimSpace(cm.Annotations[AnnotationUninstalling]), "true")
+	cfg.Uninstalling = strings.EqualFold(strings.TrimSpace(cm.Annotations[config.AnnotationUninstalling]), "true")
 	if l.last != nil && reflect.DeepEqual(*l.last, cfg) {
 		return
 	}
