@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -182,7 +183,7 @@ func Advise(in AdviceInput) []Finding {
 
 	recreates := in.VPAUpdateMode == vpaModeRecreate || in.VPAUpdateMode == vpaModeAuto || (in.VPA != "" && in.VPAUpdateMode == "")
 	if recreates && in.InPlaceResize {
-		mode := cmpOrString(in.VPAUpdateMode, "unset ("+vpaModeAuto+")")
+		mode := cmp.Or(in.VPAUpdateMode, "unset ("+vpaModeAuto+")")
 		vpa := "VerticalPodAutoscaler"
 		if in.VPA != "" {
 			vpa += " " + in.VPA
@@ -254,13 +255,6 @@ func pdbYAML(in AdviceInput) string {
 		return fmt.Sprintf("# cannot render the PodDisruptionBudget: %v\n", err)
 	}
 	return string(b)
-}
-
-func cmpOrString(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 // advised remembers when each owner was last advised (bounded; per replica: a restart or
@@ -464,19 +458,19 @@ func (r *Reconciler) readWorkload(ctx context.Context, ns string, kind config.Ki
 		var o *appsv1.Deployment
 		o, err = apps.Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
-			w.UID, w.Replicas, w.Selector, w.Template = o.UID, ptr.To(ptrOr(o.Spec.Replicas, 1)), o.Spec.Selector, o.Spec.Template
+			w.UID, w.Replicas, w.Selector, w.Template = o.UID, ptr.To(ptr.Deref(o.Spec.Replicas, 1)), o.Spec.Selector, o.Spec.Template
 		}
 	case config.KindStatefulSet:
 		var o *appsv1.StatefulSet
 		o, err = apps.StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
-			w.UID, w.Replicas, w.Selector, w.Template = o.UID, ptr.To(ptrOr(o.Spec.Replicas, 1)), o.Spec.Selector, o.Spec.Template
+			w.UID, w.Replicas, w.Selector, w.Template = o.UID, ptr.To(ptr.Deref(o.Spec.Replicas, 1)), o.Spec.Selector, o.Spec.Template
 		}
 	case config.KindReplicaSet:
 		var o *appsv1.ReplicaSet
 		o, err = apps.ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
-			w.UID, w.Replicas, w.Selector, w.Template = o.UID, ptr.To(ptrOr(o.Spec.Replicas, 1)), o.Spec.Selector, o.Spec.Template
+			w.UID, w.Replicas, w.Selector, w.Template = o.UID, ptr.To(ptr.Deref(o.Spec.Replicas, 1)), o.Spec.Selector, o.Spec.Template
 		}
 	case config.KindDaemonSet:
 		var o *appsv1.DaemonSet

@@ -11,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	"function/config"
 	"function/handlers/drain"
@@ -104,14 +105,14 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 		if err != nil {
 			return drain.Replicas{}, fmt.Errorf("reading Deployment %s/%s: %w", pod.Namespace, name, err)
 		}
-		desired, selector = ptrOr(d.Spec.Replicas, 1), d.Spec.Selector
+		desired, selector = ptr.Deref(d.Spec.Replicas, 1), d.Spec.Selector
 		counts = func(p *corev1.Pod) bool { return r.ownedByDeployment(p, name) }
 	case config.KindReplicaSet:
 		rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return drain.Replicas{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, name, err)
 		}
-		desired, selector = ptrOr(rs.Spec.Replicas, 1), rs.Spec.Selector
+		desired, selector = ptr.Deref(rs.Spec.Replicas, 1), rs.Spec.Selector
 		counts = func(p *corev1.Pod) bool {
 			c := metav1.GetControllerOfNoCopy(p)
 			return c != nil && c.UID == rs.UID
@@ -121,7 +122,7 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 		if err != nil {
 			return drain.Replicas{}, fmt.Errorf("reading StatefulSet %s/%s: %w", pod.Namespace, name, err)
 		}
-		desired, selector = ptrOr(sts.Spec.Replicas, 1), sts.Spec.Selector
+		desired, selector = ptr.Deref(sts.Spec.Replicas, 1), sts.Spec.Selector
 		counts = func(p *corev1.Pod) bool {
 			c := metav1.GetControllerOfNoCopy(p)
 			return c != nil && c.UID == sts.UID
@@ -193,13 +194,6 @@ func serving(c discoveryv1.EndpointConditions) bool {
 		return *c.Serving
 	}
 	return c.Ready == nil || *c.Ready
-}
-
-func ptrOr(p *int32, def int32) int32 {
-	if p == nil {
-		return def
-	}
-	return *p
 }
 
 // ownerCache remembers which workload owns a ReplicaSet (it never changes). It is bounded:

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,8 +68,8 @@ func (r *Reconciler) ReleaseAll(ctx context.Context, namespace string, opts Rele
 	if r.Client == nil {
 		return res, ErrNoCluster
 	}
-	pageSize := cmpOr(opts.PageSize, defaultPageSize)
-	workers := cmpOr(opts.Workers, defaultReleaseWorkers)
+	pageSize := cmp.Or(max(opts.PageSize, 0), defaultPageSize) // not positive: the default
+	workers := cmp.Or(max(opts.Workers, 0), defaultReleaseWorkers)
 
 	var (
 		mu       sync.Mutex // guards res, done and firstErr
@@ -227,12 +228,4 @@ func forEachPodPaged(ctx context.Context, client kubernetes.Interface, namespace
 		}
 		opts.Continue = list.Continue
 	}
-}
-
-// cmpOr returns v, or def when v is not positive.
-func cmpOr[T int | int64](v, def T) T {
-	if v <= 0 {
-		return def
-	}
-	return v
 }
