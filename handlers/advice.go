@@ -261,51 +261,42 @@ func pdbYAML(in AdviceInput) string {
 // another replica may advise once more), and what advice learned about the cluster for the
 // Reconciler's lifetime.
 type advised struct {
-	mu sync.Mutex
-	at map[types.UID]time.Time
+	at advisedAt
 	// uids is the UID last read for each workload (namespace/kind/name), so that another pod
 	// of an owner advised recently needs no read at all.
-	uids map[string]types.UID
-	// resizeKnown and resize: whether the cluster serves pods/resize, once discovery said.
+	uids workloadUIDs
+	// mu guards resizeKnown and resize: whether the cluster serves pods/resize, once
+	// discovery said.
+	mu                  sync.Mutex
 	resizeKnown, resize bool
 }
 
 // due reports whether owner uid may be advised at now, and if so records it.
 func (a *advised) due(uid types.UID, now time.Time) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.at == nil || len(a.at) >= ownerCacheMax {
-		a.at = map[types.UID]time.Time{}
-	}
-	if last, ok := a.at[uid]; ok && now.Sub(last) < adviceEvery {
-		return false
-	}
-	a.at[uid] = now
-	return true
+	due := false
+	a.at.update(uid, func(last time.Time, ok bool) time.Time {
+		if ok && now.Sub(last) < adviceEvery {
+			return last
+		}
+		due = true
+		return now
+	})
+	return due
 }
 
 // recent reports, without recording anything, whether the workload key was advised within
 // adviceEvery before now.
 func (a *advised) recent(key string, now time.Time) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	uid, ok := a.uids[key]
+	uid, ok := a.uids.get(key)
 	if !ok {
 		return false
 	}
-	last, ok := a.at[uid]
+	last, ok := a.at.get(uid)
 	return ok && now.Sub(last) < adviceEvery
 }
 
 // remember records the UID read for the workload key.
-func (a *advised) remember(key string, uid types.UID) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.uids == nil || len(a.uids) >= ownerCacheMax {
-		a.uids = map[string]types.UID{}
-	}
-	a.uids[key] = uid
-}
+func (a *advised) remember(key string, uid types.UID) { a.uids.put(key, uid) }
 
 func workloadKey(namespace string, kind config.Kind, name string) string {
 	return namespace + "/" + string(kind) + "/" + name

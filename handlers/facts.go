@@ -3,14 +3,12 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
 	"function/config"
@@ -196,8 +194,6 @@ func serving(c discoveryv1.EndpointConditions) bool {
 	return c.Ready == nil || *c.Ready
 }
 
-// ownerCache remembers which workload owns a ReplicaSet (it never changes). It is bounded:
-// when full it starts over.
 // ownedByDeployment: p is the pod of a ReplicaSet of the Deployment named name, not merely a
 // pod its selector matches (another Deployment's selector may overlap: a canary). The
 // ReplicaSet's owner as read before, else the Deployment controller's naming
@@ -213,27 +209,4 @@ func (r *Reconciler) ownedByDeployment(p *corev1.Pod, name string) bool {
 	}
 	hash := p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
 	return hash != "" && c.Name == name+"-"+hash
-}
-
-type ownerCache struct {
-	mu sync.Mutex
-	m  map[types.UID]drain.Owner
-}
-
-const ownerCacheMax = 10000
-
-func (c *ownerCache) get(uid types.UID) (drain.Owner, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	o, ok := c.m[uid]
-	return o, ok
-}
-
-func (c *ownerCache) put(uid types.UID, o drain.Owner) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= ownerCacheMax {
-		c.m = map[types.UID]drain.Owner{}
-	}
-	c.m[uid] = o
 }

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -36,45 +35,23 @@ func (r *Reconciler) metrics() Metrics {
 	return r.Metrics
 }
 
-// gaps remembers, per controller, the evictions whose capacity gap is still open: released
-// before their owner was back at its desired Ready replicas (a StatefulSet's replacement only
-// starts once the old pod is gone). A Ready sibling's event closes them. Per replica and only
-// an observation: a restart loses them (bounded).
-type gaps struct {
-	mu      sync.Mutex
-	pending map[types.UID][]openGap
-}
-
+// openGaps (bounded.go) remembers, per controller, the evictions whose capacity gap is still
+// open: released before their owner was back at its desired Ready replicas (a StatefulSet's
+// replacement only starts once the old pod is gone). A Ready sibling's event closes them. Per
+// replica and only an observation: a restart loses them.
 type openGap struct {
 	kind      config.Kind
 	namespace string
 	evicted   time.Time
 }
 
-const gapsMax = 10000
-
-func (g *gaps) open(controller types.UID, gap openGap) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.pending == nil || len(g.pending) >= gapsMax {
-		g.pending = map[types.UID][]openGap{}
-	}
-	g.pending[controller] = append(g.pending[controller], gap)
+func (g *openGaps) open(controller types.UID, gap openGap) {
+	g.update(controller, func(pending []openGap, _ bool) []openGap { return append(pending, gap) })
 }
 
-// take returns and forgets the open gaps of controller.
-func (g *gaps) take(controller types.UID) []openGap {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	out := g.pending[controller]
-	delete(g.pending, controller)
-	return out
-}
-
-func (g *gaps) has(controller types.UID) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.pending[controller]) > 0
+func (g *openGaps) has(controller types.UID) bool {
+	pending, _ := g.get(controller)
+	return len(pending) > 0
 }
 
 // recordGap measures the capacity gap of a released eviction: at once when the release
@@ -110,7 +87,8 @@ func (r *Reconciler) closeGaps(ctx context.Context, pod *corev1.Pod) {
 	if rep == nil || rep.Ready < rep.Desired {
 		return
 	}
-	for _, g := range r.gaps.take(ref.UID) {
+	pending, _ := r.gaps.take(ref.UID)
+	for _, g := range pending {
 		if !rep.ReadyAt.Before(g.evicted) {
 			r.metrics().CapacityGap(ctx, string(g.kind), g.namespace, rep.ReadyAt.Sub(g.evicted).Seconds())
 		}

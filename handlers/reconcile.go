@@ -66,11 +66,11 @@ type Reconciler struct {
 	// UseServerClock); nil: Clock.
 	Server *ServerClock
 
-	owners   ownerCache                    // ReplicaSet -> its Deployment
+	owners   ownersOf                      // ReplicaSet -> its Deployment
 	siblings siblings                      // drains waiting for a replacement, by controller
 	advised  advised                       // when each owner was last advised
-	gaps     gaps                          // evictions whose capacity gap is still open
-	writes   writes                        // the resourceVersion of each pod's last write
+	gaps     openGaps                      // evictions whose capacity gap is still open
+	writes   lastWrites                    // the resourceVersion of each pod's last write
 	overdue  atomic.Int64                  // pods the last sweep found held past their deadline
 	live     atomic.Pointer[config.Config] // set by SetConfig
 	running  atomic.Bool                   // Run has started (its first sweep is on the way)

@@ -1,0 +1,92 @@
+package handlers
+
+import (
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"function/handlers/drain"
+)
+
+// The Reconciler's caches (the re-check queue and the sibling index are bounded in their own
+// files), each a bounded map whose bound is its type: every entry an event can add is counted
+// here, and a full map is emptied before it takes a new key (what is lost is read or decided
+// again; none of them holds anything a drain needs to end).
+type (
+	// ownersOf: a ReplicaSet's workload (never changes once read).
+	ownersOf = bounded[types.UID, drain.Owner, limit10k]
+	// advisedAt: when each owner (by uid) was last advised.
+	advisedAt = bounded[types.UID, time.Time, limit10k]
+	// workloadUIDs: the uid last read for each workload key (namespace/kind/name).
+	workloadUIDs = bounded[string, types.UID, limit10k]
+)
+
+// openGaps: per controller, the evictions whose capacity gap is still open (metrics.go).
+type openGaps struct {
+	bounded[types.UID, []openGap, limit10k]
+}
+
+// lastWrites: per pod, the resourceVersion this process's last write produced (stale.go).
+type lastWrites struct {
+	bounded[types.UID, string, limit100k]
+}
+
+// limit is a bound, as a type, so a zero bounded map is ready to use.
+type limit interface{ max() int }
+
+type (
+	limit10k  struct{}
+	limit100k struct{}
+)
+
+func (limit10k) max() int  { return 10_000 }
+func (limit100k) max() int { return 100_000 }
+
+// bounded is a map of at most L.max() entries, safe for concurrent use; its zero value is an
+// empty map.
+type bounded[K comparable, V any, L limit] struct {
+	mu sync.Mutex
+	m  map[K]V
+}
+
+func (b *bounded[K, V, L]) get(k K) (V, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v, ok := b.m[k]
+	return v, ok
+}
+
+// update sets k to what f returns, given the current value (and whether there is one), under
+// the map's lock.
+func (b *bounded[K, V, L]) update(k K, f func(v V, ok bool) V) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v, ok := b.m[k]
+	if !ok && len(b.m) >= (*new(L)).max() {
+		b.m = nil
+	}
+	if b.m == nil {
+		b.m = map[K]V{}
+	}
+	b.m[k] = f(v, ok)
+}
+
+func (b *bounded[K, V, L]) put(k K, v V) {
+	b.update(k, func(V, bool) V { return v })
+}
+
+// take returns k's value and forgets it.
+func (b *bounded[K, V, L]) take(k K) (V, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v, ok := b.m[k]
+	delete(b.m, k)
+	return v, ok
+}
+
+func (b *bounded[K, V, L]) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.m)
+}
