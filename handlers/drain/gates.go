@@ -157,6 +157,10 @@ func gateOverrides(pod *corev1.Pod, kind config.Kind, wl config.Workload, warnin
 	return replacement, endpoints
 }
 
+// DetailNotLookedAt is the detail of a gate whose facts are read only once nothing else holds
+// the drain, before they were read.
+const DetailNotLookedAt = "not looked at yet"
+
 // replacementGate is open when the owner is back at its desired number of Ready replicas.
 // read says whether the facts were to be read yet (they are read once nothing else holds).
 func replacementGate(facts Facts, read bool) Gate {
@@ -168,7 +172,7 @@ func replacementGate(facts Facts, read bool) Gate {
 	case facts.Unavailable&NeedReplicas != 0:
 		g.Detail = "unknown: " + strings.Join(facts.Errors, "; ")
 	case !read:
-		g.Detail = "not looked at yet"
+		g.Detail = DetailNotLookedAt
 	}
 	return g
 }
@@ -183,7 +187,7 @@ func endpointsGate(facts Facts, read bool) Gate {
 	case facts.Unavailable&NeedEndpoints != 0:
 		g.Detail = "unknown: " + strings.Join(facts.Errors, "; ")
 	case !read:
-		g.Detail = "not looked at yet"
+		g.Detail = DetailNotLookedAt
 	}
 	return g
 }

@@ -373,9 +373,6 @@ func formatLeft(left time.Duration) string {
 	return left.String()
 }
 
-// notLookedAt is the detail of a gate whose facts are read only once the others are open.
-const notLookedAt = "not looked at yet"
-
 // gatesCell is each gate with + (open) or - (closed, with its detail, but for a gate not looked
 // at yet and for containers-stopped, whose closed detail only repeats its name):
 // "+grace-period +containers-stopped -replacement-ready(1/2 Ready)".
@@ -388,7 +385,7 @@ func gatesCell(gates []drain.Gate) string {
 		s := "-" + g.Name
 		if g.Open {
 			s = "+" + g.Name
-		} else if g.Detail != "" && g.Detail != notLookedAt && g.Name != drain.GateContainers {
+		} else if g.Detail != "" && g.Detail != drain.DetailNotLookedAt && g.Name != drain.GateContainers {
 			s += "(" + g.Detail + ")"
 		}
 		parts = append(parts, s)
