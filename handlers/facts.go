@@ -98,35 +98,21 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 		kind, name = o.Kind, o.Name
 	}
 	switch kind {
-	case config.KindDeployment:
-		d, err := r.Client.AppsV1().Deployments(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return drain.Replicas{}, fmt.Errorf("reading Deployment %s/%s: %w", pod.Namespace, name, err)
-		}
-		desired, selector = ptr.Deref(d.Spec.Replicas, 1), d.Spec.Selector
-		counts = func(p *corev1.Pod) bool { return r.ownedByDeployment(p, name) }
-	case config.KindReplicaSet:
-		rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return drain.Replicas{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, name, err)
-		}
-		desired, selector = ptr.Deref(rs.Spec.Replicas, 1), rs.Spec.Selector
-		counts = func(p *corev1.Pod) bool {
-			c := metav1.GetControllerOfNoCopy(p)
-			return c != nil && c.UID == rs.UID
-		}
-	case config.KindStatefulSet: // not a gate (see config.Kind.Replaceable): the capacity gap only
-		sts, err := r.Client.AppsV1().StatefulSets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return drain.Replicas{}, fmt.Errorf("reading StatefulSet %s/%s: %w", pod.Namespace, name, err)
-		}
-		desired, selector = ptr.Deref(sts.Spec.Replicas, 1), sts.Spec.Selector
-		counts = func(p *corev1.Pod) bool {
-			c := metav1.GetControllerOfNoCopy(p)
-			return c != nil && c.UID == sts.UID
-		}
+	case config.KindDeployment, config.KindReplicaSet, config.KindStatefulSet: // a StatefulSet: not a gate (see config.Kind.Replaceable), the capacity gap only
 	default:
 		return drain.Replicas{}, fmt.Errorf("a %s has no replacement to wait for", kind)
+	}
+	w, err := r.readWorkload(ctx, pod.Namespace, kind, name)
+	if err != nil {
+		return drain.Replicas{}, err
+	}
+	desired, selector = ptr.Deref(w.Replicas, 1), w.Selector
+	counts = func(p *corev1.Pod) bool { // its own pods, not those of another whose selector overlaps
+		c := metav1.GetControllerOfNoCopy(p)
+		return c != nil && c.UID == w.UID
+	}
+	if kind == config.KindDeployment { // its pods' controllers are its ReplicaSets
+		counts = func(p *corev1.Pod) bool { return r.ownedByDeployment(p, name) }
 	}
 	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
