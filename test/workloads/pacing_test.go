@@ -3,12 +3,14 @@
 package workloads
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,19 +28,37 @@ import (
 // lacks, and the real disruption controller then paces an updater that evicts all 3 pods at
 // once: 1 goes, the others get 429 until its replacement is Ready. When the Deployment is no
 // longer managed, the function deletes the PDB it created (and only that one).
-func TestFunctionPacesEvictionsWithItsPDB(t *testing.T) {
+// pacedShop starts the function with pacing and a managed 3-replica Deployment shop, and
+// waits for the PodDisruptionBudget the function creates for it.
+type pacedShop struct {
+	ctx       context.Context
+	s         *cluster.Stack
+	k         *cluster.WorkloadKubelet
+	releases  *cluster.Releases
+	originals []string
+	dep       *appsv1.Deployment
+	pdb       *policyv1.PodDisruptionBudget
+}
+
+func startPacedShop(t *testing.T) pacedShop {
+	t.Helper()
 	ctx := testContext(t, 3*time.Minute)
 	s, k, releases := startStack(t, cluster.KubeletOptions{StopAfter: ptr.To(time.Second)},
 		"ensurePodDisruptionBudget=true", "sweepIntervalSeconds=5")
-	c, ns := cp.Client, s.Namespace
-
-	originals := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "shop", 3, managedPods))
-	dep, err := c.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
+	originals := managedWorkload(ctx, t, s.Namespace, cluster.DeploymentSpec(s.Namespace, "shop", 3, managedPods))
+	dep, err := cp.Client.AppsV1().Deployments(s.Namespace).Get(ctx, "shop", metav1.GetOptions{})
 	require.NoError(t, err)
+	pdb := waitPDB(ctx, t, s.Namespace, handlers.PDBName("shop"), 1)
+	return pacedShop{ctx: ctx, s: s, k: k, releases: releases, originals: originals, dep: dep, pdb: pdb}
+}
+
+func TestFunctionPacesEvictionsWithItsPDB(t *testing.T) {
+	p := startPacedShop(t)
+	ctx, k, releases, originals, dep, pdb := p.ctx, p.k, p.releases, p.originals, p.dep, p.pdb
+	c, ns := cp.Client, p.s.Namespace
+	pdbName := handlers.PDBName("shop")
 
 	// The function's PDB: maxUnavailable 1, the Deployment's selector, owned by it, labelled.
-	pdbName := handlers.PDBName("shop")
-	pdb := waitPDB(ctx, t, ns, pdbName, 1)
 	assert.Equal(t, 1, pdb.Spec.MaxUnavailable.IntValue())
 	assert.Equal(t, dep.Spec.Selector, pdb.Spec.Selector)
 	assert.Equal(t, "vpa-graceful-drain", pdb.Labels[handlers.LabelManagedBy])
@@ -48,7 +68,7 @@ func TestFunctionPacesEvictionsWithItsPDB(t *testing.T) {
 	userPDB := pdb.DeepCopy()
 	userPDB.ObjectMeta = metav1.ObjectMeta{Name: "users-own", Namespace: ns}
 	userPDB.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "other"}}
-	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, userPDB, metav1.CreateOptions{})
+	_, err := c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, userPDB, metav1.CreateOptions{})
 	require.NoError(t, err)
 
 	// The updater evicts all three at once (eviction tolerance 1.0).
@@ -88,23 +108,17 @@ func TestFunctionPacesEvictionsWithItsPDB(t *testing.T) {
 // deletes its own at the next sweep, does not create it again for new pods, and the user's
 // budget paces the evictions alone.
 func TestFunctionPacingGivesWayToAnotherBudget(t *testing.T) {
-	ctx := testContext(t, 3*time.Minute)
-	s, k, _ := startStack(t, cluster.KubeletOptions{StopAfter: ptr.To(time.Second)},
-		"ensurePodDisruptionBudget=true", "sweepIntervalSeconds=5")
-	c, ns := cp.Client, s.Namespace
-
-	originals := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "shop", 3, managedPods))
-	dep, err := c.AppsV1().Deployments(ns).Get(ctx, "shop", metav1.GetOptions{})
-	require.NoError(t, err)
+	p := startPacedShop(t)
+	ctx, k, originals, dep, ours := p.ctx, p.k, p.originals, p.dep, p.pdb
+	c, ns := cp.Client, p.s.Namespace
 	pdbName := handlers.PDBName("shop")
-	ours := waitPDB(ctx, t, ns, pdbName, 1)
 	assert.Equal(t, ptr.To(policyv1.AlwaysAllow), ours.Spec.UnhealthyPodEvictionPolicy, "an unready replica never blocks an eviction")
 
 	users := &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop"},
 		Spec:       policyv1.PodDisruptionBudgetSpec{Selector: dep.Spec.Selector, MaxUnavailable: ptr.To(intstr.FromInt32(1))},
 	}
-	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, users, metav1.CreateOptions{})
+	_, err := c.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, users, metav1.CreateOptions{})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, err := c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, pdbName, metav1.GetOptions{})
