@@ -1,4 +1,4 @@
-package handlers_test
+package drain_test
 
 import (
 	"context"
@@ -17,7 +17,6 @@ import (
 )
 
 // s40 is a drain start 40 s before now (grace over, deadline ahead), as an annotation reads.
-var s40 = now.Add(-40 * time.Second).Truncate(time.Second)
 
 func TestPatchGolden(t *testing.T) {
 	s40s, d40s := stamp(s40), stamp(s40.Add(300*time.Second))

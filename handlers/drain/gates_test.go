@@ -1,0 +1,173 @@
+package drain_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+
+	"function/config"
+	"function/handlers/drain"
+)
+
+func TestDecideWorkloads(t *testing.T) {
+	def := config.Default() // grace 30 s, timeout 300 s, holdOn evictions
+	holdAll := config.Default()
+	holdAll.HoldOn = config.HoldAll
+	withEndpoints, err := config.Parse(map[string]string{config.KeyWorkloadDefaults: `{"Deployment":{"waitForEndpoints":true,"gracePeriodSeconds":0}}`})
+	require.NoError(t, err)
+	podsManaged, err := config.Parse(map[string]string{config.KeyWorkloadDefaults: `{"Pod":{"manage":true},"Job":{"manage":true}}`})
+	require.NoError(t, err)
+
+	evictedNow := evicted(nowSec)
+	afterGrace := now.Add(31 * time.Second)
+	// The next second: an eviction at nowSec may have happened as late as nowSec + 1 s, so a
+	// grace period of 0 is over only then.
+	inSecond := nowSec.Add(time.Second)
+	tests := []struct {
+		name   string
+		pod    *corev1.Pod
+		cfg    config.Config
+		at     time.Time
+		facts  drain.Facts
+		action drain.Action
+		reason string // exact for RemoveFinalizer, contained otherwise
+		kind   config.Kind
+		needs  drain.Need
+		gates  []drain.Gate // when set, exactly these
+	}{
+		// ---- which pods are managed ----
+		{name: "Deployment pod: managed without a read", pod: newPod(managed, deployment), cfg: def,
+			action: drain.AddFinalizer, reason: "owner kind Deployment", kind: config.KindDeployment},
+		{name: "StatefulSet pod managed", pod: newPod(managed, ownedBy("StatefulSet", "db")), cfg: def,
+			action: drain.AddFinalizer, kind: config.KindStatefulSet},
+		{name: "DaemonSet pod managed", pod: newPod(managed, ownedBy("DaemonSet", "agent")), cfg: def,
+			action: drain.AddFinalizer, kind: config.KindDaemonSet},
+		{name: "bare pod not managed by default", pod: newPod(managed), cfg: def,
+			action: drain.None, reason: "owner kind Pod is not managed (workloadDefaults)", kind: config.KindPod},
+		{name: "Job pod not managed by default", pod: newPod(managed, ownedBy("Job", "nightly")), cfg: def,
+			action: drain.None, reason: "owner kind Job is not managed", kind: config.KindJob},
+		{name: "bare and Job pods managed when configured", pod: newPod(managed, ownedBy("Job", "nightly")), cfg: podsManaged,
+			action: drain.AddFinalizer, kind: config.KindJob},
+		{name: "a held Job pod is released once Jobs are not managed", pod: newPod(managed, ours, ownedBy("Job", "nightly")), cfg: def,
+			action: drain.RemoveFinalizer, reason: drain.ReasonUnmanaged},
+		{name: "a ReplicaSet without pod-template-hash: its owner is read", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")), cfg: def,
+			action: drain.None, needs: drain.NeedOwner},
+		{name: "... and it is a bare ReplicaSet", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")), cfg: def,
+			facts:  drain.Facts{Owner: &drain.Owner{Kind: config.KindReplicaSet, Name: "legacy"}},
+			action: drain.AddFinalizer, kind: config.KindReplicaSet},
+		{name: "... unreadable owner: managed as a ReplicaSet", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")), cfg: def,
+			facts:  drain.Facts{Unavailable: drain.NeedOwner, Errors: []string{"forbidden"}},
+			action: drain.AddFinalizer, kind: config.KindReplicaSet},
+		{name: "other controllers managed", pod: newPod(managed, ownedBy("Rollout", "canary")), cfg: def,
+			action: drain.AddFinalizer, kind: config.KindOther},
+
+		// ---- evictions only ----
+		{name: "plain delete released at once", pod: newPod(managed, ours, deployment, deleting), cfg: def,
+			action: drain.RemoveFinalizer, reason: drain.ReasonNotEvicted},
+		{name: "preemption is not an eviction", pod: newPod(managed, ours, deployment, deleting, func(p *corev1.Pod) {
+			evicted(nowSec)(p)
+			p.Status.Conditions[0].Reason = "PreemptionByScheduler"
+		}), cfg: def, action: drain.RemoveFinalizer, reason: drain.ReasonNotEvicted},
+		{name: "eviction held", pod: newPod(managed, ours, deployment, deleting, evictedNow), cfg: def,
+			action: drain.StartDrain, reason: "grace period"},
+		{name: "holdOn all holds a plain delete", pod: newPod(managed, ours, deployment, deleting), cfg: holdAll,
+			action: drain.StartDrain, reason: "grace period"},
+
+		// ---- Deployment: containers, then the replacement ----
+		{name: "Deployment: containers stopped after the grace: the owner is read", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: def, at: afterGrace, action: drain.Wait, needs: drain.NeedReplicas},
+		{name: "Deployment: replacement not Ready: waits, gate visible", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: def, at: afterGrace, facts: replicas(3, 2, now.Add(-time.Hour)), action: drain.Wait, reason: "waiting for replacement-ready (2/3 Ready)",
+			gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true, Detail: "30s"}, {Name: drain.GateContainers, Open: true, Detail: "all containers terminated"},
+				{Name: drain.GateReplacement, Detail: "2/3 Ready"}}},
+		{name: "Deployment: after the kubelet's grace-0 DELETE, still waits for the replacement", pod: newPod(managed, ours, deployment, graceZero, evicted(nowSec.Add(-2*time.Second)), started(nowSec.Add(-2*time.Second)), stoppedAt(now)),
+			cfg: def, at: afterGrace, facts: replicas(2, 1, now.Add(-time.Hour)), action: drain.Wait, reason: "waiting for replacement-ready (1/2 Ready)"},
+		{name: "Deployment: replacement Ready last: replaced", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: def, at: afterGrace, facts: replicas(3, 3, afterGrace.Add(-100*time.Millisecond)), action: drain.RemoveFinalizer, reason: drain.ReasonReplaced},
+		{name: "Deployment: replacement was Ready before the containers stopped: drained", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now.Add(20*time.Second))),
+			cfg: def, at: afterGrace, facts: replicas(3, 3, now.Add(5*time.Second)), action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+		{name: "Deployment: found waiting for the replacement before: replaced, whatever the coarse API times say", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: def, at: afterGrace, facts: drain.Facts{Replicas: &drain.Replicas{Desired: 3, Ready: 3, ReadyAt: nowSec}, WaitedForReplacement: true},
+			action: drain.RemoveFinalizer, reason: drain.ReasonReplaced},
+		{name: "Deployment: the owner cannot be read: waits until the deadline", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: def, at: afterGrace, facts: drain.Facts{Unavailable: drain.NeedReplicas, Errors: []string{"forbidden"}}, action: drain.Wait, reason: "unknown: forbidden"},
+		{name: "Deployment: at the deadline, released whatever the owner", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: def, at: now.Add(301 * time.Second), action: drain.RemoveFinalizer, reason: drain.ReasonTimeout},
+		{name: "Deployment: wait-for-replacement=false on the pod", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now),
+			ann(drain.AnnotationWaitForReplacement, "false")), cfg: def, at: afterGrace, action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+
+		// ---- StatefulSet / DaemonSet: containers only, no grace ----
+		{name: "StatefulSet: released as soon as the containers stopped", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: def, at: inSecond, action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+		{name: "StatefulSet: wait-for-replacement=true ignored (it would only hold until the deadline)", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now),
+			ann(drain.AnnotationWaitForReplacement, "true")), cfg: def, at: inSecond, action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+		{name: "DaemonSet: containers running: waits for them only", pod: newPod(managed, ours, ownedBy("DaemonSet", "agent"), deleting, evictedNow, started(nowSec)),
+			cfg: def, at: inSecond, action: drain.Wait, reason: "containers running",
+			gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true, Detail: "0s"}, {Name: drain.GateContainers, Detail: "containers running"}}},
+
+		// ---- EndpointSlice gate ----
+		{name: "endpoints gate: read once the containers stopped", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: withEndpoints, at: now.Add(time.Second), action: drain.Wait, needs: drain.NeedReplicas | drain.NeedEndpoints},
+		{name: "endpoints gate: still serving", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: withEndpoints, at: now.Add(time.Second), facts: drain.Facts{Replicas: &drain.Replicas{Desired: 2, Ready: 2}, Serving: ptr.To(1)},
+			action: drain.Wait, reason: "waiting for endpoints-gone (serving in 1 endpoint(s))"},
+		{name: "endpoints gate: per-pod opt-out", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now), ann(drain.AnnotationWaitForEndpoints, "false")),
+			cfg: withEndpoints, at: now.Add(time.Second), facts: drain.Facts{Replicas: &drain.Replicas{Desired: 2, Ready: 2}},
+			action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+		{name: "endpoints gate: gone", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
+			cfg: withEndpoints, at: now.Add(time.Second), facts: drain.Facts{Replicas: &drain.Replicas{Desired: 2, Ready: 2}, Serving: ptr.To(0)},
+			action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+		{name: "endpoints gate on a StatefulSet by annotation", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now), ann(drain.AnnotationWaitForEndpoints, "true")),
+			cfg: def, at: inSecond, action: drain.Wait, needs: drain.NeedEndpoints},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			at := tt.at
+			if at.IsZero() {
+				at = now
+			}
+			d := drain.DecideWith(tt.pod, tt.cfg, at, tt.facts)
+			assert.Equal(t, tt.action, d.Action, "action (reason %q)", d.Reason)
+			if tt.action == drain.RemoveFinalizer {
+				assert.Equal(t, tt.reason, d.Reason)
+			} else {
+				assert.Contains(t, d.Reason, tt.reason)
+			}
+			assert.Equal(t, tt.needs, d.Needs, "needs")
+			if tt.kind != "" {
+				assert.Equal(t, tt.kind, d.Kind)
+			}
+			if tt.gates != nil {
+				assert.Equal(t, tt.gates, d.Gates)
+			}
+			if (d.Action == drain.Wait || d.Action == drain.StartDrain) && d.Needs == 0 {
+				assert.False(t, d.RecheckAt.IsZero(), "a waiting drain is looked at again")
+				assert.False(t, d.RecheckAt.After(d.Deadline), "never later than the deadline")
+			}
+		})
+	}
+}
+
+// Whatever the owner and the facts say, every held pod is released by its deadline.
+func TestWorkloadDrainsEndByTheDeadline(t *testing.T) {
+	kinds := []podOpt{deployment, ownedBy("StatefulSet", "db"), ownedBy("DaemonSet", "agent"), ownedBy("ReplicaSet", "legacy"), ownedBy("Rollout", "x")}
+	factSets := []drain.Facts{{}, replicas(3, 0, time.Time{}), {Unavailable: drain.NeedOwner | drain.NeedReplicas | drain.NeedEndpoints}, {Serving: ptr.To(5)}}
+	cfg, err := config.Parse(map[string]string{config.KeyWorkloadDefaults: `{"Deployment":{"waitForEndpoints":true},"StatefulSet":{"waitForEndpoints":true}}`})
+	require.NoError(t, err)
+	for _, kind := range kinds {
+		for _, facts := range factSets {
+			pod := newPod(managed, ours, kind, deleting, evicted(nowSec), started(nowSec))
+			deadline := nowSec.Add(301 * time.Second) // the latest moment of the eviction's second + 300 s
+			d := drain.DecideWith(pod, cfg, deadline, facts)
+			for d.Needs != 0 { // as the reconciler does, when the reads fail
+				facts.Unavailable |= d.Needs
+				d = drain.DecideWith(pod, cfg, deadline, facts)
+			}
+			assert.Equal(t, drain.RemoveFinalizer, d.Action, "%s with %+v: %q", pod.OwnerReferences[0].Kind, facts, d.Reason)
+		}
+	}
+}
