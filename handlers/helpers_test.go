@@ -11,33 +11,28 @@ import (
 
 // The pod builders and fixed times of package draintest, under the names the tests use.
 var (
-	now           = draintest.Now
-	up            = draintest.Latest
-	nowSec        = draintest.NowSec
-	drainStamp    = draintest.DrainStamp
-	stamp         = draintest.Stamp
-	newPod        = draintest.NewPod
-	ann           = draintest.Ann
-	managed       = draintest.Managed
-	inNamespace   = draintest.InNamespace
-	finalizers    = draintest.Finalizers
-	ours          = draintest.Ours
-	deleting      = draintest.Deleting
-	deletedAt     = draintest.DeletedAt
-	graceZero     = draintest.GraceZero
-	evicted       = draintest.Evicted
-	sidecar       = draintest.Sidecar
-	initContainer = draintest.InitContainer
-	started       = draintest.Started
-	phase         = draintest.Phase
-	statuses      = draintest.Statuses
-	running       = draintest.Running
-	terminated    = draintest.Terminated
-	ownedBy       = draintest.OwnedBy
-	deployment    = draintest.Deployment
-	stoppedAt     = draintest.StoppedAt
-	replicas      = draintest.ReplicasFacts
-	bareConfig    = draintest.BareConfig
+	now        = draintest.Now
+	up         = draintest.Latest
+	nowSec     = draintest.NowSec
+	drainStamp = draintest.DrainStamp
+	stamp      = draintest.Stamp
+	newPod     = draintest.NewPod
+	ann        = draintest.Ann
+	managed    = draintest.Managed
+	finalizers = draintest.Finalizers
+	ours       = draintest.Ours
+	deleting   = draintest.Deleting
+	deletedAt  = draintest.DeletedAt
+	graceZero  = draintest.GraceZero
+	evicted    = draintest.Evicted
+	started    = draintest.Started
+	phase      = draintest.Phase
+	running    = draintest.Running
+	terminated = draintest.Terminated
+	ownedBy    = draintest.OwnedBy
+	deployment = draintest.Deployment
+	stoppedAt  = draintest.StoppedAt
+	bareConfig = draintest.BareConfig
 )
 
 type podOpt = draintest.PodOpt

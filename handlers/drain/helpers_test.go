@@ -8,6 +8,9 @@ import (
 
 // The pod builders and fixed times of package draintest, under the names the tests use.
 var (
+	inNamespace   = draintest.InNamespace
+	sidecar       = draintest.Sidecar
+	initContainer = draintest.InitContainer
 	now           = draintest.Now
 	up            = draintest.Latest
 	nowSec        = draintest.NowSec
@@ -16,15 +19,12 @@ var (
 	newPod        = draintest.NewPod
 	ann           = draintest.Ann
 	managed       = draintest.Managed
-	inNamespace   = draintest.InNamespace
 	finalizers    = draintest.Finalizers
 	ours          = draintest.Ours
 	deleting      = draintest.Deleting
 	deletedAt     = draintest.DeletedAt
 	graceZero     = draintest.GraceZero
 	evicted       = draintest.Evicted
-	sidecar       = draintest.Sidecar
-	initContainer = draintest.InitContainer
 	started       = draintest.Started
 	phase         = draintest.Phase
 	statuses      = draintest.Statuses
