@@ -27,7 +27,6 @@ var (
 	evicted    = draintest.Evicted
 	started    = draintest.Started
 	phase      = draintest.Phase
-	running    = draintest.Running
 	terminated = draintest.Terminated
 	ownedBy    = draintest.OwnedBy
 	deployment = draintest.Deployment
@@ -53,3 +52,21 @@ func leaseRenewedAt(t time.Time) *coordinationv1.Lease {
 	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "sweep", Namespace: "vpa-graceful-drain"},
 		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, RenewTime: &renew}}
 }
+
+// FuzzPod's flags and the pod it builds.
+const (
+	fzManaged       = draintest.FzManaged
+	fzVPA           = draintest.FzVPA
+	fzStarted       = draintest.FzStarted
+	fzStartedAt     = draintest.FzStartedAt
+	fzDeadline      = draintest.FzDeadline
+	fzDeadlineAt    = draintest.FzDeadlineAt
+	fzGrace         = draintest.FzGrace
+	fzTimeout       = draintest.FzTimeout
+	fzOurs          = draintest.FzOurs
+	fzDeleting      = draintest.FzDeleting
+	fzDeletionGrace = draintest.FzDeletionGrace
+	fzExcluded      = draintest.FzExcluded
+)
+
+var fuzzPod = draintest.FuzzPod

@@ -41,3 +41,21 @@ type podOpt = draintest.PodOpt
 
 // s40 is a drain started 40 s before now: its grace period of 30 s is over.
 var s40 = nowSec.Add(-40 * time.Second)
+
+// FuzzPod's flags and the pod it builds.
+const (
+	fzManaged       = draintest.FzManaged
+	fzVPA           = draintest.FzVPA
+	fzStarted       = draintest.FzStarted
+	fzStartedAt     = draintest.FzStartedAt
+	fzDeadline      = draintest.FzDeadline
+	fzDeadlineAt    = draintest.FzDeadlineAt
+	fzGrace         = draintest.FzGrace
+	fzTimeout       = draintest.FzTimeout
+	fzOurs          = draintest.FzOurs
+	fzDeleting      = draintest.FzDeleting
+	fzDeletionGrace = draintest.FzDeletionGrace
+	fzExcluded      = draintest.FzExcluded
+)
+
+var fuzzPod = draintest.FuzzPod
