@@ -1,0 +1,207 @@
+package function
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/protocol"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+
+	"function/eventing"
+	"function/eventing/auth"
+	"function/handlers"
+	"function/telemetry"
+)
+
+// authenticate answers a request whose sender is not authenticated (see auth.Verifier.Verify)
+// and returns false; true lets the request be read. Before setup has read SENDER_AUDIENCE (or
+// when setup failed) it answers 503: whether a token is needed is not known yet. It reads
+// the headers only.
+func (f *Function) authenticate(ctx context.Context, w http.ResponseWriter, r *http.Request) bool {
+	f.mu.RLock()
+	v, known := f.senders, f.sendersKnown
+	f.mu.RUnlock()
+	switch {
+	case !known:
+		eventing.WriteError(w, http.StatusServiceUnavailable, "not ready: starting")
+		return false
+	case v == nil:
+		return true
+	}
+	_, err := v.Verify(ctx, r.Header)
+	if err == nil {
+		return true
+	}
+	var refused *auth.Error
+	if !errors.As(err, &refused) {
+		refused = &auth.Error{Status: http.StatusServiceUnavailable, Message: err.Error(), RetryAfter: 1}
+	}
+	level := slog.LevelWarn
+	if refused.Status >= http.StatusInternalServerError {
+		level = slog.LevelError
+	}
+	if f.log.Enabled(ctx, level) {
+		f.log.LogAttrs(ctx, level, "refused sender", slog.Int("status", refused.Status), slog.String("reason", refused.Message),
+			slog.String("remote", r.RemoteAddr))
+	}
+	refused.Write(w, eventing.WriteError)
+	return false
+}
+
+// Handle serves one HTTP request: kn func's http scaffolding (func-go's http runtime) calls it
+// for every request but the health probes. GET /metrics is served as is; any other request's
+// sender is authenticated first when SENDER_AUDIENCE is set (see authenticate). It reads one CloudEvent from the request (binary or
+// structured mode), handles it with HandleEvent and writes the answer, all within this call:
+// no event ever waits for another request.
+func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
+	tel := f.telemetry() // nil before Start: nothing is recorded, the event is answered 503
+	if r.Method == http.MethodGet && r.URL.Path == MetricsPath {
+		tel.MetricsHandler().ServeHTTP(w, r)
+		return
+	}
+	defer f.watch.begin()()
+	defer func() {
+		if p := recover(); p != nil {
+			f.log.Error("handling a request panicked; answering 500", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			eventing.WriteError(w, http.StatusInternalServerError, fmt.Sprintf("internal error: %v", p))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(r.Context(), f.eventTimeout)
+	defer cancel()
+	// The sender first (SENDER_AUDIENCE), from the headers alone: a refused request's body is
+	// never read. Alive's in-process probe event cannot be sent from outside.
+	if r.Context().Value(probeKey{}) == nil && !f.authenticate(ctx, w, r) {
+		return
+	}
+	e, err := eventing.ReadRequest(ctx, r)
+	if err != nil {
+		status := eventing.Status(err)
+		f.log.Warn("rejected request", slog.Int("status", status), slog.String("reason", err.Error()),
+			slog.String("method", r.Method), slog.String("contentType", r.Header.Get("Content-Type")))
+		eventing.WriteError(w, status, err.Error())
+		return
+	}
+	start := time.Now()
+	ctx, span := tel.StartEvent(ctx, *e)
+	defer span.End()
+	reply, err := f.HandleEvent(ctx, *e)
+	if err != nil {
+		status, msg := http.StatusInternalServerError, err.Error()
+		var res *cehttp.Result
+		if protocol.ResultAs(err, &res) {
+			status, msg = res.StatusCode, fmt.Sprintf(res.Format, res.Args...)
+		}
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		if status >= http.StatusInternalServerError {
+			span.SetStatus(codes.Error, msg)
+		}
+		tel.Event(ctx, e.Type(), status, time.Since(start))
+		eventing.WriteError(w, status, msg) // also a 202 with its one-line message
+		return
+	}
+	tel.Event(ctx, e.Type(), http.StatusOK, time.Since(start))
+	if reply != nil {
+		telemetry.InjectEvent(ctx, reply) // the reply continues the event's trace
+	}
+	if err := eventing.WriteReply(ctx, w, reply); err != nil {
+		f.log.Warn("could not write the reply", slog.String("ceId", e.ID()), slog.String("error", err.Error()))
+	}
+}
+
+// HandleEvent decides on one ApiServerSource Pod event and applies the decision. It answers
+// 400/413 with a message for an event it rejects (and makes no API call), 503 while not
+// ready or when the cluster is unreachable, overloaded or did not answer in time, 500 when
+// the cluster failed otherwise (the sender retries both), 202 for a sweep request, and
+// otherwise 200 with a reply event for the action taken, or no reply when nothing was done.
+// Errors are *cehttp.Result values carrying the HTTP status.
+func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event, error) {
+	rec, err := f.reconciler()
+	if err != nil {
+		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "not ready: %v", err)
+	}
+	// log writes a line about the event; its attributes are formatted only for a line that is
+	// written (most events write none here).
+	log := func(level slog.Level, msg string, attrs ...slog.Attr) {
+		if f.log.Enabled(ctx, level) {
+			f.log.LogAttrs(ctx, level, msg, append([]slog.Attr{slog.String("ceId", e.ID()), slog.String("ceType", e.Type()),
+				slog.String("ceSubject", e.Subject())}, attrs...)...)
+		}
+	}
+	if eventing.IsSweep(e) {
+		if f.client == nil {
+			return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "a sweep needs a cluster (dry-run without one)")
+		}
+		if !rec.AskSweep() {
+			log(slog.LevelDebug, "sweep asked for again within the minimum gap: not repeated", slog.String("ceSource", e.Source()))
+			return nil, cehttp.NewResult(http.StatusAccepted, "sweep not repeated: one was asked for less than %s ago", handlers.MinSweepGap)
+		}
+		log(slog.LevelInfo, "sweep requested by an event", slog.String("ceSource", e.Source()))
+		return nil, cehttp.NewResult(http.StatusAccepted, "sweep requested")
+	}
+	in, err := f.decoder.Decode(e)
+	if err != nil {
+		var bad *eventing.InputError
+		if errors.As(err, &bad) {
+			log(slog.LevelWarn, "rejected event", slog.Int("status", bad.Status), slog.String("reason", bad.Message))
+			return nil, cehttp.NewResult(bad.Status, "%s", bad.Message)
+		}
+		return nil, cehttp.NewResult(http.StatusBadRequest, "%v", err)
+	}
+	var out handlers.Outcome
+	switch {
+	case in.Op == eventing.Delete:
+		// Nothing can be written, and nothing is dropped on the event's word: a pending
+		// re-check reads the pod and forgets it once it is really gone.
+		log(slog.LevelDebug, "pod deleted", slog.String("pod", in.Namespace+"/"+in.Name))
+		return nil, nil
+	case in.Mode == eventing.Reference:
+		out, err = rec.ReconcileRef(ctx, in.Namespace, in.Name)
+	default:
+		out, err = rec.Reconcile(ctx, in.Pod)
+	}
+	switch {
+	case errors.Is(err, handlers.ErrNoCluster):
+		return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "reference-mode event for %s/%s: %v", in.Namespace, in.Name, err)
+	case errors.Is(err, handlers.ErrConcurrentWriter):
+		// Not the sender's problem: the re-check already scheduled finishes the work.
+		log(slog.LevelInfo, "the pod kept changing while applying the decision; a re-check follows", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		return nil, nil
+	case err != nil && (ctx.Err() != nil || clusterUnavailable(err)):
+		log(slog.LevelWarn, "the cluster is unavailable; the sender will retry", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "the cluster is unavailable or did not answer in time: %v", err)
+	case err != nil:
+		log(slog.LevelError, "handling event failed", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
+	}
+	reply, err := eventing.Reply(out)
+	if err != nil {
+		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
+	}
+	return reply, nil
+}
+
+// clusterUnavailable: the API server could not be reached, was overloaded or timed out, as
+// opposed to refusing the request.
+func clusterUnavailable(err error) bool {
+	return apierrors.IsServiceUnavailable(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsTooManyRequests(err) || utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) ||
+		utilnet.IsProbableEOF(err) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// unwrapAll flattens an errors.Join tree one level.
+func unwrapAll(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

@@ -1,0 +1,323 @@
+package function
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
+
+	"function/config"
+	"function/config/live"
+	"function/eventing/auth"
+	"function/handlers"
+	"function/telemetry"
+)
+
+// setup applies the process configuration (DRY_RUN, LOG_LEVEL, OTEL_*) and finds the cluster,
+// once: the first Start does it.
+func (f *Function) setup(ctx context.Context, env map[string]string) error {
+	if f.setUp {
+		return nil
+	}
+	f.setUp = true
+	proc, err := config.LoadProcess(env)
+	if err != nil {
+		return err
+	}
+	if f.level != nil {
+		f.level.Set(proc.LogLevel)
+	}
+	telemetry.SetRuntimeLevel(proc.LogLevel) // one level for the runtime's lines too
+	f.dryRun = f.dryRun || proc.DryRun
+	if f.telemetry() == nil {
+		tel, err := telemetry.New(ctx, telemetry.Options{Env: env})
+		if err != nil {
+			return fmt.Errorf("setting up telemetry: %w", err)
+		}
+		f.mu.Lock()
+		f.tel = tel
+		f.mu.Unlock()
+	}
+	where := "client given"
+	if f.client == nil {
+		f.serverClock = &handlers.ServerClock{Local: clock.RealClock{}, Log: f.log}
+		if f.client, f.dynamic, where, err = discoverCluster(f.telemetry(), f.serverClock, proc); err != nil {
+			return err
+		}
+	}
+	senders, err := f.senderVerifier(proc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.senders, f.sendersKnown = senders, true
+	f.mu.Unlock()
+	switch {
+	case f.client == nil:
+		f.dryRun = true
+		f.log.Info("vpa-graceful-drain starting in dry-run mode: no cluster configured (no in-cluster config, KUBECONFIG or ~/.kube/config); decisions are replied and logged, nothing is written",
+			slog.Bool("dryRun", true))
+	case f.dryRun:
+		f.log.Info("vpa-graceful-drain starting in dry-run mode (DRY_RUN=true): no finalizer is added and no drain stamped; a deleting pod that holds the finalizer is released at once, so a dry-run never holds a pod",
+			slog.Bool("dryRun", true), slog.String("cluster", where))
+	default:
+		f.log.Info("vpa-graceful-drain starting", slog.Bool("dryRun", false), slog.String("cluster", where))
+	}
+	return nil
+}
+
+// senderVerifier returns the Verifier of SENDER_AUDIENCE and SENDER_IDENTITIES (nil when
+// SENDER_AUDIENCE is unset). Without a cluster there is no API server to review tokens: an
+// error, so the function does not become Ready rather than serve unauthenticated.
+func (f *Function) senderVerifier(proc config.Process) (*auth.Verifier, error) {
+	if proc.SenderAudience == "" {
+		return nil, nil
+	}
+	if f.client == nil {
+		return nil, &config.KeyError{Key: config.KeySenderAudience, Value: proc.SenderAudience,
+			Reason: "sender authentication reviews tokens with the API server, and no cluster is configured (dry-run without one): unset " +
+				config.KeySenderAudience + " or give the function a cluster"}
+	}
+	v, err := auth.New(f.client, auth.Options{Audience: proc.SenderAudience, Identities: proc.SenderIdentities})
+	if err != nil {
+		return nil, fmt.Errorf("setting up sender authentication: %w", err)
+	}
+	if len(proc.SenderIdentities) == 0 {
+		f.log.Warn("sender authentication on, for any identity: any workload that can get a token for the audience (any pod, with a projected ServiceAccount token) may send events; set "+
+			config.KeySenderIdentities+" to the senders' ServiceAccounts", slog.String("audience", proc.SenderAudience))
+	} else {
+		f.log.Info("sender authentication on", slog.String("audience", proc.SenderAudience), slog.Any("identities", proc.SenderIdentities))
+	}
+	return v, nil
+}
+
+// telemetry is the metrics and traces (nil before the first Start).
+func (f *Function) telemetry() *telemetry.Telemetry {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.tel
+}
+
+// discoverCluster returns a client and a dynamic client for the in-cluster config, else for
+// the kubeconfig files (KUBECONFIG, ~/.kube/config), with the process's client-side rate
+// limit; (nil, nil, "", nil) when there is none.
+func discoverCluster(tel *telemetry.Telemetry, server *handlers.ServerClock, proc config.Process) (kubernetes.Interface, dynamic.Interface, string, error) {
+	cfg, err := rest.InClusterConfig()
+	where := "in-cluster"
+	if errors.Is(err, rest.ErrNotInCluster) {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		found := ""
+		for _, p := range rules.GetLoadingPrecedence() {
+			if _, statErr := os.Stat(p); statErr == nil {
+				found = p
+				break
+			}
+		}
+		if found == "" {
+			return nil, nil, "", nil
+		}
+		where = "kubeconfig " + found
+		cfg, err = clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	}
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("loading cluster config (%s): %w", where, err)
+	}
+	cfg.UserAgent = handlers.Component
+	cfg.QPS, cfg.Burst = proc.APIQPS, proc.APIBurst // see config.KeyAPIQPS
+	cfg.Wrap(server.WrapTransport)                  // the API server's clock, from its answers' Date
+	cfg.Wrap(tel.WrapTransport)                     // API requests counted, each a span of its event's trace
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("creating cluster client (%s): %w", where, err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("creating dynamic cluster client (%s): %w", where, err)
+	}
+	return client, dyn, where, nil
+}
+
+// Start loads and validates the configuration (func-go passes the environment, plus ./cfg).
+// An invalid value is logged with its key and reason and keeps the function from becoming
+// Ready; Start still returns nil so the process stays up to say why.
+func (f *Function) Start(ctx context.Context, env map[string]string) error {
+	var cfg config.Config
+	var cmNamespace, cmName string
+	follow := false
+	var values map[string]string
+	err := f.setup(ctx, env)
+	if err == nil {
+		values, err = config.Values(env)
+	}
+	if err == nil {
+		cfg, err = config.Parse(values)
+	}
+	if err == nil && f.client != nil {
+		cmNamespace, cmName, follow, err = config.ConfigMapRef(env)
+	}
+	if err != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.cfgErr = fmt.Errorf("invalid configuration: %w", err)
+		var keyErr *config.KeyError
+		for _, e := range unwrapAll(err) {
+			if errors.As(e, &keyErr) {
+				f.log.Error("invalid configuration: the function will not become ready",
+					slog.String("key", keyErr.Key), slog.String("value", keyErr.Value), slog.String("reason", keyErr.Reason))
+			} else {
+				f.log.Error("invalid configuration: the function will not become ready", slog.String("error", e.Error()))
+			}
+		}
+		return nil
+	}
+	if f.noSweeps {
+		cfg.SweepInterval = 0
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rec, stopped := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log), make(chan struct{})
+	rec.Dynamic = f.dynamic
+	if f.serverClock != nil {
+		rec.UseServerClock(f.serverClock)
+	}
+	var events *handlers.AsyncEvents
+	if rec.Events != nil {
+		// Events are written behind the decisions, never in an event's request.
+		events = handlers.NewAsyncEvents(rec.Events, eventQueue, f.log)
+		rec.Events = events
+	}
+	if tel := f.telemetry(); tel != nil {
+		rec.Metrics = tel
+		if err := tel.SetGauges(rec.InProgress, rec.Overdue); err != nil {
+			f.log.Warn("the drain gauges are not reported", slog.String("error", err.Error()))
+		}
+		if f.serverClock != nil {
+			if err := tel.SetClockOffset(f.serverClock.Offset); err != nil {
+				f.log.Warn("the API server clock offset is not reported", slog.String("error", err.Error()))
+			}
+		}
+	}
+	if follow {
+		host, _ := os.Hostname()
+		rec.Lease = &handlers.SweepLease{Client: f.client, Namespace: cmNamespace, Name: SweepLeaseName,
+			Identity: fmt.Sprintf("%s/%d", host, os.Getpid())}
+		// Follow the ConfigMap live; nothing is decided before its first configuration is in.
+		f.mu.Lock()
+		f.stopLocked(context.Background())
+		f.rec, f.cancel, f.stopped = nil, cancel, stopped
+		f.cfgErr = fmt.Errorf("starting: waiting for ConfigMap %s/%s (the function needs get, list and watch on it: config/rbac.yaml)", cmNamespace, cmName)
+		f.mu.Unlock()
+		follower := &live.Live{Client: f.client, Namespace: cmNamespace, Name: cmName, Base: values, Log: f.log,
+			Apply: func(c config.Config) {
+				if f.noSweeps {
+					c.SweepInterval = 0
+				}
+				rec.SetConfig(c)
+				logConfig(f.log, "configuration in force", c, f.dryRun)
+			}}
+		switch err := follower.Start(ctx, f.configWait); {
+		case errors.Is(err, live.ErrNotSynced):
+			// Never hold pods hostage to an unreadable ConfigMap: run on the environment's
+			// configuration (drains still end) until the watch can read it.
+			f.log.Error("cannot read the ConfigMap yet: running with the environment's configuration until it can (check config/rbac.yaml)",
+				slog.String("configMap", cmNamespace+"/"+cmName), slog.String("error", err.Error()))
+			logConfig(f.log, "configuration in force", cfg, f.dryRun)
+		case err != nil:
+			cancel()
+			close(stopped)
+			f.log.Warn("not following the ConfigMap", slog.String("error", err.Error()))
+			return nil
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !follow {
+		f.stopLocked(context.Background())
+	} else if ctx.Err() != nil {
+		cancel()
+		return nil // stopped while waiting
+	}
+	go func() {
+		defer close(stopped)
+		var wg sync.WaitGroup
+		if events != nil {
+			wg.Go(func() { events.Run(ctx) }) // flushes the queued Events once ctx ends
+		}
+		rec.Run(ctx, recheckWorkers)
+		wg.Wait()
+	}()
+	f.rec, f.cancel, f.stopped, f.cfgErr = rec, cancel, stopped, nil
+	if !follow {
+		logConfig(f.log, "configuration loaded", cfg, f.dryRun || f.client == nil)
+	}
+	return nil
+}
+
+func logConfig(log *slog.Logger, msg string, cfg config.Config, dryRun bool) {
+	log.Info(msg,
+		slog.Int("gracePeriodSeconds", int(cfg.GracePeriod.Seconds())),
+		slog.Int("drainTimeoutSeconds", int(cfg.DrainTimeout.Seconds())),
+		slog.Any("namespaceSelector", cfg.Namespaces),
+		slog.Bool("detectVpaAnnotations", cfg.DetectVpaAnnotations),
+		slog.Int("sweepIntervalSeconds", int(cfg.SweepInterval.Seconds())),
+		slog.String("holdOn", string(cfg.HoldOn)),
+		slog.Any("workloadDefaults", cfg.Workloads),
+		slog.Bool("ensurePodDisruptionBudget", cfg.EnsurePDB),
+		slog.Bool("uninstalling", cfg.Uninstalling),
+		slog.Bool("dryRun", dryRun))
+}
+
+// Stop ends the re-checks and sweeps and waits for them (at most until ctx ends). Drains in
+// progress are not lost: their state is in the pods' annotations and the next event, another
+// replica or the next sweep finishes them.
+func (f *Function) Stop(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err := f.stopLocked(ctx)
+	if f.tel != nil { // f.mu is held
+		// Flush what OTLP has not sent yet; the metrics stay readable until the process ends.
+		err = errors.Join(err, f.tel.Flush(ctx))
+	}
+	if f.logOut != nil {
+		f.logOut.Flush() // every line logged so far is on stderr
+	}
+	return err
+}
+
+func (f *Function) stopLocked(ctx context.Context) error {
+	if f.cancel == nil {
+		return nil
+	}
+	f.cancel()
+	select {
+	case <-f.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stopping the re-checks: %w", ctx.Err())
+	}
+}
+
+// Ready is true once Start loaded a valid configuration; the error says why not.
+func (f *Function) Ready(context.Context) (bool, error) {
+	_, err := f.reconciler()
+	return err == nil, err
+}
+
+func (f *Function) reconciler() (*handlers.Reconciler, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	switch {
+	case f.cfgErr != nil:
+		return nil, f.cfgErr
+	case f.rec == nil:
+		return nil, errors.New("starting: configuration not loaded yet")
+	}
+	return f.rec, nil
+}
