@@ -115,6 +115,10 @@ func EventReasons(ctx context.Context, c kubernetes.Interface, namespace, uid st
 	return out, nil
 }
 
+// EndOfSecond is the latest moment a whole-second API time t stands for (t + 1 s - 1 ns):
+// the function times drains from it, so a hold is never shorter than its grace period.
+func EndOfSecond(t time.Time) time.Time { return t.Add(time.Second - time.Nanosecond) }
+
 // EvictedAt is when the API server accepted the eviction of the pod: the lastTransitionTime
 // of its DisruptionTarget condition (false when it has none).
 func EvictedAt(pod *corev1.Pod) (time.Time, bool) {

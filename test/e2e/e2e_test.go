@@ -272,7 +272,7 @@ func assertReleasedOnTime(t *testing.T, s *cluster.Stack, r *cluster.Releases, k
 		released, _ := r.At(name)
 		stoppedAt, ok := k.stoppedAt(name)
 		require.True(t, ok, "kubelet stopped %s", name)
-		due := up(drainStarted(t, pod)).Add(grace) // as the function times it: never early
+		due := cluster.EndOfSecond(drainStarted(t, pod)).Add(grace) // as the function times it: never early
 		for _, at := range []time.Time{stoppedAt, notBefore} {
 			if at.After(due) {
 				due = at
@@ -443,7 +443,7 @@ func TestE2ETimeoutReleasesAtDeadline(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 5*time.Second, deadline.Sub(drainStarted(t, pod)), "per-pod drain timeout")
 		released, _ := releases.At(name)
-		late := released.Sub(up(deadline))
+		late := released.Sub(cluster.EndOfSecond(deadline))
 		assert.GreaterOrEqual(t, late, time.Duration(0), "%s released before the latest moment its whole-second deadline stands for", name)
 		assert.LessOrEqual(t, late, slack, "%s released %s after its deadline", name, late)
 		assertEvents(t, s, pod, "Normal/DrainStarted", "Warning/DrainTimedOut")
@@ -452,6 +452,3 @@ func TestE2ETimeoutReleasesAtDeadline(t *testing.T) {
 	assertNeverEarly(t, releases, asked, 5*time.Second)
 	finishAll(t, s, stamped)
 }
-
-// up is the latest moment a whole-second time stands for.
-func up(t time.Time) time.Time { return t.Add(time.Second - time.Nanosecond) }

@@ -161,7 +161,7 @@ func drainDue(t *testing.T, pod *corev1.Pod, k *cluster.Kubelet) time.Time {
 	require.True(t, ok, "the kubelet stopped the containers of %s", pod.Name)
 	// Whole seconds, as the API and the stamp show it: the function times the drain from the
 	// latest moment of that second, so it is never early.
-	return later(started.Add(time.Second-time.Nanosecond).Add(grace), stopped)
+	return later(cluster.EndOfSecond(started).Add(grace), stopped)
 }
 
 func later(a, b time.Time) time.Time {

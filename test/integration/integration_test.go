@@ -215,23 +215,23 @@ func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
 	assert.True(t, hasDisruption, "the real Eviction API marks the pod")
 
 	// Grace over, containers still running: wait, no write.
-	f.clock.SetTime(up(started).Add(5 * time.Second))
+	f.clock.SetTime(cluster.EndOfSecond(started).Add(5 * time.Second))
 	out := f.reconcile(pod)
 	assert.Equal(t, drain.Wait, out.Decision.Action)
 	assert.Equal(t, "containers running", out.Decision.Reason)
 	assert.Empty(t, f.reqs.List())
 
 	// Containers stopped before the grace period ends: still wait.
-	f.clock.SetTime(up(started).Add(2 * time.Second))
+	f.clock.SetTime(cluster.EndOfSecond(started).Add(2 * time.Second))
 	stopped, err := cluster.MarkStopped(f.ctx, cp.Client, pod)
 	require.NoError(t, err)
 	out = f.reconcile(stopped)
 	assert.Equal(t, drain.Wait, out.Decision.Action)
 	assert.Equal(t, "grace period", out.Decision.Reason)
-	assert.Equal(t, up(started).Add(5*time.Second), out.Decision.RecheckAt)
+	assert.Equal(t, cluster.EndOfSecond(started).Add(5*time.Second), out.Decision.RecheckAt)
 
 	// Both gates open: the finalizer goes, with a DrainCompleted Event.
-	f.clock.SetTime(up(started).Add(5 * time.Second))
+	f.clock.SetTime(cluster.EndOfSecond(started).Add(5 * time.Second))
 	out = f.reconcile(stopped)
 	assert.Equal(t, drain.RemoveFinalizer, out.Decision.Action)
 	assert.Equal(t, drain.ReasonDrained, out.Decision.Reason)
@@ -251,10 +251,10 @@ func TestIntegrationTimeoutReleasesRunningPod(t *testing.T) {
 	deadline, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainDeadline])
 	require.NoError(t, err)
 
-	f.clock.SetTime(up(deadline).Add(-time.Second))
+	f.clock.SetTime(cluster.EndOfSecond(deadline).Add(-time.Second))
 	assert.Equal(t, drain.Wait, f.reconcile(pod).Decision.Action)
 
-	f.clock.SetTime(up(deadline)) // the latest moment the whole-second deadline stands for
+	f.clock.SetTime(cluster.EndOfSecond(deadline)) // the latest moment the whole-second deadline stands for
 	out := f.reconcile(pod)
 	assert.Equal(t, drain.RemoveFinalizer, out.Decision.Action)
 	assert.Equal(t, drain.ReasonTimeout, out.Decision.Reason)
@@ -506,7 +506,7 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 				}
 			}
 			require.False(t, evictedAt.IsZero())
-			assert.Equal(t, up(evictedAt).Add(60*time.Second), out.Decision.Deadline, "timed from the API server's eviction time (the latest moment of its second)")
+			assert.Equal(t, cluster.EndOfSecond(evictedAt).Add(60*time.Second), out.Decision.Deadline, "timed from the API server's eviction time (the latest moment of its second)")
 
 			f.clock.SetTime(out.Decision.Deadline.Add(-time.Second))
 			assert.Equal(t, drain.Wait, f.reconcile(f.get("web-3")).Decision.Action)
@@ -520,7 +520,3 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 		})
 	}
 }
-
-// up is the latest moment a whole-second API time stands for, from which the function times
-// drains.
-func up(t time.Time) time.Time { return t.Add(time.Second - time.Nanosecond) }

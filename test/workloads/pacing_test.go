@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"function/eventing"
 	"function/handlers"
 	"function/handlers/drain"
 	"function/test/cluster"
@@ -132,15 +133,17 @@ func TestFunctionPacingGivesWayToAnotherBudget(t *testing.T) {
 	require.Len(t, evicted, 1, "one eviction goes through (refused: %v)", refused)
 	require.Len(t, refused, 2, "the others get 429 (evicted: %v)", evicted)
 
-	// The replacement gets the finalizer (so the function looked at the workload's budgets
-	// again) and is not paced by a new budget of the function's.
+	// The replacement gets the finalizer and the function answers its event: by then it has
+	// looked at the workload's budgets again (pacing runs before the reply), and it did not
+	// create its own.
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		held := k.Held()
 		require.Len(c, held, 1)
 		pod, err := cp.Client.CoreV1().Pods(ns).Get(ctx, held[0], metav1.GetOptions{})
 		require.NoError(c, err)
 		assert.Contains(c, pod.Finalizers, drain.Finalizer)
-	}, 30*time.Second, 50*time.Millisecond, "the replacement runs, with the finalizer")
+		assert.NotEmpty(c, p.s.Proxy.Replies(eventing.TypeFinalizerAdded, p.s.Subject(held[0])), "the reply to the finalizer's add")
+	}, 30*time.Second, 50*time.Millisecond, "the replacement runs, with the finalizer, and its event was answered")
 	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, pdbName, metav1.GetOptions{})
 	assert.True(t, apierrors.IsNotFound(err), "not created again while the user's budget selects the pods: %v", err)
 	k.ReleaseReady()
