@@ -1,6 +1,19 @@
 package handlers
 
-import "context"
+import (
+	"context"
+
+	"function/handlers/drain"
+)
 
 // CleanupPDBs runs the sweeps' clean-up of the PodDisruptionBudgets pacing created.
 func (r *Reconciler) CleanupPDBs(ctx context.Context) { r.cleanupPDBs(ctx) }
+
+// FactReadNeeds lists the Need each of gather's reads supplies, in order.
+func FactReadNeeds() []drain.Need {
+	var needs []drain.Need
+	for _, f := range factReads() {
+		needs = append(needs, f.need)
+	}
+	return needs
+}

@@ -15,6 +15,50 @@ import (
 	"function/handlers/drain"
 )
 
+// factRead is the read that supplies one fact (a drain.Need) of a decision.
+type factRead struct {
+	need drain.Need
+	// known says whether facts already hold it; read reads it into facts.
+	known func(*drain.Facts) bool
+	read  func(context.Context, *Reconciler, *corev1.Pod, *drain.Facts) error
+}
+
+// factReads is one read per drain.Need, in the order they are read: a gate added to
+// drain.Gates adds the read of its Need here.
+func factReads() []factRead {
+	return []factRead{{
+		need:  drain.NeedOwner,
+		known: func(f *drain.Facts) bool { return f.Owner != nil },
+		read: func(ctx context.Context, r *Reconciler, pod *corev1.Pod, f *drain.Facts) error {
+			o, err := r.resolveOwner(ctx, pod)
+			if err == nil {
+				f.Owner = &o
+			}
+			return err
+		},
+	}, {
+		need:  drain.NeedReplicas,
+		known: func(f *drain.Facts) bool { return f.Replicas != nil },
+		read: func(ctx context.Context, r *Reconciler, pod *corev1.Pod, f *drain.Facts) error {
+			rep, err := r.readReplicas(ctx, pod, f)
+			if err == nil {
+				f.Replicas = &rep
+			}
+			return err
+		},
+	}, {
+		need:  drain.NeedEndpoints,
+		known: func(f *drain.Facts) bool { return f.Serving != nil },
+		read: func(ctx context.Context, r *Reconciler, pod *corev1.Pod, f *drain.Facts) error {
+			n, err := r.countServing(ctx, pod)
+			if err == nil {
+				f.Serving = &n
+			}
+			return err
+		},
+	}}
+}
+
 // gather reads the facts a decision needs into facts. A fact that cannot be read is marked
 // Unavailable with the error, never returned: its gate stays closed and the drain's deadline
 // still ends it, so a failing read (a missing permission, an API outage) cannot strand a pod.
@@ -27,25 +71,12 @@ func (r *Reconciler) gather(ctx context.Context, pod *corev1.Pod, need drain.Nee
 		fail(need, ErrNoCluster)
 		return
 	}
-	if need&drain.NeedOwner != 0 && facts.Owner == nil {
-		if o, err := r.resolveOwner(ctx, pod); err != nil {
-			fail(drain.NeedOwner, err)
-		} else {
-			facts.Owner = &o
+	for _, f := range factReads() {
+		if need&f.need == 0 || f.known(facts) {
+			continue
 		}
-	}
-	if need&drain.NeedReplicas != 0 && facts.Replicas == nil {
-		if rep, err := r.readReplicas(ctx, pod, facts); err != nil {
-			fail(drain.NeedReplicas, err)
-		} else {
-			facts.Replicas = &rep
-		}
-	}
-	if need&drain.NeedEndpoints != 0 && facts.Serving == nil {
-		if n, err := r.countServing(ctx, pod); err != nil {
-			fail(drain.NeedEndpoints, err)
-		} else {
-			facts.Serving = &n
+		if err := f.read(ctx, r, pod, facts); err != nil {
+			fail(f.need, err)
 		}
 	}
 }

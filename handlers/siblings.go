@@ -133,16 +133,7 @@ func (s *siblings) waiting(pod *corev1.Pod, now time.Time) []PodKey {
 // sibling's event brings its next look forward, and a Kubernetes Event DrainWaiting says what
 // it waits for whenever that changes (so `kubectl describe pod` shows it).
 func (r *Reconciler) noteWaiting(ctx context.Context, pod *corev1.Pod, d drain.Decision) {
-	var closed []string
-	for _, g := range d.Gates {
-		switch {
-		case g.Open:
-		case g.Name == drain.GateReplacement || g.Name == drain.GateEndpoints:
-			closed = append(closed, g.Name)
-		default:
-			return // grace or containers hold it: nothing beyond the usual looks
-		}
-	}
+	closed := drain.FactGatesClosed(d.Gates) // nil while grace or containers hold it: the usual looks
 	if len(closed) == 0 {
 		return
 	}

@@ -203,33 +203,38 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 	d.Gates = append(d.Gates,
 		Gate{Name: GateGracePeriod, Open: graceOpen, Detail: grace.String()},
 		Gate{Name: GateContainers, Open: stoppedOpen, Detail: d.Stopped.String()})
-	waitReplacement, waitEndpoints := gateOverrides(pod, d.Kind, wl, &d.Warnings)
-	if graceOpen && stoppedOpen && now.Before(d.Deadline) {
-		// The owner and the endpoints are read only once nothing else holds the pod.
-		if waitReplacement && facts.Replicas == nil && facts.Unavailable&NeedReplicas == 0 {
-			d.Needs |= NeedReplicas
+	// The table's gates this drain waits for (a bit per entry of Gates).
+	specs := Gates()
+	var waits uint64
+	for i, g := range specs {
+		if g.waitsFor(pod, d.Kind, wl, &d.Warnings) {
+			waits |= 1 << i
 		}
-		if waitEndpoints && facts.Serving == nil && facts.Unavailable&NeedEndpoints == 0 {
-			d.Needs |= NeedEndpoints
+	}
+	if graceOpen && stoppedOpen && now.Before(d.Deadline) {
+		// Their facts are read only once nothing else holds the pod.
+		for i, g := range specs {
+			if waits&(1<<i) != 0 {
+				d.Needs |= g.needs(facts)
+			}
 		}
 		if d.Needs != 0 {
 			d.Action, d.Reason = Wait, "reading the owner and endpoints"
 			return d
 		}
 	}
-	replacementOpen, endpointsOpen := true, true
-	if waitReplacement {
-		g := replacementGate(facts, graceOpen && stoppedOpen)
-		replacementOpen = g.Open
-		d.Gates = append(d.Gates, g)
-	}
-	if waitEndpoints {
-		g := endpointsGate(facts, graceOpen && stoppedOpen)
-		endpointsOpen = g.Open
-		d.Gates = append(d.Gates, g)
+	factsOpen, waitReplacement := true, false
+	for i, g := range specs {
+		if waits&(1<<i) == 0 {
+			continue
+		}
+		gate := g.state(facts, graceOpen && stoppedOpen)
+		factsOpen = factsOpen && gate.Open
+		waitReplacement = waitReplacement || g.Name == GateReplacement
+		d.Gates = append(d.Gates, gate)
 	}
 	switch {
-	case graceOpen && stoppedOpen && replacementOpen && endpointsOpen:
+	case graceOpen && stoppedOpen && factsOpen:
 		d.Action = RemoveFinalizer
 		d.Reason = ReasonDrained
 		if waitReplacement && (facts.WaitedForReplacement || facts.Replicas != nil && facts.Replicas.ReadyAt.After(maxTime(graceEnd, stoppedAt(pod)))) {

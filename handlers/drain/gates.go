@@ -2,6 +2,7 @@ package drain
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -133,63 +134,133 @@ func OwnerOf(pod *corev1.Pod, facts Facts) (config.Kind, string, Need) {
 	return kind, ref.Name, NeedOwner
 }
 
-// gateOverrides applies the pod's wait-for-* annotations to the kind's gates. A replacement
-// cannot be waited for where none can start before the old pod is gone.
-func gateOverrides(pod *corev1.Pod, kind config.Kind, wl config.Workload, warnings *[]string) (replacement, endpoints bool) {
-	replacement, endpoints = wl.WaitForReplacement, wl.WaitForEndpoints
-	if v, ok := pod.Annotations[AnnotationWaitForReplacement]; ok {
-		switch b, err := config.ParseBool(v); {
-		case err != nil:
-			*warnings = append(*warnings, fmt.Sprintf("invalid %s %q (%v): using %t", AnnotationWaitForReplacement, v, err, replacement))
-		case b && !kind.Replaceable():
-			*warnings = append(*warnings, fmt.Sprintf("%s=true ignored: a %s pod's replacement cannot start while it exists (or it has none)", AnnotationWaitForReplacement, kind))
-		default:
-			replacement = b
-		}
+// GateSpec is everything about one gate that waits on facts from the cluster (the grace period
+// and the containers, read from the pod itself, are not in the table): the one place a gate is
+// defined. DecideWith asks for its facts and opens it, Patch guards its override, and the
+// waiting report (FactGatesClosed) and the plugin follow from this entry, so none of them can
+// be forgotten when a gate is added. Its facts are read by handlers (one read per Need).
+type GateSpec struct {
+	// Name is the gate's name as logs, Events, reply events and the plugin show it.
+	Name string
+	// Needs are the facts the gate is decided on. They are read only once the grace period is
+	// over and the containers stopped; a fact that cannot be read keeps the gate closed.
+	Needs Need
+	// Annotation is the per-pod override ("true" or "false") of the owner kind's default. The
+	// release patch guards it at the value read.
+	Annotation string
+	// Default says whether pods of a kind wait for the gate (workloadDefaults).
+	Default func(config.Workload) bool
+	// Possible says whether pods of a kind can wait for it at all (nil: every kind); an override
+	// asking for it where it is not is ignored with the warning Impossible (%s: the kind).
+	Possible   func(config.Kind) bool
+	Impossible string
+	// Open is the gate's state on facts; known is false while its facts were not read.
+	Open func(Facts) (open bool, detail string, known bool)
+}
+
+// Gates is the table of the gates that wait on facts, in the order a decision lists them.
+// A gate is added here, with its Need, its Facts field and a per-kind default in
+// config.Workload; handlers adds the read that supplies the Need.
+func Gates() []GateSpec {
+	return []GateSpec{{
+		Name: GateReplacement, Needs: NeedReplicas, Annotation: AnnotationWaitForReplacement,
+		Default:    func(w config.Workload) bool { return w.WaitForReplacement },
+		Possible:   config.Kind.Replaceable,
+		Impossible: "a %s pod's replacement cannot start while it exists (or it has none)",
+		// Open when the owner is back at its desired number of Ready replicas.
+		Open: func(f Facts) (bool, string, bool) {
+			if r := f.Replicas; r != nil {
+				return r.Ready >= r.Desired, fmt.Sprintf("%d/%d Ready", r.Ready, r.Desired), true
+			}
+			return false, "", false
+		},
+	}, {
+		Name: GateEndpoints, Needs: NeedEndpoints, Annotation: AnnotationWaitForEndpoints,
+		Default: func(w config.Workload) bool { return w.WaitForEndpoints },
+		// Open when no EndpointSlice lists the pod as serving.
+		Open: func(f Facts) (bool, string, bool) {
+			if n := f.Serving; n != nil {
+				return *n == 0, fmt.Sprintf("serving in %d endpoint(s)", *n), true
+			}
+			return false, "", false
+		},
+	}}
+}
+
+// waitsFor says whether the drain waits for the gate: the kind's default, unless the pod's
+// override annotation says otherwise (and is possible for the kind).
+func (g GateSpec) waitsFor(pod *corev1.Pod, kind config.Kind, wl config.Workload, warnings *[]string) bool {
+	want := g.Default(wl)
+	v, ok := pod.Annotations[g.Annotation]
+	if !ok {
+		return want
 	}
-	if v, ok := pod.Annotations[AnnotationWaitForEndpoints]; ok {
-		if b, err := config.ParseBool(v); err == nil {
-			endpoints = b
-		} else {
-			*warnings = append(*warnings, fmt.Sprintf("invalid %s %q (%v): using %t", AnnotationWaitForEndpoints, v, err, endpoints))
-		}
+	switch b, err := config.ParseBool(v); {
+	case err != nil:
+		*warnings = append(*warnings, fmt.Sprintf("invalid %s %q (%v): using %t", g.Annotation, v, err, want))
+	case b && g.Possible != nil && !g.Possible(kind):
+		*warnings = append(*warnings, fmt.Sprintf("%s=true ignored: "+g.Impossible, g.Annotation, kind))
+	default:
+		want = b
 	}
-	return replacement, endpoints
+	return want
 }
 
 // DetailNotLookedAt is the detail of a gate whose facts are read only once nothing else holds
 // the drain, before they were read.
 const DetailNotLookedAt = "not looked at yet"
 
-// replacementGate is open when the owner is back at its desired number of Ready replicas.
-// read says whether the facts were to be read yet (they are read once nothing else holds).
-func replacementGate(facts Facts, read bool) Gate {
-	g := Gate{Name: GateReplacement}
-	switch r := facts.Replicas; {
-	case r != nil:
-		g.Open = r.Ready >= r.Desired
-		g.Detail = fmt.Sprintf("%d/%d Ready", r.Ready, r.Desired)
-	case facts.Unavailable&NeedReplicas != 0:
-		g.Detail = "unknown: " + strings.Join(facts.Errors, "; ")
+// state is the gate on facts. read says whether its facts were to be read yet (they are read
+// once nothing else holds the drain).
+func (g GateSpec) state(facts Facts, read bool) Gate {
+	open, detail, known := g.Open(facts)
+	s := Gate{Name: g.Name, Open: open, Detail: detail}
+	switch {
+	case known:
+	case facts.Unavailable&g.Needs != 0:
+		s.Open, s.Detail = false, "unknown: "+strings.Join(facts.Errors, "; ")
 	case !read:
-		g.Detail = DetailNotLookedAt
+		s.Open, s.Detail = false, DetailNotLookedAt
+	default:
+		s.Open, s.Detail = false, ""
 	}
-	return g
+	return s
 }
 
-// endpointsGate is open when no EndpointSlice lists the pod as serving.
-func endpointsGate(facts Facts, read bool) Gate {
-	g := Gate{Name: GateEndpoints}
-	switch n := facts.Serving; {
-	case n != nil:
-		g.Open = *n == 0
-		g.Detail = fmt.Sprintf("serving in %d endpoint(s)", *n)
-	case facts.Unavailable&NeedEndpoints != 0:
-		g.Detail = "unknown: " + strings.Join(facts.Errors, "; ")
-	case !read:
-		g.Detail = DetailNotLookedAt
+// needs are the facts the gate still needs: none once they were read or could not be.
+func (g GateSpec) needs(facts Facts) Need {
+	if _, _, known := g.Open(facts); known || facts.Unavailable&g.Needs != 0 {
+		return 0
 	}
-	return g
+	return g.Needs
+}
+
+// gateAnnotations are the table's override annotations.
+func gateAnnotations() []string {
+	specs := Gates()
+	keys := make([]string, 0, len(specs))
+	for _, g := range specs {
+		keys = append(keys, g.Annotation)
+	}
+	return keys
+}
+
+// FactGatesClosed names the table's closed gates when only they hold the drain (its grace
+// period is over and its containers stopped); nil when a gate outside the table is closed or
+// nothing is.
+func FactGatesClosed(gates []Gate) []string {
+	specs := Gates()
+	var closed []string
+	for _, g := range gates {
+		switch {
+		case g.Open:
+		case slices.ContainsFunc(specs, func(s GateSpec) bool { return s.Name == g.Name }):
+			closed = append(closed, g.Name)
+		default:
+			return nil
+		}
+	}
+	return closed
 }
 
 // ClosedGates names the closed gates with their details.

@@ -1,6 +1,8 @@
 package drain_test
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,5 +171,79 @@ func TestWorkloadDrainsEndByTheDeadline(t *testing.T) {
 			}
 			assert.Equal(t, drain.RemoveFinalizer, d.Action, "%s with %+v: %q", pod.OwnerReferences[0].Kind, facts, d.Reason)
 		}
+	}
+}
+
+// Every entry of the gate table is whole, and what derives from it holds for each gate: a
+// drain that waits only for it asks for its Needs, stays closed while they cannot be read
+// (reported by FactGatesClosed), ends at the deadline, and its release patch guards the
+// gate's override annotation. A gate added to the table is checked here without a new row.
+func TestGateTable(t *testing.T) {
+	specs := drain.Gates()
+	require.NotEmpty(t, specs)
+	require.LessOrEqual(t, len(specs), 64, "DecideWith keeps a bit per gate")
+	var seen drain.Need
+	names := map[string]bool{drain.GateGracePeriod: true, drain.GateContainers: true}
+	for _, g := range specs {
+		t.Run(g.Name, func(t *testing.T) {
+			require.False(t, names[g.Name], "gate names are unique")
+			names[g.Name] = true
+			require.NotZero(t, g.Needs, "a table gate waits on facts")
+			require.NotNil(t, g.Default)
+			require.NotNil(t, g.Open)
+			require.True(t, strings.HasPrefix(g.Annotation, "vpagracefuldrain.dev/wait-for-"), g.Annotation)
+			if g.Possible != nil {
+				require.Contains(t, g.Impossible, "%s", "the warning names the kind")
+			}
+			_, _, known := g.Open(drain.Facts{})
+			require.False(t, known, "nothing is known before a read")
+			seen |= g.Needs
+
+			// A Deployment pod that waits for this gate alone, by annotation.
+			opts := []podOpt{managed, ours, deployment, deleting, evicted(nowSec), started(nowSec), stoppedAt(now)}
+			for _, other := range specs {
+				opts = append(opts, ann(other.Annotation, strconv.FormatBool(other.Name == g.Name)))
+			}
+			pod := newPod(opts...)
+			at := now.Add(31 * time.Second) // grace over
+			d := drain.DecideWith(pod, config.Default(), at, drain.Facts{})
+			assert.Equal(t, drain.Wait, d.Action)
+			assert.Equal(t, g.Needs, d.Needs, "asks for the gate's facts once nothing else holds")
+
+			unreadable := drain.Facts{Unavailable: g.Needs, Errors: []string{"forbidden"}}
+			d = drain.DecideWith(pod, config.Default(), at, unreadable)
+			assert.Equal(t, drain.Wait, d.Action, d.Reason)
+			assert.Equal(t, []string{g.Name}, drain.FactGatesClosed(d.Gates), "the waiting report names it")
+			assert.Contains(t, drain.ClosedGates(d.Gates), "unknown: forbidden")
+
+			d = drain.DecideWith(pod, config.Default(), nowSec.Add(301*time.Second), unreadable)
+			require.Equal(t, drain.RemoveFinalizer, d.Action, "the deadline ends it")
+			patch, err := drain.Patch(pod, d)
+			require.NoError(t, err)
+			assert.Contains(t, string(patch), `"path":"/metadata/annotations/`+strings.ReplaceAll(g.Annotation, "/", "~1")+`"`,
+				"the release guards the gate's override")
+		})
+	}
+	assert.Zero(t, seen&drain.NeedOwner, "the owner is not a gate's fact: OwnerOf reads it")
+}
+
+func TestFactGatesClosed(t *testing.T) {
+	tests := []struct {
+		name  string
+		gates []drain.Gate
+		want  []string
+	}{
+		{name: "nothing closed", gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true}, {Name: drain.GateReplacement, Open: true}}},
+		{name: "grace holds", gates: []drain.Gate{{Name: drain.GateGracePeriod}, {Name: drain.GateReplacement}}},
+		{name: "containers hold", gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true}, {Name: drain.GateContainers}, {Name: drain.GateEndpoints}}},
+		{name: "facts hold", gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true}, {Name: drain.GateContainers, Open: true}, {Name: drain.GateReplacement}, {Name: drain.GateEndpoints}},
+			want: []string{drain.GateReplacement, drain.GateEndpoints}},
+		{name: "one of two", gates: []drain.Gate{{Name: drain.GateContainers, Open: true}, {Name: drain.GateReplacement, Open: true}, {Name: drain.GateEndpoints}},
+			want: []string{drain.GateEndpoints}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, drain.FactGatesClosed(tt.gates))
+		})
 	}
 }

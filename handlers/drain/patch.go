@@ -64,8 +64,9 @@ func Patch(pod *corev1.Pod, d Decision) ([]byte, error) {
 				ops = append(ops, op{Op: "test", Path: "/metadata/deletionTimestamp", Value: pod.DeletionTimestamp.UTC().Format(time.RFC3339)})
 			}
 		case ReasonDrained, ReasonReplaced, ReasonTimeout:
-			ops = append(ops, testAnnotations(pod, []string{AnnotationDrainStarted, AnnotationDrainDeadline, AnnotationGracePeriod, AnnotationDrainTimeout,
-				AnnotationWaitForReplacement, AnnotationWaitForEndpoints})...)
+			// The drain's annotations and the overrides of the gates it was decided on (Gates).
+			ops = append(ops, testAnnotations(pod, append([]string{AnnotationDrainStarted, AnnotationDrainDeadline, AnnotationGracePeriod, AnnotationDrainTimeout},
+				gateAnnotations()...))...)
 			if d.Reason != ReasonTimeout {
 				ops = append(ops, testStopped(pod, d)...)
 			}
