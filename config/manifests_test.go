@@ -104,8 +104,6 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 			"pods": {"get", "list", "patch"},
 			// Events on pods and (DrainNotGraceful) on their owners.
 			"events": {"create"},
-			// resolveOwner, readReplicas, and advice's readWorkload.
-			"apps/replicasets": {"get"}, "apps/deployments": {"get"}, "apps/statefulsets": {"get"}, "apps/daemonsets": {"get"},
 			// countServing (the endpoints-gone gate).
 			"discovery.k8s.io/endpointslices": {"list"},
 			// Advice's pdbSelects (one namespace) and the sweeps' prunePDBs (every namespace).
@@ -122,6 +120,13 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 			"authentication.k8s.io/tokenreviews": {"create"},
 		}},
 		{"vpa-graceful-drain-source", "vpa-graceful-drain/vpa-graceful-drain-source", map[string][]string{"pods": {"get", "list", "watch"}}},
+	}
+	// resolveOwner, readReplicas, advice and pacing read each kind the table of kinds marks
+	// Read (handlers' ownerReaders): get on apps/<kind>s.
+	for _, k := range config.Kinds() {
+		if k.Spec().Read {
+			tests[0].want["apps/"+strings.ToLower(string(k))+"s"] = []string{"get"}
+		}
 	}
 	for _, tt := range tests {
 		t.Run(tt.role, func(t *testing.T) {

@@ -23,29 +23,82 @@ const (
 	KindOther       Kind = "Other"
 )
 
+// KindSpec is everything the function knows about one owner kind. kindSpecs is the one table
+// of kinds: Kinds, KindOf, Replaceable and the built-in Workload defaults derive from it, and
+// handlers follows it (a reader for each Read kind, pacing for each Paced kind, the capacity
+// gap for each GapMeasured kind), with tests that check they agree.
+type KindSpec struct {
+	Kind Kind
+	// Controller: a controller ownerReference of this kind maps to it (Pod and Other are not
+	// ownerReference kinds).
+	Controller bool
+	// Manage: its pods get the finalizer by default (when they opt in by annotation).
+	Manage bool
+	// Grace: its drains last at least gracePeriodSeconds by default (a StatefulSet's or
+	// DaemonSet's replacement waits for the old pod: a grace period only delays it).
+	Grace bool
+	// Replaceable: a replacement pod can start while the evicted pod still exists (a
+	// ReplicaSet stops counting a pod once it is deleting), so its drains wait for the
+	// replacement by default and may by annotation. A StatefulSet or DaemonSet replacement
+	// has the old pod's identity and waits until the old object is gone.
+	Replaceable bool
+	// Replicated: it has spec.replicas (the replacement's count; advice's replica findings).
+	Replicated bool
+	// Read: handlers reads it (an apps/v1 workload: advice, pacing, the replacement count).
+	Read bool
+	// Paced: pacing creates its PodDisruptionBudget (ensurePodDisruptionBudget).
+	Paced bool
+	// GapMeasured: the capacity gap of its evictions is measured.
+	GapMeasured bool
+}
+
+// kindSpecs is the table of kinds, in the order they are documented.
+func kindSpecs() []KindSpec {
+	return []KindSpec{
+		{Kind: KindDeployment, Controller: true, Manage: true, Grace: true, Replaceable: true, Replicated: true, Read: true, Paced: true, GapMeasured: true},
+		{Kind: KindReplicaSet, Controller: true, Manage: true, Grace: true, Replaceable: true, Replicated: true, Read: true},
+		{Kind: KindStatefulSet, Controller: true, Manage: true, Replicated: true, Read: true, Paced: true, GapMeasured: true},
+		{Kind: KindDaemonSet, Controller: true, Manage: true, Read: true},
+		{Kind: KindJob, Controller: true, Grace: true},
+		{Kind: KindPod, Grace: true},
+		{Kind: KindOther, Manage: true, Grace: true},
+	}
+}
+
 // Kinds lists the kinds workloadDefaults accepts, in the order they are documented.
 func Kinds() []Kind {
-	return []Kind{KindDeployment, KindReplicaSet, KindStatefulSet, KindDaemonSet, KindJob, KindPod, KindOther}
+	specs := kindSpecs()
+	kinds := make([]Kind, len(specs))
+	for i, s := range specs {
+		kinds[i] = s.Kind
+	}
+	return kinds
+}
+
+// Spec is the kind's entry in the table of kinds (Other's for a kind not in it).
+func (k Kind) Spec() KindSpec {
+	for _, s := range kindSpecs() {
+		if s.Kind == k {
+			return s
+		}
+	}
+	return KindOther.Spec()
 }
 
 // KindOf maps a controller ownerReference kind ("" for none) to its Kind.
 func KindOf(controllerKind string) Kind {
-	switch k := Kind(controllerKind); k {
-	case "":
+	if controllerKind == "" {
 		return KindPod
-	case KindDeployment, KindReplicaSet, KindStatefulSet, KindDaemonSet, KindJob:
-		return k
+	}
+	if s := Kind(controllerKind).Spec(); s.Controller {
+		return s.Kind
 	}
 	return KindOther
 }
 
 // Replaceable reports whether a kind's replacement pod can start while the evicted pod still
-// exists (a ReplicaSet stops counting a pod once it is deleting). A StatefulSet or DaemonSet
-// replacement has the old pod's identity and waits until the old object is gone, so waiting for
-// it would only hold until the deadline.
-func (k Kind) Replaceable() bool {
-	return k == KindDeployment || k == KindReplicaSet
-}
+// exists (see KindSpec.Replaceable): waiting for it elsewhere would only hold until the deadline.
+func (k Kind) Replaceable() bool { return k.Spec().Replaceable }
 
 // Workload is what a drain of a pod of one kind waits for.
 type Workload struct {
@@ -77,14 +130,10 @@ type WorkloadOverride struct {
 // an owner are not managed; pods of other controllers wait for gracePeriodSeconds and their
 // containers.
 func (c Config) Workload(k Kind) Workload {
-	w := Workload{Manage: true, GracePeriod: c.GracePeriod}
-	switch k {
-	case KindDeployment, KindReplicaSet:
-		w.WaitForReplacement = true
-	case KindStatefulSet, KindDaemonSet:
-		w.GracePeriod = 0
-	case KindJob, KindPod:
-		w.Manage = false
+	spec := k.Spec()
+	w := Workload{Manage: spec.Manage, WaitForReplacement: spec.Replaceable}
+	if spec.Grace {
+		w.GracePeriod = c.GracePeriod
 	}
 	o, ok := c.Workloads[k]
 	if !ok {

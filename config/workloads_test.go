@@ -76,3 +76,24 @@ func TestKindOf(t *testing.T) {
 	assert.True(t, config.KindDeployment.Replaceable())
 	assert.False(t, config.KindStatefulSet.Replaceable())
 }
+
+// The table of kinds is consistent: unique kinds, and the properties that imply others do.
+func TestKindTable(t *testing.T) {
+	seen := map[config.Kind]bool{}
+	for _, k := range config.Kinds() {
+		s := k.Spec()
+		require.Equal(t, k, s.Kind)
+		assert.False(t, seen[k], "%s listed twice", k)
+		seen[k] = true
+		if s.Replaceable || s.Paced || s.GapMeasured {
+			assert.True(t, s.Replicated, "%s: a replacement, a budget or a gap is counted in replicas", k)
+		}
+		if s.Replicated {
+			assert.True(t, s.Read, "%s: its replicas are read", k)
+		}
+		if s.Read {
+			assert.True(t, s.Controller, "%s: only a controller's object is read", k)
+		}
+	}
+	assert.Equal(t, config.KindOther, config.Kind("Rollout").Spec().Kind, "an unknown kind is Other")
+}

@@ -14,7 +14,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -164,7 +163,7 @@ func Advise(in AdviceInput) []Finding {
 		})
 	}
 
-	replicated := kind == config.KindDeployment || kind == config.KindStatefulSet || kind == config.KindReplicaSet
+	replicated := kind.Spec().Replicated
 	if replicated && in.Replicas != nil && *in.Replicas == 1 {
 		out = append(out, Finding{
 			ID:      FindingSingleReplica,
@@ -316,14 +315,12 @@ func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d drain.De
 	if r.Client == nil || d.Owner == "" {
 		return nil
 	}
-	switch d.Kind {
-	case config.KindDeployment, config.KindStatefulSet, config.KindDaemonSet, config.KindReplicaSet:
-	default:
+	if !d.Kind.Spec().Read {
 		return nil // Other: a controller whose API this function does not read
 	}
 	cfg := r.CurrentConfig()
 	log := r.Log.With(podAttrs(pod), slog.String("ownerKind", string(d.Kind)), slog.String("owner", d.Owner))
-	pace := cfg.EnsurePDB && !r.DryRun && (d.Kind == config.KindDeployment || d.Kind == config.KindStatefulSet)
+	pace := cfg.EnsurePDB && !r.DryRun && d.Kind.Spec().Paced
 	key := workloadKey(pod.Namespace, d.Kind, d.Owner)
 	recent := r.advised.recent(key, now)
 	if recent && !pace {
@@ -359,7 +356,7 @@ func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d drain.De
 		}
 	}
 
-	w, err := r.readWorkload(ctx, pod.Namespace, d.Kind, d.Owner)
+	w, err := r.readOwner(ctx, pod.Namespace, d.Kind, d.Owner)
 	if err != nil {
 		log.WarnContext(ctx, "advice: cannot read the pod's owner; skipped", slog.String("error", err.Error()))
 		return nil
@@ -427,55 +424,6 @@ func adviceMessage(findings []Finding) string {
 		msg = msg[:cut] + "..."
 	}
 	return msg
-}
-
-// workload is what advice and pacing read about a pod's owner.
-type workload struct {
-	drain.Owner
-	Namespace string
-	// Replicas are the desired replicas; nil for a DaemonSet.
-	Replicas *int32
-	Selector *metav1.LabelSelector
-	Template corev1.PodTemplateSpec
-}
-
-// readWorkload reads an apps/v1 workload.
-func (r *Reconciler) readWorkload(ctx context.Context, ns string, kind config.Kind, name string) (workload, error) {
-	w := workload{Owner: drain.Owner{Kind: kind, Name: name}, Namespace: ns}
-	var err error
-	apps := r.Client.AppsV1()
-	switch kind {
-	case config.KindDeployment:
-		var o *appsv1.Deployment
-		o, err = apps.Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			w.UID, w.Replicas, w.Selector, w.Template = o.UID, ptr.To(ptr.Deref(o.Spec.Replicas, 1)), o.Spec.Selector, o.Spec.Template
-		}
-	case config.KindStatefulSet:
-		var o *appsv1.StatefulSet
-		o, err = apps.StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			w.UID, w.Replicas, w.Selector, w.Template = o.UID, ptr.To(ptr.Deref(o.Spec.Replicas, 1)), o.Spec.Selector, o.Spec.Template
-		}
-	case config.KindReplicaSet:
-		var o *appsv1.ReplicaSet
-		o, err = apps.ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			w.UID, w.Replicas, w.Selector, w.Template = o.UID, ptr.To(ptr.Deref(o.Spec.Replicas, 1)), o.Spec.Selector, o.Spec.Template
-		}
-	case config.KindDaemonSet:
-		var o *appsv1.DaemonSet
-		o, err = apps.DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			w.UID, w.Selector, w.Template = o.UID, o.Spec.Selector, o.Spec.Template
-		}
-	default:
-		return w, fmt.Errorf("a %s is not an apps/v1 workload", kind)
-	}
-	if err != nil {
-		return w, fmt.Errorf("reading %s %s/%s: %w", kind, ns, name, err)
-	}
-	return w, nil
 }
 
 // pdbsSelecting lists the PodDisruptionBudgets in namespace that select pods with the given

@@ -35,7 +35,7 @@ func (g *openGaps) has(controller types.UID) bool {
 // already saw the owner back at its desired Ready replicas (the replacement gate), else once
 // a Ready sibling shows it (closeGaps).
 func (r *Reconciler) recordGap(ctx context.Context, pod *corev1.Pod, d drain.Decision, facts drain.Facts) {
-	if !d.Evicted || d.StartedFrom != drain.StartEviction || (d.Kind != config.KindDeployment && d.Kind != config.KindStatefulSet) {
+	if !d.Evicted || d.StartedFrom != drain.StartEviction || !d.Kind.Spec().GapMeasured {
 		return
 	}
 	// A gap is measured between two API times of whole seconds (the eviction's and the

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 
+	"function/config"
 	"function/handlers/drain"
 )
 
@@ -16,4 +17,13 @@ func FactReadNeeds() []drain.Need {
 		needs = append(needs, f.need)
 	}
 	return needs
+}
+
+// OwnerReaderKinds lists the kinds ownerReaders reads.
+func OwnerReaderKinds() []config.Kind {
+	var kinds []config.Kind
+	for k := range ownerReaders() {
+		kinds = append(kinds, k)
+	}
+	return kinds
 }

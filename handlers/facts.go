@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -81,33 +80,6 @@ func (r *Reconciler) gather(ctx context.Context, pod *corev1.Pod, need drain.Nee
 	}
 }
 
-// resolveOwner resolves the pod's ReplicaSet to the Deployment that controls it, if any. A
-// ReplicaSet's owner does not change, so the answer is kept (per ReplicaSet uid).
-func (r *Reconciler) resolveOwner(ctx context.Context, pod *corev1.Pod) (drain.Owner, error) {
-	ref := metav1.GetControllerOfNoCopy(pod)
-	if ref == nil {
-		return drain.Owner{Kind: config.KindPod}, nil
-	}
-	if ref.Kind != string(config.KindReplicaSet) {
-		return drain.Owner{Kind: config.KindOf(ref.Kind), Name: ref.Name, UID: ref.UID}, nil
-	}
-	if o, ok := r.owners.get(ref.UID); ok {
-		return o, nil
-	}
-	rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	if err != nil {
-		return drain.Owner{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, ref.Name, err)
-	}
-	o := drain.Owner{Kind: config.KindReplicaSet, Name: rs.Name, UID: rs.UID}
-	if d := metav1.GetControllerOfNoCopy(rs); d != nil && d.Kind == string(config.KindDeployment) {
-		o = drain.Owner{Kind: config.KindDeployment, Name: d.Name, UID: d.UID}
-	}
-	if rs.UID == ref.UID {
-		r.owners.put(ref.UID, o)
-	}
-	return o, nil
-}
-
 // readReplicas reads the owner's desired replicas and counts its pods that are Ready and not
 // deleting (straight from the pods, so it does not lag behind the owner's status).
 func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *drain.Facts) (drain.Replicas, error) {
@@ -128,12 +100,10 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 		}
 		kind, name = o.Kind, o.Name
 	}
-	switch kind {
-	case config.KindDeployment, config.KindReplicaSet, config.KindStatefulSet: // a StatefulSet: not a gate (see config.Kind.Replaceable), the capacity gap only
-	default:
+	if !kind.Spec().Replicated { // a StatefulSet: not a gate (see config.Kind.Replaceable), the capacity gap only
 		return drain.Replicas{}, fmt.Errorf("a %s has no replacement to wait for", kind)
 	}
-	w, err := r.readWorkload(ctx, pod.Namespace, kind, name)
+	w, err := r.readOwner(ctx, pod.Namespace, kind, name)
 	if err != nil {
 		return drain.Replicas{}, err
 	}
@@ -209,21 +179,4 @@ func serving(c discoveryv1.EndpointConditions) bool {
 		return *c.Serving
 	}
 	return c.Ready == nil || *c.Ready
-}
-
-// ownedByDeployment: p is the pod of a ReplicaSet of the Deployment named name, not merely a
-// pod its selector matches (another Deployment's selector may overlap: a canary). The
-// ReplicaSet's owner as read before, else the Deployment controller's naming
-// (<deployment>-<pod-template-hash>), which needs no read; a ReplicaSet it cannot place does
-// not count, so an overlap can only keep the gate closed (the deadline still ends the drain).
-func (r *Reconciler) ownedByDeployment(p *corev1.Pod, name string) bool {
-	c := metav1.GetControllerOfNoCopy(p)
-	if c == nil || c.Kind != string(config.KindReplicaSet) {
-		return false
-	}
-	if o, ok := r.owners.get(c.UID); ok {
-		return o.Kind == config.KindDeployment && o.Name == name
-	}
-	hash := p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
-	return hash != "" && c.Name == name+"-"+hash
 }

@@ -43,8 +43,8 @@ func PDBName(workload string) string { return workload + PDBNameSuffix }
 // ensurePDB creates the workload's PodDisruptionBudget (the caller found none selecting its
 // pods) when it is a Deployment or StatefulSet of 2 or more desired replicas. It reports
 // whether one exists now (created, or created meanwhile by another replica).
-func (r *Reconciler) ensurePDB(ctx context.Context, w workload, log *slog.Logger) bool {
-	if (w.Kind != config.KindDeployment && w.Kind != config.KindStatefulSet) || w.Replicas == nil || *w.Replicas < 2 || w.Selector == nil {
+func (r *Reconciler) ensurePDB(ctx context.Context, w ownerObject, log *slog.Logger) bool {
+	if !w.Kind.Spec().Paced || w.Replicas == nil || *w.Replicas < 2 || w.Selector == nil {
 		return false
 	}
 	pdb := &policyv1.PodDisruptionBudget{
@@ -176,7 +176,7 @@ func (r *Reconciler) pdbObsolete(ctx context.Context, pdb *policyv1.PodDisruptio
 	var ref *metav1.OwnerReference
 	for i, o := range pdb.OwnerReferences {
 		group, _, _ := strings.Cut(o.APIVersion, "/")
-		if group == "apps" && (o.Kind == string(config.KindDeployment) || o.Kind == string(config.KindStatefulSet)) {
+		if group == "apps" && config.KindOf(o.Kind).Spec().Paced {
 			ref = &pdb.OwnerReferences[i]
 			break
 		}
@@ -188,7 +188,7 @@ func (r *Reconciler) pdbObsolete(ctx context.Context, pdb *policyv1.PodDisruptio
 	if !cfg.Workload(kind).Manage {
 		return fmt.Sprintf("%s pods are no longer managed (workloadDefaults)", kind), nil
 	}
-	w, err := r.readWorkload(ctx, pdb.Namespace, kind, ref.Name)
+	w, err := r.readOwner(ctx, pdb.Namespace, kind, ref.Name)
 	switch {
 	case apierrors.IsNotFound(err):
 		return fmt.Sprintf("%s %s is gone", kind, ref.Name), nil
@@ -227,7 +227,7 @@ func overlapWhy(others []string, kind config.Kind, name string) string {
 // templates: where those count (detectVpaAnnotations) and the template neither opts in nor
 // out, a workload that a VerticalPodAutoscaler targets counts as opted in. Not knowing (no
 // dynamic client) counts as opted in: a PodDisruptionBudget is never deleted on a guess.
-func (r *Reconciler) templateOptsIn(ctx context.Context, w workload, cfg config.Config) (bool, error) {
+func (r *Reconciler) templateOptsIn(ctx context.Context, w ownerObject, cfg config.Config) (bool, error) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Annotations: w.Template.Annotations}}
 	if drain.ManagedBy(pod, cfg) != "" {
 		return true, nil

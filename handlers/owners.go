@@ -1,0 +1,123 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	typedappsv1 "k8s.io/client-go/kubernetes/typed/apps/v1"
+	"k8s.io/utils/ptr"
+
+	"function/config"
+	"function/handlers/drain"
+)
+
+// ownerObject is what advice, pacing and the replacement count read about a pod's owner.
+type ownerObject struct {
+	drain.Owner
+	Namespace string
+	// Replicas are the desired replicas; nil for a kind without spec.replicas (a DaemonSet).
+	Replicas *int32
+	Selector *metav1.LabelSelector
+	Template corev1.PodTemplateSpec
+}
+
+// ownerReader reads one kind's object into an ownerObject (its UID, replicas, selector and
+// pod template).
+type ownerReader func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error)
+
+// ownerReaders has a reader for each kind config's table of kinds marks Read (in the manner of
+// the disruption controller's finders): a kind added there adds its reader here, and its get
+// in config/rbac.yaml.
+func ownerReaders() map[config.Kind]ownerReader {
+	return map[config.Kind]ownerReader{
+		config.KindDeployment: func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error) {
+			o, err := apps.Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return ownerObject{}, err
+			}
+			return ownerObject{Owner: drain.Owner{UID: o.UID}, Replicas: ptr.To(ptr.Deref(o.Spec.Replicas, 1)), Selector: o.Spec.Selector, Template: o.Spec.Template}, nil
+		},
+		config.KindReplicaSet: func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error) {
+			o, err := apps.ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return ownerObject{}, err
+			}
+			return ownerObject{Owner: drain.Owner{UID: o.UID}, Replicas: ptr.To(ptr.Deref(o.Spec.Replicas, 1)), Selector: o.Spec.Selector, Template: o.Spec.Template}, nil
+		},
+		config.KindStatefulSet: func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error) {
+			o, err := apps.StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return ownerObject{}, err
+			}
+			return ownerObject{Owner: drain.Owner{UID: o.UID}, Replicas: ptr.To(ptr.Deref(o.Spec.Replicas, 1)), Selector: o.Spec.Selector, Template: o.Spec.Template}, nil
+		},
+		config.KindDaemonSet: func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error) {
+			o, err := apps.DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return ownerObject{}, err
+			}
+			return ownerObject{Owner: drain.Owner{UID: o.UID}, Selector: o.Spec.Selector, Template: o.Spec.Template}, nil
+		},
+	}
+}
+
+// readOwner reads a pod's owner of the given kind with its kind's reader.
+func (r *Reconciler) readOwner(ctx context.Context, ns string, kind config.Kind, name string) (ownerObject, error) {
+	read, ok := ownerReaders()[kind]
+	if !ok {
+		return ownerObject{Owner: drain.Owner{Kind: kind, Name: name}, Namespace: ns}, fmt.Errorf("a %s is not a workload this function reads", kind)
+	}
+	w, err := read(ctx, r.Client.AppsV1(), ns, name)
+	w.Kind, w.Name, w.Namespace = kind, name, ns
+	if err != nil {
+		return w, fmt.Errorf("reading %s %s/%s: %w", kind, ns, name, err)
+	}
+	return w, nil
+}
+
+// resolveOwner resolves the pod's ReplicaSet to the Deployment that controls it, if any. A
+// ReplicaSet's owner does not change, so the answer is kept (per ReplicaSet uid).
+func (r *Reconciler) resolveOwner(ctx context.Context, pod *corev1.Pod) (drain.Owner, error) {
+	ref := metav1.GetControllerOfNoCopy(pod)
+	if ref == nil {
+		return drain.Owner{Kind: config.KindPod}, nil
+	}
+	if ref.Kind != string(config.KindReplicaSet) {
+		return drain.Owner{Kind: config.KindOf(ref.Kind), Name: ref.Name, UID: ref.UID}, nil
+	}
+	if o, ok := r.owners.get(ref.UID); ok {
+		return o, nil
+	}
+	rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return drain.Owner{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, ref.Name, err)
+	}
+	o := drain.Owner{Kind: config.KindReplicaSet, Name: rs.Name, UID: rs.UID}
+	if d := metav1.GetControllerOfNoCopy(rs); d != nil && d.Kind == string(config.KindDeployment) {
+		o = drain.Owner{Kind: config.KindDeployment, Name: d.Name, UID: d.UID}
+	}
+	if rs.UID == ref.UID {
+		r.owners.put(ref.UID, o)
+	}
+	return o, nil
+}
+
+// ownedByDeployment: p is the pod of a ReplicaSet of the Deployment named name, not merely a
+// pod its selector matches (another Deployment's selector may overlap: a canary). The
+// ReplicaSet's owner as read before, else the Deployment controller's naming
+// (<deployment>-<pod-template-hash>), which needs no read; a ReplicaSet it cannot place does
+// not count, so an overlap can only keep the gate closed (the deadline still ends the drain).
+func (r *Reconciler) ownedByDeployment(p *corev1.Pod, name string) bool {
+	c := metav1.GetControllerOfNoCopy(p)
+	if c == nil || c.Kind != string(config.KindReplicaSet) {
+		return false
+	}
+	if o, ok := r.owners.get(c.UID); ok {
+		return o.Kind == config.KindDeployment && o.Name == name
+	}
+	hash := p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+	return hash != "" && c.Name == name+"-"+hash
+}
