@@ -34,6 +34,7 @@ import (
 	"function/config"
 	"function/eventing"
 	"function/handlers"
+	"function/handlers/advice"
 	"function/handlers/drain"
 	"function/test/knative"
 )
@@ -344,7 +345,7 @@ func probes(t *testing.T, ping *sourcesv1.PingSource) []probe {
 
 	started := time.Now().Add(-time.Minute)
 	advice := &handlers.Advice{Namespace: "prod", Owner: drain.Owner{Kind: config.KindDeployment, Name: "web"},
-		Findings: []handlers.Finding{{ID: handlers.FindingSingleReplica, Message: "one replica", Fix: "replicas: 2"}}}
+		Findings: []advice.Finding{{ID: advice.FindingSingleReplica, Message: "one replica", Fix: "replicas: 2"}}}
 	ps = append(ps,
 		probe{"reply: finalizer added", replyEvent(t, drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1}, nil, false)},
 		probe{"reply: advice", replyEvent(t, drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1, Kind: config.KindDeployment, Owner: "web"}, advice, false)},

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"function/handlers"
+	"function/handlers/advice"
 	"function/handlers/drain"
 )
 
@@ -49,7 +50,7 @@ type ReplyData struct {
 	// Gates are what the drain waits for (drain.started) or waited for (finalizer.removed).
 	Gates []drain.Gate `json:"gates,omitempty"`
 	// Findings are set on advice: what defeats a graceful eviction, each with its fix.
-	Findings []handlers.Finding `json:"findings,omitempty"`
+	Findings []advice.Finding `json:"findings,omitempty"`
 }
 
 // Reply is the CloudEvent that reports what the function did, or nil when it did nothing.

@@ -13,6 +13,7 @@ import (
 	"function/config"
 	"function/eventing"
 	"function/handlers"
+	"function/handlers/advice"
 	"function/handlers/drain"
 )
 
@@ -70,7 +71,7 @@ func TestReply(t *testing.T) {
 			name:     "finalizer added with advice",
 			decision: drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1, Kind: config.KindDeployment, Owner: "web"},
 			advice: &handlers.Advice{Namespace: "prod", Owner: drain.Owner{Kind: config.KindDeployment, Name: "web"},
-				Findings: []handlers.Finding{{ID: handlers.FindingSingleReplica, Message: "one replica", Fix: "replicas: 2"}}},
+				Findings: []advice.Finding{{ID: advice.FindingSingleReplica, Message: "one replica", Fix: "replicas: 2"}}},
 			wantType: eventing.TypeAdvice,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "ownerKind": "Deployment", "owner": "web",
 				"findings": []any{map[string]any{"id": "single-replica", "message": "one replica", "fix": "replicas: 2"}}},

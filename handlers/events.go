@@ -22,6 +22,9 @@ const (
 	EventDrainWaiting     = "DrainWaiting"
 )
 
+// EventDrainNotGraceful is the Warning Event on a pod's owner that lists advice's findings.
+const EventDrainNotGraceful = "DrainNotGraceful"
+
 // Component is the Kubernetes Event source and the field manager of every write.
 const Component = "vpa-graceful-drain"
 

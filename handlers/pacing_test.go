@@ -22,6 +22,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/advice"
 	"function/handlers/drain"
 	"function/internal/testutil"
 )
@@ -82,7 +83,7 @@ func TestPacingCreatesThePDB(t *testing.T) {
 			wantIDs: []string{}},
 		{name: "1 replica: no PDB (maxUnavailable 1 of 1 paces nothing)", cfg: pacing, objs: []runtime.Object{webDeployment(1, graceful)}, pod: webPod("web-1"),
 			wantVerbs: []string{"get pods", "patch pods", "list poddisruptionbudgets", "get deployments", "create events"},
-			wantIDs:   []string{handlers.FindingSingleReplica}},
+			wantIDs:   []string{advice.FindingSingleReplica}},
 		{name: "a PDB selects the pods already", cfg: pacing,
 			objs: []runtime.Object{webDeployment(3, graceful), pdbFor("theirs", nil, map[string]string{"app": "web"})}, pod: webPod("web-1"),
 			wantVerbs: []string{"get pods", "patch pods", "list poddisruptionbudgets", "get deployments"},
@@ -95,7 +96,7 @@ func TestPacingCreatesThePDB(t *testing.T) {
 			wantIDs:   []string{}},
 		{name: "pacing off: advice only", objs: []runtime.Object{webDeployment(3, graceful)}, pod: webPod("web-1"),
 			wantVerbs: []string{"get pods", "patch pods", "get deployments", "list poddisruptionbudgets", "create events"},
-			wantIDs:   []string{handlers.FindingNoPDB}},
+			wantIDs:   []string{advice.FindingNoPDB}},
 		{name: "a DaemonSet is not paced", cfg: pacing, objs: []runtime.Object{&appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: "default", UID: "uid-agent"},
 			Spec: appsv1.DaemonSetSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{gracefulContainer("agent")}}}}}},
 			pod:       newPod(managed, ownedBy("DaemonSet", "agent")),
@@ -155,7 +156,7 @@ func TestPacingCreateOutcomes(t *testing.T) {
 	}{
 		{name: "AlreadyExists (another replica created it): fine", err: apierrors.NewAlreadyExists(pdbGR, "web-vpa-graceful-drain"), wantIDs: []string{}},
 		{name: "forbidden: logged, and advised", err: apierrors.NewForbidden(pdbGR, "", errors.New("no pacing role")),
-			wantIDs: []string{handlers.FindingNoPDB}, wantLog: "vpa-graceful-drain-pacing"},
+			wantIDs: []string{advice.FindingNoPDB}, wantLog: "vpa-graceful-drain-pacing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 
 	"function/eventing"
 	"function/handlers"
+	"function/handlers/advice"
 	"function/test/cluster"
 )
 
@@ -139,10 +140,10 @@ func TestAdviceOncePerOwnerWithEachFinding(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond, "an advice reply for each owner")
 	require.Len(t, replies["solo"], 1, "once per owner")
 	require.Len(t, replies["pair"], 1, "once per owner, not per pod (4 pods)")
-	assert.Equal(t, []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingSingleReplica,
-		handlers.FindingShortTermination, handlers.FindingUseInPlaceOrRecreate}, findingIDs(replies["solo"][0]))
-	assert.Equal(t, []string{handlers.FindingNoPDB, handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe,
-		handlers.FindingShortTermination}, findingIDs(replies["pair"][0]))
+	assert.Equal(t, []string{advice.FindingNoPreStopHook, advice.FindingNoReadinessProbe, advice.FindingSingleReplica,
+		advice.FindingShortTermination, advice.FindingUseInPlaceOrRecreate}, findingIDs(replies["solo"][0]))
+	assert.Equal(t, []string{advice.FindingNoPDB, advice.FindingNoPreStopHook, advice.FindingNoReadinessProbe,
+		advice.FindingShortTermination}, findingIDs(replies["pair"][0]))
 	for _, f := range append(replies["solo"][0].Findings, replies["pair"][0].Findings...) {
 		assert.NotEmpty(t, f.Message, f.ID)
 		assert.NotEmpty(t, f.Fix, "%s: a fix", f.ID)

@@ -9,9 +9,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"function/config"
+	"function/handlers/advice"
 	"function/handlers/drain"
 )
 
@@ -185,4 +187,20 @@ func BareConfig() config.Config {
 	c.Workloads = map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}
 	c.HoldOn = config.HoldAll
 	return c
+}
+
+// GracefulContainer has a preStop hook and a readiness probe.
+func GracefulContainer(name string) corev1.Container {
+	return corev1.Container{Name: name, Image: "busybox",
+		Lifecycle:      &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}}},
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}}}}
+}
+
+// FindingIDs lists the findings' IDs ([] for none).
+func FindingIDs(findings []advice.Finding) []string {
+	out := []string{}
+	for _, f := range findings {
+		out = append(out, f.ID)
+	}
+	return out
 }

@@ -27,181 +27,21 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/advice"
 	"function/handlers/drain"
+	"function/handlers/drain/draintest"
 	"function/internal/testutil"
 )
 
+var (
+	gracefulContainer = draintest.GracefulContainer
+	ids               = draintest.FindingIDs
+)
+
 var vpaGVR = schema.GroupVersionResource{Group: "autoscaling.k8s.io", Version: "v1", Resource: "verticalpodautoscalers"}
-
-// gracefulContainer has a preStop hook and a readiness probe.
-func gracefulContainer(name string) corev1.Container {
-	return corev1.Container{Name: name, Image: "busybox",
-		Lifecycle:      &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}}},
-		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(8080)}}}}
-}
-
-// gracefulInput is advice input for a Deployment web that defeats nothing.
-func gracefulInput() handlers.AdviceInput {
-	return handlers.AdviceInput{
-		Owner:     drain.Owner{Kind: config.KindDeployment, Name: "web", UID: "uid-web"},
-		Namespace: "default",
-		Replicas:  ptr.To[int32](3),
-		Selector:  &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{gracefulContainer("app")}}},
-		GracePeriod: 30 * time.Second,
-		PDB:         ptr.To(true),
-	}
-}
-
-const webPDBYAML = `apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata:
-  name: web
-  namespace: default
-spec:
-  maxUnavailable: 1
-  selector:
-    matchLabels:
-      app: web
-  unhealthyPodEvictionPolicy: AlwaysAllow
-`
-
-func ids(findings []handlers.Finding) []string {
-	out := []string{}
-	for _, f := range findings {
-		out = append(out, f.ID)
-	}
-	return out
-}
-
-func TestAdvise(t *testing.T) {
-	tests := []struct {
-		name   string
-		change func(in *handlers.AdviceInput)
-		want   []string
-		check  func(t *testing.T, f []handlers.Finding)
-	}{
-		{name: "graceful: nothing", change: func(*handlers.AdviceInput) {}},
-		{name: "no preStop hook", change: func(in *handlers.AdviceInput) { in.Template.Spec.Containers[0].Lifecycle = nil },
-			want: []string{handlers.FindingNoPreStopHook},
-			check: func(t *testing.T, f []handlers.Finding) {
-				assert.Equal(t, "container app has no preStop hook: it gets SIGTERM while Services may still send it traffic", f[0].Message)
-				assert.Equal(t, "spec:\n  template:\n    spec:\n      containers:\n      - name: app\n        lifecycle:\n          preStop:\n            sleep:\n              seconds: 5\n", f[0].Fix)
-			}},
-		{name: "no readiness probe, in two containers, on a port", change: func(in *handlers.AdviceInput) {
-			side := gracefulContainer("side")
-			side.ReadinessProbe = nil
-			side.Ports = []corev1.ContainerPort{{ContainerPort: 9090}}
-			in.Template.Spec.Containers[0].ReadinessProbe = nil
-			in.Template.Spec.Containers = append(in.Template.Spec.Containers, side)
-		}, want: []string{handlers.FindingNoReadinessProbe},
-			check: func(t *testing.T, f []handlers.Finding) {
-				assert.Contains(t, f[0].Message, "containers app, side have no readinessProbe")
-				assert.Contains(t, f[0].Fix, "- name: app\n        readinessProbe:\n          httpGet:\n")
-				assert.Contains(t, f[0].Fix, "port: 8080\n")
-				assert.Contains(t, f[0].Fix, "- name: side\n")
-				assert.Contains(t, f[0].Fix, "port: 9090\n")
-			}},
-		{name: "terminationGracePeriodSeconds shorter than the grace period", change: func(in *handlers.AdviceInput) {
-			in.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](20)
-		}, want: []string{handlers.FindingShortTermination},
-			check: func(t *testing.T, f []handlers.Finding) {
-				assert.Equal(t, "terminationGracePeriodSeconds 20 is shorter than the drain's grace period 30s: the kubelet kills the containers after 20s", f[0].Message)
-				assert.Equal(t, "spec:\n  template:\n    spec:\n      terminationGracePeriodSeconds: 30\n", f[0].Fix)
-			}},
-		{name: "default termination (30 s) shorter than a 45 s grace", change: func(in *handlers.AdviceInput) { in.GracePeriod = 45 * time.Second },
-			want: []string{handlers.FindingShortTermination}},
-		{name: "termination equal to the grace period: fine", change: func(in *handlers.AdviceInput) {
-			in.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](30)
-		}},
-		{name: "a StatefulSet's grace period 0: fine", change: func(in *handlers.AdviceInput) {
-			in.Owner.Kind, in.GracePeriod, in.Template.Spec.TerminationGracePeriodSeconds = config.KindStatefulSet, 0, ptr.To[int64](0)
-		}},
-		{name: "single replica (no PDB finding besides)", change: func(in *handlers.AdviceInput) { in.Replicas, in.PDB = ptr.To[int32](1), ptr.To(false) },
-			want: []string{handlers.FindingSingleReplica},
-			check: func(t *testing.T, f []handlers.Finding) {
-				assert.Equal(t, "Deployment web has 1 replica: each eviction is downtime until the replacement is Ready", f[0].Message)
-				assert.Equal(t, "spec:\n  replicas: 2\n---\n"+webPDBYAML, f[0].Fix)
-			}},
-		{name: "single-replica StatefulSet", change: func(in *handlers.AdviceInput) {
-			in.Owner.Kind, in.Replicas = config.KindStatefulSet, ptr.To[int32](1)
-		}, want: []string{handlers.FindingSingleReplica}},
-		{name: "no PDB selects the pods", change: func(in *handlers.AdviceInput) { in.PDB = ptr.To(false) },
-			want: []string{handlers.FindingNoPDB},
-			check: func(t *testing.T, f []handlers.Finding) {
-				assert.Equal(t, "no PodDisruptionBudget selects the pods of Deployment web: the VPA updater may evict the next pod before the replacement is Ready", f[0].Message)
-				assert.Equal(t, webPDBYAML, f[0].Fix)
-			}},
-		{name: "PDB unknown (could not list): no finding", change: func(in *handlers.AdviceInput) { in.PDB = nil }},
-		{name: "DaemonSet: replicas do not apply", change: func(in *handlers.AdviceInput) {
-			in.Owner.Kind, in.Replicas, in.PDB = config.KindDaemonSet, nil, ptr.To(false)
-		}},
-		{name: "scaled to 0: nothing to evict", change: func(in *handlers.AdviceInput) { in.Replicas, in.PDB = ptr.To[int32](0), ptr.To(false) }},
-		{name: "VPA Recreate on an in-place cluster", change: func(in *handlers.AdviceInput) {
-			in.VPA, in.VPAUpdateMode, in.InPlaceResize = "web-vpa", "Recreate", true
-		}, want: []string{handlers.FindingUseInPlaceOrRecreate},
-			check: func(t *testing.T, f []handlers.Finding) {
-				assert.Equal(t, "VerticalPodAutoscaler web-vpa of Deployment web has updateMode Recreate, which evicts a pod to resize it; this cluster resizes pods in place", f[0].Message)
-				assert.Equal(t, "spec:\n  updatePolicy:\n    updateMode: InPlaceOrRecreate\n", f[0].Fix)
-			}},
-		{name: "VPA Auto", change: func(in *handlers.AdviceInput) { in.VPA, in.VPAUpdateMode, in.InPlaceResize = "v", "Auto", true },
-			want: []string{handlers.FindingUseInPlaceOrRecreate}},
-		{name: "VPA without updateMode (VPA's default recreates)", change: func(in *handlers.AdviceInput) { in.VPA, in.InPlaceResize = "v", true },
-			want:  []string{handlers.FindingUseInPlaceOrRecreate},
-			check: func(t *testing.T, f []handlers.Finding) { assert.Contains(t, f[0].Message, "updateMode unset (Auto)") }},
-		{name: "VPA Recreate, no in-place resize", change: func(in *handlers.AdviceInput) { in.VPA, in.VPAUpdateMode = "v", "Recreate" }},
-		{name: "VPA InPlaceOrRecreate already", change: func(in *handlers.AdviceInput) {
-			in.VPA, in.VPAUpdateMode, in.InPlaceResize = "v", "InPlaceOrRecreate", true
-		}},
-		{name: "VPA Off", change: func(in *handlers.AdviceInput) { in.VPA, in.VPAUpdateMode, in.InPlaceResize = "v", "Off", true }},
-		{name: "no VPA", change: func(in *handlers.AdviceInput) { in.InPlaceResize = true }},
-		{name: "everything, in order", change: func(in *handlers.AdviceInput) {
-			in.Template.Spec.Containers = []corev1.Container{{Name: "app"}}
-			in.GracePeriod, in.Replicas = time.Minute, ptr.To[int32](1)
-			in.VPA, in.InPlaceResize = "v", true
-		}, want: []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingShortTermination,
-			handlers.FindingSingleReplica, handlers.FindingUseInPlaceOrRecreate}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			in := gracefulInput()
-			tt.change(&in)
-			got := handlers.Advise(in)
-			assert.Equal(t, append([]string{}, tt.want...), ids(got))
-			for _, f := range got {
-				assert.NotEmpty(t, f.Message)
-				assertFixParses(t, f)
-			}
-			if tt.check != nil && len(got) > 0 {
-				tt.check(t, got)
-			}
-		})
-	}
-}
-
-// assertFixParses: each fix is YAML of the object it changes, strictly.
-func assertFixParses(t *testing.T, f handlers.Finding) {
-	t.Helper()
-	for _, doc := range strings.Split(f.Fix, "\n---\n") {
-		var meta struct{ Kind string }
-		require.NoError(t, yaml.Unmarshal([]byte(doc), &meta), "%s: %s", f.ID, doc)
-		var into any
-		switch {
-		case meta.Kind == "PodDisruptionBudget":
-			into = &policyv1.PodDisruptionBudget{}
-		case f.ID == handlers.FindingUseInPlaceOrRecreate:
-			into = &map[string]any{}
-		default:
-			into = &appsv1.Deployment{}
-		}
-		assert.NoError(t, yaml.UnmarshalStrict([]byte(doc), into), "%s: %s", f.ID, doc)
-	}
-}
 
 // ---- checkOwner, through Reconcile adding the finalizer ----
 
@@ -328,7 +168,7 @@ func TestCheckOwnerAdvisesOncePerOwner(t *testing.T) {
 	require.NotNil(t, out.Advice)
 	assert.Equal(t, drain.Owner{Kind: config.KindDeployment, Name: "web", UID: "uid-web"}, out.Advice.Owner)
 	assert.Equal(t, "default", out.Advice.Namespace)
-	assert.Equal(t, []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingNoPDB, handlers.FindingUseInPlaceOrRecreate},
+	assert.Equal(t, []string{advice.FindingNoPreStopHook, advice.FindingNoReadinessProbe, advice.FindingNoPDB, advice.FindingUseInPlaceOrRecreate},
 		ids(out.Advice.Findings))
 	assert.Equal(t, []string{"get pods", "patch pods", "get deployments", "list poddisruptionbudgets", "get resource", "create events"}, testutil.Verbs(f.client),
 		"the finalizer, then the owner, the PDBs, discovery (pods/resize), and the Event")
@@ -366,7 +206,7 @@ func TestCheckOwnerDryRunOnlyReads(t *testing.T) {
 	f := newAdviceFixture(t, true, func(c *config.Config) { c.EnsurePDB = true }, webDeployment(3), webVPA(""))
 	out := f.addFinalizer(t, webPod("web-1"))
 	require.NotNil(t, out.Advice, "dry-run still advises (in the reply)")
-	assert.Equal(t, []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingNoPDB, handlers.FindingUseInPlaceOrRecreate},
+	assert.Equal(t, []string{advice.FindingNoPreStopHook, advice.FindingNoReadinessProbe, advice.FindingNoPDB, advice.FindingUseInPlaceOrRecreate},
 		ids(out.Advice.Findings))
 	assert.Equal(t, []string{"get deployments", "list poddisruptionbudgets", "get resource"}, testutil.Verbs(f.client),
 		"no finalizer, no Event, no PodDisruptionBudget")
@@ -403,7 +243,7 @@ func TestCheckOwnerVPAOptional(t *testing.T) {
 			}
 			out := f.addFinalizer(t, webPod("web-1"))
 			require.NotNil(t, out.Advice)
-			assert.Equal(t, []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe, handlers.FindingNoPDB}, ids(out.Advice.Findings))
+			assert.Equal(t, []string{advice.FindingNoPreStopHook, advice.FindingNoReadinessProbe, advice.FindingNoPDB}, ids(out.Advice.Findings))
 			assert.Equal(t, []string{"get pods", "patch pods", "get deployments", "list poddisruptionbudgets", "create events"}, testutil.Verbs(f.client),
 				"no discovery without a VPA to advise on")
 			if tt.wantLog == "" {
@@ -434,14 +274,14 @@ func TestCheckOwnerKinds(t *testing.T) {
 	}{
 		{name: "StatefulSet", pod: newPod(managed, ownedBy("StatefulSet", "db")),
 			wantVerbs: []string{"get pods", "patch pods", "get statefulsets", "list poddisruptionbudgets", "create events"},
-			wantOwner: drain.Owner{Kind: config.KindStatefulSet, Name: "db", UID: "uid-db"}, wantIDs: []string{handlers.FindingSingleReplica}},
+			wantOwner: drain.Owner{Kind: config.KindStatefulSet, Name: "db", UID: "uid-db"}, wantIDs: []string{advice.FindingSingleReplica}},
 		{name: "DaemonSet: no replica findings", pod: newPod(managed, ownedBy("DaemonSet", "agent")),
 			wantVerbs: []string{"get pods", "patch pods", "get daemonsets", "list poddisruptionbudgets", "create events"},
 			wantOwner: drain.Owner{Kind: config.KindDaemonSet, Name: "agent", UID: "uid-agent"},
-			wantIDs:   []string{handlers.FindingNoPreStopHook, handlers.FindingNoReadinessProbe}},
+			wantIDs:   []string{advice.FindingNoPreStopHook, advice.FindingNoReadinessProbe}},
 		{name: "ReplicaSet without a Deployment", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")),
 			wantVerbs: []string{"get replicasets", "get pods", "patch pods", "get replicasets", "list poddisruptionbudgets", "create events"},
-			wantOwner: drain.Owner{Kind: config.KindReplicaSet, Name: "legacy", UID: "uid-legacy"}, wantIDs: []string{handlers.FindingNoPDB}},
+			wantOwner: drain.Owner{Kind: config.KindReplicaSet, Name: "legacy", UID: "uid-legacy"}, wantIDs: []string{advice.FindingNoPDB}},
 		{name: "another controller: not read", pod: newPod(managed, ownedBy("Rollout", "canary")), wantVerbs: []string{"get pods", "patch pods"}},
 	}
 	for _, tt := range tests {
@@ -525,7 +365,7 @@ func TestCheckOwnerPDBSelection(t *testing.T) {
 			out := f.addFinalizer(t, webPod("web-1"))
 			require.NotNil(t, out.Advice)
 			if tt.noPDB {
-				assert.Equal(t, []string{handlers.FindingNoPDB}, ids(out.Advice.Findings))
+				assert.Equal(t, []string{advice.FindingNoPDB}, ids(out.Advice.Findings))
 			} else {
 				assert.Empty(t, out.Advice.Findings)
 			}

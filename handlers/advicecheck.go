@@ -1,18 +1,15 @@
 package handlers
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -25,236 +22,24 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
 	"function/config"
+	"function/handlers/advice"
 	"function/handlers/drain"
-)
-
-// Finding is one thing that defeats a graceful eviction, with the exact fix.
-type Finding struct {
-	// ID names the finding (one of the Finding* constants).
-	ID string `json:"id"`
-	// Message says what is wrong and what it costs.
-	Message string `json:"message"`
-	// Fix is the change that cures it, most often a YAML snippet.
-	Fix string `json:"fix"`
-}
-
-// Advice findings.
-const (
-	FindingNoPreStopHook        = "no-prestop-hook"
-	FindingNoReadinessProbe     = "no-readiness-probe"
-	FindingShortTermination     = "termination-grace-shorter-than-grace-period"
-	FindingSingleReplica        = "single-replica"
-	FindingNoPDB                = "no-pod-disruption-budget"
-	FindingUseInPlaceOrRecreate = "use-in-place-or-recreate"
 )
 
 // Advice is what was found about one owner's pods, once per owner and at most daily.
 type Advice struct {
-	Namespace string      `json:"namespace"`
-	Owner     drain.Owner `json:"owner"`
-	Findings  []Finding   `json:"findings"`
+	Namespace string           `json:"namespace"`
+	Owner     drain.Owner      `json:"owner"`
+	Findings  []advice.Finding `json:"findings"`
 }
-
-// EventDrainNotGraceful is the Warning Event on the owner that lists the findings.
-const EventDrainNotGraceful = "DrainNotGraceful"
 
 // adviceEvery is how often one owner is advised again (per replica).
 const adviceEvery = 24 * time.Hour
 
 // VerticalPodAutoscaler's API, read through the dynamic client (its CRD may be absent).
 var vpaGVR = schema.GroupVersionResource{Group: "autoscaling.k8s.io", Version: "v1", Resource: "verticalpodautoscalers"}
-
-// VPA update modes (spec.updatePolicy.updateMode) advice tells apart.
-const (
-	vpaModeAuto              = "Auto"
-	vpaModeRecreate          = "Recreate"
-	vpaModeInPlaceOrRecreate = "InPlaceOrRecreate"
-)
-
-// defaultTerminationGrace is the pod's terminationGracePeriodSeconds when it sets none.
-const defaultTerminationGrace = 30 * time.Second
-
-// preStopSleepSeconds is the preStop sleep advised: long enough for the endpoints controller
-// and the proxies to stop sending traffic before SIGTERM.
-const preStopSleepSeconds = 5
-
-// AdviceInput is what Advise looks at: what was read about one pod's owner.
-type AdviceInput struct {
-	// Owner is the workload (Kind, Name, UID) and Namespace its namespace.
-	Owner     drain.Owner
-	Namespace string
-	// Replicas is the owner's desired replicas; nil where that does not apply (a DaemonSet)
-	// or is unknown: no replica finding then.
-	Replicas *int32
-	// Selector is the owner's spec.selector (for the PodDisruptionBudget fix).
-	Selector *metav1.LabelSelector
-	// Template is the owner's pod template.
-	Template corev1.PodTemplateSpec
-	// GracePeriod is the drain's effective grace period for the owner's pods.
-	GracePeriod time.Duration
-	// PDB says whether a PodDisruptionBudget in the namespace selects the pod's labels; nil:
-	// unknown (no finding).
-	PDB *bool
-	// VPA names the VerticalPodAutoscaler whose spec.targetRef is the owner ("" when there is
-	// none or it could not be read), and VPAUpdateMode is its spec.updatePolicy.updateMode
-	// ("" when unset: VPA then recreates pods, as with Recreate/Auto).
-	VPA           string
-	VPAUpdateMode string
-	// InPlaceResize reports whether the cluster serves the pods/resize subresource.
-	InPlaceResize bool
-}
-
-// Advise lists what defeats a graceful eviction of the owner's pods, each with its fix, in
-// the order of the Finding* constants. It reads nothing: see checkOwner for what it is given.
-func Advise(in AdviceInput) []Finding {
-	var out []Finding
-	kind, name := in.Owner.Kind, in.Owner.Name
-	what := fmt.Sprintf("%s %s", kind, name)
-	spec := in.Template.Spec
-
-	var noPreStop, noReadiness []corev1.Container
-	for _, c := range spec.Containers {
-		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
-			noPreStop = append(noPreStop, c)
-		}
-		if c.ReadinessProbe == nil {
-			noReadiness = append(noReadiness, c)
-		}
-	}
-	if len(noPreStop) > 0 {
-		out = append(out, Finding{
-			ID: FindingNoPreStopHook,
-			Message: fmt.Sprintf("%s no preStop hook: it gets SIGTERM while Services may still send it traffic",
-				containersHave(noPreStop)),
-			Fix: templateFix("containers:\n" + containerItems(noPreStop, func(corev1.Container) string {
-				return fmt.Sprintf("lifecycle:\n  preStop:\n    sleep:\n      seconds: %d\n", preStopSleepSeconds)
-			})),
-		})
-	}
-	if len(noReadiness) > 0 {
-		out = append(out, Finding{
-			ID: FindingNoReadinessProbe,
-			Message: fmt.Sprintf("%s no readinessProbe: a replacement counts as Ready (for Services, PodDisruptionBudgets and the drain) before it can serve",
-				containersHave(noReadiness)),
-			Fix: templateFix("containers:\n" + containerItems(noReadiness, func(c corev1.Container) string {
-				port := int32(8080)
-				if len(c.Ports) > 0 {
-					port = c.Ports[0].ContainerPort
-				}
-				return fmt.Sprintf("readinessProbe:\n  httpGet:\n    path: /ready  # your app's readiness endpoint\n    port: %d\n  periodSeconds: 5\n", port)
-			})),
-		})
-	}
-
-	termination := defaultTerminationGrace
-	if s := spec.TerminationGracePeriodSeconds; s != nil {
-		termination = time.Duration(*s) * time.Second
-	}
-	if termination < in.GracePeriod {
-		want := int64(math.Ceil(in.GracePeriod.Seconds()))
-		out = append(out, Finding{
-			ID: FindingShortTermination,
-			Message: fmt.Sprintf("terminationGracePeriodSeconds %d is shorter than the drain's grace period %ds: the kubelet kills the containers after %ds",
-				int64(termination.Seconds()), want, int64(termination.Seconds())),
-			Fix: templateFix(fmt.Sprintf("terminationGracePeriodSeconds: %d\n", want)),
-		})
-	}
-
-	replicated := kind.Spec().Replicated
-	if replicated && in.Replicas != nil && *in.Replicas == 1 {
-		out = append(out, Finding{
-			ID:      FindingSingleReplica,
-			Message: fmt.Sprintf("%s has 1 replica: each eviction is downtime until the replacement is Ready", what),
-			Fix:     "spec:\n  replicas: 2\n---\n" + pdbYAML(in),
-		})
-	}
-	if replicated && in.Replicas != nil && *in.Replicas >= 2 && in.PDB != nil && !*in.PDB {
-		out = append(out, Finding{
-			ID: FindingNoPDB,
-			Message: fmt.Sprintf("no PodDisruptionBudget selects the pods of %s: the VPA updater may evict the next pod before the replacement is Ready",
-				what),
-			Fix: pdbYAML(in),
-		})
-	}
-
-	recreates := in.VPAUpdateMode == vpaModeRecreate || in.VPAUpdateMode == vpaModeAuto || (in.VPA != "" && in.VPAUpdateMode == "")
-	if recreates && in.InPlaceResize {
-		mode := cmp.Or(in.VPAUpdateMode, "unset ("+vpaModeAuto+")")
-		vpa := "VerticalPodAutoscaler"
-		if in.VPA != "" {
-			vpa += " " + in.VPA
-		}
-		out = append(out, Finding{
-			ID: FindingUseInPlaceOrRecreate,
-			Message: fmt.Sprintf("%s of %s has updateMode %s, which evicts a pod to resize it; this cluster resizes pods in place",
-				vpa, what, mode),
-			Fix: "spec:\n  updatePolicy:\n    updateMode: " + vpaModeInPlaceOrRecreate + "\n",
-		})
-	}
-	return out
-}
-
-// containersHave is "container a has" or "containers a, b have".
-func containersHave(cs []corev1.Container) string {
-	names := make([]string, 0, len(cs))
-	for _, c := range cs {
-		names = append(names, c.Name)
-	}
-	if len(names) == 1 {
-		return "container " + names[0] + " has"
-	}
-	return "containers " + strings.Join(names, ", ") + " have"
-}
-
-// containerItems is a YAML list of the containers by name, each with the fields body gives.
-func containerItems(cs []corev1.Container, body func(corev1.Container) string) string {
-	var b strings.Builder
-	for _, c := range cs {
-		b.WriteString("- name: " + c.Name + "\n")
-		b.WriteString(indent(body(c), "  "))
-	}
-	return b.String()
-}
-
-// templateFix places pod spec fields under the workload's spec.template.spec.
-func templateFix(podSpec string) string {
-	return "spec:\n  template:\n    spec:\n" + indent(podSpec, "      ")
-}
-
-func indent(s, prefix string) string {
-	lines := strings.SplitAfter(s, "\n")
-	var b strings.Builder
-	for _, l := range lines {
-		if l != "" {
-			b.WriteString(prefix + l)
-		}
-	}
-	return b.String()
-}
-
-// pdbYAML is a complete PodDisruptionBudget for the owner: maxUnavailable 1, the owner's
-// selector (its template's labels when it has none), and unready replicas always evictable
-// (as pacing creates it).
-func pdbYAML(in AdviceInput) string {
-	sel := in.Selector
-	if sel == nil {
-		sel = &metav1.LabelSelector{MatchLabels: in.Template.Labels}
-	}
-	doc := map[string]any{
-		"apiVersion": "policy/v1",
-		"kind":       "PodDisruptionBudget",
-		"metadata":   map[string]any{"name": in.Owner.Name, "namespace": in.Namespace},
-		"spec":       map[string]any{"maxUnavailable": 1, "selector": sel, "unhealthyPodEvictionPolicy": string(policyv1.AlwaysAllow)},
-	}
-	b, err := yaml.Marshal(doc)
-	if err != nil { // a LabelSelector always marshals
-		return fmt.Sprintf("# cannot render the PodDisruptionBudget: %v\n", err)
-	}
-	return string(b)
-}
 
 // advised remembers when each owner was last advised (bounded; per replica: a restart or
 // another replica may advise once more), and what advice learned about the cluster for the
@@ -375,18 +160,18 @@ func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d drain.De
 	tplPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Annotations: w.Template.Annotations}}
 	var ignored []string
 	grace, _ := drain.Overrides(tplPod, cfg.Workload(d.Kind).GracePeriod, cfg.DrainTimeout, &ignored)
-	in := AdviceInput{Owner: w.Owner, Namespace: w.Namespace, Replicas: w.Replicas, Selector: w.Selector,
+	in := advice.Input{Owner: w.Owner, Namespace: w.Namespace, Replicas: w.Replicas, Selector: w.Selector,
 		Template: w.Template, GracePeriod: grace, PDB: pdb}
 	if v, err := r.vpaFor(ctx, w.Namespace, w.Kind, w.Name); err != nil {
 		log.WarnContext(ctx, "advice: cannot list VerticalPodAutoscalers; skipped", slog.String("error", err.Error()))
 	} else if v != nil {
 		in.VPA, in.VPAUpdateMode = v.name, v.mode
-		if v.mode == "" || v.mode == vpaModeAuto || v.mode == vpaModeRecreate {
+		if advice.Recreates(v.mode) {
 			in.InPlaceResize = r.inPlaceResize(ctx, log)
 		}
 	}
 
-	adv := &Advice{Namespace: w.Namespace, Owner: w.Owner, Findings: Advise(in)}
+	adv := &Advice{Namespace: w.Namespace, Owner: w.Owner, Findings: advice.Advise(in)}
 	if len(adv.Findings) == 0 {
 		log.DebugContext(ctx, "advice: nothing defeats a graceful eviction")
 		return adv
@@ -399,31 +184,10 @@ func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d drain.De
 		return adv
 	}
 	ref := corev1.ObjectReference{Kind: string(w.Kind), APIVersion: "apps/v1", Namespace: w.Namespace, Name: w.Name, UID: w.UID}
-	if err := r.Events.RecordFor(ctx, ref, corev1.EventTypeWarning, EventDrainNotGraceful, adviceMessage(adv.Findings)); err != nil {
+	if err := r.Events.RecordFor(ctx, ref, corev1.EventTypeWarning, EventDrainNotGraceful, advice.EventMessage(adv.Findings)); err != nil {
 		log.WarnContext(ctx, "could not record Kubernetes Event", slog.String("error", err.Error()))
 	}
 	return adv
-}
-
-// eventMessageMax bounds the DrainNotGraceful message.
-const eventMessageMax = 1024
-
-// adviceMessage lists the findings' IDs and messages (the fixes are in the reply and the log).
-func adviceMessage(findings []Finding) string {
-	parts := make([]string, 0, len(findings))
-	for _, f := range findings {
-		parts = append(parts, "["+f.ID+"] "+f.Message)
-	}
-	msg := "Evictions of these pods are not graceful: " + strings.Join(parts, "; ") +
-		". Fixes: the function's dev.vpagracefuldrain.advice reply and its log."
-	if len(msg) > eventMessageMax {
-		cut := eventMessageMax - len("...")
-		for cut > 0 && !utf8.RuneStart(msg[cut]) {
-			cut--
-		}
-		msg = msg[:cut] + "..."
-	}
-	return msg
 }
 
 // pdbsSelecting lists the PodDisruptionBudgets in namespace that select pods with the given
