@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,9 +13,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
 	"function/handlers"
+	"function/handlers/drain"
+	"function/internal/testutil"
 )
 
 // gets records when the fixture's pods are read (each re-check starts with a read).
@@ -216,4 +220,138 @@ func TestRunSweeps(t *testing.T) {
 		}
 	}, waitFor, tick, "a sweep after the interval")
 	assert.GreaterOrEqual(t, f.clock.Since(now), time.Minute, "not before the interval")
+}
+
+// A waiting drain is looked at again when its re-check is due: the pod is read and, once its
+// containers have stopped, the finalizer is removed.
+func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
+	s10 := now.Add(-10 * time.Second).Truncate(time.Second)
+	pod := newPod(ours, managed, deleting, started(s10))
+	f := newFixture(t, false, pod.DeepCopy())
+
+	out, err := f.rec.ReconcileLive(context.Background(), pod)
+	require.NoError(t, err)
+	require.Equal(t, drain.Wait, out.Decision.Action)
+	require.Equal(t, up(s10).Add(30*time.Second), out.Decision.RecheckAt)
+	require.Equal(t, 1, f.rec.Rechecks.Len())
+	require.Equal(t, []string{}, testutil.Verbs(f.client))
+
+	updateLive(t, f.client, pod.Name, func(p *corev1.Pod) {
+		p.Status.Phase = corev1.PodSucceeded
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{terminated("app", 0)}
+	})
+	f.clock.Step(out.Decision.RecheckAt.Sub(now) - time.Nanosecond)
+	require.Never(t, func() bool { return len(f.client.Actions()) > 0 }, 100*time.Millisecond, tick, "not due yet")
+
+	f.clock.Step(time.Nanosecond)
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 3 }, waitFor, tick)
+	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
+	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
+	evs := events(f.client)
+	require.Len(t, evs, 1)
+	assert.Equal(t, handlers.EventDrainCompleted, evs[0].Reason)
+	require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 0 }, waitFor, tick)
+}
+
+// The whole drain driven by the clock: start, wait through the grace period while the
+// containers run, wait again for the deadline, time out.
+func TestRecheckWaitsThenTimesOut(t *testing.T) {
+	pod := newPod(ours, managed, deleting)
+	f := newFixture(t, false, pod.DeepCopy())
+
+	out, err := f.rec.Reconcile(context.Background(), pod)
+	require.NoError(t, err)
+	require.Equal(t, drain.StartDrain, out.Decision.Action)
+	require.Equal(t, []string{"get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
+	require.Equal(t, 1, f.rec.Rechecks.Len(), "a re-check at the grace end")
+	f.client.ClearActions()
+
+	// Grace end: containers still running, wait for the deadline.
+	f.clock.SetTime(up(drainStamp).Add(30 * time.Second))
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Rechecks.Len() == 1 }, waitFor, tick)
+	assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
+	assert.Equal(t, []string{drain.Finalizer}, livePod(t, f.client, pod.Name).Finalizers)
+	f.client.ClearActions()
+
+	// Deadline: time out.
+	f.clock.SetTime(up(drainStamp).Add(5 * time.Minute))
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 3 }, waitFor, tick)
+	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
+	evs := events(f.client)
+	require.Len(t, evs, 1)
+	assert.Equal(t, handlers.EventDrainTimedOut, evs[0].Reason)
+	assert.Equal(t, corev1.EventTypeWarning, evs[0].Type)
+	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
+}
+
+func TestRecheckRetriesAfterReadError(t *testing.T) {
+	pod := newPod(ours, managed, deleting, started(s40), ann(drain.AnnotationGracePeriod, "60"))
+	f := newFixture(t, false, pod.DeepCopy())
+	_, err := f.rec.ReconcileLive(context.Background(), pod)
+	require.NoError(t, err)
+	require.Equal(t, 1, f.rec.Rechecks.Len())
+
+	var gets atomic.Int32
+	f.client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if gets.Add(1) == 1 {
+			return true, nil, apierrors.NewInternalError(errors.New("etcd down"))
+		}
+		return false, nil, nil
+	})
+	updateLive(t, f.client, pod.Name, func(p *corev1.Pod) { p.Status.Phase = corev1.PodFailed })
+
+	f.clock.SetTime(up(s40).Add(60 * time.Second))
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Rechecks.Len() == 1 }, waitFor, tick,
+		"a failed re-check is scheduled again")
+	assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
+
+	f.clock.Step(2 * time.Second)
+	require.Eventually(t, func() bool { return len(f.client.Actions()) == 4 }, waitFor, tick)
+	assert.Equal(t, []string{"get pods", "get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
+	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
+}
+
+func TestRecheckOfAPodThatIsGoneOrReplaced(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, c *fake.Clientset)
+	}{
+		{"gone", func(t *testing.T, c *fake.Clientset) {
+			require.NoError(t, c.Tracker().Delete(podsGVR, "default", "web-1"))
+		}},
+		{"replaced", func(t *testing.T, c *fake.Clientset) {
+			require.NoError(t, c.Tracker().Delete(podsGVR, "default", "web-1"))
+			// A new pod of the same name that would get a finalizer if it were reconciled here.
+			require.NoError(t, c.Tracker().Add(newPod(managed, func(p *corev1.Pod) { p.UID = "uid-2" })))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := newPod(ours, managed, deleting, started(now))
+			f := newFixture(t, false, pod.DeepCopy())
+			_, err := f.rec.ReconcileLive(context.Background(), pod)
+			require.NoError(t, err)
+			require.Equal(t, 1, f.rec.Rechecks.Len())
+			tt.change(t, f.client)
+
+			// Make the re-check observable: it reads the pod, then must not write.
+			read := make(chan struct{})
+			var once sync.Once
+			f.client.PrependReactor("get", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+				once.Do(func() { close(read) })
+				return false, nil, nil
+			})
+			f.clock.Step(time.Hour)
+			select {
+			case <-read:
+			case <-time.After(waitFor):
+				require.FailNow(t, "the re-check did not read the pod")
+			}
+			require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 0 }, waitFor, tick)
+			// The pod is re-checked once; no write may follow the read. A write would be
+			// recorded before a second Reconcile could finish, so check the actions settle.
+			require.Never(t, func() bool { return len(f.client.Actions()) > 1 }, 100*time.Millisecond, tick)
+			assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
+		})
+	}
 }

@@ -100,49 +100,6 @@ func (r *Reconciler) SetConfig(cfg config.Config) {
 	}
 }
 
-// RequestSweep asks Run for a sweep now (a configuration change). It returns false when one is
-// already pending. It claims the shared Lease whatever it says, so the replicas' own timers
-// stand down.
-func (r *Reconciler) RequestSweep() bool {
-	r.forceSweep.Store(true)
-	return r.signalSweep()
-}
-
-// MinSweepGap is the least time between two sweeps asked for by events (a PingSource tick, a
-// posted sweep event): per replica, and, with a Lease, across replicas. Anyone who can reach
-// the function can post one; a sweep lists every pod.
-const MinSweepGap = 10 * time.Second
-
-// AskSweep asks Run for a sweep on an event's word. It returns false, and asks nothing, when
-// this replica was asked less than MinSweepGap ago or a sweep is already pending; Run then
-// sweeps only when no replica swept within MinSweepGap (the Lease says).
-func (r *Reconciler) AskSweep() bool {
-	now := r.now()
-	for {
-		last := r.lastAsked.Load()
-		if last != 0 && now.Sub(time.Unix(0, last)) < MinSweepGap && !now.Before(time.Unix(0, last)) {
-			return false
-		}
-		if r.lastAsked.CompareAndSwap(last, now.UnixNano()) {
-			return r.signalSweep()
-		}
-	}
-}
-
-func (r *Reconciler) signalSweep() bool {
-	select {
-	case r.sweepSignal() <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-func (r *Reconciler) sweepSignal() chan struct{} {
-	r.once.Do(func() { r.sweepNow = make(chan struct{}, 1) })
-	return r.sweepNow
-}
-
 // NewReconciler wires a Reconciler with real time and API-written Events. Call Run to
 // process re-checks and sweep.
 func NewReconciler(client kubernetes.Interface, cfg config.Config, dryRun bool, log *slog.Logger) *Reconciler {
@@ -298,44 +255,6 @@ func (r *Reconciler) ReconcileRef(ctx context.Context, namespace, name string) (
 	return r.ReconcileLive(ctx, pod)
 }
 
-// SweepResult counts what a sweep did.
-type SweepResult struct {
-	Pods, Writes, Failures int
-}
-
-// Sweep reconciles every pod: it resumes drains this process holds no re-check for (after a
-// restart), and catches what the event source dropped (it drops an event after 5 failed sends)
-// or never sent (it announces no pod that existed before it started). A pod that fails is
-// logged and counted; the sweep goes on.
-func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
-	var res SweepResult
-	if r.Client == nil {
-		return res, ErrNoCluster
-	}
-	overdue := int64(0)
-	err := forEachPod(ctx, r.Client, "", func(pod *corev1.Pod) error {
-		res.Pods++
-		out, err := r.ReconcileLive(ctx, pod) // listed from the API server just now
-		if d := out.Decision; d.FinalizerIndex >= 0 && !d.Deadline.IsZero() && !out.Applied && r.now().After(d.Deadline.Add(time.Second)) {
-			overdue++ // held past its deadline: the release was refused or failed
-		}
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case err != nil:
-			res.Failures++
-			r.Log.WarnContext(ctx, "sweep: reconciling pod failed", podAttrs(pod), slog.String("error", err.Error()))
-		case out.Applied:
-			res.Writes++
-		}
-		return nil
-	})
-	if err == nil {
-		r.overdue.Store(overdue)
-	}
-	return res, err
-}
-
 // Forget drops all this process keeps about the pod: its pending re-check, its sibling wait,
 // its last write. Only a read that found the pod gone calls it (a re-check, a 404 on a
 // write), never an event: a forged delete event must not cancel a real drain's re-check.
@@ -368,70 +287,6 @@ func (r *Reconciler) Run(ctx context.Context, workers int) {
 	<-ctx.Done()
 	r.Stop()
 	wg.Wait()
-}
-
-// sweepEvery sweeps now, then every SweepInterval (as configured at the time) and whenever
-// RequestSweep asks for one, until ctx ends. With a Lease, a timer-driven sweep runs only when
-// no replica has swept within the interval.
-func (r *Reconciler) sweepEvery(ctx context.Context) {
-	asked := false
-	for {
-		interval := r.CurrentConfig().SweepInterval
-		next := r.now().Add(interval)
-		claimed := true
-		if r.Lease != nil {
-			var err error
-			gap := interval
-			if asked {
-				gap = min(MinSweepGap, interval)
-				if r.forceSweep.Swap(false) {
-					gap = 0
-				}
-			}
-			claimed, next, err = r.Lease.claim(ctx, r.now(), interval, gap)
-			if err != nil {
-				// The Lease is only a way to share the work: sweep anyway.
-				r.Log.WarnContext(ctx, "sweep Lease unavailable, sweeping anyway", slog.String("error", err.Error()))
-				claimed, next = true, r.now().Add(interval)
-			}
-		}
-		if claimed {
-			r.sweepOnce(ctx)
-		} else {
-			r.Log.DebugContext(ctx, "another replica swept recently", slog.Time("next", next))
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		timer := r.Clock.NewTimer(max(next.Sub(r.now()), time.Second))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-timer.C():
-			asked = false
-		case <-r.sweepSignal():
-			timer.Stop()
-			asked = true
-		}
-	}
-}
-
-func (r *Reconciler) sweepOnce(ctx context.Context) {
-	start := r.Clock.Now()
-	res, err := r.Sweep(ctx)
-	if ctx.Err() != nil {
-		return
-	}
-	r.metrics().Sweep(ctx, res.Pods, res.Writes, res.Failures, r.Clock.Since(start), err)
-	r.cleanupPDBs(ctx)
-	attrs := []any{slog.Int("pods", res.Pods), slog.Int("writes", res.Writes), slog.Int("failures", res.Failures),
-		slog.Duration("took", r.Clock.Since(start))}
-	if err != nil {
-		r.Log.WarnContext(ctx, "sweep failed", append(attrs, slog.String("error", err.Error()))...)
-	} else {
-		r.Log.InfoContext(ctx, "sweep done", attrs...)
-	}
 }
 
 // gone is the decision for a pod that no longer exists (or was replaced by another pod of the
@@ -576,54 +431,6 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d drain.De
 	}
 }
 
-// recheckTimeout bounds one re-check (a read and at most one decision's writes).
-const recheckTimeout = 30 * time.Second
-
-// scheduleRecheck asks for the pod to be read and reconciled again at `at`. It needs the
-// cluster.
-func (r *Reconciler) scheduleRecheck(pod *corev1.Pod, at time.Time) {
-	if r.Client == nil || r.Rechecks == nil {
-		return
-	}
-	r.Rechecks.Schedule(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, at)
-}
-
-// processNextRecheck runs one due re-check; false once the queue is shut down.
-func (r *Reconciler) processNextRecheck(ctx context.Context) bool {
-	key, ok := r.Rechecks.next()
-	if !ok {
-		return false
-	}
-	err := r.recheck(ctx, key)
-	if err != nil && ctx.Err() == nil {
-		r.Log.WarnContext(ctx, "re-check failed, trying again after a backoff", slog.String("pod", key.Namespace+"/"+key.Name),
-			slog.Int("failures", r.Rechecks.retries(key)+1), slog.String("error", err.Error()))
-	}
-	r.Rechecks.finish(key, err)
-	return true
-}
-
-// recheck reads the pod and reconciles it; a pod that is gone, or was replaced by another of
-// the same name, needs nothing.
-func (r *Reconciler) recheck(ctx context.Context, key PodKey) error {
-	ctx, cancel := context.WithTimeout(ctx, recheckTimeout)
-	defer cancel()
-	live, err := r.get(ctx, key.Namespace, key.Name)
-	if err != nil {
-		return err
-	}
-	if live == nil || live.UID != key.UID {
-		r.Forget(key.UID) // gone (or replaced): nothing of it is kept
-		return nil
-	}
-	out, err := r.ReconcileLive(ctx, live)
-	if err != nil && out.Decision.Action == drain.StartDrain {
-		// Not stamped: look again no later than the drain's next due time.
-		r.scheduleRecheck(live, out.Decision.RecheckAt)
-	}
-	return err
-}
-
 // get reads a pod; a pod that does not exist is (nil, nil).
 func (r *Reconciler) get(ctx context.Context, ns, name string) (*corev1.Pod, error) {
 	pod, err := r.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
@@ -677,9 +484,3 @@ func podAttrs(pod *corev1.Pod) slog.Attr {
 	return slog.Group("", slog.String("namespace", pod.Namespace), slog.String("pod", pod.Name),
 		slog.String("uid", string(pod.UID)), slog.String("resourceVersion", pod.ResourceVersion))
 }
-
-// Overdue is how many pods the last complete sweep found held past their deadline.
-func (r *Reconciler) Overdue() int64 { return r.overdue.Load() }
-
-// InProgress is how many drains this process is waiting on (its pending re-checks).
-func (r *Reconciler) InProgress() int64 { return int64(r.Rechecks.Len()) }

@@ -20,6 +20,7 @@ import (
 
 	"function/handlers"
 	"function/handlers/drain"
+	"function/internal/testutil"
 )
 
 // pagedLists makes the fake clientset answer pod lists as the API server does: Limit pods at
@@ -269,4 +270,36 @@ func TestReleaseAllPatchesWithWorkersAtOnce(t *testing.T) {
 	assert.False(t, g.timedOut, "4 pods were in flight at once, opening the gate")
 	assert.Equal(t, held, res.Released)
 	assert.Equal(t, 4, g.most, "Workers pods at once, never more")
+}
+
+func TestReleaseAll(t *testing.T) {
+	f := newFixture(t, false,
+		newPod(named("held"), ours, managed, deleting, started(s40)),
+		newPod(named("running"), finalizers("example.com/keep", drain.Finalizer), managed),
+		newPod(named("plain"), managed))
+
+	res, err := f.rec.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, handlers.ReleaseResult{Released: []string{"default/held", "default/running"}, Listed: 3}, res)
+	assert.ElementsMatch(t, []string{"list pods", "patch pods", "create events", "patch pods", "create events"}, testutil.Verbs(f.client))
+	assert.Empty(t, livePod(t, f.client, "held").Finalizers)
+	assert.Equal(t, []string{"example.com/keep"}, livePod(t, f.client, "running").Finalizers)
+	for _, e := range events(f.client) {
+		assert.Equal(t, handlers.EventFinalizerRemoved, e.Reason)
+		assert.Contains(t, e.Message, "uninstalled")
+	}
+}
+
+func TestReleaseAllDryRunOnlyLists(t *testing.T) {
+	f := newFixture(t, true, newPod(named("held"), ours, managed))
+	res, err := f.rec.ReleaseAll(context.Background(), "default", handlers.ReleaseOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, handlers.ReleaseResult{Released: []string{"default/held"}, Listed: 1}, res)
+	assert.Equal(t, []string{"list pods"}, testutil.Verbs(f.client))
+}
+
+func TestReleaseAllNeedsACluster(t *testing.T) {
+	r := &handlers.Reconciler{Log: discard}
+	_, err := r.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{})
+	assert.ErrorIs(t, err, handlers.ErrNoCluster)
 }

@@ -1,0 +1,157 @@
+package handlers
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// RequestSweep asks Run for a sweep now (a configuration change). It returns false when one is
+// already pending. It claims the shared Lease whatever it says, so the replicas' own timers
+// stand down.
+func (r *Reconciler) RequestSweep() bool {
+	r.forceSweep.Store(true)
+	return r.signalSweep()
+}
+
+// MinSweepGap is the least time between two sweeps asked for by events (a PingSource tick, a
+// posted sweep event): per replica, and, with a Lease, across replicas. Anyone who can reach
+// the function can post one; a sweep lists every pod.
+const MinSweepGap = 10 * time.Second
+
+// AskSweep asks Run for a sweep on an event's word. It returns false, and asks nothing, when
+// this replica was asked less than MinSweepGap ago or a sweep is already pending; Run then
+// sweeps only when no replica swept within MinSweepGap (the Lease says).
+func (r *Reconciler) AskSweep() bool {
+	now := r.now()
+	for {
+		last := r.lastAsked.Load()
+		if last != 0 && now.Sub(time.Unix(0, last)) < MinSweepGap && !now.Before(time.Unix(0, last)) {
+			return false
+		}
+		if r.lastAsked.CompareAndSwap(last, now.UnixNano()) {
+			return r.signalSweep()
+		}
+	}
+}
+
+func (r *Reconciler) signalSweep() bool {
+	select {
+	case r.sweepSignal() <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *Reconciler) sweepSignal() chan struct{} {
+	r.once.Do(func() { r.sweepNow = make(chan struct{}, 1) })
+	return r.sweepNow
+}
+
+// SweepResult counts what a sweep did.
+type SweepResult struct {
+	Pods, Writes, Failures int
+}
+
+// Sweep reconciles every pod: it resumes drains this process holds no re-check for (after a
+// restart), and catches what the event source dropped (it drops an event after 5 failed sends)
+// or never sent (it announces no pod that existed before it started). A pod that fails is
+// logged and counted; the sweep goes on.
+func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
+	var res SweepResult
+	if r.Client == nil {
+		return res, ErrNoCluster
+	}
+	overdue := int64(0)
+	err := forEachPod(ctx, r.Client, "", func(pod *corev1.Pod) error {
+		res.Pods++
+		out, err := r.ReconcileLive(ctx, pod) // listed from the API server just now
+		if d := out.Decision; d.FinalizerIndex >= 0 && !d.Deadline.IsZero() && !out.Applied && r.now().After(d.Deadline.Add(time.Second)) {
+			overdue++ // held past its deadline: the release was refused or failed
+		}
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			res.Failures++
+			r.Log.WarnContext(ctx, "sweep: reconciling pod failed", podAttrs(pod), slog.String("error", err.Error()))
+		case out.Applied:
+			res.Writes++
+		}
+		return nil
+	})
+	if err == nil {
+		r.overdue.Store(overdue)
+	}
+	return res, err
+}
+
+// sweepEvery sweeps now, then every SweepInterval (as configured at the time) and whenever
+// RequestSweep asks for one, until ctx ends. With a Lease, a timer-driven sweep runs only when
+// no replica has swept within the interval.
+func (r *Reconciler) sweepEvery(ctx context.Context) {
+	asked := false
+	for {
+		interval := r.CurrentConfig().SweepInterval
+		next := r.now().Add(interval)
+		claimed := true
+		if r.Lease != nil {
+			var err error
+			gap := interval
+			if asked {
+				gap = min(MinSweepGap, interval)
+				if r.forceSweep.Swap(false) {
+					gap = 0
+				}
+			}
+			claimed, next, err = r.Lease.claim(ctx, r.now(), interval, gap)
+			if err != nil {
+				// The Lease is only a way to share the work: sweep anyway.
+				r.Log.WarnContext(ctx, "sweep Lease unavailable, sweeping anyway", slog.String("error", err.Error()))
+				claimed, next = true, r.now().Add(interval)
+			}
+		}
+		if claimed {
+			r.sweepOnce(ctx)
+		} else {
+			r.Log.DebugContext(ctx, "another replica swept recently", slog.Time("next", next))
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		timer := r.Clock.NewTimer(max(next.Sub(r.now()), time.Second))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C():
+			asked = false
+		case <-r.sweepSignal():
+			timer.Stop()
+			asked = true
+		}
+	}
+}
+
+func (r *Reconciler) sweepOnce(ctx context.Context) {
+	start := r.Clock.Now()
+	res, err := r.Sweep(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	r.metrics().Sweep(ctx, res.Pods, res.Writes, res.Failures, r.Clock.Since(start), err)
+	r.cleanupPDBs(ctx)
+	attrs := []any{slog.Int("pods", res.Pods), slog.Int("writes", res.Writes), slog.Int("failures", res.Failures),
+		slog.Duration("took", r.Clock.Since(start))}
+	if err != nil {
+		r.Log.WarnContext(ctx, "sweep failed", append(attrs, slog.String("error", err.Error()))...)
+	} else {
+		r.Log.InfoContext(ctx, "sweep done", attrs...)
+	}
+}
+
+// Overdue is how many pods the last complete sweep found held past their deadline.
+func (r *Reconciler) Overdue() int64 { return r.overdue.Load() }
