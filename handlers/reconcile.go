@@ -71,15 +71,8 @@ type Reconciler struct {
 	advised  advised                       // when each owner was last advised
 	gaps     openGaps                      // evictions whose capacity gap is still open
 	writes   lastWrites                    // the resourceVersion of each pod's last write
-	overdue  atomic.Int64                  // pods the last sweep found held past their deadline
 	live     atomic.Pointer[config.Config] // set by SetConfig
-	running  atomic.Bool                   // Run has started (its first sweep is on the way)
-	sweepNow chan struct{}                 // asks Run's sweeps for one now
-	// forceSweep: the pending sweep is a configuration change's, which claims the Lease
-	// whatever it says; lastAsked: when an event last asked for one (UnixNano).
-	forceSweep atomic.Bool
-	lastAsked  atomic.Int64
-	once       sync.Once
+	sweeps   sweepState                    // Run's sweeps: asked for, pending, their findings
 }
 
 // CurrentConfig is the configuration in force.
@@ -95,7 +88,7 @@ func (r *Reconciler) CurrentConfig() config.Config {
 // Run, its own first sweep does.)
 func (r *Reconciler) SetConfig(cfg config.Config) {
 	r.live.Store(&cfg)
-	if r.running.Load() {
+	if r.sweeps.running.Load() {
 		r.RequestSweep()
 	}
 }
@@ -273,7 +266,7 @@ func (r *Reconciler) Stop() {
 // Config.SweepInterval is positive, sweeps every pod at once and then every SweepInterval,
 // until ctx ends; then it stops the re-checks and returns once its goroutines have.
 func (r *Reconciler) Run(ctx context.Context, workers int) {
-	r.running.Store(true)
+	r.sweeps.running.Store(true)
 	var wg sync.WaitGroup
 	for range max(workers, 1) {
 		wg.Go(func() {

@@ -3,16 +3,31 @@ package handlers
 import (
 	"context"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
 
+// sweepState is what Run's sweeps share between the events that ask for one and the loop that
+// runs them.
+type sweepState struct {
+	overdue atomic.Int64  // pods the last sweep found held past their deadline
+	running atomic.Bool   // Run has started (its first sweep is on the way)
+	now     chan struct{} // asks Run's sweeps for one now (made once)
+	once    sync.Once
+	// force: the pending sweep is a configuration change's, which claims the Lease whatever
+	// it says; lastAsked: when an event last asked for one (UnixNano).
+	force     atomic.Bool
+	lastAsked atomic.Int64
+}
+
 // RequestSweep asks Run for a sweep now (a configuration change). It returns false when one is
 // already pending. It claims the shared Lease whatever it says, so the replicas' own timers
 // stand down.
 func (r *Reconciler) RequestSweep() bool {
-	r.forceSweep.Store(true)
+	r.sweeps.force.Store(true)
 	return r.signalSweep()
 }
 
@@ -27,11 +42,11 @@ const MinSweepGap = 10 * time.Second
 func (r *Reconciler) AskSweep() bool {
 	now := r.now()
 	for {
-		last := r.lastAsked.Load()
+		last := r.sweeps.lastAsked.Load()
 		if last != 0 && now.Sub(time.Unix(0, last)) < MinSweepGap && !now.Before(time.Unix(0, last)) {
 			return false
 		}
-		if r.lastAsked.CompareAndSwap(last, now.UnixNano()) {
+		if r.sweeps.lastAsked.CompareAndSwap(last, now.UnixNano()) {
 			return r.signalSweep()
 		}
 	}
@@ -47,8 +62,8 @@ func (r *Reconciler) signalSweep() bool {
 }
 
 func (r *Reconciler) sweepSignal() chan struct{} {
-	r.once.Do(func() { r.sweepNow = make(chan struct{}, 1) })
-	return r.sweepNow
+	r.sweeps.once.Do(func() { r.sweeps.now = make(chan struct{}, 1) })
+	return r.sweeps.now
 }
 
 // SweepResult counts what a sweep did.
@@ -84,7 +99,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 		return nil
 	})
 	if err == nil {
-		r.overdue.Store(overdue)
+		r.sweeps.overdue.Store(overdue)
 	}
 	return res, err
 }
@@ -103,7 +118,7 @@ func (r *Reconciler) sweepEvery(ctx context.Context) {
 			gap := interval
 			if asked {
 				gap = min(MinSweepGap, interval)
-				if r.forceSweep.Swap(false) {
+				if r.sweeps.force.Swap(false) {
 					gap = 0
 				}
 			}
@@ -154,4 +169,4 @@ func (r *Reconciler) sweepOnce(ctx context.Context) {
 }
 
 // Overdue is how many pods the last complete sweep found held past their deadline.
-func (r *Reconciler) Overdue() int64 { return r.overdue.Load() }
+func (r *Reconciler) Overdue() int64 { return r.sweeps.overdue.Load() }
