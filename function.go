@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
+	"function/config"
 	"function/eventing"
 	"function/eventing/auth"
 	"function/handlers"
@@ -143,4 +144,66 @@ func New(opts ...Option) *Function {
 		telemetry.SetRuntimeLevel(slog.LevelInfo)
 	}
 	return f
+}
+
+// wire builds the Reconciler for cfg from the Function's parts: the cluster clients, the API
+// server's clock, Kubernetes Events written behind the decisions (the returned queue, nil
+// without a recorder) and the telemetry's metrics and gauges.
+func (f *Function) wire(cfg config.Config) (*handlers.Reconciler, *handlers.AsyncEvents) {
+	rec := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log)
+	rec.Dynamic = f.dynamic
+	if f.serverClock != nil {
+		rec.UseServerClock(f.serverClock)
+	}
+	var events *handlers.AsyncEvents
+	if rec.Events != nil {
+		// Events are written behind the decisions, never in an event's request.
+		events = handlers.NewAsyncEvents(rec.Events, eventQueue, f.log)
+		rec.Events = events
+	}
+	if tel := f.telemetry(); tel != nil {
+		rec.Metrics = tel
+		if err := tel.SetGauges(rec.InProgress, rec.Overdue); err != nil {
+			f.log.Warn("the drain gauges are not reported", slog.String("error", err.Error()))
+		}
+		if f.serverClock != nil {
+			if err := tel.SetClockOffset(f.serverClock.Offset); err != nil {
+				f.log.Warn("the API server clock offset is not reported", slog.String("error", err.Error()))
+			}
+		}
+	}
+	return rec, events
+}
+
+// startConfig is what Start reads before it wires anything: the configuration, the values it
+// was parsed from, and the ConfigMap to follow (when follow).
+type startConfig struct {
+	cfg                 config.Config
+	values              map[string]string
+	cmNamespace, cmName string
+	follow              bool
+}
+
+// loadConfig sets the process up (once) and reads the configuration from env.
+func (f *Function) loadConfig(ctx context.Context, env map[string]string) (startConfig, error) {
+	var sc startConfig
+	if err := f.setup(ctx, env); err != nil {
+		return sc, err
+	}
+	var err error
+	if sc.values, err = config.Values(env); err != nil {
+		return sc, err
+	}
+	if sc.cfg, err = config.Parse(sc.values); err != nil {
+		return sc, err
+	}
+	if f.client != nil {
+		if sc.cmNamespace, sc.cmName, sc.follow, err = config.ConfigMapRef(env); err != nil {
+			return sc, err
+		}
+	}
+	if f.noSweeps {
+		sc.cfg.SweepInterval = 0
+	}
+	return sc, nil
 }

@@ -149,96 +149,20 @@ func discoverCluster(tel *telemetry.Telemetry, server *handlers.ServerClock, pro
 // An invalid value is logged with its key and reason and keeps the function from becoming
 // Ready; Start still returns nil so the process stays up to say why.
 func (f *Function) Start(ctx context.Context, env map[string]string) error {
-	var cfg config.Config
-	var cmNamespace, cmName string
-	follow := false
-	var values map[string]string
-	err := f.setup(ctx, env)
-	if err == nil {
-		values, err = config.Values(env)
-	}
-	if err == nil {
-		cfg, err = config.Parse(values)
-	}
-	if err == nil && f.client != nil {
-		cmNamespace, cmName, follow, err = config.ConfigMapRef(env)
-	}
+	sc, err := f.loadConfig(ctx, env)
 	if err != nil {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.cfgErr = fmt.Errorf("invalid configuration: %w", err)
-		var keyErr *config.KeyError
-		for _, e := range unwrapAll(err) {
-			if errors.As(e, &keyErr) {
-				f.log.Error("invalid configuration: the function will not become ready",
-					slog.String("key", keyErr.Key), slog.String("value", keyErr.Value), slog.String("reason", keyErr.Reason))
-			} else {
-				f.log.Error("invalid configuration: the function will not become ready", slog.String("error", e.Error()))
-			}
-		}
+		f.refuse(err)
 		return nil
 	}
-	if f.noSweeps {
-		cfg.SweepInterval = 0
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rec, stopped := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log), make(chan struct{})
-	rec.Dynamic = f.dynamic
-	if f.serverClock != nil {
-		rec.UseServerClock(f.serverClock)
-	}
-	var events *handlers.AsyncEvents
-	if rec.Events != nil {
-		// Events are written behind the decisions, never in an event's request.
-		events = handlers.NewAsyncEvents(rec.Events, eventQueue, f.log)
-		rec.Events = events
-	}
-	if tel := f.telemetry(); tel != nil {
-		rec.Metrics = tel
-		if err := tel.SetGauges(rec.InProgress, rec.Overdue); err != nil {
-			f.log.Warn("the drain gauges are not reported", slog.String("error", err.Error()))
-		}
-		if f.serverClock != nil {
-			if err := tel.SetClockOffset(f.serverClock.Offset); err != nil {
-				f.log.Warn("the API server clock offset is not reported", slog.String("error", err.Error()))
-			}
-		}
-	}
-	if follow {
-		host, _ := os.Hostname()
-		rec.Lease = &handlers.SweepLease{Client: f.client, Namespace: cmNamespace, Name: SweepLeaseName,
-			Identity: fmt.Sprintf("%s/%d", host, os.Getpid())}
-		// Follow the ConfigMap live; nothing is decided before its first configuration is in.
-		f.mu.Lock()
-		f.stopLocked(context.Background())
-		f.rec, f.cancel, f.stopped = nil, cancel, stopped
-		f.cfgErr = fmt.Errorf("starting: waiting for ConfigMap %s/%s (the function needs get, list and watch on it: config/rbac.yaml)", cmNamespace, cmName)
-		f.mu.Unlock()
-		follower := &live.Live{Client: f.client, Namespace: cmNamespace, Name: cmName, Base: values, Log: f.log,
-			Apply: func(c config.Config) {
-				if f.noSweeps {
-					c.SweepInterval = 0
-				}
-				rec.SetConfig(c)
-				logConfig(f.log, "configuration in force", c, f.dryRun)
-			}}
-		switch err := follower.Start(ctx, f.configWait); {
-		case errors.Is(err, live.ErrNotSynced):
-			// Never hold pods hostage to an unreadable ConfigMap: run on the environment's
-			// configuration (drains still end) until the watch can read it.
-			f.log.Error("cannot read the ConfigMap yet: running with the environment's configuration until it can (check config/rbac.yaml)",
-				slog.String("configMap", cmNamespace+"/"+cmName), slog.String("error", err.Error()))
-			logConfig(f.log, "configuration in force", cfg, f.dryRun)
-		case err != nil:
-			cancel()
-			close(stopped)
-			f.log.Warn("not following the ConfigMap", slog.String("error", err.Error()))
-			return nil
-		}
+	rec, events := f.wire(sc.cfg)
+	stopped := make(chan struct{})
+	if sc.follow && !f.followConfigMap(ctx, sc, rec, cancel, stopped) {
+		return nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !follow {
+	if !sc.follow {
 		f.stopLocked(context.Background())
 	} else if ctx.Err() != nil {
 		cancel()
@@ -254,12 +178,67 @@ func (f *Function) Start(ctx context.Context, env map[string]string) error {
 		wg.Wait()
 	}()
 	f.rec, f.cancel, f.stopped, f.cfgErr = rec, cancel, stopped, nil
-	if !follow {
-		logConfig(f.log, "configuration loaded", cfg, f.dryRun || f.client == nil)
+	if !sc.follow {
+		logConfig(f.log, "configuration loaded", sc.cfg, f.dryRun || f.client == nil)
 	}
 	return nil
 }
 
+// refuse keeps the function from becoming Ready on an invalid configuration, and logs each
+// invalid key with its value and reason.
+func (f *Function) refuse(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cfgErr = fmt.Errorf("invalid configuration: %w", err)
+	var keyErr *config.KeyError
+	for _, e := range unwrapAll(err) {
+		if errors.As(e, &keyErr) {
+			f.log.Error("invalid configuration: the function will not become ready",
+				slog.String("key", keyErr.Key), slog.String("value", keyErr.Value), slog.String("reason", keyErr.Reason))
+		} else {
+			f.log.Error("invalid configuration: the function will not become ready", slog.String("error", e.Error()))
+		}
+	}
+}
+
+// followConfigMap shares the sweeps through the Lease beside the ConfigMap and follows the
+// ConfigMap live: nothing is decided before its first configuration is in (the function is
+// not Ready meanwhile). It returns false when Start must stop here (the follower could not
+// start; it says why).
+func (f *Function) followConfigMap(ctx context.Context, sc startConfig, rec *handlers.Reconciler, cancel context.CancelFunc, stopped chan struct{}) bool {
+	host, _ := os.Hostname()
+	rec.Lease = &handlers.SweepLease{Client: f.client, Namespace: sc.cmNamespace, Name: SweepLeaseName,
+		Identity: fmt.Sprintf("%s/%d", host, os.Getpid())}
+	f.mu.Lock()
+	f.stopLocked(context.Background())
+	f.rec, f.cancel, f.stopped = nil, cancel, stopped
+	f.cfgErr = fmt.Errorf("starting: waiting for ConfigMap %s/%s (the function needs get, list and watch on it: config/rbac.yaml)", sc.cmNamespace, sc.cmName)
+	f.mu.Unlock()
+	follower := &live.Live{Client: f.client, Namespace: sc.cmNamespace, Name: sc.cmName, Base: sc.values, Log: f.log,
+		Apply: func(c config.Config) {
+			if f.noSweeps {
+				c.SweepInterval = 0
+			}
+			rec.SetConfig(c)
+			logConfig(f.log, "configuration in force", c, f.dryRun)
+		}}
+	switch err := follower.Start(ctx, f.configWait); {
+	case errors.Is(err, live.ErrNotSynced):
+		// Never hold pods hostage to an unreadable ConfigMap: run on the environment's
+		// configuration (drains still end) until the watch can read it.
+		f.log.Error("cannot read the ConfigMap yet: running with the environment's configuration until it can (check config/rbac.yaml)",
+			slog.String("configMap", sc.cmNamespace+"/"+sc.cmName), slog.String("error", err.Error()))
+		logConfig(f.log, "configuration in force", sc.cfg, f.dryRun)
+	case err != nil:
+		cancel()
+		close(stopped)
+		f.log.Warn("not following the ConfigMap", slog.String("error", err.Error()))
+		return false
+	}
+	return true
+}
+
+// logConfig logs the configuration in force.
 func logConfig(log *slog.Logger, msg string, cfg config.Config, dryRun bool) {
 	log.Info(msg,
 		slog.Int("gracePeriodSeconds", int(cfg.GracePeriod.Seconds())),
