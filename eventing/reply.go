@@ -35,7 +35,7 @@ type ReplyData struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	UID       string `json:"uid"`
-	// Reason is set on finalizer.removed: drained, timeout, unmanaged, dry-run or uninstalled.
+	// Reason is set on finalizer.removed: one of drain's removal reasons (handlers/drain/names.go).
 	Reason string `json:"reason,omitempty"`
 	// DrainSeconds is set on finalizer.removed: seconds since the drain started.
 	DrainSeconds *float64 `json:"drainSeconds,omitempty"`

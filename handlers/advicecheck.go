@@ -157,7 +157,7 @@ func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d drain.De
 		readPDBs()
 	}
 
-	tplPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Annotations: w.Template.Annotations}}
+	tplPod := w.templatePod()
 	var ignored []string
 	grace, _ := drain.Overrides(tplPod, cfg.Workload(d.Kind).GracePeriod, cfg.DrainTimeout, &ignored)
 	in := advice.Input{Owner: w.Owner, Namespace: w.Namespace, Replicas: w.Replicas, Selector: w.Selector,
@@ -184,9 +184,9 @@ func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d drain.De
 		return adv
 	}
 	ref := corev1.ObjectReference{Kind: string(w.Kind), APIVersion: "apps/v1", Namespace: w.Namespace, Name: w.Name, UID: w.UID}
-	if err := r.Events.RecordFor(ctx, ref, corev1.EventTypeWarning, EventDrainNotGraceful, advice.EventMessage(adv.Findings)); err != nil {
-		log.WarnContext(ctx, "could not record Kubernetes Event", slog.String("error", err.Error()))
-	}
+	r.recordEvent(ctx, log, func() error {
+		return r.Events.RecordFor(ctx, ref, corev1.EventTypeWarning, EventDrainNotGraceful, advice.EventMessage(adv.Findings))
+	})
 	return adv
 }
 

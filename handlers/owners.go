@@ -24,6 +24,12 @@ type ownerObject struct {
 	Template corev1.PodTemplateSpec
 }
 
+// templatePod is a pod as the owner's template makes it, as far as the policy reads it (its
+// namespace and annotations: opt-in and overrides).
+func (w ownerObject) templatePod() *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Annotations: w.Template.Annotations}}
+}
+
 // ownerReader reads one kind's object into an ownerObject (its UID, replicas, selector and
 // pod template).
 type ownerReader func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error)

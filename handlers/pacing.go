@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -228,7 +227,7 @@ func overlapWhy(others []string, kind config.Kind, name string) string {
 // out, a workload that a VerticalPodAutoscaler targets counts as opted in. Not knowing (no
 // dynamic client) counts as opted in: a PodDisruptionBudget is never deleted on a guess.
 func (r *Reconciler) templateOptsIn(ctx context.Context, w ownerObject, cfg config.Config) (bool, error) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Annotations: w.Template.Annotations}}
+	pod := w.templatePod()
 	if drain.ManagedBy(pod, cfg) != "" {
 		return true, nil
 	}

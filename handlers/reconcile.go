@@ -416,12 +416,7 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d drain.De
 	default:
 		return
 	}
-	if r.Events == nil {
-		return
-	}
-	if err := r.Events.Record(ctx, pod, eventType, reason, msg); err != nil {
-		r.Log.WarnContext(ctx, "could not record Kubernetes Event", podAttrs(pod), slog.String("error", err.Error()))
-	}
+	r.event(ctx, pod, eventType, reason, msg)
 }
 
 // get reads a pod; a pod that does not exist is (nil, nil).

@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -145,7 +144,5 @@ func (r *Reconciler) noteWaiting(ctx context.Context, pod *corev1.Pod, d drain.D
 		return
 	}
 	msg := fmt.Sprintf("Containers stopped; the drain waits for %s, until %s at the latest", drain.ClosedGates(d.Gates), d.Deadline.Format(time.RFC3339))
-	if err := r.Events.Record(ctx, pod, corev1.EventTypeNormal, EventDrainWaiting, msg); err != nil {
-		r.Log.WarnContext(ctx, "could not record Kubernetes Event", podAttrs(pod), slog.String("error", err.Error()))
-	}
+	r.event(ctx, pod, corev1.EventTypeNormal, EventDrainWaiting, msg)
 }

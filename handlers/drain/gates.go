@@ -73,35 +73,12 @@ type Replicas struct {
 	ReadyAt        time.Time
 }
 
-// Gate names, as logs, Events and reply events show them.
-const (
-	GateGracePeriod = "grace-period"
-	GateContainers  = "containers-stopped"
-	GateReplacement = "replacement-ready"
-	GateEndpoints   = "endpoints-gone"
-)
-
 // Gate is one condition a drain waits for.
 type Gate struct {
 	Name   string `json:"name"`
 	Open   bool   `json:"open"`
 	Detail string `json:"detail,omitempty"`
 }
-
-// Per-pod overrides of the owner kind's gates ("true" or "false").
-const (
-	AnnotationWaitForReplacement = "vpagracefuldrain.dev/wait-for-replacement"
-	AnnotationWaitForEndpoints   = "vpagracefuldrain.dev/wait-for-endpoints"
-)
-
-// Removal reasons of workload-aware drains.
-const (
-	// ReasonNotEvicted means a plain delete, not an eviction, with holdOn: evictions.
-	ReasonNotEvicted = "not-evicted"
-	// ReasonReplaced means the owner was back at its desired Ready replicas last, after the
-	// containers stopped: the drain lasted the capacity gap the eviction caused.
-	ReasonReplaced = "replaced"
-)
 
 // gateLookMax bounds the interval between looks at a drain that waits only for its owner or
 // its endpoints (a sibling pod's event brings the look forward).

@@ -48,4 +48,23 @@ const (
 	// ReasonReleasedByHand means the finalizer was removed by hand (`kubectl vpa-drain
 	// release`), the incident escape hatch.
 	ReasonReleasedByHand = "released-by-hand"
+	// ReasonNotEvicted means a plain delete, not an eviction, with holdOn: evictions.
+	ReasonNotEvicted = "not-evicted"
+	// ReasonReplaced means the owner was back at its desired Ready replicas last, after the
+	// containers stopped: the drain lasted the capacity gap the eviction caused.
+	ReasonReplaced = "replaced"
+)
+
+// Gate names, as logs, Events and reply events show them.
+const (
+	GateGracePeriod = "grace-period"
+	GateContainers  = "containers-stopped"
+	GateReplacement = "replacement-ready"
+	GateEndpoints   = "endpoints-gone"
+)
+
+// Per-pod overrides of the owner kind's gates ("true" or "false").
+const (
+	AnnotationWaitForReplacement = "vpagracefuldrain.dev/wait-for-replacement"
+	AnnotationWaitForEndpoints   = "vpagracefuldrain.dev/wait-for-endpoints"
 )
