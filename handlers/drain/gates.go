@@ -136,10 +136,11 @@ type GateSpec struct {
 }
 
 // Gates is the table of the gates that wait on facts, in the order a decision lists them.
-// A gate is added here, with its Need, its Facts field and a per-kind default in
-// config.Workload; handlers adds the read that supplies the Need.
-func Gates() []GateSpec {
-	return []GateSpec{{
+// A gate is added here (the array grows by one: it is returned by value, so a decision
+// allocates nothing for it), with its Need and its Facts field; handlers adds the read that
+// supplies the Need.
+func Gates() [2]GateSpec {
+	return [...]GateSpec{{
 		Name: GateReplacement, Needs: NeedReplicas, Annotation: AnnotationWaitForReplacement,
 		Default:    func(w config.Workload) bool { return w.WaitForReplacement },
 		Possible:   config.Kind.Replaceable,
@@ -231,7 +232,7 @@ func FactGatesClosed(gates []Gate) []string {
 	for _, g := range gates {
 		switch {
 		case g.Open:
-		case slices.ContainsFunc(specs, func(s GateSpec) bool { return s.Name == g.Name }):
+		case slices.ContainsFunc(specs[:], func(s GateSpec) bool { return s.Name == g.Name }):
 			closed = append(closed, g.Name)
 		default:
 			return nil
