@@ -1,0 +1,133 @@
+// Package surge is the surge-rollout policy, pure: when VPA's updater would update a
+// Deployment's pods, and whether restarting its rollout instead (so its RollingUpdate creates
+// the new, VPA-sized pod before it removes an old one) is safe. It asks VPA's own updater code
+// (k8s.io/autoscaler/vertical-pod-autoscaler pkg/updater/priority) which pods it would update,
+// and never re-implements that policy. It reads nothing: handlers reads the Deployment, its
+// pods, its VerticalPodAutoscaler and the admission controller's Lease and passes them in.
+package surge
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
+	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/updater/priority"
+	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/limitrange"
+	vpa_api_util "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/vpa"
+)
+
+// Settings are the VPA updater's settings this mode decides with, named after the updater's
+// flags, with the updater's defaults (DefaultSettings).
+type Settings struct {
+	// PodUpdateThreshold is --pod-update-threshold: a pod inside its recommendation's bounds
+	// is updated only when its resources would change by at least this fraction.
+	PodUpdateThreshold float64
+	// InRecommendationBoundsEvictionLifetimeThreshold is
+	// --in-recommendation-bounds-eviction-lifetime-threshold: a pod inside the bounds is
+	// updated only once it has run this long.
+	InRecommendationBoundsEvictionLifetimeThreshold time.Duration
+	// EvictAfterOOMThreshold is --evict-after-oom-threshold: a container OOM-killed this soon
+	// after it started, this recently, gets its pod updated at once (the quick-OOM rule).
+	EvictAfterOOMThreshold time.Duration
+	// UseAdmissionControllerStatus is --use-admission-controller-status: update only while
+	// VPA's admission controller reports itself alive (its status Lease).
+	UseAdmissionControllerStatus bool
+}
+
+// DefaultSettings are the VPA updater's defaults (pkg/updater/config).
+func DefaultSettings() Settings {
+	return Settings{
+		PodUpdateThreshold: 0.1,
+		InRecommendationBoundsEvictionLifetimeThreshold: 12 * time.Hour,
+		EvictAfterOOMThreshold:                          10 * time.Minute,
+		UseAdmissionControllerStatus:                    true,
+	}
+}
+
+// recommendations is the updater's recommendation processor: the recommendation capped to the
+// VPA's resource policy. LimitRanges are not applied (handlers reads none); VPA's admission
+// controller applies them when it sizes the new pods.
+func recommendations() vpa_api_util.RecommendationProcessor {
+	return vpa_api_util.NewCappingRecommendationProcessor(limitrange.NewNoopLimitsCalculator())
+}
+
+// Selected lists the pods VPA's updater would update now, highest priority first: VPA's update
+// priority calculator with its capping processor, its priority processor and its
+// scaling-direction admission (so the VPA's evictionRequirements apply), on the given clock.
+func Selected(vpa *vpa_types.VerticalPodAutoscaler, pods []*corev1.Pod, now time.Time, s Settings) []*corev1.Pod {
+	calc := priority.NewUpdatePriorityCalculator(vpa, priority.UpdateConfig{
+		MinChangePriority:          s.PodUpdateThreshold,
+		PodLifetimeUpdateThreshold: s.InRecommendationBoundsEvictionLifetimeThreshold,
+		EvictAfterOOMThreshold:     s.EvictAfterOOMThreshold,
+	}, recommendations(), priority.NewProcessor())
+	for _, p := range pods {
+		calc.AddPod(p, now, nil)
+	}
+	admission := priority.NewScalingDirectionPodEvictionAdmission()
+	admission.LoopInit(pods, map[*vpa_types.VerticalPodAutoscaler][]*corev1.Pod{vpa: pods})
+	return calc.GetSortedPods(admission)
+}
+
+// Prediction is what VPA's admission controller will give a new pod of the template: each
+// container's requests, and a hash of them that names this prediction.
+type Prediction struct {
+	Requests map[string]corev1.ResourceList
+	Hash     string
+}
+
+// Predict is the prediction for a pod of template: the VPA's recommendation, capped as the
+// updater caps it, for the template's containers (a container without a recommendation, or
+// with mode Off, keeps its own requests).
+func Predict(vpa *vpa_types.VerticalPodAutoscaler, template *corev1.Pod) (Prediction, error) {
+	rec, _, err := recommendations().Apply(vpa, template)
+	if err != nil {
+		return Prediction{}, fmt.Errorf("processing the recommendation of VerticalPodAutoscaler %s/%s: %w", vpa.Namespace, vpa.Name, err)
+	}
+	p := Prediction{Requests: map[string]corev1.ResourceList{}}
+	var parts []string
+	for _, c := range template.Spec.Containers {
+		req := c.Resources.Requests.DeepCopy()
+		if r := vpa_api_util.GetRecommendationForContainer(c.Name, rec); r != nil {
+			if req == nil {
+				req = corev1.ResourceList{}
+			}
+			for name, q := range r.Target {
+				req[name] = q
+			}
+		}
+		p.Requests[c.Name] = req
+		names := make([]string, 0, len(req))
+		for name := range req {
+			names = append(names, string(name))
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			q := req[corev1.ResourceName(name)]
+			parts = append(parts, c.Name+"/"+name+"="+q.String())
+		}
+	}
+	sum := sha256.Sum256([]byte(strings.Join(parts, ",")))
+	p.Hash = hex.EncodeToString(sum[:8])
+	return p, nil
+}
+
+// ControllingVPA picks, among the VerticalPodAutoscalers that target the Deployment named
+// name, the one VPA's own matching picks (vpa.Stronger); nil when none targets it.
+func ControllingVPA(vpas []*vpa_types.VerticalPodAutoscaler, namespace, name string) *vpa_types.VerticalPodAutoscaler {
+	var controlling *vpa_types.VerticalPodAutoscaler
+	for _, v := range vpas {
+		ref := v.Spec.TargetRef
+		if ref == nil || ref.Kind != "Deployment" || ref.Name != name || v.Namespace != namespace {
+			continue
+		}
+		if vpa_api_util.Stronger(v, controlling) {
+			controlling = v
+		}
+	}
+	return controlling
+}
