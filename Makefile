@@ -129,6 +129,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeMatchesEncodingJSON$$' -fuzztime $(FUZZTIME) ./eventing
 	$(GO) test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./handlers/drain
 	$(GO) test -run '^$$' -fuzz '^FuzzReconcileEventCopy$$' -fuzztime $(FUZZTIME) ./handlers
+	$(GO) test -run '^$$' -fuzz '^FuzzSurgeDecide$$' -fuzztime $(FUZZTIME) ./handlers/surge
 
 demo: binaries
 	$(GO) run ./test/demo

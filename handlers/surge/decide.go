@@ -1,0 +1,254 @@
+package surge
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+)
+
+// Names users see: the opt-in, the rollout's state on the Deployment, and what the restart
+// writes into its pod template.
+const (
+	// AnnotationSurgeRollout opts a Deployment in ("true"), with the surgeRollout key.
+	AnnotationSurgeRollout = "vpagracefuldrain.dev/surge-rollout"
+	// AnnotationState is the rollout's state on the Deployment (JSON State): any replica, or
+	// a restarted one, continues or finishes a rollout from it.
+	AnnotationState = "vpagracefuldrain.dev/surge-state"
+	// AnnotationRestartedAt (pod template) restarts the rollout, as `kubectl rollout restart`.
+	AnnotationRestartedAt = "vpagracefuldrain.dev/restarted-at"
+	// AnnotationPrediction (pod template) is the hash of the predicted requests.
+	AnnotationPrediction = "vpagracefuldrain.dev/predicted-resources"
+)
+
+// Phase is where a Deployment's surge rollout is.
+type Phase string
+
+// The phases of a surge rollout.
+const (
+	PhaseRolling   Phase = "rolling"
+	PhaseCompleted Phase = "completed"
+	PhaseAborted   Phase = "aborted"
+)
+
+// State is the rollout state kept in AnnotationState.
+type State struct {
+	Phase Phase `json:"phase,omitempty"`
+	// Prediction is the hash of the prediction the last rollout was for: never twice for one.
+	Prediction string `json:"prediction,omitempty"`
+	// Started is when the last rollout was started; Generation the Deployment's generation
+	// that restart produced (a later one: the user changed the Deployment, the rollout is theirs).
+	Started    time.Time `json:"started,omitzero"`
+	Generation int64     `json:"generation,omitempty"`
+	// CoolDown is the cool-down that ends at Started + CoolDown (doubled when the Deployment
+	// is selected again within the lifetime threshold).
+	CoolDown time.Duration `json:"coolDown,omitempty"`
+	// Requests are the predicted requests the rollout is for (the new pods must carry them).
+	Requests map[string]corev1.ResourceList `json:"requests,omitempty"`
+	// Before are the template annotations the restart changed, as they were ("" absent).
+	Before map[string]string `json:"before,omitempty"`
+	// Skipped is the precondition last reported failing (one Event per condition).
+	Skipped Condition `json:"skipped,omitempty"`
+	// Reason says why the last rollout ended as it did.
+	Reason string `json:"reason,omitempty"`
+}
+
+// ReadState parses the Deployment's state annotation; an absent or unreadable one is the zero
+// State (an unreadable one is reported: it never blocks a rollout forever, nor starts two).
+func ReadState(d *appsv1.Deployment) (State, error) {
+	v, ok := d.Annotations[AnnotationState]
+	if !ok {
+		return State{}, nil
+	}
+	var s State
+	if err := json.Unmarshal([]byte(v), &s); err != nil {
+		return State{}, fmt.Errorf("invalid %s on Deployment %s/%s: %w", AnnotationState, d.Namespace, d.Name, err)
+	}
+	return s, nil
+}
+
+// Action is what a surge decision does.
+type Action int
+
+// The actions of a surge decision.
+const (
+	// None writes nothing.
+	None Action = iota
+	// Skip records that a precondition fails (State.Skipped, a SurgeRolloutSkipped Event).
+	Skip
+	// Restart starts the rollout: the template annotations and the state, one guarded patch.
+	Restart
+	// Complete records a completed rollout.
+	Complete
+	// Abort restores the template annotations the restart changed and backs off.
+	Abort
+	// Release records that the user changed the Deployment during the rollout: theirs now.
+	Release
+)
+
+func (a Action) String() string {
+	return [...]string{"none", "skip", "restart", "complete", "abort", "release"}[a]
+}
+
+// Budget is how many surge rollouts are in flight and how many started in the last minute,
+// over every Deployment.
+type Budget struct {
+	InFlight, LastMinute int
+}
+
+// Limits bound surge rollouts: at most MaxInFlight at once and MaxPerMinute started in a
+// minute; a Deployment's next rollout no sooner than CoolDown after its last (doubling when it
+// is selected again within the in-bounds lifetime threshold); a surge pod Pending longer than
+// PendingTimeout aborts the rollout.
+type Limits struct {
+	MaxInFlight, MaxPerMinute int
+	CoolDown, PendingTimeout  time.Duration
+}
+
+// DefaultLimits are 2 in flight, 6 a minute, a 30-minute cool-down and 5 minutes Pending.
+func DefaultLimits() Limits {
+	return Limits{MaxInFlight: 2, MaxPerMinute: 6, CoolDown: 30 * time.Minute, PendingTimeout: 5 * time.Minute}
+}
+
+// DecideInput is what a surge decision is made on.
+type DecideInput struct {
+	Input
+	// Enabled is the surgeRollout configuration key.
+	Enabled bool
+	Limits  Limits
+	Budget  Budget
+	Now     time.Time
+}
+
+// Decision is what to do with one Deployment, and why.
+type Decision struct {
+	Action Action
+	Reason string
+	// Failed is the precondition that does not hold (Skip).
+	Failed *Failed
+	// Prediction is the prediction a Restart is for.
+	Prediction Prediction
+	// State is the state to write (Skip, Restart, Complete, Abort, Release).
+	State State
+	// Template are the template annotations to set (Restart, Abort; "" removes one).
+	Template map[string]string
+}
+
+// Decide is the surge policy: a pure function of the Deployment, its pods, its VPA, the
+// admission controller's liveness, the configuration, the budget and the clock. It never
+// restarts when a precondition fails, never twice for one prediction, never inside the
+// cool-down and never over the budget; a rollout it started is followed until it completes or
+// aborts (restoring what it changed, unless the user changed the Deployment meanwhile).
+func Decide(in DecideInput) Decision {
+	d := in.Deployment
+	st, stErr := ReadState(d)
+	if st.Phase == PhaseRolling {
+		return follow(in, st)
+	}
+	switch {
+	case !in.Enabled:
+		return Decision{Reason: "surgeRollout is off"}
+	case d.Annotations[AnnotationSurgeRollout] != "true":
+		return Decision{Reason: AnnotationSurgeRollout + " is not \"true\""}
+	case stErr != nil:
+		// Rewritten by the next restart; until then the last prediction is unknown, so the
+		// cool-down (from the generation's own age) cannot be checked: wait for a valid state.
+		return Decision{Reason: stErr.Error()}
+	}
+	if f := Check(in.Input); f != nil {
+		if st.Skipped == f.Condition {
+			return Decision{Reason: "skipped: " + f.Detail}
+		}
+		st.Skipped = f.Condition
+		return Decision{Action: Skip, Reason: f.Detail, Failed: f, State: st}
+	}
+	if len(Selected(in.VPA, in.Pods, in.Now, in.Settings)) == 0 {
+		return Decision{Reason: "VPA's updater would update no pod"}
+	}
+	tpl := &corev1.Pod{ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec}
+	p, err := Predict(in.VPA, tpl)
+	if err != nil {
+		return Decision{Reason: err.Error()}
+	}
+	coolDown := in.Limits.CoolDown
+	switch {
+	case p.Hash == st.Prediction:
+		return Decision{Reason: "already rolled out for this prediction " + p.Hash}
+	case !st.Started.IsZero() && in.Now.Before(st.Started.Add(st.CoolDown)):
+		return Decision{Reason: fmt.Sprintf("cool-down until %s", st.Started.Add(st.CoolDown).Format(time.RFC3339))}
+	case in.Budget.InFlight >= in.Limits.MaxInFlight:
+		return Decision{Reason: fmt.Sprintf("budget: %d rollouts in flight", in.Budget.InFlight)}
+	case in.Budget.LastMinute >= in.Limits.MaxPerMinute:
+		return Decision{Reason: fmt.Sprintf("budget: %d rollouts started in the last minute", in.Budget.LastMinute)}
+	case !st.Started.IsZero() && in.Now.Before(st.Started.Add(in.Settings.InRecommendationBoundsEvictionLifetimeThreshold)):
+		coolDown = max(2*st.CoolDown, coolDown) // selected again soon: back off
+	}
+	before := map[string]string{}
+	for _, k := range []string{AnnotationRestartedAt, AnnotationPrediction} {
+		before[k] = d.Spec.Template.Annotations[k]
+	}
+	return Decision{
+		Action:     Restart,
+		Reason:     "VPA's updater would update " + fmt.Sprint(len(in.Pods)) + " pod(s); prediction " + p.Hash,
+		Prediction: p,
+		State: State{Phase: PhaseRolling, Prediction: p.Hash, Requests: p.Requests, Started: in.Now.UTC().Truncate(time.Second),
+			Generation: d.Generation + 1, CoolDown: coolDown, Before: before},
+		Template: map[string]string{AnnotationRestartedAt: in.Now.UTC().Format(time.RFC3339), AnnotationPrediction: p.Hash},
+	}
+}
+
+// follow decides on a rollout the function started: complete once the new pods are Available
+// and sized as predicted, abort when it makes no progress or they were not sized.
+func follow(in DecideInput, st State) Decision {
+	d := in.Deployment
+	if d.Generation != st.Generation || d.Spec.Template.Annotations[AnnotationPrediction] != st.Prediction {
+		st.Phase, st.Reason = PhaseCompleted, "the Deployment changed during the rollout: the rollout is the user's"
+		return Decision{Action: Release, Reason: st.Reason, State: st}
+	}
+	for _, c := range d.Status.Conditions {
+		switch {
+		case c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded",
+			c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue:
+			return abort(st, fmt.Sprintf("%s: %s", c.Reason, c.Message))
+		}
+	}
+	for _, p := range in.Pods {
+		if p.Status.Phase == corev1.PodPending && p.DeletionTimestamp == nil && !p.CreationTimestamp.IsZero() &&
+			in.Now.Sub(p.CreationTimestamp.Time) > in.Limits.PendingTimeout {
+			return abort(st, fmt.Sprintf("surge pod %s Pending for more than %s", p.Name, in.Limits.PendingTimeout))
+		}
+	}
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	if why := rolloutComplete(d, replicas); why != "" {
+		return Decision{Reason: "rolling: " + why}
+	}
+	// Complete: every pod must carry the predicted requests (VPA's admission controller sized it).
+	for _, p := range in.Pods {
+		for _, c := range p.Spec.Containers {
+			if r, ok := st.Requests[c.Name]; ok && !equality.Semantic.DeepEqual(r, c.Resources.Requests) {
+				return abort(st, fmt.Sprintf("pod %s was not sized as predicted (container %s): is VPA's admission controller running?", p.Name, c.Name))
+			}
+		}
+	}
+	st.Phase, st.Reason = PhaseCompleted, "the new pods are Available with the predicted requests"
+	return Decision{Action: Complete, Reason: st.Reason, State: st}
+}
+
+// abort restores the template annotations the restart changed (a rollout back to the old pods,
+// which kept serving) and doubles the cool-down. The prediction is not tried again: the next
+// one is.
+func abort(st State, why string) Decision {
+	tpl := map[string]string{}
+	for k, v := range st.Before {
+		tpl[k] = v
+	}
+	st.Phase, st.Reason = PhaseAborted, why
+	st.CoolDown *= 2 // back off
+	return Decision{Action: Abort, Reason: why, State: st, Template: tpl}
+}
