@@ -435,7 +435,7 @@ func freePort(t *testing.T) int {
 func childEnv(extra ...string) []string {
 	drop := map[string]bool{
 		"KUBECONFIG": true, "KUBERNETES_SERVICE_HOST": true, "KUBERNETES_SERVICE_PORT": true, "HOME": true,
-		"LISTEN_ADDRESS": true, "ADDRESS": true, "PORT": true, "LOG_LEVEL": true,
+		"LISTEN_ADDRESS": true, "ADDRESS": true, "PORT": true,
 	}
 	for _, k := range config.EnvNames() {
 		drop[k] = true

@@ -312,9 +312,10 @@ func lookup(env map[string]string, key, def string) string {
 }
 
 // EnvNames returns every environment variable the function reads its configuration from:
-// each key, its UPPER_SNAKE_CASE alias, CONFIG_DIR, DRY_RUN, LOG_LEVEL and CONFIG_MAP.
+// each key, its UPPER_SNAKE_CASE alias, CONFIG_DIR, CONFIG_MAP and the process settings
+// (DRY_RUN, LOG_LEVEL, KUBE_API_QPS, KUBE_API_BURST, SENDER_AUDIENCE, SENDER_IDENTITIES).
 func EnvNames() []string {
-	names := []string{KeyConfigDir, KeyDryRun, KeyLogLevel, KeyConfigMap}
+	names := []string{KeyConfigDir, KeyConfigMap, KeyDryRun, KeyLogLevel, KeyAPIQPS, KeyAPIBurst, KeySenderAudience, KeySenderIdentities}
 	for _, k := range Keys() {
 		names = append(names, k, upperSnake(k))
 	}

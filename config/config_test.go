@@ -400,6 +400,7 @@ func TestEnvNames(t *testing.T) {
 	for _, k := range config.Keys() {
 		assert.Contains(t, names, k)
 	}
-	assert.Subset(t, names, []string{"CONFIG_DIR", "DRY_RUN", "LOG_LEVEL", "CONFIG_MAP", "GRACE_PERIOD_SECONDS", "SWEEP_INTERVAL_SECONDS", "DETECT_VPA_ANNOTATIONS"})
-	assert.Len(t, names, 4+2*len(config.Keys()))
+	assert.Subset(t, names, []string{"CONFIG_DIR", "DRY_RUN", "LOG_LEVEL", "CONFIG_MAP", "GRACE_PERIOD_SECONDS", "SWEEP_INTERVAL_SECONDS", "DETECT_VPA_ANNOTATIONS",
+		"KUBE_API_QPS", "KUBE_API_BURST", "SENDER_AUDIENCE", "SENDER_IDENTITIES"})
+	assert.Len(t, names, 8+2*len(config.Keys()))
 }
