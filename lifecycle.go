@@ -249,6 +249,7 @@ func logConfig(log *slog.Logger, msg string, cfg config.Config, dryRun bool) {
 		slog.String("holdOn", string(cfg.HoldOn)),
 		slog.Any("workloadDefaults", cfg.Workloads),
 		slog.Bool("ensurePodDisruptionBudget", cfg.EnsurePDB),
+		slog.Bool("surgeRollout", cfg.Surge.Enabled),
 		slog.Bool("uninstalling", cfg.Uninstalling),
 		slog.Bool("dryRun", dryRun))
 }

@@ -29,6 +29,13 @@ const (
 	KeyHoldOn               = "holdOn"
 	KeyWorkloadDefaults     = "workloadDefaults"
 	KeyEnsurePDB            = "ensurePodDisruptionBudget"
+	// Surge rollouts (README "Surge rollouts"): the switch, and the VPA updater's settings
+	// they decide with, named after the updater's flags.
+	KeySurgeRollout                   = "surgeRollout"
+	KeyPodUpdateThreshold             = "podUpdateThreshold"
+	KeyInRecommendationBoundsLifetime = "inRecommendationBoundsEvictionLifetimeThreshold"
+	KeyEvictAfterOOMThreshold         = "evictAfterOomThreshold"
+	KeyUseAdmissionControllerStatus   = "useAdmissionControllerStatus"
 	// KeyConfigDir names the directory of a mounted ConfigMap (one file per key).
 	KeyConfigDir = "CONFIG_DIR"
 	// KeyDryRun forces dry-run mode: decide and reply, never write.
@@ -79,6 +86,20 @@ type Config struct {
 	// EnsurePDB makes the function create a PodDisruptionBudget (maxUnavailable 1) for a managed
 	// Deployment or StatefulSet of 2 or more replicas that none selects, so evictions are paced.
 	EnsurePDB bool
+	// Surge is the surge-rollout mode and the VPA updater settings it decides with.
+	Surge Surge
+}
+
+// Surge is the surge-rollout configuration: the surgeRollout switch and the VPA updater's
+// settings under the updater's flag names (--pod-update-threshold,
+// --in-recommendation-bounds-eviction-lifetime-threshold, --evict-after-oom-threshold,
+// --use-admission-controller-status), with the updater's defaults.
+type Surge struct {
+	Enabled                      bool
+	PodUpdateThreshold           float64
+	InBoundsLifetime             time.Duration
+	EvictAfterOOM                time.Duration
+	UseAdmissionControllerStatus bool
 }
 
 // AnnotationUninstalling on the followed ConfigMap ("true") puts every replica in uninstall
@@ -109,6 +130,8 @@ func Default() Config {
 		DetectVpaAnnotations: true,
 		SweepInterval:        60 * time.Second,
 		HoldOn:               HoldEvictions,
+		Surge: Surge{PodUpdateThreshold: 0.1, InBoundsLifetime: 12 * time.Hour, EvictAfterOOM: 10 * time.Minute,
+			UseAdmissionControllerStatus: true},
 	}
 }
 
@@ -156,7 +179,8 @@ func Values(env map[string]string) (map[string]string, error) {
 // Keys returns the configuration keys, in the order they are documented.
 func Keys() []string {
 	return []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations, KeySweepIntervalSeconds,
-		KeyHoldOn, KeyWorkloadDefaults, KeyEnsurePDB}
+		KeyHoldOn, KeyWorkloadDefaults, KeyEnsurePDB, KeySurgeRollout, KeyPodUpdateThreshold, KeyInRecommendationBoundsLifetime,
+		KeyEvictAfterOOMThreshold, KeyUseAdmissionControllerStatus}
 }
 
 // Parse validates a map of key to raw value (missing keys take their defaults).
@@ -223,6 +247,7 @@ func Parse(values map[string]string) (Config, error) {
 		}
 		cfg.EnsurePDB = b
 	}
+	errs = append(errs, parseSurge(values, &cfg.Surge)...)
 	if len(errs) == 0 {
 		for k, o := range cfg.Workloads {
 			if g := cfg.Workload(k).GracePeriod; o.GracePeriodSeconds != nil && g > cfg.DrainTimeout {
@@ -242,6 +267,43 @@ func Parse(values map[string]string) (Config, error) {
 		return Config{}, errors.Join(errs...)
 	}
 	return cfg, nil
+}
+
+// parseSurge reads the surge-rollout keys into s.
+func parseSurge(values map[string]string, s *Surge) []error {
+	var errs []error
+	for _, b := range []struct {
+		key string
+		to  *bool
+	}{{KeySurgeRollout, &s.Enabled}, {KeyUseAdmissionControllerStatus, &s.UseAdmissionControllerStatus}} {
+		if v, ok := values[b.key]; ok {
+			x, err := ParseBool(v)
+			if err != nil {
+				errs = append(errs, &KeyError{Key: b.key, Value: v, Reason: err.Error()})
+			}
+			*b.to = x
+		}
+	}
+	if v, ok := values[KeyPodUpdateThreshold]; ok {
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || f < 0 || f > 10 {
+			errs = append(errs, &KeyError{Key: KeyPodUpdateThreshold, Value: v, Reason: "must be a fraction between 0 and 10 (the VPA updater's --pod-update-threshold, default 0.1)"})
+		}
+		s.PodUpdateThreshold = f
+	}
+	for _, d := range []struct {
+		key string
+		to  *time.Duration
+	}{{KeyInRecommendationBoundsLifetime, &s.InBoundsLifetime}, {KeyEvictAfterOOMThreshold, &s.EvictAfterOOM}} {
+		if v, ok := values[d.key]; ok {
+			x, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil || x < 0 || x > 7*24*time.Hour {
+				errs = append(errs, &KeyError{Key: d.key, Value: v, Reason: "must be a duration like 12h or 10m, between 0 and 168h (as the VPA updater's flag)"})
+			}
+			*d.to = x
+		}
+	}
+	return errs
 }
 
 // ParseSeconds parses a whole number of seconds in [min, MaxSeconds].

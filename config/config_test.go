@@ -212,7 +212,8 @@ func TestLoadSources(t *testing.T) {
 			files: map[string]string{"gracePeriodSeconds": "10\n", "drainTimeoutSeconds": " 100 \n", "namespaceSelector": `{"include":["prod"]}` + "\n", "detectVpaAnnotations": "false\n", "sweepIntervalSeconds": "30\n", "holdOn": "all\n"},
 			want: func(t *testing.T, cfg config.Config) {
 				assert.Equal(t, config.Config{GracePeriod: 10 * time.Second, DrainTimeout: 100 * time.Second,
-					Namespaces: config.NamespaceSelector{Include: []string{"prod"}}, DetectVpaAnnotations: false, SweepInterval: 30 * time.Second, HoldOn: config.HoldAll}, cfg)
+					Namespaces: config.NamespaceSelector{Include: []string{"prod"}}, DetectVpaAnnotations: false, SweepInterval: 30 * time.Second, HoldOn: config.HoldAll,
+					Surge: config.Default().Surge}, cfg)
 			},
 		},
 		{
@@ -243,11 +244,17 @@ func TestLoadSources(t *testing.T) {
 				"HOLD_ON":                      "all",
 				"WORKLOAD_DEFAULTS":            `{"Pod":{"manage":true}}`,
 				"ENSURE_POD_DISRUPTION_BUDGET": "true",
+				"SURGE_ROLLOUT":                "true",
+				"POD_UPDATE_THRESHOLD":         "0.2",
+				"IN_RECOMMENDATION_BOUNDS_EVICTION_LIFETIME_THRESHOLD": "1h",
+				"EVICT_AFTER_OOM_THRESHOLD":                            "5m",
+				"USE_ADMISSION_CONTROLLER_STATUS":                      "false",
 			},
 			want: func(t *testing.T, cfg config.Config) {
 				assert.Equal(t, config.Config{GracePeriod: 15 * time.Second, DrainTimeout: 150 * time.Second,
 					Namespaces: config.NamespaceSelector{Exclude: []string{"batch"}}, DetectVpaAnnotations: false, SweepInterval: 10 * time.Minute,
-					HoldOn: config.HoldAll, Workloads: map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}, EnsurePDB: true}, cfg)
+					HoldOn: config.HoldAll, Workloads: map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}, EnsurePDB: true,
+					Surge: config.Surge{Enabled: true, PodUpdateThreshold: 0.2, InBoundsLifetime: time.Hour, EvictAfterOOM: 5 * time.Minute}}, cfg)
 			},
 		},
 		{

@@ -54,6 +54,12 @@ func TestWorkloadAndHoldOnErrors(t *testing.T) {
 		{"bare pod has no replacement", config.KeyWorkloadDefaults, `{"Pod":{"waitForReplacement":true}}`, "only Deployment and ReplicaSet"},
 		{"holdOn unknown", config.KeyHoldOn, "deletes", `must be "evictions" or "all"`},
 		{"ensurePodDisruptionBudget not a bool", config.KeyEnsurePDB, "sometimes", "not a boolean"},
+		{"surgeRollout not a bool", config.KeySurgeRollout, "maybe", "not a boolean"},
+		{"useAdmissionControllerStatus not a bool", config.KeyUseAdmissionControllerStatus, "2", "not a boolean"},
+		{"podUpdateThreshold not a number", config.KeyPodUpdateThreshold, "ten percent", "a fraction between 0 and 10"},
+		{"podUpdateThreshold negative", config.KeyPodUpdateThreshold, "-0.1", "a fraction between 0 and 10"},
+		{"lifetime threshold not a duration", config.KeyInRecommendationBoundsLifetime, "12", "a duration like 12h"},
+		{"OOM threshold too long", config.KeyEvictAfterOOMThreshold, "200h", "between 0 and 168h"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
