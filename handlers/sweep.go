@@ -159,6 +159,11 @@ func (r *Reconciler) sweepOnce(ctx context.Context) {
 	}
 	r.metrics().Sweep(ctx, res.Pods, res.Writes, res.Failures, r.Clock.Since(start), err)
 	r.cleanupPDBs(ctx)
+	if sr, err := r.SurgeSweep(ctx); err != nil {
+		r.Log.WarnContext(ctx, "surge rollouts: sweep failed", slog.String("error", err.Error()))
+	} else if sr.Deployments > 0 {
+		r.Log.InfoContext(ctx, "surge rollouts: sweep done", slog.Int("deployments", sr.Deployments), slog.Any("decisions", sr.Decisions))
+	}
 	attrs := []any{slog.Int("pods", res.Pods), slog.Int("writes", res.Writes), slog.Int("failures", res.Failures),
 		slog.Duration("took", r.Clock.Since(start))}
 	if err != nil {
