@@ -115,6 +115,10 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 		{"vpa-graceful-drain-pacing", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
 			"policy/poddisruptionbudgets": {"create", "delete"},
 		}},
+		// Surge rollouts (surgeRollout): SurgeSweep lists Deployments and patches an opted-in one.
+		{"vpa-graceful-drain-surge", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
+			"apps/deployments": {"list", "patch"},
+		}},
 		// Sender authentication (SENDER_AUDIENCE): auth.Verifier's TokenReviews.
 		{"vpa-graceful-drain-sender-auth", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
 			"authentication.k8s.io/tokenreviews": {"create"},
@@ -167,6 +171,17 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 	assert.Equal(t, []string{"get", "update"}, cfgRole.Rules[1].Verbs)
 	assert.Equal(t, []string{"leases"}, cfgRole.Rules[2].Resources)
 	assert.Equal(t, []string{"create"}, cfgRole.Rules[2].Verbs)
+	// Surge rollouts: VPA's admission controller status Lease, by name, read only.
+	statusRole, ok := nsRoles["kube-system/vpa-graceful-drain-vpa-status"]
+	require.True(t, ok)
+	require.Len(t, statusRole.Rules, 1)
+	assert.Equal(t, []string{"leases"}, statusRole.Rules[0].Resources)
+	assert.Equal(t, []string{"vpa-admission-controller"}, statusRole.Rules[0].ResourceNames)
+	assert.Equal(t, []string{"get"}, statusRole.Rules[0].Verbs)
+	statusBinding, ok := nsBindings["kube-system/vpa-graceful-drain-vpa-status"]
+	require.True(t, ok)
+	assert.Equal(t, "vpa-graceful-drain-vpa-status", statusBinding.RoleRef.Name)
+	assert.Equal(t, "vpa-graceful-drain/vpa-graceful-drain", statusBinding.Subjects[0].Namespace+"/"+statusBinding.Subjects[0].Name)
 	cfgBinding, ok := nsBindings["vpa-graceful-drain/vpa-graceful-drain-config"]
 	require.True(t, ok)
 	assert.Equal(t, "vpa-graceful-drain-config", cfgBinding.RoleRef.Name)
@@ -239,12 +254,15 @@ func TestAdmissionPolicyNarrowsOnlyTheFunction(t *testing.T) {
 	require.Len(t, policy.Spec.MatchConditions, 1)
 	assert.Equal(t, "request.userInfo.username == '"+bound+"'", policy.Spec.MatchConditions[0].Expression)
 
-	// Every write to pods and their subresources but CONNECT (which policies cannot match).
-	require.Len(t, policy.Spec.MatchConstraints.ResourceRules, 1)
-	rule := policy.Spec.MatchConstraints.ResourceRules[0]
-	assert.Equal(t, []string{""}, rule.APIGroups)
-	assert.Equal(t, []string{"pods", "pods/*"}, rule.Resources)
-	assert.ElementsMatch(t, []admissionv1.OperationType{admissionv1.Create, admissionv1.Update, admissionv1.Delete}, rule.Operations)
+	// Every write to pods and their subresources but CONNECT (which policies cannot match), and
+	// to Deployments and theirs (surge rollouts).
+	require.Len(t, policy.Spec.MatchConstraints.ResourceRules, 2)
+	for i, want := range []struct{ group, resource string }{{"", "pods"}, {"apps", "deployments"}} {
+		rule := policy.Spec.MatchConstraints.ResourceRules[i]
+		assert.Equal(t, []string{want.group}, rule.APIGroups)
+		assert.Equal(t, []string{want.resource, want.resource + "/*"}, rule.Resources)
+		assert.ElementsMatch(t, []admissionv1.OperationType{admissionv1.Create, admissionv1.Update, admissionv1.Delete}, rule.Operations)
+	}
 	assert.Empty(t, binding.Spec.MatchResources, "every namespace")
 
 	// Fail closed, enforced, and refused with 403: a 422 is what the function takes for a

@@ -94,6 +94,10 @@ var functionNeeds = []string{
 	"create poddisruptionbudgets.policy " + appNS, "delete poddisruptionbudgets.policy " + appNS, // the pacing role
 	"list verticalpodautoscalers.autoscaling.k8s.io " + appNS,
 	"create tokenreviews.authentication.k8s.io", // the sender-auth role (SENDER_AUDIENCE)
+	// The surge role (surgeRollout): Deployments listed and patched (admission-policy.yaml
+	// narrows the patch to the function's annotations), VPA's admission controller status read.
+	"list deployments.apps -", "patch deployments.apps " + appNS,
+	"get leases.coordination.k8s.io kube-system vpa-admission-controller",
 	"get configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
 	"list configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
 	"watch configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
@@ -112,7 +116,8 @@ var functionDenied = []string{
 	"get configmaps " + cluster.FunctionNamespace + " other", "list configmaps " + cluster.FunctionNamespace,
 	"get configmaps " + appNS + " vpa-graceful-drain",
 	"get nodes", "patch nodes",
-	"update deployments.apps " + appNS, "patch deployments.apps " + appNS, "delete deployments.apps " + appNS,
+	"update deployments.apps " + appNS, "delete deployments.apps " + appNS, "create deployments.apps " + appNS,
+	"get leases.coordination.k8s.io kube-system other", "update leases.coordination.k8s.io kube-system vpa-admission-controller",
 	"update deployments/scale.apps " + appNS, "list replicasets.apps " + appNS,
 	"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " other", "delete leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SweepLeaseName,
 	"create leases.coordination.k8s.io " + appNS,
