@@ -228,13 +228,22 @@ func follow(in DecideInput, st State) Decision {
 	if why := rolloutComplete(d, replicas); why != "" {
 		return Decision{Reason: "rolling: " + why}
 	}
-	// Complete: every pod must carry the predicted requests (VPA's admission controller sized it).
+	// Complete: every new pod (its template's prediction annotation, not deleting) must carry
+	// the predicted requests (VPA's admission controller sized it).
+	newPods := 0
 	for _, p := range in.Pods {
+		if p.DeletionTimestamp != nil || p.Annotations[AnnotationPrediction] != st.Prediction {
+			continue
+		}
+		newPods++
 		for _, c := range p.Spec.Containers {
 			if r, ok := st.Requests[c.Name]; ok && !equality.Semantic.DeepEqual(r, c.Resources.Requests) {
 				return abort(st, fmt.Sprintf("pod %s was not sized as predicted (container %s): is VPA's admission controller running?", p.Name, c.Name))
 			}
 		}
+	}
+	if newPods == 0 {
+		return Decision{Reason: "rolling: no pod of the new template read yet"}
 	}
 	st.Phase, st.Reason = PhaseCompleted, "the new pods are Available with the predicted requests"
 	return Decision{Action: Complete, Reason: st.Reason, State: st}

@@ -64,7 +64,9 @@ func TestDecide(t *testing.T) {
 		d.Generation, d.Status.ObservedGeneration = 4, 4
 		d.Spec.Template.Annotations = map[string]string{surge.AnnotationPrediction: predicted.Hash, surge.AnnotationRestartedAt: now.Format(time.RFC3339)}
 	}
-	sized := pod("web-2", predicted.Requests["app"], now)
+	newPod := func(p *corev1.Pod) { p.Annotations = map[string]string{surge.AnnotationPrediction: predicted.Hash} }
+	sized := pod("web-2", predicted.Requests["app"], now, newPod)
+	oldDeleting := pod("web-1", cpuMem("10", "1Gi"), started, func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: now} })
 	tests := []struct {
 		name   string
 		in     surge.DecideInput
@@ -105,8 +107,10 @@ func TestDecide(t *testing.T) {
 		{name: "rolling: in progress", in: input(optedIn(withState(rolling), rolled, func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 0 }), sized), reason: "rolling"},
 		{name: "rolling: complete and sized", in: input(optedIn(withState(rolling), rolled), sized), action: surge.Complete,
 			check: func(t *testing.T, d surge.Decision) { assert.Equal(t, surge.PhaseCompleted, d.State.Phase) }},
-		{name: "rolling: complete, not sized", in: input(optedIn(withState(rolling), rolled), pod("web-2", cpuMem("10", "1Gi"), now)), action: surge.Abort,
+		{name: "rolling: complete, not sized", in: input(optedIn(withState(rolling), rolled), pod("web-2", cpuMem("10", "1Gi"), now, newPod)), action: surge.Abort,
 			reason: "not sized as predicted"},
+		{name: "rolling: complete, the old pod still terminating", in: input(optedIn(withState(rolling), rolled), oldDeleting, sized), action: surge.Complete},
+		{name: "rolling: complete, no new pod read yet", in: input(optedIn(withState(rolling), rolled), oldDeleting), reason: "no pod of the new template"},
 		{name: "rolling: no progress", in: input(optedIn(withState(rolling), rolled, func(d *appsv1.Deployment) {
 			d.Status.UpdatedReplicas = 0
 			d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}}
@@ -116,7 +120,7 @@ func TestDecide(t *testing.T) {
 			assert.Equal(t, surge.PhaseAborted, d.State.Phase)
 		}},
 		{name: "rolling: a surge pod Pending too long", in: input(optedIn(withState(rolling), rolled, func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 0 }),
-			pod("web-1", cpuMem("10", "1Gi"), started), pod("web-2", predicted.Requests["app"], now, func(p *corev1.Pod) {
+			pod("web-1", cpuMem("10", "1Gi"), started), pod("web-2", predicted.Requests["app"], now, newPod, func(p *corev1.Pod) {
 				p.Status.Phase, p.CreationTimestamp = corev1.PodPending, metav1.NewTime(now.Add(-6*time.Minute))
 			})), action: surge.Abort, reason: "Pending"},
 		{name: "rolling: the user changed the Deployment", in: input(optedIn(withState(rolling), rolled, func(d *appsv1.Deployment) { d.Generation = 5 }), sized),
