@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
+
 	"function/test/cluster"
 )
 
@@ -31,3 +33,5 @@ func testContext(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func appSelector(name string) labels.Selector { return labels.SelectorFromSet(labels.Set{"app": name}) }
