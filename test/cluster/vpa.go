@@ -16,10 +16,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 
-	"github.com/stretchr/testify/require"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -59,30 +57,13 @@ func InstallVPACRDs(cp *ControlPlane) error {
 }
 
 // VPAAdmissionController is VPA's real admission controller (bin/vpa-admission-controller)
-// against a ControlPlane: it registers its mutating webhook by URL on loopback, with a CA
+// against a ControlPlane (WithVPAAdmissionController runs one for a test package): it registers its mutating webhook by URL on loopback, with a CA
 // made for it, and sizes every new pod a VerticalPodAutoscaler targets from its
 // recommendation; it renews its status Lease vpa-admission-controller in kube-system.
 type VPAAdmissionController struct {
 	*Process
 	cp  *ControlPlane
 	dir string
-}
-
-// StartVPAAdmissionController installs VPA's CRDs and starts the admission controller; it
-// waits until the webhook is registered and answering, and stops it (and deregisters the
-// webhook) when the test ends.
-func StartVPAAdmissionController(tb testing.TB, cp *ControlPlane) *VPAAdmissionController {
-	tb.Helper()
-	require.NoError(tb, InstallVPACRDs(cp))
-	ac, err := NewVPAAdmissionController(cp)
-	require.NoError(tb, err)
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			tb.Logf("vpa-admission-controller output (tail):\n%s", tail(ac.Output(), 40))
-		}
-		require.NoError(tb, ac.Stop())
-	})
-	return ac
 }
 
 // NewVPAAdmissionController starts the admission controller (VPA's CRDs must be installed)
@@ -232,4 +213,19 @@ func writeWebhookCerts(dir string) error {
 		}
 	}
 	return nil
+}
+
+// WithVPAAdmissionController makes MainWith install VPA's CRDs and run VPA's admission
+// controller for the whole package (it takes about 11 s to start), and store it in *ac.
+func WithVPAAdmissionController(ac **VPAAdmissionController) MainOption {
+	return func(cp *ControlPlane) (func() error, error) {
+		if err := InstallVPACRDs(cp); err != nil {
+			return nil, err
+		}
+		var err error
+		if *ac, err = NewVPAAdmissionController(cp); err != nil {
+			return nil, err
+		}
+		return (*ac).Stop, nil
+	}
 }

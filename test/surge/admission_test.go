@@ -26,7 +26,6 @@ import (
 // VerticalPodAutoscaler in mode Initial targets gets the recommendation's requests (what a
 // surge rollout relies on), and its status Lease is valid as the updater checks it.
 func TestVPAAdmissionControllerSizesNewPods(t *testing.T) {
-	cluster.StartVPAAdmissionController(t, cp)
 	ctx := testContext(t, 90*time.Second)
 	ns := cp.Namespace(t, "sized")
 	cluster.StartWorkloadKubelet(t, cp.Client, ns, cluster.KubeletOptions{})

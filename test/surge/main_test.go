@@ -1,7 +1,7 @@
 //go:build e2e
 
-// Package surge tests surge rollouts (issue 18) on the real-cluster test bed with VPA's real
-// admission controller (bin/vpa-admission-controller, registered by URL on loopback with a CA
+// Package surge tests surge rollouts on the real-cluster test bed with VPA's real
+// admission controller (one for the package) (bin/vpa-admission-controller, registered by URL on loopback with a CA
 // the harness makes) and VPA's real CRDs, beside a real kube-controller-manager and the
 // harness's workload kubelet.
 package surge
@@ -20,11 +20,12 @@ import (
 var (
 	cp  *cluster.ControlPlane
 	kcm *cluster.ControllerManager
+	vac *cluster.VPAAdmissionController
 	bin string
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(cluster.MainWith(m, &cp, &bin, cluster.WithControllerManager(&kcm)))
+	os.Exit(cluster.MainWith(m, &cp, &bin, cluster.WithControllerManager(&kcm), cluster.WithVPAAdmissionController(&vac)))
 }
 
 // testContext is a context that ends after d or with the test.
