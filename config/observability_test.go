@@ -53,6 +53,7 @@ var labelNames = map[string]bool{
 	telemetry.AttrCode:      true,
 	telemetry.AttrVerb:      true,
 	telemetry.AttrResult:    true,
+	telemetry.AttrOutcome:   true,
 	"le":                    true,
 }
 

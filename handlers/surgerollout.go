@@ -27,6 +27,23 @@ const (
 	EventSurgeRolloutSkipped   = "SurgeRolloutSkipped"
 )
 
+// SurgeOutcome is the metric outcome of an applied surge decision.
+func SurgeOutcome(a surge.Action) string {
+	switch a {
+	case surge.Restart:
+		return "started"
+	case surge.Complete:
+		return "completed"
+	case surge.Abort:
+		return "aborted"
+	case surge.Release:
+		return "released"
+	case surge.Skip:
+		return "skipped"
+	}
+	return a.String()
+}
+
 // SurgeResult is what one pass over the opted-in Deployments did.
 type SurgeResult struct {
 	Deployments int
@@ -122,6 +139,11 @@ func (r *Reconciler) surgeOne(ctx context.Context, d *appsv1.Deployment, cfg con
 		budget.InFlight--
 	}
 	log.InfoContext(ctx, "surge rollout", slog.String("prediction", dec.State.Prediction))
+	seconds := -1.0
+	if dec.Action == surge.Complete || dec.Action == surge.Abort || dec.Action == surge.Release {
+		seconds = now.Sub(dec.State.Started).Seconds()
+	}
+	r.metrics().SurgeRollout(ctx, SurgeOutcome(dec.Action), seconds)
 	eventType, reason := corev1.EventTypeNormal, map[surge.Action]string{
 		surge.Restart: EventSurgeRolloutStarted, surge.Complete: EventSurgeRolloutCompleted, surge.Release: EventSurgeRolloutCompleted,
 		surge.Abort: EventSurgeRolloutAborted, surge.Skip: EventSurgeRolloutSkipped}[dec.Action]

@@ -57,6 +57,17 @@ func surgeObjects(vpaMode string) []runtime.Object {
 	return []runtime.Object{d, p, v, lease}
 }
 
+// surgeMetrics records the surge outcomes reported.
+type surgeMetrics struct{ outcomes []string }
+
+func (m *surgeMetrics) Decision(context.Context, string, string)                   {}
+func (m *surgeMetrics) Drain(context.Context, string, string, float64)             {}
+func (m *surgeMetrics) CapacityGap(context.Context, string, string, float64)       {}
+func (m *surgeMetrics) Sweep(context.Context, int, int, int, time.Duration, error) {}
+func (m *surgeMetrics) SurgeRollout(_ context.Context, outcome string, seconds float64) {
+	m.outcomes = append(m.outcomes, outcome)
+}
+
 func TestSurgeSweep(t *testing.T) {
 	enabled := func(c *config.Config) { c.Surge.Enabled = true }
 	tests := []struct {
@@ -67,22 +78,30 @@ func TestSurgeSweep(t *testing.T) {
 		action    surge.Action
 		wantVerbs []string
 		event     string
+		outcome   string // the metric's, when a write was made
 	}{
 		{name: "off: nothing read", vpaMode: "Initial", wantVerbs: []string{}},
 		{name: "a restart: one guarded patch of the Deployment", cfg: enabled, vpaMode: "Initial", action: surge.Restart,
-			wantVerbs: []string{"list deployments", "list pods", "get leases", "patch deployments", "create events"}, event: "SurgeRolloutStarted"},
+			wantVerbs: []string{"list deployments", "list pods", "get leases", "patch deployments", "create events"}, event: "SurgeRolloutStarted", outcome: "started"},
 		{name: "dry-run reads and decides, writes nothing", dryRun: true, cfg: enabled, vpaMode: "Initial", action: surge.Restart,
 			wantVerbs: []string{"list deployments", "list pods", "get leases"}},
 		{name: "a VPA that evicts: skipped, said once", cfg: enabled, vpaMode: "Recreate", action: surge.Skip,
-			wantVerbs: []string{"list deployments", "list pods", "get leases", "patch deployments", "create events"}, event: "SurgeRolloutSkipped"},
+			wantVerbs: []string{"list deployments", "list pods", "get leases", "patch deployments", "create events"}, event: "SurgeRolloutSkipped", outcome: "skipped"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newAdviceFixture(t, tt.dryRun, tt.cfg, surgeObjects(tt.vpaMode)...)
 			f.client.ClearActions()
+			m := &surgeMetrics{}
+			f.rec.Metrics = m
 			res, err := f.rec.SurgeSweep(context.Background())
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
+			if tt.outcome != "" {
+				assert.Equal(t, []string{tt.outcome}, m.outcomes)
+			} else {
+				assert.Empty(t, m.outcomes, "nothing written, nothing counted")
+			}
 			if tt.action != surge.None {
 				assert.Equal(t, 1, res.Decisions[tt.action.String()], "decisions %v", res.Decisions)
 			}

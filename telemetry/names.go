@@ -39,6 +39,12 @@ const (
 	// the Date headers of the API server's answers: drains are timed on the API server's
 	// clock, so a replica whose clock is off still holds each pod as long as it should.
 	ClockOffset = "vpagracefuldrain.api_server.clock_offset"
+	// SurgeRollouts counts surge-rollout decisions applied, by outcome (started, completed,
+	// aborted, released, skipped).
+	SurgeRollouts = "vpagracefuldrain.surge_rollouts"
+	// SurgeRolloutDuration is, per surge rollout that ended, the seconds from its start to its
+	// end, by outcome (completed, aborted, released).
+	SurgeRolloutDuration = "vpagracefuldrain.surge_rollout.duration"
 )
 
 // Attribute (label) names.
@@ -51,6 +57,7 @@ const (
 	AttrCode      = "code"
 	AttrVerb      = "verb"
 	AttrResult    = "result"
+	AttrOutcome   = "outcome"
 )
 
 // Series returns the Prometheus names of the series the function exports (a histogram also
@@ -71,6 +78,8 @@ func Series() []string {
 		"vpagracefuldrain_sweep_duration_seconds",
 		"vpagracefuldrain_capacity_gap_seconds",
 		"vpagracefuldrain_api_server_clock_offset_seconds",
+		"vpagracefuldrain_surge_rollouts_total",
+		"vpagracefuldrain_surge_rollout_duration_seconds",
 	}
 }
 
@@ -79,7 +88,7 @@ func Series() []string {
 func IsHistogram(series string) bool {
 	switch series {
 	case "vpagracefuldrain_drain_duration_seconds", "vpagracefuldrain_event_duration_seconds",
-		"vpagracefuldrain_sweep_duration_seconds", "vpagracefuldrain_capacity_gap_seconds":
+		"vpagracefuldrain_sweep_duration_seconds", "vpagracefuldrain_capacity_gap_seconds", "vpagracefuldrain_surge_rollout_duration_seconds":
 		return true
 	}
 	return false

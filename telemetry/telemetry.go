@@ -35,10 +35,10 @@ type Telemetry struct {
 	registry *prometheus.Registry
 	tracer   trace.Tracer
 
-	decisions, events, apiRequests, sweeps, sweepPods, sweepWrites, sweepFailures metric.Int64Counter
-	drainDuration, eventDuration, sweepDuration, capacityGap                      metric.Float64Histogram
-	inProgress, overdue                                                           metric.Int64ObservableGauge
-	clockOffset                                                                   metric.Float64ObservableGauge
+	decisions, events, apiRequests, sweeps, sweepPods, sweepWrites, sweepFailures, surgeRollouts metric.Int64Counter
+	drainDuration, eventDuration, sweepDuration, capacityGap, surgeDuration                      metric.Float64Histogram
+	inProgress, overdue                                                                          metric.Int64ObservableGauge
+	clockOffset                                                                                  metric.Float64ObservableGauge
 
 	// The attribute sets of the metrics recorded for every event and API request.
 	decisionSets, eventSets, apiSets attrCache
@@ -137,6 +137,8 @@ func (t *Telemetry) instruments() error {
 	t.sweepFailures = counter(SweepFailures, "Pods the sweeps failed to reconcile.")
 	t.drainDuration = histogram(DrainDuration, "How long finished drains held their pod, by reason and owner kind.", durations)
 	t.capacityGap = histogram(CapacityGap, "Per eviction of a Deployment's or StatefulSet's pod: seconds from the eviction until the owner was back at its desired Ready replicas.", durations)
+	t.surgeRollouts = counter(SurgeRollouts, "Surge-rollout decisions applied, by outcome.")
+	t.surgeDuration = histogram(SurgeRolloutDuration, "Per surge rollout that ended: seconds from its start to its end, by outcome.", durations)
 	t.eventDuration = histogram(EventDuration, "Time to handle one event.", latencies)
 	t.sweepDuration = histogram(SweepDuration, "Time one sweep took.", latencies)
 	// Both results from the start, so increase() sees the first failed sweep.
@@ -217,6 +219,19 @@ func (t *Telemetry) Drain(ctx context.Context, reason, ownerKind string, seconds
 		return
 	}
 	t.drainDuration.Record(ctx, seconds, metric.WithAttributes(attribute.String(AttrReason, reason), attribute.String(AttrOwnerKind, ownerKind)))
+}
+
+// SurgeRollout counts one surge-rollout decision applied; seconds >= 0 is the duration of a
+// rollout that ended (completed, aborted, released).
+func (t *Telemetry) SurgeRollout(ctx context.Context, outcome string, seconds float64) {
+	if t == nil {
+		return
+	}
+	attrs := metric.WithAttributes(attribute.String(AttrOutcome, outcome))
+	t.surgeRollouts.Add(ctx, 1, attrs)
+	if seconds >= 0 {
+		t.surgeDuration.Record(ctx, seconds, attrs)
+	}
 }
 
 // CapacityGap records what one eviction cost its owner.

@@ -52,6 +52,8 @@ func TestEverySeriesIsExported(t *testing.T) {
 	tel.Event(ctx, "dev.knative.apiserver.resource.update", 200, 3*time.Millisecond)
 	tel.APIRequest(ctx, "patch", 200)
 	tel.Sweep(ctx, 10, 2, 1, time.Second, errors.New("list failed"))
+	tel.SurgeRollout(ctx, "started", -1)
+	tel.SurgeRollout(ctx, "completed", 11.4)
 
 	text := scrape(t, tel)
 	for _, name := range telemetry.Series() {
@@ -61,6 +63,8 @@ func TestEverySeriesIsExported(t *testing.T) {
 		`vpagracefuldrain_decisions_total{action="remove-finalizer",reason="replaced"} 1`,
 		`vpagracefuldrain_drain_duration_seconds_sum{owner_kind="Deployment",reason="replaced"} 12.5`,
 		`vpagracefuldrain_capacity_gap_seconds_count{namespace="shop",owner_kind="Deployment"} 1`,
+		`vpagracefuldrain_surge_rollouts_total{outcome="started"} 1`,
+		`vpagracefuldrain_surge_rollout_duration_seconds_sum{outcome="completed"} 11.4`,
 		`vpagracefuldrain_events_total{code="200",type="dev.knative.apiserver.resource.update"} 1`,
 		`vpagracefuldrain_api_requests_total{code="200",verb="patch"} 1`,
 		`vpagracefuldrain_sweeps_total{result="failed"} 1`,
