@@ -15,6 +15,8 @@ import (
 type Requests struct {
 	mu   sync.Mutex
 	list []string
+	// paths are the same requests as "METHOD /path" (with the object's name).
+	paths []string
 }
 
 // CountingClient returns a clientset on cfg whose requests are recorded in the result.
@@ -24,7 +26,7 @@ func CountingClient(cfg *rest.Config) (kubernetes.Interface, *Requests, error) {
 	c.QPS, c.Burst = 200, 400
 	c.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			reqs.add(r.Method + " " + resourceOf(r.URL.Path))
+			reqs.add(r.Method+" "+resourceOf(r.URL.Path), r.Method+" "+r.URL.Path)
 			return rt.RoundTrip(r)
 		})
 	})
@@ -40,14 +42,24 @@ func (r *Requests) List() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.list
-	r.list = nil
+	r.list, r.paths = nil, nil
 	return out
 }
 
-func (r *Requests) add(s string) {
+// Paths returns the requests so far as "METHOD /path" and forgets them.
+func (r *Requests) Paths() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.paths
+	r.list, r.paths = nil, nil
+	return out
+}
+
+func (r *Requests) add(s, path string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.list = append(r.list, s)
+	r.paths = append(r.paths, path)
 }
 
 // resourceOf turns /api/v1/namespaces/NS/pods/NAME/eviction into "pods/eviction".
