@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"function/config"
 	"function/handlers/drain"
 )
 
@@ -147,7 +148,7 @@ func Advise(in Input) []Finding {
 	if replicated && in.Replicas != nil && *in.Replicas == 1 {
 		out = append(out, Finding{
 			ID:      FindingSingleReplica,
-			Message: fmt.Sprintf("%s has 1 replica: each eviction is downtime until the replacement is Ready", what),
+			Message: fmt.Sprintf("%s has 1 replica: each eviction is downtime until the replacement is Ready", what) + surgeHint(kind),
 			Fix:     "spec:\n  replicas: 2\n---\n" + pdbYAML(in),
 		})
 	}
@@ -170,11 +171,21 @@ func Advise(in Input) []Finding {
 		out = append(out, Finding{
 			ID: FindingUseInPlaceOrRecreate,
 			Message: fmt.Sprintf("%s of %s has updateMode %s, which evicts a pod to resize it; this cluster resizes pods in place",
-				vpa, what, mode),
+				vpa, what, mode) + surgeHint(kind),
 			Fix: "spec:\n  updatePolicy:\n    updateMode: " + ModeInPlaceOrRecreate + "\n",
 		})
 	}
 	return out
+}
+
+// surgeHint is, for a Deployment, what surge rollouts offer instead of evictions (a
+// StatefulSet cannot surge: its replacement has the old pod's identity).
+func surgeHint(kind config.Kind) string {
+	if kind != config.KindDeployment {
+		return ""
+	}
+	return "; or let the function update it by surge rollouts (VPA in updateMode Initial, surgeRollout on, the Deployment annotated " +
+		drain.AnnotationSurgeRollout + ": \"true\"): the new pod is Ready before the old one goes"
 }
 
 // containersHave is "container a has" or "containers a, b have".

@@ -68,3 +68,16 @@ const (
 	AnnotationWaitForReplacement = "vpagracefuldrain.dev/wait-for-replacement"
 	AnnotationWaitForEndpoints   = "vpagracefuldrain.dev/wait-for-endpoints"
 )
+
+// Surge rollouts (package handlers/surge): the opt-in and state on a Deployment, and what the
+// restart writes into its pod template.
+const (
+	// AnnotationSurgeRollout opts a Deployment in ("true"), with the surgeRollout key.
+	AnnotationSurgeRollout = "vpagracefuldrain.dev/surge-rollout"
+	// AnnotationSurgeState is a surge rollout's state on the Deployment (JSON).
+	AnnotationSurgeState = "vpagracefuldrain.dev/surge-state"
+	// AnnotationRestartedAt (pod template) restarts the rollout, as `kubectl rollout restart`.
+	AnnotationRestartedAt = "vpagracefuldrain.dev/restarted-at"
+	// AnnotationPredictedResources (pod template) is the hash of the predicted requests.
+	AnnotationPredictedResources = "vpagracefuldrain.dev/predicted-resources"
+)

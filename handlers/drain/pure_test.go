@@ -28,7 +28,7 @@ func TestPolicyIsPure(t *testing.T) {
 	}{
 		{pkg: "function/handlers/drain"},
 		{pkg: "function/handlers/advice", allowed: []string{"function/handlers/drain"}},
-		{pkg: "function/handlers/surge", direct: true},
+		{pkg: "function/handlers/surge", allowed: []string{"function/handlers/drain"}, direct: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pkg, func(t *testing.T) {

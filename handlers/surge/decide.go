@@ -8,20 +8,17 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+
+	"function/handlers/drain"
 )
 
-// Names users see: the opt-in, the rollout's state on the Deployment, and what the restart
-// writes into its pod template.
+// Names users see (defined with the others in handlers/drain/names.go): the opt-in, the
+// rollout's state on the Deployment, and what the restart writes into its pod template.
 const (
-	// AnnotationSurgeRollout opts a Deployment in ("true"), with the surgeRollout key.
-	AnnotationSurgeRollout = "vpagracefuldrain.dev/surge-rollout"
-	// AnnotationState is the rollout's state on the Deployment (JSON State): any replica, or
-	// a restarted one, continues or finishes a rollout from it.
-	AnnotationState = "vpagracefuldrain.dev/surge-state"
-	// AnnotationRestartedAt (pod template) restarts the rollout, as `kubectl rollout restart`.
-	AnnotationRestartedAt = "vpagracefuldrain.dev/restarted-at"
-	// AnnotationPrediction (pod template) is the hash of the predicted requests.
-	AnnotationPrediction = "vpagracefuldrain.dev/predicted-resources"
+	AnnotationSurgeRollout = drain.AnnotationSurgeRollout
+	AnnotationState        = drain.AnnotationSurgeState
+	AnnotationRestartedAt  = drain.AnnotationRestartedAt
+	AnnotationPrediction   = drain.AnnotationPredictedResources
 )
 
 // Phase is where a Deployment's surge rollout is.
