@@ -391,6 +391,11 @@ func TestE2ESweepFinishesDrainsWhoseEventsWereLost(t *testing.T) {
 	managed := createPods(t, s, "web", 5, true, nil)
 	waitForFinalizers(t, s, managed)
 	stamped, _ := evictAll(t, s, nil, managed)
+	// Its Kubernetes Events are written behind the decisions: a kill -9 before they are would
+	// lose them (that is not what this test is about).
+	for _, pod := range stamped {
+		assertEvents(t, s, pod, "Normal/DrainStarted")
+	}
 
 	// The function is down while the kubelet stops the containers: the adapter's sends fail and
 	// it drops those events. Nothing would ever announce these pods again.
