@@ -115,18 +115,13 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 	if kind == config.KindDeployment { // its pods' controllers are its ReplicaSets
 		counts = func(p *corev1.Pod) bool { return r.ownedByDeployment(p, name) }
 	}
-	sel, err := metav1.LabelSelectorAsSelector(selector)
+	pods, err := r.ownPods(ctx, pod.Namespace, kind, name, selector, counts)
 	if err != nil {
-		return drain.Replicas{}, fmt.Errorf("the %s %s/%s has an invalid selector: %w", kind, pod.Namespace, name, err)
-	}
-	list, err := r.Client.CoreV1().Pods(pod.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return drain.Replicas{}, fmt.Errorf("listing the pods of %s %s/%s: %w", kind, pod.Namespace, name, err)
+		return drain.Replicas{}, err
 	}
 	rep := drain.Replicas{Desired: desired}
-	for i := range list.Items {
-		p := &list.Items[i]
-		if p.DeletionTimestamp != nil || !counts(p) {
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil {
 			continue
 		}
 		if at, ready := readySince(p); ready {
@@ -137,6 +132,26 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 		}
 	}
 	return rep, nil
+}
+
+// ownPods lists the pods of the workload kind/name: those its selector selects that owns
+// accepts (its own, not those of another whose selector overlaps).
+func (r *Reconciler) ownPods(ctx context.Context, ns string, kind config.Kind, name string, selector *metav1.LabelSelector, owns func(*corev1.Pod) bool) ([]*corev1.Pod, error) {
+	sel, err := metav1.LabelSelectorAsSelector(selector)
+	if err != nil {
+		return nil, fmt.Errorf("the %s %s/%s has an invalid selector: %w", kind, ns, name, err)
+	}
+	list, err := r.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return nil, fmt.Errorf("listing the pods of %s %s/%s: %w", kind, ns, name, err)
+	}
+	var pods []*corev1.Pod
+	for i := range list.Items {
+		if owns(&list.Items[i]) {
+			pods = append(pods, &list.Items[i])
+		}
+	}
+	return pods, nil
 }
 
 // readySince reports whether the pod is Ready, and since when.

@@ -95,7 +95,8 @@ func (r *Reconciler) SurgeSweep(ctx context.Context) (SurgeResult, error) {
 
 // surgeOne reads what the surge policy decides a Deployment on, decides, and applies it.
 func (r *Reconciler) surgeOne(ctx context.Context, d *appsv1.Deployment, cfg config.Config, budget *surge.Budget, now time.Time) (surge.Decision, error) {
-	pods, err := r.deploymentPods(ctx, d)
+	pods, err := r.ownPods(ctx, d.Namespace, config.KindDeployment, d.Name, d.Spec.Selector,
+		func(p *corev1.Pod) bool { return r.ownedByDeployment(p, d.Name) })
 	if err != nil {
 		return surge.Decision{}, err
 	}
@@ -153,26 +154,6 @@ func (r *Reconciler) surgeOne(ctx context.Context, d *appsv1.Deployment, cfg con
 	ref := corev1.ObjectReference{Kind: "Deployment", APIVersion: "apps/v1", Namespace: d.Namespace, Name: d.Name, UID: d.UID}
 	r.recordEvent(ctx, log, func() error { return r.Events.RecordFor(ctx, ref, eventType, reason, dec.Reason) })
 	return dec, nil
-}
-
-// deploymentPods lists the Deployment's own pods (its ReplicaSets', not those of another whose
-// selector overlaps).
-func (r *Reconciler) deploymentPods(ctx context.Context, d *appsv1.Deployment) ([]*corev1.Pod, error) {
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil {
-		return nil, fmt.Errorf("the Deployment %s/%s has an invalid selector: %w", d.Namespace, d.Name, err)
-	}
-	list, err := r.Client.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, fmt.Errorf("listing the pods of Deployment %s/%s: %w", d.Namespace, d.Name, err)
-	}
-	var pods []*corev1.Pod
-	for i := range list.Items {
-		if r.ownedByDeployment(&list.Items[i], d.Name) {
-			pods = append(pods, &list.Items[i])
-		}
-	}
-	return pods, nil
 }
 
 // vpasIn lists the namespace's VerticalPodAutoscalers (none without a dynamic client or the

@@ -35,25 +35,7 @@ func TestIntegrationSurgePatchOnTheAPIServer(t *testing.T) {
 	ns := cp.Namespace(t, "surge")
 	d := surgeDeployment(ctx, t, ns)
 
-	now := time.Now().UTC()
-	cpu := func(v string) corev1.ResourceList {
-		return corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(v), corev1.ResourceMemory: resource.MustParse("1Gi")}
-	}
-	v := &vpa_types.VerticalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
-		Spec: vpa_types.VerticalPodAutoscalerSpec{TargetRef: &autoscalingv1.CrossVersionObjectReference{Kind: "Deployment", Name: "web"},
-			UpdatePolicy: &vpa_types.PodUpdatePolicy{UpdateMode: ptr.To(vpa_types.UpdateModeInitial)}},
-		Status: vpa_types.VerticalPodAutoscalerStatus{Recommendation: &vpa_types.RecommendedPodResources{ContainerRecommendations: []vpa_types.RecommendedContainerResources{
-			{ContainerName: "app", Target: cpu("5"), LowerBound: cpu("1"), UpperBound: cpu("6")}}}},
-	}
-	running := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: ns}, Spec: d.Spec.Template.Spec,
-		Status: corev1.PodStatus{Phase: corev1.PodRunning, StartTime: &metav1.Time{Time: now.Add(-time.Hour)},
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
-	dec := surge.Decide(surge.DecideInput{
-		Input:   surge.Input{Deployment: d, Pods: []*corev1.Pod{running}, VPA: v, AdmissionController: true, Settings: surge.DefaultSettings()},
-		Enabled: true, Limits: surge.DefaultLimits(), Now: now,
-	})
-	require.Equal(t, surge.Restart, dec.Action, dec.Reason)
+	dec, v := restart(t, d)
 	patch, err := surge.Patch(d, dec)
 	require.NoError(t, err)
 
@@ -79,7 +61,7 @@ func TestIntegrationSurgePatchOnTheAPIServer(t *testing.T) {
 	// The abort, decided on the restarted Deployment: the template annotations removed again.
 	restarted.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}}
 	abort := surge.Decide(surge.DecideInput{Input: surge.Input{Deployment: restarted, VPA: v, Settings: surge.DefaultSettings()},
-		Enabled: true, Limits: surge.DefaultLimits(), Now: now})
+		Enabled: true, Limits: surge.DefaultLimits(), Now: time.Now().UTC()})
 	require.Equal(t, surge.Abort, abort.Action, abort.Reason)
 	patch, err = surge.Patch(restarted, abort)
 	require.NoError(t, err)
@@ -116,8 +98,9 @@ func surgeDeployment(ctx context.Context, t *testing.T, ns string) *appsv1.Deplo
 	return d
 }
 
-// restartPatch is surge.Patch of a restart of d (a VPA recommending cpu 5).
-func restartPatch(t *testing.T, d *appsv1.Deployment) []byte {
+// restart is the surge decision to restart d, decided as the sweeps decide it (its one Ready
+// pod running for an hour, a VPA recommending cpu 5: outside the pod's bounds), and that VPA.
+func restart(t *testing.T, d *appsv1.Deployment) (surge.Decision, *vpa_types.VerticalPodAutoscaler) {
 	t.Helper()
 	now := time.Now().UTC()
 	cpu := func(v string) corev1.ResourceList {
@@ -138,6 +121,13 @@ func restartPatch(t *testing.T, d *appsv1.Deployment) []byte {
 		Enabled: true, Limits: surge.DefaultLimits(), Now: now,
 	})
 	require.Equal(t, surge.Restart, dec.Action, dec.Reason)
+	return dec, v
+}
+
+// restartPatch is surge.Patch of a restart of d.
+func restartPatch(t *testing.T, d *appsv1.Deployment) []byte {
+	t.Helper()
+	dec, _ := restart(t, d)
 	patch, err := surge.Patch(d, dec)
 	require.NoError(t, err)
 	return patch
