@@ -36,6 +36,12 @@ const (
 	KeyInRecommendationBoundsLifetime = "inRecommendationBoundsEvictionLifetimeThreshold"
 	KeyEvictAfterOOMThreshold         = "evictAfterOomThreshold"
 	KeyUseAdmissionControllerStatus   = "useAdmissionControllerStatus"
+	// The limits of surge rollouts: in flight at once, started a minute, the cool-down
+	// between two rollouts of one Deployment, how long a surge pod may stay Pending.
+	KeySurgeMaxInFlight    = "surgeMaxInFlight"
+	KeySurgeMaxPerMinute   = "surgeMaxPerMinute"
+	KeySurgeCoolDown       = "surgeCoolDown"
+	KeySurgePendingTimeout = "surgePendingTimeout"
 	// KeyConfigDir names the directory of a mounted ConfigMap (one file per key).
 	KeyConfigDir = "CONFIG_DIR"
 	// KeyDryRun forces dry-run mode: decide and reply, never write.
@@ -100,6 +106,11 @@ type Surge struct {
 	InBoundsLifetime             time.Duration
 	EvictAfterOOM                time.Duration
 	UseAdmissionControllerStatus bool
+	// The budget over all Deployments (surgeMaxInFlight, surgeMaxPerMinute), the cool-down
+	// between two rollouts of one Deployment (surgeCoolDown, doubling when it is selected again
+	// within InBoundsLifetime) and the Pending timeout of a surge pod (surgePendingTimeout).
+	MaxInFlight, MaxPerMinute int
+	CoolDown, PendingTimeout  time.Duration
 }
 
 // AnnotationUninstalling on the followed ConfigMap ("true") puts every replica in uninstall
@@ -131,7 +142,7 @@ func Default() Config {
 		SweepInterval:        60 * time.Second,
 		HoldOn:               HoldEvictions,
 		Surge: Surge{PodUpdateThreshold: 0.1, InBoundsLifetime: 12 * time.Hour, EvictAfterOOM: 10 * time.Minute,
-			UseAdmissionControllerStatus: true},
+			UseAdmissionControllerStatus: true, MaxInFlight: 2, MaxPerMinute: 6, CoolDown: 30 * time.Minute, PendingTimeout: 5 * time.Minute},
 	}
 }
 
@@ -180,7 +191,8 @@ func Values(env map[string]string) (map[string]string, error) {
 func Keys() []string {
 	return []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations, KeySweepIntervalSeconds,
 		KeyHoldOn, KeyWorkloadDefaults, KeyEnsurePDB, KeySurgeRollout, KeyPodUpdateThreshold, KeyInRecommendationBoundsLifetime,
-		KeyEvictAfterOOMThreshold, KeyUseAdmissionControllerStatus}
+		KeyEvictAfterOOMThreshold, KeyUseAdmissionControllerStatus, KeySurgeMaxInFlight, KeySurgeMaxPerMinute, KeySurgeCoolDown,
+		KeySurgePendingTimeout}
 }
 
 // Parse validates a map of key to raw value (missing keys take their defaults).
@@ -299,6 +311,31 @@ func parseSurge(values map[string]string, s *Surge) []error {
 			x, err := time.ParseDuration(strings.TrimSpace(v))
 			if err != nil || x < 0 || x > 7*24*time.Hour {
 				errs = append(errs, &KeyError{Key: d.key, Value: v, Reason: "must be a duration like 12h or 10m, between 0 and 168h (as the VPA updater's flag)"})
+			}
+			*d.to = x
+		}
+	}
+	for _, n := range []struct {
+		key string
+		to  *int
+	}{{KeySurgeMaxInFlight, &s.MaxInFlight}, {KeySurgeMaxPerMinute, &s.MaxPerMinute}} {
+		if v, ok := values[n.key]; ok {
+			x, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || x < 1 || x > 1000 {
+				errs = append(errs, &KeyError{Key: n.key, Value: v, Reason: "must be a whole number between 1 and 1000"})
+			}
+			*n.to = x
+		}
+	}
+	for _, d := range []struct {
+		key      string
+		to       *time.Duration
+		min, max time.Duration
+	}{{KeySurgeCoolDown, &s.CoolDown, 0, 7 * 24 * time.Hour}, {KeySurgePendingTimeout, &s.PendingTimeout, time.Second, 24 * time.Hour}} {
+		if v, ok := values[d.key]; ok {
+			x, err := time.ParseDuration(strings.TrimSpace(v))
+			if err != nil || x < d.min || x > d.max {
+				errs = append(errs, &KeyError{Key: d.key, Value: v, Reason: fmt.Sprintf("must be a duration like 30m, between %s and %s", d.min, d.max)})
 			}
 			*d.to = x
 		}

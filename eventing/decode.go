@@ -81,10 +81,47 @@ func HandledTypes() []string {
 	return types
 }
 
-// Input is a decoded event: the pod (Resource mode) or its reference (Reference mode).
+// Object is the kind of object an event is about.
+type Object int
+
+const (
+	// ObjectPod: a v1 Pod.
+	ObjectPod Object = iota
+	// ObjectVPA: an autoscaling.k8s.io/v1 VerticalPodAutoscaler (surge rollouts). Only its
+	// identity is decoded: what it says is read from the API server.
+	ObjectVPA
+)
+
+// objects are the kinds of object the function takes events about, by Object: kind, API
+// version, and the API path prefix and resource ApiServerSource writes the subject with.
+var objects = [...]struct {
+	kind, apiVersion, prefix, resource string
+}{
+	ObjectPod: {"Pod", "v1", "/apis/v1", "pods"},
+	ObjectVPA: {"VerticalPodAutoscaler", "autoscaling.k8s.io/v1", "/apis/autoscaling.k8s.io/v1", "verticalpodautoscalers"},
+}
+
+// objectOf is the Object of kind and apiVersion, and whether it is one.
+func objectOf(kind, apiVersion string) (Object, bool) {
+	for o, spec := range objects {
+		if spec.kind == kind && spec.apiVersion == apiVersion {
+			return Object(o), true
+		}
+	}
+	return 0, false
+}
+
+// ObjectPath is the object's API path, as ApiServerSource writes it in the subject attribute.
+func ObjectPath(o Object, namespace, name string) string {
+	return objects[o].prefix + "/namespaces/" + namespace + "/" + objects[o].resource + "/" + name
+}
+
+// Input is a decoded event: the pod (Resource mode) or its reference (Reference mode), or a
+// VerticalPodAutoscaler's identity.
 type Input struct {
 	Mode      Mode
 	Op        Op
+	Object    Object
 	Namespace string
 	Name      string
 	// Pod is set in Resource mode only. Its metadata.managedFields are not decoded (always
@@ -165,6 +202,17 @@ func unmarshalTime(dec *jsontext.Decoder, t *metav1.Time) error {
 	}
 }
 
+// identity is what is decoded of a Resource-mode object other than a pod: its identity.
+type identity struct {
+	Kind       string `json:"kind"`
+	APIVersion string `json:"apiVersion"`
+	Metadata   struct {
+		Namespace string `json:"namespace"`
+		Name      string `json:"name"`
+		UID       string `json:"uid"`
+	} `json:"metadata"`
+}
+
 // decodePod unmarshals Resource-mode data.
 func decodePod(data []byte) (*corev1.Pod, error) {
 	pod := &corev1.Pod{}
@@ -201,7 +249,8 @@ func Decode(e event.Event) (Input, error) {
 	return Decoder{}.Decode(e)
 }
 
-// Decode validates an ApiServerSource event and extracts the pod or its reference. It never
+// Decode validates an ApiServerSource event and extracts the pod or its reference (or a
+// VerticalPodAutoscaler's identity). It never
 // panics; every rejection is an *InputError (400, or 413 for a body over MaxDataBytes). Input
 // that cannot be a Kubernetes object is rejected before it costs an API call: a pod name that
 // is no DNS subdomain, a namespace that is no DNS label, a uid that is no UUID, a time out of
@@ -225,29 +274,59 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 		}
 	}
 	in := Input{Mode: t.mode, Op: t.op}
-	var kind, apiVersion string
-	if t.mode == Reference {
+	ext := Extensions(e)
+	var kind, apiVersion, uid string
+	switch {
+	case t.mode == Reference:
 		var ref reference
 		if err := jsonv2.Unmarshal(data, &ref, dataJSON); err != nil {
 			return Input{}, dataError("a pod reference", "reference", data, err)
 		}
 		kind, apiVersion, in.Namespace, in.Name = ref.Kind, ref.APIVersion, ref.Namespace, ref.Name
-	} else {
+	case ext["kind"] == objects[ObjectVPA].kind:
+		// ApiServerSource names the kind in an extension: a VerticalPodAutoscaler is not
+		// decoded beyond its identity (kind, apiVersion, namespace, name, uid).
+		var id identity
+		if err := jsonv2.Unmarshal(data, &id, dataJSON); err != nil {
+			return Input{}, dataError("a VerticalPodAutoscaler", "VerticalPodAutoscaler", data, err)
+		}
+		kind, apiVersion, in.Namespace, in.Name, uid = id.Kind, id.APIVersion, id.Metadata.Namespace, id.Metadata.Name, id.Metadata.UID
+		if kind != objects[ObjectVPA].kind {
+			return Input{}, reject(http.StatusBadRequest, "extension kind=%q does not match the data (%s)", objects[ObjectVPA].kind, quoteShort(kind))
+		}
+	default:
 		pod, err := decodePod(data)
 		if err != nil {
 			return Input{}, err
 		}
-		kind, apiVersion, in.Namespace, in.Name = pod.Kind, pod.APIVersion, pod.Namespace, pod.Name
+		kind, apiVersion, in.Namespace, in.Name, uid = pod.Kind, pod.APIVersion, pod.Namespace, pod.Name, string(pod.UID)
 		in.Pod = pod
 	}
-	if kind != "Pod" || apiVersion != "v1" {
-		return Input{}, reject(http.StatusBadRequest, "event data is kind %q apiVersion %q, not a v1 Pod", kind, apiVersion)
+	obj, ok := objectOf(kind, apiVersion)
+	if !ok {
+		return Input{}, reject(http.StatusBadRequest, "event data is kind %q apiVersion %q, not a v1 Pod or an autoscaling.k8s.io/v1 VerticalPodAutoscaler", kind, apiVersion)
 	}
-	if err := checkName("namespace", in.Namespace, dns1123Label, validation.IsDNS1123Label); err != nil {
+	in.Object = obj
+	if obj != ObjectPod {
+		in.Pod = nil // its identity only (data without the kind extension decodes as a Pod)
+	}
+	noun := "pod"
+	if obj == ObjectVPA {
+		noun = "VerticalPodAutoscaler"
+	}
+	if err := checkName(noun, "namespace", in.Namespace, dns1123Label, validation.IsDNS1123Label); err != nil {
 		return Input{}, err
 	}
-	if err := checkName("name", in.Name, dns1123Subdomain, validation.IsDNS1123Subdomain); err != nil {
+	if err := checkName(noun, "name", in.Name, dns1123Subdomain, validation.IsDNS1123Subdomain); err != nil {
 		return Input{}, err
+	}
+	if obj == ObjectVPA && t.mode == Resource {
+		switch {
+		case uid == "" && t.op != Delete:
+			return Input{}, reject(http.StatusBadRequest, "VerticalPodAutoscaler %s/%s has no metadata.uid", in.Namespace, in.Name)
+		case uid != "" && !isUUID(uid):
+			return Input{}, reject(http.StatusBadRequest, "VerticalPodAutoscaler %s/%s metadata.uid %s is not a UUID", in.Namespace, in.Name, quoteShort(uid))
+		}
 	}
 	if in.Pod != nil {
 		// A delete event needs no uid (nothing is written for it), but one it carries is a
@@ -270,9 +349,9 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 	}
 	// ApiServerSource repeats the object's identity in extensions and the subject; they must
 	// agree with the data.
-	if ext := Extensions(e); len(ext) > 0 {
+	if len(ext) > 0 {
 		for _, attr := range [...]struct{ name, want string }{
-			{"namespace", in.Namespace}, {"name", in.Name}, {"kind", "Pod"}, {"apiversion", "v1"},
+			{"namespace", in.Namespace}, {"name", in.Name}, {"kind", objects[obj].kind}, {"apiversion", objects[obj].apiVersion},
 		} {
 			if v, ok := ext[attr.name]; ok {
 				s, isString := v.(string)
@@ -285,8 +364,8 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 			}
 		}
 	}
-	if sub := e.Subject(); sub != "" && sub != PodPath(in.Namespace, in.Name) {
-		return Input{}, reject(http.StatusBadRequest, "subject %q does not match the data (%q)", sub, PodPath(in.Namespace, in.Name))
+	if sub, want := e.Subject(), ObjectPath(obj, in.Namespace, in.Name); sub != "" && sub != want {
+		return Input{}, reject(http.StatusBadRequest, "subject %q does not match the data (%q)", sub, want)
 	}
 	return in, nil
 }
@@ -387,15 +466,15 @@ func semanticMessage(root string, e *jsonv2.SemanticError) string {
 // checkName rejects a missing or invalid pod name or namespace. valid is the check that words
 // the problem; ok, the same check without a regular expression, spares calling it for a
 // valid value.
-func checkName(field, v string, ok func(string) bool, valid func(string) []string) error {
+func checkName(noun, field, v string, ok func(string) bool, valid func(string) []string) error {
 	if v == "" {
-		return reject(http.StatusBadRequest, "pod %s is missing", field)
+		return reject(http.StatusBadRequest, "%s %s is missing", noun, field)
 	}
 	if ok(v) {
 		return nil
 	}
 	if msgs := valid(v); len(msgs) > 0 {
-		return reject(http.StatusBadRequest, "pod %s %s is invalid: %s", field, quoteShort(v), strings.Join(msgs, "; "))
+		return reject(http.StatusBadRequest, "%s %s %s is invalid: %s", noun, field, quoteShort(v), strings.Join(msgs, "; "))
 	}
 	return nil
 }

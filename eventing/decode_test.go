@@ -459,3 +459,65 @@ func BenchmarkDecodeEncodingJSON(b *testing.B) {
 		}
 	}
 }
+
+// Events about VerticalPodAutoscalers (surge rollouts' trigger): only the identity is decoded,
+// checked as a pod's is; what the VPA says is read from the API server.
+func TestDecodeVerticalPodAutoscalers(t *testing.T) {
+	const vpaUID = "6b1c7e0a-3f0e-4a55-9d7e-0c6a4f3b2d11"
+	vpa := `{"apiVersion":"autoscaling.k8s.io/v1","kind":"VerticalPodAutoscaler","metadata":{"name":"web","namespace":"default","uid":"` + vpaUID +
+		`","managedFields":[{"manager":"recommender"}]},"spec":{"targetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"web"},"updatePolicy":{"updateMode":"Initial"}},` +
+		`"status":{"recommendation":{"containerRecommendations":[{"containerName":"app","target":{"cpu":"500m"}}]},"conditions":[{"type":"RecommendationProvided","status":"True"}]}}`
+	asSource := func(e *event.Event) { // as ApiServerSource sends it
+		e.SetExtension("kind", "VerticalPodAutoscaler")
+		e.SetExtension("apiversion", "autoscaling.k8s.io/v1")
+		e.SetExtension("name", "web")
+		e.SetExtension("namespace", "default")
+		e.SetSubject("/apis/autoscaling.k8s.io/v1/namespaces/default/verticalpodautoscalers/web")
+	}
+	accepts := []struct {
+		name  string
+		event event.Event
+		op    eventing.Op
+		mode  eventing.Mode
+	}{
+		{"resource update, as the source sends it", newEvent(resUpdate, jsonData(vpa), asSource), eventing.Update, eventing.Resource},
+		{"resource add without the extensions", newEvent(resAdd, jsonData(vpa)), eventing.Add, eventing.Resource},
+		{"resource delete without uid", newEvent(resDelete, jsonData(strings.Replace(vpa, `"uid":"`+vpaUID+`",`, "", 1)), asSource), eventing.Delete, eventing.Resource},
+		{"reference update", newEvent(refUpdate, jsonData(`{"kind":"VerticalPodAutoscaler","namespace":"default","name":"web","apiVersion":"autoscaling.k8s.io/v1"}`), asSource), eventing.Update, eventing.Reference},
+	}
+	for _, tt := range accepts {
+		t.Run(tt.name, func(t *testing.T) {
+			in, err := decoder().Decode(tt.event)
+			require.NoError(t, err)
+			assert.Equal(t, eventing.Input{Mode: tt.mode, Op: tt.op, Object: eventing.ObjectVPA, Namespace: "default", Name: "web"}, in, "its identity only")
+		})
+	}
+	rejects := []struct {
+		name    string
+		event   event.Event
+		message string
+	}{
+		{"another apiVersion", newEvent(resUpdate, jsonData(strings.Replace(vpa, "autoscaling.k8s.io/v1", "autoscaling.k8s.io/v1beta2", 1))),
+			`kind "VerticalPodAutoscaler" apiVersion "autoscaling.k8s.io/v1beta2", not a v1 Pod or an autoscaling.k8s.io/v1 VerticalPodAutoscaler`},
+		{"the kind extension says VPA, the data is a Pod", newEvent(resUpdate, jsonData(validPod), asSource), `extension kind="VerticalPodAutoscaler" does not match the data ("Pod")`},
+		{"the data is a VPA, the kind extension says Pod", newEvent(resUpdate, jsonData(vpa), withExt("kind", "Pod")), `extension kind="Pod" does not match the data ("VerticalPodAutoscaler")`},
+		{"subject of a pod", newEvent(resUpdate, jsonData(vpa), asSource, func(e *event.Event) { e.SetSubject("/apis/v1/namespaces/default/pods/web") }),
+			`subject "/apis/v1/namespaces/default/pods/web" does not match the data ("/apis/autoscaling.k8s.io/v1/namespaces/default/verticalpodautoscalers/web")`},
+		{"invalid name", newEvent(resUpdate, jsonData(strings.Replace(vpa, `"name":"web"`, `"name":"../web"`, 1))), `VerticalPodAutoscaler name "../web" is invalid`},
+		{"missing namespace", newEvent(refUpdate, jsonData(`{"kind":"VerticalPodAutoscaler","name":"web","apiVersion":"autoscaling.k8s.io/v1"}`)), "VerticalPodAutoscaler namespace is missing"},
+		{"no uid", newEvent(resUpdate, jsonData(strings.Replace(vpa, `"uid":"`+vpaUID+`",`, "", 1)), asSource), "VerticalPodAutoscaler default/web has no metadata.uid"},
+		{"uid not a UUID", newEvent(resUpdate, jsonData(strings.Replace(vpa, vpaUID, "u-1", 1)), asSource), `metadata.uid "u-1" is not a UUID`},
+		{"metadata a string", newEvent(resUpdate, jsonData(`{"apiVersion":"autoscaling.k8s.io/v1","kind":"VerticalPodAutoscaler","metadata":"web"}`), asSource),
+			"event data is not a VerticalPodAutoscaler: json: cannot unmarshal string into Go struct field VerticalPodAutoscaler.metadata"},
+	}
+	for _, tt := range rejects {
+		t.Run(tt.name, func(t *testing.T) {
+			in, err := decoder().Decode(tt.event)
+			var bad *eventing.InputError
+			require.ErrorAs(t, err, &bad)
+			assert.Equal(t, http.StatusBadRequest, bad.Status)
+			assert.Contains(t, bad.Message, tt.message)
+			assert.Equal(t, eventing.Input{}, in)
+		})
+	}
+}

@@ -89,10 +89,20 @@ func checkDecoded(t *testing.T, e event.Event, in eventing.Input, err error) {
 		APIVersion string `json:"apiVersion"`
 	}
 	require.NoError(t, json.Unmarshal(data, &head), "accepted data that is not a JSON object")
-	require.Equal(t, "Pod", head.Kind)
-	require.Equal(t, "v1", head.APIVersion)
+	kind := "Pod"
+	if in.Object == eventing.ObjectVPA {
+		kind = "VerticalPodAutoscaler"
+		require.Equal(t, "autoscaling.k8s.io/v1", head.APIVersion)
+		require.Nil(t, in.Pod, "a VerticalPodAutoscaler event carries its identity only")
+	} else {
+		require.Equal(t, eventing.ObjectPod, in.Object)
+		require.Equal(t, "v1", head.APIVersion)
+	}
+	require.Equal(t, kind, head.Kind)
 
-	if in.Mode == eventing.Resource {
+	if in.Object == eventing.ObjectVPA {
+		// its identity only (checked above and below)
+	} else if in.Mode == eventing.Resource {
 		require.NotNil(t, in.Pod, "Resource mode carries the pod")
 		require.Equal(t, "Pod", in.Pod.Kind)
 		require.Equal(t, "v1", in.Pod.APIVersion)
@@ -112,7 +122,7 @@ func checkDecoded(t *testing.T, e event.Event, in eventing.Input, err error) {
 	} else {
 		require.Nil(t, in.Pod, "Reference mode carries no pod")
 	}
-	for attr, got := range map[string]string{"namespace": in.Namespace, "name": in.Name, "kind": "Pod"} {
+	for attr, got := range map[string]string{"namespace": in.Namespace, "name": in.Name, "kind": kind} {
 		if v, ok := e.Extensions()[attr]; ok {
 			s, isString := v.(string)
 			require.True(t, isString, "extension %s is %T", attr, v)
@@ -131,6 +141,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add(uint8(3), []byte(ref), "application/json; charset=utf-8", "web-1", "default")
 	f.Add(uint8(4), []byte(ref), "application/vnd.k8s+json", "", "")
 	f.Add(uint8(5), []byte(ref), "application/json", "other", "")
+	const vpa = `{"apiVersion":"autoscaling.k8s.io/v1","kind":"VerticalPodAutoscaler","metadata":{"name":"web","namespace":"default","uid":"` + uid +
+		`"},"spec":{"targetRef":{"apiVersion":"apps/v1","kind":"Deployment","name":"web"}},"status":{"conditions":[{"type":"RecommendationProvided","status":"True"}]}}`
+	f.Add(uint8(1), []byte(vpa), "application/json", "web", "default")
+	f.Add(uint8(4), []byte(`{"kind":"VerticalPodAutoscaler","namespace":"default","name":"web","apiVersion":"autoscaling.k8s.io/v1"}`), "application/json", "", "")
 	f.Add(uint8(0), []byte(pod), "text/plain", "", "")
 	f.Add(uint8(0), []byte(pod), "application/json; charset", "", "")
 	f.Add(uint8(0), []byte(`null`), "application/json", "", "")

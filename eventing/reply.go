@@ -96,5 +96,5 @@ func Reply(out handlers.Outcome) (*event.Event, error) {
 
 // PodPath is the pod's API path, as ApiServerSource writes it in the subject attribute.
 func PodPath(namespace, name string) string {
-	return "/apis/v1/namespaces/" + namespace + "/pods/" + name
+	return ObjectPath(ObjectPod, namespace, name)
 }

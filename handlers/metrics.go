@@ -13,7 +13,7 @@ type Metrics interface {
 	Sweep(ctx context.Context, pods, writes, failures int, took time.Duration, err error)
 	// SurgeRollout counts a surge-rollout decision applied; seconds >= 0 is the duration of a
 	// rollout that ended.
-	SurgeRollout(ctx context.Context, outcome string, seconds float64)
+	SurgeRollout(ctx context.Context, outcome string, seconds float64, gap int)
 }
 
 // noMetrics is the Metrics of a Reconciler without any.
@@ -23,7 +23,7 @@ func (noMetrics) Decision(context.Context, string, string)                   {}
 func (noMetrics) Drain(context.Context, string, string, float64)             {}
 func (noMetrics) CapacityGap(context.Context, string, string, float64)       {}
 func (noMetrics) Sweep(context.Context, int, int, int, time.Duration, error) {}
-func (noMetrics) SurgeRollout(context.Context, string, float64)              {}
+func (noMetrics) SurgeRollout(context.Context, string, float64, int)         {}
 
 func (r *Reconciler) metrics() Metrics {
 	if r.Metrics == nil {

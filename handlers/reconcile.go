@@ -73,6 +73,7 @@ type Reconciler struct {
 	writes   lastWrites                    // the resourceVersion of each pod's last write
 	live     atomic.Pointer[config.Config] // set by SetConfig
 	sweeps   sweepState                    // Run's sweeps: asked for, pending, their findings
+	surge    surgeState                    // surge rollouts' lock and event bounds
 }
 
 // CurrentConfig is the configuration in force.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/status"
 
 	"function/config"
+	"function/handlers/drain"
 	"function/handlers/surge"
 )
 
@@ -40,6 +43,8 @@ func SurgeOutcome(a surge.Action) string {
 		return "released"
 	case surge.Skip:
 		return "skipped"
+	case surge.Track:
+		return "tracked"
 	}
 	return a.String()
 }
@@ -48,6 +53,63 @@ func SurgeOutcome(a surge.Action) string {
 type SurgeResult struct {
 	Deployments int
 	Decisions   map[string]int // by surge.Action.String()
+}
+
+// SurgeReport is a surge decision applied (or, in dry-run, decided) on one Deployment: what a
+// reply event reports.
+type SurgeReport struct {
+	Namespace, Name string
+	UID             types.UID
+	Decision        surge.Decision
+	DryRun          bool
+	At              time.Time
+}
+
+// surgeState is what surge rollouts keep in memory: nothing a rollout needs (that is in the
+// Deployments' annotations), only the lock that makes one replica's restarts count one
+// budget, and when each Deployment (or VPA) may be evaluated again on an event's word.
+type surgeState struct {
+	mu   sync.Mutex
+	asks bounded[string, time.Time, limit10k]
+}
+
+// How soon an event may have a Deployment evaluated again: a rollout in flight is followed
+// closely (its capacity gap is sampled at every evaluation), an opted-in Deployment and a VPA
+// less often, one that is not opted in (or not found) rarely; the sweeps evaluate every
+// opted-in Deployment whatever these say.
+const (
+	SurgeEvalRolling = time.Second
+	SurgeEvalOptedIn = 10 * time.Second
+	SurgeEvalOther   = time.Minute
+)
+
+// surgeAsk claims the evaluation of key at now: false when one was made before its bound.
+func (s *surgeState) surgeAsk(key string, now time.Time) bool {
+	ok := false
+	s.asks.update(key, func(next time.Time, had bool) time.Time {
+		if had && now.Before(next) {
+			return next
+		}
+		ok = true
+		return now.Add(SurgeEvalOther) // until the evaluation says how soon
+	})
+	return ok
+}
+
+// budgetOf counts, over every Deployment, the surge rollouts in flight and those started in
+// the minute before now.
+func budgetOf(ds []appsv1.Deployment, now time.Time) surge.Budget {
+	var b surge.Budget
+	for i := range ds {
+		st, _ := surge.ReadState(&ds[i])
+		if st.Phase == surge.PhaseRolling {
+			b.InFlight++
+		}
+		if !st.Started.IsZero() && now.Sub(st.Started) < time.Minute {
+			b.LastMinute++
+		}
+	}
+	return b
 }
 
 // SurgeSweep evaluates every Deployment that opted in to surge rollouts (or has one in flight)
@@ -60,29 +122,24 @@ func (r *Reconciler) SurgeSweep(ctx context.Context) (SurgeResult, error) {
 	if !cfg.Surge.Enabled || r.Client == nil {
 		return res, nil
 	}
+	r.surge.mu.Lock()
+	defer r.surge.mu.Unlock()
 	list, err := r.Client.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return res, fmt.Errorf("listing Deployments for surge rollouts: %w", err)
 	}
 	now := r.now()
+	budget := budgetOf(list.Items, now)
 	var candidates []*appsv1.Deployment
-	var budget surge.Budget
 	for i := range list.Items {
 		d := &list.Items[i]
-		st, _ := surge.ReadState(d)
-		if st.Phase == surge.PhaseRolling {
-			budget.InFlight++
-		}
-		if !st.Started.IsZero() && now.Sub(st.Started) < time.Minute {
-			budget.LastMinute++
-		}
-		if st.Phase == surge.PhaseRolling || d.Annotations[surge.AnnotationSurgeRollout] == "true" && cfg.Namespaces.Selects(d.Namespace) {
+		if st, _ := surge.ReadState(d); st.Phase == surge.PhaseRolling || d.Annotations[surge.AnnotationSurgeRollout] == "true" && cfg.Namespaces.Selects(d.Namespace) {
 			candidates = append(candidates, d)
 		}
 	}
 	res.Deployments = len(candidates)
 	for _, d := range candidates {
-		dec, err := r.surgeOne(ctx, d, cfg, &budget, now)
+		dec, err := r.surgeOne(ctx, d, cfg, nil, &budget, now)
 		if err != nil {
 			r.Log.WarnContext(ctx, "surge rollout: cannot evaluate the Deployment; the next sweep retries",
 				slog.String("namespace", d.Namespace), slog.String("deployment", d.Name), slog.String("error", err.Error()))
@@ -93,25 +150,143 @@ func (r *Reconciler) SurgeSweep(ctx context.Context) (SurgeResult, error) {
 	return res, nil
 }
 
-// surgeOne reads what the surge policy decides a Deployment on, decides, and applies it.
-func (r *Reconciler) surgeOne(ctx context.Context, d *appsv1.Deployment, cfg config.Config, budget *surge.Budget, now time.Time) (surge.Decision, error) {
+// SurgeForVPA evaluates the Deployment a VerticalPodAutoscaler targets, on the word of an event
+// about that VPA (its recommendation may have changed): nothing of the event is used but the
+// VPA's namespace and name. It reads the namespace's VPAs, and then (an opted-in Deployment, or
+// one with a rollout in flight) what SurgeEvaluate reads; at most once per SurgeEvalOptedIn per
+// VPA, so a sender who repeats an event costs one read per VPA and bound, and never a write
+// the live objects do not decide. nil: nothing applied.
+func (r *Reconciler) SurgeForVPA(ctx context.Context, ns, name string) (*SurgeReport, error) {
+	cfg := r.CurrentConfig()
+	if !cfg.Surge.Enabled || r.Client == nil || r.Dynamic == nil || !cfg.Namespaces.Selects(ns) {
+		return nil, nil
+	}
+	now := r.now()
+	if !r.surge.surgeAsk("vpa/"+ns+"/"+name, now) {
+		return nil, nil
+	}
+	r.surge.asks.put("vpa/"+ns+"/"+name, now.Add(SurgeEvalOptedIn))
+	vpas, err := r.vpasIn(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vpas {
+		if v.Name != name {
+			continue
+		}
+		ref := v.Spec.TargetRef
+		if ref == nil || ref.Kind != string(config.KindDeployment) || !strings.HasPrefix(ref.APIVersion, "apps/") {
+			return nil, nil // not a Deployment's: no surge rollout
+		}
+		return r.surgeEvaluate(ctx, cfg, ns, ref.Name, vpas, now)
+	}
+	return nil, nil // gone: nothing to do
+}
+
+// SurgeForPod evaluates the Deployment of a pod an event was about (a pod of a rollout in
+// flight changes at every step of it, so its capacity gap is sampled where the Ready pods
+// change), through SurgeEvaluate's bounds. nil: nothing applied (also for a pod of no
+// Deployment, without a read).
+func (r *Reconciler) SurgeForPod(ctx context.Context, pod *corev1.Pod) (*SurgeReport, error) {
+	if pod == nil {
+		return nil, nil
+	}
+	kind, name, _ := drain.OwnerOf(pod, drain.Facts{})
+	if kind != config.KindDeployment {
+		return nil, nil
+	}
+	return r.SurgeEvaluate(ctx, pod.Namespace, name)
+}
+
+// SurgeEvaluate evaluates the Deployment ns/name now, on an event's word: it reads the
+// Deployment and, when it opted in or has a rollout in flight, what the sweep reads for it
+// (its pods, the namespace's VPAs, the admission controller's status, and for a restart every
+// Deployment, to count the budget), at most once per bound (SurgeEvalRolling,
+// SurgeEvalOptedIn, SurgeEvalOther, by what the last read found). A sweep in progress
+// evaluates it anyway: then nothing is read. nil: nothing applied.
+func (r *Reconciler) SurgeEvaluate(ctx context.Context, ns, name string) (*SurgeReport, error) {
+	cfg := r.CurrentConfig()
+	if !cfg.Surge.Enabled || r.Client == nil || !cfg.Namespaces.Selects(ns) {
+		return nil, nil
+	}
+	now := r.now()
+	if !r.surge.surgeAsk(ns+"/"+name, now) {
+		return nil, nil
+	}
+	return r.surgeEvaluate(ctx, cfg, ns, name, nil, now)
+}
+
+func (r *Reconciler) surgeEvaluate(ctx context.Context, cfg config.Config, ns, name string, vpas []*vpa_types.VerticalPodAutoscaler, now time.Time) (*SurgeReport, error) {
+	key := ns + "/" + name
+	d, err := r.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		r.surge.asks.put(key, now.Add(SurgeEvalOther))
+		return nil, nil
+	}
+	if err != nil {
+		r.surge.asks.put(key, now) // read again at the next event
+		return nil, fmt.Errorf("reading Deployment %s: %w", key, err)
+	}
+	st, _ := surge.ReadState(d)
+	switch {
+	case st.Phase == surge.PhaseRolling:
+		r.surge.asks.put(key, now.Add(SurgeEvalRolling))
+	case d.Annotations[surge.AnnotationSurgeRollout] == "true":
+		r.surge.asks.put(key, now.Add(SurgeEvalOptedIn))
+	default:
+		r.surge.asks.put(key, now.Add(SurgeEvalOther))
+		return nil, nil
+	}
+	if !r.surge.mu.TryLock() {
+		return nil, nil // a sweep is evaluating every opted-in Deployment
+	}
+	defer r.surge.mu.Unlock()
+	dec, err := r.surgeOne(ctx, d, cfg, vpas, nil, now)
+	if err == nil && dec.Action == surge.Restart {
+		r.surge.asks.put(key, now.Add(SurgeEvalRolling)) // follow it from its first step
+	}
+	if err != nil || dec.Action == surge.None {
+		return nil, err
+	}
+	return &SurgeReport{Namespace: d.Namespace, Name: d.Name, UID: d.UID, Decision: dec, DryRun: r.DryRun, At: now}, nil
+}
+
+// surgeOne reads what the surge policy decides a Deployment on (its pods; the namespace's VPAs
+// unless given), decides, and applies it. budget is the sweep's count, updated as rollouts
+// start and end; nil (an event's evaluation) counts it from every Deployment when the decision
+// is a restart, the one decision the budget changes.
+func (r *Reconciler) surgeOne(ctx context.Context, d *appsv1.Deployment, cfg config.Config, vpas []*vpa_types.VerticalPodAutoscaler,
+	budget *surge.Budget, now time.Time) (surge.Decision, error) {
 	pods, err := r.ownPods(ctx, d.Namespace, config.KindDeployment, d.Name, d.Spec.Selector,
 		func(p *corev1.Pod) bool { return r.ownedByDeployment(p, d.Name) })
 	if err != nil {
 		return surge.Decision{}, err
 	}
-	vpas, err := r.vpasIn(ctx, d.Namespace)
-	if err != nil {
-		return surge.Decision{}, err
+	if vpas == nil {
+		if vpas, err = r.vpasIn(ctx, d.Namespace); err != nil {
+			return surge.Decision{}, err
+		}
 	}
 	in := surge.DecideInput{
 		Input: surge.Input{Deployment: d, Pods: pods, VPA: surge.ControllingVPA(vpas, d.Namespace, d.Name),
 			AdmissionController: r.admissionControllerAlive(ctx, cfg),
 			Settings: surge.Settings{PodUpdateThreshold: cfg.Surge.PodUpdateThreshold, InRecommendationBoundsEvictionLifetimeThreshold: cfg.Surge.InBoundsLifetime,
 				EvictAfterOOMThreshold: cfg.Surge.EvictAfterOOM, UseAdmissionControllerStatus: cfg.Surge.UseAdmissionControllerStatus}},
-		Enabled: cfg.Surge.Enabled, Limits: surge.DefaultLimits(), Budget: *budget, Now: now,
+		Enabled: cfg.Surge.Enabled, Limits: surge.LimitsOf(cfg.Surge), Now: now,
 	}
 	dec := surge.Decide(in)
+	if dec.Action == surge.Restart {
+		if budget == nil {
+			list, err := r.Client.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return surge.Decision{}, fmt.Errorf("listing Deployments for the surge budget: %w", err)
+			}
+			b := budgetOf(list.Items, now)
+			budget = &b
+		}
+		in.Budget = *budget
+		dec = surge.Decide(in) // the same decision, or none over the budget
+	}
 	log := r.Log.With(slog.String("namespace", d.Namespace), slog.String("deployment", d.Name),
 		slog.String("action", dec.Action.String()), slog.String("reason", dec.Reason))
 	if dec.Action == surge.None {
@@ -132,27 +307,36 @@ func (r *Reconciler) surgeOne(ctx context.Context, d *appsv1.Deployment, cfg con
 		}
 		return dec, fmt.Errorf("patching Deployment %s/%s: %w", d.Namespace, d.Name, err)
 	}
-	switch dec.Action {
-	case surge.Restart:
+	switch {
+	case budget == nil:
+	case dec.Action == surge.Restart:
 		budget.InFlight++
 		budget.LastMinute++
-	case surge.Complete, surge.Abort, surge.Release:
+	case dec.Action == surge.Complete || dec.Action == surge.Abort || dec.Action == surge.Release:
 		budget.InFlight--
 	}
-	log.InfoContext(ctx, "surge rollout", slog.String("prediction", dec.State.Prediction))
+	if dec.Action == surge.Track {
+		log.DebugContext(ctx, "surge rollout: capacity gap", slog.Int("gap", int(dec.State.Gap)))
+		return dec, nil
+	}
+	log.InfoContext(ctx, "surge rollout", slog.String("prediction", dec.State.Prediction), slog.Int("gap", int(dec.State.Gap)))
 	seconds := -1.0
 	if dec.Action == surge.Complete || dec.Action == surge.Abort || dec.Action == surge.Release {
 		seconds = now.Sub(dec.State.Started).Seconds()
 	}
-	r.metrics().SurgeRollout(ctx, SurgeOutcome(dec.Action), seconds)
+	r.metrics().SurgeRollout(ctx, SurgeOutcome(dec.Action), seconds, int(dec.State.Gap))
 	eventType, reason := corev1.EventTypeNormal, map[surge.Action]string{
 		surge.Restart: EventSurgeRolloutStarted, surge.Complete: EventSurgeRolloutCompleted, surge.Release: EventSurgeRolloutCompleted,
 		surge.Abort: EventSurgeRolloutAborted, surge.Skip: EventSurgeRolloutSkipped}[dec.Action]
 	if dec.Action == surge.Abort {
 		eventType = corev1.EventTypeWarning
 	}
+	msg := dec.Reason
+	if dec.Action == surge.Complete || dec.Action == surge.Abort {
+		msg = fmt.Sprintf("%s (capacity gap %d)", dec.Reason, dec.State.Gap)
+	}
 	ref := corev1.ObjectReference{Kind: "Deployment", APIVersion: "apps/v1", Namespace: d.Namespace, Name: d.Name, UID: d.UID}
-	r.recordEvent(ctx, log, func() error { return r.Events.RecordFor(ctx, ref, eventType, reason, dec.Reason) })
+	r.recordEvent(ctx, log, func() error { return r.Events.RecordFor(ctx, ref, eventType, reason, msg) })
 	return dec, nil
 }
 

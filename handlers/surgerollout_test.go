@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -14,10 +15,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	"function/config"
+	"function/handlers"
 	"function/handlers/surge"
 	"function/internal/testutil"
 )
@@ -58,14 +61,18 @@ func surgeObjects(vpaMode string) []runtime.Object {
 }
 
 // surgeMetrics records the surge outcomes reported.
-type surgeMetrics struct{ outcomes []string }
+type surgeMetrics struct {
+	outcomes []string
+	gaps     []int
+}
 
 func (m *surgeMetrics) Decision(context.Context, string, string)                   {}
 func (m *surgeMetrics) Drain(context.Context, string, string, float64)             {}
 func (m *surgeMetrics) CapacityGap(context.Context, string, string, float64)       {}
 func (m *surgeMetrics) Sweep(context.Context, int, int, int, time.Duration, error) {}
-func (m *surgeMetrics) SurgeRollout(_ context.Context, outcome string, seconds float64) {
+func (m *surgeMetrics) SurgeRollout(_ context.Context, outcome string, _ float64, gap int) {
 	m.outcomes = append(m.outcomes, outcome)
+	m.gaps = append(m.gaps, gap)
 }
 
 func TestSurgeSweep(t *testing.T) {
@@ -131,4 +138,147 @@ func TestSurgeSweep(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Events ask for an evaluation (a VPA's: of the Deployment it targets; a pod's: of its
+// Deployment); the event's data is never used, every write is decided on what was read, and a
+// repeated event costs nothing within its bound.
+func TestSurgeEvents(t *testing.T) {
+	enabled := func(c *config.Config) { c.Surge.Enabled = true }
+	restartVerbs := []string{"get deployments", "list pods", "get leases", "list deployments", "patch deployments", "create events"}
+	inFlight := func(name string) runtime.Object { // another Deployment with a rollout in flight
+		d := webDeployment(1)
+		d.Name, d.UID = name, types.UID("uid-"+name)
+		b, _ := json.Marshal(surge.State{Phase: surge.PhaseRolling, Prediction: "x", Started: now.Add(-10 * time.Minute), Generation: d.Generation})
+		d.Annotations = map[string]string{surge.AnnotationState: string(b)}
+		return d
+	}
+	podOfWeb := func() *corev1.Pod { return newPod(deployment) }
+	tests := []struct {
+		name      string
+		cfg       func(*config.Config)
+		extra     []runtime.Object
+		event     func(context.Context, *handlers.Reconciler) (*handlers.SurgeReport, error)
+		action    surge.Action // of the report; None: no report
+		wantVerbs []string
+		wantVPA   []string // the dynamic client's
+	}{
+		{name: "VPA event, surge rollouts off: nothing read", event: vpaEvent("web"), wantVerbs: []string{}, wantVPA: []string{}},
+		{name: "VPA event: the Deployment it targets restarted", cfg: enabled, event: vpaEvent("web"), action: surge.Restart,
+			wantVerbs: restartVerbs, wantVPA: []string{"list verticalpodautoscalers"}},
+		{name: "VPA event of a VPA that does not exist: its namespace's VPAs read, nothing else", cfg: enabled, event: vpaEvent("forged"),
+			wantVerbs: []string{}, wantVPA: []string{"list verticalpodautoscalers"}},
+		{name: "VPA event in a namespace not selected: nothing read", cfg: func(c *config.Config) { enabled(c); c.Namespaces.Exclude = []string{"default"} },
+			event: vpaEvent("web"), wantVerbs: []string{}, wantVPA: []string{}},
+		{name: "VPA event, over the budget: counted from every Deployment, no write", cfg: enabled, extra: []runtime.Object{inFlight("a"), inFlight("b")},
+			event: vpaEvent("web"), wantVerbs: []string{"get deployments", "list pods", "get leases", "list deployments"}, wantVPA: []string{"list verticalpodautoscalers"}},
+		{name: "pod event of the Deployment's pod: restarted", cfg: enabled, event: podEvent(podOfWeb()), action: surge.Restart,
+			wantVerbs: restartVerbs, wantVPA: []string{"list verticalpodautoscalers"}},
+		{name: "pod event of a pod of no Deployment: nothing read", cfg: enabled, event: podEvent(newPod()), wantVerbs: []string{}, wantVPA: []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newAdviceFixture(t, false, tt.cfg, append(surgeObjects("Initial"), tt.extra...)...)
+			f.reset()
+			ctx := context.Background()
+			rep, err := tt.event(ctx, f.rec)
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
+			assert.Equal(t, tt.wantVPA, testutil.Verbs(f.dyn))
+			if tt.action == surge.None {
+				assert.Nil(t, rep)
+			} else {
+				require.NotNil(t, rep)
+				assert.Equal(t, tt.action, rep.Decision.Action)
+				assert.Equal(t, "web", rep.Name)
+				assert.Equal(t, types.UID("uid-web"), rep.UID)
+			}
+			f.reset()
+			_, err = tt.event(ctx, f.rec)
+			require.NoError(t, err)
+			assert.Empty(t, testutil.Verbs(f.client), "the same event again within its bound reads nothing")
+			assert.Empty(t, testutil.Verbs(f.dyn))
+		})
+	}
+}
+
+func vpaEvent(name string) func(context.Context, *handlers.Reconciler) (*handlers.SurgeReport, error) {
+	return func(ctx context.Context, r *handlers.Reconciler) (*handlers.SurgeReport, error) { return r.SurgeForVPA(ctx, "default", name) }
+}
+
+func podEvent(p *corev1.Pod) func(context.Context, *handlers.Reconciler) (*handlers.SurgeReport, error) {
+	return func(ctx context.Context, r *handlers.Reconciler) (*handlers.SurgeReport, error) { return r.SurgeForPod(ctx, p) }
+}
+
+// A rollout in flight is followed on its pods' events: the capacity gap is tracked in the
+// state when it grows, and reported with the completion (the metric and the Event).
+func TestSurgeEventsFollowTheRollout(t *testing.T) {
+	f := newAdviceFixture(t, false, func(c *config.Config) { c.Surge.Enabled = true }, surgeObjects("Initial")...)
+	testutil.GenerateNames(f.client)
+	ctx := context.Background()
+	m := &surgeMetrics{}
+	f.rec.Metrics = m
+	rep, err := f.rec.SurgeForPod(ctx, newPod(deployment))
+	require.NoError(t, err)
+	require.NotNil(t, rep)
+	require.Equal(t, surge.Restart, rep.Decision.Action)
+
+	// The rollout goes on (the fake does not count generations: as the API server does), and
+	// the old pod is not Ready: one replica short.
+	d, err := f.client.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	d.Generation++
+	_, err = f.client.AppsV1().Deployments("default").Update(ctx, d, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	pods := f.client.CoreV1().Pods("default")
+	old, err := pods.Get(ctx, newPod(deployment).Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	old.Status.Conditions[0].Status = corev1.ConditionFalse
+	_, err = pods.UpdateStatus(ctx, old, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	f.clock.Step(handlers.SurgeEvalRolling)
+	rep, err = f.rec.SurgeForPod(ctx, old)
+	require.NoError(t, err)
+	require.NotNil(t, rep)
+	assert.Equal(t, surge.Track, rep.Decision.Action)
+	assert.Equal(t, int32(1), rep.Decision.State.Gap)
+
+	// Within SurgeEvalRolling: not evaluated again.
+	rep, err = f.rec.SurgeForPod(ctx, old)
+	require.NoError(t, err)
+	assert.Nil(t, rep)
+
+	// The rollout completes: a new pod, sized as predicted, Ready; the old one gone.
+	d, err = f.client.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
+	require.NoError(t, err)
+	d.Status.ObservedGeneration = d.Generation
+	_, err = f.client.AppsV1().Deployments("default").UpdateStatus(ctx, d, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	st, err := surge.ReadState(d)
+	require.NoError(t, err)
+	fresh := newPod(deployment, func(p *corev1.Pod) {
+		p.Name, p.UID = "web-new", "uid-web-new"
+		p.Labels["app"] = "web"
+		p.Annotations = map[string]string{surge.AnnotationPrediction: st.Prediction}
+		p.Spec.Containers = []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{Requests: st.Requests["app"]}}}
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	})
+	_, err = pods.Create(ctx, fresh, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, pods.Delete(ctx, old.Name, metav1.DeleteOptions{}))
+	f.clock.Step(handlers.SurgeEvalRolling)
+	rep, err = f.rec.SurgeForPod(ctx, fresh)
+	require.NoError(t, err)
+	require.NotNil(t, rep)
+	assert.Equal(t, surge.Complete, rep.Decision.Action, rep.Decision.Reason)
+	assert.Equal(t, []string{"started", "completed"}, m.outcomes)
+	assert.Equal(t, 1, m.gaps[1], "the completion reports the gap seen")
+	events, err := f.client.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
+	require.NoError(t, err)
+	var messages []string
+	for _, e := range events.Items {
+		messages = append(messages, e.Reason+": "+e.Message)
+	}
+	assert.ElementsMatch(t, []string{"SurgeRolloutStarted: VPA's updater would update 1 pod(s); prediction " + st.Prediction,
+		"SurgeRolloutCompleted: the new pods are Available with the predicted requests (capacity gap 1)"}, messages)
 }

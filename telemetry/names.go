@@ -45,6 +45,9 @@ const (
 	// SurgeRolloutDuration is, per surge rollout that ended, the seconds from its start to its
 	// end, by outcome (completed, aborted, released).
 	SurgeRolloutDuration = "vpagracefuldrain.surge_rollout.duration"
+	// SurgeRolloutCapacityGap is, per surge rollout that ended, its capacity gap: the most
+	// replicas short of Ready pods seen while it rolled (0 is the point), by outcome.
+	SurgeRolloutCapacityGap = "vpagracefuldrain.surge_rollout.capacity_gap"
 )
 
 // Attribute (label) names.
@@ -80,6 +83,7 @@ func Series() []string {
 		"vpagracefuldrain_api_server_clock_offset_seconds",
 		"vpagracefuldrain_surge_rollouts_total",
 		"vpagracefuldrain_surge_rollout_duration_seconds",
+		"vpagracefuldrain_surge_rollout_capacity_gap",
 	}
 }
 
@@ -88,7 +92,8 @@ func Series() []string {
 func IsHistogram(series string) bool {
 	switch series {
 	case "vpagracefuldrain_drain_duration_seconds", "vpagracefuldrain_event_duration_seconds",
-		"vpagracefuldrain_sweep_duration_seconds", "vpagracefuldrain_capacity_gap_seconds", "vpagracefuldrain_surge_rollout_duration_seconds":
+		"vpagracefuldrain_sweep_duration_seconds", "vpagracefuldrain_capacity_gap_seconds", "vpagracefuldrain_surge_rollout_duration_seconds",
+		"vpagracefuldrain_surge_rollout_capacity_gap":
 		return true
 	}
 	return false

@@ -37,6 +37,7 @@ type Telemetry struct {
 
 	decisions, events, apiRequests, sweeps, sweepPods, sweepWrites, sweepFailures, surgeRollouts metric.Int64Counter
 	drainDuration, eventDuration, sweepDuration, capacityGap, surgeDuration                      metric.Float64Histogram
+	surgeGap                                                                                     metric.Int64Histogram
 	inProgress, overdue                                                                          metric.Int64ObservableGauge
 	clockOffset                                                                                  metric.Float64ObservableGauge
 
@@ -139,6 +140,10 @@ func (t *Telemetry) instruments() error {
 	t.capacityGap = histogram(CapacityGap, "Per eviction of a Deployment's or StatefulSet's pod: seconds from the eviction until the owner was back at its desired Ready replicas.", durations)
 	t.surgeRollouts = counter(SurgeRollouts, "Surge-rollout decisions applied, by outcome.")
 	t.surgeDuration = histogram(SurgeRolloutDuration, "Per surge rollout that ended: seconds from its start to its end, by outcome.", durations)
+	var err error
+	t.surgeGap, err = m.Int64Histogram(SurgeRolloutCapacityGap, metric.WithExplicitBucketBoundaries(0, 1, 2, 3, 5, 10, 20),
+		metric.WithDescription("Per surge rollout that ended: the most replicas short of Ready pods seen while it rolled (0 is the point), by outcome."))
+	errs = append(errs, err)
 	t.eventDuration = histogram(EventDuration, "Time to handle one event.", latencies)
 	t.sweepDuration = histogram(SweepDuration, "Time one sweep took.", latencies)
 	// Both results from the start, so increase() sees the first failed sweep.
@@ -147,7 +152,6 @@ func (t *Telemetry) instruments() error {
 	}
 	t.inProgress = gauge(DrainsInProgress, "Drains this replica is waiting on.")
 	t.overdue = gauge(DrainsOverdue, "Pods the last sweep found held past their deadline.")
-	var err error
 	t.clockOffset, err = m.Float64ObservableGauge(ClockOffset, metric.WithUnit("s"),
 		metric.WithDescription("The API server's clock minus this replica's (drains are timed on the API server's)."))
 	errs = append(errs, err)
@@ -221,9 +225,9 @@ func (t *Telemetry) Drain(ctx context.Context, reason, ownerKind string, seconds
 	t.drainDuration.Record(ctx, seconds, metric.WithAttributes(attribute.String(AttrReason, reason), attribute.String(AttrOwnerKind, ownerKind)))
 }
 
-// SurgeRollout counts one surge-rollout decision applied; seconds >= 0 is the duration of a
-// rollout that ended (completed, aborted, released).
-func (t *Telemetry) SurgeRollout(ctx context.Context, outcome string, seconds float64) {
+// SurgeRollout counts one surge-rollout decision applied; for a rollout that ended (completed,
+// aborted, released: seconds >= 0) it records its duration and its capacity gap.
+func (t *Telemetry) SurgeRollout(ctx context.Context, outcome string, seconds float64, gap int) {
 	if t == nil {
 		return
 	}
@@ -231,6 +235,7 @@ func (t *Telemetry) SurgeRollout(ctx context.Context, outcome string, seconds fl
 	t.surgeRollouts.Add(ctx, 1, attrs)
 	if seconds >= 0 {
 		t.surgeDuration.Record(ctx, seconds, attrs)
+		t.surgeGap.Record(ctx, int64(gap), attrs)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 
+	"function/config"
 	"function/handlers/drain"
 )
 
@@ -51,6 +52,9 @@ type State struct {
 	Skipped Condition `json:"skipped,omitempty"`
 	// Reason says why the last rollout ended as it did.
 	Reason string `json:"reason,omitempty"`
+	// Gap is the rollout's capacity gap: the most replicas short of Ready (not deleting) pods
+	// seen at any evaluation while it rolled (0 is the point of a surge rollout).
+	Gap int32 `json:"gap,omitempty"`
 }
 
 // ReadState parses the Deployment's state annotation; an absent or unreadable one is the zero
@@ -84,10 +88,12 @@ const (
 	Abort
 	// Release records that the user changed the Deployment during the rollout: theirs now.
 	Release
+	// Track records a larger capacity gap of a rollout in flight (State.Gap), nothing else.
+	Track
 )
 
 func (a Action) String() string {
-	return [...]string{"none", "skip", "restart", "complete", "abort", "release"}[a]
+	return [...]string{"none", "skip", "restart", "complete", "abort", "release", "track"}[a]
 }
 
 // Budget is how many surge rollouts are in flight and how many started in the last minute,
@@ -105,9 +111,10 @@ type Limits struct {
 	CoolDown, PendingTimeout  time.Duration
 }
 
-// DefaultLimits are 2 in flight, 6 a minute, a 30-minute cool-down and 5 minutes Pending.
-func DefaultLimits() Limits {
-	return Limits{MaxInFlight: 2, MaxPerMinute: 6, CoolDown: 30 * time.Minute, PendingTimeout: 5 * time.Minute}
+// LimitsOf are the limits the configuration sets (config.Default: 2 in flight, 6 a minute, a
+// 30-minute cool-down and 5 minutes Pending).
+func LimitsOf(s config.Surge) Limits {
+	return Limits{MaxInFlight: s.MaxInFlight, MaxPerMinute: s.MaxPerMinute, CoolDown: s.CoolDown, PendingTimeout: s.PendingTimeout}
 }
 
 // DecideInput is what a surge decision is made on.
@@ -128,7 +135,7 @@ type Decision struct {
 	Failed *Failed
 	// Prediction is the prediction a Restart is for.
 	Prediction Prediction
-	// State is the state to write (Skip, Restart, Complete, Abort, Release).
+	// State is the state to write (Skip, Restart, Complete, Abort, Release, Track).
 	State State
 	// Template are the template annotations to set (Restart, Abort; "" removes one).
 	Template map[string]string
@@ -205,6 +212,22 @@ func follow(in DecideInput, st State) Decision {
 		st.Phase, st.Reason = PhaseCompleted, "the Deployment changed during the rollout: the rollout is the user's"
 		return Decision{Action: Release, Reason: st.Reason, State: st}
 	}
+	replicas := int32(1)
+	if d.Spec.Replicas != nil {
+		replicas = *d.Spec.Replicas
+	}
+	gap := max(0, replicas-serving(in.Pods))
+	tracked := gap > st.Gap
+	// rolling is the decision while the rollout goes on: Track when the gap grew.
+	rolling := func(why string) Decision {
+		if tracked {
+			return Decision{Action: Track, Reason: fmt.Sprintf("rolling: %s; capacity gap %d", why, gap), State: st}
+		}
+		return Decision{Reason: "rolling: " + why}
+	}
+	if tracked {
+		st.Gap = gap
+	}
 	for _, c := range d.Status.Conditions {
 		switch {
 		case c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded",
@@ -218,12 +241,8 @@ func follow(in DecideInput, st State) Decision {
 			return abort(st, fmt.Sprintf("surge pod %s Pending for more than %s", p.Name, in.Limits.PendingTimeout))
 		}
 	}
-	replicas := int32(1)
-	if d.Spec.Replicas != nil {
-		replicas = *d.Spec.Replicas
-	}
 	if why := rolloutComplete(d, replicas); why != "" {
-		return Decision{Reason: "rolling: " + why}
+		return rolling(why)
 	}
 	// Complete: every new pod (its template's prediction annotation, not deleting) must carry
 	// the predicted requests (VPA's admission controller sized it).
@@ -240,10 +259,26 @@ func follow(in DecideInput, st State) Decision {
 		}
 	}
 	if newPods == 0 {
-		return Decision{Reason: "rolling: no pod of the new template read yet"}
+		return rolling("no pod of the new template read yet")
 	}
 	st.Phase, st.Reason = PhaseCompleted, "the new pods are Available with the predicted requests"
 	return Decision{Action: Complete, Reason: st.Reason, State: st}
+}
+
+// serving counts the pods that are Ready and not deleting.
+func serving(pods []*corev1.Pod) int32 {
+	n := int32(0)
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // abort restores the template annotations the restart changed (a rollout back to the old pods,

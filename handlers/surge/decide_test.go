@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"function/config"
 	"function/handlers/surge"
 )
 
@@ -49,7 +50,7 @@ func input(d *appsv1.Deployment, pods ...*corev1.Pod) surge.DecideInput {
 	return surge.DecideInput{
 		Input: surge.Input{Deployment: d, Pods: pods, VPA: vpa(cpuMem("5", "1Gi"), cpuMem("1", "512Mi"), cpuMem("6", "2Gi")),
 			AdmissionController: true, Settings: surge.DefaultSettings()},
-		Enabled: true, Limits: surge.DefaultLimits(), Now: now,
+		Enabled: true, Limits: surge.LimitsOf(config.Default().Surge), Now: now,
 	}
 }
 
@@ -110,7 +111,19 @@ func TestDecide(t *testing.T) {
 		{name: "rolling: complete, not sized", in: input(optedIn(withState(rolling), rolled), pod("web-2", cpuMem("10", "1Gi"), now, newPod)), action: surge.Abort,
 			reason: "not sized as predicted"},
 		{name: "rolling: complete, the old pod still terminating", in: input(optedIn(withState(rolling), rolled), oldDeleting, sized), action: surge.Complete},
-		{name: "rolling: complete, no new pod read yet", in: input(optedIn(withState(rolling), rolled), oldDeleting), reason: "no pod of the new template"},
+		{name: "rolling: complete, no new pod read yet (and none serving: a gap)", in: input(optedIn(withState(rolling), rolled), oldDeleting),
+			action: surge.Track, reason: "no pod of the new template read yet; capacity gap 1",
+			check: func(t *testing.T, d surge.Decision) { assert.Equal(t, int32(1), d.State.Gap) }},
+		{name: "rolling: a capacity gap is tracked", in: input(optedIn(withState(rolling), rolled, func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 0 }),
+			pod("web-1", cpuMem("10", "1Gi"), started, func(p *corev1.Pod) { p.Status.Conditions[0].Status = corev1.ConditionFalse })),
+			action: surge.Track, reason: "capacity gap 1", check: func(t *testing.T, d surge.Decision) {
+				assert.Equal(t, surge.PhaseRolling, d.State.Phase)
+				assert.Equal(t, int32(1), d.State.Gap)
+			}},
+		{name: "rolling: ... but only when it grew", in: input(optedIn(withState(func() surge.State { s := rolling; s.Gap = 1; return s }()), rolled,
+			func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 0 }), oldDeleting), reason: "rolling"},
+		{name: "rolling: the gap seen is kept at the end", in: input(optedIn(withState(func() surge.State { s := rolling; s.Gap = 1; return s }()), rolled), sized),
+			action: surge.Complete, check: func(t *testing.T, d surge.Decision) { assert.Equal(t, int32(1), d.State.Gap) }},
 		{name: "rolling: no progress", in: input(optedIn(withState(rolling), rolled, func(d *appsv1.Deployment) {
 			d.Status.UpdatedReplicas = 0
 			d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}}

@@ -119,6 +119,10 @@ func FuzzSurgeDecide(f *testing.F) {
 				require.False(t, now.Before(st.Started.Add(st.CoolDown)), "inside the cool-down")
 			}
 		}
+		if dec.Action == surge.Track {
+			require.Equal(t, surge.PhaseRolling, dec.State.Phase, "a gap is tracked on a rollout in flight only")
+			require.Greater(t, dec.State.Gap, st.Gap, "a gap is written only when it grew")
+		}
 		if dec.Action != surge.None {
 			patch, err := surge.Patch(d, dec)
 			require.NoError(t, err)

@@ -4,10 +4,27 @@ package testutil
 
 import (
 	"bytes"
+	"fmt"
 	"sync"
+	"sync/atomic"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	k8stesting "k8s.io/client-go/testing"
 )
+
+// GenerateNames makes a fake client name what it creates with metadata.generateName as the API
+// server does (the prefix and a suffix of its own; client-go's fake leaves the name empty, so
+// a second such object would collide with the first).
+func GenerateNames(c interface{ PrependReactor(string, string, k8stesting.ReactionFunc) }) {
+	var n atomic.Int64
+	c.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if o, err := meta.Accessor(a.(k8stesting.CreateAction).GetObject()); err == nil && o.GetName() == "" && o.GetGenerateName() != "" {
+			o.SetName(fmt.Sprintf("%s%05d", o.GetGenerateName(), n.Add(1)))
+		}
+		return false, nil, nil // the tracker stores it
+	})
+}
 
 // ActionRecorder is a fake client that records its API calls: client-go's fake Clientset and
 // dynamic FakeDynamicClient are.

@@ -21,6 +21,7 @@ import (
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
 	"k8s.io/utils/ptr"
 
+	"function/config"
 	"function/handlers/surge"
 	"function/test/cluster"
 )
@@ -61,7 +62,7 @@ func TestIntegrationSurgePatchOnTheAPIServer(t *testing.T) {
 	// The abort, decided on the restarted Deployment: the template annotations removed again.
 	restarted.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}}
 	abort := surge.Decide(surge.DecideInput{Input: surge.Input{Deployment: restarted, VPA: v, Settings: surge.DefaultSettings()},
-		Enabled: true, Limits: surge.DefaultLimits(), Now: time.Now().UTC()})
+		Enabled: true, Limits: surge.LimitsOf(config.Default().Surge), Now: time.Now().UTC()})
 	require.Equal(t, surge.Abort, abort.Action, abort.Reason)
 	patch, err = surge.Patch(restarted, abort)
 	require.NoError(t, err)
@@ -118,7 +119,7 @@ func restart(t *testing.T, d *appsv1.Deployment) (surge.Decision, *vpa_types.Ver
 			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}
 	dec := surge.Decide(surge.DecideInput{
 		Input:   surge.Input{Deployment: d, Pods: []*corev1.Pod{running}, VPA: v, AdmissionController: true, Settings: surge.DefaultSettings()},
-		Enabled: true, Limits: surge.DefaultLimits(), Now: now,
+		Enabled: true, Limits: surge.LimitsOf(config.Default().Surge), Now: now,
 	})
 	require.Equal(t, surge.Restart, dec.Action, dec.Reason)
 	return dec, v
