@@ -14,6 +14,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 
@@ -118,7 +119,9 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// HandleEvent decides on one ApiServerSource Pod event and applies the decision. It answers
+// HandleEvent decides on one ApiServerSource Pod event and applies the decision (and, with
+// surge rollouts on, evaluates the pod's Deployment, or for a VerticalPodAutoscaler event the
+// Deployment it targets: see handleVPA). It answers
 // 400/413 with a message for an event it rejects (and makes no API call), 503 while not
 // ready or when the cluster is unreachable, overloaded or did not answer in time, 500 when
 // the cluster failed otherwise (the sender retries both), 202 for a sweep request, and
@@ -157,13 +160,17 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		}
 		return nil, cehttp.NewResult(http.StatusBadRequest, "%v", err)
 	}
+	if in.Object == eventing.ObjectVPA {
+		return f.handleVPA(ctx, rec, in, log)
+	}
 	var out handlers.Outcome
 	switch {
 	case in.Op == eventing.Delete:
 		// Nothing can be written, and nothing is dropped on the event's word: a pending
-		// re-check reads the pod and forgets it once it is really gone.
+		// re-check reads the pod and forgets it once it is really gone. A surge rollout's
+		// old pod goes this way: its Deployment is evaluated (SurgeForPod).
 		log(slog.LevelDebug, "pod deleted", slog.String("pod", in.Namespace+"/"+in.Name))
-		return nil, nil
+		return f.surgeReply(ctx, rec, in.Pod, log), nil
 	case in.Mode == eventing.Reference:
 		out, err = rec.ReconcileRef(ctx, in.Namespace, in.Name)
 	default:
@@ -184,6 +191,57 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
 	}
 	reply, err := eventing.Reply(out)
+	if err != nil {
+		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
+	}
+	pod := in.Pod
+	if out.Pod != nil {
+		pod = out.Pod // the live pod
+	}
+	if surged := f.surgeReply(ctx, rec, pod, log); reply == nil {
+		reply = surged
+	}
+	return reply, nil
+}
+
+// surgeReply evaluates the surge rollout of the pod's Deployment (handlers.SurgeForPod: only
+// with surgeRollout on, bounded per Deployment) and returns its reply, if any. It never fails
+// the pod's event: what it could not do, the next event or sweep does.
+func (f *Function) surgeReply(ctx context.Context, rec *handlers.Reconciler, pod *corev1.Pod, log func(slog.Level, string, ...slog.Attr)) *event.Event {
+	rep, err := rec.SurgeForPod(ctx, pod)
+	if err == nil {
+		var reply *event.Event
+		if reply, err = eventing.RolloutReply(rep); err == nil {
+			return reply
+		}
+	}
+	log(slog.LevelWarn, "surge rollout: could not evaluate the pod's Deployment; the next event or sweep does",
+		slog.String("pod", pod.Namespace+"/"+pod.Name), slog.String("error", err.Error()))
+	return nil
+}
+
+// handleVPA answers an event about a VerticalPodAutoscaler: surge rollouts evaluate the
+// Deployment it targets, on what they read (handlers.SurgeForVPA); the event's data is never
+// used. A deleted VPA needs nothing (a rollout in flight is followed by its pods' events and
+// the sweeps).
+func (f *Function) handleVPA(ctx context.Context, rec *handlers.Reconciler, in eventing.Input, log func(slog.Level, string, ...slog.Attr)) (*event.Event, error) {
+	if f.client == nil {
+		return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "VerticalPodAutoscaler event for %s/%s: %v", in.Namespace, in.Name, handlers.ErrNoCluster)
+	}
+	if in.Op == eventing.Delete {
+		log(slog.LevelDebug, "VerticalPodAutoscaler deleted", slog.String("vpa", in.Namespace+"/"+in.Name))
+		return nil, nil
+	}
+	rep, err := rec.SurgeForVPA(ctx, in.Namespace, in.Name)
+	switch {
+	case err != nil && (ctx.Err() != nil || clusterUnavailable(err)):
+		log(slog.LevelWarn, "the cluster is unavailable; the sender will retry", slog.String("vpa", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "the cluster is unavailable or did not answer in time: %v", err)
+	case err != nil:
+		log(slog.LevelError, "handling event failed", slog.String("vpa", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
+		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
+	}
+	reply, err := eventing.RolloutReply(rep)
 	if err != nil {
 		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
 	}

@@ -249,12 +249,17 @@ func TestLoadSources(t *testing.T) {
 				"IN_RECOMMENDATION_BOUNDS_EVICTION_LIFETIME_THRESHOLD": "1h",
 				"EVICT_AFTER_OOM_THRESHOLD":                            "5m",
 				"USE_ADMISSION_CONTROLLER_STATUS":                      "false",
+				"SURGE_MAX_IN_FLIGHT":                                  "3",
+				"SURGE_MAX_PER_MINUTE":                                 "12",
+				"SURGE_COOL_DOWN":                                      "1h",
+				"SURGE_PENDING_TIMEOUT":                                "30s",
 			},
 			want: func(t *testing.T, cfg config.Config) {
 				assert.Equal(t, config.Config{GracePeriod: 15 * time.Second, DrainTimeout: 150 * time.Second,
 					Namespaces: config.NamespaceSelector{Exclude: []string{"batch"}}, DetectVpaAnnotations: false, SweepInterval: 10 * time.Minute,
 					HoldOn: config.HoldAll, Workloads: map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}, EnsurePDB: true,
-					Surge: config.Surge{Enabled: true, PodUpdateThreshold: 0.2, InBoundsLifetime: time.Hour, EvictAfterOOM: 5 * time.Minute}}, cfg)
+					Surge: config.Surge{Enabled: true, PodUpdateThreshold: 0.2, InBoundsLifetime: time.Hour, EvictAfterOOM: 5 * time.Minute,
+						MaxInFlight: 3, MaxPerMinute: 12, CoolDown: time.Hour, PendingTimeout: 30 * time.Second}}, cfg)
 			},
 		},
 		{

@@ -123,7 +123,8 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 		{"vpa-graceful-drain-sender-auth", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
 			"authentication.k8s.io/tokenreviews": {"create"},
 		}},
-		{"vpa-graceful-drain-source", "vpa-graceful-drain/vpa-graceful-drain-source", map[string][]string{"pods": {"get", "list", "watch"}}},
+		{"vpa-graceful-drain-source", "vpa-graceful-drain/vpa-graceful-drain-source", map[string][]string{"pods": {"get", "list", "watch"},
+			"autoscaling.k8s.io/verticalpodautoscalers": {"get", "list", "watch"}}},
 	}
 	// resolveOwner, readReplicas, advice and pacing read each kind the table of kinds marks
 	// Read (handlers' ownerReaders): get on apps/<kind>s.

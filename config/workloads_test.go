@@ -60,6 +60,10 @@ func TestWorkloadAndHoldOnErrors(t *testing.T) {
 		{"podUpdateThreshold negative", config.KeyPodUpdateThreshold, "-0.1", "a fraction between 0 and 10"},
 		{"lifetime threshold not a duration", config.KeyInRecommendationBoundsLifetime, "12", "a duration like 12h"},
 		{"OOM threshold too long", config.KeyEvictAfterOOMThreshold, "200h", "between 0 and 168h"},
+		{"no rollout in flight", config.KeySurgeMaxInFlight, "0", "a whole number between 1 and 1000"},
+		{"rollouts a minute not a number", config.KeySurgeMaxPerMinute, "six", "a whole number between 1 and 1000"},
+		{"cool-down negative", config.KeySurgeCoolDown, "-1m", "between 0s and 168h0m0s"},
+		{"Pending timeout of no time", config.KeySurgePendingTimeout, "0s", "between 1s and 24h0m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

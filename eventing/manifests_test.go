@@ -204,9 +204,13 @@ func TestKnativeWiring(t *testing.T) {
 	source := m.get(t, "ApiServerSource", "vpa-graceful-drain").(*sourcesv1.ApiServerSource)
 	assert.Equal(t, sourcesv1.ResourceMode, source.Spec.EventMode)
 	assert.Equal(t, "vpa-graceful-drain-source", source.Spec.ServiceAccountName)
-	require.Len(t, source.Spec.Resources, 1)
+	require.Len(t, source.Spec.Resources, 2)
 	assert.Equal(t, "v1", source.Spec.Resources[0].APIVersion)
 	assert.Equal(t, "Pod", source.Spec.Resources[0].Kind)
+	// Surge rollouts' trigger: the objects Decode takes besides pods.
+	assert.Equal(t, "autoscaling.k8s.io/v1", source.Spec.Resources[1].APIVersion)
+	assert.Equal(t, "VerticalPodAutoscaler", source.Spec.Resources[1].Kind)
+	assert.Nil(t, source.Spec.Resources[1].LabelSelector, "every VPA")
 	// The source sees every pod the function's sweeps may manage: no narrower selector.
 	assert.Nil(t, source.Spec.Resources[0].LabelSelector, "no label selector on pods")
 	require.NotNil(t, source.Spec.NamespaceSelector)
@@ -280,7 +284,8 @@ func replyTypes(t *testing.T) map[string]string {
 	}
 	// The enumeration finds the constants the code uses.
 	for name, v := range map[string]string{"TypeFinalizerAdded": eventing.TypeFinalizerAdded, "TypeDrainStarted": eventing.TypeDrainStarted,
-		"TypeFinalizerRemoved": eventing.TypeFinalizerRemoved, "TypeAdvice": eventing.TypeAdvice} {
+		"TypeFinalizerRemoved": eventing.TypeFinalizerRemoved, "TypeAdvice": eventing.TypeAdvice, "TypeRolloutStarted": eventing.TypeRolloutStarted,
+		"TypeRolloutCompleted": eventing.TypeRolloutCompleted, "TypeRolloutAborted": eventing.TypeRolloutAborted} {
 		require.Equal(t, v, types[name], name)
 	}
 	for name, v := range types {

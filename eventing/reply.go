@@ -7,10 +7,12 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
 
 	"function/handlers"
 	"function/handlers/advice"
 	"function/handlers/drain"
+	"function/handlers/surge"
 )
 
 // Reply event types, one per action.
@@ -22,6 +24,12 @@ const (
 	// graceful eviction of the pod's owner (once per owner, at most daily): the same data,
 	// plus the owner and the findings with their fixes.
 	TypeAdvice = "dev.vpagracefuldrain.advice"
+	// Surge rollouts (README "Surge rollouts"), about the Deployment: one was started, one
+	// completed (also when the user changed the Deployment meanwhile: outcome "released"), one
+	// was aborted and rolled back.
+	TypeRolloutStarted   = "dev.vpagracefuldrain.rollout.started"
+	TypeRolloutCompleted = "dev.vpagracefuldrain.rollout.completed"
+	TypeRolloutAborted   = "dev.vpagracefuldrain.rollout.aborted"
 )
 
 // Source is the source attribute of every reply.
@@ -86,6 +94,67 @@ func Reply(out handlers.Outcome) (*event.Event, error) {
 	e.SetSubject(PodPath(pod.Namespace, pod.Name))
 	e.SetTime(out.At)
 	if out.DryRun {
+		e.SetExtension(ExtensionDryRun, "true")
+	}
+	if err := e.SetData(event.ApplicationJSON, data); err != nil {
+		return nil, fmt.Errorf("encoding reply data: %w", err)
+	}
+	return &e, nil
+}
+
+// RolloutData is the JSON data of a rollout.* reply: the Deployment, what was decided and why.
+type RolloutData struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+	// Outcome is the metric's: started, completed, released (the user changed the Deployment
+	// during the rollout: theirs now) or aborted; also the extension attribute `outcome`.
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason"`
+	// Prediction is the hash of the predicted requests the rollout is for; Requests (started)
+	// are those requests, by container.
+	Prediction string                         `json:"prediction,omitempty"`
+	Requests   map[string]corev1.ResourceList `json:"requests,omitempty"`
+	// Seconds (from the start) and CapacityGap (the most replicas short of Ready pods seen)
+	// are set when the rollout ended.
+	Seconds     *float64 `json:"seconds,omitempty"`
+	CapacityGap *int32   `json:"capacityGap,omitempty"`
+}
+
+// rolloutTypes are the reply types of the surge actions that have one.
+var rolloutTypes = map[surge.Action]string{
+	surge.Restart: TypeRolloutStarted, surge.Complete: TypeRolloutCompleted, surge.Release: TypeRolloutCompleted,
+	surge.Abort: TypeRolloutAborted,
+}
+
+// RolloutReply is the CloudEvent that reports a surge-rollout decision, or nil for one without
+// a reply (none, a skip: its Event says it, a tracked gap).
+func RolloutReply(rep *handlers.SurgeReport) (*event.Event, error) {
+	if rep == nil {
+		return nil, nil
+	}
+	typ, ok := rolloutTypes[rep.Decision.Action]
+	if !ok {
+		return nil, nil
+	}
+	st := rep.Decision.State
+	outcome := handlers.SurgeOutcome(rep.Decision.Action)
+	data := RolloutData{Namespace: rep.Namespace, Name: rep.Name, UID: string(rep.UID), Outcome: outcome, Reason: rep.Decision.Reason,
+		Prediction: st.Prediction}
+	if rep.Decision.Action == surge.Restart {
+		data.Requests = st.Requests
+	} else {
+		secs := math.Round(rep.At.Sub(st.Started).Seconds()*1000) / 1000
+		data.Seconds, data.CapacityGap = &secs, &st.Gap
+	}
+	e := event.New()
+	e.SetType(typ)
+	e.SetID(uuid.NewString())
+	e.SetSource(Source)
+	e.SetSubject("/apis/apps/v1/namespaces/" + rep.Namespace + "/deployments/" + rep.Name)
+	e.SetTime(rep.At)
+	e.SetExtension("outcome", outcome)
+	if rep.DryRun {
 		e.SetExtension(ExtensionDryRun, "true")
 	}
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {

@@ -8,13 +8,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	"function/config"
 	"function/eventing"
 	"function/handlers"
 	"function/handlers/advice"
 	"function/handlers/drain"
+	"function/handlers/surge"
 )
 
 var replyAt = time.Date(2026, 11, 26, 5, 10, 30, 500_000_000, time.UTC)
@@ -185,4 +188,55 @@ func TestReplyIDsAreUnique(t *testing.T) {
 
 func TestPodPath(t *testing.T) {
 	assert.Equal(t, "/apis/v1/namespaces/default/pods/web-7d9f8-abcde", eventing.PodPath("default", "web-7d9f8-abcde"))
+}
+
+// A surge decision applied is reported about the Deployment: started with the predicted
+// requests, completed (or released) and aborted with the duration and the capacity gap; a
+// skip, a tracked gap and nothing have no reply.
+func TestRolloutReply(t *testing.T) {
+	requests := map[string]corev1.ResourceList{"app": {corev1.ResourceCPU: resource.MustParse("500m")}}
+	started := replyAt.Add(-11 * time.Second)
+	report := func(a surge.Action, dryRun bool) *handlers.SurgeReport {
+		return &handlers.SurgeReport{Namespace: "prod", Name: "web", UID: "uid-web", DryRun: dryRun, At: replyAt,
+			Decision: surge.Decision{Action: a, Reason: "why", State: surge.State{Prediction: "abc", Requests: requests, Started: started, Gap: 1}}}
+	}
+	tests := []struct {
+		name     string
+		rep      *handlers.SurgeReport
+		wantType string // "": no reply
+		want     eventing.RolloutData
+	}{
+		{"started", report(surge.Restart, false), eventing.TypeRolloutStarted,
+			eventing.RolloutData{Namespace: "prod", Name: "web", UID: "uid-web", Outcome: "started", Reason: "why", Prediction: "abc", Requests: requests}},
+		{"completed", report(surge.Complete, false), eventing.TypeRolloutCompleted,
+			eventing.RolloutData{Namespace: "prod", Name: "web", UID: "uid-web", Outcome: "completed", Reason: "why", Prediction: "abc", Seconds: ptr.To(11.0), CapacityGap: ptr.To[int32](1)}},
+		{"released: completed by the user", report(surge.Release, false), eventing.TypeRolloutCompleted,
+			eventing.RolloutData{Namespace: "prod", Name: "web", UID: "uid-web", Outcome: "released", Reason: "why", Prediction: "abc", Seconds: ptr.To(11.0), CapacityGap: ptr.To[int32](1)}},
+		{"aborted, dry-run", report(surge.Abort, true), eventing.TypeRolloutAborted,
+			eventing.RolloutData{Namespace: "prod", Name: "web", UID: "uid-web", Outcome: "aborted", Reason: "why", Prediction: "abc", Seconds: ptr.To(11.0), CapacityGap: ptr.To[int32](1)}},
+		{"skipped: the Event says it", report(surge.Skip, false), "", eventing.RolloutData{}},
+		{"a gap tracked", report(surge.Track, false), "", eventing.RolloutData{}},
+		{"nothing", nil, "", eventing.RolloutData{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := eventing.RolloutReply(tt.rep)
+			require.NoError(t, err)
+			if tt.wantType == "" {
+				assert.Nil(t, e)
+				return
+			}
+			require.NotNil(t, e)
+			require.NoError(t, e.Validate())
+			assert.Equal(t, tt.wantType, e.Type())
+			assert.Equal(t, eventing.Source, e.Source())
+			assert.Equal(t, "/apis/apps/v1/namespaces/prod/deployments/web", e.Subject())
+			assert.Equal(t, tt.want.Outcome, e.Extensions()["outcome"])
+			_, dry := e.Extensions()[eventing.ExtensionDryRun]
+			assert.Equal(t, tt.rep.DryRun, dry)
+			var got eventing.RolloutData
+			require.NoError(t, json.Unmarshal(e.Data(), &got))
+			assert.Equal(t, tt.want, got)
+		})
+	}
 }

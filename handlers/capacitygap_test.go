@@ -27,7 +27,7 @@ type gapMetrics struct {
 func (m *gapMetrics) Decision(context.Context, string, string)                   {}
 func (m *gapMetrics) Drain(context.Context, string, string, float64)             {}
 func (m *gapMetrics) Sweep(context.Context, int, int, int, time.Duration, error) {}
-func (m *gapMetrics) SurgeRollout(context.Context, string, float64, int)            {}
+func (m *gapMetrics) SurgeRollout(context.Context, string, float64, int)         {}
 func (m *gapMetrics) CapacityGap(_ context.Context, kind, ns string, seconds float64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

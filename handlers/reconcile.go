@@ -261,11 +261,12 @@ func (r *Reconciler) Forget(uid types.UID) {
 // Stop drops every pending re-check and ends Run's workers. Run calls it when its ctx ends.
 func (r *Reconciler) Stop() {
 	r.Rechecks.ShutDown()
+	r.followups().ShutDown()
 }
 
 // Run processes re-checks with `workers` goroutines and, when there is a cluster and
 // Config.SweepInterval is positive, sweeps every pod at once and then every SweepInterval,
-// until ctx ends; then it stops the re-checks and returns once its goroutines have.
+// and follows the surge rollouts in flight it evaluated (SurgeFollow), until ctx ends; then it stops the re-checks and returns once its goroutines have.
 func (r *Reconciler) Run(ctx context.Context, workers int) {
 	r.sweeps.running.Store(true)
 	var wg sync.WaitGroup
@@ -278,6 +279,10 @@ func (r *Reconciler) Run(ctx context.Context, workers int) {
 	if r.Client != nil && r.CurrentConfig().SweepInterval > 0 {
 		wg.Go(func() { r.sweepEvery(ctx) })
 	}
+	wg.Go(func() {
+		for r.processNextFollowup(ctx) {
+		}
+	})
 	<-ctx.Done()
 	r.Stop()
 	wg.Wait()

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/status"
+	"k8s.io/client-go/util/workqueue"
 
 	"function/config"
 	"function/handlers/drain"
@@ -29,6 +31,11 @@ const (
 	EventSurgeRolloutAborted   = "SurgeRolloutAborted"
 	EventSurgeRolloutSkipped   = "SurgeRolloutSkipped"
 )
+
+// errSurgeGuard: the Deployment changed between the read and the write (the Deployment
+// controller writes its status at every step of a rollout); the decision is made again after
+// SurgeFollow, on what it is then.
+var errSurgeGuard = errors.New("the Deployment changed since it was read (its guard failed); deciding again")
 
 // SurgeOutcome is the metric outcome of an applied surge decision.
 func SurgeOutcome(a surge.Action) string {
@@ -69,14 +76,87 @@ type SurgeReport struct {
 // Deployments' annotations), only the lock that makes one replica's restarts count one
 // budget, and when each Deployment (or VPA) may be evaluated again on an event's word.
 type surgeState struct {
-	mu   sync.Mutex
+	once sync.Once
+	sem  chan struct{} // the lock: one evaluation at a time
 	asks bounded[string, time.Time, limit10k]
+	// follow holds the rollouts in flight this replica evaluated last (namespace/name), each
+	// to be evaluated again after SurgeFollow; at most maxFollowed.
+	followOnce sync.Once
+	follow     workqueue.TypedDelayingInterface[string]
 }
 
+// SurgeFollow is how soon a rollout in flight is evaluated again by the replica that last
+// evaluated it (between its pods' events and the sweeps): its end is noticed within it, and
+// its capacity gap sampled. maxFollowed bounds how many one replica follows.
+const (
+	SurgeFollow = 2 * time.Second
+	maxFollowed = 1000
+)
+
+// followups is the queue of rollouts to evaluate again (made on first use, on r.Clock).
+func (r *Reconciler) followups() workqueue.TypedDelayingInterface[string] {
+	r.surge.followOnce.Do(func() {
+		r.surge.follow = workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Clock: r.Clock})
+	})
+	return r.surge.follow
+}
+
+// followUp has the rollout of Deployment ns/name evaluated again after SurgeFollow.
+func (r *Reconciler) followUp(ns, name string) {
+	if q := r.followups(); q.Len() < maxFollowed {
+		q.AddAfter(ns+"/"+name, SurgeFollow)
+	}
+}
+
+// processNextFollowup evaluates the next rollout due (waiting for one); false once the queue
+// is shut down.
+func (r *Reconciler) processNextFollowup(ctx context.Context) bool {
+	q := r.followups()
+	key, quit := q.Get()
+	if quit {
+		return false
+	}
+	defer q.Done(key)
+	cfg := r.CurrentConfig()
+	if !cfg.Surge.Enabled || r.Client == nil {
+		return true
+	}
+	ns, name, _ := strings.Cut(key, "/")
+	if _, err := r.surgeEvaluate(ctx, cfg, ns, name, nil, true, r.now()); err != nil && ctx.Err() == nil {
+		r.Log.WarnContext(ctx, "surge rollout: cannot follow the rollout; trying again", slog.String("namespace", ns),
+			slog.String("deployment", name), slog.String("error", err.Error()))
+		r.followUp(ns, name)
+	}
+	return true
+}
+
+// lock takes the lock, waiting until ctx ends (wait false: only if it is free); false: not
+// taken.
+func (s *surgeState) lock(ctx context.Context, wait bool) bool {
+	s.once.Do(func() { s.sem = make(chan struct{}, 1) })
+	if !wait {
+		select {
+		case s.sem <- struct{}{}:
+			return true
+		default:
+			return false
+		}
+	}
+	select {
+	case s.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (s *surgeState) unlock() { <-s.sem }
+
 // How soon an event may have a Deployment evaluated again: a rollout in flight is followed
-// closely (its capacity gap is sampled at every evaluation), an opted-in Deployment and a VPA
-// less often, one that is not opted in (or not found) rarely; the sweeps evaluate every
-// opted-in Deployment whatever these say.
+// closely (its capacity gap is sampled at every evaluation), and so is a VPA (its updates are
+// rare: the recommender writes each at most once a minute, and each may call for a rollout);
+// an opted-in Deployment less often, one that is not opted in (or not found) rarely. The
+// sweeps evaluate every opted-in Deployment whatever these say.
 const (
 	SurgeEvalRolling = time.Second
 	SurgeEvalOptedIn = 10 * time.Second
@@ -122,8 +202,10 @@ func (r *Reconciler) SurgeSweep(ctx context.Context) (SurgeResult, error) {
 	if !cfg.Surge.Enabled || r.Client == nil {
 		return res, nil
 	}
-	r.surge.mu.Lock()
-	defer r.surge.mu.Unlock()
+	if !r.surge.lock(ctx, true) {
+		return res, fmt.Errorf("surge rollouts: %w", ctx.Err())
+	}
+	defer r.surge.unlock()
 	list, err := r.Client.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return res, fmt.Errorf("listing Deployments for surge rollouts: %w", err)
@@ -140,6 +222,10 @@ func (r *Reconciler) SurgeSweep(ctx context.Context) (SurgeResult, error) {
 	res.Deployments = len(candidates)
 	for _, d := range candidates {
 		dec, err := r.surgeOne(ctx, d, cfg, nil, &budget, now)
+		if errors.Is(err, errSurgeGuard) {
+			r.Log.DebugContext(ctx, "surge rollout: "+err.Error(), slog.String("namespace", d.Namespace), slog.String("deployment", d.Name))
+			continue
+		}
 		if err != nil {
 			r.Log.WarnContext(ctx, "surge rollout: cannot evaluate the Deployment; the next sweep retries",
 				slog.String("namespace", d.Namespace), slog.String("deployment", d.Name), slog.String("error", err.Error()))
@@ -153,9 +239,10 @@ func (r *Reconciler) SurgeSweep(ctx context.Context) (SurgeResult, error) {
 // SurgeForVPA evaluates the Deployment a VerticalPodAutoscaler targets, on the word of an event
 // about that VPA (its recommendation may have changed): nothing of the event is used but the
 // VPA's namespace and name. It reads the namespace's VPAs, and then (an opted-in Deployment, or
-// one with a rollout in flight) what SurgeEvaluate reads; at most once per SurgeEvalOptedIn per
+// one with a rollout in flight) what SurgeEvaluate reads; at most once per SurgeEvalRolling per
 // VPA, so a sender who repeats an event costs one read per VPA and bound, and never a write
-// the live objects do not decide. nil: nothing applied.
+// the live objects do not decide. Unlike a pod's event it waits for a sweep in progress (until
+// ctx ends: then it fails, and the sender retries). nil: nothing applied.
 func (r *Reconciler) SurgeForVPA(ctx context.Context, ns, name string) (*SurgeReport, error) {
 	cfg := r.CurrentConfig()
 	if !cfg.Surge.Enabled || r.Client == nil || r.Dynamic == nil || !cfg.Namespaces.Selects(ns) {
@@ -165,7 +252,7 @@ func (r *Reconciler) SurgeForVPA(ctx context.Context, ns, name string) (*SurgeRe
 	if !r.surge.surgeAsk("vpa/"+ns+"/"+name, now) {
 		return nil, nil
 	}
-	r.surge.asks.put("vpa/"+ns+"/"+name, now.Add(SurgeEvalOptedIn))
+	r.surge.asks.put("vpa/"+ns+"/"+name, now.Add(SurgeEvalRolling))
 	vpas, err := r.vpasIn(ctx, ns)
 	if err != nil {
 		return nil, err
@@ -178,7 +265,7 @@ func (r *Reconciler) SurgeForVPA(ctx context.Context, ns, name string) (*SurgeRe
 		if ref == nil || ref.Kind != string(config.KindDeployment) || !strings.HasPrefix(ref.APIVersion, "apps/") {
 			return nil, nil // not a Deployment's: no surge rollout
 		}
-		return r.surgeEvaluate(ctx, cfg, ns, ref.Name, vpas, now)
+		return r.surgeEvaluate(ctx, cfg, ns, ref.Name, vpas, true, now)
 	}
 	return nil, nil // gone: nothing to do
 }
@@ -202,8 +289,9 @@ func (r *Reconciler) SurgeForPod(ctx context.Context, pod *corev1.Pod) (*SurgeRe
 // Deployment and, when it opted in or has a rollout in flight, what the sweep reads for it
 // (its pods, the namespace's VPAs, the admission controller's status, and for a restart every
 // Deployment, to count the budget), at most once per bound (SurgeEvalRolling,
-// SurgeEvalOptedIn, SurgeEvalOther, by what the last read found). A sweep in progress
-// evaluates it anyway: then nothing is read. nil: nothing applied.
+// SurgeEvalOptedIn, SurgeEvalOther, by what the last read found). While a sweep is in
+// progress it does not wait (a pod's event must not wait for every Deployment): the sweep
+// evaluates the Deployment, and a rollout's pods change again. nil: nothing applied.
 func (r *Reconciler) SurgeEvaluate(ctx context.Context, ns, name string) (*SurgeReport, error) {
 	cfg := r.CurrentConfig()
 	if !cfg.Surge.Enabled || r.Client == nil || !cfg.Namespaces.Selects(ns) {
@@ -213,10 +301,14 @@ func (r *Reconciler) SurgeEvaluate(ctx context.Context, ns, name string) (*Surge
 	if !r.surge.surgeAsk(ns+"/"+name, now) {
 		return nil, nil
 	}
-	return r.surgeEvaluate(ctx, cfg, ns, name, nil, now)
+	return r.surgeEvaluate(ctx, cfg, ns, name, nil, false, now)
 }
 
-func (r *Reconciler) surgeEvaluate(ctx context.Context, cfg config.Config, ns, name string, vpas []*vpa_types.VerticalPodAutoscaler, now time.Time) (*SurgeReport, error) {
+// surgeEvaluate reads the Deployment ns/name and, when it opted in or has a rollout in flight,
+// evaluates it (surgeOne) under the lock: waiting for it (wait), or not at all while a sweep
+// holds it.
+func (r *Reconciler) surgeEvaluate(ctx context.Context, cfg config.Config, ns, name string, vpas []*vpa_types.VerticalPodAutoscaler,
+	wait bool, now time.Time) (*SurgeReport, error) {
 	key := ns + "/" + name
 	d, err := r.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -237,11 +329,18 @@ func (r *Reconciler) surgeEvaluate(ctx context.Context, cfg config.Config, ns, n
 		r.surge.asks.put(key, now.Add(SurgeEvalOther))
 		return nil, nil
 	}
-	if !r.surge.mu.TryLock() {
-		return nil, nil // a sweep is evaluating every opted-in Deployment
+	if !r.surge.lock(ctx, wait) {
+		if wait {
+			return nil, fmt.Errorf("waiting for the surge-rollout sweep in progress: %w", ctx.Err())
+		}
+		return nil, nil // a sweep is evaluating every opted-in Deployment; the next event follows
 	}
-	defer r.surge.mu.Unlock()
+	defer r.surge.unlock()
 	dec, err := r.surgeOne(ctx, d, cfg, vpas, nil, now)
+	if errors.Is(err, errSurgeGuard) {
+		r.Log.DebugContext(ctx, "surge rollout: "+err.Error(), slog.String("namespace", ns), slog.String("deployment", name))
+		return nil, nil
+	}
 	if err == nil && dec.Action == surge.Restart {
 		r.surge.asks.put(key, now.Add(SurgeEvalRolling)) // follow it from its first step
 	}
@@ -291,6 +390,9 @@ func (r *Reconciler) surgeOne(ctx context.Context, d *appsv1.Deployment, cfg con
 		slog.String("action", dec.Action.String()), slog.String("reason", dec.Reason))
 	if dec.Action == surge.None {
 		log.DebugContext(ctx, "surge rollout: nothing to do")
+		if st, _ := surge.ReadState(d); st.Phase == surge.PhaseRolling {
+			r.followUp(d.Namespace, d.Name)
+		}
 		return dec, nil
 	}
 	if r.DryRun {
@@ -303,9 +405,13 @@ func (r *Reconciler) surgeOne(ctx context.Context, d *appsv1.Deployment, cfg con
 	}
 	if _, err := r.Client.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: Component}); err != nil {
 		if apierrors.IsInvalid(err) || apierrors.IsConflict(err) {
-			return dec, fmt.Errorf("the Deployment changed since it was read (its guard failed): %w", err)
+			r.followUp(d.Namespace, d.Name) // decided again on what it is now
+			return dec, fmt.Errorf("%w: %w", errSurgeGuard, err)
 		}
 		return dec, fmt.Errorf("patching Deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	if dec.State.Phase == surge.PhaseRolling {
+		r.followUp(d.Namespace, d.Name) // started, or a gap tracked: follow it to its end
 	}
 	switch {
 	case budget == nil:

@@ -203,11 +203,15 @@ func TestSurgeEvents(t *testing.T) {
 }
 
 func vpaEvent(name string) func(context.Context, *handlers.Reconciler) (*handlers.SurgeReport, error) {
-	return func(ctx context.Context, r *handlers.Reconciler) (*handlers.SurgeReport, error) { return r.SurgeForVPA(ctx, "default", name) }
+	return func(ctx context.Context, r *handlers.Reconciler) (*handlers.SurgeReport, error) {
+		return r.SurgeForVPA(ctx, "default", name)
+	}
 }
 
 func podEvent(p *corev1.Pod) func(context.Context, *handlers.Reconciler) (*handlers.SurgeReport, error) {
-	return func(ctx context.Context, r *handlers.Reconciler) (*handlers.SurgeReport, error) { return r.SurgeForPod(ctx, p) }
+	return func(ctx context.Context, r *handlers.Reconciler) (*handlers.SurgeReport, error) {
+		return r.SurgeForPod(ctx, p)
+	}
 }
 
 // A rollout in flight is followed on its pods' events: the capacity gap is tracked in the
@@ -281,4 +285,24 @@ func TestSurgeEventsFollowTheRollout(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"SurgeRolloutStarted: VPA's updater would update 1 pod(s); prediction " + st.Prediction,
 		"SurgeRolloutCompleted: the new pods are Available with the predicted requests (capacity gap 1)"}, messages)
+}
+
+// The replica that started a rollout follows it (SurgeFollow) without waiting for an event or
+// a sweep: evaluated again once the clock passes SurgeFollow.
+func TestSurgeFollowsTheRolloutItStarted(t *testing.T) {
+	f := newAdviceFixture(t, false, func(c *config.Config) { c.Surge.Enabled = true }, surgeObjects("Initial")...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.rec.Run(ctx, 1) }()
+	t.Cleanup(func() { cancel(); <-done })
+	rep, err := f.rec.SurgeForPod(ctx, newPod(deployment))
+	require.NoError(t, err)
+	require.NotNil(t, rep)
+	require.Equal(t, surge.Restart, rep.Decision.Action)
+
+	f.reset()
+	require.Eventually(t, func() bool { return f.clock.HasWaiters() }, 5*time.Second, time.Millisecond, "the follow-up is scheduled")
+	f.clock.Step(handlers.SurgeFollow)
+	require.Eventually(t, func() bool { return len(testutil.Verbs(f.client)) >= 3 }, 5*time.Second, time.Millisecond, "evaluated again")
+	assert.Equal(t, []string{"get deployments", "list pods", "get leases"}, testutil.Verbs(f.client)[:3])
 }

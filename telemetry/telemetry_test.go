@@ -52,8 +52,9 @@ func TestEverySeriesIsExported(t *testing.T) {
 	tel.Event(ctx, "dev.knative.apiserver.resource.update", 200, 3*time.Millisecond)
 	tel.APIRequest(ctx, "patch", 200)
 	tel.Sweep(ctx, 10, 2, 1, time.Second, errors.New("list failed"))
-	tel.SurgeRollout(ctx, "started", -1)
-	tel.SurgeRollout(ctx, "completed", 11.4)
+	tel.SurgeRollout(ctx, "started", -1, 0)
+	tel.SurgeRollout(ctx, "completed", 11.4, 0)
+	tel.SurgeRollout(ctx, "aborted", 30, 1)
 
 	text := scrape(t, tel)
 	for _, name := range telemetry.Series() {
@@ -65,6 +66,9 @@ func TestEverySeriesIsExported(t *testing.T) {
 		`vpagracefuldrain_capacity_gap_seconds_count{namespace="shop",owner_kind="Deployment"} 1`,
 		`vpagracefuldrain_surge_rollouts_total{outcome="started"} 1`,
 		`vpagracefuldrain_surge_rollout_duration_seconds_sum{outcome="completed"} 11.4`,
+		`vpagracefuldrain_surge_rollout_capacity_gap_bucket{outcome="completed",le="0"} 1`,
+		`vpagracefuldrain_surge_rollout_capacity_gap_bucket{outcome="aborted",le="0"} 0`,
+		`vpagracefuldrain_surge_rollout_capacity_gap_sum{outcome="aborted"} 1`,
 		`vpagracefuldrain_events_total{code="200",type="dev.knative.apiserver.resource.update"} 1`,
 		`vpagracefuldrain_api_requests_total{code="200",verb="patch"} 1`,
 		`vpagracefuldrain_sweeps_total{result="failed"} 1`,

@@ -16,7 +16,9 @@ import (
 // GenerateNames makes a fake client name what it creates with metadata.generateName as the API
 // server does (the prefix and a suffix of its own; client-go's fake leaves the name empty, so
 // a second such object would collide with the first).
-func GenerateNames(c interface{ PrependReactor(string, string, k8stesting.ReactionFunc) }) {
+func GenerateNames(c interface {
+	PrependReactor(string, string, k8stesting.ReactionFunc)
+}) {
 	var n atomic.Int64
 	c.PrependReactor("create", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		if o, err := meta.Accessor(a.(k8stesting.CreateAction).GetObject()); err == nil && o.GetName() == "" && o.GetGenerateName() != "" {

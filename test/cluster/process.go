@@ -154,9 +154,15 @@ func StartFunction(ctx context.Context, bin, addr, kubeconfig string, env ...str
 // Adapter is the real Knative ApiServerSource receive adapter.
 type Adapter struct{ *Process }
 
-// StartAdapter runs the adapter watching pods in namespace, in mode "Resource" or
+// Watched is a resource the adapter watches besides pods (an ApiServerSource resource).
+type Watched struct{ Group, Version, Resource string }
+
+// VPAs are VerticalPodAutoscalers, as eventing/knative.yaml's ApiServerSource watches them.
+var VPAs = Watched{"autoscaling.k8s.io", "v1", "verticalpodautoscalers"}
+
+// StartAdapter runs the adapter watching pods (and also) in namespace, in mode "Resource" or
 // "Reference", sending to sink.
-func StartAdapter(kubeconfig, namespace, mode, sink string) (*Adapter, error) {
+func StartAdapter(kubeconfig, namespace, mode, sink string, also ...Watched) (*Adapter, error) {
 	bin, err := Binary("apiserver_receive_adapter")
 	if err != nil {
 		return nil, err
@@ -166,7 +172,11 @@ func StartAdapter(kubeconfig, namespace, mode, sink string) (*Adapter, error) {
 		return nil, err
 	}
 	_, port, _ := net.SplitHostPort(profiling)
-	cfg := fmt.Sprintf(`{"namespaces":[%q],"allNamespaces":false,"resources":[{"gvr":{"Group":"","Version":"v1","Resource":"pods"},"selector":""}],"mode":%q}`, namespace, mode)
+	resources := `{"gvr":{"Group":"","Version":"v1","Resource":"pods"},"selector":""}`
+	for _, w := range also {
+		resources += fmt.Sprintf(`,{"gvr":{"Group":%q,"Version":%q,"Resource":%q},"selector":""}`, w.Group, w.Version, w.Resource)
+	}
+	cfg := fmt.Sprintf(`{"namespaces":[%q],"allNamespaces":false,"resources":[%s],"mode":%q}`, namespace, resources, mode)
 	p, err := StartProcess("adapter", bin, nil, []string{
 		"NAME=vpagd-test", "NAMESPACE=" + namespace, "K_SINK=" + sink, "KUBECONFIG=" + kubeconfig,
 		"K_SOURCE_CONFIG=" + cfg, "PROFILING_PORT=" + port, "K_METRICS_CONFIG={}", "K_LOGGING_CONFIG={}",

@@ -14,8 +14,10 @@ import (
 // Exchange is one event the adapter sent and the function's answer.
 type Exchange struct {
 	At          time.Time
-	Type        string // ce-type of the request
-	Subject     string // ce-subject of the request
+	Type        string      // ce-type of the request
+	Subject     string      // ce-subject of the request
+	Header      http.Header // the request's, and its body
+	Body        []byte
 	Status      int    // the function's HTTP status (502 when it was unreachable)
 	ReplyType   string // ce-type of the reply, "" when none
 	ReplyDryRun string
@@ -74,7 +76,7 @@ var forwardClient = &http.Client{Timeout: 30 * time.Second}
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	x := Exchange{At: time.Now(), Type: r.Header.Get("Ce-Type"), Subject: r.Header.Get("Ce-Subject")}
+	x := Exchange{At: time.Now(), Type: r.Header.Get("Ce-Type"), Subject: r.Header.Get("Ce-Subject"), Header: r.Header.Clone(), Body: body}
 	req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, p.target.Load().(string), bytes.NewReader(body))
 	req.Header = r.Header.Clone()
 	resp, err := forwardClient.Do(req)

@@ -44,7 +44,14 @@ type Stack struct {
 // Everything is stopped when the test ends; the processes' output is logged if it failed.
 func StartStack(t *testing.T, cp *ControlPlane, bin, mode string, env ...string) *Stack {
 	t.Helper()
-	s, err := NewStack(cp, bin, cp.Namespace(t, "e2e"), mode, env...)
+	return StartStackWatching(t, cp, bin, mode, nil, env...)
+}
+
+// StartStackWatching is StartStack with an adapter that also watches the resources also
+// (VPAs: as eventing/knative.yaml's source).
+func StartStackWatching(t *testing.T, cp *ControlPlane, bin, mode string, also []Watched, env ...string) *Stack {
+	t.Helper()
+	s, err := newStack(cp, bin, cp.Namespace(t, "e2e"), mode, also, env...)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -58,6 +65,10 @@ func StartStack(t *testing.T, cp *ControlPlane, bin, mode string, env ...string)
 
 // NewStack is StartStack for a program (the demo): call Close to stop everything.
 func NewStack(cp *ControlPlane, bin, namespace, mode string, env ...string) (*Stack, error) {
+	return newStack(cp, bin, namespace, mode, nil, env...)
+}
+
+func newStack(cp *ControlPlane, bin, namespace, mode string, also []Watched, env ...string) (*Stack, error) {
 	s := &Stack{CP: cp, Namespace: namespace, bin: bin, env: env}
 	var err error
 	if s.Function, err = s.startFunction(); err != nil {
@@ -67,7 +78,7 @@ func NewStack(cp *ControlPlane, bin, namespace, mode string, env ...string) (*St
 		_ = s.Close()
 		return nil, err
 	}
-	if s.Adapter, err = StartAdapter(cp.Kubeconfig, namespace, mode, s.Proxy.URL); err != nil {
+	if s.Adapter, err = StartAdapter(cp.Kubeconfig, namespace, mode, s.Proxy.URL, also...); err != nil {
 		_ = s.Close()
 		return nil, err
 	}

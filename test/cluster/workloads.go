@@ -31,15 +31,21 @@ import (
 // NodeIP is the address the workload kubelet reports as every pod's hostIP.
 const NodeIP = "172.18.0.2"
 
-// CreateNode creates a Node named name, Ready, schedulable, with allocatable cpu, memory and
-// pods; it is fine if it exists already. The DaemonSet controller runs one pod per Node, and
-// the EndpointSlice controller skips pods whose Node does not exist.
-func CreateNode(ctx context.Context, c kubernetes.Interface, name string) error {
-	capacity := corev1.ResourceList{
+// NodeAllocatable is what every node of the test bed offers: 8 cpu, 32Gi of memory, 110 pods.
+// The workload kubelet leaves a pod whose requests alone exceed it Pending (see bind).
+func NodeAllocatable() corev1.ResourceList {
+	return corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("8"),
 		corev1.ResourceMemory: resource.MustParse("32Gi"),
 		corev1.ResourcePods:   resource.MustParse("110"),
 	}
+}
+
+// CreateNode creates a Node named name, Ready, schedulable, with allocatable cpu, memory and
+// pods; it is fine if it exists already. The DaemonSet controller runs one pod per Node, and
+// the EndpointSlice controller skips pods whose Node does not exist.
+func CreateNode(ctx context.Context, c kubernetes.Interface, name string) error {
+	capacity := NodeAllocatable()
 	now := metav1.Now()
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
@@ -493,8 +499,18 @@ func (k *WorkloadKubelet) waitRelease(w *podWorker) bool {
 }
 
 // bind plays the scheduler: a DaemonSet pod goes to the node its required affinity names,
-// every other pod to the kubelet's node.
+// every other pod to the kubelet's node, unless its requests alone exceed a node's
+// allocatable (NodeAllocatable): then it stays Pending, PodScheduled False with the
+// scheduler's reason Unschedulable (what the pods already on the node use is not counted).
 func (k *WorkloadKubelet) bind(pod *corev1.Pod) error {
+	if short := insufficient(pod); short != "" {
+		patch := fmt.Sprintf(`{"status":{"conditions":[{"type":"PodScheduled","status":"False","reason":"Unschedulable",`+
+			`"message":"0/1 nodes are available: 1 Insufficient %s.","lastTransitionTime":%q}]}}`, short, time.Now().UTC().Format(time.RFC3339))
+		if _, err := k.client.CoreV1().Pods(pod.Namespace).Patch(k.ctx, pod.Name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
+			return fmt.Errorf("reporting %s/%s unschedulable: %w", pod.Namespace, pod.Name, err)
+		}
+		return nil
+	}
 	node := k.opts.Node
 	if n := affinityNode(pod); n != "" {
 		node = n
@@ -507,6 +523,24 @@ func (k *WorkloadKubelet) bind(pod *corev1.Pod) error {
 		return fmt.Errorf("binding %s/%s to %s: %w", pod.Namespace, pod.Name, node, err)
 	}
 	return nil
+}
+
+// insufficient names the resource (cpu, memory) of which the pod's containers request more
+// than a node's allocatable; "" when it fits.
+func insufficient(pod *corev1.Pod) string {
+	alloc := NodeAllocatable()
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		var sum resource.Quantity
+		for _, c := range pod.Spec.Containers {
+			if q, ok := c.Resources.Requests[name]; ok {
+				sum.Add(q)
+			}
+		}
+		if sum.Cmp(alloc[name]) > 0 {
+			return string(name)
+		}
+	}
+	return ""
 }
 
 // affinityNode is the node a DaemonSet pod must run on: its required node affinity
