@@ -108,6 +108,7 @@ func TestDecodeSampleEvents(t *testing.T) {
 		name       string
 		wantAction drain.Action
 		wantErr    string
+		object     eventing.Object
 	}{
 		"managed-pod-added.http":    {mode: eventing.Resource, op: eventing.Add, name: "web-7d9f8-abcde", wantAction: drain.AddFinalizer},
 		"evicted-pod.http":          {mode: eventing.Resource, op: eventing.Update, name: "web-7d9f8-abcde", wantAction: drain.StartDrain},
@@ -115,6 +116,7 @@ func TestDecodeSampleEvents(t *testing.T) {
 		"unmanaged-pod.http":        {mode: eventing.Resource, op: eventing.Add, name: "batch-job-x7k2p", wantAction: drain.None},
 		"reference-mode-added.http": {mode: eventing.Reference, op: eventing.Add, name: "demo-pod2"},
 		"malformed.http":            {wantErr: "event data is not valid JSON"},
+		"vpa-updated.http":          {mode: eventing.Resource, op: eventing.Update, name: "web", object: eventing.ObjectVPA},
 	}
 	files, err := filepath.Glob("../test/events/*.http")
 	require.NoError(t, err)
@@ -138,7 +140,8 @@ func TestDecodeSampleEvents(t *testing.T) {
 			assert.Equal(t, tt.op, in.Op)
 			assert.Equal(t, "default", in.Namespace)
 			assert.Equal(t, tt.name, in.Name)
-			if tt.mode == eventing.Reference {
+			assert.Equal(t, tt.object, in.Object)
+			if tt.mode == eventing.Reference || tt.object == eventing.ObjectVPA {
 				assert.Nil(t, in.Pod)
 				return
 			}

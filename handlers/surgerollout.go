@@ -275,7 +275,7 @@ func (r *Reconciler) SurgeForVPA(ctx context.Context, ns, name string) (*SurgeRe
 // change), through SurgeEvaluate's bounds. nil: nothing applied (also for a pod of no
 // Deployment, without a read).
 func (r *Reconciler) SurgeForPod(ctx context.Context, pod *corev1.Pod) (*SurgeReport, error) {
-	if pod == nil {
+	if pod == nil || !r.CurrentConfig().Surge.Enabled {
 		return nil, nil
 	}
 	kind, name, _ := drain.OwnerOf(pod, drain.Facts{})

@@ -133,8 +133,10 @@ var functionDenied = []string{
 	"create subjectaccessreviews.authorization.k8s.io", // tokenreviews alone, not system:auth-delegator
 }
 
-// The event source only watches pods.
-var sourceNeeds = []string{"get pods " + appNS, "list pods " + appNS, "watch pods " + appNS, "list pods -", "watch pods -"}
+// The event source only watches pods and VerticalPodAutoscalers (surge rollouts' trigger).
+var sourceNeeds = []string{"get pods " + appNS, "list pods " + appNS, "watch pods " + appNS, "list pods -", "watch pods -",
+	"get verticalpodautoscalers.autoscaling.k8s.io " + appNS, "list verticalpodautoscalers.autoscaling.k8s.io -",
+	"watch verticalpodautoscalers.autoscaling.k8s.io -"}
 
 var sourceDenied = []string{
 	"patch pods " + appNS, "update pods " + appNS, "delete pods " + appNS, "create pods/eviction " + appNS,
