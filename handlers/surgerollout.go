@@ -163,17 +163,12 @@ const (
 	SurgeEvalOther   = time.Minute
 )
 
-// surgeAsk claims the evaluation of key at now: false when one was made before its bound.
-func (s *surgeState) surgeAsk(key string, now time.Time) bool {
-	ok := false
-	s.asks.update(key, func(next time.Time, had bool) time.Time {
-		if had && now.Before(next) {
-			return next
-		}
-		ok = true
-		return now.Add(SurgeEvalOther) // until the evaluation says how soon
-	})
-	return ok
+// due reports whether key may be evaluated at now: not when the last evaluation of the object
+// it names (read live: only that fills the map, never an event's word) set a bound not
+// passed yet.
+func (s *surgeState) due(key string, now time.Time) bool {
+	next, ok := s.asks.get(key)
+	return !ok || !now.Before(next)
 }
 
 // budgetOf counts, over every Deployment, the surge rollouts in flight and those started in
@@ -240,8 +235,8 @@ func (r *Reconciler) SurgeSweep(ctx context.Context) (SurgeResult, error) {
 // about that VPA (its recommendation may have changed): nothing of the event is used but the
 // VPA's namespace and name. It reads the namespace's VPAs, and then (an opted-in Deployment, or
 // one with a rollout in flight) what SurgeEvaluate reads; at most once per SurgeEvalRolling per
-// VPA, so a sender who repeats an event costs one read per VPA and bound, and never a write
-// the live objects do not decide. Unlike a pod's event it waits for a sweep in progress (until
+// VPA that exists, so a sender who repeats an event costs one read per event (of a VPA that
+// does not exist) or per VPA and bound, and never a write the live objects do not decide. Unlike a pod's event it waits for a sweep in progress (until
 // ctx ends: then it fails, and the sender retries). nil: nothing applied.
 func (r *Reconciler) SurgeForVPA(ctx context.Context, ns, name string) (*SurgeReport, error) {
 	cfg := r.CurrentConfig()
@@ -249,10 +244,9 @@ func (r *Reconciler) SurgeForVPA(ctx context.Context, ns, name string) (*SurgeRe
 		return nil, nil
 	}
 	now := r.now()
-	if !r.surge.surgeAsk("vpa/"+ns+"/"+name, now) {
+	if !r.surge.due("vpa/"+ns+"/"+name, now) {
 		return nil, nil
 	}
-	r.surge.asks.put("vpa/"+ns+"/"+name, now.Add(SurgeEvalRolling))
 	vpas, err := r.vpasIn(ctx, ns)
 	if err != nil {
 		return nil, err
@@ -261,6 +255,7 @@ func (r *Reconciler) SurgeForVPA(ctx context.Context, ns, name string) (*SurgeRe
 		if v.Name != name {
 			continue
 		}
+		r.surge.asks.put("vpa/"+ns+"/"+name, now.Add(SurgeEvalRolling))
 		ref := v.Spec.TargetRef
 		if ref == nil || ref.Kind != string(config.KindDeployment) || !strings.HasPrefix(ref.APIVersion, "apps/") {
 			return nil, nil // not a Deployment's: no surge rollout
@@ -298,7 +293,7 @@ func (r *Reconciler) SurgeEvaluate(ctx context.Context, ns, name string) (*Surge
 		return nil, nil
 	}
 	now := r.now()
-	if !r.surge.surgeAsk(ns+"/"+name, now) {
+	if !r.surge.due(ns+"/"+name, now) {
 		return nil, nil
 	}
 	return r.surgeEvaluate(ctx, cfg, ns, name, nil, false, now)
@@ -312,11 +307,9 @@ func (r *Reconciler) surgeEvaluate(ctx context.Context, cfg config.Config, ns, n
 	key := ns + "/" + name
 	d, err := r.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		r.surge.asks.put(key, now.Add(SurgeEvalOther))
-		return nil, nil
+		return nil, nil // nothing remembered about a name no object has
 	}
 	if err != nil {
-		r.surge.asks.put(key, now) // read again at the next event
 		return nil, fmt.Errorf("reading Deployment %s: %w", key, err)
 	}
 	st, _ := surge.ReadState(d)
