@@ -195,4 +195,3 @@ func (b *surgeBed) noSecondRollout(done *appsv1.Deployment) {
 	require.NoError(b.t, err)
 	assert.Equal(b.t, done.Generation, again.Generation, "no second rollout for the same recommendation")
 }
-
