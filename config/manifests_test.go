@@ -115,9 +115,10 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 		{"vpa-graceful-drain-pacing", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
 			"policy/poddisruptionbudgets": {"create", "delete"},
 		}},
-		// Surge rollouts (surgeRollout): SurgeSweep lists Deployments and patches an opted-in one.
+		// Surge rollouts (surgeRollout): SurgeSweep lists Deployments, an event's evaluation gets
+		// one, and an opted-in one is patched.
 		{"vpa-graceful-drain-surge", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
-			"apps/deployments": {"list", "patch"},
+			"apps/deployments": {"get", "list", "patch"},
 		}},
 		// Sender authentication (SENDER_AUDIENCE): auth.Verifier's TokenReviews.
 		{"vpa-graceful-drain-sender-auth", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{

@@ -133,7 +133,7 @@ func TestKnativeManifestsPassTheEventingWebhook(t *testing.T) {
 	for name, examples := range variants {
 		t.Run(name, func(t *testing.T) {
 			m := admitAll(t, withExamples(t, examples...))
-			want := []string{"ApiServerSource/vpa-graceful-drain", "Broker/vpa-graceful-drain", "PingSource/vpa-graceful-drain-sweep",
+			want := []string{"ApiServerSource/vpa-graceful-drain", "ApiServerSource/vpa-graceful-drain-vpas", "Broker/vpa-graceful-drain", "PingSource/vpa-graceful-drain-sweep",
 				"Trigger/vpa-graceful-drain", "Trigger/vpa-graceful-drain-sweep"}
 			if slices.Contains(examples, exampleTimeouts) {
 				want = append(want, "Trigger/vpa-graceful-drain-timeouts")
@@ -204,13 +204,20 @@ func TestKnativeWiring(t *testing.T) {
 	source := m.get(t, "ApiServerSource", "vpa-graceful-drain").(*sourcesv1.ApiServerSource)
 	assert.Equal(t, sourcesv1.ResourceMode, source.Spec.EventMode)
 	assert.Equal(t, "vpa-graceful-drain-source", source.Spec.ServiceAccountName)
-	require.Len(t, source.Spec.Resources, 2)
+	require.Len(t, source.Spec.Resources, 1, "pods alone: a missing CRD of another resource stops the adapter")
 	assert.Equal(t, "v1", source.Spec.Resources[0].APIVersion)
 	assert.Equal(t, "Pod", source.Spec.Resources[0].Kind)
-	// Surge rollouts' trigger: the objects Decode takes besides pods.
-	assert.Equal(t, "autoscaling.k8s.io/v1", source.Spec.Resources[1].APIVersion)
-	assert.Equal(t, "VerticalPodAutoscaler", source.Spec.Resources[1].Kind)
-	assert.Nil(t, source.Spec.Resources[1].LabelSelector, "every VPA")
+	// Surge rollouts' trigger, a source of its own: the objects Decode takes besides pods.
+	vpas := m.get(t, "ApiServerSource", "vpa-graceful-drain-vpas").(*sourcesv1.ApiServerSource)
+	assert.Equal(t, sourcesv1.ResourceMode, vpas.Spec.EventMode)
+	assert.Equal(t, "vpa-graceful-drain-source", vpas.Spec.ServiceAccountName)
+	require.Len(t, vpas.Spec.Resources, 1)
+	assert.Equal(t, "autoscaling.k8s.io/v1", vpas.Spec.Resources[0].APIVersion)
+	assert.Equal(t, "VerticalPodAutoscaler", vpas.Spec.Resources[0].Kind)
+	assert.Nil(t, vpas.Spec.Resources[0].LabelSelector, "every VPA")
+	require.NotNil(t, vpas.Spec.NamespaceSelector)
+	assert.Equal(t, metav1.LabelSelector{}, *vpas.Spec.NamespaceSelector)
+	assertRefersToBroker(t, broker, vpas.Spec.Sink.Ref)
 	// The source sees every pod the function's sweeps may manage: no narrower selector.
 	assert.Nil(t, source.Spec.Resources[0].LabelSelector, "no label selector on pods")
 	require.NotNil(t, source.Spec.NamespaceSelector)
