@@ -151,49 +151,49 @@ func TestSurgeRolloutKeepsEveryReplicaServed(t *testing.T) {
 	}
 }
 
-// A surge pod that never becomes Ready: the Deployment controller reports
-// ProgressDeadlineExceeded, the function aborts (the template annotations it set are removed
-// again, so the Deployment rolls back), and the old pod serves throughout.
-func TestSurgeRolloutAbortsWithoutLosingTheOldPod(t *testing.T) {
-	b := newSurgeBed(t)
-	first := b.deploy(1, func(d *appsv1.Deployment) { d.Spec.ProgressDeadlineSeconds = ptr.To[int32](10) })
-	ready := watchReady(b.ctx, t, b.ns, "web")
-	b.kubelet.HoldReady(func(p *corev1.Pod) bool { return p.Name != first[0].Name }) // every new pod stays unready
-	b.recommend("500m")
+// A rollout that cannot finish is aborted (the template annotations the function set are
+// removed again, so the Deployment rolls back), and the old pod serves throughout:
+//   - a surge pod that never becomes Ready: the Deployment controller reports
+//     ProgressDeadlineExceeded;
+//   - a recommendation no node can hold: VPA's admission controller sizes the surge pod as
+//     recommended (16 cpu, the node has 8), the scheduler leaves it Pending past
+//     surgePendingTimeout.
+func TestSurgeRolloutAborts(t *testing.T) {
+	tests := []struct {
+		name      string
+		env       []string
+		deploy    func(*appsv1.Deployment)
+		holdReady bool
+		cpu       string
+		reason    string
+	}{
+		{name: "no progress", deploy: func(d *appsv1.Deployment) { d.Spec.ProgressDeadlineSeconds = ptr.To[int32](10) },
+			holdReady: true, cpu: "500m", reason: "ProgressDeadlineExceeded"},
+		{name: "the surge pod stays Pending", env: []string{"surgePendingTimeout=10s"}, deploy: func(*appsv1.Deployment) {},
+			cpu: "16", reason: "Pending for more than 10s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newSurgeBed(t, func(o *bedOptions) { o.env = tt.env })
+			first := b.deploy(1, tt.deploy)
+			ready := watchReady(b.ctx, t, b.ns, "web")
+			if tt.holdReady {
+				b.kubelet.HoldReady(func(p *corev1.Pod) bool { return p.Name != first[0].Name }) // every new pod stays unready
+			}
+			b.recommend(tt.cpu)
 
-	done, st := b.waitEnded()
-	require.Equal(t, surge.PhaseAborted, st.Phase)
-	assert.Contains(t, st.Reason, "ProgressDeadlineExceeded")
-	assert.NotContains(t, done.Spec.Template.Annotations, surge.AnnotationRestartedAt, "the restart undone")
-	assert.Contains(t, b.eventReasons(), handlers.EventSurgeRolloutAborted)
-	require.Eventually(t, func() bool { // rolled back: the surge pod gone, the old one left
-		pods := ownPods(b.ctx, b.ns, "web", false)
-		return len(pods) == 1 && pods[0].Name == first[0].Name
-	}, time.Minute, 100*time.Millisecond, "the old pod alone again")
-	assert.Equal(t, 1, ready.Min(), "the old pod served throughout")
-	b.noSecondRollout(done)
-}
-
-// A recommendation no node can hold: VPA's admission controller sizes the surge pod as
-// recommended (16 cpu, the node has 8), the scheduler leaves it Pending, and past
-// surgePendingTimeout the function aborts (the template annotations it set removed, so the
-// Deployment rolls back); the old pod serves throughout.
-func TestSurgeRolloutAbortsWhenTheSurgePodStaysPending(t *testing.T) {
-	b := newSurgeBed(t, func(o *bedOptions) { o.env = []string{"surgePendingTimeout=10s"} })
-	first := b.deploy(1)
-	ready := watchReady(b.ctx, t, b.ns, "web")
-	b.recommend("16")
-
-	done, st := b.waitEnded()
-	require.Equal(t, surge.PhaseAborted, st.Phase)
-	assert.Contains(t, st.Reason, "Pending for more than 10s")
-	assert.NotContains(t, done.Spec.Template.Annotations, surge.AnnotationRestartedAt, "the restart undone")
-	assert.Contains(t, b.eventReasons(), handlers.EventSurgeRolloutAborted)
-	require.Eventually(t, func() bool { // rolled back: the Pending pod gone, the old one left
-		pods := ownPods(b.ctx, b.ns, "web", false)
-		return len(pods) == 1 && pods[0].Name == first[0].Name
-	}, time.Minute, 100*time.Millisecond, "the old pod alone again")
-	assert.Equal(t, 1, ready.Min(), "the old pod served throughout")
-	assert.Contains(t, b.metricsText(), `vpagracefuldrain_surge_rollouts_total{outcome="aborted"} 1`)
-	b.noSecondRollout(done)
+			done, st := b.waitEnded()
+			require.Equal(t, surge.PhaseAborted, st.Phase)
+			assert.Contains(t, st.Reason, tt.reason)
+			assert.NotContains(t, done.Spec.Template.Annotations, surge.AnnotationRestartedAt, "the restart undone")
+			assert.Contains(t, b.eventReasons(), handlers.EventSurgeRolloutAborted)
+			require.Eventually(t, func() bool { // rolled back: the surge pod gone, the old one left
+				pods := ownPods(b.ctx, b.ns, "web", false)
+				return len(pods) == 1 && pods[0].Name == first[0].Name
+			}, time.Minute, 100*time.Millisecond, "the old pod alone again")
+			assert.Equal(t, 1, ready.Min(), "the old pod served throughout")
+			assert.Contains(t, b.metricsText(), `vpagracefuldrain_surge_rollouts_total{outcome="aborted"} 1`)
+			b.noSecondRollout(done)
+		})
+	}
 }
