@@ -183,12 +183,8 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		// Not the sender's problem: the re-check already scheduled finishes the work.
 		log(slog.LevelInfo, "the pod kept changing while applying the decision; a re-check follows", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
 		return nil, nil
-	case err != nil && (ctx.Err() != nil || clusterUnavailable(err)):
-		log(slog.LevelWarn, "the cluster is unavailable; the sender will retry", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
-		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "the cluster is unavailable or did not answer in time: %v", err)
 	case err != nil:
-		log(slog.LevelError, "handling event failed", slog.String("pod", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
-		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
+		return nil, failed(ctx, log, slog.String("pod", in.Namespace+"/"+in.Name), err)
 	}
 	reply, err := eventing.Reply(out)
 	if err != nil {
@@ -233,19 +229,25 @@ func (f *Function) handleVPA(ctx context.Context, rec *handlers.Reconciler, in e
 		return nil, nil
 	}
 	rep, err := rec.SurgeForVPA(ctx, in.Namespace, in.Name)
-	switch {
-	case err != nil && (ctx.Err() != nil || clusterUnavailable(err)):
-		log(slog.LevelWarn, "the cluster is unavailable; the sender will retry", slog.String("vpa", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
-		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "the cluster is unavailable or did not answer in time: %v", err)
-	case err != nil:
-		log(slog.LevelError, "handling event failed", slog.String("vpa", in.Namespace+"/"+in.Name), slog.String("error", err.Error()))
-		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
+	if err != nil {
+		return nil, failed(ctx, log, slog.String("vpa", in.Namespace+"/"+in.Name), err)
 	}
 	reply, err := eventing.RolloutReply(rep)
 	if err != nil {
 		return nil, cehttp.NewResult(http.StatusInternalServerError, "%v", err)
 	}
 	return reply, nil
+}
+
+// failed answers an event whose handling failed in the cluster: 503 when the cluster is
+// unreachable, overloaded or did not answer in time, 500 otherwise (the sender retries both).
+func failed(ctx context.Context, log func(slog.Level, string, ...slog.Attr), object slog.Attr, err error) error {
+	if ctx.Err() != nil || clusterUnavailable(err) {
+		log(slog.LevelWarn, "the cluster is unavailable; the sender will retry", object, slog.String("error", err.Error()))
+		return cehttp.NewResult(http.StatusServiceUnavailable, "the cluster is unavailable or did not answer in time: %v", err)
+	}
+	log(slog.LevelError, "handling event failed", object, slog.String("error", err.Error()))
+	return cehttp.NewResult(http.StatusInternalServerError, "%v", err)
 }
 
 // clusterUnavailable: the API server could not be reached, was overloaded or timed out, as

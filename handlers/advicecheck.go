@@ -16,10 +16,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/utils/ptr"
 
@@ -221,28 +221,34 @@ type vpaRef struct {
 // vpaFor finds the VerticalPodAutoscaler whose spec.targetRef is the workload; nil when there
 // is none, when r.Dynamic is nil, or when the VPA CRD is not installed.
 func (r *Reconciler) vpaFor(ctx context.Context, ns string, kind config.Kind, name string) (*vpaRef, error) {
-	if r.Dynamic == nil {
-		return nil, nil
-	}
-	list, err := r.Dynamic.Resource(vpaGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
-	if crdAbsent(err) {
-		return nil, nil
-	}
+	vpas, err := r.vpasIn(ctx, ns)
 	if err != nil {
-		return nil, fmt.Errorf("listing VerticalPodAutoscalers in %s: %w", ns, err)
+		return nil, err
 	}
-	for _, v := range list.Items {
-		k, _, _ := unstructured.NestedString(v.Object, "spec", "targetRef", "kind")
-		n, _, _ := unstructured.NestedString(v.Object, "spec", "targetRef", "name")
-		apiVersion, _, _ := unstructured.NestedString(v.Object, "spec", "targetRef", "apiVersion")
-		group, _, _ := strings.Cut(apiVersion, "/")
-		if k != string(kind) || n != name || (apiVersion != "" && group != "apps") {
+	for _, v := range vpas {
+		if k, n, ok := targetOf(v); !ok || k != kind || n != name {
 			continue
 		}
-		mode, _, _ := unstructured.NestedString(v.Object, "spec", "updatePolicy", "updateMode")
-		return &vpaRef{name: v.GetName(), mode: mode}, nil
+		mode := ""
+		if p := v.Spec.UpdatePolicy; p != nil && p.UpdateMode != nil {
+			mode = string(*p.UpdateMode)
+		}
+		return &vpaRef{name: v.Name, mode: mode}, nil
 	}
 	return nil, nil
+}
+
+// targetOf is the workload a VerticalPodAutoscaler targets: its kind and name, when its
+// targetRef names one of the apps group (or no API version); ok false otherwise.
+func targetOf(v *vpa_types.VerticalPodAutoscaler) (config.Kind, string, bool) {
+	ref := v.Spec.TargetRef
+	if ref == nil {
+		return "", "", false
+	}
+	if group, _, _ := strings.Cut(ref.APIVersion, "/"); ref.APIVersion != "" && group != "apps" {
+		return "", "", false
+	}
+	return config.Kind(ref.Kind), ref.Name, true
 }
 
 // crdAbsent: the list failed because the API server does not serve the resource (its CRD is

@@ -27,3 +27,11 @@ func OwnerReaderKinds() []config.Kind {
 	}
 	return kinds
 }
+
+// FollowUp queues the rollout of Deployment ns/name to be followed; Followed counts the queued.
+func (r *Reconciler) FollowUp(ns, name string) { r.followUp(ns, name) }
+
+func (r *Reconciler) Followed() int { return r.followedCount() }
+
+// MaxFollowed bounds the rollouts one replica follows.
+const MaxFollowed = maxFollowed

@@ -80,9 +80,12 @@ type surgeState struct {
 	sem  chan struct{} // the lock: one evaluation at a time
 	asks bounded[string, time.Time, limit10k]
 	// follow holds the rollouts in flight this replica evaluated last (namespace/name), each
-	// to be evaluated again after SurgeFollow; at most maxFollowed.
+	// to be evaluated again after SurgeFollow; followed are the keys queued, at most
+	// maxFollowed (the queue's Len counts only those already due).
 	followOnce sync.Once
 	follow     workqueue.TypedDelayingInterface[string]
+	followMu   sync.Mutex
+	followed   map[string]bool
 }
 
 // SurgeFollow is how soon a rollout in flight is evaluated again by the replica that last
@@ -101,11 +104,28 @@ func (r *Reconciler) followups() workqueue.TypedDelayingInterface[string] {
 	return r.surge.follow
 }
 
-// followUp has the rollout of Deployment ns/name evaluated again after SurgeFollow.
+// followUp has the rollout of Deployment ns/name evaluated again after SurgeFollow, unless
+// maxFollowed others are queued already (the sweeps and events follow it then).
 func (r *Reconciler) followUp(ns, name string) {
-	if q := r.followups(); q.Len() < maxFollowed {
-		q.AddAfter(ns+"/"+name, SurgeFollow)
+	key := ns + "/" + name
+	r.surge.followMu.Lock()
+	if !r.surge.followed[key] && len(r.surge.followed) >= maxFollowed {
+		r.surge.followMu.Unlock()
+		return
 	}
+	if r.surge.followed == nil {
+		r.surge.followed = map[string]bool{}
+	}
+	r.surge.followed[key] = true
+	r.surge.followMu.Unlock()
+	r.followups().AddAfter(key, SurgeFollow)
+}
+
+// followedCount is how many rollouts are queued to be followed.
+func (r *Reconciler) followedCount() int {
+	r.surge.followMu.Lock()
+	defer r.surge.followMu.Unlock()
+	return len(r.surge.followed)
 }
 
 // processNextFollowup evaluates the next rollout due (waiting for one); false once the queue
@@ -117,6 +137,9 @@ func (r *Reconciler) processNextFollowup(ctx context.Context) bool {
 		return false
 	}
 	defer q.Done(key)
+	r.surge.followMu.Lock()
+	delete(r.surge.followed, key)
+	r.surge.followMu.Unlock()
 	cfg := r.CurrentConfig()
 	if !cfg.Surge.Enabled || r.Client == nil {
 		return true
@@ -256,11 +279,11 @@ func (r *Reconciler) SurgeForVPA(ctx context.Context, ns, name string) (*SurgeRe
 			continue
 		}
 		r.surge.asks.put("vpa/"+ns+"/"+name, now.Add(SurgeEvalRolling))
-		ref := v.Spec.TargetRef
-		if ref == nil || ref.Kind != string(config.KindDeployment) || !strings.HasPrefix(ref.APIVersion, "apps/") {
+		kind, target, ok := targetOf(v)
+		if !ok || kind != config.KindDeployment {
 			return nil, nil // not a Deployment's: no surge rollout
 		}
-		return r.surgeEvaluate(ctx, cfg, ns, ref.Name, vpas, true, now)
+		return r.surgeEvaluate(ctx, cfg, ns, target, vpas, true, now)
 	}
 	return nil, nil // gone: nothing to do
 }

@@ -3,6 +3,7 @@ package handlers_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -312,4 +313,16 @@ func TestSurgeFollowsTheRolloutItStarted(t *testing.T) {
 	f.clock.Step(handlers.SurgeFollow)
 	require.Eventually(t, func() bool { return len(testutil.Verbs(f.client)) >= 3 }, 5*time.Second, time.Millisecond, "evaluated again")
 	assert.Equal(t, []string{"get deployments", "list pods", "get leases"}, testutil.Verbs(f.client)[:3])
+}
+
+// The rollouts one replica follows are bounded (the delaying queue's own Len counts only
+// those due): past MaxFollowed a new one is not queued, one already queued is not counted twice.
+func TestSurgeFollowedIsBounded(t *testing.T) {
+	f := newAdviceFixture(t, false, func(c *config.Config) { c.Surge.Enabled = true })
+	for i := range handlers.MaxFollowed + 10 {
+		f.rec.FollowUp("default", fmt.Sprintf("web-%d", i))
+	}
+	assert.Equal(t, handlers.MaxFollowed, f.rec.Followed())
+	f.rec.FollowUp("default", "web-0")
+	assert.Equal(t, handlers.MaxFollowed, f.rec.Followed(), "a rollout queued already is the same entry")
 }
