@@ -74,6 +74,10 @@ const MetricsPath = "/metrics"
 // one sweep schedule.
 const SweepLeaseName = "vpa-graceful-drain-sweep"
 
+// SurgeLeaseName is the Lease, beside the sweep's, that holds the surge-rollout budget every
+// replica claims its slots from (handlers.SurgeBudget).
+const SurgeLeaseName = "vpa-graceful-drain-surge"
+
 // defaultConfigWait is how long Start waits to read the followed ConfigMap before it runs on
 // the environment's configuration (pods must not wait on an unreadable ConfigMap).
 const defaultConfigWait = 30 * time.Second
@@ -172,6 +176,7 @@ func (f *Function) wire(cfg config.Config) (*handlers.Reconciler, *handlers.Asyn
 			}
 		}
 	}
+	rec.Surge = handlers.NewSurgeController(rec.Deps(), rec.CurrentConfig)
 	return rec, events
 }
 

@@ -168,7 +168,7 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 	case in.Op == eventing.Delete:
 		// Nothing can be written, and nothing is dropped on the event's word: a pending
 		// re-check reads the pod and forgets it once it is really gone. A surge rollout's
-		// old pod goes this way: its Deployment is evaluated (SurgeForPod).
+		// old pod goes this way: its Deployment is evaluated (SurgeController.ForPod).
 		log(slog.LevelDebug, "pod deleted", slog.String("pod", in.Namespace+"/"+in.Name))
 		return f.surgeReply(ctx, rec, in.Pod, log), nil
 	case in.Mode == eventing.Reference:
@@ -200,11 +200,11 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 	return reply, nil
 }
 
-// surgeReply evaluates the surge rollout of the pod's Deployment (handlers.SurgeForPod: only
+// surgeReply evaluates the surge rollout of the pod's Deployment (SurgeController.ForPod: only
 // with surgeRollout on, bounded per Deployment) and returns its reply, if any. It never fails
 // the pod's event: what it could not do, the next event or sweep does.
 func (f *Function) surgeReply(ctx context.Context, rec *handlers.Reconciler, pod *corev1.Pod, log func(slog.Level, string, ...slog.Attr)) *event.Event {
-	rep, err := rec.SurgeForPod(ctx, pod)
+	rep, err := rec.Surge.ForPod(ctx, pod)
 	if err == nil {
 		var reply *event.Event
 		if reply, err = eventing.RolloutReply(rep); err == nil {
@@ -217,7 +217,7 @@ func (f *Function) surgeReply(ctx context.Context, rec *handlers.Reconciler, pod
 }
 
 // handleVPA answers an event about a VerticalPodAutoscaler: surge rollouts evaluate the
-// Deployment it targets, on what they read (handlers.SurgeForVPA); the event's data is never
+// Deployment it targets, on what they read (SurgeController.ForVPA); the event's data is never
 // used. A deleted VPA needs nothing (a rollout in flight is followed by its pods' events and
 // the sweeps).
 func (f *Function) handleVPA(ctx context.Context, rec *handlers.Reconciler, in eventing.Input, log func(slog.Level, string, ...slog.Attr)) (*event.Event, error) {
@@ -228,7 +228,7 @@ func (f *Function) handleVPA(ctx context.Context, rec *handlers.Reconciler, in e
 		log(slog.LevelDebug, "VerticalPodAutoscaler deleted", slog.String("vpa", in.Namespace+"/"+in.Name))
 		return nil, nil
 	}
-	rep, err := rec.SurgeForVPA(ctx, in.Namespace, in.Name)
+	rep, err := rec.Surge.ForVPA(ctx, in.Namespace, in.Name)
 	if err != nil {
 		return nil, failed(ctx, log, slog.String("vpa", in.Namespace+"/"+in.Name), err)
 	}

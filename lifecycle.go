@@ -209,6 +209,8 @@ func (f *Function) followConfigMap(ctx context.Context, sc startConfig, rec *han
 	host, _ := os.Hostname()
 	rec.Lease = &handlers.SweepLease{Client: f.client, Namespace: sc.cmNamespace, Name: SweepLeaseName,
 		Identity: fmt.Sprintf("%s/%d", host, os.Getpid())}
+	// The surge-rollout budget is shared by every replica in a Lease beside the sweep's.
+	rec.Surge.Budget.UseLease(f.client, sc.cmNamespace, SurgeLeaseName)
 	f.mu.Lock()
 	f.stopLocked(context.Background())
 	f.rec, f.cancel, f.stopped = nil, cancel, stopped

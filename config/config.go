@@ -42,6 +42,15 @@ const (
 	KeySurgeMaxPerMinute   = "surgeMaxPerMinute"
 	KeySurgeCoolDown       = "surgeCoolDown"
 	KeySurgePendingTimeout = "surgePendingTimeout"
+	// KeySurgeRolloutTimeout is the deadline of every surge rollout (it also bounds a
+	// Deployment's progressDeadlineSeconds): one not complete by then is aborted.
+	KeySurgeRolloutTimeout = "surgeRolloutTimeout"
+	// KeySurgeMaxAttempts is how many surge rollouts of one Deployment may fail (abort) in a
+	// row before the function stops trying and says so in a Warning Event.
+	KeySurgeMaxAttempts = "surgeMaxAttempts"
+	// KeyAdmissionControllerStatusLeaseNamespace is where VPA's admission controller writes its
+	// status Lease (the updater's --admission-controller-status-lease-namespace).
+	KeyAdmissionControllerStatusLeaseNamespace = "admissionControllerStatusLeaseNamespace"
 	// KeyConfigDir names the directory of a mounted ConfigMap (one file per key).
 	KeyConfigDir = "CONFIG_DIR"
 	// KeyDryRun forces dry-run mode: decide and reply, never write.
@@ -111,6 +120,13 @@ type Surge struct {
 	// within InBoundsLifetime) and the Pending timeout of a surge pod (surgePendingTimeout).
 	MaxInFlight, MaxPerMinute int
 	CoolDown, PendingTimeout  time.Duration
+	// Timeout is every rollout's deadline (surgeRolloutTimeout); MaxAttempts the failed
+	// rollouts in a row after which a Deployment's are stopped (surgeMaxAttempts).
+	Timeout     time.Duration
+	MaxAttempts int
+	// StatusLeaseNamespace is the namespace of VPA's admission controller status Lease
+	// (admissionControllerStatusLeaseNamespace, default kube-system as VPA's).
+	StatusLeaseNamespace string
 }
 
 // AnnotationUninstalling on the followed ConfigMap ("true") puts every replica in uninstall
@@ -142,7 +158,8 @@ func Default() Config {
 		SweepInterval:        60 * time.Second,
 		HoldOn:               HoldEvictions,
 		Surge: Surge{PodUpdateThreshold: 0.1, InBoundsLifetime: 12 * time.Hour, EvictAfterOOM: 10 * time.Minute,
-			UseAdmissionControllerStatus: true, MaxInFlight: 2, MaxPerMinute: 6, CoolDown: 30 * time.Minute, PendingTimeout: 5 * time.Minute},
+			UseAdmissionControllerStatus: true, MaxInFlight: 2, MaxPerMinute: 6, CoolDown: 30 * time.Minute, PendingTimeout: 5 * time.Minute,
+			Timeout: 15 * time.Minute, MaxAttempts: 2, StatusLeaseNamespace: "kube-system"},
 	}
 }
 
@@ -192,7 +209,7 @@ func Keys() []string {
 	return []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations, KeySweepIntervalSeconds,
 		KeyHoldOn, KeyWorkloadDefaults, KeyEnsurePDB, KeySurgeRollout, KeyPodUpdateThreshold, KeyInRecommendationBoundsLifetime,
 		KeyEvictAfterOOMThreshold, KeyUseAdmissionControllerStatus, KeySurgeMaxInFlight, KeySurgeMaxPerMinute, KeySurgeCoolDown,
-		KeySurgePendingTimeout}
+		KeySurgePendingTimeout, KeySurgeRolloutTimeout, KeySurgeMaxAttempts, KeyAdmissionControllerStatusLeaseNamespace}
 }
 
 // Parse validates a map of key to raw value (missing keys take their defaults).
@@ -318,11 +335,12 @@ func parseSurge(values map[string]string, s *Surge) []error {
 	for _, n := range []struct {
 		key string
 		to  *int
-	}{{KeySurgeMaxInFlight, &s.MaxInFlight}, {KeySurgeMaxPerMinute, &s.MaxPerMinute}} {
+		max int
+	}{{KeySurgeMaxInFlight, &s.MaxInFlight, 1000}, {KeySurgeMaxPerMinute, &s.MaxPerMinute, 1000}, {KeySurgeMaxAttempts, &s.MaxAttempts, 100}} {
 		if v, ok := values[n.key]; ok {
 			x, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil || x < 1 || x > 1000 {
-				errs = append(errs, &KeyError{Key: n.key, Value: v, Reason: "must be a whole number between 1 and 1000"})
+			if err != nil || x < 1 || x > n.max {
+				errs = append(errs, &KeyError{Key: n.key, Value: v, Reason: fmt.Sprintf("must be a whole number between 1 and %d", n.max)})
 			}
 			*n.to = x
 		}
@@ -331,7 +349,8 @@ func parseSurge(values map[string]string, s *Surge) []error {
 		key      string
 		to       *time.Duration
 		min, max time.Duration
-	}{{KeySurgeCoolDown, &s.CoolDown, 0, 7 * 24 * time.Hour}, {KeySurgePendingTimeout, &s.PendingTimeout, time.Second, 24 * time.Hour}} {
+	}{{KeySurgeCoolDown, &s.CoolDown, 0, 7 * 24 * time.Hour}, {KeySurgePendingTimeout, &s.PendingTimeout, time.Second, 24 * time.Hour},
+		{KeySurgeRolloutTimeout, &s.Timeout, time.Minute, 24 * time.Hour}} {
 		if v, ok := values[d.key]; ok {
 			x, err := time.ParseDuration(strings.TrimSpace(v))
 			if err != nil || x < d.min || x > d.max {
@@ -339,6 +358,14 @@ func parseSurge(values map[string]string, s *Surge) []error {
 			}
 			*d.to = x
 		}
+	}
+	if v, ok := values[KeyAdmissionControllerStatusLeaseNamespace]; ok {
+		ns := strings.TrimSpace(v)
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, &KeyError{Key: KeyAdmissionControllerStatusLeaseNamespace, Value: v,
+				Reason: "must be a namespace name (the VPA updater's --admission-controller-status-lease-namespace): " + strings.Join(msgs, "; ")})
+		}
+		s.StatusLeaseNamespace = ns
 	}
 	return errs
 }

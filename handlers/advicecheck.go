@@ -17,10 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
 
 	"function/config"
@@ -294,4 +296,33 @@ func (r *Reconciler) inPlaceResize(ctx context.Context, log *slog.Logger) bool {
 	a.resizeKnown, a.resize = true, ok
 	a.mu.Unlock()
 	return ok
+}
+
+// vpasIn lists the namespace's VerticalPodAutoscalers (none without a dynamic client or the
+// CRD).
+func (r *Reconciler) vpasIn(ctx context.Context, ns string) ([]*vpa_types.VerticalPodAutoscaler, error) {
+	return listVPAs(ctx, r.Dynamic, ns)
+}
+
+// listVPAs is vpasIn on dyn (nil: none).
+func listVPAs(ctx context.Context, dyn dynamic.Interface, ns string) ([]*vpa_types.VerticalPodAutoscaler, error) {
+	if dyn == nil {
+		return nil, nil
+	}
+	list, err := dyn.Resource(vpaGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if crdAbsent(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing VerticalPodAutoscalers in %s: %w", ns, err)
+	}
+	vpas := make([]*vpa_types.VerticalPodAutoscaler, 0, len(list.Items))
+	for _, u := range list.Items {
+		v := &vpa_types.VerticalPodAutoscaler{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, v); err != nil {
+			return nil, fmt.Errorf("reading VerticalPodAutoscaler %s/%s: %w", ns, u.GetName(), err)
+		}
+		vpas = append(vpas, v)
+	}
+	return vpas, nil
 }

@@ -83,6 +83,7 @@ func newAdviceFixture(t *testing.T, dryRun bool, cfg func(*config.Config), objs 
 		Log:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Events: handlers.APIEventRecorder{Client: c, Now: fc.Now},
 	}
+	r.Surge = handlers.NewSurgeController(r.Deps(), r.CurrentConfig)
 	t.Cleanup(r.Stop)
 	return &adviceFixture{client: c, dyn: dyn, clock: fc, rec: r, logs: logs}
 }

@@ -28,10 +28,14 @@ func OwnerReaderKinds() []config.Kind {
 	return kinds
 }
 
-// FollowUp queues the rollout of Deployment ns/name to be followed; Followed counts the queued.
-func (r *Reconciler) FollowUp(ns, name string) { r.followUp(ns, name) }
-
-func (r *Reconciler) Followed() int { return r.followedCount() }
+// FollowUp queues the rollout of Deployment ns/name to be followed.
+func (c *SurgeController) FollowUp(ns, name string) { c.enqueue(ns+"/"+name, SurgeFollow, false) }
 
 // MaxFollowed bounds the rollouts one replica follows.
 const MaxFollowed = maxFollowed
+
+// Requeues is how often the Deployment key was queued again with its backoff.
+func (c *SurgeController) Requeues(key string) int {
+	c.init()
+	return c.queue.NumRequeues(key)
+}

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	"function/config"
@@ -137,11 +138,17 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 // ownPods lists the pods of the workload kind/name: those its selector selects that owns
 // accepts (its own, not those of another whose selector overlaps).
 func (r *Reconciler) ownPods(ctx context.Context, ns string, kind config.Kind, name string, selector *metav1.LabelSelector, owns func(*corev1.Pod) bool) ([]*corev1.Pod, error) {
+	return listOwnPods(ctx, r.Client, ns, kind, name, selector, owns)
+}
+
+// listOwnPods is ownPods on client.
+func listOwnPods(ctx context.Context, client kubernetes.Interface, ns string, kind config.Kind, name string, selector *metav1.LabelSelector,
+	owns func(*corev1.Pod) bool) ([]*corev1.Pod, error) {
 	sel, err := metav1.LabelSelectorAsSelector(selector)
 	if err != nil {
 		return nil, fmt.Errorf("the %s %s/%s has an invalid selector: %w", kind, ns, name, err)
 	}
-	list, err := r.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
 		return nil, fmt.Errorf("listing the pods of %s %s/%s: %w", kind, ns, name, err)
 	}

@@ -124,6 +124,13 @@ func (r *Reconciler) ownedByDeployment(p *corev1.Pod, name string) bool {
 	if o, ok := r.owners.get(c.UID); ok {
 		return o.Kind == config.KindDeployment && o.Name == name
 	}
+	return ownedByDeploymentName(p, name)
+}
+
+// ownedByDeploymentName is the Deployment controller's naming rule: a pod of Deployment name
+// is controlled by the ReplicaSet name-<pod-template-hash>.
+func ownedByDeploymentName(p *corev1.Pod, name string) bool {
+	c := metav1.GetControllerOfNoCopy(p)
 	hash := p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
-	return hash != "" && c.Name == name+"-"+hash
+	return c != nil && c.Kind == string(config.KindReplicaSet) && hash != "" && c.Name == name+"-"+hash
 }

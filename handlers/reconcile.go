@@ -65,6 +65,8 @@ type Reconciler struct {
 	// Server, when set, is the API server's clock that decisions are made on (see
 	// UseServerClock); nil: Clock.
 	Server *ServerClock
+	// Surge, when set, is the surge-rollout controller: Run runs it, the sweeps sweep it.
+	Surge *SurgeController
 
 	owners   ownersOf                      // ReplicaSet -> its Deployment
 	siblings siblings                      // drains waiting for a replacement, by controller
@@ -73,7 +75,6 @@ type Reconciler struct {
 	writes   lastWrites                    // the resourceVersion of each pod's last write
 	live     atomic.Pointer[config.Config] // set by SetConfig
 	sweeps   sweepState                    // Run's sweeps: asked for, pending, their findings
-	surge    surgeState                    // surge rollouts' lock and event bounds
 }
 
 // CurrentConfig is the configuration in force.
@@ -261,12 +262,15 @@ func (r *Reconciler) Forget(uid types.UID) {
 // Stop drops every pending re-check and ends Run's workers. Run calls it when its ctx ends.
 func (r *Reconciler) Stop() {
 	r.Rechecks.ShutDown()
-	r.followups().ShutDown()
+	if r.Surge != nil {
+		r.Surge.Stop()
+	}
 }
 
 // Run processes re-checks with `workers` goroutines and, when there is a cluster and
 // Config.SweepInterval is positive, sweeps every pod at once and then every SweepInterval,
-// and follows the surge rollouts in flight it evaluated (SurgeFollow), until ctx ends; then it stops the re-checks and returns once its goroutines have.
+// and runs the surge controller (Surge), until ctx ends; then it stops the re-checks and
+// returns once its goroutines have.
 func (r *Reconciler) Run(ctx context.Context, workers int) {
 	r.sweeps.running.Store(true)
 	var wg sync.WaitGroup
@@ -279,10 +283,9 @@ func (r *Reconciler) Run(ctx context.Context, workers int) {
 	if r.Client != nil && r.CurrentConfig().SweepInterval > 0 {
 		wg.Go(func() { r.sweepEvery(ctx) })
 	}
-	wg.Go(func() {
-		for r.processNextFollowup(ctx) {
-		}
-	})
+	if r.Surge != nil {
+		wg.Go(func() { r.Surge.Run(ctx) })
+	}
 	<-ctx.Done()
 	r.Stop()
 	wg.Wait()

@@ -159,7 +159,7 @@ func (r *Reconciler) sweepOnce(ctx context.Context) {
 	}
 	r.metrics().Sweep(ctx, res.Pods, res.Writes, res.Failures, r.Clock.Since(start), err)
 	r.cleanupPDBs(ctx)
-	if sr, err := r.SurgeSweep(ctx); err != nil {
+	if sr, err := r.Surge.Sweep(ctx); err != nil {
 		r.Log.WarnContext(ctx, "surge rollouts: sweep failed", slog.String("error", err.Error()))
 	} else if sr.Deployments > 0 {
 		r.Log.InfoContext(ctx, "surge rollouts: sweep done", slog.Int("deployments", sr.Deployments), slog.Any("decisions", sr.Decisions))

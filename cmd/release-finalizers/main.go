@@ -12,11 +12,12 @@
 //     them, patch to remove the finalizer (a guarded JSON patch), get to read a pod again when
 //     it changed in between;
 //   - create on events, in the same scope: a FinalizerRemoved Event on each released pod;
-//   - patch on the ConfigMap -config-map names (none when -config-map is empty), to mark it;
-//   - list and delete on poddisruptionbudgets (policy), in all namespaces: the ones pacing
-//     created are found by their label wherever they are.
+//   - without -namespace only: patch on the ConfigMap -config-map names (none when
+//     -config-map is empty), to mark it, and list and delete on poddisruptionbudgets (policy),
+//     in all namespaces: the ones pacing created are found by their label wherever they are.
 //
-// With -dry-run it needs only list on pods and list on poddisruptionbudgets.
+// With -dry-run it needs only list on pods (and, without -namespace, list on
+// poddisruptionbudgets).
 //
 //	go run ./cmd/release-finalizers [-namespace NS] [-dry-run] [-workers 16] [-qps 100] [-burst 200]
 //	    [-config-map vpa-graceful-drain/vpa-graceful-drain] [-settle 5s]
@@ -29,11 +30,17 @@
 // (ensurePodDisruptionBudget; labelled app.kubernetes.io/managed-by=vpa-graceful-drain), in
 // every namespace, and says how many.
 //
+// With -namespace it touches that namespace only: it releases the pods there (pass after pass,
+// as above) and nothing else. The ConfigMap is not marked and no PodDisruptionBudget is
+// deleted anywhere: the function stays installed (and adds the finalizer again to the pods it
+// manages there, unless its namespaceSelector excludes the namespace). It says so on stderr,
+// and that a run without -namespace removes it all.
+//
 // It patches -workers pods at once, each with the function's guarded patch, prints a progress
-// line on stderr about once a second, and ends with "released N pod(s)" on stdout (", M
-// failed" when some pods could not be released; the exit code is then 1). When the last of its
-// passes still released pods, something keeps putting the finalizer back: it says so, names
-// them and exits 1.
+// line on stderr about once a second, and ends with "released N pod(s)" on stdout (" in
+// namespace NS" with -namespace; ", M failed" when some pods could not be released, the exit
+// code is then 1). When the last of its passes still released pods, something keeps putting
+// the finalizer back: it says so, names them and exits 1.
 package main
 
 import (
@@ -76,7 +83,7 @@ const maxPasses = 5
 
 func main() {
 	var o options
-	flag.StringVar(&o.namespace, "namespace", "", "only this namespace (default: all namespaces)")
+	flag.StringVar(&o.namespace, "namespace", "", "release only this namespace's pods; the function stays installed: no ConfigMap mark, no PodDisruptionBudget deleted (default: all namespaces, the whole uninstall)")
 	flag.BoolVar(&o.dryRun, "dry-run", false, "list the pods that hold the finalizer, change nothing")
 	flag.Float64Var(&o.qps, "qps", 100, "API requests per second (client-side rate limit)")
 	flag.IntVar(&o.burst, "burst", 200, "API requests allowed in a burst above -qps")
@@ -103,13 +110,15 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 Removes the finalizer vpagracefuldrain.dev/drain from every pod (uninstalling vpa-graceful-drain):
 marks the function's ConfigMap as uninstalling, releases every pod (passing again until nothing is
 left), then deletes the PodDisruptionBudgets the function created for eviction pacing.
+With -namespace it releases that namespace's pods only and changes nothing else: the ConfigMap is
+not marked, no PodDisruptionBudget is deleted, the function stays installed.
 
 Permissions it needs (each checked with a SelfSubjectAccessReview before it does anything):
   get, list, patch  pods                         in -namespace (all namespaces without it)
   create            events                       in the same scope
-  patch             configmaps                   the one -config-map names (none if it is empty)
-  list, delete      poddisruptionbudgets.policy  in all namespaces
-With -dry-run: list on pods and list on poddisruptionbudgets.policy only.
+  patch             configmaps                   the one -config-map names (none if it is empty); none with -namespace
+  list, delete      poddisruptionbudgets.policy  in all namespaces; none with -namespace
+With -dry-run: list on pods and list on poddisruptionbudgets.policy (not with -namespace) only.
 
 Flags:
 `)
@@ -143,14 +152,19 @@ func run(o options) error {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	res, err := uninstall(ctx, client, o, log, os.Stderr)
-	fmt.Println(summary(res, o.dryRun))
+	fmt.Println(summary(res, o))
 	return err
 }
 
+// everywhere reports whether o is the whole uninstall (no -namespace): only then is the
+// ConfigMap marked and are the PodDisruptionBudgets deleted, both cluster-wide.
+func (o options) everywhere() bool { return o.namespace == "" }
+
 // uninstall marks the ConfigMap, then releases every pod, pass after pass until one finds
 // nothing left to do (or maxPasses), then deletes the PodDisruptionBudgets the function created.
+// With -namespace it only releases that namespace's pods and says what it left.
 func uninstall(ctx context.Context, client kubernetes.Interface, o options, log *slog.Logger, progressOut io.Writer) (handlers.ReleaseResult, error) {
-	if !o.dryRun && o.configMap != "" {
+	if o.everywhere() && !o.dryRun && o.configMap != "" {
 		if err := markUninstalling(ctx, client, o.configMap, progressOut); err != nil {
 			return handlers.ReleaseResult{}, err
 		}
@@ -159,6 +173,10 @@ func uninstall(ctx context.Context, client kubernetes.Interface, o options, log 
 	defer rec.Stop()
 	total, err := release(ctx, rec, o, progressOut)
 	if ctx.Err() != nil {
+		return total, err
+	}
+	if !o.everywhere() {
+		fmt.Fprintln(progressOut, leftInstalled(o))
 		return total, err
 	}
 	n, pdbErr := rec.DeletePDBs(ctx)
@@ -177,7 +195,7 @@ func release(ctx context.Context, rec *handlers.Reconciler, o options, progressO
 	for pass := 1; ; pass++ {
 		res, err := rec.ReleaseAll(ctx, o.namespace, handlers.ReleaseOptions{
 			Workers:  o.workers,
-			Progress: progress(progressOut, o.dryRun),
+			Progress: progress(progressOut, o),
 		})
 		total.Released = append(total.Released, res.Released...)
 		total.Failed, total.Listed = res.Failed, res.Listed
@@ -186,7 +204,7 @@ func release(ctx context.Context, rec *handlers.Reconciler, o options, progressO
 		}
 		if pass == maxPasses {
 			if len(res.Released) > 0 {
-				err = errors.Join(err, stillReAdded(pass, res.Released))
+				err = errors.Join(err, stillReAdded(pass, res.Released, o.namespace))
 			}
 			return total, err
 		}
@@ -199,18 +217,32 @@ func release(ctx context.Context, rec *handlers.Reconciler, o options, progressO
 	}
 }
 
+// leftInstalled is the line a -namespace run ends with: what it did not touch, and how to
+// remove it all.
+func leftInstalled(o options) string {
+	return fmt.Sprintf("-namespace %s: %s pods in namespace %s only; vpa-graceful-drain is still installed "+
+		"(its ConfigMap was not marked as uninstalling: it adds %s again to the pods it manages in %s unless its %s excludes it) "+
+		"and its PodDisruptionBudgets were left in every namespace; to remove all, run release-finalizers without -namespace",
+		o.namespace, verb(o.dryRun), o.namespace, drain.Finalizer, o.namespace, config.KeyNamespaceSelector)
+}
+
 // stillReAdded is the error of a last pass that still had pods to release: something keeps
-// putting the finalizer back.
-func stillReAdded(passes int, pods []string) error {
+// putting the finalizer back. namespace is -namespace ("" for all namespaces).
+func stillReAdded(passes int, pods []string, namespace string) error {
 	shown := pods[:min(len(pods), 5)]
 	more := ""
 	if len(pods) > len(shown) {
 		more = fmt.Sprintf(" and %d more", len(pods)-len(shown))
 	}
+	cause, get := "a replica of the function that is not in uninstall mode (it does not follow the ConfigMap given with -config-map, or runs with another one)", "-A"
+	if namespace != "" {
+		cause = fmt.Sprintf("the function, which a -namespace run leaves installed and which still manages namespace %s "+
+			"(exclude it from the function's %s first, or run without -namespace to uninstall it)", namespace, config.KeyNamespaceSelector)
+		get = "-n " + namespace
+	}
 	return fmt.Errorf("pass %d of %d still released %d pod(s) (%s%s): something keeps adding %s back: "+
-		"a replica of the function that is not in uninstall mode (it does not follow the ConfigMap given with -config-map, or runs with another one), "+
-		"or a controller or admission webhook of your own; stop it (kubectl get pods -A -o yaml shows the finalizer's field manager in metadata.managedFields) and run again",
-		passes, passes, len(pods), strings.Join(shown, ", "), more, drain.Finalizer)
+		"%s, or a controller or admission webhook of your own; stop it (kubectl get pods %s -o yaml shows the finalizer's field manager in metadata.managedFields) and run again",
+		passes, passes, len(pods), strings.Join(shown, ", "), more, drain.Finalizer, cause, get)
 }
 
 // markUninstalling annotates the function's ConfigMap (namespace/name). A ConfigMap that does
@@ -240,16 +272,26 @@ func verb(dryRun bool) string {
 	return "released"
 }
 
-// progress writes "released N, failed M, checked K pods" to w.
-func progress(w io.Writer, dryRun bool) func(done, released, failed int) {
+// inScope is "" for all namespaces, " in namespace NS" with -namespace.
+func inScope(o options) string {
+	if o.everywhere() {
+		return ""
+	}
+	return " in namespace " + o.namespace
+}
+
+// progress writes "released N, failed M, checked K pods" (" in namespace NS" with -namespace)
+// to w.
+func progress(w io.Writer, o options) func(done, released, failed int) {
 	return func(done, released, failed int) {
-		fmt.Fprintf(w, "%s %d, failed %d, checked %d pods\n", verb(dryRun), released, failed, done)
+		fmt.Fprintf(w, "%s %d, failed %d, checked %d pods%s\n", verb(o.dryRun), released, failed, done, inScope(o))
 	}
 }
 
-// summary is the last line: "released N pod(s)", with ", M failed" when some failed.
-func summary(res handlers.ReleaseResult, dryRun bool) string {
-	s := fmt.Sprintf("%s %d pod(s)", verb(dryRun), len(res.Released))
+// summary is the last line: "released N pod(s)" (" in namespace NS" with -namespace), with ",
+// M failed" when some failed.
+func summary(res handlers.ReleaseResult, o options) string {
+	s := fmt.Sprintf("%s %d pod(s)%s", verb(o.dryRun), len(res.Released), inScope(o))
 	if res.Failed > 0 {
 		s += fmt.Sprintf(", %d failed", res.Failed)
 	}
@@ -257,8 +299,9 @@ func summary(res handlers.ReleaseResult, dryRun bool) string {
 }
 
 // permissions returns every access a run with o needs (see the package doc): in o.namespace
-// ("" for all namespaces) for pods and events, the ConfigMap by name, poddisruptionbudgets in
-// all namespaces (DeletePDBs lists them everywhere).
+// ("" for all namespaces) for pods and events; without -namespace also the ConfigMap by name
+// and poddisruptionbudgets in all namespaces (DeletePDBs lists them everywhere). A -namespace
+// run asks for nothing outside its namespace.
 func permissions(o options) ([]authorizationv1.ResourceAttributes, error) {
 	pods := func(verb string) authorizationv1.ResourceAttributes {
 		return authorizationv1.ResourceAttributes{Verb: verb, Resource: "pods", Namespace: o.namespace}
@@ -266,11 +309,17 @@ func permissions(o options) ([]authorizationv1.ResourceAttributes, error) {
 	pdbs := func(verb string) authorizationv1.ResourceAttributes {
 		return authorizationv1.ResourceAttributes{Verb: verb, Group: "policy", Resource: "poddisruptionbudgets"}
 	}
-	if o.dryRun {
+	switch {
+	case o.dryRun && o.everywhere():
 		return []authorizationv1.ResourceAttributes{pods("list"), pdbs("list")}, nil
+	case o.dryRun:
+		return []authorizationv1.ResourceAttributes{pods("list")}, nil
 	}
 	needed := []authorizationv1.ResourceAttributes{pods("get"), pods("list"), pods("patch"),
 		{Verb: "create", Resource: "events", Namespace: o.namespace}}
+	if !o.everywhere() {
+		return needed, nil
+	}
 	if o.configMap != "" {
 		ns, name, ok := strings.Cut(o.configMap, "/")
 		if !ok || ns == "" || name == "" {

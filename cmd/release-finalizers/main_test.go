@@ -27,28 +27,31 @@ import (
 
 func TestSummary(t *testing.T) {
 	tests := []struct {
-		name   string
-		res    handlers.ReleaseResult
-		dryRun bool
-		want   string
+		name string
+		res  handlers.ReleaseResult
+		o    options
+		want string
 	}{
-		{"all released", handlers.ReleaseResult{Released: []string{"a/x", "a/y"}, Listed: 5}, false, "released 2 pod(s)"},
-		{"some failed", handlers.ReleaseResult{Released: []string{"a/x"}, Failed: 3, Listed: 5}, false, "released 1 pod(s), 3 failed"},
-		{"dry-run", handlers.ReleaseResult{Released: []string{"a/x"}, Listed: 5}, true, "would release 1 pod(s)"},
-		{"nothing", handlers.ReleaseResult{}, false, "released 0 pod(s)"},
+		{"all released", handlers.ReleaseResult{Released: []string{"a/x", "a/y"}, Listed: 5}, options{}, "released 2 pod(s)"},
+		{"some failed", handlers.ReleaseResult{Released: []string{"a/x"}, Failed: 3, Listed: 5}, options{}, "released 1 pod(s), 3 failed"},
+		{"dry-run", handlers.ReleaseResult{Released: []string{"a/x"}, Listed: 5}, options{dryRun: true}, "would release 1 pod(s)"},
+		{"nothing", handlers.ReleaseResult{}, options{}, "released 0 pod(s)"},
+		{"one namespace", handlers.ReleaseResult{Released: []string{"a/x"}, Failed: 1}, options{namespace: "a"}, "released 1 pod(s) in namespace a, 1 failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, summary(tt.res, tt.dryRun))
+			assert.Equal(t, tt.want, summary(tt.res, tt.o))
 		})
 	}
 }
 
 func TestProgressLine(t *testing.T) {
 	var b strings.Builder
-	progress(&b, false)(10, 7, 1)
-	progress(&b, true)(3, 2, 0)
-	assert.Equal(t, "released 7, failed 1, checked 10 pods\nwould release 2, failed 0, checked 3 pods\n", b.String())
+	progress(&b, options{})(10, 7, 1)
+	progress(&b, options{dryRun: true})(3, 2, 0)
+	progress(&b, options{namespace: "a"})(4, 1, 0)
+	assert.Equal(t, "released 7, failed 1, checked 10 pods\nwould release 2, failed 0, checked 3 pods\n"+
+		"released 1, failed 0, checked 4 pods in namespace a\n", b.String())
 }
 
 func TestRunRefusesNonPositiveLimits(t *testing.T) {
@@ -57,9 +60,151 @@ func TestRunRefusesNonPositiveLimits(t *testing.T) {
 	}
 }
 
-func heldPod(name string) *corev1.Pod {
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "apps", UID: types.UID("uid-" + name),
+func heldPod(name string) *corev1.Pod { return heldPodIn("apps", name) }
+
+func heldPodIn(namespace, name string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, UID: types.UID("uid-" + namespace + "-" + name),
 		Finalizers: []string{drain.Finalizer}}}
+}
+
+func pacingPDB(namespace string) *policyv1.PodDisruptionBudget {
+	return &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: handlers.PDBName("web"), Namespace: namespace,
+		UID: types.UID("uid-pdb-" + namespace), Labels: map[string]string{handlers.LabelManagedBy: handlers.Component}}}
+}
+
+// calls is every API call the fake clientset saw, in order, as "verb resource namespace/name"
+// (the name only for a get, patch or delete; "" namespace: all namespaces).
+func calls(c *fake.Clientset) []string {
+	var out []string
+	for _, a := range c.Actions() {
+		s := a.GetVerb() + " " + a.GetResource().Resource + " " + a.GetNamespace()
+		switch a := a.(type) {
+		case k8stesting.GetAction:
+			s += "/" + a.GetName()
+		case k8stesting.PatchAction:
+			s += "/" + a.GetName()
+		case k8stesting.DeleteAction:
+			s += "/" + a.GetName()
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// -namespace touches that namespace only: its pods are released, and namespace b's held pods,
+// every PodDisruptionBudget and the ConfigMap are left alone, not even read; it says the
+// function is still installed. Without -namespace, every namespace's pods are released, the
+// ConfigMap is marked and the PodDisruptionBudgets pacing created are deleted everywhere.
+func TestUninstallTouchesOnlyTheNamespaceGiven(t *testing.T) {
+	const cmRef = "vpa-graceful-drain/vpa-graceful-drain"
+	theirs := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "b", UID: "uid-theirs"}}
+	tests := []struct {
+		name      string
+		o         options
+		wantCalls []string // every API call, in order
+		released  []string
+		held      []string // pods that still hold the finalizer
+		pdbsLeft  []string
+		marked    bool
+		wantOut   []string
+		notOut    []string
+	}{
+		{
+			name: "-namespace a",
+			o:    options{namespace: "a", workers: 1, configMap: cmRef, settle: time.Millisecond},
+			wantCalls: []string{
+				"list pods a",
+				"patch pods a/x", "create events a",
+				"patch pods a/y", "create events a",
+				"list pods a", // the second pass: nothing left
+			},
+			released: []string{"a/x", "a/y"},
+			held:     []string{"b/z"},
+			pdbsLeft: []string{"a/web-vpa-graceful-drain", "b/web", "b/web-vpa-graceful-drain"},
+			wantOut: []string{
+				"pass 1 done",
+				"released 2, failed 0, checked 2 pods in namespace a",
+				"-namespace a: released pods in namespace a only; vpa-graceful-drain is still installed (its ConfigMap was not marked as uninstalling",
+				"its PodDisruptionBudgets were left in every namespace; to remove all, run release-finalizers without -namespace",
+			},
+			notOut: []string{"marked ConfigMap", "PodDisruptionBudget(s) vpa-graceful-drain created"},
+		},
+		{
+			name:      "-namespace a, dry-run",
+			o:         options{namespace: "a", dryRun: true, workers: 1, configMap: cmRef, settle: time.Millisecond},
+			wantCalls: []string{"list pods a"},
+			released:  []string{"a/x", "a/y"},
+			held:      []string{"a/x", "a/y", "b/z"},
+			pdbsLeft:  []string{"a/web-vpa-graceful-drain", "b/web", "b/web-vpa-graceful-drain"},
+			wantOut:   []string{"-namespace a: would release pods in namespace a only; vpa-graceful-drain is still installed"},
+			notOut:    []string{"marked ConfigMap", "PodDisruptionBudget(s) vpa-graceful-drain created"},
+		},
+		{
+			name: "every namespace",
+			o:    options{workers: 1, configMap: cmRef, settle: time.Millisecond},
+			wantCalls: []string{
+				"patch configmaps vpa-graceful-drain/vpa-graceful-drain",
+				"list pods ",
+				"patch pods a/x", "create events a",
+				"patch pods a/y", "create events a",
+				"patch pods b/z", "create events b",
+				"list pods ", // the second pass: nothing left
+				"list poddisruptionbudgets ",
+				"delete poddisruptionbudgets a/web-vpa-graceful-drain",
+				"delete poddisruptionbudgets b/web-vpa-graceful-drain",
+			},
+			released: []string{"a/x", "a/y", "b/z"},
+			pdbsLeft: []string{"b/web"},
+			marked:   true,
+			wantOut:  []string{"marked ConfigMap " + cmRef, "pass 1 done", "deleted 2 PodDisruptionBudget(s) vpa-graceful-drain created"},
+			notOut:   []string{"-namespace", "still installed", "in namespace"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "vpa-graceful-drain", Namespace: "vpa-graceful-drain"}}
+			c := fake.NewClientset(cm, heldPodIn("a", "x"), heldPodIn("a", "y"), heldPodIn("b", "z"),
+				pacingPDB("a"), pacingPDB("b"), theirs.DeepCopy())
+			var out strings.Builder
+			res, err := uninstall(ctx, c, tt.o, slog.New(slog.DiscardHandler), &out)
+			require.NoError(t, err)
+			assert.Equal(t, tt.released, res.Released)
+			assert.Zero(t, res.Failed)
+			assert.Equal(t, tt.wantCalls, calls(c), "every API call, in order")
+
+			c.ClearActions()
+			pods, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+			require.NoError(t, err)
+			var held []string
+			for _, p := range pods.Items {
+				if len(p.Finalizers) > 0 {
+					held = append(held, p.Namespace+"/"+p.Name)
+				}
+			}
+			assert.ElementsMatch(t, tt.held, held)
+			pdbs, err := c.PolicyV1().PodDisruptionBudgets("").List(ctx, metav1.ListOptions{})
+			require.NoError(t, err)
+			var left []string
+			for _, p := range pdbs.Items {
+				left = append(left, p.Namespace+"/"+p.Name)
+			}
+			assert.ElementsMatch(t, tt.pdbsLeft, left)
+			live, err := c.CoreV1().ConfigMaps("vpa-graceful-drain").Get(ctx, "vpa-graceful-drain", metav1.GetOptions{})
+			require.NoError(t, err)
+			if tt.marked {
+				assert.Equal(t, "true", live.Annotations[config.AnnotationUninstalling])
+			} else {
+				assert.NotContains(t, live.Annotations, config.AnnotationUninstalling)
+			}
+			for _, s := range tt.wantOut {
+				assert.Contains(t, out.String(), s)
+			}
+			for _, s := range tt.notOut {
+				assert.NotContains(t, out.String(), s)
+			}
+		})
+	}
 }
 
 // Uninstalling marks the ConfigMap first, then releases every pod, and passes again until a
@@ -101,13 +246,29 @@ func TestUninstallFailsWhenSomethingKeepsAddingTheFinalizer(t *testing.T) {
 		require.NoError(t, c.Tracker().Update(pods, pod, "apps"))
 		return false, nil, nil
 	})
-	var out strings.Builder
-	o := options{workers: 1, settle: time.Millisecond}
-	res, err := uninstall(context.Background(), c, o, slog.New(slog.DiscardHandler), &out)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), fmt.Sprintf("pass %d of %d still released 1 pod(s) (apps/a): something keeps adding %s back", maxPasses, maxPasses, drain.Finalizer))
-	assert.Contains(t, err.Error(), "not in uninstall mode")
-	assert.Len(t, res.Released, maxPasses, "released once per pass")
+	tests := []struct {
+		name      string
+		namespace string
+		want      []string
+	}{
+		{"every namespace", "", []string{"a replica of the function that is not in uninstall mode", "kubectl get pods -A -o yaml"}},
+		{"-namespace: the function is still installed", "apps", []string{
+			"the function, which a -namespace run leaves installed and which still manages namespace apps (exclude it from the function's namespaceSelector first, or run without -namespace to uninstall it), or a controller",
+			"kubectl get pods -n apps -o yaml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			o := options{namespace: tt.namespace, workers: 1, settle: time.Millisecond}
+			res, err := uninstall(context.Background(), c, o, slog.New(slog.DiscardHandler), &out)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), fmt.Sprintf("pass %d of %d still released 1 pod(s) (apps/a): something keeps adding %s back", maxPasses, maxPasses, drain.Finalizer))
+			for _, s := range tt.want {
+				assert.Contains(t, err.Error(), s)
+			}
+			assert.Len(t, res.Released, maxPasses, "released once per pass")
+		})
+	}
 }
 
 func TestMarkUninstalling(t *testing.T) {
@@ -196,12 +357,16 @@ func TestPermissions(t *testing.T) {
 	}{
 		{"every namespace", options{configMap: "vpa-graceful-drain/vpa-graceful-drain"},
 			[]authorizationv1.ResourceAttributes{pods("get", ""), pods("list", ""), pods("patch", ""), events(""), cm, pdbs("list"), pdbs("delete")}},
-		{"one namespace: PodDisruptionBudgets still everywhere", options{namespace: "apps", configMap: "vpa-graceful-drain/vpa-graceful-drain"},
-			[]authorizationv1.ResourceAttributes{pods("get", "apps"), pods("list", "apps"), pods("patch", "apps"), events("apps"), cm, pdbs("list"), pdbs("delete")}},
-		{"no ConfigMap", options{namespace: "apps"},
-			[]authorizationv1.ResourceAttributes{pods("get", "apps"), pods("list", "apps"), pods("patch", "apps"), events("apps"), pdbs("list"), pdbs("delete")}},
-		{"dry-run reads only", options{namespace: "apps", dryRun: true, configMap: "vpa-graceful-drain/vpa-graceful-drain"},
-			[]authorizationv1.ResourceAttributes{pods("list", "apps"), pdbs("list")}},
+		{"every namespace, no ConfigMap", options{},
+			[]authorizationv1.ResourceAttributes{pods("get", ""), pods("list", ""), pods("patch", ""), events(""), pdbs("list"), pdbs("delete")}},
+		{"one namespace: nothing outside it, no ConfigMap, no PodDisruptionBudget", options{namespace: "apps", configMap: "vpa-graceful-drain/vpa-graceful-drain"},
+			[]authorizationv1.ResourceAttributes{pods("get", "apps"), pods("list", "apps"), pods("patch", "apps"), events("apps")}},
+		{"one namespace, -config-map not even parsed", options{namespace: "apps", configMap: "cm"},
+			[]authorizationv1.ResourceAttributes{pods("get", "apps"), pods("list", "apps"), pods("patch", "apps"), events("apps")}},
+		{"dry-run reads only", options{dryRun: true, configMap: "vpa-graceful-drain/vpa-graceful-drain"},
+			[]authorizationv1.ResourceAttributes{pods("list", ""), pdbs("list")}},
+		{"dry-run in one namespace reads its pods only", options{namespace: "apps", dryRun: true, configMap: "vpa-graceful-drain/vpa-graceful-drain"},
+			[]authorizationv1.ResourceAttributes{pods("list", "apps")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,17 +388,24 @@ func TestCheckPermissionsListsEveryMissingOne(t *testing.T) {
 		review.Status.Allowed = !(a.Verb == "patch" && a.Resource == "pods") && !(a.Verb == "delete" && a.Resource == "poddisruptionbudgets")
 		return true, review, nil
 	})
-	needed, err := permissions(options{namespace: "apps", configMap: "vpa-graceful-drain/vpa-graceful-drain"})
+	needed, err := permissions(options{configMap: "vpa-graceful-drain/vpa-graceful-drain"})
 	require.NoError(t, err)
 	err = checkPermissions(context.Background(), c, needed)
 	var missing missingPermissions
 	require.ErrorAs(t, err, &missing)
-	assert.Equal(t, "release-finalizers needs patch on pods (namespace apps); ask your cluster admin or run with an account that has it\n"+
+	assert.Equal(t, "release-finalizers needs patch on pods (all namespaces); ask your cluster admin or run with an account that has it\n"+
 		"release-finalizers needs delete on poddisruptionbudgets.policy (all namespaces); ask your cluster admin or run with an account that has it\n",
 		err.Error())
 	for _, a := range c.Actions() {
 		assert.Equal(t, "selfsubjectaccessreviews", a.GetResource().Resource, "only checks: %v", a)
 	}
+
+	// In one namespace, the PodDisruptionBudget a -namespace run never touches is not asked for.
+	needed, err = permissions(options{namespace: "apps", configMap: "vpa-graceful-drain/vpa-graceful-drain"})
+	require.NoError(t, err)
+	err = checkPermissions(context.Background(), c, needed)
+	require.ErrorAs(t, err, &missing)
+	assert.Equal(t, "release-finalizers needs patch on pods (namespace apps); ask your cluster admin or run with an account that has it\n", err.Error())
 
 	named := missingPermissions{{Verb: "patch", Resource: "configmaps", Namespace: "ns", Name: "cm"}}
 	assert.Equal(t, "release-finalizers needs patch on configmaps named cm (namespace ns); ask your cluster admin or run with an account that has it\n", named.Error())
@@ -255,8 +427,9 @@ func TestUsageStatesThePermissions(t *testing.T) {
 	for _, line := range []string{
 		"get, list, patch  pods                         in -namespace (all namespaces without it)",
 		"create            events                       in the same scope",
-		"patch             configmaps                   the one -config-map names",
-		"list, delete      poddisruptionbudgets.policy  in all namespaces",
+		"patch             configmaps                   the one -config-map names (none if it is empty); none with -namespace",
+		"list, delete      poddisruptionbudgets.policy  in all namespaces; none with -namespace",
+		"With -namespace it releases that namespace's pods only and changes nothing else",
 		"-namespace string",
 	} {
 		assert.Contains(t, b.String(), line)

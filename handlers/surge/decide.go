@@ -2,6 +2,7 @@ package surge
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,6 +56,31 @@ type State struct {
 	// Gap is the rollout's capacity gap: the most replicas short of Ready (not deleting) pods
 	// seen at any evaluation while it rolled (0 is the point of a surge rollout).
 	Gap int32 `json:"gap,omitempty"`
+	// Failures counts the rollouts in a row that were aborted (0 again once one completes):
+	// at Limits.MaxAttempts the Deployment's surge rollouts stop.
+	Failures int `json:"failures,omitempty"`
+}
+
+// Phases is the closed set of phases a state may have ("" before the first rollout).
+var phases = [...]Phase{"", PhaseRolling, PhaseCompleted, PhaseAborted}
+
+// valid checks what a state says against the clock: a phase of the closed set, times not
+// ahead of now by more than the clock skew (a state is written by the function on the API
+// server's clock; one from the future was written by someone else), counts not negative.
+func (s State) valid(now time.Time) error {
+	ok := false
+	for _, p := range phases {
+		ok = ok || s.Phase == p
+	}
+	switch {
+	case !ok:
+		return fmt.Errorf("phase %s is not one of rolling, completed, aborted", drain.Quote(string(s.Phase)))
+	case s.Started.After(now.Add(drain.ClockSkew)):
+		return fmt.Errorf("started %s is in the future", s.Started.UTC().Format(time.RFC3339))
+	case s.CoolDown < 0 || s.Gap < 0 || s.Failures < 0 || s.Generation < 0:
+		return errors.New("a negative cool-down, gap, failure count or generation")
+	}
+	return nil
 }
 
 // ReadState parses the Deployment's state annotation; an absent or unreadable one is the zero
@@ -66,7 +92,22 @@ func ReadState(d *appsv1.Deployment) (State, error) {
 	}
 	var s State
 	if err := json.Unmarshal([]byte(v), &s); err != nil {
-		return State{}, fmt.Errorf("invalid %s on Deployment %s/%s: %w", AnnotationState, d.Namespace, d.Name, err)
+		return State{}, fmt.Errorf("invalid %s on Deployment %s/%s (%d bytes): %w", AnnotationState, d.Namespace, d.Name, len(v), err)
+	}
+	return s, nil
+}
+
+// StateOf is the Deployment's state as Decide takes it: ReadState's, checked against now; an
+// unreadable or invalid one is ignored (the zero State) and reported in the error.
+func StateOf(d *appsv1.Deployment, now time.Time) (State, error) {
+	s, err := ReadState(d)
+	if err == nil {
+		if err = s.valid(now); err != nil {
+			err = fmt.Errorf("invalid %s on Deployment %s/%s, ignored: %w", AnnotationState, d.Namespace, d.Name, err)
+		}
+	}
+	if err != nil {
+		return State{}, err
 	}
 	return s, nil
 }
@@ -105,26 +146,33 @@ type Budget struct {
 // Limits bound surge rollouts: at most MaxInFlight at once and MaxPerMinute started in a
 // minute; a Deployment's next rollout no sooner than CoolDown after its last (doubling when it
 // is selected again within the in-bounds lifetime threshold); a surge pod Pending longer than
-// PendingTimeout aborts the rollout.
+// PendingTimeout, or a rollout not complete after Timeout, aborts the rollout; after
+// MaxAttempts aborted rollouts in a row a Deployment's surge rollouts stop.
 type Limits struct {
 	MaxInFlight, MaxPerMinute int
 	CoolDown, PendingTimeout  time.Duration
+	Timeout                   time.Duration
+	MaxAttempts               int
 }
 
 // LimitsOf are the limits the configuration sets (config.Default: 2 in flight, 6 a minute, a
-// 30-minute cool-down and 5 minutes Pending).
+// 30-minute cool-down, 5 minutes Pending, a 15-minute deadline, 2 attempts).
 func LimitsOf(s config.Surge) Limits {
-	return Limits{MaxInFlight: s.MaxInFlight, MaxPerMinute: s.MaxPerMinute, CoolDown: s.CoolDown, PendingTimeout: s.PendingTimeout}
+	return Limits{MaxInFlight: s.MaxInFlight, MaxPerMinute: s.MaxPerMinute, CoolDown: s.CoolDown, PendingTimeout: s.PendingTimeout,
+		Timeout: s.Timeout, MaxAttempts: s.MaxAttempts}
 }
 
 // DecideInput is what a surge decision is made on.
 type DecideInput struct {
 	Input
-	// Enabled is the surgeRollout configuration key.
+	// Enabled is the surgeRollout configuration key (false while uninstalling): no rollout
+	// starts, those in flight are followed to their end.
 	Enabled bool
-	Limits  Limits
-	Budget  Budget
-	Now     time.Time
+	// Excluded is a Deployment in a namespace the configuration does not select: never written.
+	Excluded bool
+	Limits   Limits
+	Budget   Budget
+	Now      time.Time
 }
 
 // Decision is what to do with one Deployment, and why.
@@ -139,6 +187,8 @@ type Decision struct {
 	State State
 	// Template are the template annotations to set (Restart, Abort; "" removes one).
 	Template map[string]string
+	// Warning says why the Deployment's state was ignored (StateOf), for a Warning Event.
+	Warning string
 }
 
 // Decide is the surge policy: a pure function of the Deployment, its pods, its VPA, the
@@ -147,20 +197,28 @@ type Decision struct {
 // cool-down and never over the budget; a rollout it started is followed until it completes or
 // aborts (restoring what it changed, unless the user changed the Deployment meanwhile).
 func Decide(in DecideInput) Decision {
-	d := in.Deployment
-	st, stErr := ReadState(d)
-	if st.Phase == PhaseRolling {
-		return follow(in, st)
+	st, stErr := StateOf(in.Deployment, in.Now)
+	dec := decide(in, st)
+	if stErr != nil {
+		dec.Warning = stErr.Error()
 	}
+	return dec
+}
+
+// decide is Decide on the state st (valid, or the zero State in place of an invalid one).
+func decide(in DecideInput, st State) Decision {
+	d := in.Deployment
 	switch {
+	case in.Excluded:
+		return Decision{Reason: "the namespace is not selected (namespaceSelector)"}
+	case d.Annotations[AnnotationSurgeRollout] != "true":
+		// Not even a rollout in flight is written: the opt-in was removed, the Deployment is
+		// its owner's alone (and the admission policy refuses the function's writes).
+		return Decision{Reason: AnnotationSurgeRollout + " is not \"true\""}
+	case st.Phase == PhaseRolling:
+		return follow(in, st)
 	case !in.Enabled:
 		return Decision{Reason: "surgeRollout is off"}
-	case d.Annotations[AnnotationSurgeRollout] != "true":
-		return Decision{Reason: AnnotationSurgeRollout + " is not \"true\""}
-	case stErr != nil:
-		// Rewritten by the next restart; until then the last prediction is unknown, so the
-		// cool-down (from the generation's own age) cannot be checked: wait for a valid state.
-		return Decision{Reason: stErr.Error()}
 	}
 	if f := Check(in.Input); f != nil {
 		if st.Skipped == f.Condition {
@@ -169,17 +227,26 @@ func Decide(in DecideInput) Decision {
 		st.Skipped = f.Condition
 		return Decision{Action: Skip, Reason: f.Detail, Failed: f, State: st}
 	}
-	if len(Selected(in.VPA, in.Pods, in.Now, in.Settings)) == 0 {
+	if len(SelectedWithLimits(in.VPA, in.Pods, in.LimitRanges, in.Now, in.Settings)) == 0 {
 		return Decision{Reason: "VPA's updater would update no pod"}
 	}
 	tpl := &corev1.Pod{ObjectMeta: d.Spec.Template.ObjectMeta, Spec: d.Spec.Template.Spec}
-	p, err := Predict(in.VPA, tpl)
+	p, err := PredictWithLimits(in.VPA, tpl, in.LimitRanges)
 	if err != nil {
 		return Decision{Reason: err.Error()}
 	}
 	coolDown := in.Limits.CoolDown
+	if in.Limits.MaxAttempts > 0 && st.Failures >= in.Limits.MaxAttempts {
+		why := fmt.Sprintf("stopped: the last %d surge rollouts were aborted (the last: %s); remove the annotation %s to try again",
+			st.Failures, drain.Quote(st.Reason), AnnotationState)
+		if st.Skipped == CondGaveUp {
+			return Decision{Reason: why}
+		}
+		st.Skipped = CondGaveUp
+		return Decision{Action: Skip, Reason: why, Failed: &Failed{Condition: CondGaveUp, Detail: why}, State: st}
+	}
 	switch {
-	case p.Hash == st.Prediction:
+	case p.Hash == st.Prediction && st.Phase != PhaseAborted:
 		return Decision{Reason: "already rolled out for this prediction " + p.Hash}
 	case !st.Started.IsZero() && in.Now.Before(st.Started.Add(st.CoolDown)):
 		return Decision{Reason: fmt.Sprintf("cool-down until %s", st.Started.Add(st.CoolDown).Format(time.RFC3339))}
@@ -199,7 +266,7 @@ func Decide(in DecideInput) Decision {
 		Reason:     "VPA's updater would update " + fmt.Sprint(len(in.Pods)) + " pod(s); prediction " + p.Hash,
 		Prediction: p,
 		State: State{Phase: PhaseRolling, Prediction: p.Hash, Requests: p.Requests, Started: in.Now.UTC().Truncate(time.Second),
-			Generation: d.Generation + 1, CoolDown: coolDown, Before: before},
+			Generation: d.Generation + 1, CoolDown: coolDown, Before: before, Failures: st.Failures},
 		Template: map[string]string{AnnotationRestartedAt: in.Now.UTC().Format(time.RFC3339), AnnotationPrediction: p.Hash},
 	}
 }
@@ -228,6 +295,24 @@ func follow(in DecideInput, st State) Decision {
 	if tracked {
 		st.Gap = gap
 	}
+	if in.Limits.Timeout > 0 && in.Now.Sub(st.Started) > in.Limits.Timeout {
+		return abort(st, fmt.Sprintf("not complete within surgeRolloutTimeout %s", in.Limits.Timeout))
+	}
+	// Every new pod (its template's prediction annotation, not deleting) must carry the
+	// predicted requests (VPA's admission controller sized it): checked as soon as one exists,
+	// so a mis-sized rollout is aborted while the old pods still serve.
+	newPods := 0
+	for _, p := range in.Pods {
+		if p.DeletionTimestamp != nil || p.Annotations[AnnotationPrediction] != st.Prediction {
+			continue
+		}
+		newPods++
+		for _, c := range p.Spec.Containers {
+			if r, ok := st.Requests[c.Name]; ok && !equality.Semantic.DeepEqual(r, c.Resources.Requests) {
+				return abort(st, fmt.Sprintf("pod %s was not sized as predicted (container %s): is VPA's admission controller running, or does a LimitRange change it?", p.Name, c.Name))
+			}
+		}
+	}
 	for _, c := range d.Status.Conditions {
 		switch {
 		case c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded",
@@ -244,24 +329,10 @@ func follow(in DecideInput, st State) Decision {
 	if why := rolloutComplete(d, replicas); why != "" {
 		return rolling(why)
 	}
-	// Complete: every new pod (its template's prediction annotation, not deleting) must carry
-	// the predicted requests (VPA's admission controller sized it).
-	newPods := 0
-	for _, p := range in.Pods {
-		if p.DeletionTimestamp != nil || p.Annotations[AnnotationPrediction] != st.Prediction {
-			continue
-		}
-		newPods++
-		for _, c := range p.Spec.Containers {
-			if r, ok := st.Requests[c.Name]; ok && !equality.Semantic.DeepEqual(r, c.Resources.Requests) {
-				return abort(st, fmt.Sprintf("pod %s was not sized as predicted (container %s): is VPA's admission controller running?", p.Name, c.Name))
-			}
-		}
-	}
 	if newPods == 0 {
 		return rolling("no pod of the new template read yet")
 	}
-	st.Phase, st.Reason = PhaseCompleted, "the new pods are Available with the predicted requests"
+	st.Phase, st.Reason, st.Failures = PhaseCompleted, "the new pods are Available with the predicted requests", 0
 	return Decision{Action: Complete, Reason: st.Reason, State: st}
 }
 
@@ -291,5 +362,7 @@ func abort(st State, why string) Decision {
 	}
 	st.Phase, st.Reason = PhaseAborted, why
 	st.CoolDown *= 2 // back off
+	st.Failures++
 	return Decision{Action: Abort, Reason: why, State: st, Template: tpl}
 }
+

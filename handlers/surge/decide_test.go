@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"function/config"
 	"function/handlers/surge"
@@ -95,15 +96,46 @@ func TestDecide(t *testing.T) {
 		}},
 		{name: "never twice for one prediction", in: input(optedIn(withState(surge.State{Phase: surge.PhaseCompleted, Prediction: predicted.Hash, Started: now.Add(-24 * time.Hour), CoolDown: time.Minute}))),
 			reason: "already rolled out"},
-		{name: "an aborted prediction is not tried again", in: input(optedIn(withState(surge.State{Phase: surge.PhaseAborted, Prediction: predicted.Hash, Started: now.Add(-24 * time.Hour), CoolDown: time.Minute}))),
-			reason: "already rolled out"},
+		{name: "an aborted prediction is tried again after its cool-down", in: input(optedIn(withState(surge.State{Phase: surge.PhaseAborted, Prediction: predicted.Hash,
+			Started: now.Add(-24 * time.Hour), CoolDown: time.Minute, Failures: 1}))),
+			action: surge.Restart, check: func(t *testing.T, d surge.Decision) {
+				assert.Equal(t, 1, d.State.Failures, "the failures in a row are kept")
+			}},
+		{name: "after surgeMaxAttempts aborted rollouts in a row: stopped, said once", in: input(optedIn(withState(surge.State{Phase: surge.PhaseAborted,
+			Prediction: predicted.Hash, Started: now.Add(-24 * time.Hour), CoolDown: time.Minute, Failures: 2, Reason: "pod web-2 was not sized as predicted"}))),
+			action: surge.Skip, reason: "stopped: the last 2 surge rollouts were aborted", check: func(t *testing.T, d surge.Decision) {
+				require.NotNil(t, d.Failed)
+				assert.Equal(t, surge.CondGaveUp, d.Failed.Condition)
+				assert.Equal(t, surge.CondGaveUp, d.State.Skipped)
+				assert.Contains(t, d.Reason, surge.AnnotationState, "says how to try again")
+			}},
+		{name: "... and not said again, for a new prediction either", in: input(optedIn(withState(surge.State{Phase: surge.PhaseAborted, Prediction: "other",
+			Started: now.Add(-24 * time.Hour), CoolDown: time.Minute, Failures: 2, Skipped: surge.CondGaveUp}))), reason: "stopped"},
 		{name: "inside the cool-down", in: input(optedIn(withState(surge.State{Phase: surge.PhaseCompleted, Prediction: "other", Started: now.Add(-10 * time.Minute), CoolDown: 30 * time.Minute}))),
 			reason: "cool-down until"},
 		{name: "selected again within 12 h: the cool-down doubles", in: input(optedIn(withState(surge.State{Phase: surge.PhaseCompleted, Prediction: "other", Started: now.Add(-time.Hour), CoolDown: 30 * time.Minute}))),
 			action: surge.Restart, check: func(t *testing.T, d surge.Decision) { assert.Equal(t, time.Hour, d.State.CoolDown) }},
 		{name: "budget: in flight", in: func() surge.DecideInput { in := input(optedIn()); in.Budget.InFlight = 2; return in }(), reason: "in flight"},
 		{name: "budget: per minute", in: func() surge.DecideInput { in := input(optedIn()); in.Budget.LastMinute = 6; return in }(), reason: "last minute"},
-		{name: "an unreadable state waits", in: input(optedIn(func(d *appsv1.Deployment) { d.Annotations[surge.AnnotationState] = "{" })), reason: "invalid"},
+		{name: "an unreadable state is ignored, with a warning", in: input(optedIn(func(d *appsv1.Deployment) { d.Annotations[surge.AnnotationState] = "{" })),
+			action: surge.Restart, check: func(t *testing.T, d surge.Decision) { assert.Contains(t, d.Warning, "invalid") }},
+		{name: "a state started in the future is ignored, with a warning", in: input(optedIn(withState(surge.State{Phase: surge.PhaseCompleted,
+			Prediction: "other", Started: now.Add(time.Hour), CoolDown: 30 * time.Minute}))),
+			action: surge.Restart, check: func(t *testing.T, d surge.Decision) { assert.Contains(t, d.Warning, "in the future") }},
+		{name: "a phase out of the closed set is ignored, with a warning", in: input(optedIn(withState(surge.State{Phase: "paused-forever", Prediction: predicted.Hash}))),
+			action: surge.Restart, check: func(t *testing.T, d surge.Decision) { assert.Contains(t, d.Warning, `"paused-forever"`) }},
+		{name: "a namespace not selected is never written, not even a rollout in flight", in: func() surge.DecideInput {
+			in := input(optedIn(withState(rolling), rolled), sized)
+			in.Excluded = true
+			return in
+		}(), reason: "not selected"},
+		{name: "a rollout in flight of a Deployment no longer opted in is not written", in: input(optedIn(withState(rolling), rolled,
+			func(d *appsv1.Deployment) { delete(d.Annotations, surge.AnnotationSurgeRollout) }), sized), reason: "is not \"true\""},
+		{name: "surgeRollout off (or uninstalling): a rollout in flight is still followed to its end", in: func() surge.DecideInput {
+			in := input(optedIn(withState(rolling), rolled), sized)
+			in.Enabled = false
+			return in
+		}(), action: surge.Complete},
 
 		{name: "rolling: in progress", in: input(optedIn(withState(rolling), rolled, func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 0 }), sized), reason: "rolling"},
 		{name: "rolling: complete and sized", in: input(optedIn(withState(rolling), rolled), sized), action: surge.Complete,
@@ -136,6 +168,19 @@ func TestDecide(t *testing.T) {
 			pod("web-1", cpuMem("10", "1Gi"), started), pod("web-2", predicted.Requests["app"], now, newPod, func(p *corev1.Pod) {
 				p.Status.Phase, p.CreationTimestamp = corev1.PodPending, metav1.NewTime(now.Add(-6*time.Minute))
 			})), action: surge.Abort, reason: "Pending"},
+		{name: "rolling: past surgeRolloutTimeout, whatever progressDeadlineSeconds says", in: input(optedIn(withState(func() surge.State {
+			s := rolling
+			s.Started = now.Add(-16 * time.Minute)
+			return s
+		}()), rolled, func(d *appsv1.Deployment) {
+			d.Status.UpdatedReplicas = 0
+			d.Spec.ProgressDeadlineSeconds = ptr.To(int32(1 << 30))
+		}), pod("web-1", cpuMem("10", "1Gi"), started)), action: surge.Abort, reason: "not complete within surgeRolloutTimeout 15m0s",
+			check: func(t *testing.T, d surge.Decision) { assert.Equal(t, 1, d.State.Failures) }},
+		{name: "rolling: the first new pod mis-sized aborts at once, the old pod still serving", in: input(optedIn(withState(rolling), rolled,
+			func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 0 }), pod("web-1", cpuMem("10", "1Gi"), started),
+			pod("web-2", cpuMem("10", "1Gi"), now, newPod, func(p *corev1.Pod) { p.Status.Conditions[0].Status = corev1.ConditionFalse })),
+			action: surge.Abort, reason: "not sized as predicted"},
 		{name: "rolling: the user changed the Deployment", in: input(optedIn(withState(rolling), rolled, func(d *appsv1.Deployment) { d.Generation = 5 }), sized),
 			action: surge.Release, reason: "the user's"},
 	}

@@ -103,3 +103,53 @@ func deployment(replicas int32, maxSurge, maxUnavailable *intstr.IntOrString, op
 }
 
 func intOrStr(v intstr.IntOrString) *intstr.IntOrString { return &v }
+
+// withLimits gives container app the limits.
+func withLimits(limits corev1.ResourceList) podOpt {
+	return func(p *corev1.Pod) { p.Spec.Containers[0].Resources.Limits = limits }
+}
+
+// withContainer adds a container with the requests and limits.
+func withContainer(name string, requests, limits corev1.ResourceList) podOpt {
+	return func(p *corev1.Pod) {
+		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: name,
+			Resources: corev1.ResourceRequirements{Requests: requests, Limits: limits}})
+	}
+}
+
+// recommend adds a recommendation for container name: target, as its bounds too.
+func recommend(name string, target corev1.ResourceList) vpaOpt {
+	return func(v *vpa_types.VerticalPodAutoscaler) {
+		v.Status.Recommendation.ContainerRecommendations = append(v.Status.Recommendation.ContainerRecommendations,
+			vpa_types.RecommendedContainerResources{ContainerName: name, Target: target, LowerBound: target, UpperBound: target})
+	}
+}
+
+// limitRange is the LimitRange name of namespace default with the items, as the API server
+// stores it: a container item's missing default is its max, its missing defaultRequest its
+// default, else its min (k8s.io/kubernetes pkg/apis/core/v1 SetDefaults_LimitRangeItem), which
+// is what handlers reads and what VPA's admission controller works with.
+func limitRange(name string, items ...corev1.LimitRangeItem) *corev1.LimitRange {
+	lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
+	for _, it := range items {
+		it = *it.DeepCopy()
+		if it.Type == corev1.LimitTypeContainer {
+			if it.Default == nil {
+				it.Default = corev1.ResourceList{}
+			}
+			if it.DefaultRequest == nil {
+				it.DefaultRequest = corev1.ResourceList{}
+			}
+			for _, from := range []struct{ src, dst corev1.ResourceList }{
+				{it.Max, it.Default}, {it.Default, it.DefaultRequest}, {it.Min, it.DefaultRequest}} {
+				for k, q := range from.src {
+					if _, ok := from.dst[k]; !ok {
+						from.dst[k] = q.DeepCopy()
+					}
+				}
+			}
+		}
+		lr.Spec.Limits = append(lr.Spec.Limits, it)
+	}
+	return lr
+}

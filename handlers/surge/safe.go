@@ -29,6 +29,9 @@ const (
 	CondVPANotInitial           Condition = "vpa-mode-not-initial"
 	CondNoRecommendation        Condition = "no-recommendation"
 	CondAdmissionControllerDown Condition = "admission-controller-down"
+	// CondGaveUp: Limits.MaxAttempts rollouts in a row were aborted (not a precondition of
+	// Check: Decide reports it, once, as a Warning SurgeRolloutFailed).
+	CondGaveUp Condition = "gave-up"
 )
 
 // updateModeAuto is VPA's deprecated Auto mode (the default when unset): it still evicts.
@@ -43,6 +46,8 @@ type Input struct {
 	VPA                 *vpa_types.VerticalPodAutoscaler
 	AdmissionController bool
 	Settings            Settings
+	// LimitRanges are the namespace's, applied as VPA's admission controller and updater do.
+	LimitRanges []*corev1.LimitRange
 }
 
 // Failed is a precondition that does not hold, and why.

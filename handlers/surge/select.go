@@ -2,19 +2,23 @@
 // Deployment's pods, and whether restarting its rollout instead (so its RollingUpdate creates
 // the new, VPA-sized pod before it removes an old one) is safe. It asks VPA's own updater code
 // (k8s.io/autoscaler/vertical-pod-autoscaler pkg/updater/priority) which pods it would update,
-// and never re-implements that policy. It reads nothing: handlers reads the Deployment, its
-// pods, its VerticalPodAutoscaler and the admission controller's Lease and passes them in.
+// and never re-implements that policy; the requests the new pods will get come from VPA's
+// admission controller's own recommendation provider. It reads nothing: handlers reads the
+// Deployment, its pods, its VerticalPodAutoscaler, the namespace's LimitRanges and the
+// admission controller's Lease and passes them in.
 package surge
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/admission-controller/resource/pod/recommendation"
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/updater/priority"
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/limitrange"
@@ -49,22 +53,30 @@ func DefaultSettings() Settings {
 	}
 }
 
-// recommendations is the updater's recommendation processor: the recommendation capped to the
-// VPA's resource policy. LimitRanges are not applied (handlers reads none); VPA's admission
-// controller applies them when it sizes the new pods.
-func recommendations() vpa_api_util.RecommendationProcessor {
-	return vpa_api_util.NewCappingRecommendationProcessor(limitrange.NewNoopLimitsCalculator())
+// recommendations is the recommendation processor VPA's updater and admission controller are
+// built with (pkg/updater/main.go, pkg/admission-controller/main.go): the recommendation capped
+// to the VPA's resource policy and to the namespace's LimitRanges, through VPA's limitrange
+// calculator, here over the LimitRanges handlers read (LimitRangeCalculator).
+func recommendations(limits limitrange.LimitRangeCalculator) vpa_api_util.RecommendationProcessor {
+	return vpa_api_util.NewCappingRecommendationProcessor(limits)
 }
 
-// Selected lists the pods VPA's updater would update now, highest priority first: VPA's update
-// priority calculator with its capping processor, its priority processor and its
-// scaling-direction admission (so the VPA's evictionRequirements apply), on the given clock.
+// Selected is SelectedWithLimits in a namespace without LimitRanges.
 func Selected(vpa *vpa_types.VerticalPodAutoscaler, pods []*corev1.Pod, now time.Time, s Settings) []*corev1.Pod {
+	return SelectedWithLimits(vpa, pods, nil, now, s)
+}
+
+// SelectedWithLimits lists the pods VPA's updater would update now, highest priority first:
+// VPA's update priority calculator with its capping processor (capping to the VPA's policy and
+// to limitRanges, the LimitRanges of the pods' namespace, as the updater does), its priority
+// processor and its scaling-direction admission (so the VPA's evictionRequirements apply), on
+// the given clock.
+func SelectedWithLimits(vpa *vpa_types.VerticalPodAutoscaler, pods []*corev1.Pod, limitRanges []*corev1.LimitRange, now time.Time, s Settings) []*corev1.Pod {
 	calc := priority.NewUpdatePriorityCalculator(vpa, priority.UpdateConfig{
 		MinChangePriority:          s.PodUpdateThreshold,
 		PodLifetimeUpdateThreshold: s.InRecommendationBoundsEvictionLifetimeThreshold,
 		EvictAfterOOMThreshold:     s.EvictAfterOOMThreshold,
-	}, recommendations(), priority.NewProcessor())
+	}, recommendations(LimitRangeCalculator(limitRanges)), priority.NewProcessor())
 	for _, p := range pods {
 		calc.AddPod(p, now, nil)
 	}
@@ -80,23 +92,47 @@ type Prediction struct {
 	Hash     string
 }
 
-// Predict is the prediction for a pod of template: the VPA's recommendation, capped as the
-// updater caps it, for the template's containers (a container without a recommendation, or
-// with mode Off, keeps its own requests).
+// Predict is PredictWithLimits in a namespace without LimitRanges.
 func Predict(vpa *vpa_types.VerticalPodAutoscaler, template *corev1.Pod) (Prediction, error) {
-	rec, _, err := recommendations().Apply(vpa, template)
+	return PredictWithLimits(vpa, template, nil)
+}
+
+// PredictWithLimits is the prediction for a pod of template created in the VPA's namespace,
+// whose LimitRanges (as read from the API server) are limitRanges; LimitRanges of other
+// namespaces are ignored. The pod is taken as the API server hands it to VPA's admission
+// webhook (admitted: requests defaulted to limits, the LimitRanges' defaults), and its requests
+// are what VPA's admission controller (v1.8.1) writes: its own recommendation provider
+// (pkg/admission-controller/resource/pod/recommendation) with its capping processor, both over
+// LimitRangeCalculator(limitRanges), so the recommendation is capped to the VPA's policy, to the
+// container LimitRange's min and max (kept in the container's request-to-limit ratio, its limit
+// or the LimitRange's default) and scaled to the pod LimitRange's; each recommended resource
+// replaces the container's request (resource_updates.go getContainerPatch). A container
+// without a recommendation, or every container under a VPA of mode Off, keeps the requests it
+// was admitted with. Limits are not predicted: the admission controller scales them
+// (GetProportionalLimit) from these requests, and they change no request. The CPUStartupBoost
+// feature gate (alpha, off by default) is not modelled. The hash is of the predicted requests,
+// so a LimitRange that changes them changes it.
+func PredictWithLimits(vpa *vpa_types.VerticalPodAutoscaler, template *corev1.Pod, limitRanges []*corev1.LimitRange) (Prediction, error) {
+	if vpa == nil || template == nil {
+		return Prediction{}, errors.New("predicting requests: no VerticalPodAutoscaler or no template")
+	}
+	limits := LimitRangeCalculator(limitRanges).(limitRangeList)
+	pod := admitted(template, vpa.Namespace, limits)
+	provider := recommendation.NewProvider(limits, recommendations(limits))
+	resources, _, err := provider.GetContainersResourcesForPod(pod, vpa)
 	if err != nil {
 		return Prediction{}, fmt.Errorf("processing the recommendation of VerticalPodAutoscaler %s/%s: %w", vpa.Namespace, vpa.Name, err)
 	}
+	off := vpa_api_util.GetUpdateMode(vpa) == vpa_types.UpdateModeOff
 	p := Prediction{Requests: map[string]corev1.ResourceList{}}
 	var parts []string
-	for _, c := range template.Spec.Containers {
+	for i, c := range pod.Spec.Containers {
 		req := c.Resources.Requests.DeepCopy()
-		if r := vpa_api_util.GetRecommendationForContainer(c.Name, rec); r != nil {
+		if !off && i < len(resources) && len(resources[i].Requests) > 0 {
 			if req == nil {
 				req = corev1.ResourceList{}
 			}
-			for name, q := range r.Target {
+			for name, q := range resources[i].Requests {
 				req[name] = q
 			}
 		}

@@ -174,13 +174,16 @@ func TestE2ELiveConfigTwoReplicas(t *testing.T) {
 }
 
 // Uninstall by the README, with the function running and sweeping every 5 s: 1,000 held
-// pods (some draining) end with no finalizer, and no sweep puts one back.
+// pods (some draining) end with no finalizer, and no sweep puts one back. Before it,
+// release-finalizers -namespace a releases a's drains and nothing else: namespace b's held
+// pods and drains keep the finalizer, and the ConfigMap is not marked (the function stays out
+// of uninstall mode).
 func TestE2EUninstallWhileTheFunctionRuns(t *testing.T) {
-	podNS := cp.Namespace(t, "uninstall")
-	_, ref := createConfigMap(t, map[string]string{
-		config.KeyNamespaceSelector: fmt.Sprintf(`{"include":[%q]}`, podNS), config.KeySweepIntervalSeconds: "5",
+	nsA, podNS := cp.Namespace(t, "uninstall-a"), cp.Namespace(t, "uninstall")
+	cm, ref := createConfigMap(t, map[string]string{
+		config.KeyNamespaceSelector: fmt.Sprintf(`{"include":[%q,%q]}`, nsA, podNS), config.KeySweepIntervalSeconds: "5",
 	})
-	const n, draining = 1000, 50
+	const n, draining, inA = 1000, 50, 20
 	ctx := context.Background()
 	for i := range n {
 		pod := cluster.PodSpec(podNS, fmt.Sprintf("web-%04d", i), true)
@@ -188,25 +191,57 @@ func TestE2EUninstallWhileTheFunctionRuns(t *testing.T) {
 		_, err := cp.Client.CoreV1().Pods(podNS).Create(ctx, pod, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
+	// Evicted, as the VPA updater evicts: drains the function holds for its grace period
+	// (240 s, longer than this test needs to get to the end of -namespace a).
 	for i := range draining {
-		require.NoError(t, cp.Client.CoreV1().Pods(podNS).Delete(ctx, fmt.Sprintf("web-%04d", i), metav1.DeleteOptions{}))
+		require.NoError(t, cluster.Evict(ctx, cp.Client, podNS, fmt.Sprintf("web-%04d", i), nil))
 	}
-	fns := startFunctions(t, 1, "CONFIG_MAP="+ref, "gracePeriodSeconds=30", "drainTimeoutSeconds=300")
+	for i := range inA {
+		pod := cluster.PodSpec(nsA, fmt.Sprintf("web-%04d", i), true)
+		pod.Finalizers = []string{drain.Finalizer}
+		_, err := cp.Client.CoreV1().Pods(nsA).Create(ctx, pod, metav1.CreateOptions{})
+		require.NoError(t, err)
+		// Every pod of a drains: once deletion started no finalizer can be added, so what
+		// release-finalizers releases stays released though the function still manages a.
+		require.NoError(t, cluster.Evict(ctx, cp.Client, nsA, pod.Name, nil))
+	}
+	fns := startFunctions(t, 1, "CONFIG_MAP="+ref, "gracePeriodSeconds=240", "drainTimeoutSeconds=300")
 	require.Eventually(t, func() bool { return strings.Contains(fns[0].Output(), "sweep done") }, 60*time.Second, 100*time.Millisecond)
+	require.Equal(t, inA, holding(t, nsA))
+	require.Equal(t, n, holding(t, podNS), "the function holds b's drains")
 
-	// 1. The event source would be deleted here (this test has none). 2. release-finalizers.
 	tool := filepath.Join(t.TempDir(), "release-finalizers")
 	build := exec.Command("go", "build", "-o", tool, "./cmd/release-finalizers")
 	build.Dir = cluster.RepoRoot()
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	run := exec.Command(tool, "-namespace", podNS, "-config-map", ref, "-settle", "2s")
+
+	// release-finalizers -namespace a: a's drains released, b and the ConfigMap untouched.
+	run := exec.Command(tool, "-namespace", nsA, "-config-map", ref, "-settle", "1s")
+	run.Env = []string{"KUBECONFIG=" + cp.Kubeconfig, "HOME=" + t.TempDir()}
+	out, err = run.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), fmt.Sprintf("released %d pod(s) in namespace %s\n", inA, nsA))
+	assert.Contains(t, string(out), "vpa-graceful-drain is still installed")
+	assert.NotContains(t, string(out), "marked ConfigMap")
+	assert.NotContains(t, string(out), "PodDisruptionBudget(s) vpa-graceful-drain created")
+	assert.Zero(t, holding(t, nsA))
+	assert.Equal(t, n, holding(t, podNS), "b's held pods and drains keep the finalizer")
+	live, err := cp.Client.CoreV1().ConfigMaps(cm.Namespace).Get(ctx, cm.Name, metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.NotContains(t, live.Annotations, config.AnnotationUninstalling, "the ConfigMap is not marked")
+	assert.NotContains(t, fns[0].Output(), `"uninstalling":true`, "the function is not in uninstall mode")
+
+	// 1. The event source would be deleted here (this test has none). 2. release-finalizers,
+	// as the README runs it: every namespace.
+	run = exec.Command(tool, "-config-map", ref, "-settle", "2s")
 	run.Env = []string{"KUBECONFIG=" + cp.Kubeconfig, "HOME=" + t.TempDir()}
 	start := time.Now()
 	out, err = run.CombinedOutput()
 	took := time.Since(start)
 	require.NoError(t, err, "%s", out)
 	t.Logf("release-finalizers on %d pods took %s:\n%s", n, took.Round(time.Millisecond), tailLines(string(out), 4))
+	assert.Contains(t, string(out), "marked ConfigMap "+ref)
 	assert.Zero(t, holding(t, podNS))
 
 	// The function is still up and sweeping: its next sweeps must not put a finalizer back.
@@ -214,6 +249,7 @@ func TestE2EUninstallWhileTheFunctionRuns(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Count(fns[0].Output(), "sweep done") >= sweeps+2 }, 40*time.Second, 100*time.Millisecond,
 		"two more sweeps ran")
 	assert.Zero(t, holding(t, podNS), "no sweep re-added a finalizer")
+	assert.Zero(t, holding(t, nsA))
 	assert.Contains(t, fns[0].Output(), `"uninstalling":true`)
 
 	// 3. the function, 4. the ConfigMap.

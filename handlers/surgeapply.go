@@ -1,0 +1,295 @@
+package handlers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
+	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/status"
+
+	"function/config"
+	"function/handlers/surge"
+)
+
+// evaluateLocked reads the Deployment ns/name (listed: as the sweep listed it just now, nil:
+// read it) and, when it opted in, decides and applies
+// (apply); a failed guard is decided again at once on what it is then (at most
+// surgeGuardAttempts times), an error the API server may not repeat is retried with the
+// Deployment's backoff, a refusal for good is reported once (SurgeRolloutFailed) and not
+// tried again for that decision. nil: nothing applied.
+func (c *SurgeController) evaluateLocked(ctx context.Context, cfg config.Config, ns, name string, listed *appsv1.Deployment,
+	vpas []*vpa_types.VerticalPodAutoscaler, now time.Time) (*SurgeReport, error) {
+	key := ns + "/" + name
+	for attempt := 1; ; attempt++ {
+		d, err := listed, error(nil)
+		if listed = nil; d == nil {
+			d, err = c.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		}
+		if apierrors.IsNotFound(err) {
+			return nil, nil // nothing remembered about a name no object has
+		}
+		if err != nil {
+			c.retry(key)
+			return nil, fmt.Errorf("reading Deployment %s: %w", key, err)
+		}
+		c.bound(d, now)
+		if d.Annotations[surge.AnnotationSurgeRollout] != "true" {
+			return nil, nil
+		}
+		rep, err := c.apply(ctx, cfg, d, vpas, now)
+		switch {
+		case errors.Is(err, errSurgeGuard) && attempt < surgeGuardAttempts:
+			c.Log.DebugContext(ctx, "surge rollout: "+err.Error()+"; deciding again", slog.String("namespace", ns), slog.String("deployment", name))
+			now = c.now()
+			continue
+		case errors.Is(err, errSurgeGuard):
+			c.retry(key) // others keep writing it: later, with its backoff
+			return nil, nil
+		case err != nil:
+			c.retry(key)
+			return nil, err
+		}
+		c.init()
+		c.queue.Forget(key) // its backoff starts again
+		return rep, nil
+	}
+}
+
+// retry has the Deployment key evaluated again after its backoff.
+func (c *SurgeController) retry(key string) { c.enqueue(key, 0, true) }
+
+// apply decides on the opted-in Deployment d as read (with its pods, the namespace's VPAs
+// unless given and LimitRanges, VPA's admission controller's status), claims a budget slot
+// for a restart and writes the decision in one patch guarded on d's resourceVersion.
+func (c *SurgeController) apply(ctx context.Context, cfg config.Config, d *appsv1.Deployment, vpas []*vpa_types.VerticalPodAutoscaler,
+	now time.Time) (*SurgeReport, error) {
+	key := d.Namespace + "/" + d.Name
+	pods, err := listOwnPods(ctx, c.Client, d.Namespace, config.KindDeployment, d.Name, d.Spec.Selector,
+		func(p *corev1.Pod) bool { return ownedByDeploymentName(p, d.Name) })
+	if err != nil {
+		return nil, err
+	}
+	if vpas == nil {
+		if vpas, err = listVPAs(ctx, c.Dynamic, d.Namespace); err != nil {
+			return nil, err
+		}
+	}
+	lrs, err := c.limitRanges(ctx, d.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	limits := surge.LimitsOf(cfg.Surge)
+	in := surge.DecideInput{
+		Input: surge.Input{Deployment: d, Pods: pods, VPA: surge.ControllingVPA(vpas, d.Namespace, d.Name),
+			AdmissionController: c.admissionControllerAlive(ctx, cfg),
+			Settings: surge.Settings{PodUpdateThreshold: cfg.Surge.PodUpdateThreshold, InRecommendationBoundsEvictionLifetimeThreshold: cfg.Surge.InBoundsLifetime,
+				EvictAfterOOMThreshold: cfg.Surge.EvictAfterOOM, UseAdmissionControllerStatus: cfg.Surge.UseAdmissionControllerStatus},
+			LimitRanges: lrs},
+		Enabled: cfg.Surge.Enabled && !cfg.Uninstalling, Excluded: !cfg.Namespaces.Selects(d.Namespace), Limits: limits, Now: now,
+	}
+	dec := surge.Decide(in)
+	c.warnState(ctx, d, dec.Warning)
+	if dec.Action != surge.None && c.refused.has(key, refusal(dec)) {
+		dec = surge.Decision{Reason: "the API server refused this write before; not tried again for this prediction"}
+	}
+	claimed := false
+	if dec.Action == surge.Restart && !c.DryRun {
+		why, err := c.Budget.Claim(ctx, key, d.UID, now, limits)
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
+			dec = surge.Decision{Reason: why}
+		}
+		claimed = why == ""
+	}
+	log := c.Log.With(slog.String("namespace", d.Namespace), slog.String("deployment", d.Name),
+		slog.String("action", dec.Action.String()), slog.String("reason", dec.Reason))
+	if dec.Action == surge.None {
+		log.DebugContext(ctx, "surge rollout: nothing to do")
+		if st, _ := surge.ReadState(d); st.Phase == surge.PhaseRolling && !in.Excluded {
+			c.enqueue(key, SurgeFollow, false)
+		}
+		return nil, nil
+	}
+	report := &SurgeReport{Namespace: d.Namespace, Name: d.Name, UID: d.UID, Decision: dec, DryRun: c.DryRun, At: now}
+	if c.DryRun {
+		log.InfoContext(ctx, "surge rollout: dry-run, not applied", slog.Bool("dryRun", true))
+		return report, nil
+	}
+	patch, err := surge.Patch(d, dec)
+	if err == nil {
+		_, err = c.Client.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: Component})
+	}
+	if err != nil {
+		if claimed {
+			if endErr := c.Budget.End(ctx, key, now, limits.Timeout, true); endErr != nil {
+				log.WarnContext(ctx, "surge rollout: cannot give back the budget slot; it counts until the rollout's deadline", slog.String("error", endErr.Error()))
+			}
+		}
+		return nil, c.writeFailed(ctx, log, d, dec, err)
+	}
+	switch dec.Action {
+	case surge.Complete, surge.Abort, surge.Release:
+		if err := c.Budget.End(ctx, key, now, limits.Timeout, false); err != nil {
+			log.WarnContext(ctx, "surge rollout: cannot end the budget slot; it counts until the rollout's deadline", slog.String("error", err.Error()))
+		}
+	}
+	if dec.State.Phase == surge.PhaseRolling {
+		c.enqueue(key, SurgeFollow, false) // started, or a gap tracked: follow it to its end
+		c.asks.put(key, now.Add(SurgeEvalRolling))
+	}
+	c.report(ctx, log, d, dec, now)
+	return report, nil
+}
+
+// writeFailed sorts a failed write: a guard failure (errSurgeGuard: decided again), a refusal
+// for good (reported once, not tried again for this decision: nil) or an error to retry.
+func (c *SurgeController) writeFailed(ctx context.Context, log *slog.Logger, d *appsv1.Deployment, dec surge.Decision, err error) error {
+	key := d.Namespace + "/" + d.Name
+	var status apierrors.APIStatus
+	code := int32(0)
+	if errors.As(err, &status) {
+		code = status.Status().Code
+	}
+	switch code {
+	case http.StatusConflict, http.StatusNotFound:
+		return fmt.Errorf("%w: %w", errSurgeGuard, err)
+	case http.StatusUnprocessableEntity:
+		// A failed test op of the guard, or an object the API server will never take: read
+		// it again to tell (it changed: the guard).
+		live, getErr := c.Client.AppsV1().Deployments(d.Namespace).Get(ctx, d.Name, metav1.GetOptions{})
+		if getErr != nil || live.UID != d.UID || live.ResourceVersion != d.ResourceVersion {
+			return fmt.Errorf("%w: %w", errSurgeGuard, err)
+		}
+	case http.StatusForbidden, http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+	default: // 429, 5xx, a transport error: retried with the Deployment's backoff
+		return fmt.Errorf("patching Deployment %s: %w", key, err)
+	}
+	c.refused.put(key, refusal(dec))
+	why := fmt.Sprintf("%v: %v", errSurgeRefused, err)
+	log.WarnContext(ctx, "surge rollout: the API server refuses the write; not tried again for this prediction", slog.String("error", cut(err.Error())))
+	c.metrics().SurgeRollout(ctx, OutcomeFailed, -1, 0)
+	msg := fmt.Sprintf("cannot %s the surge rollout (prediction %s): %s; not tried again for this prediction", dec.Action, dec.State.Prediction, cut(why))
+	c.record(ctx, log, d, corev1.EventTypeWarning, EventSurgeRolloutFailed, msg)
+	return nil
+}
+
+// refusal names a decision for the refused map: its action and prediction.
+func refusal(dec surge.Decision) string { return dec.Action.String() + "/" + dec.State.Prediction }
+
+// has reports whether k's value is v.
+func (b *bounded[K, V, L]) has(k K, v string) bool {
+	got, ok := b.get(k)
+	return ok && any(got) == any(v)
+}
+
+// warnState records, once per value, a Warning Event that the Deployment's state annotation
+// was ignored (why).
+func (c *SurgeController) warnState(ctx context.Context, d *appsv1.Deployment, why string) {
+	if why == "" || c.DryRun {
+		return
+	}
+	sum := sha256.Sum256([]byte(d.Annotations[surge.AnnotationState]))
+	key, h := d.Namespace+"/"+d.Name, hex.EncodeToString(sum[:8])
+	if c.warned.has(key, h) {
+		return
+	}
+	c.warned.put(key, h)
+	log := c.Log.With(slog.String("namespace", d.Namespace), slog.String("deployment", d.Name))
+	log.WarnContext(ctx, "surge rollout: the Deployment's state is ignored", slog.String("reason", why))
+	c.record(ctx, log, d, corev1.EventTypeWarning, EventSurgeRolloutStateInvalid, why)
+}
+
+// report counts an applied decision and records its Event on the Deployment.
+func (c *SurgeController) report(ctx context.Context, log *slog.Logger, d *appsv1.Deployment, dec surge.Decision, now time.Time) {
+	if dec.Action == surge.Track {
+		log.DebugContext(ctx, "surge rollout: capacity gap", slog.Int("gap", int(dec.State.Gap)))
+		return
+	}
+	log.InfoContext(ctx, "surge rollout", slog.String("prediction", dec.State.Prediction), slog.Int("gap", int(dec.State.Gap)))
+	seconds := -1.0
+	if dec.Action == surge.Complete || dec.Action == surge.Abort || dec.Action == surge.Release {
+		seconds = now.Sub(dec.State.Started).Seconds()
+	}
+	outcome := SurgeOutcome(dec.Action)
+	eventType, reason := corev1.EventTypeNormal, map[surge.Action]string{
+		surge.Restart: EventSurgeRolloutStarted, surge.Complete: EventSurgeRolloutCompleted, surge.Release: EventSurgeRolloutCompleted,
+		surge.Abort: EventSurgeRolloutAborted, surge.Skip: EventSurgeRolloutSkipped}[dec.Action]
+	switch {
+	case dec.Action == surge.Abort:
+		eventType = corev1.EventTypeWarning
+	case dec.Failed != nil && dec.Failed.Condition == surge.CondGaveUp:
+		eventType, reason, outcome = corev1.EventTypeWarning, EventSurgeRolloutFailed, OutcomeFailed
+	}
+	c.metrics().SurgeRollout(ctx, outcome, seconds, int(dec.State.Gap))
+	msg := dec.Reason
+	if dec.Action == surge.Complete || dec.Action == surge.Abort {
+		msg = fmt.Sprintf("%s (capacity gap %d)", dec.Reason, dec.State.Gap)
+	}
+	c.record(ctx, log, d, eventType, reason, msg)
+}
+
+func (c *SurgeController) record(ctx context.Context, log *slog.Logger, d *appsv1.Deployment, eventType, reason, msg string) {
+	if c.Events == nil {
+		return
+	}
+	ref := corev1.ObjectReference{Kind: "Deployment", APIVersion: "apps/v1", Namespace: d.Namespace, Name: d.Name, UID: d.UID}
+	if err := c.Events.RecordFor(ctx, ref, eventType, reason, msg); err != nil {
+		log.WarnContext(ctx, "could not record Kubernetes Event", slog.String("error", err.Error()))
+	}
+}
+
+// limitRanges lists the namespace's LimitRanges, which VPA's admission controller applies to
+// the pods it sizes (the surge role lists them: config/rbac-surge.yaml).
+func (c *SurgeController) limitRanges(ctx context.Context, ns string) ([]*corev1.LimitRange, error) {
+	list, err := c.Client.CoreV1().LimitRanges(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing the LimitRanges of %s: %w", ns, err)
+	}
+	lrs := make([]*corev1.LimitRange, len(list.Items))
+	for i := range list.Items {
+		lrs[i] = &list.Items[i]
+	}
+	return lrs, nil
+}
+
+// cut bounds a message quoted from elsewhere (an API error quotes the object) to 1 KiB.
+func cut(s string) string {
+	const max = 1024
+	if len(s) <= max {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", s[:max], len(s))
+}
+
+// admissionControllerAlive is whether VPA's admission controller reports itself alive, as the
+// updater checks it (its status Lease vpa-admission-controller, in the configured namespace,
+// renewed within a minute); a Lease that cannot be read counts as not alive.
+func (c *SurgeController) admissionControllerAlive(ctx context.Context, cfg config.Config) bool {
+	if !cfg.Surge.UseAdmissionControllerStatus {
+		return true
+	}
+	ns := cfg.Surge.StatusLeaseNamespace
+	if ns == "" {
+		ns = status.AdmissionControllerStatusNamespace
+	}
+	ok, err := status.NewClient(c.Client, status.AdmissionControllerStatusName, ns, time.Minute, Component).
+		IsStatusValid(ctx, status.AdmissionControllerStatusTimeout)
+	if err != nil {
+		c.Log.DebugContext(ctx, "surge rollout: VPA's admission controller status unreadable", slog.String("namespace", ns), slog.String("error", err.Error()))
+		return false
+	}
+	return ok
+}
