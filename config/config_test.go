@@ -253,13 +253,17 @@ func TestLoadSources(t *testing.T) {
 				"SURGE_MAX_PER_MINUTE":                                 "12",
 				"SURGE_COOL_DOWN":                                      "1h",
 				"SURGE_PENDING_TIMEOUT":                                "30s",
+				"SURGE_ROLLOUT_TIMEOUT":                                "20m",
+				"SURGE_MAX_ATTEMPTS":                                   "3",
+				"ADMISSION_CONTROLLER_STATUS_LEASE_NAMESPACE":          "vpa",
 			},
 			want: func(t *testing.T, cfg config.Config) {
 				assert.Equal(t, config.Config{GracePeriod: 15 * time.Second, DrainTimeout: 150 * time.Second,
 					Namespaces: config.NamespaceSelector{Exclude: []string{"batch"}}, DetectVpaAnnotations: false, SweepInterval: 10 * time.Minute,
 					HoldOn: config.HoldAll, Workloads: map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}, EnsurePDB: true,
 					Surge: config.Surge{Enabled: true, PodUpdateThreshold: 0.2, InBoundsLifetime: time.Hour, EvictAfterOOM: 5 * time.Minute,
-						MaxInFlight: 3, MaxPerMinute: 12, CoolDown: time.Hour, PendingTimeout: 30 * time.Second}}, cfg)
+						MaxInFlight: 3, MaxPerMinute: 12, CoolDown: time.Hour, PendingTimeout: 30 * time.Second,
+						Timeout: 20 * time.Minute, MaxAttempts: 3, StatusLeaseNamespace: "vpa"}}, cfg)
 			},
 		},
 		{

@@ -64,6 +64,11 @@ func TestWorkloadAndHoldOnErrors(t *testing.T) {
 		{"rollouts a minute not a number", config.KeySurgeMaxPerMinute, "six", "a whole number between 1 and 1000"},
 		{"cool-down negative", config.KeySurgeCoolDown, "-1m", "between 0s and 168h0m0s"},
 		{"Pending timeout of no time", config.KeySurgePendingTimeout, "0s", "between 1s and 24h0m0s"},
+		{"a rollout deadline under a minute", config.KeySurgeRolloutTimeout, "30s", "between 1m0s and 24h0m0s"},
+		{"no rollout deadline", config.KeySurgeRolloutTimeout, "0", "between 1m0s and 24h0m0s"},
+		{"no attempt", config.KeySurgeMaxAttempts, "0", "a whole number between 1 and 100"},
+		{"Lease namespace not a name", config.KeyAdmissionControllerStatusLeaseNamespace, "Kube_System", "must be a namespace name"},
+		{"Lease namespace empty", config.KeyAdmissionControllerStatusLeaseNamespace, "", "must be a namespace name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

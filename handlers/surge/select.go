@@ -152,13 +152,17 @@ func PredictWithLimits(vpa *vpa_types.VerticalPodAutoscaler, template *corev1.Po
 	return p, nil
 }
 
-// ControllingVPA picks, among the VerticalPodAutoscalers that target the Deployment named
-// name, the one VPA's own matching picks (vpa.Stronger); nil when none targets it.
+// ControllingVPA picks, among the VerticalPodAutoscalers that target the apps/v1 Deployment
+// named name (a targetRef of another group, say a CRD's kind Deployment, is not it), the one
+// VPA's own matching picks (vpa.Stronger); nil when none targets it.
 func ControllingVPA(vpas []*vpa_types.VerticalPodAutoscaler, namespace, name string) *vpa_types.VerticalPodAutoscaler {
 	var controlling *vpa_types.VerticalPodAutoscaler
 	for _, v := range vpas {
 		ref := v.Spec.TargetRef
 		if ref == nil || ref.Kind != "Deployment" || ref.Name != name || v.Namespace != namespace {
+			continue
+		}
+		if group, _, _ := strings.Cut(ref.APIVersion, "/"); ref.APIVersion != "" && group != "apps" {
 			continue
 		}
 		if vpa_api_util.Stronger(v, controlling) {

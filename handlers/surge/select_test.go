@@ -111,4 +111,8 @@ func TestControllingVPA(t *testing.T) {
 	assert.Same(t, older, surge.ControllingVPA([]*vpa_types.VerticalPodAutoscaler{newer, other, older}, "default", "web"), "the oldest wins, as VPA matches")
 	assert.Nil(t, surge.ControllingVPA([]*vpa_types.VerticalPodAutoscaler{other}, "default", "web"))
 	assert.Nil(t, surge.ControllingVPA([]*vpa_types.VerticalPodAutoscaler{older}, "prod", "web"), "another namespace")
+	crd := vpa(nil, nil, nil, func(v *vpa_types.VerticalPodAutoscaler) { v.Spec.TargetRef.APIVersion = "example.com/v1" })
+	assert.Nil(t, surge.ControllingVPA([]*vpa_types.VerticalPodAutoscaler{crd}, "default", "web"), "a kind Deployment of another group")
+	bare := vpa(nil, nil, nil, func(v *vpa_types.VerticalPodAutoscaler) { v.Spec.TargetRef.APIVersion = "" })
+	assert.Same(t, bare, surge.ControllingVPA([]*vpa_types.VerticalPodAutoscaler{bare}, "default", "web"), "no API version: apps, as VPA defaults it")
 }
