@@ -365,4 +365,3 @@ func abort(st State, why string) Decision {
 	st.Failures++
 	return Decision{Action: Abort, Reason: why, State: st, Template: tpl}
 }
-
