@@ -21,6 +21,7 @@ import (
 	"function/eventing"
 	"function/eventing/auth"
 	"function/handlers"
+	"function/handlers/drain"
 	"function/telemetry"
 )
 
@@ -115,8 +116,17 @@ func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
 		telemetry.InjectEvent(ctx, reply) // the reply continues the event's trace
 	}
 	if err := eventing.WriteReply(ctx, w, reply); err != nil {
-		f.log.Warn("could not write the reply", slog.String("ceId", e.ID()), slog.String("error", err.Error()))
+		f.log.Warn("could not write the reply", senderAttr("ceId", e.ID()), slog.String("error", err.Error()))
 	}
+}
+
+// senderAttr is a log attribute of a value the sender chose (an event's id, type, subject,
+// source): as is up to drain.MaxQuoted bytes, else cut by drain.Quote, with its length.
+func senderAttr(key, v string) slog.Attr {
+	if len(v) > drain.MaxQuoted {
+		v = drain.Quote(v)
+	}
+	return slog.String(key, v)
 }
 
 // HandleEvent decides on one ApiServerSource Pod event and applies the decision (and, with
@@ -136,8 +146,8 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 	// written (most events write none here).
 	log := func(level slog.Level, msg string, attrs ...slog.Attr) {
 		if f.log.Enabled(ctx, level) {
-			f.log.LogAttrs(ctx, level, msg, append([]slog.Attr{slog.String("ceId", e.ID()), slog.String("ceType", e.Type()),
-				slog.String("ceSubject", e.Subject())}, attrs...)...)
+			f.log.LogAttrs(ctx, level, msg, append([]slog.Attr{senderAttr("ceId", e.ID()), senderAttr("ceType", e.Type()),
+				senderAttr("ceSubject", e.Subject())}, attrs...)...)
 		}
 	}
 	if eventing.IsSweep(e) {
@@ -145,10 +155,10 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 			return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "a sweep needs a cluster (dry-run without one)")
 		}
 		if !rec.AskSweep() {
-			log(slog.LevelDebug, "sweep asked for again within the minimum gap: not repeated", slog.String("ceSource", e.Source()))
+			log(slog.LevelDebug, "sweep asked for again within the minimum gap: not repeated", senderAttr("ceSource", e.Source()))
 			return nil, cehttp.NewResult(http.StatusAccepted, "sweep not repeated: one was asked for less than %s ago", handlers.MinSweepGap)
 		}
-		log(slog.LevelInfo, "sweep requested by an event", slog.String("ceSource", e.Source()))
+		log(slog.LevelInfo, "sweep requested by an event", senderAttr("ceSource", e.Source()))
 		return nil, cehttp.NewResult(http.StatusAccepted, "sweep requested")
 	}
 	in, err := f.decoder.Decode(e)

@@ -418,8 +418,8 @@ func TestHTTPHostileEvents(t *testing.T) {
 			status: 400, message: `metadata.uid "../../x" is not a UUID`},
 		{name: "uid not a UUID in a delete event", header: binaryHeader(hostileDelete), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.UID = "u" })),
 			status: 400, message: `metadata.uid "u" is not a UUID`},
-		{name: "uid of 100,000 characters (the message repeats 64)", header: binaryHeader(hostileUpdate), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.UID = types.UID(strings.Repeat("f", 100_000)) })),
-			status: 400, message: `metadata.uid "` + strings.Repeat("f", 64) + `"... is not a UUID`},
+		{name: "uid of 100,000 characters (the message repeats 256 bytes, and the length)", header: binaryHeader(hostileUpdate), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.UID = types.UID(strings.Repeat("f", 100_000)) })),
+			status: 400, message: `metadata.uid "` + strings.Repeat("f", drain.MaxQuoted) + `…" (100000 bytes) is not a UUID`},
 		{name: "deletionTimestamp in the year 9999", header: binaryHeader(hostileUpdate),
 			body:   podJSON(t, hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) { ts := metav1.NewTime(far); p.DeletionTimestamp = &ts })),
 			status: 400, message: "pod default/web-1 metadata.deletionTimestamp 9999-12-31T23:59:59Z is out of range"},
@@ -441,8 +441,8 @@ func TestHTTPHostileEvents(t *testing.T) {
 				p.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{StartedAt: metav1.NewTime(now), FinishedAt: metav1.NewTime(far)}}
 			})),
 			status: 400, message: "status.containerStatuses[0].state.terminated.finishedAt 9999-12-31T23:59:59Z is out of range"},
-		{name: "name of 100,000 characters (the message repeats 64)", header: binaryHeader(hostileUpdate, "Ce-Name", ""), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.Name = strings.Repeat("a", 100_000) })),
-			status: 400, message: `pod name "` + strings.Repeat("a", 64) + `"... is invalid: must be no more than 253 characters`},
+		{name: "name of 100,000 characters (the message repeats 256 bytes, and the length)", header: binaryHeader(hostileUpdate, "Ce-Name", ""), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.Name = strings.Repeat("a", 100_000) })),
+			status: 400, message: `pod name "` + strings.Repeat("a", drain.MaxQuoted) + `…" (100000 bytes) is invalid: must be no more than 253 characters`},
 
 		// ---- well-formed pods with odd values: not rejected, nothing to write now ------------
 		{name: "huge annotation (900 KiB) on a draining pod", header: binaryHeader(hostileUpdate),

@@ -28,6 +28,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/clock"
 	"knative.dev/eventing/pkg/apis/sources"
+
+	"function/handlers/drain"
 )
 
 // MaxDataBytes is the largest event data accepted (3 MiB); larger data is answered 413. The
@@ -234,9 +236,6 @@ const (
 	maxTimeAhead = 10 * 365 * 24 * time.Hour
 )
 
-// maxQuoted bounds how much of a rejected value a message repeats (it is answered and logged).
-const maxQuoted = 64
-
 // Decoder decodes events against a clock: the bound on the times a pod may carry follows its
 // now. The zero Decoder uses the real clock.
 type Decoder struct {
@@ -259,7 +258,7 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 	t, ok := eventTypes[e.Type()]
 	if !ok {
 		return Input{}, reject(http.StatusBadRequest,
-			"unsupported event type %q: expected one of dev.knative.apiserver.resource.{add,update,delete} or dev.knative.apiserver.ref.{add,update,delete}", e.Type())
+			"unsupported event type %s: expected one of dev.knative.apiserver.resource.{add,update,delete} or dev.knative.apiserver.ref.{add,update,delete}", drain.Quote(e.Type()))
 	}
 	data := e.Data()
 	if len(data) > MaxDataBytes {
@@ -270,7 +269,7 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 	}
 	if ct := e.DataContentType(); ct != "" && ct != event.ApplicationJSON {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return Input{}, reject(http.StatusBadRequest, "datacontenttype %q is not JSON", ct)
+			return Input{}, reject(http.StatusBadRequest, "datacontenttype %s is not JSON", drain.Quote(ct))
 		}
 	}
 	in := Input{Mode: t.mode, Op: t.op}
@@ -292,7 +291,7 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 		}
 		kind, apiVersion, in.Namespace, in.Name, uid = id.Kind, id.APIVersion, id.Metadata.Namespace, id.Metadata.Name, id.Metadata.UID
 		if kind != objects[ObjectVPA].kind {
-			return Input{}, reject(http.StatusBadRequest, "extension kind=%q does not match the data (%s)", objects[ObjectVPA].kind, quoteShort(kind))
+			return Input{}, reject(http.StatusBadRequest, "extension kind=%q does not match the data (%s)", objects[ObjectVPA].kind, drain.Quote(kind))
 		}
 	default:
 		pod, err := decodePod(data)
@@ -304,7 +303,7 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 	}
 	obj, ok := objectOf(kind, apiVersion)
 	if !ok {
-		return Input{}, reject(http.StatusBadRequest, "event data is kind %q apiVersion %q, not a v1 Pod or an autoscaling.k8s.io/v1 VerticalPodAutoscaler", kind, apiVersion)
+		return Input{}, reject(http.StatusBadRequest, "event data is kind %s apiVersion %s, not a v1 Pod or an autoscaling.k8s.io/v1 VerticalPodAutoscaler", drain.Quote(kind), drain.Quote(apiVersion))
 	}
 	in.Object = obj
 	if obj != ObjectPod {
@@ -325,7 +324,7 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 		case uid == "" && t.op != Delete:
 			return Input{}, reject(http.StatusBadRequest, "VerticalPodAutoscaler %s/%s has no metadata.uid", in.Namespace, in.Name)
 		case uid != "" && !isUUID(uid):
-			return Input{}, reject(http.StatusBadRequest, "VerticalPodAutoscaler %s/%s metadata.uid %s is not a UUID", in.Namespace, in.Name, quoteShort(uid))
+			return Input{}, reject(http.StatusBadRequest, "VerticalPodAutoscaler %s/%s metadata.uid %s is not a UUID", in.Namespace, in.Name, drain.Quote(uid))
 		}
 	}
 	if in.Pod != nil {
@@ -335,7 +334,7 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 		case uid == "" && t.op != Delete:
 			return Input{}, reject(http.StatusBadRequest, "pod %s/%s has no metadata.uid", in.Namespace, in.Name)
 		case uid != "" && !isUUID(uid):
-			return Input{}, reject(http.StatusBadRequest, "pod %s/%s metadata.uid %s is not a UUID", in.Namespace, in.Name, quoteShort(uid))
+			return Input{}, reject(http.StatusBadRequest, "pod %s/%s metadata.uid %s is not a UUID", in.Namespace, in.Name, drain.Quote(uid))
 		}
 		var now time.Time
 		if d.Clock != nil {
@@ -344,6 +343,9 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 			now = time.Now()
 		}
 		if err := checkTimes(in.Pod, now); err != nil {
+			return Input{}, err
+		}
+		if err := checkRefs(in.Pod); err != nil {
 			return Input{}, err
 		}
 	}
@@ -359,13 +361,13 @@ func (d Decoder) Decode(e event.Event) (Input, error) {
 					s = fmt.Sprint(v)
 				}
 				if s != attr.want {
-					return Input{}, reject(http.StatusBadRequest, "extension %s=%q does not match the data (%q)", attr.name, s, attr.want)
+					return Input{}, reject(http.StatusBadRequest, "extension %s=%s does not match the data (%q)", attr.name, drain.Quote(s), attr.want)
 				}
 			}
 		}
 	}
 	if sub, want := e.Subject(), ObjectPath(obj, in.Namespace, in.Name); sub != "" && sub != want {
-		return Input{}, reject(http.StatusBadRequest, "subject %q does not match the data (%q)", sub, want)
+		return Input{}, reject(http.StatusBadRequest, "subject %s does not match the data (%q)", drain.Quote(sub), want)
 	}
 	return in, nil
 }
@@ -474,18 +476,31 @@ func checkName(noun, field, v string, ok func(string) bool, valid func(string) [
 		return nil
 	}
 	if msgs := valid(v); len(msgs) > 0 {
-		return reject(http.StatusBadRequest, "%s %s %s is invalid: %s", noun, field, quoteShort(v), strings.Join(msgs, "; "))
+		return reject(http.StatusBadRequest, "%s %s %s is invalid: %s", noun, field, drain.Quote(v), strings.Join(msgs, "; "))
 	}
 	return nil
 }
 
-// quoteShort is v quoted, cut to its first maxQuoted bytes ("..." after the quote when cut):
-// a message never repeats all of what a sender sent.
-func quoteShort(v string) string {
-	if len(v) <= maxQuoted {
-		return strconv.Quote(v)
+// maxResourceVersion bounds a resourceVersion: the API server writes etcd's revision, a
+// decimal number (64 bytes leaves room for any other storage's opaque token).
+const maxResourceVersion = 64
+
+// checkRefs rejects a pod whose identity fields that are logged and replied with are longer
+// than the API server writes them: a resourceVersion over maxResourceVersion bytes, an owner
+// reference whose kind, name or apiVersion is over 253 bytes (a name's longest; only the
+// length is checked, a custom resource's name need not be a DNS subdomain).
+func checkRefs(pod *corev1.Pod) error {
+	if n := len(pod.ResourceVersion); n > maxResourceVersion {
+		return reject(http.StatusBadRequest, "pod %s/%s metadata.resourceVersion is %d bytes, more than %d", pod.Namespace, pod.Name, n, maxResourceVersion)
 	}
-	return strconv.Quote(strings.ToValidUTF8(v[:maxQuoted], "")) + "..."
+	for _, o := range pod.OwnerReferences {
+		if len(o.Name) > validation.DNS1123SubdomainMaxLength || len(o.Kind) > validation.DNS1123SubdomainMaxLength ||
+			len(o.APIVersion) > validation.DNS1123SubdomainMaxLength {
+			return reject(http.StatusBadRequest, "pod %s/%s has an ownerReference longer than the API server writes (kind %s, name %s, apiVersion %s)",
+				pod.Namespace, pod.Name, drain.Quote(o.Kind), drain.Quote(o.Name), drain.Quote(o.APIVersion))
+		}
+	}
+	return nil
 }
 
 // isUUID reports whether v is a UUID in the form the API server writes a uid:

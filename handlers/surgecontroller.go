@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
@@ -300,15 +301,22 @@ func (c *SurgeController) Sweep(ctx context.Context) (SurgeResult, error) {
 	}
 	cfg := c.config()
 	now := c.now()
+	on := cfg.Surge.Enabled && !cfg.Uninstalling
 	slots, err := c.Budget.Read(ctx, now, cfg.Surge.Timeout)
-	if err != nil {
+	switch {
+	case err != nil && !on && apierrors.IsForbidden(err):
+		// Surge rollouts off and their roles (config/rbac-surge.yaml) not applied: none can
+		// be in flight.
+		c.Log.DebugContext(ctx, "surge rollouts: the budget's Lease is not readable", slog.String("error", err.Error()))
+		return res, nil
+	case err != nil:
 		return res, err
 	}
 	keys := map[string]*appsv1.Deployment{} // as listed (nil: read it)
 	for _, k := range slots.InFlight() {
 		keys[k] = nil
 	}
-	if cfg.Surge.Enabled && !cfg.Uninstalling {
+	if on {
 		opts := metav1.ListOptions{Limit: surgeListPage}
 		for {
 			list, err := c.Client.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, opts)

@@ -2,7 +2,10 @@
 // authentication (feature flag authentication-oidc) is on, a sender (the Broker's filter for a
 // Trigger, a Source) presents a ServiceAccount token issued for its target's audience in an
 // `Authorization: Bearer …` header. Verifier checks it with a TokenReview against the API
-// server, from the header alone: the body of a request it refuses is never read.
+// server, from the header alone: the body of a request it refuses is never read. It caches
+// the verdicts (bounded), renews an accepted token in use before its verdict expires, and caps
+// the reviews with two budgets, one for unknown tokens and one for tokens it has accepted, so
+// that a flood of unknown tokens cannot starve the tokens it has accepted.
 package auth
 
 import (
@@ -33,26 +36,44 @@ const (
 	// past the expiry its own claims state): a revoked token (its ServiceAccount or pod deleted)
 	// is refused at most this long after.
 	AcceptedTTL = time.Minute
+	// RenewBefore is the last part of AcceptedTTL in which a request with an accepted token is
+	// answered from the cache and starts one TokenReview in the background (at most one at a
+	// time per token, within ReviewTimeout, on the known tokens' budget) that renews the
+	// verdict: a token in use is re-reviewed before its verdict expires, and its requests never
+	// wait for a review. A verdict that ends at the token's own exp claim is not renewed.
+	RenewBefore = 20 * time.Second
+	// KnownTTL is how long after its last accepting review a token stays known (never past its
+	// exp claim): once its verdict has expired (no request came in time to renew it) it is no
+	// longer trusted, but its re-review is made on the known tokens' budget, which unknown
+	// tokens never spend.
+	KnownTTL = time.Hour
 	// RefusedTTL is how long a refused token (401, 403) is refused without another TokenReview.
 	RefusedTTL = 10 * time.Second
 	// MaxCached is how many verdicts each of the two caches (accepted, refused) holds. A full
-	// cache first drops its expired verdicts and, if none is, is emptied: it never grows past
-	// this. A verdict is a few hundred bytes at most, the user name its longest part (its key
-	// is the token's SHA-256, never the token): under 1 MiB for both. Refused tokens never push
-	// accepted ones out. (With ReviewsPerSecond and the TTLs, fewer than ~620 verdicts are live
-	// at once: MaxCached is the backstop.)
+	// accepted cache first drops the tokens no longer known, then those known but no longer
+	// trusted, then the live verdict that expires first; a full refused cache drops its expired
+	// verdicts and, if none is, is emptied: neither grows past this. A verdict is a few hundred
+	// bytes at most, the user name its longest part (its key is the token's SHA-256, never the
+	// token): under 1 MiB for both. Refused tokens never push accepted ones out.
 	MaxCached = 1024
-	// ReviewsPerSecond and ReviewBurst cap the TokenReviews a replica makes (only tokens it
-	// holds no verdict for cost one): a request beyond the cap is answered 503 with
-	// Retry-After: 1 (the sender retries), so a flood of distinct tokens costs the API server at
-	// most this rate. Concurrent requests with the same token share one review.
+	// ReviewsPerSecond and ReviewBurst cap the TokenReviews a replica makes for unknown tokens
+	// (those it holds no verdict for and has never accepted, or no longer knows): a request
+	// beyond the cap is answered 503 with Retry-After: 1 (the sender retries), so a flood of
+	// distinct tokens costs the API server at most this rate. Concurrent requests with the same
+	// token share one review.
 	ReviewsPerSecond = 10
 	ReviewBurst      = 20
+	// KnownReviewsPerSecond and KnownReviewBurst cap, apart, the re-reviews of known tokens
+	// (the renewals and the re-reviews after a verdict expired): only a token the API server
+	// has accepted spends this budget, so a flood of unknown tokens never gets a known one
+	// answered 503.
+	KnownReviewsPerSecond = 10
+	KnownReviewBurst      = 20
 	// MaxTokenBytes bounds a token: a longer one is refused (401) without a TokenReview. A
 	// ServiceAccount token is 1 to 2 KiB.
 	MaxTokenBytes = 8 << 10
 	// ReviewTimeout bounds one TokenReview (shared by the requests waiting for it; each
-	// request also gives up when its own context ends).
+	// request also gives up when its own context ends; a renewal has no request to wait for it).
 	ReviewTimeout = 10 * time.Second
 )
 
@@ -90,7 +111,7 @@ type Options struct {
 	// Identities, when not empty, are the only user names accepted (a ServiceAccount's is
 	// system:serviceaccount:<namespace>:<name>); a valid token of another is answered 403.
 	Identities []string
-	// Clock times the caches and the review cap (default: the real clock).
+	// Clock times the caches and the review caps (default: the real clock).
 	Clock clock.PassiveClock
 }
 
@@ -100,8 +121,12 @@ type Verifier struct {
 	audience   string
 	identities []string
 	clock      clock.PassiveClock
-	limiter    flowcontrol.PassiveRateLimiter
-	group      singleflight.Group
+	// unknown caps the reviews of tokens never accepted (or no longer known), known the
+	// re-reviews of accepted ones: two budgets, so that the first cannot starve the second.
+	unknownBudget, knownBudget flowcontrol.PassiveRateLimiter
+	group                      singleflight.Group
+	// renewals counts the background renewals running (tests wait for them).
+	renewals sync.WaitGroup
 
 	mu       sync.Mutex
 	accepted map[[sha256.Size]byte]verdict
@@ -113,7 +138,29 @@ type verdict struct {
 	user    string
 	err     *Error
 	expires time.Time
+	// knownUntil (accepted verdicts) is until when the token is known: re-reviewed on the known
+	// tokens' budget, and renewed before expires, when after it (zero: not past expires).
+	knownUntil time.Time
+	// renewing is set while a background renewal of the verdict runs.
+	renewing bool
 }
+
+// state is what the cache knows of a token.
+type state int
+
+const (
+	// stateUnknown: no verdict, or one no longer known; a review spends the unknown tokens'
+	// budget.
+	stateUnknown state = iota
+	// stateLive: a verdict still trusted (accepted or refused), answered as is.
+	stateLive
+	// stateRenew: an accepted verdict in its last RenewBefore, renewable: answered as is, and
+	// renewed in the background.
+	stateRenew
+	// stateKnown: an accepted verdict expired, its token still known: re-reviewed on the known
+	// tokens' budget.
+	stateKnown
+)
 
 // New returns a Verifier that reviews tokens through client (it needs create on
 // tokenreviews.authentication.k8s.io).
@@ -129,8 +176,9 @@ func New(client kubernetes.Interface, opts Options) (*Verifier, error) {
 		c = clock.RealClock{}
 	}
 	return &Verifier{client: client, audience: opts.Audience, identities: slices.Clone(opts.Identities), clock: c,
-		limiter:  flowcontrol.NewTokenBucketPassiveRateLimiterWithClock(ReviewsPerSecond, ReviewBurst, c),
-		accepted: map[[sha256.Size]byte]verdict{}, refused: map[[sha256.Size]byte]verdict{}}, nil
+		unknownBudget: flowcontrol.NewTokenBucketPassiveRateLimiterWithClock(ReviewsPerSecond, ReviewBurst, c),
+		knownBudget:   flowcontrol.NewTokenBucketPassiveRateLimiterWithClock(KnownReviewsPerSecond, KnownReviewBurst, c),
+		accepted:      map[[sha256.Size]byte]verdict{}, refused: map[[sha256.Size]byte]verdict{}}, nil
 }
 
 // Audience is the audience tokens must be issued for.
@@ -143,23 +191,36 @@ func (v *Verifier) Audience() string { return v.audience }
 //     audience; the first three cost no API call;
 //   - 403 for a valid token of a user not in Identities;
 //   - 503 (Retry-After: 1) when the TokenReview fails or does not answer in time, or when the
-//     replica's cap on TokenReviews is reached: the sender retries; a token is never accepted
-//     without a review that accepted it.
+//     replica's cap on TokenReviews (the unknown tokens' or, apart, the known tokens') is
+//     reached: the sender retries; a token is never accepted without a review that accepted it.
+//
+// A token accepted within AcceptedTTL is answered from the cache; in the last RenewBefore of
+// that, the request also starts one renewal in the background. A token accepted before whose
+// verdict has expired (within KnownTTL) is re-reviewed on the known tokens' budget.
 func (v *Verifier) Verify(ctx context.Context, h http.Header) (string, error) {
 	token, err := bearer(h)
 	if err != nil {
 		return "", err
 	}
 	key := sha256.Sum256([]byte(token))
-	if d, ok := v.cached(key); ok {
+	d, st := v.lookup(key)
+	switch st {
+	case stateLive:
 		return d.user, asError(d.err)
+	case stateRenew:
+		v.renew(ctx, key, token)
+		return d.user, nil
+	}
+	limiter, busy := v.unknownBudget, "too many unknown tokens to review: try again"
+	if st == stateKnown {
+		limiter, busy = v.knownBudget, "too many known tokens to review again: try again"
 	}
 	ch := v.group.DoChan(string(key[:]), func() (any, error) {
-		if d, ok := v.cached(key); ok { // reviewed while this call was being set up
+		if d, st := v.lookup(key); st == stateLive || st == stateRenew { // reviewed while this call was being set up
 			return d, nil
 		}
-		if !v.limiter.TryAccept() {
-			return verdict{err: unavailable("too many unknown tokens to review: try again")}, nil
+		if !limiter.TryAccept() {
+			return verdict{err: unavailable(busy)}, nil
 		}
 		// One review for every request waiting on this token: none of them ends it early.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ReviewTimeout)
@@ -175,6 +236,39 @@ func (v *Verifier) Verify(ctx context.Context, h http.Header) (string, error) {
 	case <-ctx.Done():
 		return "", unavailable("the token review did not answer in time: try again")
 	}
+}
+
+// renew starts the background renewal of key's accepted verdict, unless one runs or the known
+// tokens' budget is spent (a later request in the window tries again; once the verdict has
+// expired, the token is re-reviewed before it is accepted). The renewal keeps ctx's values but
+// not its end, and is bounded by ReviewTimeout. Its verdict replaces the cached one: a refusal
+// refuses the token at once; a failed review leaves the cached verdict to expire.
+func (v *Verifier) renew(ctx context.Context, key [sha256.Size]byte, token string) {
+	v.mu.Lock()
+	d, ok := v.accepted[key]
+	if !ok || d.renewing || !v.knownBudget.TryAccept() {
+		v.mu.Unlock()
+		return
+	}
+	d.renewing = true
+	v.accepted[key] = d
+	v.renewals.Add(1)
+	v.mu.Unlock()
+	go func() {
+		defer v.renewals.Done()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ReviewTimeout)
+		defer cancel()
+		if nd := v.review(rctx, token); nd.err == nil || nd.err.Status != http.StatusServiceUnavailable {
+			v.store(key, nd)
+			return
+		}
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if d, ok := v.accepted[key]; ok {
+			d.renewing = false
+			v.accepted[key] = d
+		}
+	}()
 }
 
 // asError returns e as an error (nil for nil).
@@ -262,11 +356,11 @@ func (v *Verifier) review(ctx context.Context, token string) verdict {
 		return refused(&Error{Status: http.StatusForbidden, Challenge: `Bearer error="insufficient_scope"`,
 			Message: fmt.Sprintf("sender %s is not allowed to send events here", st.User.Username)})
 	default:
-		expires := now.Add(AcceptedTTL)
-		if exp, ok := expiry(token); ok && exp.Before(expires) {
-			expires = exp
+		expires, known := now.Add(AcceptedTTL), now.Add(KnownTTL)
+		if exp, ok := expiry(token); ok {
+			expires, known = minTime(expires, exp), minTime(known, exp)
 		}
-		return verdict{user: st.User.Username, expires: expires}
+		return verdict{user: st.User.Username, expires: expires, knownUntil: known}
 	}
 }
 
@@ -294,23 +388,48 @@ func expiry(token string) (time.Time, bool) {
 	return time.Unix(secs, 0), true
 }
 
-// cached returns the live verdict for key.
-func (v *Verifier) cached(key [sha256.Size]byte) (verdict, bool) {
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// lookup returns key's verdict and what it is to the cache; it drops the verdicts it finds
+// expired (an accepted one once its token is no longer known).
+func (v *Verifier) lookup(key [sha256.Size]byte) (verdict, state) {
 	now := v.clock.Now()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	for _, m := range []map[[sha256.Size]byte]verdict{v.accepted, v.refused} {
-		if d, ok := m[key]; ok {
-			if now.Before(d.expires) {
-				return d, true
-			}
-			delete(m, key)
+	if d, ok := v.refused[key]; ok {
+		if now.Before(d.expires) {
+			return d, stateLive
 		}
+		delete(v.refused, key)
 	}
-	return verdict{}, false
+	d, ok := v.accepted[key]
+	switch {
+	case !ok:
+		return verdict{}, stateUnknown
+	case now.Before(d.expires) && d.knownUntil.After(d.expires) && !now.Before(d.expires.Add(-RenewBefore)):
+		return d, stateRenew
+	case now.Before(d.expires):
+		return d, stateLive
+	case now.Before(d.knownUntil):
+		return d, stateKnown
+	}
+	delete(v.accepted, key)
+	return verdict{}, stateUnknown
 }
 
-// store caches d (a 503 is not cached, nor a verdict already expired) in its bounded cache.
+// cached returns the live verdict for key (tests).
+func (v *Verifier) cached(key [sha256.Size]byte) (verdict, bool) {
+	d, st := v.lookup(key)
+	return d, st == stateLive || st == stateRenew
+}
+
+// store caches d (a 503 is not cached, nor a verdict already expired) in its bounded cache,
+// in place of any verdict for key in the other.
 func (v *Verifier) store(key [sha256.Size]byte, d verdict) {
 	now := v.clock.Now()
 	if (d.err != nil && d.err.Status == http.StatusServiceUnavailable) || !now.Before(d.expires) {
@@ -318,21 +437,50 @@ func (v *Verifier) store(key [sha256.Size]byte, d verdict) {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	m := v.accepted
+	m, other := v.accepted, v.refused
 	if d.err != nil {
-		m = v.refused
+		m, other = v.refused, v.accepted
 	}
-	if len(m) >= MaxCached {
-		for k, old := range m {
-			if !now.Before(old.expires) {
-				delete(m, k)
-			}
-		}
-		if len(m) >= MaxCached {
-			clear(m)
-		}
+	delete(other, key)
+	if _, ok := m[key]; !ok && len(m) >= MaxCached {
+		makeRoom(m, d.err == nil, now)
 	}
 	m[key] = d
+}
+
+// makeRoom drops verdicts from the full cache m (accepted: the accepted cache): first those
+// of tokens no longer known, then (accepted) those of tokens no longer trusted; should every
+// one still be live, the refused cache is emptied, the accepted one loses the verdict that
+// expires first.
+func makeRoom(m map[[sha256.Size]byte]verdict, accepted bool, now time.Time) {
+	for k, old := range m {
+		if !now.Before(old.expires) && !now.Before(old.knownUntil) {
+			delete(m, k)
+		}
+	}
+	switch {
+	case len(m) < MaxCached:
+		return
+	case !accepted:
+		clear(m)
+		return
+	}
+	for k, old := range m {
+		if !now.Before(old.expires) {
+			delete(m, k)
+		}
+	}
+	if len(m) < MaxCached {
+		return
+	}
+	var first [sha256.Size]byte
+	var at time.Time
+	for k, old := range m {
+		if at.IsZero() || old.expires.Before(at) {
+			first, at = k, old.expires
+		}
+	}
+	delete(m, first)
 }
 
 // Cached returns how many verdicts the accepted and the refused cache hold (tests, metrics).

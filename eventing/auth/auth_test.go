@@ -201,20 +201,29 @@ func TestVerifyCaches(t *testing.T) {
 	assert.Equal(t, 200, verify(token))
 	assert.Equal(t, 200, verify(token))
 	assert.Equal(t, int32(1), s.reviews.Load(), "the second request is answered from the cache")
-	clk.Step(auth.AcceptedTTL - time.Second)
+	clk.Step(auth.AcceptedTTL - auth.RenewBefore - time.Second)
 	assert.Equal(t, 200, verify(token))
-	assert.Equal(t, int32(1), s.reviews.Load())
+	v.WaitRenewals()
+	assert.Equal(t, int32(1), s.reviews.Load(), "not renewed before the last RenewBefore")
 	clk.Step(time.Second)
 	assert.Equal(t, 200, verify(token))
-	assert.Equal(t, int32(2), s.reviews.Load(), "reviewed again after AcceptedTTL")
+	v.WaitRenewals()
+	assert.Equal(t, int32(2), s.reviews.Load(), "renewed in the last RenewBefore")
+	clk.Step(auth.RenewBefore)
+	assert.Equal(t, 200, verify(token))
+	v.WaitRenewals()
+	assert.Equal(t, int32(2), s.reviews.Load(), "past the first verdict's AcceptedTTL, the renewed one holds")
+	clk.Step(auth.AcceptedTTL)
+	assert.Equal(t, 200, verify(token))
+	assert.Equal(t, int32(3), s.reviews.Load(), "reviewed again once the renewed verdict has expired")
 
 	// A refusal is cached for RefusedTTL.
 	assert.Equal(t, 401, verify("bogus"))
 	assert.Equal(t, 401, verify("bogus"))
-	assert.Equal(t, int32(3), s.reviews.Load())
+	assert.Equal(t, int32(4), s.reviews.Load())
 	clk.Step(auth.RefusedTTL)
 	assert.Equal(t, 401, verify("bogus"))
-	assert.Equal(t, int32(4), s.reviews.Load(), "reviewed again after RefusedTTL")
+	assert.Equal(t, int32(5), s.reviews.Load(), "reviewed again after RefusedTTL")
 
 	// A failed review is not cached: the next request reviews again, and passes.
 	s.err = errors.New("the API server is away")
@@ -223,7 +232,7 @@ func TestVerifyCaches(t *testing.T) {
 	assert.Equal(t, 503, verify(other))
 	s.err = nil
 	assert.Equal(t, 200, verify(other))
-	assert.Equal(t, int32(6), s.reviews.Load())
+	assert.Equal(t, int32(7), s.reviews.Load())
 }
 
 // A token that expires within AcceptedTTL is trusted only until its exp claim.
@@ -276,7 +285,8 @@ func TestVerifyBoundedCache(t *testing.T) {
 		}
 	}
 	assert.Positive(t, hits)
-	assert.Equal(t, int32(n+1), s.reviews.Load(), "one review per distinct token, none again for the accepted one")
+	v.WaitRenewals()
+	assert.Equal(t, int32(n+2), s.reviews.Load(), "one review per distinct token; the accepted one's renewal in its last RenewBefore")
 }
 
 // Beyond the cap on reviews, an unknown token is answered 503 with no review; cached tokens are

@@ -12,44 +12,94 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
-// The review cap and the TTLs keep fewer live verdicts than MaxCached; should a cache fill
-// with live ones all the same, it is emptied rather than grown. Expired verdicts go first.
+func key(i int) [sha256.Size]byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(i))
+	return sha256.Sum256(b[:])
+}
+
+// A full cache makes room rather than grow: the accepted one drops first the tokens no longer
+// known, then those known but no longer trusted, then the live verdict that expires first; the
+// refused one drops its expired verdicts, then is emptied.
 func TestStoreNeverGrowsPastMaxCached(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Now())
 	v, err := New(fake.NewClientset(), Options{Audience: "a", Clock: clk})
 	require.NoError(t, err)
-	key := func(i int) [sha256.Size]byte {
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], uint64(i))
-		return sha256.Sum256(b[:])
+	now := clk.Now()
+	live := verdict{user: "u", expires: now.Add(AcceptedTTL), knownUntil: now.Add(KnownTTL)}
+	known := verdict{user: "u", expires: now.Add(time.Second), knownUntil: now.Add(KnownTTL)} // untrusted in 2 s
+	gone := verdict{user: "u", expires: now.Add(time.Second)}                                 // unknown in 2 s
+	fill := func(from, to int, d verdict) {
+		for i := from; i < to; i++ {
+			v.store(key(i), d)
+		}
 	}
-	// Half expire, half live: a full cache drops the expired ones only.
-	for i := range MaxCached / 2 {
-		v.store(key(i), verdict{user: "u", expires: clk.Now().Add(time.Second)})
+	has := func(i int) bool {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		_, ok := v.accepted[key(i)]
+		return ok
 	}
+
+	// A quarter gone, a quarter known, half live: the gone quarter goes first.
+	fill(0, MaxCached/4, gone)
+	fill(MaxCached/4, MaxCached/2, known)
+	fill(MaxCached/2, MaxCached-1, live)
+	soonest := live
+	soonest.expires = now.Add(AcceptedTTL - time.Second)
+	v.store(key(MaxCached-1), soonest)
 	clk.Step(2 * time.Second)
-	for i := MaxCached / 2; i < MaxCached; i++ {
-		v.store(key(i), verdict{user: "u", expires: clk.Now().Add(AcceptedTTL)})
-	}
 	accepted, _ := v.Cached()
 	require.Equal(t, MaxCached, accepted)
-	v.store(key(MaxCached), verdict{user: "u", expires: clk.Now().Add(AcceptedTTL)})
+	v.store(key(MaxCached), live)
 	accepted, _ = v.Cached()
-	assert.Equal(t, MaxCached/2+1, accepted, "the expired half dropped")
-	_, ok := v.cached(key(MaxCached - 1))
-	assert.True(t, ok, "a live verdict kept")
+	assert.Equal(t, 3*MaxCached/4+1, accepted, "the tokens no longer known dropped")
+	assert.False(t, has(0))
+	assert.True(t, has(MaxCached/4), "a known token kept")
 
-	// All live: emptied, then the new one stored.
-	for i := MaxCached + 1; i < 2*MaxCached; i++ {
-		v.store(key(i), verdict{user: "u", expires: clk.Now().Add(AcceptedTTL)})
-		accepted, _ = v.Cached()
-		require.LessOrEqual(t, accepted, MaxCached)
-	}
+	// Full again: the known ones go next.
+	fill(MaxCached+1, MaxCached+MaxCached/4, live)
+	accepted, _ = v.Cached()
+	require.Equal(t, MaxCached, accepted)
+	v.store(key(2*MaxCached), live)
+	accepted, _ = v.Cached()
+	assert.Equal(t, 3*MaxCached/4+1, accepted, "the known, untrusted tokens dropped")
+	assert.False(t, has(MaxCached/4))
+	assert.True(t, has(MaxCached/2), "a live verdict kept")
+
+	// All live: the one that expires first goes, one at a time.
+	fill(2*MaxCached+1, 2*MaxCached+MaxCached/4, live)
+	accepted, _ = v.Cached()
+	require.Equal(t, MaxCached, accepted)
+	require.True(t, has(MaxCached-1))
+	v.store(key(3*MaxCached), live)
+	accepted, _ = v.Cached()
+	assert.Equal(t, MaxCached, accepted)
+	assert.False(t, has(MaxCached-1), "the verdict expiring first dropped")
+	assert.True(t, has(3*MaxCached), "the newest verdict is stored")
+	v.store(key(MaxCached/2), live) // already held: replaced, nothing dropped
 	accepted, refused := v.Cached()
-	assert.LessOrEqual(t, accepted, MaxCached)
+	assert.Equal(t, MaxCached, accepted)
 	assert.Zero(t, refused)
-	_, ok = v.cached(key(2*MaxCached - 1))
-	assert.True(t, ok, "the newest verdict is stored")
+
+	// The refused cache, full of live verdicts, is emptied; refusals never push out accepted.
+	no := verdict{err: invalidToken("no"), expires: clk.Now().Add(RefusedTTL)}
+	fill(4*MaxCached, 5*MaxCached, no)
+	accepted, refused = v.Cached()
+	require.Equal(t, MaxCached, refused)
+	v.store(key(5*MaxCached), no)
+	accepted, refused = v.Cached()
+	assert.Equal(t, 1, refused)
+	assert.Equal(t, MaxCached, accepted)
+
+	// A refusal replaces the token's accepted verdict, an acceptance its refusal.
+	v.store(key(MaxCached/2), no)
+	assert.False(t, has(MaxCached/2))
+	_, st := v.lookup(key(MaxCached / 2))
+	assert.Equal(t, stateLive, st)
+	v.store(key(5*MaxCached), live)
+	_, refused = v.Cached()
+	assert.Equal(t, 1, refused, "the refusal of key 5*MaxCached replaced")
 
 	// A 503 and an already expired verdict are not cached.
 	v.store(key(-1), verdict{err: unavailable("away")})
@@ -57,6 +107,42 @@ func TestStoreNeverGrowsPastMaxCached(t *testing.T) {
 	for _, k := range []int{-1, -2} {
 		_, ok := v.cached(key(k))
 		assert.False(t, ok)
+	}
+}
+
+// What lookup makes of an accepted verdict as time passes.
+func TestLookupStates(t *testing.T) {
+	tests := []struct {
+		name    string
+		expires time.Duration // after the review
+		known   time.Duration // 0: not known past expires
+		at      time.Duration
+		want    state
+	}{
+		{"fresh", AcceptedTTL, KnownTTL, 0, stateLive},
+		{"before the renewal window", AcceptedTTL, KnownTTL, AcceptedTTL - RenewBefore - time.Nanosecond, stateLive},
+		{"in the renewal window", AcceptedTTL, KnownTTL, AcceptedTTL - RenewBefore, stateRenew},
+		{"its last instant", AcceptedTTL, KnownTTL, AcceptedTTL - time.Nanosecond, stateRenew},
+		{"expired, known", AcceptedTTL, KnownTTL, AcceptedTTL, stateKnown},
+		{"no longer known", AcceptedTTL, KnownTTL, KnownTTL, stateUnknown},
+		{"ends at its exp claim: not renewed", 30 * time.Second, 30 * time.Second, 25 * time.Second, stateLive},
+		{"past its exp claim: unknown", 30 * time.Second, 30 * time.Second, 30 * time.Second, stateUnknown},
+		{"never known past its verdict", AcceptedTTL, 0, AcceptedTTL - time.Second, stateLive},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := clocktesting.NewFakeClock(time.Now())
+			v, err := New(fake.NewClientset(), Options{Audience: "a", Clock: clk})
+			require.NoError(t, err)
+			d := verdict{user: "u", expires: clk.Now().Add(tt.expires)}
+			if tt.known > 0 {
+				d.knownUntil = clk.Now().Add(tt.known)
+			}
+			v.store(key(1), d)
+			clk.Step(tt.at)
+			_, st := v.lookup(key(1))
+			assert.Equal(t, tt.want, st)
+		})
 	}
 }
 

@@ -190,10 +190,10 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 		t = latest(t)
 		switch {
 		case err != nil:
-			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %q: using %s", AnnotationDrainDeadline, v, d.Deadline.Format(time.RFC3339)))
+			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %s: using %s", AnnotationDrainDeadline, Quote(v), d.Deadline.Format(time.RFC3339)))
 		case t.Before(d.Started):
 			d.Warnings = append(d.Warnings, fmt.Sprintf("%s %s is before the drain started (%s): ignored, using %s",
-				AnnotationDrainDeadline, v, d.Started.Format(time.RFC3339), d.Deadline.Format(time.RFC3339)))
+				AnnotationDrainDeadline, t.UTC().Format(time.RFC3339), d.Started.Format(time.RFC3339), d.Deadline.Format(time.RFC3339)))
 		case t.Before(d.Deadline):
 			d.Deadline = t
 		}
@@ -263,7 +263,7 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 		// so a stamp that cannot be written never leaves the drain unbounded.
 		d.Action = StartDrain
 		if stampPresent {
-			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %q: stamped again", AnnotationDrainStarted, stampValue))
+			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %s: stamped again", AnnotationDrainStarted, Quote(stampValue)))
 		}
 	}
 	return d
@@ -413,7 +413,7 @@ func unmanagedWhy(pod *corev1.Pod, cfg config.Config, kind config.Kind) string {
 		return "namespace " + pod.Namespace + " not selected"
 	}
 	if v, ok := pod.Annotations[AnnotationManaged]; ok {
-		return fmt.Sprintf("opted out (%s=%q)", AnnotationManaged, v)
+		return fmt.Sprintf("opted out (%s=%s)", AnnotationManaged, Quote(v))
 	}
 	return "not managed (no vpa-managed or VPA annotation)"
 }
@@ -427,7 +427,7 @@ func Overrides(pod *corev1.Pod, defaultGrace, defaultTimeout time.Duration, warn
 		if d, err := config.ParseSeconds(v, 0); err == nil {
 			grace = d
 		} else {
-			*warnings = append(*warnings, fmt.Sprintf("invalid %s %q (%v): using %ds", AnnotationGracePeriod, v, err, int(grace.Seconds())))
+			*warnings = append(*warnings, fmt.Sprintf("invalid %s %s (%v): using %ds", AnnotationGracePeriod, Quote(v), err, int(grace.Seconds())))
 		}
 	}
 	if v, ok := pod.Annotations[AnnotationDrainTimeout]; ok {
@@ -435,11 +435,11 @@ func Overrides(pod *corev1.Pod, defaultGrace, defaultTimeout time.Duration, warn
 		case err == nil && d > defaultTimeout:
 			// The cluster's drainTimeoutSeconds is the bound every drain keeps: a pod may only
 			// ask for less.
-			*warnings = append(*warnings, fmt.Sprintf("%s %q exceeds drainTimeoutSeconds: using %ds", AnnotationDrainTimeout, v, int(timeout.Seconds())))
+			*warnings = append(*warnings, fmt.Sprintf("%s %s exceeds drainTimeoutSeconds: using %ds", AnnotationDrainTimeout, Quote(v), int(timeout.Seconds())))
 		case err == nil:
 			timeout = d
 		default:
-			*warnings = append(*warnings, fmt.Sprintf("invalid %s %q (%v): using %ds", AnnotationDrainTimeout, v, err, int(timeout.Seconds())))
+			*warnings = append(*warnings, fmt.Sprintf("invalid %s %s (%v): using %ds", AnnotationDrainTimeout, Quote(v), err, int(timeout.Seconds())))
 		}
 	}
 	if grace > timeout {

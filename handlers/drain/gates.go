@@ -175,7 +175,7 @@ func (g GateSpec) waitsFor(pod *corev1.Pod, kind config.Kind, wl config.Workload
 	}
 	switch b, err := config.ParseBool(v); {
 	case err != nil:
-		*warnings = append(*warnings, fmt.Sprintf("invalid %s %q (%v): using %t", g.Annotation, v, err, want))
+		*warnings = append(*warnings, fmt.Sprintf("invalid %s %s (%v): using %t", g.Annotation, Quote(v), err, want))
 	case b && g.Possible != nil && !g.Possible(kind):
 		*warnings = append(*warnings, fmt.Sprintf("%s=true ignored: "+g.Impossible, g.Annotation, kind))
 	default:

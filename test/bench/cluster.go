@@ -86,6 +86,7 @@ func clusterRows(ctx context.Context, env *machineEnv, o options, want func(...i
 		"KUBECONFIG=" + fnKubeconfig, "CONFIG_DIR=" + filepath.Join(env.dir, "no-config"), "LOG_LEVEL=info",
 		fmt.Sprintf("gracePeriodSeconds=%d", graceSeconds), "drainTimeoutSeconds=300", "sweepIntervalSeconds=900",
 	}, cluster.BarePods...)
+	st.fnEnv = append(st.fnEnv, o.fnEnv...)
 	st.fn, _, err = start(ctx, env.fn, nil, st.fnEnv, filepath.Join(env.dir, "function.log"))
 	if err != nil {
 		return nil, err

@@ -168,7 +168,7 @@ func httpRow(ctx context.Context, env *machineEnv, o options) (Row, error) {
 		env.say("  %s: %s", name, res)
 		return res, nil
 	}
-	fn, err := drive("function-dry-run", env.fn, nil, dryRunEnv(env.dir))
+	fn, err := drive("function-dry-run", env.fn, nil, append(dryRunEnv(env.dir), o.fnEnv...))
 	if err != nil {
 		return Row{}, err
 	}

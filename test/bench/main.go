@@ -49,6 +49,8 @@ type options struct {
 	starts      int
 	binary      string
 	keep        bool
+	// fnEnv is more configuration for the function measured (-fn-env, e.g. surgeRollout=true).
+	fnEnv []string
 }
 
 func main() {
@@ -69,7 +71,11 @@ func main() {
 	flag.IntVar(&o.starts, "starts", 10, "row 7's process starts (each, function and floor)")
 	flag.StringVar(&o.binary, "binary", os.Getenv("VPA_DRAIN_BINARY"), "a built function to measure instead of building cmd/vpa-graceful-drain (e.g. an older commit's, to compare)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory (the function's logs) and print its path")
+	fnEnv := flag.String("fn-env", "", "more configuration for the function measured, comma-separated KEY=VALUE (e.g. surgeRollout=true)")
 	flag.Parse()
+	if *fnEnv != "" {
+		o.fnEnv = strings.Split(*fnEnv, ",")
+	}
 	for _, s := range strings.Split(*rows, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > 8 {
