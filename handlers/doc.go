@@ -8,8 +8,10 @@
 // guarded, retry), decide.go (decide with facts), facts.go (factReads: one read per fact a gate
 // of drain.Gates needs), owners.go (ownerReaders: one reader per owner kind the table of kinds
 // in config marks Read), siblings.go, rechecks.go, sweep.go, sweeplease.go, advicecheck.go,
-// pacing.go, capacitygap.go, stale.go, events.go, serverclock.go, release.go, surgerollout.go
-// (surge rollouts: sweeps, VPA and pod events, following a rollout in flight); every in-memory
-// cache is a bounded map (bounded.go). The README's "Layout" says where each kind of change
+// pacing.go, capacitygap.go, stale.go, events.go, serverclock.go, release.go. Surge rollouts
+// are a controller of their own, the SurgeController (surgecontroller.go: its queue, sweeps,
+// VPA and pod events; surgeapply.go: decide, claim, write; surgebudget.go: the budget's Lease),
+// on the Deps it shares with the Reconciler. Every in-memory cache is a bounded map
+// (bounded.go). The README's "Layout" says where each kind of change
 // goes.
 package handlers

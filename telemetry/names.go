@@ -40,7 +40,7 @@ const (
 	// clock, so a replica whose clock is off still holds each pod as long as it should.
 	ClockOffset = "vpagracefuldrain.api_server.clock_offset"
 	// SurgeRollouts counts surge-rollout decisions applied, by outcome (started, completed,
-	// aborted, released, skipped).
+	// aborted, released, skipped, failed).
 	SurgeRollouts = "vpagracefuldrain.surge_rollouts"
 	// SurgeRolloutDuration is, per surge rollout that ended, the seconds from its start to its
 	// end, by outcome (completed, aborted, released).
