@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 
 	function "function"
 	"function/config"
+	"function/handlers"
 	"function/handlers/drain"
 )
 
@@ -59,46 +61,86 @@ func TestConfigMapHoldsTheDefaults(t *testing.T) {
 	assert.Equal(t, cfg, fromFiles)
 }
 
-// The function's role allows exactly the calls the code makes, and is bound to the service
-// account func.yaml deploys with.
-func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
-	roles := map[string]rbacv1.ClusterRole{}
-	bindings := map[string]rbacv1.ClusterRoleBinding{}
-	accounts := map[string]bool{}
-	nsRoles := map[string]rbacv1.Role{}
-	nsBindings := map[string]rbacv1.RoleBinding{}
-	for _, d := range documents(t, "rbac.yaml") {
-		var meta struct{ Kind string }
-		require.NoError(t, yaml.Unmarshal(d, &meta))
-		switch meta.Kind {
-		case "ClusterRole":
-			var r rbacv1.ClusterRole
-			require.NoError(t, yaml.UnmarshalStrict(d, &r))
-			roles[r.Name] = r
-		case "ClusterRoleBinding":
-			var b rbacv1.ClusterRoleBinding
-			require.NoError(t, yaml.UnmarshalStrict(d, &b))
-			bindings[b.Name] = b
-		case "Role":
-			var r rbacv1.Role
-			require.NoError(t, yaml.UnmarshalStrict(d, &r))
-			nsRoles[r.Namespace+"/"+r.Name] = r
-		case "RoleBinding":
-			var b rbacv1.RoleBinding
-			require.NoError(t, yaml.UnmarshalStrict(d, &b))
-			nsBindings[b.Namespace+"/"+b.Name] = b
-		case "ServiceAccount":
-			var sa corev1.ServiceAccount
-			require.NoError(t, yaml.UnmarshalStrict(d, &sa))
-			accounts[sa.Namespace+"/"+sa.Name] = true
+// rbacFiles are the RBAC manifests: the default install, then the opt-in modes' roles
+// (pacing, surge rollouts), each applied only where its mode is on.
+var rbacFiles = []string{"rbac.yaml", "rbac-pacing.yaml", "rbac-surge.yaml"}
+
+// rbacManifest is what RBAC manifests hold, by name (namespace/name for namespaced objects),
+// with the file each object is in.
+type rbacManifest struct {
+	roles      map[string]rbacv1.ClusterRole
+	bindings   map[string]rbacv1.ClusterRoleBinding
+	nsRoles    map[string]rbacv1.Role
+	nsBindings map[string]rbacv1.RoleBinding
+	accounts   map[string]bool
+	file       map[string]string // kind/name (kind/namespace/name) -> its file
+}
+
+// readRBAC decodes the files strictly; a kind the manifests should not hold fails.
+func readRBAC(t *testing.T, files ...string) rbacManifest {
+	t.Helper()
+	m := rbacManifest{roles: map[string]rbacv1.ClusterRole{}, bindings: map[string]rbacv1.ClusterRoleBinding{},
+		nsRoles: map[string]rbacv1.Role{}, nsBindings: map[string]rbacv1.RoleBinding{}, accounts: map[string]bool{},
+		file: map[string]string{}}
+	for _, f := range files {
+		for _, d := range documents(t, f) {
+			var meta struct{ Kind string }
+			require.NoError(t, yaml.Unmarshal(d, &meta))
+			var key string
+			switch meta.Kind {
+			case "ClusterRole":
+				var r rbacv1.ClusterRole
+				require.NoError(t, yaml.UnmarshalStrict(d, &r))
+				m.roles[r.Name] = r
+				key = r.Name
+			case "ClusterRoleBinding":
+				var b rbacv1.ClusterRoleBinding
+				require.NoError(t, yaml.UnmarshalStrict(d, &b))
+				m.bindings[b.Name] = b
+				key = b.Name
+			case "Role":
+				var r rbacv1.Role
+				require.NoError(t, yaml.UnmarshalStrict(d, &r))
+				key = r.Namespace + "/" + r.Name
+				m.nsRoles[key] = r
+			case "RoleBinding":
+				var b rbacv1.RoleBinding
+				require.NoError(t, yaml.UnmarshalStrict(d, &b))
+				key = b.Namespace + "/" + b.Name
+				m.nsBindings[key] = b
+			case "ServiceAccount":
+				var sa corev1.ServiceAccount
+				require.NoError(t, yaml.UnmarshalStrict(d, &sa))
+				key = sa.Namespace + "/" + sa.Name
+				m.accounts[key] = true
+			case "Namespace":
+				var ns corev1.Namespace
+				require.NoError(t, yaml.UnmarshalStrict(d, &ns))
+				key = ns.Name
+			case "":
+				continue // comments only
+			default:
+				require.Failf(t, "unexpected kind", "%s: %s", f, meta.Kind)
+			}
+			_, dup := m.file[meta.Kind+"/"+key]
+			require.False(t, dup, "%s %s is in more than one file", meta.Kind, key)
+			m.file[meta.Kind+"/"+key] = f
 		}
 	}
+	return m
+}
+
+// The function's roles allow exactly the calls the code makes, each in the file of the mode
+// that needs it, and are bound to the service account func.yaml deploys with.
+func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
+	m := readRBAC(t, rbacFiles...)
+	roles, bindings, accounts, nsRoles, nsBindings := m.roles, m.bindings, m.accounts, m.nsRoles, m.nsBindings
 	// Each rule, as group/resource (core resources bare), and the calls that need it.
 	tests := []struct {
-		role, account string
-		want          map[string][]string
+		role, file, account string
+		want                map[string][]string
 	}{
-		{"vpa-graceful-drain", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
+		{"vpa-graceful-drain", "rbac.yaml", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
 			// get: Reference mode and re-checks; list: sweeps and a Deployment's Ready replicas
 			// (readReplicas); patch: the finalizer and drain annotations.
 			"pods": {"get", "list", "patch"},
@@ -112,19 +154,20 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 			"autoscaling.k8s.io/verticalpodautoscalers": {"list"},
 		}},
 		// Pacing (ensurePodDisruptionBudget): ensurePDB creates, prunePDBs deletes.
-		{"vpa-graceful-drain-pacing", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
+		{"vpa-graceful-drain-pacing", "rbac-pacing.yaml", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
 			"policy/poddisruptionbudgets": {"create", "delete"},
 		}},
 		// Surge rollouts (surgeRollout): SurgeSweep lists Deployments, an event's evaluation gets
-		// one, and an opted-in one is patched.
-		{"vpa-graceful-drain-surge", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
+		// one, and an opted-in one is patched; the prediction reads the namespace's LimitRanges.
+		{"vpa-graceful-drain-surge", "rbac-surge.yaml", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
 			"apps/deployments": {"get", "list", "patch"},
+			"limitranges":      {"list"},
 		}},
 		// Sender authentication (SENDER_AUDIENCE): auth.Verifier's TokenReviews.
-		{"vpa-graceful-drain-sender-auth", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
+		{"vpa-graceful-drain-sender-auth", "rbac.yaml", "vpa-graceful-drain/vpa-graceful-drain", map[string][]string{
 			"authentication.k8s.io/tokenreviews": {"create"},
 		}},
-		{"vpa-graceful-drain-source", "vpa-graceful-drain/vpa-graceful-drain-source", map[string][]string{"pods": {"get", "list", "watch"},
+		{"vpa-graceful-drain-source", "rbac.yaml", "vpa-graceful-drain/vpa-graceful-drain-source", map[string][]string{"pods": {"get", "list", "watch"},
 			"autoscaling.k8s.io/verticalpodautoscalers": {"get", "list", "watch"}}},
 	}
 	// resolveOwner, readReplicas, advice and pacing read each kind the table of kinds marks
@@ -151,8 +194,10 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 				}
 			}
 			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.file, m.file["ClusterRole/"+tt.role], "the file of its mode")
 			b, ok := bindings[tt.role]
 			require.True(t, ok)
+			assert.Equal(t, tt.file, m.file["ClusterRoleBinding/"+tt.role], "bound in the same file")
 			assert.Equal(t, tt.role, b.RoleRef.Name)
 			require.Len(t, b.Subjects, 1)
 			assert.Equal(t, tt.account, b.Subjects[0].Namespace+"/"+b.Subjects[0].Name)
@@ -163,6 +208,7 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 	// The live configuration: exactly the one ConfigMap func.yaml's CONFIG_MAP names, read-only.
 	cfgRole, ok := nsRoles["vpa-graceful-drain/vpa-graceful-drain-config"]
 	require.True(t, ok)
+	assert.Equal(t, "rbac.yaml", m.file["Role/vpa-graceful-drain/vpa-graceful-drain-config"], "every install follows its ConfigMap")
 	require.Len(t, cfgRole.Rules, 3)
 	assert.Equal(t, []string{"configmaps"}, cfgRole.Rules[0].Resources)
 	assert.Equal(t, []string{"vpa-graceful-drain"}, cfgRole.Rules[0].ResourceNames)
@@ -173,13 +219,31 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 	assert.Equal(t, []string{"get", "update"}, cfgRole.Rules[1].Verbs)
 	assert.Equal(t, []string{"leases"}, cfgRole.Rules[2].Resources)
 	assert.Equal(t, []string{"create"}, cfgRole.Rules[2].Verbs)
-	// Surge rollouts: VPA's admission controller status Lease, by name, read only.
+	// Surge rollouts: VPA's admission controller status Lease, by name, read only, in the
+	// surge file (in kube-system, the default of admissionControllerStatusLeaseNamespace).
 	statusRole, ok := nsRoles["kube-system/vpa-graceful-drain-vpa-status"]
 	require.True(t, ok)
+	assert.Equal(t, "rbac-surge.yaml", m.file["Role/kube-system/vpa-graceful-drain-vpa-status"])
+	assert.Equal(t, "rbac-surge.yaml", m.file["RoleBinding/kube-system/vpa-graceful-drain-vpa-status"])
 	require.Len(t, statusRole.Rules, 1)
 	assert.Equal(t, []string{"leases"}, statusRole.Rules[0].Resources)
 	assert.Equal(t, []string{"vpa-admission-controller"}, statusRole.Rules[0].ResourceNames)
 	assert.Equal(t, []string{"get"}, statusRole.Rules[0].Verbs)
+	// Surge rollouts: the budget's Lease beside the sweep's, read and claimed by name (created
+	// with the config Role's create).
+	budgetRole, ok := nsRoles["vpa-graceful-drain/vpa-graceful-drain-surge-budget"]
+	require.True(t, ok)
+	assert.Equal(t, "rbac-surge.yaml", m.file["Role/vpa-graceful-drain/vpa-graceful-drain-surge-budget"])
+	require.Len(t, budgetRole.Rules, 1)
+	assert.Equal(t, []string{"coordination.k8s.io"}, budgetRole.Rules[0].APIGroups)
+	assert.Equal(t, []string{"leases"}, budgetRole.Rules[0].Resources)
+	assert.Equal(t, []string{function.SurgeLeaseName}, budgetRole.Rules[0].ResourceNames)
+	assert.Equal(t, []string{"get", "update"}, budgetRole.Rules[0].Verbs)
+	budgetBinding, ok := nsBindings["vpa-graceful-drain/vpa-graceful-drain-surge-budget"]
+	require.True(t, ok)
+	assert.Equal(t, "vpa-graceful-drain-surge-budget", budgetBinding.RoleRef.Name)
+	require.Len(t, budgetBinding.Subjects, 1)
+	assert.Equal(t, "vpa-graceful-drain/vpa-graceful-drain", budgetBinding.Subjects[0].Namespace+"/"+budgetBinding.Subjects[0].Name)
 	statusBinding, ok := nsBindings["kube-system/vpa-graceful-drain-vpa-status"]
 	require.True(t, ok)
 	assert.Equal(t, "vpa-graceful-drain-vpa-status", statusBinding.RoleRef.Name)
@@ -220,6 +284,99 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 	assert.Equal(t, "vpa-graceful-drain/vpa-graceful-drain", ns+"/"+name, "the ConfigMap of configmap.yaml, readable by the Role")
 }
 
+// grants reports whether one of rules allows verb on group/resource (RBAC's "*" included).
+func grants(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
+	has := func(list []string, v string) bool { return slices.Contains(list, v) || slices.Contains(list, "*") }
+	for _, r := range rules {
+		if has(r.APIGroups, group) && has(r.Resources, resource) && has(r.Verbs, verb) {
+			return true
+		}
+	}
+	return false
+}
+
+// The default install (config/rbac.yaml alone, without the opt-in files) lets the function's
+// account write no PodDisruptionBudget and no Deployment, nor read what only surge rollouts
+// need: pacing and surge rollouts are turned on by applying their own files. And the opt-in
+// files bind only that account, and create nothing the default install must (the namespace
+// and the ServiceAccounts are rbac.yaml's).
+func TestDefaultRBACGrantsNoOptInRights(t *testing.T) {
+	def := readRBAC(t, "rbac.yaml")
+	const account = "vpa-graceful-drain/vpa-graceful-drain"
+	var rules []rbacv1.PolicyRule // every rule rbac.yaml binds to the function's account
+	bound := func(subjects []rbacv1.Subject) bool {
+		return slices.ContainsFunc(subjects, func(s rbacv1.Subject) bool {
+			return s.Kind == rbacv1.ServiceAccountKind && s.Namespace+"/"+s.Name == account
+		})
+	}
+	for _, b := range def.bindings {
+		if bound(b.Subjects) {
+			role, ok := def.roles[b.RoleRef.Name]
+			require.True(t, ok, "ClusterRoleBinding %s binds a ClusterRole of rbac.yaml", b.Name)
+			rules = append(rules, role.Rules...)
+		}
+	}
+	for _, b := range def.nsBindings {
+		if bound(b.Subjects) {
+			require.Equal(t, "Role", b.RoleRef.Kind, b.Name)
+			role, ok := def.nsRoles[b.Namespace+"/"+b.RoleRef.Name]
+			require.True(t, ok, "RoleBinding %s/%s binds a Role of rbac.yaml", b.Namespace, b.Name)
+			assert.Equal(t, "vpa-graceful-drain", b.Namespace, "the default install grants nothing outside its namespace but ClusterRoles")
+			rules = append(rules, role.Rules...)
+		}
+	}
+	require.NotEmpty(t, rules)
+	tests := []struct{ group, resource, verb string }{
+		{"policy", "poddisruptionbudgets", "create"},
+		{"policy", "poddisruptionbudgets", "delete"},
+		{"policy", "poddisruptionbudgets", "deletecollection"},
+		{"policy", "poddisruptionbudgets", "update"},
+		{"policy", "poddisruptionbudgets", "patch"},
+		{"apps", "deployments", "patch"},
+		{"apps", "deployments", "update"},
+		{"apps", "deployments", "create"},
+		{"apps", "deployments", "delete"},
+		{"apps", "deployments", "list"},
+		{"apps", "deployments/scale", "patch"},
+		{"", "limitranges", "list"},
+		{"coordination.k8s.io", "leases", "get"},    // only the sweep Lease, by name (next check)
+		{"coordination.k8s.io", "leases", "update"}, // the same
+	}
+	for _, tt := range tests {
+		t.Run(tt.verb+" "+tt.group+"/"+tt.resource, func(t *testing.T) {
+			if tt.resource == "leases" {
+				for _, r := range rules {
+					if grants([]rbacv1.PolicyRule{r}, tt.group, tt.resource, tt.verb) {
+						assert.Equal(t, []string{function.SweepLeaseName}, r.ResourceNames, "the sweep Lease only")
+					}
+				}
+				return
+			}
+			assert.False(t, grants(rules, tt.group, tt.resource, tt.verb))
+		})
+	}
+
+	for _, f := range []string{"rbac-pacing.yaml", "rbac-surge.yaml"} {
+		t.Run(f, func(t *testing.T) {
+			opt := readRBAC(t, f)
+			assert.Empty(t, opt.accounts, "the ServiceAccount is rbac.yaml's")
+			for key, file := range opt.file {
+				assert.False(t, strings.HasPrefix(key, "Namespace/"), "%s: the namespace is rbac.yaml's", file)
+			}
+			for _, b := range opt.bindings {
+				assert.True(t, bound(b.Subjects) && len(b.Subjects) == 1, "%s binds the function's account only", b.Name)
+				_, ok := opt.roles[b.RoleRef.Name]
+				assert.True(t, ok, "%s binds a ClusterRole of its own file", b.Name)
+			}
+			for _, b := range opt.nsBindings {
+				assert.True(t, bound(b.Subjects) && len(b.Subjects) == 1, "%s binds the function's account only", b.Name)
+				_, ok := opt.nsRoles[b.Namespace+"/"+b.RoleRef.Name]
+				assert.True(t, ok, "%s binds a Role of its own file", b.Name)
+			}
+		})
+	}
+}
+
 func keys(m map[string]string) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -246,9 +403,8 @@ func TestAdmissionPolicyNarrowsOnlyTheFunction(t *testing.T) {
 
 	// Only the function's ServiceAccount, the one rbac.yaml binds its ClusterRole to.
 	var bound string
-	for _, d := range documents(t, "rbac.yaml") {
-		var b rbacv1.ClusterRoleBinding
-		if yaml.Unmarshal(d, &b) == nil && b.Kind == "ClusterRoleBinding" && b.RoleRef.Name == "vpa-graceful-drain" {
+	for _, b := range readRBAC(t, "rbac.yaml").bindings {
+		if b.RoleRef.Name == "vpa-graceful-drain" {
 			bound = "system:serviceaccount:" + b.Subjects[0].Namespace + ":" + b.Subjects[0].Name
 		}
 	}
@@ -256,13 +412,23 @@ func TestAdmissionPolicyNarrowsOnlyTheFunction(t *testing.T) {
 	require.Len(t, policy.Spec.MatchConditions, 1)
 	assert.Equal(t, "request.userInfo.username == '"+bound+"'", policy.Spec.MatchConditions[0].Expression)
 
-	// Every write to pods and their subresources but CONNECT (which policies cannot match), and
-	// to Deployments and theirs (surge rollouts).
-	require.Len(t, policy.Spec.MatchConstraints.ResourceRules, 2)
-	for i, want := range []struct{ group, resource string }{{"", "pods"}, {"apps", "deployments"}} {
+	// Every write to pods and their subresources but CONNECT (which policies cannot match), to
+	// Deployments and theirs (surge rollouts), to PodDisruptionBudgets and theirs (pacing), and
+	// to Events of both groups.
+	rules := []struct{ group, resource, sub string }{
+		{"", "pods", "pods/*"}, {"apps", "deployments", "deployments/*"}, {"policy", "poddisruptionbudgets", "poddisruptionbudgets/*"},
+		{"", "events", ""}, {"events.k8s.io", "events", ""},
+	}
+	require.Len(t, policy.Spec.MatchConstraints.ResourceRules, len(rules))
+	for i, want := range rules {
 		rule := policy.Spec.MatchConstraints.ResourceRules[i]
 		assert.Equal(t, []string{want.group}, rule.APIGroups)
-		assert.Equal(t, []string{want.resource, want.resource + "/*"}, rule.Resources)
+		assert.Equal(t, []string{"v1"}, rule.APIVersions)
+		resources := []string{want.resource}
+		if want.sub != "" {
+			resources = append(resources, want.sub)
+		}
+		assert.Equal(t, resources, rule.Resources)
 		assert.ElementsMatch(t, []admissionv1.OperationType{admissionv1.Create, admissionv1.Update, admissionv1.Delete}, rule.Operations)
 	}
 	assert.Empty(t, binding.Spec.MatchResources, "every namespace")
@@ -288,4 +454,19 @@ func TestAdmissionPolicyNarrowsOnlyTheFunction(t *testing.T) {
 	for _, a := range []string{drain.AnnotationDrainStarted, drain.AnnotationDrainDeadline} {
 		assert.True(t, strings.HasPrefix(a, prefix), a)
 	}
+	var variables string
+	for _, v := range policy.Spec.Variables {
+		variables += v.Expression + "\n"
+	}
+	// Surge rollouts: the opt-in, the state on the Deployment, the restart in its template.
+	assert.Contains(t, variables, "'"+drain.AnnotationSurgeRollout+"'")
+	assert.Contains(t, variables, "['"+drain.AnnotationSurgeState+"']")
+	assert.Contains(t, variables, "['"+drain.AnnotationRestartedAt+"', '"+drain.AnnotationPredictedResources+"']")
+	// Pacing: the label, the owner-kind label and the name pacing gives its budgets.
+	assert.Contains(t, variables, "'"+handlers.LabelManagedBy+"'")
+	assert.Contains(t, expressions, "optional.of('"+handlers.Component+"')")
+	assert.Contains(t, expressions, "'"+handlers.LabelOwnerKind+"'")
+	assert.Contains(t, expressions, ".name + '"+handlers.PDBNameSuffix+"'")
+	// Events: the reporting controller handlers' APIEventRecorder writes.
+	assert.Contains(t, expressions, "optional.of('vpagracefuldrain.dev/"+handlers.Component+"')")
 }

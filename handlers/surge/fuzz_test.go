@@ -37,6 +37,8 @@ func FuzzSurgeDecide(f *testing.F) {
 		{1<<18 | 1<<20, 86400},           // rolled out for this prediction, long ago
 		{2<<18 | 1<<20, 60},              // another prediction, inside the cool-down
 		{3<<18 | 1<<20, 60},              // rolling
+		{1 << 27, 0},                     // a namespace not selected
+		{1<<20 | 1<<28, 0},               // a state from the future
 		{^uint64(0), 0}, {0x5555555, 60}, // anything
 	} {
 		f.Add(seed.flags, uint8(1), uint8(1), uint8(0), seed.startedAgo, uint16(1800))
@@ -87,6 +89,7 @@ func FuzzSurgeDecide(f *testing.F) {
 		in.AdmissionController = !bit(11)
 		in.Enabled = !bit(12)
 		in.Budget = surge.Budget{InFlight: int(field(13, 2)), LastMinute: int(field(15, 3))}
+		in.Excluded = bit(27)
 		var predicted string
 		if in.VPA != nil && in.VPA.Status.Recommendation != nil {
 			pr, err := surge.Predict(in.VPA, &corev1.Pod{Spec: d.Spec.Template.Spec})
@@ -102,11 +105,23 @@ func FuzzSurgeDecide(f *testing.F) {
 		case 3:
 			st.Phase, st.Prediction, st.Generation = surge.PhaseRolling, predicted, d.Generation
 		}
+		if bit(28) { // a state from the future: not the function's
+			st.Started = now.Add(time.Duration(1+field(29, 8)) * time.Hour)
+		}
 		if bit(20) {
 			withState(st)(d)
 		}
 
 		dec := surge.Decide(in)
+		if in.Excluded || d.Annotations[surge.AnnotationSurgeRollout] != "true" {
+			require.Equal(t, surge.None, dec.Action, "a Deployment not selected or not opted in is never written")
+		}
+		if bit(20) && st.Started.After(now.Add(time.Minute)) {
+			require.NotEmpty(t, dec.Warning, "a state from the future is ignored, with a warning")
+		}
+		if !bit(20) {
+			require.Empty(t, dec.Warning, "no state, nothing to warn about")
+		}
 		if dec.Action == surge.Restart {
 			require.True(t, in.Enabled, "restarted with surgeRollout off")
 			require.Equal(t, "true", d.Annotations[surge.AnnotationSurgeRollout], "restarted without the opt-in")
@@ -114,7 +129,7 @@ func FuzzSurgeDecide(f *testing.F) {
 			require.NotEmpty(t, surge.Selected(in.VPA, in.Pods, in.Now, in.Settings), "restarted although VPA would update no pod")
 			require.Less(t, in.Budget.InFlight, in.Limits.MaxInFlight, "over the in-flight budget")
 			require.Less(t, in.Budget.LastMinute, in.Limits.MaxPerMinute, "over the per-minute budget")
-			if bit(20) {
+			if bit(20) && dec.Warning == "" { // a state that is the function's (an ignored one counts for nothing)
 				require.NotEqual(t, st.Prediction, dec.Prediction.Hash, "twice for one prediction")
 				require.False(t, now.Before(st.Started.Add(st.CoolDown)), "inside the cool-down")
 			}

@@ -51,15 +51,37 @@ func ServiceAccountGroups(namespace string) []string {
 	return []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
 }
 
-// RBACObjects decodes config/rbac.yaml (strictly: an unknown field is an error) into its typed
-// objects, in file order: *corev1.Namespace, *corev1.ServiceAccount, *rbacv1.ClusterRole,
-// *rbacv1.ClusterRoleBinding, *rbacv1.Role and *rbacv1.RoleBinding. Any other kind is an error,
-// so that a kind added to the file is applied by the tests too.
+// RBACFiles are the RBAC manifests, as paths from the repository's root, in the order a
+// deployer applies them: the default install (config/rbac.yaml: the namespace, the
+// ServiceAccounts and the roles every install needs), then the roles of the opt-in modes,
+// eviction pacing and surge rollouts. The test bed applies all of them: the tests run the
+// function with every role.
+var RBACFiles = []string{"config/rbac.yaml", "config/rbac-pacing.yaml", "config/rbac-surge.yaml"}
+
+// RBACObjects decodes every file of RBACFiles (RBACFileObjects), in order: the objects the test
+// bed applies.
 func RBACObjects() ([]metav1.Object, error) {
-	path := filepath.Join(RepoRoot(), "config", "rbac.yaml")
+	var objs []metav1.Object
+	for _, file := range RBACFiles {
+		o, err := RBACFileObjects(file)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, o...)
+	}
+	return objs, nil
+}
+
+// RBACFileObjects decodes one RBAC manifest (a path from the repository's root, strictly: an
+// unknown field is an error) into its typed objects, in file order: *corev1.Namespace,
+// *corev1.ServiceAccount, *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *rbacv1.Role and
+// *rbacv1.RoleBinding. Any other kind is an error, so that a kind added to the file is applied
+// by the tests too.
+func RBACFileObjects(file string) ([]metav1.Object, error) {
+	path := filepath.Join(RepoRoot(), filepath.FromSlash(file))
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading an RBAC manifest: %w", err)
 	}
 	var objs []metav1.Object
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
@@ -127,7 +149,8 @@ func create(ctx context.Context, client kubernetes.Interface, obj metav1.Object)
 	return nil
 }
 
-// ApplyRBAC creates config/rbac.yaml's objects in the control plane, and then
+// ApplyRBAC creates the objects of every RBAC manifest (RBACFiles: config/rbac.yaml and the
+// opt-in config/rbac-pacing.yaml and config/rbac-surge.yaml) in the control plane, and then
 // config/admission-policy.yaml's policy and binding (CreateAdmissionPolicy), once (objects that
 // exist already are left as they are): every test that runs as the function's ServiceAccount
 // runs under the policy.
@@ -178,10 +201,10 @@ func (cp *ControlPlane) ServiceAccountConfig(ctx context.Context, namespace, nam
 
 // FunctionKubeconfig returns the path of a kubeconfig with the credentials of the function's
 // own ServiceAccount (vpa-graceful-drain/vpa-graceful-drain, a token from the TokenRequest
-// API), made once per control plane after applying config/rbac.yaml (ApplyRBAC). It returns
-// once the API server's authorizer grants every rule rbac.yaml binds to that ServiceAccount
-// (RBAC reaches the authorizer's cache a moment after it is created), so a function started
-// with it is not refused what rbac.yaml gives it, and once config/admission-policy.yaml is in
+// API), made once per control plane after applying every RBAC manifest (ApplyRBAC). It returns
+// once the API server's authorizer grants every rule they bind to that ServiceAccount (RBAC
+// reaches the authorizer's cache a moment after it is created), so a function started with it
+// is not refused what they give it, and once config/admission-policy.yaml is in
 // force for it (WaitAdmissionPolicy), so the function runs under the policy from its first
 // write.
 func (cp *ControlPlane) FunctionKubeconfig() (string, error) {

@@ -39,8 +39,8 @@ type Stack struct {
 // StartStack starts function (binary bin, configuration env), proxy and adapter (mode
 // "Resource" or "Reference") for a new namespace, and waits until the adapter's watch
 // delivers events. The function runs with the credentials of its own ServiceAccount from
-// config/rbac.yaml (ControlPlane.FunctionKubeconfig), so a verb rbac.yaml lacks fails the
-// test; a KUBECONFIG in env wins (e.g. "KUBECONFIG="+cp.Kubeconfig for admin, or a proxy's).
+// config/rbac.yaml, with every role of RBACFiles (ControlPlane.FunctionKubeconfig), so a verb
+// they lack fails the test; a KUBECONFIG in env wins (e.g. "KUBECONFIG="+cp.Kubeconfig for admin, or a proxy's).
 // Everything is stopped when the test ends; the processes' output is logged if it failed.
 func StartStack(t *testing.T, cp *ControlPlane, bin, mode string, env ...string) *Stack {
 	t.Helper()

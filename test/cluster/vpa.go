@@ -18,10 +18,14 @@ import (
 	"strings"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/status"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
@@ -59,18 +63,56 @@ func InstallVPACRDs(cp *ControlPlane) error {
 // VPAAdmissionController is VPA's real admission controller (bin/vpa-admission-controller)
 // against a ControlPlane (WithVPAAdmissionController runs one for a test package): it registers its mutating webhook by URL on loopback, with a CA
 // made for it, and sizes every new pod a VerticalPodAutoscaler targets from its
-// recommendation; it renews its status Lease vpa-admission-controller in kube-system.
+// recommendation; it renews its status Lease vpa-admission-controller in LeaseNamespace
+// (kube-system unless VPANamespace says otherwise).
 type VPAAdmissionController struct {
 	*Process
-	cp  *ControlPlane
-	dir string
+	// LeaseNamespace is the namespace of its status Lease: the one the function's
+	// admissionControllerStatusLeaseNamespace must name.
+	LeaseNamespace string
+	cp             *ControlPlane
+	dir            string
+}
+
+// VPAOption configures NewVPAAdmissionController.
+type VPAOption func(*vpaOptions)
+
+type vpaOptions struct {
+	namespace string
+}
+
+// vpaStatusRole is config/rbac-surge.yaml's Role (and RoleBinding) that lets the function read
+// the admission controller's status Lease; the file has it in kube-system.
+const vpaStatusRole = "vpa-graceful-drain-vpa-status"
+
+// VPANamespace runs the admission controller as installed in namespace ns, as VPA's official
+// chart installs it in its release namespace: with NAMESPACE=ns and no --status-lease-namespace,
+// so that VPA v1.8.1 writes its status Lease in ns (pkg/admission-controller/main.go: the
+// --status-lease-namespace flag, else $NAMESPACE, else kube-system). The namespace is created,
+// and in it config/rbac-surge.yaml's Role vpaStatusRole and its RoleBinding to the function's
+// ServiceAccount (what a deployer does who sets admissionControllerStatusLeaseNamespace: ns),
+// granted before the admission controller starts.
+func VPANamespace(ns string) VPAOption {
+	return func(o *vpaOptions) { o.namespace = ns }
 }
 
 // NewVPAAdmissionController starts the admission controller (VPA's CRDs must be installed)
 // and waits until its webhook is registered and listening and its status Lease written; call
 // Stop to end it. It registers the webhook 10 s after it starts (a fixed delay in VPA's main),
 // so this takes about 11 s.
-func NewVPAAdmissionController(cp *ControlPlane) (*VPAAdmissionController, error) {
+func NewVPAAdmissionController(cp *ControlPlane, opts ...VPAOption) (*VPAAdmissionController, error) {
+	o := vpaOptions{namespace: status.AdmissionControllerStatusNamespace}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.namespace != status.AdmissionControllerStatusNamespace {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := cp.bindVPAStatusRole(ctx, o.namespace)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
 	bin, err := Binary("vpa-admission-controller")
 	if err != nil {
 		return nil, fmt.Errorf("%w (make vpa-admission-controller)", err)
@@ -107,12 +149,12 @@ func NewVPAAdmissionController(cp *ControlPlane) (*VPAAdmissionController, error
 		"--status-lease-update-interval=2s",
 		"-v=2",
 	}
-	p, err := StartProcess("vpa-admission-controller", bin, args, []string{"NAMESPACE=kube-system"})
+	p, err := StartProcess("vpa-admission-controller", bin, args, []string{"NAMESPACE=" + o.namespace})
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	ac := &VPAAdmissionController{Process: p, cp: cp, dir: dir}
+	ac := &VPAAdmissionController{Process: p, LeaseNamespace: o.namespace, cp: cp, dir: dir}
 	caPEM, err := os.ReadFile(filepath.Join(dir, "caCert.pem"))
 	if err != nil {
 		_ = ac.Stop()
@@ -142,7 +184,7 @@ func NewVPAAdmissionController(cp *ControlPlane) (*VPAAdmissionController, error
 			return false, err
 		}
 		// Its status Lease is first written once the webhook is registered.
-		_, err = cp.Client.CoordinationV1().Leases(status.AdmissionControllerStatusNamespace).Get(ctx, status.AdmissionControllerStatusName, metav1.GetOptions{})
+		_, err = cp.Client.CoordinationV1().Leases(o.namespace).Get(ctx, status.AdmissionControllerStatusName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
@@ -215,15 +257,66 @@ func writeWebhookCerts(dir string) error {
 	return nil
 }
 
+// bindVPAStatusRole creates namespace ns and, in it, config/rbac-surge.yaml's Role
+// vpaStatusRole and its RoleBinding, and returns once the authorizer grants the function's
+// ServiceAccount their rules there.
+func (cp *ControlPlane) bindVPAStatusRole(ctx context.Context, ns string) error {
+	_, err := cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the admission controller's namespace %s: %w", ns, err)
+	}
+	objs, err := RBACObjects()
+	if err != nil {
+		return err
+	}
+	var role *rbacv1.Role
+	var binding *rbacv1.RoleBinding
+	for _, obj := range objs {
+		switch o := obj.(type) {
+		case *rbacv1.Role:
+			if o.Name == vpaStatusRole && role == nil {
+				role = o.DeepCopy()
+			}
+		case *rbacv1.RoleBinding:
+			if o.Name == vpaStatusRole && binding == nil {
+				binding = o.DeepCopy()
+			}
+		}
+	}
+	if role == nil || binding == nil {
+		return fmt.Errorf("the RBAC manifests (%s) have no Role and RoleBinding %s", strings.Join(RBACFiles, ", "), vpaStatusRole)
+	}
+	role.Namespace, binding.Namespace = ns, ns
+	for _, obj := range []metav1.Object{role, binding} {
+		if err := create(ctx, cp.Client, obj); err != nil {
+			return fmt.Errorf("binding the admission controller's status Lease in %s: %w", ns, err)
+		}
+	}
+	kc, err := cp.FunctionKubeconfig()
+	if err != nil {
+		return err
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		return fmt.Errorf("loading the function's kubeconfig: %w", err)
+	}
+	checks := make([]authorizationv1.ResourceAttributes, 0, len(role.Rules))
+	for _, r := range role.Rules {
+		checks = append(checks, firstOf(r, ns))
+	}
+	return WaitAuthorized(ctx, cfg, checks...)
+}
+
 // WithVPAAdmissionController makes MainWith install VPA's CRDs and run VPA's admission
-// controller for the whole package (it takes about 11 s to start), and store it in *ac.
-func WithVPAAdmissionController(ac **VPAAdmissionController) MainOption {
+// controller for the whole package (it takes about 11 s to start; opts as
+// NewVPAAdmissionController's, e.g. VPANamespace), and store it in *ac.
+func WithVPAAdmissionController(ac **VPAAdmissionController, opts ...VPAOption) MainOption {
 	return func(cp *ControlPlane) (func() error, error) {
 		if err := InstallVPACRDs(cp); err != nil {
 			return nil, err
 		}
 		var err error
-		if *ac, err = NewVPAAdmissionController(cp); err != nil {
+		if *ac, err = NewVPAAdmissionController(cp, opts...); err != nil {
 			return nil, err
 		}
 		return (*ac).Stop, nil

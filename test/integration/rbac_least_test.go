@@ -83,21 +83,26 @@ func (s subject) allowed(ctx context.Context, client kubernetes.Interface, a aut
 	return review.Status.Allowed, nil
 }
 
-// The function's allowed accesses: exactly what its code calls (config/rbac.yaml says which
-// call needs which).
+// The function's allowed accesses, with every role the test bed applies (cluster.RBACFiles:
+// config/rbac.yaml and the opt-in rbac-pacing.yaml and rbac-surge.yaml): exactly what its code
+// calls (the files say which call needs which).
 var functionNeeds = []string{
 	"get pods " + appNS, "list pods " + appNS, "list pods -", "patch pods " + appNS,
 	"create events " + appNS, "create events " + cluster.FunctionNamespace,
 	"get replicasets.apps " + appNS, "get deployments.apps " + appNS, "get statefulsets.apps " + appNS, "get daemonsets.apps " + appNS,
 	"list endpointslices.discovery.k8s.io " + appNS,
 	"list poddisruptionbudgets.policy -",
-	"create poddisruptionbudgets.policy " + appNS, "delete poddisruptionbudgets.policy " + appNS, // the pacing role
+	"create poddisruptionbudgets.policy " + appNS, "delete poddisruptionbudgets.policy " + appNS, // the pacing role (rbac-pacing.yaml)
 	"list verticalpodautoscalers.autoscaling.k8s.io " + appNS,
 	"create tokenreviews.authentication.k8s.io", // the sender-auth role (SENDER_AUDIENCE)
-	// The surge role (surgeRollout): Deployments listed and patched (admission-policy.yaml
-	// narrows the patch to the function's annotations), VPA's admission controller status read.
-	"list deployments.apps -", "patch deployments.apps " + appNS,
+	// The surge role (surgeRollout, rbac-surge.yaml): Deployments listed and patched
+	// (admission-policy.yaml narrows the patch to opted-in ones and the function's own
+	// annotations), a namespace's LimitRanges listed, VPA's admission controller status read.
+	"list deployments.apps -", "patch deployments.apps " + appNS, "list limitranges " + appNS,
 	"get leases.coordination.k8s.io kube-system vpa-admission-controller",
+	// The surge budget's Lease, beside the sweep's (created with the config Role's create).
+	"get leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SurgeLeaseName,
+	"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SurgeLeaseName,
 	"get configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
 	"list configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
 	"watch configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
@@ -120,9 +125,13 @@ var functionDenied = []string{
 	"get leases.coordination.k8s.io kube-system other", "update leases.coordination.k8s.io kube-system vpa-admission-controller",
 	"update deployments/scale.apps " + appNS, "list replicasets.apps " + appNS,
 	"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " other", "delete leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SweepLeaseName,
+	"delete leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SurgeLeaseName,
 	"create leases.coordination.k8s.io " + appNS,
 	"get poddisruptionbudgets.policy " + appNS, "update poddisruptionbudgets.policy " + appNS, "patch poddisruptionbudgets.policy " + appNS,
-	"update events " + appNS, "delete events " + appNS,
+	"update events " + appNS, "delete events " + appNS, "patch events " + appNS,
+	"create events.events.k8s.io " + appNS, "update events.events.k8s.io " + appNS, "delete events.events.k8s.io " + appNS,
+	"get limitranges " + appNS, "watch limitranges -", "create limitranges " + appNS, "patch limitranges " + appNS,
+	"delete limitranges " + appNS, "deletecollection poddisruptionbudgets.policy " + appNS,
 	"create verticalpodautoscalers.autoscaling.k8s.io " + appNS, "patch verticalpodautoscalers.autoscaling.k8s.io " + appNS,
 	"get clusterroles.rbac.authorization.k8s.io", "create clusterroles.rbac.authorization.k8s.io", "escalate clusterroles.rbac.authorization.k8s.io",
 	"bind clusterroles.rbac.authorization.k8s.io", "create clusterrolebindings.rbac.authorization.k8s.io",
@@ -155,8 +164,9 @@ var everyAuthenticated = []string{
 	"get clustertrustbundles.certificates.k8s.io", "list clustertrustbundles.certificates.k8s.io", "watch clustertrustbundles.certificates.k8s.io",
 }
 
-// config/rbac.yaml, applied to the real API server, gives the function's and the source's
-// ServiceAccounts what their code needs and nothing else, by the real authorizer
+// The RBAC manifests (config/rbac.yaml, rbac-pacing.yaml, rbac-surge.yaml), applied to the
+// real API server, give the function's and the source's ServiceAccounts what their code needs
+// and nothing else, by the real authorizer
 // (SubjectAccessReviews for the user and groups their tokens authenticate as).
 func TestIntegrationLeastPrivilege(t *testing.T) {
 	ctx := context.Background()
@@ -315,27 +325,78 @@ func schemaGroupVersion(gv string) (string, error) {
 	return group, nil
 }
 
-// The pacing rights come from the pacing ClusterRole alone: the function's main ClusterRole,
-// bound by itself, gives no create or delete on PodDisruptionBudgets (a cluster that never
-// turns pacing on can leave vpa-graceful-drain-pacing out).
-func TestIntegrationPacingRightsOnlyFromThePacingRole(t *testing.T) {
+// The opt-in rights come from the opt-in files alone: a user bound to exactly the roles of
+// config/rbac.yaml (the default install) may write no PodDisruptionBudget and no Deployment, nor
+// read LimitRanges or VPA's status Lease; adding rbac-pacing.yaml's roles gives pacing's rights
+// only, adding rbac-surge.yaml's the surge rollouts' only. By the real authorizer.
+func TestIntegrationOptInRightsOnlyFromTheirFiles(t *testing.T) {
 	ctx := context.Background()
-	require.NoError(t, cp.ApplyRBAC(ctx))
-	user := "fn-without-pacing"
-	_, err := cp.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: user},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "vpa-graceful-drain"},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = cp.Client.RbacV1().ClusterRoleBindings().Delete(ctx, user, metav1.DeleteOptions{}) })
-	cfg, err := cp.UserConfig(user)
-	require.NoError(t, err)
-	require.NoError(t, cluster.WaitAuthorized(ctx, cfg, access("list poddisruptionbudgets.policy -")))
-	s := subject{name: user, user: authenticationv1.UserInfo{Username: user, Groups: []string{"system:authenticated"}}}
-	for _, a := range []string{"create poddisruptionbudgets.policy " + appNS, "delete poddisruptionbudgets.policy " + appNS} {
-		got, err := s.allowed(ctx, cp.Client, access(a))
-		require.NoError(t, err)
-		assert.False(t, got, a)
+	require.NoError(t, cp.ApplyRBAC(ctx)) // the roles, by the names the files give them
+	pacing := []string{"create poddisruptionbudgets.policy " + appNS, "delete poddisruptionbudgets.policy " + appNS}
+	surge := []string{"list deployments.apps -", "patch deployments.apps " + appNS, "list limitranges " + appNS,
+		"get leases.coordination.k8s.io kube-system vpa-admission-controller",
+		"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SurgeLeaseName}
+	always := []string{"get pods " + appNS, "patch pods " + appNS, "list poddisruptionbudgets.policy -", "get deployments.apps " + appNS}
+	tests := []struct {
+		name            string
+		files           []string
+		allowed, denied []string
+	}{
+		{"the default install", []string{"config/rbac.yaml"}, always, append(slices.Clone(pacing), surge...)},
+		{"with pacing", []string{"config/rbac.yaml", "config/rbac-pacing.yaml"}, append(slices.Clone(always), pacing...), surge},
+		{"with surge rollouts", []string{"config/rbac.yaml", "config/rbac-surge.yaml"}, append(slices.Clone(always), surge...), pacing},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			user := fmt.Sprintf("fn-opt-in-%d", i)
+			var checks []authorizationv1.ResourceAttributes
+			for _, file := range tt.files {
+				objs, err := cluster.RBACFileObjects(file)
+				require.NoError(t, err)
+				for _, obj := range objs {
+					// Bind the user to each role the file binds the function's account to.
+					switch o := obj.(type) {
+					case *rbacv1.ClusterRoleBinding:
+						if o.Subjects[0].Name != cluster.FunctionServiceAccount {
+							continue
+						}
+						_, err := cp.Client.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+							ObjectMeta: metav1.ObjectMeta{Name: user + "-" + o.Name}, RoleRef: o.RoleRef,
+							Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
+						}, metav1.CreateOptions{})
+						require.NoError(t, err)
+						name := user + "-" + o.Name
+						t.Cleanup(func() {
+							_ = cp.Client.RbacV1().ClusterRoleBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+						})
+					case *rbacv1.RoleBinding:
+						if o.Subjects[0].Name != cluster.FunctionServiceAccount {
+							continue
+						}
+						ns, name := o.Namespace, user+"-"+o.Name
+						_, err := cp.Client.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{
+							ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, RoleRef: o.RoleRef,
+							Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
+						}, metav1.CreateOptions{})
+						require.NoError(t, err)
+						t.Cleanup(func() {
+							_ = cp.Client.RbacV1().RoleBindings(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
+						})
+					}
+				}
+			}
+			for _, a := range tt.allowed {
+				checks = append(checks, access(a))
+			}
+			cfg, err := cp.UserConfig(user)
+			require.NoError(t, err)
+			require.NoError(t, cluster.WaitAuthorized(ctx, cfg, checks...))
+			s := subject{name: user, user: authenticationv1.UserInfo{Username: user, Groups: []string{"system:authenticated"}}}
+			for _, a := range tt.denied {
+				got, err := s.allowed(ctx, cp.Client, access(a))
+				require.NoError(t, err)
+				assert.False(t, got, "%s: %s", tt.name, a)
+			}
+		})
 	}
 }
