@@ -16,6 +16,24 @@ import (
 	"function/eventing/auth"
 )
 
+// brokerVerifier is a Verifier v on a fake clock whose API server accepts the token broker,
+// and verify, which answers a request with a token by its HTTP status.
+func brokerVerifier(t *testing.T) (s *apiServer, v *auth.Verifier, clk *clocktesting.FakeClock, broker string, verify func(token string) int) {
+	t.Helper()
+	s = newAPIServer()
+	clk = clocktesting.NewFakeClock(time.Now().Truncate(time.Second))
+	broker = jwt("broker", clk.Now().Add(time.Hour))
+	s.valid(broker, broker, audience)
+	v, err := auth.New(s.client(), auth.Options{Audience: audience, Clock: clk})
+	require.NoError(t, err)
+	verify = func(token string) int {
+		_, err := v.Verify(context.Background(), header("Bearer "+token))
+		got, _ := status(t, err)
+		return got
+	}
+	return s, v, clk, broker, verify
+}
+
 // reviewsOf is how many TokenReviews s made for token.
 func (s *apiServer) reviewsOf(token string) int {
 	s.mu.Lock()
@@ -42,17 +60,7 @@ func randomToken(t *testing.T) string {
 // is accepted, across its first verdict's AcceptedTTL, while the random ones are refused
 // (401) within the unknown tokens' budget, and answered 503 beyond it.
 func TestVerifyAcceptedTokenOutlivesAFlood(t *testing.T) {
-	s := newAPIServer()
-	clk := clocktesting.NewFakeClock(time.Now().Truncate(time.Second))
-	broker := jwt("broker", clk.Now().Add(time.Hour))
-	s.valid(broker, broker, audience)
-	v, err := auth.New(s.client(), auth.Options{Audience: audience, Clock: clk})
-	require.NoError(t, err)
-	verify := func(token string) int {
-		_, err := v.Verify(context.Background(), header("Bearer "+token))
-		got, _ := status(t, err)
-		return got
-	}
+	s, v, clk, broker, verify := brokerVerifier(t)
 	require.Equal(t, 200, verify(broker))
 
 	const (
@@ -89,17 +97,7 @@ func TestVerifyAcceptedTokenOutlivesAFlood(t *testing.T) {
 // is re-reviewed on the known tokens' budget: accepted while unknown tokens get 503. Refused
 // then (revoked), it is known no more.
 func TestVerifyKnownTokenReviewedOnItsOwnBudget(t *testing.T) {
-	s := newAPIServer()
-	clk := clocktesting.NewFakeClock(time.Now().Truncate(time.Second))
-	broker := jwt("broker", clk.Now().Add(time.Hour))
-	s.valid(broker, broker, audience)
-	v, err := auth.New(s.client(), auth.Options{Audience: audience, Clock: clk})
-	require.NoError(t, err)
-	verify := func(token string) int {
-		_, err := v.Verify(context.Background(), header("Bearer "+token))
-		got, _ := status(t, err)
-		return got
-	}
+	s, _, clk, broker, verify := brokerVerifier(t)
 	spend := func() { // the unknown tokens' budget
 		for range auth.ReviewBurst {
 			require.Equal(t, 401, verify(randomToken(t)))
