@@ -317,7 +317,7 @@ func follow(in DecideInput, st State) Decision {
 		switch {
 		case c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded",
 			c.Type == appsv1.DeploymentReplicaFailure && c.Status == corev1.ConditionTrue:
-			return abort(st, fmt.Sprintf("%s: %s", c.Reason, c.Message))
+			return abort(st, fmt.Sprintf("%s: %s", drain.Quote(c.Reason), drain.Quote(c.Message)))
 		}
 	}
 	for _, p := range in.Pods {
