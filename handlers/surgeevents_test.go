@@ -261,6 +261,7 @@ func TestSurgeEventsFollowTheRollout(t *testing.T) {
 	// The rollout completes: a new pod, sized as predicted, Ready; the old one gone.
 	d, err = f.client.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
 	require.NoError(t, err)
+	d.Generation++ // the Track's annotation write is a new generation to the API server
 	d.Status.ObservedGeneration = d.Generation
 	_, err = f.client.AppsV1().Deployments("default").UpdateStatus(ctx, d, metav1.UpdateOptions{})
 	require.NoError(t, err)

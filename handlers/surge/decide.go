@@ -285,15 +285,19 @@ func follow(in DecideInput, st State) Decision {
 	}
 	gap := max(0, replicas-serving(in.Pods))
 	tracked := gap > st.Gap
+	if tracked {
+		st.Gap = gap
+	}
+	// rolling's Track writes the state annotation, and the API server counts a Deployment's
+	// annotation change as a new generation: the state records the one its write makes.
+	tracking := st
+	tracking.Generation = d.Generation + 1
 	// rolling is the decision while the rollout goes on: Track when the gap grew.
 	rolling := func(why string) Decision {
 		if tracked {
-			return Decision{Action: Track, Reason: fmt.Sprintf("rolling: %s; capacity gap %d", why, gap), State: st}
+			return Decision{Action: Track, Reason: fmt.Sprintf("rolling: %s; capacity gap %d", why, gap), State: tracking}
 		}
 		return Decision{Reason: "rolling: " + why}
-	}
-	if tracked {
-		st.Gap = gap
 	}
 	if in.Limits.Timeout > 0 && in.Now.Sub(st.Started) > in.Limits.Timeout {
 		return abort(st, fmt.Sprintf("not complete within surgeRolloutTimeout %s", in.Limits.Timeout))

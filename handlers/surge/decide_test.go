@@ -151,6 +151,7 @@ func TestDecide(t *testing.T) {
 			action: surge.Track, reason: "capacity gap 1", check: func(t *testing.T, d surge.Decision) {
 				assert.Equal(t, surge.PhaseRolling, d.State.Phase)
 				assert.Equal(t, int32(1), d.State.Gap)
+				assert.Equal(t, int64(5), d.State.Generation, "the generation its own write makes (an annotation change is one)")
 			}},
 		{name: "rolling: ... but only when it grew", in: input(optedIn(withState(func() surge.State { s := rolling; s.Gap = 1; return s }()), rolled,
 			func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 0 }), oldDeleting), reason: "rolling"},

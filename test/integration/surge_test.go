@@ -59,6 +59,24 @@ func TestIntegrationSurgePatchOnTheAPIServer(t *testing.T) {
 	assert.Equal(t, dec.Prediction.Hash, st.Prediction)
 	assert.Equal(t, "true", restarted.Annotations[surge.AnnotationSurgeRollout])
 
+	// A capacity gap tracked (no pod serves): the state annotation alone is written, which the
+	// API server counts as a new generation; the state records it, so the next decision on the
+	// Deployment still follows the rollout (not "the user's").
+	in := surge.DecideInput{Input: surge.Input{Deployment: restarted, VPA: v, Settings: surge.DefaultSettings()},
+		Enabled: true, Limits: surge.LimitsOf(config.Default().Surge), Now: time.Now().UTC()}
+	track := surge.Decide(in)
+	require.Equal(t, surge.Track, track.Action, track.Reason)
+	patch, err = surge.Patch(restarted, track)
+	require.NoError(t, err)
+	tracked, err := cp.Client.AppsV1().Deployments(ns).Patch(ctx, "web", types.JSONPatchType, patch, metav1.PatchOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, restarted.Generation+1, tracked.Generation, "an annotation change is a new generation")
+	assert.Equal(t, track.State.Generation, tracked.Generation)
+	in.Deployment = tracked
+	again := surge.Decide(in)
+	assert.NotEqual(t, surge.Release, again.Action, again.Reason)
+	restarted = tracked
+
 	// The abort, decided on the restarted Deployment: the template annotations removed again.
 	restarted.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded"}}
 	abort := surge.Decide(surge.DecideInput{Input: surge.Input{Deployment: restarted, VPA: v, Settings: surge.DefaultSettings()},

@@ -62,7 +62,7 @@ func TestVPAAdmissionControllerSizesNewPods(t *testing.T) {
 		"sized by VPA's admission controller: %v", pod.Spec.Containers[0].Resources.Requests)
 	assert.Contains(t, pod.Annotations, "vpaUpdates", "VPA's admission controller records what it changed")
 
-	valid, err := status.NewClient(cp.Client, status.AdmissionControllerStatusName, status.AdmissionControllerStatusNamespace, time.Minute, "test").
+	valid, err := status.NewClient(cp.Client, status.AdmissionControllerStatusName, vac.LeaseNamespace, time.Minute, "test").
 		IsStatusValid(ctx, status.AdmissionControllerStatusTimeout)
 	require.NoError(t, err)
 	assert.True(t, valid, "its status Lease is valid as the updater checks it")

@@ -26,8 +26,9 @@ import (
 )
 
 // surgeBed is a namespace with the real function (surgeRollout on, a sweep every 5 s unless
-// said otherwise), VPA's real admission controller, a workload kubelet whose pods take
-// readyDelay to become Ready, and a VPA web in mode Initial.
+// said otherwise, told where VPA's admission controller's status Lease is), VPA's real
+// admission controller, a workload kubelet whose pods take readyDelay to become Ready, and a
+// VPA web in mode Initial.
 type surgeBed struct {
 	t       *testing.T
 	ctx     context.Context
@@ -45,12 +46,15 @@ func requests(cpu string) corev1.ResourceList {
 
 // bedOptions shape a surge bed: the function's configuration (after the bed's own), how long
 // its pods take to become Ready, whether the adapter also watches VPAs (as
-// eventing/knative.yaml's source does), how long the bed lasts.
+// eventing/knative.yaml's source does), how long the bed lasts, and whether the function is
+// left looking for VPA's admission controller's status Lease where it does by default
+// (kube-system) rather than told where the package's admission controller writes it.
 type bedOptions struct {
-	env        []string
-	readyDelay time.Duration
-	vpaEvents  bool
-	timeout    time.Duration
+	env          []string
+	readyDelay   time.Duration
+	vpaEvents    bool
+	timeout      time.Duration
+	defaultLease bool
 }
 
 func newSurgeBed(t *testing.T, opts ...func(*bedOptions)) *surgeBed {
@@ -59,6 +63,9 @@ func newSurgeBed(t *testing.T, opts ...func(*bedOptions)) *surgeBed {
 		f(&o)
 	}
 	env := []string{"surgeRollout=true", "gracePeriodSeconds=0"}
+	if !o.defaultLease {
+		env = append(env, "admissionControllerStatusLeaseNamespace="+vac.LeaseNamespace)
+	}
 	if !slices.ContainsFunc(o.env, func(kv string) bool { return strings.HasPrefix(kv, "sweepIntervalSeconds=") }) {
 		env = append(env, "sweepIntervalSeconds=5")
 	}

@@ -24,8 +24,25 @@ var (
 	bin string
 )
 
+// vpaNamespace is where the package's VPA admission controller runs, as VPA's official chart
+// installs it (in its release namespace): its status Lease is there, not in kube-system, so
+// every bed's function is told so (admissionControllerStatusLeaseNamespace) unless a test
+// checks the default.
+const vpaNamespace = "vpa-system"
+
 func TestMain(m *testing.M) {
-	os.Exit(cluster.MainWith(m, &cp, &bin, cluster.WithControllerManager(&kcm), cluster.WithVPAAdmissionController(&vac)))
+	os.Exit(cluster.MainWith(m, &cp, &bin, withControllerManager,
+		cluster.WithVPAAdmissionController(&vac, cluster.VPANamespace(vpaNamespace))))
+}
+
+// withControllerManager runs kube-controller-manager for the package, and at the end stops the
+// one running then (holdDeploymentController replaces it).
+func withControllerManager(cp *cluster.ControlPlane) (func() error, error) {
+	var err error
+	if kcm, err = cluster.NewControllerManager(cp); err != nil {
+		return nil, err
+	}
+	return func() error { return kcm.Stop() }, nil
 }
 
 // testContext is a context that ends after d or with the test.
