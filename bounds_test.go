@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -106,7 +105,7 @@ func TestHugeEventValuesAreCut(t *testing.T) {
 			if tt.pod != nil {
 				stored = tt.pod
 			}
-			c := fake.NewClientset(stored.DeepCopyObject().(runtime.Object))
+			c := fake.NewClientset(stored.DeepCopyObject())
 			f := started(t, c, nil, function.WithLogger(telemetry.NewLogger(&logs, slog.LevelDebug)))
 
 			header, body := tt.header, tt.body

@@ -78,12 +78,7 @@ func calls(c *fake.Clientset) []string {
 	var out []string
 	for _, a := range c.Actions() {
 		s := a.GetVerb() + " " + a.GetResource().Resource + " " + a.GetNamespace()
-		switch a := a.(type) {
-		case k8stesting.GetAction:
-			s += "/" + a.GetName()
-		case k8stesting.PatchAction:
-			s += "/" + a.GetName()
-		case k8stesting.DeleteAction:
+		if a, ok := a.(interface{ GetName() string }); ok { // a get, patch or delete
 			s += "/" + a.GetName()
 		}
 		out = append(out, s)
