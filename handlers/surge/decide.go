@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/annotations"
 
 	"function/config"
 	"function/handlers/drain"
@@ -59,6 +62,9 @@ type State struct {
 	// Failures counts the rollouts in a row that were aborted (0 again once one completes):
 	// at Limits.MaxAttempts the Deployment's surge rollouts stop.
 	Failures int `json:"failures,omitempty"`
+	// Unsized: the last rollout was aborted because VPA's admission controller did not size
+	// a new pod at all (a race in its caches): its prediction may be tried again at once.
+	Unsized bool `json:"unsized,omitempty"`
 }
 
 // Phases is the closed set of phases a state may have ("" before the first rollout).
@@ -248,7 +254,7 @@ func decide(in DecideInput, st State) Decision {
 	switch {
 	case p.Hash == st.Prediction && st.Phase != PhaseAborted:
 		return Decision{Reason: "already rolled out for this prediction " + p.Hash}
-	case !st.Started.IsZero() && in.Now.Before(st.Started.Add(st.CoolDown)):
+	case !st.Started.IsZero() && in.Now.Before(st.Started.Add(st.CoolDown)) && !(st.Unsized && p.Hash == st.Prediction):
 		return Decision{Reason: fmt.Sprintf("cool-down until %s", st.Started.Add(st.CoolDown).Format(time.RFC3339))}
 	case in.Budget.InFlight >= in.Limits.MaxInFlight:
 		return Decision{Reason: fmt.Sprintf("budget: %d rollouts in flight", in.Budget.InFlight)}
@@ -256,6 +262,13 @@ func decide(in DecideInput, st State) Decision {
 		return Decision{Reason: fmt.Sprintf("budget: %d rollouts started in the last minute", in.Budget.LastMinute)}
 	case !st.Started.IsZero() && in.Now.Before(st.Started.Add(in.Settings.InRecommendationBoundsEvictionLifetimeThreshold)):
 		coolDown = max(2*st.CoolDown, coolDown) // selected again soon: back off
+	}
+	// A retry after a pod VPA did not match restores the aborted attempt's template exactly (its
+	// restarted-at is the second it started), so the Deployment controller scales up the
+	// ReplicaSet it made then, which VPA's caches hold by now, rather than a third one.
+	restartedAt := in.Now.UTC().Format(time.RFC3339)
+	if st.Unsized && p.Hash == st.Prediction && !st.Started.IsZero() {
+		restartedAt = st.Started.UTC().Format(time.RFC3339)
 	}
 	before := map[string]string{}
 	for _, k := range []string{AnnotationRestartedAt, AnnotationPrediction} {
@@ -267,7 +280,7 @@ func decide(in DecideInput, st State) Decision {
 		Prediction: p,
 		State: State{Phase: PhaseRolling, Prediction: p.Hash, Requests: p.Requests, Started: in.Now.UTC().Truncate(time.Second),
 			Generation: d.Generation + 1, CoolDown: coolDown, Before: before, Failures: st.Failures},
-		Template: map[string]string{AnnotationRestartedAt: in.Now.UTC().Format(time.RFC3339), AnnotationPrediction: p.Hash},
+		Template: map[string]string{AnnotationRestartedAt: restartedAt, AnnotationPrediction: p.Hash},
 	}
 }
 
@@ -312,9 +325,23 @@ func follow(in DecideInput, st State) Decision {
 		}
 		newPods++
 		for _, c := range p.Spec.Containers {
-			if r, ok := st.Requests[c.Name]; ok && !equality.Semantic.DeepEqual(r, c.Resources.Requests) {
-				return abort(st, fmt.Sprintf("pod %s was not sized as predicted (container %s): is VPA's admission controller running, or does a LimitRange change it?", p.Name, c.Name))
+			r, ok := st.Requests[c.Name]
+			if !ok || equality.Semantic.DeepEqual(r, c.Resources.Requests) {
+				continue
 			}
+			why := fmt.Sprintf("pod %s was not sized as predicted (container %s asks %s, predicted %s)",
+				p.Name, c.Name, drain.Quote(listString(c.Resources.Requests)), drain.Quote(listString(r)))
+			if _, seen := p.Annotations[annotations.VpaObservedContainersLabel]; !seen {
+				// VPA's admission controller did not match the pod to its VPA: it finds a
+				// pod's workload in its informers' caches, which may not hold the ReplicaSet
+				// the Deployment controller created a moment before the pod. The rollback
+				// may be tried again at once (once: it counts as a failed attempt).
+				dec := abort(st, why+": VPA's admission controller did not size it (no "+annotations.VpaObservedContainersLabel+
+					" annotation: its cache may not have held the new ReplicaSet yet)")
+				dec.State.CoolDown, dec.State.Unsized = st.CoolDown, true
+				return dec
+			}
+			return abort(st, why+": does a LimitRange or another webhook change it, or did the recommendation change meanwhile?")
 		}
 	}
 	for _, c := range d.Status.Conditions {
@@ -368,4 +395,18 @@ func abort(st State, why string) Decision {
 	st.CoolDown *= 2 // back off
 	st.Failures++
 	return Decision{Action: Abort, Reason: why, State: st, Template: tpl}
+}
+
+// listString is a resource list as name=quantity pairs, in name order.
+func listString(l corev1.ResourceList) string {
+	names := make([]string, 0, len(l))
+	for n := range l {
+		names = append(names, string(n))
+	}
+	slices.Sort(names)
+	for i, n := range names {
+		q := l[corev1.ResourceName(n)]
+		names[i] = n + "=" + q.String()
+	}
+	return strings.Join(names, ",")
 }

@@ -66,7 +66,11 @@ func TestDecide(t *testing.T) {
 		d.Generation, d.Status.ObservedGeneration = 4, 4
 		d.Spec.Template.Annotations = map[string]string{surge.AnnotationPrediction: predicted.Hash, surge.AnnotationRestartedAt: now.Format(time.RFC3339)}
 	}
-	newPod := func(p *corev1.Pod) { p.Annotations = map[string]string{surge.AnnotationPrediction: predicted.Hash} }
+	// newPod is a pod of the new template that VPA's admission controller matched to its VPA.
+	newPod := func(p *corev1.Pod) {
+		p.Annotations = map[string]string{surge.AnnotationPrediction: predicted.Hash, "vpaObservedContainers": "app"}
+	}
+	unmatched := func(p *corev1.Pod) { delete(p.Annotations, "vpaObservedContainers") }
 	sized := pod("web-2", predicted.Requests["app"], now, newPod)
 	oldDeleting := pod("web-1", cpuMem("10", "1Gi"), started, func(p *corev1.Pod) { p.DeletionTimestamp = &metav1.Time{Time: now} })
 	tests := []struct {
@@ -182,6 +186,24 @@ func TestDecide(t *testing.T) {
 			func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 0 }), pod("web-1", cpuMem("10", "1Gi"), started),
 			pod("web-2", cpuMem("10", "1Gi"), now, newPod, func(p *corev1.Pod) { p.Status.Conditions[0].Status = corev1.ConditionFalse })),
 			action: surge.Abort, reason: "not sized as predicted"},
+		{name: "rolling: a new pod VPA's admission controller did not match: aborted, to be tried again at once", in: input(optedIn(withState(rolling), rolled,
+			func(d *appsv1.Deployment) { d.Status.UpdatedReplicas = 0 }), pod("web-1", cpuMem("10", "1Gi"), started),
+			pod("web-2", cpuMem("10", "1Gi"), now, newPod, unmatched)), action: surge.Abort, reason: "VPA's admission controller did not size it",
+			check: func(t *testing.T, d surge.Decision) {
+				assert.True(t, d.State.Unsized)
+				assert.Equal(t, 30*time.Minute, d.State.CoolDown, "not backed off")
+				assert.Equal(t, 1, d.State.Failures, "it counts as an attempt")
+			}},
+		{name: "after an abort for a pod VPA did not match: the same prediction again, inside the cool-down", in: input(optedIn(withState(surge.State{Phase: surge.PhaseAborted,
+			Prediction: predicted.Hash, Started: now.Add(-time.Minute), CoolDown: 30 * time.Minute, Failures: 1, Unsized: true}))),
+			action: surge.Restart, check: func(t *testing.T, d surge.Decision) {
+				assert.False(t, d.State.Unsized)
+				assert.Equal(t, now.Add(-time.Minute).UTC().Format(time.RFC3339), d.Template[surge.AnnotationRestartedAt],
+					"the aborted attempt's template again: its ReplicaSet is scaled up, not a new one made")
+			}},
+		{name: "... but not a third time", in: input(optedIn(withState(surge.State{Phase: surge.PhaseAborted,
+			Prediction: predicted.Hash, Started: now.Add(-time.Minute), CoolDown: 30 * time.Minute, Failures: 2, Unsized: true}))),
+			action: surge.Skip, reason: "stopped"},
 		{name: "rolling: the user changed the Deployment", in: input(optedIn(withState(rolling), rolled, func(d *appsv1.Deployment) { d.Generation = 5 }), sized),
 			action: surge.Release, reason: "the user's"},
 	}
