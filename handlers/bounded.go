@@ -92,3 +92,9 @@ func (b *bounded[K, V, L]) len() int {
 	defer b.mu.Unlock()
 	return len(b.m)
 }
+
+// holds reports whether the bounded map of strings b holds v at k.
+func holds[L limit](b *bounded[string, string, L], k, v string) bool {
+	got, ok := b.get(k)
+	return ok && got == v
+}

@@ -100,7 +100,7 @@ func (c *SurgeController) apply(ctx context.Context, cfg config.Config, d *appsv
 	}
 	dec := surge.Decide(in)
 	c.warnState(ctx, d, dec.Warning)
-	if dec.Action != surge.None && c.refused.has(key, refusal(dec)) {
+	if dec.Action != surge.None && holds(&c.refused, key, refusal(dec)) {
 		dec = surge.Decision{Reason: "the API server refused this write before; not tried again for this prediction"}
 	}
 	claimed := false
@@ -189,11 +189,6 @@ func (c *SurgeController) writeFailed(ctx context.Context, log *slog.Logger, d *
 // refusal names a decision for the refused map: its action and prediction.
 func refusal(dec surge.Decision) string { return dec.Action.String() + "/" + dec.State.Prediction }
 
-// has reports whether k's value is v.
-func (b *bounded[K, V, L]) has(k K, v string) bool {
-	got, ok := b.get(k)
-	return ok && any(got) == any(v)
-}
 
 // warnState records, once per value, a Warning Event that the Deployment's state annotation
 // was ignored (why).
@@ -203,7 +198,7 @@ func (c *SurgeController) warnState(ctx context.Context, d *appsv1.Deployment, w
 	}
 	sum := sha256.Sum256([]byte(d.Annotations[surge.AnnotationState]))
 	key, h := d.Namespace+"/"+d.Name, hex.EncodeToString(sum[:8])
-	if c.warned.has(key, h) {
+	if holds(&c.warned, key, h) {
 		return
 	}
 	c.warned.put(key, h)

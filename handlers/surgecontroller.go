@@ -138,7 +138,7 @@ const (
 	maxFollowed    = 1000
 	surgeRetryBase = 2 * time.Second
 	surgeRetryMax  = 5 * time.Minute
-	// guardAttempts bounds the decisions made again at once after a failed guard.
+	// surgeGuardAttempts bounds the decisions made again at once after a failed guard.
 	surgeGuardAttempts = 3
 )
 
