@@ -189,7 +189,6 @@ func (c *SurgeController) writeFailed(ctx context.Context, log *slog.Logger, d *
 // refusal names a decision for the refused map: its action and prediction.
 func refusal(dec surge.Decision) string { return dec.Action.String() + "/" + dec.State.Prediction }
 
-
 // warnState records, once per value, a Warning Event that the Deployment's state annotation
 // was ignored (why).
 func (c *SurgeController) warnState(ctx context.Context, d *appsv1.Deployment, why string) {
