@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/status"
 
@@ -40,7 +41,9 @@ func (c *SurgeController) evaluateLocked(ctx context.Context, cfg config.Config,
 			return nil, nil // nothing remembered about a name no object has
 		}
 		if err != nil {
-			c.retry(key)
+			if isAPIStatus(err) || clientUnavailable(err) {
+				c.retry(key) // the API server may answer later
+			}
 			return nil, fmt.Errorf("reading Deployment %s: %w", key, err)
 		}
 		c.bound(d, now)
@@ -55,6 +58,9 @@ func (c *SurgeController) evaluateLocked(ctx context.Context, cfg config.Config,
 			continue
 		case errors.Is(err, errSurgeGuard):
 			c.retry(key) // others keep writing it: later, with its backoff
+			return nil, nil
+		case errors.Is(err, errSurgeSuppressed):
+			c.retry(key) // its decision was refused for good: with the backoff, not every SurgeFollow
 			return nil, nil
 		case err != nil:
 			c.retry(key)
@@ -101,7 +107,12 @@ func (c *SurgeController) apply(ctx context.Context, cfg config.Config, d *appsv
 	dec := surge.Decide(in)
 	c.warnState(ctx, d, dec.Warning)
 	if dec.Action != surge.None && holds(&c.refused, key, refusal(dec)) {
-		dec = surge.Decision{Reason: "the API server refused this write before; not tried again for this prediction"}
+		c.Log.DebugContext(ctx, "surge rollout: the API server refused this write before; not tried again for this prediction",
+			slog.String("namespace", d.Namespace), slog.String("deployment", d.Name), slog.String("action", dec.Action.String()))
+		if st, _ := surge.ReadState(d); st.Phase == surge.PhaseRolling {
+			return nil, errSurgeSuppressed // still followed, with the backoff (the sweeps, the deadline)
+		}
+		return nil, nil
 	}
 	claimed := false
 	if dec.Action == surge.Restart && !c.DryRun {
@@ -133,7 +144,7 @@ func (c *SurgeController) apply(ctx context.Context, cfg config.Config, d *appsv
 		_, err = c.Client.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: Component})
 	}
 	if err != nil {
-		if claimed {
+		if claimed && definitelyNotApplied(err) { // else the restart may have been written: its slot stays, to its end or deadline
 			if endErr := c.Budget.End(ctx, key, now, limits.Timeout, true); endErr != nil {
 				log.WarnContext(ctx, "surge rollout: cannot give back the budget slot; it counts until the rollout's deadline", slog.String("error", endErr.Error()))
 			}
@@ -184,6 +195,35 @@ func (c *SurgeController) writeFailed(ctx context.Context, log *slog.Logger, d *
 	msg := fmt.Sprintf("cannot %s the surge rollout (prediction %s): %s; not tried again for this prediction", dec.Action, dec.State.Prediction, cut(why))
 	c.record(ctx, log, d, corev1.EventTypeWarning, EventSurgeRolloutFailed, msg)
 	return nil
+}
+
+// errSurgeSuppressed: the decision is one the API server refused for good before.
+var errSurgeSuppressed = errors.New("a decision the API server refused before")
+
+// isAPIStatus: err is an answer of the API server (a status), not a client-side error.
+func isAPIStatus(err error) bool {
+	var status apierrors.APIStatus
+	return errors.As(err, &status)
+}
+
+// clientUnavailable: the API server could not be reached or did not answer in time.
+func clientUnavailable(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || utilnet.IsProbableEOF(err)
+}
+
+// definitelyNotApplied: the API server answered that it did not apply the write (a refusal or
+// a failed guard), unlike a timeout or a 5xx after which it may have.
+func definitelyNotApplied(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return !clientUnavailable(err) // built or refused before it was sent
+	}
+	switch status.Status().Code {
+	case http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
+		http.StatusUnprocessableEntity, http.StatusTooManyRequests:
+		return true
+	}
+	return false
 }
 
 // refusal names a decision for the refused map: its action and prediction.

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -117,10 +118,11 @@ type SurgeController struct {
 	sem      chan struct{} // one evaluation at a time in this replica
 	queue    workqueue.TypedRateLimitingInterface[string]
 	queuedMu sync.Mutex
-	queued   map[string]bool // the keys in the queue, at most maxFollowed
-	asks     bounded[string, time.Time, limit10k]
-	refused  bounded[string, string, limit10k] // a decision the API server refused for good, by Deployment
-	warned   bounded[string, string, limit10k] // the invalid state last warned about, by Deployment
+	queued   map[string]bool                      // the keys in the queue, at most maxFollowed
+	asks     bounded[string, time.Time, limit10k] // by Deployment, filled only by live reads
+	vpaAsks  bounded[string, time.Time, limit10k] // by VPA name an event gave (a forged one too)
+	refused  bounded[string, string, limit10k]    // a decision the API server refused for good, by Deployment
+	warned   bounded[string, string, limit10k]    // the invalid state last warned about, by Deployment
 }
 
 // NewSurgeController is a surge controller on deps and the configuration cfg gives, its
@@ -250,7 +252,7 @@ func (c *SurgeController) processNext(ctx context.Context) bool {
 		return true
 	}
 	ns, name, _ := strings.Cut(key, "/")
-	if _, err := c.evaluate(ctx, c.config(), ns, name, nil, true, c.now()); err != nil && ctx.Err() == nil {
+	if _, err := c.evaluate(ctx, ns, name, nil, true); err != nil && ctx.Err() == nil {
 		c.Log.WarnContext(ctx, "surge rollout: cannot evaluate the Deployment; trying again later", slog.String("namespace", ns),
 			slog.String("deployment", name), slog.String("error", err.Error()))
 	}
@@ -343,7 +345,7 @@ func (c *SurgeController) Sweep(ctx context.Context) (SurgeResult, error) {
 	defer c.unlock()
 	for key, d := range keys {
 		ns, name, _ := strings.Cut(key, "/")
-		rep, err := c.evaluateLocked(ctx, cfg, ns, name, d, nil, c.now())
+		rep, err := c.evaluateLocked(ctx, c.config(), ns, name, d, nil, c.now()) // as in force now: a pass may be long
 		switch {
 		case ctx.Err() != nil:
 			return res, ctx.Err()
@@ -379,11 +381,11 @@ func (c *SurgeController) ForVPA(ctx context.Context, ns, name string) (*SurgeRe
 		return nil, nil
 	}
 	now := c.now()
-	key := "vpa/" + ns + "/" + name
-	if !c.due(key, now) {
+	key := ns + "/" + name
+	if next, ok := c.vpaAsks.get(key); ok && now.Before(next) {
 		return nil, nil
 	}
-	c.asks.put(key, now.Add(SurgeEvalRolling))
+	c.vpaAsks.put(key, now.Add(SurgeEvalRolling)) // a map of its own: forged names never flush the Deployments' bounds
 	vpas, err := listVPAs(ctx, c.Dynamic, ns)
 	if err != nil {
 		return nil, err
@@ -396,7 +398,7 @@ func (c *SurgeController) ForVPA(ctx context.Context, ns, name string) (*SurgeRe
 		if !ok || kind != config.KindDeployment {
 			return nil, nil // not a Deployment's: no surge rollout
 		}
-		return c.evaluate(ctx, cfg, ns, target, vpas, true, now)
+		return c.evaluate(ctx, ns, target, vpas, true)
 	}
 	return nil, nil // gone: nothing to do
 }
@@ -429,16 +431,19 @@ func (c *SurgeController) Evaluate(ctx context.Context, ns, name string) (*Surge
 	if !cfg.Surge.Enabled || !cfg.Namespaces.Selects(ns) {
 		return nil, nil
 	}
-	now := c.now()
-	if !c.due(ns+"/"+name, now) {
+	if len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return nil, nil // no Deployment has that name (a pod event's owner name is only length-checked)
+	}
+	if !c.due(ns+"/"+name, c.now()) {
 		return nil, nil
 	}
-	return c.evaluate(ctx, cfg, ns, name, nil, false, now)
+	return c.evaluate(ctx, ns, name, nil, false)
 }
 
 // evaluate evaluates the Deployment ns/name under the lock: waiting for it (wait), or not at
-// all while another evaluation holds it.
-func (c *SurgeController) evaluate(ctx context.Context, cfg config.Config, ns, name string, vpas []*vpa_types.VerticalPodAutoscaler, wait bool, now time.Time) (*SurgeReport, error) {
+// all while another evaluation holds it. The configuration and the clock are read once the
+// lock is held (a wait may last a whole sweep: what was read before it may be stale).
+func (c *SurgeController) evaluate(ctx context.Context, ns, name string, vpas []*vpa_types.VerticalPodAutoscaler, wait bool) (*SurgeReport, error) {
 	if !c.lock(ctx, wait) {
 		if wait {
 			return nil, fmt.Errorf("waiting for the surge-rollout evaluation in progress: %w", ctx.Err())
@@ -446,7 +451,7 @@ func (c *SurgeController) evaluate(ctx context.Context, cfg config.Config, ns, n
 		return nil, nil
 	}
 	defer c.unlock()
-	return c.evaluateLocked(ctx, cfg, ns, name, nil, vpas, now)
+	return c.evaluateLocked(ctx, c.config(), ns, name, nil, vpas, c.now())
 }
 
 // bound sets how soon an event may have the Deployment evaluated again, by what was read.

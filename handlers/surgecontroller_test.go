@@ -56,10 +56,12 @@ func TestSurgeWriteRefused(t *testing.T) {
 		name     string
 		err      error
 		terminal bool
+		// mayBeApplied: an answer after which the write may have been made
+		mayBeApplied bool
 	}{
 		{name: "403 from the admission policy", err: apierrors.NewForbidden(gr, "web", errors.New("ValidatingAdmissionPolicy 'vpa-graceful-drain' denied request")), terminal: true},
 		{name: "422, the Deployment unchanged: not a guard", err: apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "Deployment"}, "web", nil), terminal: true},
-		{name: "500: retried with backoff", err: apierrors.NewInternalError(errors.New("etcd is sad"))},
+		{name: "500: retried with backoff", err: apierrors.NewInternalError(errors.New("etcd is sad")), mayBeApplied: true},
 		{name: "429: retried with backoff", err: apierrors.NewTooManyRequests("slow down", 1)},
 	}
 	for _, tt := range tests {
@@ -85,10 +87,19 @@ func TestSurgeWriteRefused(t *testing.T) {
 			assert.LessOrEqual(t, countVerbs(verbs, "list deployments"), 2, "no decision lists every Deployment: %v", verbs)
 			slots, err := f.rec.Surge.Budget.Read(ctx, f.clock.Now(), 15*time.Minute)
 			require.NoError(t, err)
-			assert.Empty(t, slots.InFlight(), "a claim whose restart was not written is given back")
+			if tt.mayBeApplied {
+				// A 500 may come after the write was made: the claim stays, and it blocks a
+				// second restart for ClaimGrace (then the Deployment, not rolling, shows it
+				// was not written, and the orphaned claim is replaced).
+				patches := countVerbs(verbs, "patch deployments")
+				assert.GreaterOrEqual(t, patches, 2, "tried again: %v", verbs)
+				assert.LessOrEqual(t, patches, 3, "at most once per ClaimGrace: %v", verbs)
+				assert.Len(t, slots.InFlight(), 1, "one claim, never two for one Deployment")
+			} else {
+				assert.Empty(t, slots.InFlight(), "a claim whose restart was refused is given back")
+			}
 			if !tt.terminal {
 				assert.Positive(t, f.rec.Surge.Queued(), "queued again, with its backoff")
-				assert.Positive(t, f.rec.Surge.Requeues("default/web"), "the Deployment's backoff grows")
 				return
 			}
 			assert.Equal(t, 1, countVerbs(verbs, "patch deployments"), "one attempt for the prediction: %v", verbs)
@@ -246,4 +257,37 @@ func completeRollout(t *testing.T, f *adviceFixture) {
 		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 	}), metav1.CreateOptions{})
 	require.NoError(t, err)
+}
+
+// A rollout in flight whose every write is refused for good (the admission policy, annotations
+// over the size limit) is said once and then evaluated again only with the Deployment's growing
+// backoff, not every SurgeFollow for ever.
+func TestSurgeRefusedFollowBacksOff(t *testing.T) {
+	f := newAdviceFixture(t, false, surgeOn, surgeObjects("Initial")...)
+	testutil.GenerateNames(f.client)
+	ctx := context.Background()
+	rep, err := f.rec.Surge.ForVPA(ctx, "default", "web")
+	require.NoError(t, err)
+	require.NotNil(t, rep)
+	require.Equal(t, surge.Restart, rep.Decision.Action)
+	gr := schema.GroupResource{Group: "apps", Resource: "deployments"}
+	f.client.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(gr, "web", errors.New("denied"))
+	})
+	f.clock.Step(16 * time.Minute) // past surgeRolloutTimeout: a write is due
+	f.reset()
+	for range 10 {
+		_, err := f.rec.Surge.Evaluate(ctx, "default", "web")
+		require.NoError(t, err)
+		f.clock.Step(handlers.SurgeFollow)
+	}
+	assert.Equal(t, 1, countVerbs(testutil.Verbs(f.client), "patch deployments"), "one attempt")
+	assert.Equal(t, 9, f.rec.Surge.Requeues("default/web"), "each later evaluation with the backoff")
+	failed := 0
+	for _, e := range deploymentEvents(t, f, "default") {
+		if e.Reason == handlers.EventSurgeRolloutFailed {
+			failed++
+		}
+	}
+	assert.Equal(t, 1, failed, "said once")
 }

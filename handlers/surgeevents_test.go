@@ -21,6 +21,7 @@ import (
 
 	"function/config"
 	"function/handlers"
+	"function/handlers/drain/draintest"
 	"function/handlers/surge"
 	"function/internal/testutil"
 )
@@ -178,6 +179,8 @@ func TestSurgeEvents(t *testing.T) {
 		{name: "pod event of the Deployment's pod: restarted", cfg: enabled, event: podEvent(podOfWeb()), action: surge.Restart,
 			wantVerbs: restartVerbs, wantVPA: []string{"list verticalpodautoscalers"}},
 		{name: "pod event of a pod of no Deployment: nothing read", cfg: enabled, event: podEvent(newPod()), wantVerbs: []string{}, wantVPA: []string{}},
+		{name: "pod event whose owner no Deployment can have (a path in its name): nothing read, nothing queued", cfg: enabled,
+			event: podEvent(newPod(draintest.OwnedBy("Deployment", "../web"))), wantVerbs: []string{}, wantVPA: []string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,6 +201,9 @@ func TestSurgeEvents(t *testing.T) {
 				assert.Equal(t, tt.action, rep.Decision.Action)
 				assert.Equal(t, "web", rep.Name)
 				assert.Equal(t, types.UID("uid-web"), rep.UID)
+			}
+			if tt.action == surge.None {
+				assert.Zero(t, f.rec.Surge.Queued(), "nothing queued to retry")
 			}
 			f.reset()
 			_, err = tt.event(ctx, f.rec)

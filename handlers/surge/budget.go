@@ -87,17 +87,28 @@ func (s Slots) Holds(key string) bool {
 	return slices.ContainsFunc(s, func(sl Slot) bool { return sl.Deployment == key && sl.Ended.IsZero() })
 }
 
+// ClaimGrace is how long a claim holds a Deployment's slot before its restart shows in the
+// Deployment: a claim older than that on a Deployment not rolling (Claim is asked for a
+// restart only) is an orphan, its restart never written (a timeout, a crash), and is replaced.
+const ClaimGrace = 30 * time.Second
+
 // Claim adds a slot for the Deployment key started at now, when the limits allow one more and
-// key has none in flight (another replica is starting it); false: not added, and why.
+// key has none in flight claimed within ClaimGrace (another replica is starting it); not
+// added: the slots as they were, and why.
 func (s Slots) Claim(key string, uid types.UID, now time.Time, l Limits) (Slots, string) {
+	for _, sl := range s {
+		if sl.Deployment == key && sl.Ended.IsZero() && now.Sub(sl.Started) < ClaimGrace {
+			return s, "another replica is starting or following its rollout"
+		}
+	}
+	orig := s
+	s = s.End(key, now, true) // an orphaned claim
 	b := s.Budget(now)
 	switch {
-	case s.Holds(key):
-		return s, "another replica is starting or following its rollout"
 	case b.InFlight >= l.MaxInFlight:
-		return s, fmt.Sprintf("budget: %d rollouts in flight", b.InFlight)
+		return orig, fmt.Sprintf("budget: %d rollouts in flight", b.InFlight)
 	case b.LastMinute >= l.MaxPerMinute:
-		return s, fmt.Sprintf("budget: %d rollouts started in the last minute", b.LastMinute)
+		return orig, fmt.Sprintf("budget: %d rollouts started in the last minute", b.LastMinute)
 	}
 	return append(slices.Clone(s), Slot{Deployment: key, UID: uid, Started: now.UTC()}), ""
 }

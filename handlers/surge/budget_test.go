@@ -34,8 +34,8 @@ func TestSlots(t *testing.T) {
 			{Deployment: "ns/b", Started: at(20 * time.Minute)}}},
 		{name: "a slot from the future is not the function's", slots: surge.Slots{{Deployment: "ns/a", Started: now.Add(time.Hour)},
 			{Deployment: "ns/b", Started: now.Add(time.Hour)}}},
-		{name: "the Deployment holds a slot already (another replica)", slots: surge.Slots{{Deployment: "ns/web", Started: at(time.Minute)}},
-			budget: surge.Budget{InFlight: 1}, why: "another replica"},
+		{name: "the Deployment holds a slot claimed just now (another replica)", slots: surge.Slots{{Deployment: "ns/web", Started: at(10 * time.Second)}},
+			budget: surge.Budget{InFlight: 1, LastMinute: 1}, why: "another replica"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,6 +59,17 @@ func TestSlots(t *testing.T) {
 			assert.Equal(t, claimed.Budget(now), back.Budget(now))
 		})
 	}
+}
+
+// A claim older than ClaimGrace on a Deployment that is due a restart (so not rolling) is an
+// orphan, its restart never written: replaced, not counted twice.
+func TestSlotsReplaceAnOrphanedClaim(t *testing.T) {
+	limits := surge.Limits{MaxInFlight: 2, MaxPerMinute: 6, Timeout: 15 * time.Minute}
+	s := surge.Slots{{Deployment: "ns/web", Started: now.Add(-surge.ClaimGrace - time.Second)}, {Deployment: "ns/a", Started: now.Add(-time.Minute)}}
+	claimed, why := s.Claim("ns/web", "uid-web", now, limits)
+	require.Empty(t, why)
+	assert.Equal(t, surge.Budget{InFlight: 2, LastMinute: 1}, claimed.Budget(now), "the orphan replaced by the new claim")
+	assert.Len(t, claimed.InFlight(), 2)
 }
 
 func TestParseSlotsIsBounded(t *testing.T) {
