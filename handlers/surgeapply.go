@@ -33,10 +33,11 @@ func (c *SurgeController) evaluateLocked(ctx context.Context, cfg config.Config,
 	vpas []*vpa_types.VerticalPodAutoscaler, now time.Time) (*SurgeReport, error) {
 	key := ns + "/" + name
 	for attempt := 1; ; attempt++ {
-		d, err := listed, error(nil)
-		if listed = nil; d == nil {
+		d, err := listed, error(nil) // the sweep's copy, for the first attempt only
+		if d == nil {
 			d, err = c.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		}
+		listed = nil
 		if apierrors.IsNotFound(err) {
 			return nil, nil // nothing remembered about a name no object has
 		}

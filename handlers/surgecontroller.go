@@ -431,11 +431,11 @@ func (c *SurgeController) Evaluate(ctx context.Context, ns, name string) (*Surge
 	if !cfg.Surge.Enabled || !cfg.Namespaces.Selects(ns) {
 		return nil, nil
 	}
+	if !c.due(ns+"/"+name, c.now()) {
+		return nil, nil // a map lookup first: the check below is for names not bound yet
+	}
 	if len(validation.IsDNS1123Label(ns)) > 0 || len(validation.IsDNS1123Subdomain(name)) > 0 {
 		return nil, nil // no Deployment has that name (a pod event's owner name is only length-checked)
-	}
-	if !c.due(ns+"/"+name, c.now()) {
-		return nil, nil
 	}
 	return c.evaluate(ctx, ns, name, nil, false)
 }

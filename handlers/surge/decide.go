@@ -74,12 +74,8 @@ var phases = [...]Phase{"", PhaseRolling, PhaseCompleted, PhaseAborted}
 // ahead of now by more than the clock skew (a state is written by the function on the API
 // server's clock; one from the future was written by someone else), counts not negative.
 func (s State) valid(now time.Time) error {
-	ok := false
-	for _, p := range phases {
-		ok = ok || s.Phase == p
-	}
 	switch {
-	case !ok:
+	case !slices.Contains(phases[:], s.Phase):
 		return fmt.Errorf("phase %s is not one of rolling, completed, aborted", drain.Quote(string(s.Phase)))
 	case s.Started.After(now.Add(drain.ClockSkew)):
 		return fmt.Errorf("started %s is in the future", s.Started.UTC().Format(time.RFC3339))

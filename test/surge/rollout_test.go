@@ -41,17 +41,24 @@ func watchReady(ctx context.Context, t *testing.T, ns, name string) *readyWatch 
 		rw.observe(&list.Items[i], false)
 	}
 	rw.min = rw.count()
-	w, err := cp.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion})
+	followPods(ctx, t, ns, sel, list.ResourceVersion, rw.observe)
+	return rw
+}
+
+// followPods hands every change of the pods sel selects in ns after resourceVersion to
+// observe (deleted: the pod is gone), from one watch stream, until the test ends.
+func followPods(ctx context.Context, t *testing.T, ns, sel, resourceVersion string, observe func(p *corev1.Pod, deleted bool)) {
+	t.Helper()
+	w, err := cp.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: resourceVersion})
 	require.NoError(t, err)
 	t.Cleanup(w.Stop)
 	go func() {
 		for ev := range w.ResultChan() {
 			if p, ok := ev.Object.(*corev1.Pod); ok {
-				rw.observe(p, ev.Type == watch.Deleted)
+				observe(p, ev.Type == watch.Deleted)
 			}
 		}
 	}()
-	return rw
 }
 
 func (rw *readyWatch) observe(p *corev1.Pod, deleted bool) {

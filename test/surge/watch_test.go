@@ -15,7 +15,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 
 	"function/handlers/surge"
 	"function/test/cluster"
@@ -92,16 +91,7 @@ func watchPods(ctx context.Context, t *testing.T, ns, name string) *podWatch {
 	for i := range list.Items {
 		pw.observe(&list.Items[i], false)
 	}
-	w, err := cp.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: list.ResourceVersion})
-	require.NoError(t, err)
-	t.Cleanup(w.Stop)
-	go func() {
-		for ev := range w.ResultChan() {
-			if p, ok := ev.Object.(*corev1.Pod); ok {
-				pw.observe(p, ev.Type == watch.Deleted)
-			}
-		}
-	}()
+	followPods(ctx, t, ns, sel, list.ResourceVersion, pw.observe)
 	return pw
 }
 
