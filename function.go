@@ -60,10 +60,10 @@ type Function struct {
 	// request's body is read (see authenticate).
 	senders      *auth.Verifier
 	sendersKnown bool
-	rec          *handlers.Reconciler // set by a successful Start
-	cfgErr       error                // set by a failed Start
-	cancel       context.CancelFunc   // ends rec.Run
-	stopped      chan struct{}        // closed when rec.Run has returned
+	parts        *parts             // set by a successful Start
+	cfgErr       error              // set by a failed Start
+	cancel       context.CancelFunc // ends parts.run
+	stopped      chan struct{}      // closed when parts.run has returned
 }
 
 // MetricsPath serves the metrics in the Prometheus text format (GET), on the function's own
@@ -150,24 +150,40 @@ func New(opts ...Option) *Function {
 	return f
 }
 
-// wire builds the Reconciler for cfg from the Function's parts: the cluster clients, the API
-// server's clock, Kubernetes Events written behind the decisions (the returned queue, nil
-// without a recorder) and the telemetry's metrics and gauges.
-func (f *Function) wire(cfg config.Config) (*handlers.Reconciler, *handlers.AsyncEvents) {
-	rec := handlers.NewReconciler(f.client, cfg, f.dryRun, f.log)
-	rec.Dynamic = f.dynamic
+// parts are the function's controllers, each a type of package handlers on the same Deps:
+// the drain reconciler, the sweeps, the surge controller, and the queue the Kubernetes Events
+// are written from. Handle reaches them through the narrow interfaces of handle.go.
+type parts struct {
+	drains *handlers.Reconciler
+	sweeps *handlers.Sweeper
+	surge  *handlers.SurgeController
+	events *handlers.AsyncEvents // nil without a recorder
+}
+
+// wire builds the controllers for cfg from the Function's parts: the cluster clients, the API
+// server's clock, Kubernetes Events written behind the decisions (a queue) and the telemetry's
+// metrics and gauges.
+func (f *Function) wire(cfg config.Config) *parts {
+	p := &parts{}
+	deps := handlers.NewDeps(f.client, f.dryRun, f.log)
+	deps.Dynamic = f.dynamic
 	if f.serverClock != nil {
-		rec.UseServerClock(f.serverClock)
+		deps = deps.UseServerClock(f.serverClock)
 	}
-	var events *handlers.AsyncEvents
-	if rec.Events != nil {
+	if deps.Events != nil {
 		// Events are written behind the decisions, never in an event's request.
-		events = handlers.NewAsyncEvents(rec.Events, eventQueue, f.log)
-		rec.Events = events
+		p.events = handlers.NewAsyncEvents(deps.Events, eventQueue, f.log)
+		deps.Events = p.events
 	}
-	if tel := f.telemetry(); tel != nil {
-		rec.Metrics = tel
-		if err := tel.SetGauges(rec.InProgress, rec.Overdue); err != nil {
+	tel := f.telemetry()
+	if tel != nil {
+		deps.Metrics = tel
+	}
+	p.drains = handlers.NewReconciler(deps, cfg) // with its owner checks (advice, pacing)
+	p.surge = handlers.NewSurgeController(deps, p.drains.CurrentConfig)
+	p.sweeps = &handlers.Sweeper{Deps: deps, Config: p.drains.CurrentConfig, Drains: p.drains, PDBs: p.drains.Checks, Surge: p.surge}
+	if tel != nil {
+		if err := tel.SetGauges(p.drains.InProgress, p.sweeps.Overdue); err != nil {
 			f.log.Warn("the drain gauges are not reported", slog.String("error", err.Error()))
 		}
 		if f.serverClock != nil {
@@ -176,8 +192,27 @@ func (f *Function) wire(cfg config.Config) (*handlers.Reconciler, *handlers.Asyn
 			}
 		}
 	}
-	rec.Surge = handlers.NewSurgeController(rec.Deps(), rec.CurrentConfig)
-	return rec, events
+	return p
+}
+
+// run runs the controllers until ctx ends: the re-checks (recheckWorkers at once), the sweeps,
+// the surge controller, and the Events' queue (flushed once ctx ends).
+func (p *parts) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	if p.events != nil {
+		wg.Go(func() { p.events.Run(ctx) })
+	}
+	wg.Go(func() { p.sweeps.Run(ctx) })
+	wg.Go(func() { p.surge.Run(ctx) })
+	p.drains.Run(ctx, recheckWorkers)
+	p.surge.Stop()
+	wg.Wait()
+}
+
+// setConfig puts cfg in force (a live ConfigMap change) and has every pod converge to it now.
+func (p *parts) setConfig(cfg config.Config) {
+	p.drains.SetConfig(cfg)
+	p.sweeps.ConfigChanged()
 }
 
 // startConfig is what Start reads before it wires anything: the configuration, the values it

@@ -129,6 +129,21 @@ func senderAttr(key, v string) slog.Attr {
 	return slog.String(key, v)
 }
 
+// What HandleEvent needs of the controllers function.go wires (parts), and nothing more: the
+// drain reconciler's two entries for an event, the sweeps' ask, the surge rollouts' two
+// triggers.
+type (
+	podReconciler interface {
+		Reconcile(ctx context.Context, pod *corev1.Pod) (handlers.Outcome, error)
+		ReconcileRef(ctx context.Context, namespace, name string) (handlers.Outcome, error)
+	}
+	sweepAsker   interface{ AskedByEvent() bool }
+	surgeTrigger interface {
+		ForPod(ctx context.Context, pod *corev1.Pod) (*handlers.SurgeReport, error)
+		ForVPA(ctx context.Context, namespace, name string) (*handlers.SurgeReport, error)
+	}
+)
+
 // HandleEvent decides on one ApiServerSource Pod event and applies the decision (and, with
 // surge rollouts on, evaluates the pod's Deployment, or for a VerticalPodAutoscaler event the
 // Deployment it targets: see handleVPA). It answers
@@ -138,10 +153,15 @@ func senderAttr(key, v string) slog.Attr {
 // otherwise 200 with a reply event for the action taken, or no reply when nothing was done.
 // Errors are *cehttp.Result values carrying the HTTP status.
 func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event, error) {
-	rec, err := f.reconciler()
+	p, err := f.started()
 	if err != nil {
 		return nil, cehttp.NewResult(http.StatusServiceUnavailable, "not ready: %v", err)
 	}
+	var (
+		pods  podReconciler = p.drains
+		sweep sweepAsker    = p.sweeps
+		surge surgeTrigger  = p.surge
+	)
 	// log writes a line about the event; its attributes are formatted only for a line that is
 	// written (most events write none here).
 	log := func(level slog.Level, msg string, attrs ...slog.Attr) {
@@ -154,7 +174,7 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		if f.client == nil {
 			return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "a sweep needs a cluster (dry-run without one)")
 		}
-		if !rec.AskSweep() {
+		if !sweep.AskedByEvent() {
 			log(slog.LevelDebug, "sweep asked for again within the minimum gap: not repeated", senderAttr("ceSource", e.Source()))
 			return nil, cehttp.NewResult(http.StatusAccepted, "sweep not repeated: one was asked for less than %s ago", handlers.MinSweepGap)
 		}
@@ -171,7 +191,7 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		return nil, cehttp.NewResult(http.StatusBadRequest, "%v", err)
 	}
 	if in.Object == eventing.ObjectVPA {
-		return f.handleVPA(ctx, rec, in, log)
+		return f.handleVPA(ctx, surge, in, log)
 	}
 	var out handlers.Outcome
 	switch {
@@ -180,11 +200,11 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 		// re-check reads the pod and forgets it once it is really gone. A surge rollout's
 		// old pod goes this way: its Deployment is evaluated (SurgeController.ForPod).
 		log(slog.LevelDebug, "pod deleted", slog.String("pod", in.Namespace+"/"+in.Name))
-		return f.surgeReply(ctx, rec, in.Pod, log), nil
+		return f.surgeReply(ctx, surge, in.Pod, log), nil
 	case in.Mode == eventing.Reference:
-		out, err = rec.ReconcileRef(ctx, in.Namespace, in.Name)
+		out, err = pods.ReconcileRef(ctx, in.Namespace, in.Name)
 	default:
-		out, err = rec.Reconcile(ctx, in.Pod)
+		out, err = pods.Reconcile(ctx, in.Pod)
 	}
 	switch {
 	case errors.Is(err, handlers.ErrNoCluster):
@@ -204,7 +224,7 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 	if out.Pod != nil {
 		pod = out.Pod // the live pod
 	}
-	if surged := f.surgeReply(ctx, rec, pod, log); reply == nil {
+	if surged := f.surgeReply(ctx, surge, pod, log); reply == nil {
 		reply = surged
 	}
 	return reply, nil
@@ -213,8 +233,8 @@ func (f *Function) HandleEvent(ctx context.Context, e event.Event) (*event.Event
 // surgeReply evaluates the surge rollout of the pod's Deployment (SurgeController.ForPod: only
 // with surgeRollout on, bounded per Deployment) and returns its reply, if any. It never fails
 // the pod's event: what it could not do, the next event or sweep does.
-func (f *Function) surgeReply(ctx context.Context, rec *handlers.Reconciler, pod *corev1.Pod, log func(slog.Level, string, ...slog.Attr)) *event.Event {
-	rep, err := rec.Surge.ForPod(ctx, pod)
+func (f *Function) surgeReply(ctx context.Context, surge surgeTrigger, pod *corev1.Pod, log func(slog.Level, string, ...slog.Attr)) *event.Event {
+	rep, err := surge.ForPod(ctx, pod)
 	if err == nil {
 		var reply *event.Event
 		if reply, err = eventing.RolloutReply(rep); err == nil {
@@ -230,7 +250,7 @@ func (f *Function) surgeReply(ctx context.Context, rec *handlers.Reconciler, pod
 // Deployment it targets, on what they read (SurgeController.ForVPA); the event's data is never
 // used. A deleted VPA needs nothing (a rollout in flight is followed by its pods' events and
 // the sweeps).
-func (f *Function) handleVPA(ctx context.Context, rec *handlers.Reconciler, in eventing.Input, log func(slog.Level, string, ...slog.Attr)) (*event.Event, error) {
+func (f *Function) handleVPA(ctx context.Context, surge surgeTrigger, in eventing.Input, log func(slog.Level, string, ...slog.Attr)) (*event.Event, error) {
 	if f.client == nil {
 		return nil, cehttp.NewResult(http.StatusUnprocessableEntity, "VerticalPodAutoscaler event for %s/%s: %v", in.Namespace, in.Name, handlers.ErrNoCluster)
 	}
@@ -238,7 +258,7 @@ func (f *Function) handleVPA(ctx context.Context, rec *handlers.Reconciler, in e
 		log(slog.LevelDebug, "VerticalPodAutoscaler deleted", slog.String("vpa", in.Namespace+"/"+in.Name))
 		return nil, nil
 	}
-	rep, err := rec.Surge.ForVPA(ctx, in.Namespace, in.Name)
+	rep, err := surge.ForVPA(ctx, in.Namespace, in.Name)
 	if err != nil {
 		return nil, failed(ctx, log, slog.String("vpa", in.Namespace+"/"+in.Name), err)
 	}

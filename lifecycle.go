@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -155,9 +154,9 @@ func (f *Function) Start(ctx context.Context, env map[string]string) error {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	rec, events := f.wire(sc.cfg)
+	p := f.wire(sc.cfg)
 	stopped := make(chan struct{})
-	if sc.follow && !f.followConfigMap(ctx, sc, rec, cancel, stopped) {
+	if sc.follow && !f.followConfigMap(ctx, sc, p, cancel, stopped) {
 		return nil
 	}
 	f.mu.Lock()
@@ -170,14 +169,9 @@ func (f *Function) Start(ctx context.Context, env map[string]string) error {
 	}
 	go func() {
 		defer close(stopped)
-		var wg sync.WaitGroup
-		if events != nil {
-			wg.Go(func() { events.Run(ctx) }) // flushes the queued Events once ctx ends
-		}
-		rec.Run(ctx, recheckWorkers)
-		wg.Wait()
+		p.run(ctx)
 	}()
-	f.rec, f.cancel, f.stopped, f.cfgErr = rec, cancel, stopped, nil
+	f.parts, f.cancel, f.stopped, f.cfgErr = p, cancel, stopped, nil
 	if !sc.follow {
 		logConfig(f.log, "configuration loaded", sc.cfg, f.dryRun || f.client == nil)
 	}
@@ -205,15 +199,15 @@ func (f *Function) refuse(err error) {
 // ConfigMap live: nothing is decided before its first configuration is in (the function is
 // not Ready meanwhile). It returns false when Start must stop here (the follower could not
 // start; it says why).
-func (f *Function) followConfigMap(ctx context.Context, sc startConfig, rec *handlers.Reconciler, cancel context.CancelFunc, stopped chan struct{}) bool {
+func (f *Function) followConfigMap(ctx context.Context, sc startConfig, p *parts, cancel context.CancelFunc, stopped chan struct{}) bool {
 	host, _ := os.Hostname()
-	rec.Lease = &handlers.SweepLease{Client: f.client, Namespace: sc.cmNamespace, Name: SweepLeaseName,
+	p.sweeps.Lease = &handlers.SweepLease{Client: f.client, Namespace: sc.cmNamespace, Name: SweepLeaseName,
 		Identity: fmt.Sprintf("%s/%d", host, os.Getpid())}
 	// The surge-rollout budget is shared by every replica in a Lease beside the sweep's.
-	rec.Surge.Budget.UseLease(f.client, sc.cmNamespace, SurgeLeaseName)
+	p.surge.Budget.UseLease(f.client, sc.cmNamespace, SurgeLeaseName)
 	f.mu.Lock()
 	f.stopLocked(context.Background())
-	f.rec, f.cancel, f.stopped = nil, cancel, stopped
+	f.parts, f.cancel, f.stopped = nil, cancel, stopped
 	f.cfgErr = fmt.Errorf("starting: waiting for ConfigMap %s/%s (the function needs get, list and watch on it: config/rbac.yaml)", sc.cmNamespace, sc.cmName)
 	f.mu.Unlock()
 	follower := &live.Live{Client: f.client, Namespace: sc.cmNamespace, Name: sc.cmName, Base: sc.values, Log: f.log,
@@ -221,7 +215,7 @@ func (f *Function) followConfigMap(ctx context.Context, sc startConfig, rec *han
 			if f.noSweeps {
 				c.SweepInterval = 0
 			}
-			rec.SetConfig(c)
+			p.setConfig(c)
 			logConfig(f.log, "configuration in force", c, f.dryRun)
 		}}
 	switch err := follower.Start(ctx, f.configWait); {
@@ -240,20 +234,12 @@ func (f *Function) followConfigMap(ctx context.Context, sc startConfig, rec *han
 	return true
 }
 
-// logConfig logs the configuration in force.
+// logConfig logs the configuration in force: every configuration key's effective value
+// (config.Config.LogValues), whether the function is uninstalling and whether it runs dry.
 func logConfig(log *slog.Logger, msg string, cfg config.Config, dryRun bool) {
-	log.Info(msg,
-		slog.Int("gracePeriodSeconds", int(cfg.GracePeriod.Seconds())),
-		slog.Int("drainTimeoutSeconds", int(cfg.DrainTimeout.Seconds())),
-		slog.Any("namespaceSelector", cfg.Namespaces),
-		slog.Bool("detectVpaAnnotations", cfg.DetectVpaAnnotations),
-		slog.Int("sweepIntervalSeconds", int(cfg.SweepInterval.Seconds())),
-		slog.String("holdOn", string(cfg.HoldOn)),
-		slog.Any("workloadDefaults", cfg.Workloads),
-		slog.Bool("ensurePodDisruptionBudget", cfg.EnsurePDB),
-		slog.Bool("surgeRollout", cfg.Surge.Enabled),
-		slog.Bool("uninstalling", cfg.Uninstalling),
-		slog.Bool("dryRun", dryRun))
+	// Every key of config's table under its name, then what no key sets.
+	attrs := append(cfg.LogValues(), slog.Bool("uninstalling", cfg.Uninstalling), slog.Bool("dryRun", dryRun))
+	log.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
 }
 
 // Stop ends the re-checks and sweeps and waits for them (at most until ctx ends). Drains in
@@ -288,18 +274,19 @@ func (f *Function) stopLocked(ctx context.Context) error {
 
 // Ready is true once Start loaded a valid configuration; the error says why not.
 func (f *Function) Ready(context.Context) (bool, error) {
-	_, err := f.reconciler()
+	_, err := f.started()
 	return err == nil, err
 }
 
-func (f *Function) reconciler() (*handlers.Reconciler, error) {
+// started is the controllers Start wired, or why there are none (yet).
+func (f *Function) started() (*parts, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	switch {
 	case f.cfgErr != nil:
 		return nil, f.cfgErr
-	case f.rec == nil:
+	case f.parts == nil:
 		return nil, errors.New("starting: configuration not loaded yet")
 	}
-	return f.rec, nil
+	return f.parts, nil
 }

@@ -1,7 +1,9 @@
 package function
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -46,10 +48,35 @@ func TestStartRunsOnTheEnvironmentWhileTheConfigMapIsUnreadable(t *testing.T) {
 	ready, err := f.Ready(context.Background())
 	require.NoError(t, err)
 	assert.True(t, ready, "ready on the environment's configuration")
-	rec, err := f.reconciler()
+	p, err := f.started()
 	require.NoError(t, err)
+	rec := p.drains
 	assert.Equal(t, 11*time.Second, rec.CurrentConfig().GracePeriod)
 
 	forbidden.Store(false) // the Role is applied: the watch's retry reads the ConfigMap
 	require.Eventually(t, func() bool { return rec.CurrentConfig().GracePeriod == 7*time.Second }, 10*time.Second, 20*time.Millisecond)
+}
+
+// The configuration log shows every key of config's table with its effective value, then
+// uninstalling and dryRun.
+func TestLogConfigShowsEveryKey(t *testing.T) {
+	var out bytes.Buffer
+	cfg := config.Default()
+	cfg.GracePeriod = 7 * time.Second
+	cfg.Surge.CoolDown = time.Hour
+	logConfig(slog.New(slog.NewJSONHandler(&out, nil)), "configuration in force", cfg, true)
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(out.Bytes(), &line), out.String())
+	assert.Equal(t, "configuration in force", line["msg"])
+	for _, k := range config.Keys() {
+		assert.Contains(t, line, k, "the log shows %s", k)
+	}
+	assert.Len(t, line, 3+len(config.Keys())+2, "time, level, msg, the keys, uninstalling and dryRun: %s", out.String())
+	assert.Equal(t, 7.0, line[config.KeyGracePeriodSeconds], "the effective value, in whole seconds")
+	assert.Equal(t, "1h0m0s", line[config.KeySurgeCoolDown])
+	assert.Equal(t, map[string]any{"exclude": []any{"kube-system", "kube-public", "kube-node-lease"}}, line[config.KeyNamespaceSelector])
+	assert.Equal(t, true, line[config.KeyDetectVpaAnnotations])
+	assert.Equal(t, "evictions", line[config.KeyHoldOn])
+	assert.Equal(t, false, line["uninstalling"])
+	assert.Equal(t, true, line["dryRun"])
 }

@@ -8,18 +8,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// Keys, as written in config/configmap.yaml. Each may also be given in UPPER_SNAKE_CASE
-// (GRACE_PERIOD_SECONDS) for environments where camelCase variables are awkward.
+// Keys, as written in config/configmap.yaml: the names code refers to. The table of keys
+// (keys, in keys.go) defines each: its UPPER_SNAKE_CASE alias (GRACE_PERIOD_SECONDS, for
+// environments where camelCase variables are awkward), default, documentation and parsing.
 const (
 	KeyGracePeriodSeconds   = "gracePeriodSeconds"
 	KeyDrainTimeoutSeconds  = "drainTimeoutSeconds"
@@ -29,7 +32,7 @@ const (
 	KeyHoldOn               = "holdOn"
 	KeyWorkloadDefaults     = "workloadDefaults"
 	KeyEnsurePDB            = "ensurePodDisruptionBudget"
-	// Surge rollouts (README "Surge rollouts"): the switch, and the VPA updater's settings
+	// Surge rollouts (docs/surge-rollouts.md): the switch, and the VPA updater's settings
 	// they decide with, named after the updater's flags.
 	KeySurgeRollout                   = "surgeRollout"
 	KeyPodUpdateThreshold             = "podUpdateThreshold"
@@ -148,20 +151,21 @@ func (s NamespaceSelector) Selects(ns string) bool {
 	return len(s.Include) == 0 || slices.Contains(s.Include, ns)
 }
 
-// Default returns the documented defaults.
+// Default returns the documented defaults: every key's Default (see KeySpec), parsed.
 func Default() Config {
-	return Config{
-		GracePeriod:          30 * time.Second,
-		DrainTimeout:         300 * time.Second,
-		Namespaces:           NamespaceSelector{Exclude: []string{"kube-system", "kube-public", "kube-node-lease"}},
-		DetectVpaAnnotations: true,
-		SweepInterval:        60 * time.Second,
-		HoldOn:               HoldEvictions,
-		Surge: Surge{PodUpdateThreshold: 0.1, InBoundsLifetime: 12 * time.Hour, EvictAfterOOM: 10 * time.Minute,
-			UseAdmissionControllerStatus: true, MaxInFlight: 2, MaxPerMinute: 6, CoolDown: 30 * time.Minute, PendingTimeout: 5 * time.Minute,
-			Timeout: 15 * time.Minute, MaxAttempts: 2, StatusLeaseNamespace: "kube-system"},
+	cfg, err := defaults()
+	if err != nil {
+		panic("config: the table of keys holds an invalid default: " + err.Error()) // TestKeyTable says which
 	}
+	// A copy of its own: a caller may change the selector's lists.
+	cfg.Namespaces.Include = slices.Clone(cfg.Namespaces.Include)
+	cfg.Namespaces.Exclude = slices.Clone(cfg.Namespaces.Exclude)
+	cfg.Workloads = maps.Clone(cfg.Workloads)
+	return cfg
 }
+
+// defaults are the table's defaults, parsed once.
+var defaults = sync.OnceValues(func() (Config, error) { return Parse(nil) })
 
 // KeyError names the configuration key that is wrong and why.
 type KeyError struct {
@@ -194,89 +198,33 @@ func Values(env map[string]string) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, key := range Keys() {
-		if v, ok := env[key]; ok {
-			values[key] = v
-		} else if v, ok := env[upperSnake(key)]; ok {
-			values[key] = v
+	for i := range keys {
+		k := &keys[i]
+		if v, ok := env[k.Name]; ok {
+			values[k.Name] = v
+		} else if v, ok := env[k.Env]; ok {
+			values[k.Name] = v
 		}
 	}
 	return values, nil
 }
 
-// Keys returns the configuration keys, in the order they are documented.
-func Keys() []string {
-	return []string{KeyGracePeriodSeconds, KeyDrainTimeoutSeconds, KeyNamespaceSelector, KeyDetectVpaAnnotations, KeySweepIntervalSeconds,
-		KeyHoldOn, KeyWorkloadDefaults, KeyEnsurePDB, KeySurgeRollout, KeyPodUpdateThreshold, KeyInRecommendationBoundsLifetime,
-		KeyEvictAfterOOMThreshold, KeyUseAdmissionControllerStatus, KeySurgeMaxInFlight, KeySurgeMaxPerMinute, KeySurgeCoolDown,
-		KeySurgePendingTimeout, KeySurgeRolloutTimeout, KeySurgeMaxAttempts, KeyAdmissionControllerStatusLeaseNamespace}
-}
-
-// Parse validates a map of key to raw value (missing keys take their defaults).
+// Parse validates a map of key to raw value (missing keys take their defaults). Every invalid
+// key is reported (in the order the keys are documented), joined in one error of KeyErrors;
+// the checks across keys follow once each key is valid.
 func Parse(values map[string]string) (Config, error) {
-	cfg := Default()
+	var cfg Config
 	var errs []error
-	if v, ok := values[KeyGracePeriodSeconds]; ok {
-		d, err := ParseSeconds(v, 0)
-		if err != nil {
-			errs = append(errs, &KeyError{Key: KeyGracePeriodSeconds, Value: v, Reason: err.Error()})
+	for i := range keys {
+		k := &keys[i]
+		v, ok := values[k.Name]
+		if !ok {
+			v = k.Default
 		}
-		cfg.GracePeriod = d
+		if err := k.parse(v, &cfg); err != nil {
+			errs = append(errs, &KeyError{Key: k.Name, Value: v, Reason: err.Error()})
+		}
 	}
-	if v, ok := values[KeyDrainTimeoutSeconds]; ok {
-		d, err := ParseSeconds(v, 1)
-		if err != nil {
-			errs = append(errs, &KeyError{Key: KeyDrainTimeoutSeconds, Value: v, Reason: err.Error()})
-		}
-		cfg.DrainTimeout = d
-	}
-	if v, ok := values[KeyNamespaceSelector]; ok {
-		sel, err := parseSelector(v)
-		if err != nil {
-			errs = append(errs, &KeyError{Key: KeyNamespaceSelector, Value: v, Reason: err.Error()})
-		}
-		cfg.Namespaces = sel
-	}
-	if v, ok := values[KeyDetectVpaAnnotations]; ok {
-		b, err := ParseBool(v)
-		if err != nil {
-			errs = append(errs, &KeyError{Key: KeyDetectVpaAnnotations, Value: v, Reason: err.Error()})
-		}
-		cfg.DetectVpaAnnotations = b
-	}
-	if v, ok := values[KeySweepIntervalSeconds]; ok {
-		d, err := ParseSeconds(v, MinSweepSeconds)
-		if err == nil && d > MaxSweepSeconds*time.Second {
-			err = fmt.Errorf("must be between %d and %d seconds", MinSweepSeconds, MaxSweepSeconds)
-		}
-		if err != nil {
-			errs = append(errs, &KeyError{Key: KeySweepIntervalSeconds, Value: v, Reason: err.Error() +
-				" (sweeps are the last safety net for drains whose events were lost: they cannot be turned off)"})
-		}
-		cfg.SweepInterval = d
-	}
-	if v, ok := values[KeyHoldOn]; ok {
-		h, err := parseHoldOn(v)
-		if err != nil {
-			errs = append(errs, &KeyError{Key: KeyHoldOn, Value: v, Reason: err.Error()})
-		}
-		cfg.HoldOn = h
-	}
-	if v, ok := values[KeyWorkloadDefaults]; ok {
-		w, err := parseWorkloads(v)
-		if err != nil {
-			errs = append(errs, &KeyError{Key: KeyWorkloadDefaults, Value: v, Reason: err.Error()})
-		}
-		cfg.Workloads = w
-	}
-	if v, ok := values[KeyEnsurePDB]; ok {
-		b, err := ParseBool(v)
-		if err != nil {
-			errs = append(errs, &KeyError{Key: KeyEnsurePDB, Value: v, Reason: err.Error()})
-		}
-		cfg.EnsurePDB = b
-	}
-	errs = append(errs, parseSurge(values, &cfg.Surge)...)
 	if len(errs) == 0 {
 		for k, o := range cfg.Workloads {
 			if g := cfg.Workload(k).GracePeriod; o.GracePeriodSeconds != nil && g > cfg.DrainTimeout {
@@ -296,78 +244,6 @@ func Parse(values map[string]string) (Config, error) {
 		return Config{}, errors.Join(errs...)
 	}
 	return cfg, nil
-}
-
-// parseSurge reads the surge-rollout keys into s.
-func parseSurge(values map[string]string, s *Surge) []error {
-	var errs []error
-	for _, b := range []struct {
-		key string
-		to  *bool
-	}{{KeySurgeRollout, &s.Enabled}, {KeyUseAdmissionControllerStatus, &s.UseAdmissionControllerStatus}} {
-		if v, ok := values[b.key]; ok {
-			x, err := ParseBool(v)
-			if err != nil {
-				errs = append(errs, &KeyError{Key: b.key, Value: v, Reason: err.Error()})
-			}
-			*b.to = x
-		}
-	}
-	if v, ok := values[KeyPodUpdateThreshold]; ok {
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil || f < 0 || f > 10 {
-			errs = append(errs, &KeyError{Key: KeyPodUpdateThreshold, Value: v, Reason: "must be a fraction between 0 and 10 (the VPA updater's --pod-update-threshold, default 0.1)"})
-		}
-		s.PodUpdateThreshold = f
-	}
-	for _, d := range []struct {
-		key string
-		to  *time.Duration
-	}{{KeyInRecommendationBoundsLifetime, &s.InBoundsLifetime}, {KeyEvictAfterOOMThreshold, &s.EvictAfterOOM}} {
-		if v, ok := values[d.key]; ok {
-			x, err := time.ParseDuration(strings.TrimSpace(v))
-			if err != nil || x < 0 || x > 7*24*time.Hour {
-				errs = append(errs, &KeyError{Key: d.key, Value: v, Reason: "must be a duration like 12h or 10m, between 0 and 168h (as the VPA updater's flag)"})
-			}
-			*d.to = x
-		}
-	}
-	for _, n := range []struct {
-		key string
-		to  *int
-		max int
-	}{{KeySurgeMaxInFlight, &s.MaxInFlight, 1000}, {KeySurgeMaxPerMinute, &s.MaxPerMinute, 1000}, {KeySurgeMaxAttempts, &s.MaxAttempts, 100}} {
-		if v, ok := values[n.key]; ok {
-			x, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil || x < 1 || x > n.max {
-				errs = append(errs, &KeyError{Key: n.key, Value: v, Reason: fmt.Sprintf("must be a whole number between 1 and %d", n.max)})
-			}
-			*n.to = x
-		}
-	}
-	for _, d := range []struct {
-		key      string
-		to       *time.Duration
-		min, max time.Duration
-	}{{KeySurgeCoolDown, &s.CoolDown, 0, 7 * 24 * time.Hour}, {KeySurgePendingTimeout, &s.PendingTimeout, time.Second, 24 * time.Hour},
-		{KeySurgeRolloutTimeout, &s.Timeout, time.Minute, 24 * time.Hour}} {
-		if v, ok := values[d.key]; ok {
-			x, err := time.ParseDuration(strings.TrimSpace(v))
-			if err != nil || x < d.min || x > d.max {
-				errs = append(errs, &KeyError{Key: d.key, Value: v, Reason: fmt.Sprintf("must be a duration like 30m, between %s and %s", d.min, d.max)})
-			}
-			*d.to = x
-		}
-	}
-	if v, ok := values[KeyAdmissionControllerStatusLeaseNamespace]; ok {
-		ns := strings.TrimSpace(v)
-		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
-			errs = append(errs, &KeyError{Key: KeyAdmissionControllerStatusLeaseNamespace, Value: v,
-				Reason: "must be a namespace name (the VPA updater's --admission-controller-status-lease-namespace): " + strings.Join(msgs, "; ")})
-		}
-		s.StatusLeaseNamespace = ns
-	}
-	return errs
 }
 
 // ParseSeconds parses a whole number of seconds in [min, MaxSeconds].
@@ -442,20 +318,8 @@ func lookup(env map[string]string, key, def string) string {
 // (DRY_RUN, LOG_LEVEL, KUBE_API_QPS, KUBE_API_BURST, SENDER_AUDIENCE, SENDER_IDENTITIES).
 func EnvNames() []string {
 	names := []string{KeyConfigDir, KeyConfigMap, KeyDryRun, KeyLogLevel, KeyAPIQPS, KeyAPIBurst, KeySenderAudience, KeySenderIdentities}
-	for _, k := range Keys() {
-		names = append(names, k, upperSnake(k))
+	for i := range keys {
+		names = append(names, keys[i].Name, keys[i].Env)
 	}
 	return names
-}
-
-// upperSnake turns gracePeriodSeconds into GRACE_PERIOD_SECONDS.
-func upperSnake(key string) string {
-	var b strings.Builder
-	for i, r := range key {
-		if r >= 'A' && r <= 'Z' && i > 0 {
-			b.WriteByte('_')
-		}
-		b.WriteRune(r)
-	}
-	return strings.ToUpper(b.String())
 }

@@ -36,14 +36,36 @@ func documents(t *testing.T, path string) [][]byte {
 	return docs
 }
 
-// The shipped ConfigMap documents the defaults: it must parse to exactly config.Default().
+// The shipped ConfigMap documents the defaults: it holds every key of the table with the key's
+// default, nothing else, and parses to exactly config.Default().
 func TestConfigMapHoldsTheDefaults(t *testing.T) {
 	docs := documents(t, "configmap.yaml")
 	require.Len(t, docs, 1)
 	var cm corev1.ConfigMap
 	require.NoError(t, yaml.UnmarshalStrict(docs[0], &cm))
 	assert.Equal(t, "vpa-graceful-drain", cm.Name)
-	assert.ElementsMatch(t, config.Keys(), keys(cm.Data))
+	specs := config.KeySpecs()
+	names := make([]string, 0, len(specs))
+	for _, k := range specs {
+		names = append(names, k.Name)
+		v, ok := cm.Data[k.Name]
+		if !assert.True(t, ok, "configmap.yaml lacks the key %s (default %s)", k.Name, k.Default) {
+			continue
+		}
+		// The same value, as Data writes it (whatever the spelling: 12h, {"include":[]}).
+		fromYAML, err := config.Parse(map[string]string{k.Name: v})
+		if assert.NoError(t, err, "configmap.yaml's %s", k.Name) {
+			assert.Equal(t, config.Default().Data()[k.Name], fromYAML.Data()[k.Name], "configmap.yaml's %s is the table's default %s", k.Name, k.Default)
+		}
+	}
+	assert.ElementsMatch(t, names, keys(cm.Data), "configmap.yaml holds the table's keys, and nothing else")
+	assert.Equal(t, config.Keys(), names)
+	// Its comment on workloadDefaults names every gate's field.
+	raw, err := os.ReadFile("configmap.yaml")
+	require.NoError(t, err)
+	for _, g := range config.WorkloadGates() {
+		assert.Contains(t, string(raw), g.Field, "configmap.yaml documents workloadDefaults' field of the gate %s", g.Gate)
+	}
 
 	cfg, err := config.Parse(cm.Data)
 	require.NoError(t, err)

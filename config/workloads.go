@@ -107,19 +107,85 @@ type Workload struct {
 	Manage bool
 	// GracePeriod is the minimum time a drain lasts after it started.
 	GracePeriod time.Duration
-	// WaitForReplacement means the owner must be back at its desired number of Ready replicas.
-	WaitForReplacement bool
-	// WaitForEndpoints means no EndpointSlice may list the pod as serving.
-	WaitForEndpoints bool
+	// waits has bit i set when the drain waits for workloadGates[i] (see WaitsFor).
+	waits uint64
+}
+
+// WaitsFor reports whether the drain waits for the gate named gate (a WorkloadGate's Gate):
+// the owner must be back at its desired number of Ready replicas (replacement-ready), no
+// EndpointSlice may list the pod as serving (endpoints-gone).
+func (w Workload) WaitsFor(gate string) bool {
+	i := workloadGateIndex(gate)
+	return i >= 0 && w.waits&(1<<i) != 0
 }
 
 // WorkloadOverride is one kind's entry in the workloadDefaults JSON; unset fields keep the
-// built-in default.
+// built-in default. Each gate of workloadGates has its field here (its Field is the JSON name).
 type WorkloadOverride struct {
 	Manage             *bool `json:"manage,omitempty"`
 	GracePeriodSeconds *int  `json:"gracePeriodSeconds,omitempty"`
 	WaitForReplacement *bool `json:"waitForReplacement,omitempty"`
 	WaitForEndpoints   *bool `json:"waitForEndpoints,omitempty"`
+}
+
+// WorkloadGate is what workloadDefaults says about one drain gate that waits on facts from
+// the cluster (package drain's table of gates, whose entry of the same name is the rest of the
+// gate): which kinds wait for it by default, which can wait for it at all, and its field.
+type WorkloadGate struct {
+	// Gate is the gate's name (package drain's Gate* constants; drain's tests check that every
+	// gate of its table has an entry here and every entry is a gate there).
+	Gate string
+	// Field is the gate's field in a workloadDefaults entry (WorkloadOverride).
+	Field string
+	// Default says whether a kind's drains wait for the gate when workloadDefaults says nothing.
+	Default func(KindSpec) bool
+	// Possible says whether a kind's drains can wait for it at all (nil: every kind's); Impossible
+	// is why not, in the error of a workloadDefaults entry that asks for it.
+	Possible   func(Kind) bool
+	Impossible string
+	// override is the gate's field of an entry (nil: unset).
+	override func(WorkloadOverride) *bool
+}
+
+// workloadGates is the table of the gates' workload defaults, in drain's order. A gate is one
+// entry here and a field of WorkloadOverride.
+var workloadGates = [...]WorkloadGate{{
+	Gate: "replacement-ready", Field: "waitForReplacement",
+	// A replacement that can start while the evicted pod exists is waited for by default.
+	Default:  func(s KindSpec) bool { return s.Replaceable },
+	Possible: Kind.Replaceable,
+	Impossible: "only Deployment and ReplicaSet pods can wait for a replacement " +
+		"(a StatefulSet or DaemonSet replacement waits for the old pod to be gone; other kinds have none to wait for)",
+	override: func(o WorkloadOverride) *bool { return o.WaitForReplacement },
+}, {
+	Gate: "endpoints-gone", Field: "waitForEndpoints",
+	// Opt-in: a pod that stopped serving is normally gone from its EndpointSlices already.
+	Default:  func(KindSpec) bool { return false },
+	override: func(o WorkloadOverride) *bool { return o.WaitForEndpoints },
+}}
+
+// Workload keeps a bit per gate: the table cannot outgrow a uint64.
+const _ = uint(64 - len(workloadGates))
+
+// WorkloadGates returns the table of the gates' workload defaults.
+func WorkloadGates() []WorkloadGate {
+	return append([]WorkloadGate(nil), workloadGates[:]...)
+}
+
+func workloadGateIndex(gate string) int {
+	for i := range workloadGates {
+		if workloadGates[i].Gate == gate {
+			return i
+		}
+	}
+	return -1
+}
+
+// CanWaitFor reports whether pods of kind k can wait for the gate (WorkloadGate.Possible);
+// false for a gate not in the table.
+func (k Kind) CanWaitFor(gate string) bool {
+	i := workloadGateIndex(gate)
+	return i >= 0 && (workloadGates[i].Possible == nil || workloadGates[i].Possible(k))
 }
 
 // Workload is the policy in force for pods of kind k: the built-in default for the kind,
@@ -132,9 +198,14 @@ type WorkloadOverride struct {
 // containers.
 func (c Config) Workload(k Kind) Workload {
 	spec := k.Spec()
-	w := Workload{Manage: spec.Manage, WaitForReplacement: spec.Replaceable}
+	w := Workload{Manage: spec.Manage}
 	if spec.Grace {
 		w.GracePeriod = c.GracePeriod
+	}
+	for i := range workloadGates {
+		if workloadGates[i].Default(spec) {
+			w.waits |= 1 << i
+		}
 	}
 	o, ok := c.Workloads[k]
 	if !ok {
@@ -146,11 +217,14 @@ func (c Config) Workload(k Kind) Workload {
 	if o.GracePeriodSeconds != nil {
 		w.GracePeriod = time.Duration(*o.GracePeriodSeconds) * time.Second
 	}
-	if o.WaitForReplacement != nil {
-		w.WaitForReplacement = *o.WaitForReplacement
-	}
-	if o.WaitForEndpoints != nil {
-		w.WaitForEndpoints = *o.WaitForEndpoints
+	for i := range workloadGates {
+		switch b := workloadGates[i].override(o); {
+		case b == nil:
+		case *b:
+			w.waits |= 1 << i
+		default:
+			w.waits &^= 1 << i
+		}
 	}
 	return w
 }
@@ -178,14 +252,16 @@ func parseWorkloads(v string) (map[Kind]WorkloadOverride, error) {
 		dec := json.NewDecoder(strings.NewReader(string(msg)))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o); err != nil {
-			return nil, fmt.Errorf("%s: %w (fields: manage, gracePeriodSeconds, waitForReplacement, waitForEndpoints)", name, err)
+			return nil, fmt.Errorf("%s: %w (fields: %s)", name, err, strings.Join(overrideFields(), ", "))
 		}
 		if g := o.GracePeriodSeconds; g != nil && (*g < 0 || *g > MaxSeconds) {
 			return nil, fmt.Errorf("%s.gracePeriodSeconds: must be between 0 and %d seconds", name, MaxSeconds)
 		}
-		if o.WaitForReplacement != nil && *o.WaitForReplacement && !k.Replaceable() {
-			return nil, fmt.Errorf("%s.waitForReplacement: only Deployment and ReplicaSet pods can wait for a replacement "+
-				"(a StatefulSet or DaemonSet replacement waits for the old pod to be gone; other kinds have none to wait for)", name)
+		for i := range workloadGates {
+			g := &workloadGates[i]
+			if b := g.override(o); b != nil && *b && !k.CanWaitFor(g.Gate) {
+				return nil, fmt.Errorf("%s.%s: %s", name, g.Field, g.Impossible)
+			}
 		}
 		out[k] = o
 	}
@@ -193,6 +269,15 @@ func parseWorkloads(v string) (map[Kind]WorkloadOverride, error) {
 		return nil, nil
 	}
 	return out, nil
+}
+
+// overrideFields are the fields of a workloadDefaults entry.
+func overrideFields() []string {
+	fields := []string{"manage", "gracePeriodSeconds"}
+	for i := range workloadGates {
+		fields = append(fields, workloadGates[i].Field)
+	}
+	return fields
 }
 
 // HoldOn says which deletions of a managed pod are held while it drains.

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,35 +11,98 @@ import (
 	"function/config"
 )
 
+// workload is a Workload as tests write it: the gates it waits for by name.
+type workload struct {
+	manage bool
+	grace  time.Duration
+	waits  []string
+}
+
+const (
+	replacement = "replacement-ready"
+	endpoints   = "endpoints-gone"
+)
+
+func workloadOf(w config.Workload) workload {
+	got := workload{manage: w.Manage, grace: w.GracePeriod}
+	for _, g := range config.WorkloadGates() {
+		if w.WaitsFor(g.Gate) {
+			got.waits = append(got.waits, g.Gate)
+		}
+	}
+	return got
+}
+
 func TestWorkloadDefaultsPerKind(t *testing.T) {
 	grace := 30 * time.Second
 	tests := []struct {
 		name      string
 		overrides string
 		kind      config.Kind
-		want      config.Workload
+		want      workload
 	}{
-		{"Deployment waits for its replacement", "", config.KindDeployment, config.Workload{Manage: true, GracePeriod: grace, WaitForReplacement: true}},
-		{"bare ReplicaSet waits for its replacement", "", config.KindReplicaSet, config.Workload{Manage: true, GracePeriod: grace, WaitForReplacement: true}},
-		{"StatefulSet: containers only, no grace", "", config.KindStatefulSet, config.Workload{Manage: true}},
-		{"DaemonSet: containers only, no grace", "", config.KindDaemonSet, config.Workload{Manage: true}},
-		{"Job not managed", "", config.KindJob, config.Workload{GracePeriod: grace}},
-		{"bare pod not managed", "", config.KindPod, config.Workload{GracePeriod: grace}},
-		{"other controllers: grace and containers", "", config.KindOther, config.Workload{Manage: true, GracePeriod: grace}},
-		{"bare pods managed when configured", `{"Pod":{"manage":true}}`, config.KindPod, config.Workload{Manage: true, GracePeriod: grace}},
+		{"Deployment waits for its replacement", "", config.KindDeployment, workload{true, grace, []string{replacement}}},
+		{"bare ReplicaSet waits for its replacement", "", config.KindReplicaSet, workload{true, grace, []string{replacement}}},
+		{"StatefulSet: containers only, no grace", "", config.KindStatefulSet, workload{manage: true}},
+		{"DaemonSet: containers only, no grace", "", config.KindDaemonSet, workload{manage: true}},
+		{"Job not managed", "", config.KindJob, workload{grace: grace}},
+		{"bare pod not managed", "", config.KindPod, workload{grace: grace}},
+		{"other controllers: grace and containers", "", config.KindOther, workload{manage: true, grace: grace}},
+		{"bare pods managed when configured", `{"Pod":{"manage":true}}`, config.KindPod, workload{manage: true, grace: grace}},
 		{"one field overrides, the rest stays", `{"Deployment":{"waitForEndpoints":true,"gracePeriodSeconds":0}}`, config.KindDeployment,
-			config.Workload{Manage: true, WaitForReplacement: true, WaitForEndpoints: true}},
+			workload{manage: true, waits: []string{replacement, endpoints}}},
+		{"a default gate turned off", `{"Deployment":{"waitForReplacement":false}}`, config.KindDeployment, workload{manage: true, grace: grace}},
 		{"another kind's override does not leak", `{"Deployment":{"manage":false}}`, config.KindReplicaSet,
-			config.Workload{Manage: true, GracePeriod: grace, WaitForReplacement: true}},
-		{"StatefulSet grace by config", `{"StatefulSet":{"gracePeriodSeconds":10}}`, config.KindStatefulSet, config.Workload{Manage: true, GracePeriod: 10 * time.Second}},
+			workload{true, grace, []string{replacement}}},
+		{"StatefulSet grace by config", `{"StatefulSet":{"gracePeriodSeconds":10}}`, config.KindStatefulSet, workload{manage: true, grace: 10 * time.Second}},
+		{"StatefulSet endpoints by config", `{"StatefulSet":{"waitForEndpoints":true}}`, config.KindStatefulSet, workload{manage: true, waits: []string{endpoints}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := config.Parse(map[string]string{config.KeyWorkloadDefaults: tt.overrides})
 			require.NoError(t, err)
-			assert.Equal(t, tt.want, cfg.Workload(tt.kind))
+			assert.Equal(t, tt.want, workloadOf(cfg.Workload(tt.kind)))
 		})
 	}
+	assert.False(t, config.Default().Workload(config.KindDeployment).WaitsFor("no-such-gate"))
+}
+
+// The table of WorkloadGates is whole: each gate has a workloadDefaults field that sets it for
+// every kind that can wait for it (and is refused, saying why, for the others), and its
+// defaults only where it is possible. Package drain's TestGateTable checks that the gates
+// are drain's.
+func TestWorkloadGateTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, g := range config.WorkloadGates() {
+		t.Run(g.Gate, func(t *testing.T) {
+			require.NotEmpty(t, g.Gate)
+			require.False(t, seen[g.Gate], "one entry per gate")
+			seen[g.Gate] = true
+			require.NotEmpty(t, g.Field)
+			require.NotNil(t, g.Default)
+			for _, k := range config.Kinds() {
+				for _, b := range []bool{true, false} {
+					value := fmt.Sprintf(`{%q:{%q:%t}}`, k, g.Field, b)
+					cfg, err := config.Parse(map[string]string{config.KeyWorkloadDefaults: value})
+					if b && !k.CanWaitFor(g.Gate) {
+						require.Error(t, err, value)
+						assert.Contains(t, err.Error(), fmt.Sprintf("%s.%s: %s", k, g.Field, g.Impossible))
+						continue
+					}
+					require.NoError(t, err, value)
+					assert.Equal(t, b, cfg.Workload(k).WaitsFor(g.Gate), "%s sets the gate for %s", value, k)
+				}
+				if g.Default(k.Spec()) {
+					assert.True(t, k.CanWaitFor(g.Gate), "%s waits by default only if it can", k)
+				}
+				assert.Equal(t, g.Default(k.Spec()), config.Default().Workload(k).WaitsFor(g.Gate), "%s's default", k)
+			}
+		})
+	}
+	_, err := config.Parse(map[string]string{config.KeyWorkloadDefaults: `{"Pod":{"waitFor":true}}`})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "(fields: manage, gracePeriodSeconds, waitForReplacement, waitForEndpoints)", "the error lists every field")
+	assert.False(t, config.KindDeployment.CanWaitFor("no-such-gate"))
 }
 
 func TestWorkloadAndHoldOnErrors(t *testing.T) {

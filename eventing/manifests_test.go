@@ -489,7 +489,7 @@ func TestTriggerDeadLetterSinkExample(t *testing.T) {
 	assert.Equal(t, shipped.Spec, tr.Spec, "only the dead-letter sink differs")
 }
 
-// Sender authentication, switched on on both sides as the README says: each Trigger's
+// Sender authentication, switched on on both sides as docs/security.md says: each Trigger's
 // subscriber audience (what the Broker requests its token for) is func.yaml's SENDER_AUDIENCE,
 // and SENDER_IDENTITIES are exactly the Triggers' OIDC ServiceAccounts, named as Knative
 // Eventing names them (auth.GetOIDCServiceAccountNameForResource: kmeta.ChildName of the

@@ -24,7 +24,7 @@ const (
 	// graceful eviction of the pod's owner (once per owner, at most daily): the same data,
 	// plus the owner and the findings with their fixes.
 	TypeAdvice = "dev.vpagracefuldrain.advice"
-	// Surge rollouts (README "Surge rollouts"), about the Deployment: one was started, one
+	// Surge rollouts (docs/surge-rollouts.md), about the Deployment: one was started, one
 	// completed (also when the user changed the Deployment meanwhile: outcome "released"), one
 	// was aborted and rolled back.
 	TypeRolloutStarted   = "dev.vpagracefuldrain.rollout.started"
@@ -121,24 +121,18 @@ type RolloutData struct {
 	CapacityGap *int32   `json:"capacityGap,omitempty"`
 }
 
-// rolloutTypes are the reply types of the surge actions that have one.
-var rolloutTypes = map[surge.Action]string{
-	surge.Restart: TypeRolloutStarted, surge.Complete: TypeRolloutCompleted, surge.Release: TypeRolloutCompleted,
-	surge.Abort: TypeRolloutAborted,
-}
-
 // RolloutReply is the CloudEvent that reports a surge-rollout decision, or nil for one without
 // a reply (none, a skip: its Event says it, a tracked gap).
 func RolloutReply(rep *handlers.SurgeReport) (*event.Event, error) {
 	if rep == nil {
 		return nil, nil
 	}
-	typ, ok := rolloutTypes[rep.Decision.Action]
-	if !ok {
+	typ := rep.Decision.Action.ReplyType() // (surge's table of actions)
+	if typ == "" {
 		return nil, nil
 	}
 	st := rep.Decision.State
-	outcome := handlers.SurgeOutcome(rep.Decision.Action)
+	outcome := rep.Decision.Action.Outcome()
 	data := RolloutData{Namespace: rep.Namespace, Name: rep.Name, UID: string(rep.UID), Outcome: outcome, Reason: rep.Decision.Reason,
 		Prediction: st.Prediction}
 	if rep.Decision.Action == surge.Restart {

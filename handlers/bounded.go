@@ -2,35 +2,15 @@ package handlers
 
 import (
 	"sync"
-	"time"
-
-	"k8s.io/apimachinery/pkg/types"
-
-	"function/handlers/drain"
 )
 
-// The Reconciler's caches (the re-check queue and the sibling index are bounded in their own
-// files), each a bounded map whose bound is its type: every entry an event can add is counted
-// here, and a full map is emptied before it takes a new key (what is lost is read or decided
-// again; none of them holds anything a drain needs to end).
-type (
-	// ownersOf: a ReplicaSet's workload (never changes once read).
-	ownersOf = bounded[types.UID, drain.Owner, limit10k]
-	// advisedAt: when each owner (by uid) was last advised.
-	advisedAt = bounded[types.UID, time.Time, limit10k]
-	// workloadUIDs: the uid last read for each workload key (namespace/kind/name).
-	workloadUIDs = bounded[string, types.UID, limit10k]
-)
-
-// openGaps: per controller, the evictions whose capacity gap is still open (metrics.go).
-type openGaps struct {
-	bounded[types.UID, []openGap, limit10k]
-}
-
-// lastWrites: per pod, the resourceVersion this process's last write produced (stale.go).
-type lastWrites struct {
-	bounded[types.UID, string, limit100k]
-}
+// Every in-memory cache an event can grow is a bounded map whose bound is its type, declared
+// beside the code that fills it: ownersOf (owners.go), advisedAt and workloadUIDs
+// (ownerchecks.go), openGaps (capacitygap.go), lastWrites (stale.go), and the surge
+// controller's (surgecontroller.go). A full map is emptied before it takes a new key (what is
+// lost is read or decided again; none of them holds anything a drain needs to end). The
+// sibling index and the re-check and surge queues have bounds of their own (siblings.go,
+// rechecks.go, surgecontroller.go).
 
 // limit is a bound, as a type, so a zero bounded map is ready to use.
 type limit interface{ max() int }

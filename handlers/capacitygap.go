@@ -22,7 +22,15 @@ type openGap struct {
 	evicted   time.Time
 }
 
-func (g *openGaps) open(controller types.UID, gap openGap) {
+// openGaps: per controller, the evictions whose capacity gap is still open.
+type openGaps struct {
+	bounded[types.UID, []openGap, limit10k]
+}
+
+// gapMeter measures the capacity gaps of released evictions (record, close).
+type gapMeter struct{ open openGaps }
+
+func (g *openGaps) add(controller types.UID, gap openGap) {
 	g.update(controller, func(pending []openGap, _ bool) []openGap { return append(pending, gap) })
 }
 
@@ -31,10 +39,10 @@ func (g *openGaps) has(controller types.UID) bool {
 	return len(pending) > 0
 }
 
-// recordGap measures the capacity gap of a released eviction: at once when the release
-// already saw the owner back at its desired Ready replicas (the replacement gate), else once
-// a Ready sibling shows it (closeGaps).
-func (r *Reconciler) recordGap(ctx context.Context, pod *corev1.Pod, d drain.Decision, facts drain.Facts) {
+// record measures the capacity gap of a released eviction: at once when the release already
+// saw the owner back at its desired Ready replicas (the replacement gate), else once a Ready
+// sibling shows it (close).
+func (g *gapMeter) record(ctx context.Context, m Metrics, pod *corev1.Pod, d drain.Decision, facts drain.Facts) {
 	if !d.Evicted || d.StartedFrom != drain.StartEviction || !d.Kind.Spec().GapMeasured {
 		return
 	}
@@ -43,31 +51,31 @@ func (r *Reconciler) recordGap(ctx context.Context, pod *corev1.Pod, d drain.Dec
 	// timed from the latest moment of that second (never early), the gap is not.
 	evicted := d.Started.Truncate(time.Second)
 	if rep := facts.Replicas; rep != nil && rep.Ready >= rep.Desired && !rep.ReadyAt.Before(evicted) {
-		r.metrics().CapacityGap(ctx, string(d.Kind), pod.Namespace, rep.ReadyAt.Sub(evicted).Seconds())
+		m.CapacityGap(ctx, string(d.Kind), pod.Namespace, rep.ReadyAt.Sub(evicted).Seconds())
 		return
 	}
 	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
-		r.gaps.open(ref.UID, openGap{kind: d.Kind, namespace: pod.Namespace, evicted: evicted})
+		g.open.add(ref.UID, openGap{kind: d.Kind, namespace: pod.Namespace, evicted: evicted})
 	}
 }
 
-// closeGaps is called with a Ready pod that is not deleting: when its controller has open
-// gaps and its owner is back at its desired Ready replicas, they are recorded.
-func (r *Reconciler) closeGaps(ctx context.Context, pod *corev1.Pod) {
+// close is called with a Ready pod that is not deleting: when its controller has open gaps and
+// its owner is back at its desired Ready replicas (read with facts), they are recorded.
+func (g *gapMeter) close(ctx context.Context, m Metrics, facts factReader, pod *corev1.Pod) {
 	ref := metav1.GetControllerOfNoCopy(pod)
-	if ref == nil || !r.gaps.has(ref.UID) {
+	if ref == nil || !g.open.has(ref.UID) {
 		return
 	}
-	var facts drain.Facts
-	r.gather(ctx, pod, drain.NeedReplicas, &facts)
-	rep := facts.Replicas
+	var f drain.Facts
+	facts.gather(ctx, pod, drain.NeedReplicas, &f)
+	rep := f.Replicas
 	if rep == nil || rep.Ready < rep.Desired {
 		return
 	}
-	pending, _ := r.gaps.take(ref.UID)
-	for _, g := range pending {
-		if !rep.ReadyAt.Before(g.evicted) {
-			r.metrics().CapacityGap(ctx, string(g.kind), g.namespace, rep.ReadyAt.Sub(g.evicted).Seconds())
+	pending, _ := g.open.take(ref.UID)
+	for _, gap := range pending {
+		if !rep.ReadyAt.Before(gap.evicted) {
+			m.CapacityGap(ctx, string(gap.kind), gap.namespace, rep.ReadyAt.Sub(gap.evicted).Seconds())
 		}
 	}
 }

@@ -165,19 +165,3 @@ func (a *AsyncEvents) write(q queuedEvent) {
 		a.log.WarnContext(ctx, "writing a Kubernetes Event failed", slog.String("error", err.Error()))
 	}
 }
-
-// event records a Kubernetes Event on the pod (see recordEvent).
-func (r *Reconciler) event(ctx context.Context, pod *corev1.Pod, eventType, reason, msg string) {
-	r.recordEvent(ctx, r.Log.With(podAttrs(pod)), func() error { return r.Events.Record(ctx, pod, eventType, reason, msg) })
-}
-
-// recordEvent runs record when there is a recorder. An Event is a report, never part of a
-// decision: a failure is logged, not returned.
-func (r *Reconciler) recordEvent(ctx context.Context, log *slog.Logger, record func() error) {
-	if r.Events == nil {
-		return
-	}
-	if err := record(); err != nil {
-		log.WarnContext(ctx, "could not record Kubernetes Event", slog.String("error", err.Error()))
-	}
-}

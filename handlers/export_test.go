@@ -1,14 +1,9 @@
 package handlers
 
 import (
-	"context"
-
 	"function/config"
 	"function/handlers/drain"
 )
-
-// CleanupPDBs runs the sweeps' clean-up of the PodDisruptionBudgets pacing created.
-func (r *Reconciler) CleanupPDBs(ctx context.Context) { r.cleanupPDBs(ctx) }
 
 // FactReadNeeds lists the Need each of gather's reads supplies, in order.
 func FactReadNeeds() []drain.Need {

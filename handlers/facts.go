@@ -3,24 +3,29 @@ package handlers
 import (
 	"context"
 	"fmt"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	"function/config"
 	"function/handlers/drain"
 )
 
+// factReader reads the facts a decision needs (gather): the owner (through owners, which keeps
+// what it learnt), its replicas and the pod's endpoints.
+type factReader struct {
+	Deps
+	owners *Owners
+}
+
 // factRead is the read that supplies one fact (a drain.Need) of a decision.
 type factRead struct {
 	need drain.Need
 	// known says whether facts already hold it; read reads it into facts.
 	known func(*drain.Facts) bool
-	read  func(context.Context, *Reconciler, *corev1.Pod, *drain.Facts) error
+	read  func(context.Context, factReader, *corev1.Pod, *drain.Facts) error
 }
 
 // factReads is one read per drain.Need, in the order they are read: a gate added to
@@ -29,8 +34,8 @@ func factReads() []factRead {
 	return []factRead{{
 		need:  drain.NeedOwner,
 		known: func(f *drain.Facts) bool { return f.Owner != nil },
-		read: func(ctx context.Context, r *Reconciler, pod *corev1.Pod, f *drain.Facts) error {
-			o, err := r.resolveOwner(ctx, pod)
+		read: func(ctx context.Context, r factReader, pod *corev1.Pod, f *drain.Facts) error {
+			o, err := r.owners.Resolve(ctx, pod)
 			if err == nil {
 				f.Owner = &o
 			}
@@ -39,7 +44,7 @@ func factReads() []factRead {
 	}, {
 		need:  drain.NeedReplicas,
 		known: func(f *drain.Facts) bool { return f.Replicas != nil },
-		read: func(ctx context.Context, r *Reconciler, pod *corev1.Pod, f *drain.Facts) error {
+		read: func(ctx context.Context, r factReader, pod *corev1.Pod, f *drain.Facts) error {
 			rep, err := r.readReplicas(ctx, pod, f)
 			if err == nil {
 				f.Replicas = &rep
@@ -49,7 +54,7 @@ func factReads() []factRead {
 	}, {
 		need:  drain.NeedEndpoints,
 		known: func(f *drain.Facts) bool { return f.Serving != nil },
-		read: func(ctx context.Context, r *Reconciler, pod *corev1.Pod, f *drain.Facts) error {
+		read: func(ctx context.Context, r factReader, pod *corev1.Pod, f *drain.Facts) error {
 			n, err := r.countServing(ctx, pod)
 			if err == nil {
 				f.Serving = &n
@@ -62,7 +67,7 @@ func factReads() []factRead {
 // gather reads the facts a decision needs into facts. A fact that cannot be read is marked
 // Unavailable with the error, never returned: its gate stays closed and the drain's deadline
 // still ends it, so a failing read (a missing permission, an API outage) cannot strand a pod.
-func (r *Reconciler) gather(ctx context.Context, pod *corev1.Pod, need drain.Need, facts *drain.Facts) {
+func (r factReader) gather(ctx context.Context, pod *corev1.Pod, need drain.Need, facts *drain.Facts) {
 	fail := func(n drain.Need, err error) {
 		facts.Unavailable |= n
 		facts.Errors = append(facts.Errors, err.Error())
@@ -83,7 +88,7 @@ func (r *Reconciler) gather(ctx context.Context, pod *corev1.Pod, need drain.Nee
 
 // readReplicas reads the owner's desired replicas and counts its pods that are Ready and not
 // deleting (straight from the pods, so it does not lag behind the owner's status).
-func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *drain.Facts) (drain.Replicas, error) {
+func (r factReader) readReplicas(ctx context.Context, pod *corev1.Pod, facts *drain.Facts) (drain.Replicas, error) {
 	ref := metav1.GetControllerOfNoCopy(pod)
 	if ref == nil {
 		return drain.Replicas{}, fmt.Errorf("pod %s/%s has no owner to wait for", pod.Namespace, pod.Name)
@@ -95,7 +100,7 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 	)
 	kind, name, _ := drain.OwnerOf(pod, *facts)
 	if kind == config.KindReplicaSet && facts.Owner == nil {
-		o, err := r.resolveOwner(ctx, pod)
+		o, err := r.owners.Resolve(ctx, pod)
 		if err != nil {
 			return drain.Replicas{}, err
 		}
@@ -104,7 +109,7 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 	if !kind.Spec().Replicated { // a StatefulSet: not a gate (see config.Kind.Replaceable), the capacity gap only
 		return drain.Replicas{}, fmt.Errorf("a %s has no replacement to wait for", kind)
 	}
-	w, err := r.readOwner(ctx, pod.Namespace, kind, name)
+	w, err := r.owners.Read(ctx, pod.Namespace, kind, name)
 	if err != nil {
 		return drain.Replicas{}, err
 	}
@@ -114,9 +119,9 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 		return c != nil && c.UID == w.UID
 	}
 	if kind == config.KindDeployment { // its pods' controllers are its ReplicaSets
-		counts = func(p *corev1.Pod) bool { return r.ownedByDeployment(p, name) }
+		counts = func(p *corev1.Pod) bool { return r.owners.OwnedByDeployment(p, name) }
 	}
-	pods, err := r.ownPods(ctx, pod.Namespace, kind, name, selector, counts)
+	pods, err := listOwnPods(ctx, r.Client, pod.Namespace, kind, name, selector, counts)
 	if err != nil {
 		return drain.Replicas{}, err
 	}
@@ -125,7 +130,7 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 		if p.DeletionTimestamp != nil {
 			continue
 		}
-		if at, ready := readySince(p); ready {
+		if at, ready := drain.ReadySince(p); ready {
 			rep.Ready++
 			if at.After(rep.ReadyAt) {
 				rep.ReadyAt = at
@@ -135,45 +140,9 @@ func (r *Reconciler) readReplicas(ctx context.Context, pod *corev1.Pod, facts *d
 	return rep, nil
 }
 
-// ownPods lists the pods of the workload kind/name: those its selector selects that owns
-// accepts (its own, not those of another whose selector overlaps).
-func (r *Reconciler) ownPods(ctx context.Context, ns string, kind config.Kind, name string, selector *metav1.LabelSelector, owns func(*corev1.Pod) bool) ([]*corev1.Pod, error) {
-	return listOwnPods(ctx, r.Client, ns, kind, name, selector, owns)
-}
-
-// listOwnPods is ownPods on client.
-func listOwnPods(ctx context.Context, client kubernetes.Interface, ns string, kind config.Kind, name string, selector *metav1.LabelSelector,
-	owns func(*corev1.Pod) bool) ([]*corev1.Pod, error) {
-	sel, err := metav1.LabelSelectorAsSelector(selector)
-	if err != nil {
-		return nil, fmt.Errorf("the %s %s/%s has an invalid selector: %w", kind, ns, name, err)
-	}
-	list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
-	if err != nil {
-		return nil, fmt.Errorf("listing the pods of %s %s/%s: %w", kind, ns, name, err)
-	}
-	var pods []*corev1.Pod
-	for i := range list.Items {
-		if owns(&list.Items[i]) {
-			pods = append(pods, &list.Items[i])
-		}
-	}
-	return pods, nil
-}
-
-// readySince reports whether the pod is Ready, and since when.
-func readySince(p *corev1.Pod) (time.Time, bool) {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.LastTransitionTime.Time, c.Status == corev1.ConditionTrue
-		}
-	}
-	return time.Time{}, false
-}
-
 // countServing counts the EndpointSlice endpoints that list the pod as serving (serving, or
 // ready where serving is not reported).
-func (r *Reconciler) countServing(ctx context.Context, pod *corev1.Pod) (int, error) {
+func (r factReader) countServing(ctx context.Context, pod *corev1.Pod) (int, error) {
 	list, err := r.Client.DiscoveryV1().EndpointSlices(pod.Namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return 0, fmt.Errorf("listing EndpointSlices in %s: %w", pod.Namespace, err)

@@ -1,11 +1,14 @@
 package handlers_test
 
 import (
+	"context"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"function/handlers"
 	"function/handlers/drain/draintest"
 )
 
@@ -70,3 +73,23 @@ const (
 )
 
 var fuzzPod = draintest.FuzzPod
+
+// sweeper is a Sweeper on r: each pod listed reconciled by r, pacing's budgets pruned by r's
+// owner checks.
+func sweeper(r *handlers.Reconciler) *handlers.Sweeper {
+	s := &handlers.Sweeper{Deps: r.Deps, Config: r.CurrentConfig, Drains: r}
+	if r.Checks != nil {
+		s.PDBs = r.Checks
+	}
+	return s
+}
+
+// runWithSweeps runs r's re-checks and s's sweeps until ctx ends; done is closed once both
+// returned.
+func runWithSweeps(ctx context.Context, r *handlers.Reconciler, s *handlers.Sweeper, done chan<- struct{}) {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Run(ctx) })
+	r.Run(ctx, 1)
+	wg.Wait()
+	close(done)
+}

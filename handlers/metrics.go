@@ -24,10 +24,3 @@ func (noMetrics) Drain(context.Context, string, string, float64)             {}
 func (noMetrics) CapacityGap(context.Context, string, string, float64)       {}
 func (noMetrics) Sweep(context.Context, int, int, int, time.Duration, error) {}
 func (noMetrics) SurgeRollout(context.Context, string, float64, int)         {}
-
-func (r *Reconciler) metrics() Metrics {
-	if r.Metrics == nil {
-		return noMetrics{}
-	}
-	return r.Metrics
-}

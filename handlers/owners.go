@@ -7,12 +7,25 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	typedappsv1 "k8s.io/client-go/kubernetes/typed/apps/v1"
 	"k8s.io/utils/ptr"
 
 	"function/config"
 	"function/handlers/drain"
 )
+
+// Owners reads pods' owners: a pod's workload (Resolve: its ReplicaSet's Deployment, kept per
+// ReplicaSet uid, as a ReplicaSet's owner never changes), a workload by kind (Read, with the
+// reader of its kind) and whether a pod is a Deployment's (OwnedByDeployment). The facts'
+// reads, the owner checks and pacing share one.
+type Owners struct {
+	Deps
+	cache ownersOf
+}
+
+// ownersOf: a ReplicaSet's workload (never changes once read).
+type ownersOf = bounded[types.UID, drain.Owner, limit10k]
 
 // ownerObject is what advice, pacing and the replacement count read about a pod's owner.
 type ownerObject struct {
@@ -70,8 +83,8 @@ func ownerReaders() map[config.Kind]ownerReader {
 	}
 }
 
-// readOwner reads a pod's owner of the given kind with its kind's reader.
-func (r *Reconciler) readOwner(ctx context.Context, ns string, kind config.Kind, name string) (ownerObject, error) {
+// Read reads a pod's owner of the given kind with its kind's reader.
+func (r *Owners) Read(ctx context.Context, ns string, kind config.Kind, name string) (ownerObject, error) {
 	read, ok := ownerReaders()[kind]
 	if !ok {
 		return ownerObject{Owner: drain.Owner{Kind: kind, Name: name}, Namespace: ns}, fmt.Errorf("a %s is not a workload this function reads", kind)
@@ -84,9 +97,9 @@ func (r *Reconciler) readOwner(ctx context.Context, ns string, kind config.Kind,
 	return w, nil
 }
 
-// resolveOwner resolves the pod's ReplicaSet to the Deployment that controls it, if any. A
+// Resolve resolves the pod's ReplicaSet to the Deployment that controls it, if any. A
 // ReplicaSet's owner does not change, so the answer is kept (per ReplicaSet uid).
-func (r *Reconciler) resolveOwner(ctx context.Context, pod *corev1.Pod) (drain.Owner, error) {
+func (r *Owners) Resolve(ctx context.Context, pod *corev1.Pod) (drain.Owner, error) {
 	ref := metav1.GetControllerOfNoCopy(pod)
 	if ref == nil {
 		return drain.Owner{Kind: config.KindPod}, nil
@@ -94,7 +107,7 @@ func (r *Reconciler) resolveOwner(ctx context.Context, pod *corev1.Pod) (drain.O
 	if ref.Kind != string(config.KindReplicaSet) {
 		return drain.Owner{Kind: config.KindOf(ref.Kind), Name: ref.Name, UID: ref.UID}, nil
 	}
-	if o, ok := r.owners.get(ref.UID); ok {
+	if o, ok := r.cache.get(ref.UID); ok {
 		return o, nil
 	}
 	rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
@@ -106,22 +119,22 @@ func (r *Reconciler) resolveOwner(ctx context.Context, pod *corev1.Pod) (drain.O
 		o = drain.Owner{Kind: config.KindDeployment, Name: d.Name, UID: d.UID}
 	}
 	if rs.UID == ref.UID {
-		r.owners.put(ref.UID, o)
+		r.cache.put(ref.UID, o)
 	}
 	return o, nil
 }
 
-// ownedByDeployment: p is the pod of a ReplicaSet of the Deployment named name, not merely a
+// OwnedByDeployment: p is the pod of a ReplicaSet of the Deployment named name, not merely a
 // pod its selector matches (another Deployment's selector may overlap: a canary). The
 // ReplicaSet's owner as read before, else the Deployment controller's naming
 // (<deployment>-<pod-template-hash>), which needs no read; a ReplicaSet it cannot place does
 // not count, so an overlap can only keep the gate closed (the deadline still ends the drain).
-func (r *Reconciler) ownedByDeployment(p *corev1.Pod, name string) bool {
+func (r *Owners) OwnedByDeployment(p *corev1.Pod, name string) bool {
 	c := metav1.GetControllerOfNoCopy(p)
 	if c == nil || c.Kind != string(config.KindReplicaSet) {
 		return false
 	}
-	if o, ok := r.owners.get(c.UID); ok {
+	if o, ok := r.cache.get(c.UID); ok {
 		return o.Kind == config.KindDeployment && o.Name == name
 	}
 	return ownedByDeploymentName(p, name)

@@ -42,7 +42,7 @@ func PDBName(workload string) string { return workload + PDBNameSuffix }
 // ensurePDB creates the workload's PodDisruptionBudget (the caller found none selecting its
 // pods) when it is a Deployment or StatefulSet of 2 or more desired replicas. It reports
 // whether one exists now (created, or created meanwhile by another replica).
-func (r *Reconciler) ensurePDB(ctx context.Context, w ownerObject, log *slog.Logger) bool {
+func (r *OwnerChecks) ensurePDB(ctx context.Context, w ownerObject, log *slog.Logger) bool {
 	if !w.Kind.Spec().Paced || w.Replicas == nil || *w.Replicas < 2 || w.Selector == nil {
 		return false
 	}
@@ -79,13 +79,13 @@ func (r *Reconciler) ensurePDB(ctx context.Context, w ownerObject, log *slog.Log
 	return true
 }
 
-// cleanupPDBs deletes the PodDisruptionBudgets this function created whose workload is gone
+// CleanupPDBs deletes the PodDisruptionBudgets this function created whose workload is gone
 // or no longer managed, or all of them when uninstalling or when pacing is off. Sweeps call it.
-func (r *Reconciler) cleanupPDBs(ctx context.Context) {
+func (r *OwnerChecks) CleanupPDBs(ctx context.Context) {
 	if r.Client == nil {
 		return
 	}
-	cfg := r.CurrentConfig()
+	cfg := r.config()
 	n, err := r.prunePDBs(ctx, cfg, cfg.Uninstalling || !cfg.EnsurePDB)
 	if err != nil && ctx.Err() == nil {
 		r.Log.WarnContext(ctx, "pacing: cleaning up PodDisruptionBudgets failed", slog.Int("deleted", n), slog.String("error", err.Error()))
@@ -96,16 +96,16 @@ func (r *Reconciler) cleanupPDBs(ctx context.Context) {
 // app.kubernetes.io/managed-by=vpa-graceful-drain), in every namespace, and returns how many
 // it deleted (in dry-run, how many it would delete). Uninstalling runs it. A PDB that fails is
 // logged and counted in the error; the others are still deleted.
-func (r *Reconciler) DeletePDBs(ctx context.Context) (int, error) {
+func (r *OwnerChecks) DeletePDBs(ctx context.Context) (int, error) {
 	if r.Client == nil {
 		return 0, ErrNoCluster
 	}
-	return r.prunePDBs(ctx, r.CurrentConfig(), true)
+	return r.prunePDBs(ctx, r.config(), true)
 }
 
 // prunePDBs deletes the labelled PodDisruptionBudgets that are no longer needed (all of them
 // when all is set), each with a UID precondition, and returns how many it deleted.
-func (r *Reconciler) prunePDBs(ctx context.Context, cfg config.Config, all bool) (int, error) {
+func (r *OwnerChecks) prunePDBs(ctx context.Context, cfg config.Config, all bool) (int, error) {
 	deleted := 0
 	var errs []error
 	opts := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + Component, Limit: defaultPageSize}
@@ -151,7 +151,7 @@ func (r *Reconciler) prunePDBs(ctx context.Context, cfg config.Config, all bool)
 // deletePDB deletes one PodDisruptionBudget pacing created, with a UID precondition (in
 // dry-run it only logs), and reports whether it deleted it: not when it was gone already or
 // replaced by another object of that name.
-func (r *Reconciler) deletePDB(ctx context.Context, pdb *policyv1.PodDisruptionBudget, why string) (bool, error) {
+func (r *OwnerChecks) deletePDB(ctx context.Context, pdb *policyv1.PodDisruptionBudget, why string) (bool, error) {
 	name := pdb.Namespace + "/" + pdb.Name
 	if r.DryRun {
 		r.Log.InfoContext(ctx, "dry-run: would delete PodDisruptionBudget", slog.String("pdb", name), slog.String("why", why))
@@ -171,7 +171,7 @@ func (r *Reconciler) deletePDB(ctx context.Context, pdb *policyv1.PodDisruptionB
 }
 
 // pdbObsolete says why a PodDisruptionBudget pacing created is no longer needed ("" if it is).
-func (r *Reconciler) pdbObsolete(ctx context.Context, pdb *policyv1.PodDisruptionBudget, cfg config.Config) (string, error) {
+func (r *OwnerChecks) pdbObsolete(ctx context.Context, pdb *policyv1.PodDisruptionBudget, cfg config.Config) (string, error) {
 	var ref *metav1.OwnerReference
 	for i, o := range pdb.OwnerReferences {
 		group, _, _ := strings.Cut(o.APIVersion, "/")
@@ -187,7 +187,7 @@ func (r *Reconciler) pdbObsolete(ctx context.Context, pdb *policyv1.PodDisruptio
 	if !cfg.Workload(kind).Manage {
 		return fmt.Sprintf("%s pods are no longer managed (workloadDefaults)", kind), nil
 	}
-	w, err := r.readOwner(ctx, pdb.Namespace, kind, ref.Name)
+	w, err := r.Owners.Read(ctx, pdb.Namespace, kind, ref.Name)
 	switch {
 	case apierrors.IsNotFound(err):
 		return fmt.Sprintf("%s %s is gone", kind, ref.Name), nil
@@ -226,7 +226,7 @@ func overlapWhy(others []string, kind config.Kind, name string) string {
 // templates: where those count (detectVpaAnnotations) and the template neither opts in nor
 // out, a workload that a VerticalPodAutoscaler targets counts as opted in. Not knowing (no
 // dynamic client) counts as opted in: a PodDisruptionBudget is never deleted on a guess.
-func (r *Reconciler) templateOptsIn(ctx context.Context, w ownerObject, cfg config.Config) (bool, error) {
+func (r *OwnerChecks) templateOptsIn(ctx context.Context, w ownerObject, cfg config.Config) (bool, error) {
 	pod := w.templatePod()
 	if drain.ManagedBy(pod, cfg) != "" {
 		return true, nil

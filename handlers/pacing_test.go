@@ -273,9 +273,9 @@ func TestCleanupPDBs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newAdviceFixture(t, tt.dryRun, tt.cfg, cleanupWorld()...)
 			if tt.noDyn {
-				f.rec.Dynamic = nil
+				f.rec.Dynamic, f.rec.Checks.Dynamic = nil, nil
 			}
-			f.rec.CleanupPDBs(context.Background())
+			f.rec.Checks.CleanupPDBs(context.Background())
 			assert.Equal(t, tt.want, deletedPDBs(t, f))
 			for _, a := range f.client.Actions() {
 				assert.Contains(t, []string{"list", "get", "delete"}, a.GetVerb(), "reads and deletes only")
@@ -319,7 +319,7 @@ func TestCleanupPDBsGivesWayToAnotherBudget(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newAdviceFixture(t, false, pacing, deploy("healthy", 3, optedIn), ourPDB("Deployment", "healthy"), tt.other)
-			f.rec.CleanupPDBs(context.Background())
+			f.rec.Checks.CleanupPDBs(context.Background())
 			assert.Equal(t, tt.want, deletedPDBs(t, f))
 			assert.Empty(t, f.logs.String())
 			_, err := f.client.Tracker().Get(pdbGVR, "default", tt.other.Name)
@@ -334,7 +334,7 @@ func TestCleanupPDBsFailures(t *testing.T) {
 		f.client.PrependReactor("get", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) {
 			return true, nil, apierrors.NewServiceUnavailable("API server away")
 		})
-		f.rec.CleanupPDBs(context.Background())
+		f.rec.Checks.CleanupPDBs(context.Background())
 		assert.Equal(t, []string{}, deletedPDBs(t, f))
 		assert.Contains(t, f.logs.String(), "cannot tell whether a PodDisruptionBudget is still needed")
 	})
@@ -346,7 +346,7 @@ func TestCleanupPDBsFailures(t *testing.T) {
 			}
 			return true, nil, apierrors.NewConflict(pdbGR, "b-vpa-graceful-drain", errors.New("precondition failed: UID"))
 		})
-		n, err := f.rec.DeletePDBs(context.Background())
+		n, err := f.rec.Checks.DeletePDBs(context.Background())
 		require.NoError(t, err)
 		assert.Zero(t, n)
 	})
@@ -358,7 +358,7 @@ func TestCleanupPDBsFailures(t *testing.T) {
 			}
 			return false, nil, nil
 		})
-		n, err := f.rec.DeletePDBs(context.Background())
+		n, err := f.rec.Checks.DeletePDBs(context.Background())
 		assert.Equal(t, 1, n)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "deleting PodDisruptionBudget default/a-vpa-graceful-drain")
@@ -370,9 +370,9 @@ func TestCleanupPDBsFailures(t *testing.T) {
 		f.client.PrependReactor("list", "poddisruptionbudgets", func(k8stesting.Action) (bool, runtime.Object, error) {
 			return true, nil, apierrors.NewForbidden(pdbGR, "", errors.New("no RBAC"))
 		})
-		_, err := f.rec.DeletePDBs(context.Background())
+		_, err := f.rec.Checks.DeletePDBs(context.Background())
 		assert.True(t, apierrors.IsForbidden(err))
-		f.rec.CleanupPDBs(context.Background())
+		f.rec.Checks.CleanupPDBs(context.Background())
 		assert.Contains(t, f.logs.String(), "cleaning up PodDisruptionBudgets failed")
 	})
 }
@@ -382,7 +382,7 @@ func TestCleanupPDBsFailures(t *testing.T) {
 func TestDeletePDBs(t *testing.T) {
 	for _, dryRun := range []bool{false, true} {
 		f := newAdviceFixture(t, dryRun, pacing, cleanupWorld()...)
-		n, err := f.rec.DeletePDBs(context.Background())
+		n, err := f.rec.Checks.DeletePDBs(context.Background())
 		require.NoError(t, err)
 		assert.Equal(t, 9, n, "dry-run %t: all of ours (in dry-run, would delete)", dryRun)
 		if dryRun {
@@ -395,6 +395,6 @@ func TestDeletePDBs(t *testing.T) {
 		livePDB(t, f, "theirs")
 		livePDB(t, f, "helm")
 	}
-	_, err := (&handlers.Reconciler{Log: discard}).DeletePDBs(context.Background())
+	_, err := (&handlers.OwnerChecks{Deps: handlers.Deps{Log: discard}}).DeletePDBs(context.Background())
 	assert.ErrorIs(t, err, handlers.ErrNoCluster)
 }

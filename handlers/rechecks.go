@@ -1,17 +1,12 @@
 package handlers
 
 import (
-	"context"
-	"log/slog"
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
-
-	"function/handlers/drain"
 )
 
 // PodKey names one pod: the uid tells a pod from a later one of the same name.
@@ -184,54 +179,3 @@ func (q *Rechecks) finish(key PodKey, err error) {
 
 // retries is how often key has failed in a row.
 func (q *Rechecks) retries(key PodKey) int { return q.queue.NumRequeues(key) }
-
-// recheckTimeout bounds one re-check (a read and at most one decision's writes).
-const recheckTimeout = 30 * time.Second
-
-// scheduleRecheck asks for the pod to be read and reconciled again at `at`. It needs the
-// cluster.
-func (r *Reconciler) scheduleRecheck(pod *corev1.Pod, at time.Time) {
-	if r.Client == nil || r.Rechecks == nil {
-		return
-	}
-	r.Rechecks.Schedule(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, at)
-}
-
-// processNextRecheck runs one due re-check; false once the queue is shut down.
-func (r *Reconciler) processNextRecheck(ctx context.Context) bool {
-	key, ok := r.Rechecks.next()
-	if !ok {
-		return false
-	}
-	err := r.recheck(ctx, key)
-	if err != nil && ctx.Err() == nil {
-		r.Log.WarnContext(ctx, "re-check failed, trying again after a backoff", slog.String("pod", key.Namespace+"/"+key.Name),
-			slog.Int("failures", r.Rechecks.retries(key)+1), slog.String("error", err.Error()))
-	}
-	r.Rechecks.finish(key, err)
-	return true
-}
-
-// recheck reads the pod and reconciles it; a pod that is gone, or was replaced by another of
-// the same name, needs nothing.
-func (r *Reconciler) recheck(ctx context.Context, key PodKey) error {
-	ctx, cancel := context.WithTimeout(ctx, recheckTimeout)
-	defer cancel()
-	live, err := r.get(ctx, key.Namespace, key.Name)
-	if err != nil {
-		return err
-	}
-	if live == nil || live.UID != key.UID {
-		r.Forget(key.UID) // gone (or replaced): nothing of it is kept
-		return nil
-	}
-	out, err := r.ReconcileLive(ctx, live)
-	if err != nil && out.Decision.Action == drain.StartDrain {
-		// Not stamped: look again no later than the drain's next due time.
-		r.scheduleRecheck(live, out.Decision.RecheckAt)
-	}
-	return err
-}
-
-// InProgress is how many drains this process is waiting on (its pending re-checks).
-func (r *Reconciler) InProgress() int64 { return int64(r.Rechecks.Len()) }

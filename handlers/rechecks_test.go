@@ -165,7 +165,7 @@ func TestRechecksRetryWithBackoff(t *testing.T) {
 func TestRunStopsWithItsContext(t *testing.T) {
 	pod := newPod(ours, managed)
 	f := newFixture(t, false)
-	rec := &handlers.Reconciler{Client: f.client, Config: f.rec.Config, Clock: f.clock, Log: discard, Rechecks: handlers.NewRechecks(f.clock)}
+	rec := handlers.NewReconciler(handlers.Deps{Client: f.client, Clock: f.clock, Log: discard}, f.rec.Config)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { rec.Run(ctx, 2); close(done) }()
@@ -187,7 +187,7 @@ func TestRunSweeps(t *testing.T) {
 	f := newFixture(t, false, newPod(named("a"), managed))
 	cfg := f.rec.Config
 	cfg.SweepInterval = time.Minute
-	rec := &handlers.Reconciler{Client: f.client, Config: cfg, Clock: f.clock, Log: discard, Rechecks: handlers.NewRechecks(f.clock)}
+	rec := handlers.NewReconciler(handlers.Deps{Client: f.client, Clock: f.clock, Log: discard}, cfg)
 	lists := make(chan struct{}, 10)
 	f.client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		lists <- struct{}{}
@@ -195,7 +195,7 @@ func TestRunSweeps(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { rec.Run(ctx, 1); close(done) }()
+	go runWithSweeps(ctx, rec, sweeper(rec), done)
 	t.Cleanup(func() { cancel(); <-done })
 
 	next := func(msg string) {

@@ -1,24 +1,19 @@
 package handlers
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/clock"
 
 	"function/config"
 	"function/handlers/drain"
@@ -41,40 +36,47 @@ type Outcome struct {
 	Advice *Advice
 }
 
-// Reconciler applies decisions to the cluster: one guarded JSON patch per decision, a re-read
-// and a second decision when the guard fails, a Kubernetes Event for each drain milestone, an
-// in-process re-check while a drain waits, and sweeps of every pod.
+// Reconciler is the drain reconciler: it decides on pods (handlers/drain, pure) with the facts
+// it reads (facts.go), applies each decision with one guarded JSON patch (apply.go), decides
+// again on a fresh read when the guard fails (Guarded), records a Kubernetes Event for each
+// drain milestone, and re-checks a waiting drain in-process (rechecks.go). After a finalizer is
+// added it runs the owner checks (Checks: advice and pacing). Sweeps (Sweeper), uninstalling
+// (Releaser) and surge rollouts (SurgeController) are types of their own that call it.
 type Reconciler struct {
-	// Client is the cluster; nil means dry-run without a cluster (no reads, no writes).
-	Client kubernetes.Interface
-	// Dynamic reads VerticalPodAutoscalers for advice; nil: they are not read.
-	Dynamic dynamic.Interface
+	Deps
 	// Config is the configuration until SetConfig replaces it.
 	Config config.Config
-	// DryRun decides and reports, but never writes.
-	DryRun bool
-	Clock  clock.WithTicker
-	Events EventRecorder
-	Log    *slog.Logger
 	// Rechecks holds the waiting drains' re-checks; Run processes them.
 	Rechecks *Rechecks
-	// Lease, when set, shares one sweep schedule between replicas (see SweepLease).
-	Lease *SweepLease
-	// Metrics, when set, receives every decision, drain, capacity gap and sweep.
-	Metrics Metrics
-	// Server, when set, is the API server's clock that decisions are made on (see
-	// UseServerClock); nil: Clock.
-	Server *ServerClock
-	// Surge, when set, is the surge-rollout controller: Run runs it, the sweeps sweep it.
-	Surge *SurgeController
+	// Owners reads pods' owners for the facts (nil: made on first use, on Deps).
+	Owners *Owners
+	// Checks runs after a finalizer was added: advice and pacing (nil: made on first use, on
+	// Deps, with the Reconciler's configuration).
+	Checks *OwnerChecks
 
-	owners   ownersOf                      // ReplicaSet -> its Deployment
+	once     sync.Once
 	siblings siblings                      // drains waiting for a replacement, by controller
-	advised  advised                       // when each owner was last advised
-	gaps     openGaps                      // evictions whose capacity gap is still open
+	gaps     gapMeter                      // evictions whose capacity gap is still open
 	writes   lastWrites                    // the resourceVersion of each pod's last write
 	live     atomic.Pointer[config.Config] // set by SetConfig
-	sweeps   sweepState                    // Run's sweeps: asked for, pending, their findings
+}
+
+// init makes the parts left nil, on the Reconciler's Deps.
+func (r *Reconciler) init() {
+	r.once.Do(func() {
+		if r.Owners == nil {
+			r.Owners = &Owners{Deps: r.Deps}
+		}
+		if r.Checks == nil {
+			r.Checks = &OwnerChecks{Deps: r.Deps, Owners: r.Owners, Config: r.CurrentConfig}
+		}
+		if r.Rechecks == nil {
+			r.Rechecks = NewRechecks(r.clock())
+			if r.Now != nil {
+				r.Rechecks.now = r.Now
+			}
+		}
+	})
 }
 
 // CurrentConfig is the configuration in force.
@@ -85,27 +87,17 @@ func (r *Reconciler) CurrentConfig() config.Config {
 	return r.Config
 }
 
-// SetConfig puts cfg in force at once (a live ConfigMap change) and, once Run is running,
-// asks for a sweep, so every pod converges to it now rather than at its next event. (Before
-// Run, its own first sweep does.)
-func (r *Reconciler) SetConfig(cfg config.Config) {
-	r.live.Store(&cfg)
-	if r.sweeps.running.Load() {
-		r.RequestSweep()
-	}
-}
+// SetConfig puts cfg in force at once (a live ConfigMap change). The Sweeper's ConfigChanged
+// has every pod converge to it now rather than at its next event.
+func (r *Reconciler) SetConfig(cfg config.Config) { r.live.Store(&cfg) }
 
-// NewReconciler wires a Reconciler with real time and API-written Events. Call Run to
-// process re-checks and sweep.
-func NewReconciler(client kubernetes.Interface, cfg config.Config, dryRun bool, log *slog.Logger) *Reconciler {
-	c := clock.RealClock{}
-	r := &Reconciler{
-		Client: client, Config: cfg, DryRun: dryRun || client == nil, Clock: c,
-		Log: log, Rechecks: NewRechecks(c),
+// NewReconciler is a Reconciler on deps (see NewDeps) and cfg. Call Run to process re-checks.
+func NewReconciler(deps Deps, cfg config.Config) *Reconciler {
+	r := &Reconciler{Deps: deps, Config: cfg, Rechecks: NewRechecks(deps.clock())}
+	if deps.Now != nil {
+		r.Rechecks.now = deps.Now // the API server's time (Deps.UseServerClock)
 	}
-	if client != nil {
-		r.Events = APIEventRecorder{Client: client, Now: c.Now}
-	}
+	r.init()
 	return r
 }
 
@@ -127,14 +119,15 @@ func (r *Reconciler) ReconcileLive(ctx context.Context, pod *corev1.Pod) (Outcom
 }
 
 func (r *Reconciler) reconcileObserved(ctx context.Context, pod *corev1.Pod, live bool) (Outcome, error) {
+	r.init()
 	// A Ready sibling (a replacement) may be what drains of the same owner wait for: bring
 	// their re-checks forward (each re-check reads its pod live).
 	for _, key := range r.siblings.waiting(pod, r.now()) {
 		r.Rechecks.Advance(key, r.now())
 	}
 	if pod.DeletionTimestamp == nil {
-		if _, ready := readySince(pod); ready {
-			r.closeGaps(ctx, pod) // decided on the owner's pods as listed live
+		if _, ready := drain.ReadySince(pod); ready {
+			r.gaps.close(ctx, r.metrics(), factReader{Deps: r.Deps, owners: r.Owners}, pod) // decided on the owner's pods as listed live
 		}
 	}
 	if r.writes.stale(pod) {
@@ -175,9 +168,14 @@ var ErrConcurrentWriter = errors.New("the pod kept changing while the decision w
 var errNeedsLive = errors.New("the decision writes: it is made again on the live pod")
 
 func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, live bool, decide policy) (Outcome, error) {
-	out, err := r.decideAndApply(ctx, pod, live, decide)
-	if errors.Is(err, errNeedsLive) {
-		fresh, getErr := r.get(ctx, pod.Namespace, pod.Name)
+	r.init()
+	var out Outcome
+	if !live {
+		var err error
+		if out, err = r.decideAndApply(ctx, pod, false, decide); !errors.Is(err, errNeedsLive) {
+			return out, err
+		}
+		fresh, getErr := getPod(ctx, r.Client, pod.Namespace, pod.Name)
 		if getErr != nil {
 			return Outcome{Pod: pod, Decision: out.Decision, At: out.At}, getErr
 		}
@@ -187,26 +185,37 @@ func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, live bool, 
 				slog.String("eventAction", out.Decision.Action.String()))
 			return Outcome{Pod: pod, Decision: gone(), At: out.At}, nil
 		}
-		eventAction := out.Decision.Action
-		out, err = r.decideAndApply(ctx, fresh, true, decide)
-		if out.Decision.Action != eventAction {
-			r.Log.DebugContext(ctx, "the live pod called for another decision than the event's copy", podAttrs(fresh),
-				slog.String("eventAction", eventAction.String()), slog.String("liveAction", out.Decision.Action.String()),
-				slog.String("eventResourceVersion", pod.ResourceVersion))
-		}
+		event, eventAction := pod, out.Decision.Action
 		pod = fresh
+		defer func() {
+			if out.Decision.Action != eventAction {
+				r.Log.DebugContext(ctx, "the live pod called for another decision than the event's copy", podAttrs(pod),
+					slog.String("eventAction", eventAction.String()), slog.String("liveAction", out.Decision.Action.String()),
+					slog.String("eventResourceVersion", event.ResourceVersion))
+			}
+		}()
 	}
-	for attempt := 2; err != nil && isGuardFailure(err) && attempt <= guardAttempts; attempt++ {
-		r.Log.InfoContext(ctx, "live pod differs from the decision, reading it again",
-			podAttrs(pod), slog.String("action", out.Decision.Action.String()), slog.String("cause", err.Error()))
-		fresh, getErr := r.get(ctx, pod.Namespace, pod.Name)
-		if getErr != nil || fresh == nil || fresh.UID != pod.UID {
-			return Outcome{Pod: pod, Decision: gone(), At: out.At}, getErr
+	var lastErr error
+	readFailed := false
+	pod, err := Guarded(ctx, pod, guardAttempts,
+		func(ctx context.Context, p *corev1.Pod) error {
+			out, lastErr = r.decideAndApply(ctx, p, true, decide)
+			return lastErr
+		},
+		func(ctx context.Context, p *corev1.Pod) (*corev1.Pod, bool, error) {
+			r.Log.InfoContext(ctx, "live pod differs from the decision, reading it again",
+				podAttrs(p), slog.String("action", out.Decision.Action.String()), slog.String("cause", lastErr.Error()))
+			fresh, err := getPod(ctx, r.Client, p.Namespace, p.Name)
+			readFailed = err != nil
+			return fresh, err == nil && fresh != nil && fresh.UID == p.UID, err
+		}, IsGuardFailure)
+	if readFailed || errors.Is(err, ErrGone) {
+		if !readFailed {
+			err = nil
 		}
-		pod = fresh
-		out, err = r.decideAndApply(ctx, fresh, true, decide)
+		return Outcome{Pod: pod, Decision: gone(), At: out.At}, err
 	}
-	if err != nil && isGuardFailure(err) && out.Decision.Action != drain.StartDrain {
+	if err != nil && IsGuardFailure(err) && out.Decision.Action != drain.StartDrain {
 		r.scheduleRecheck(out.Pod, r.now().Add(recheckRetry)) // once the other writer is done
 		return out, fmt.Errorf("pod %s/%s: %w applying %s: %w", pod.Namespace, pod.Name, ErrConcurrentWriter, out.Decision.Action, err)
 	}
@@ -222,6 +231,12 @@ func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, live bool, 
 		return out, nil
 	}
 	return out, err
+}
+
+// release removes the finalizer from a pod just listed, whatever its state, the way of every
+// decision (guarded, decided again on a fresh read): the Releaser's work on one pod.
+func (r *Reconciler) release(ctx context.Context, pod *corev1.Pod) (Outcome, error) {
+	return r.reconcile(ctx, pod, true, releaseDecision)
 }
 
 // stampRefused: the API server refused the write for good (403 from an admission policy or
@@ -243,7 +258,7 @@ func (r *Reconciler) ReconcileRef(ctx context.Context, namespace, name string) (
 	if r.Client == nil {
 		return Outcome{}, ErrNoCluster
 	}
-	pod, err := r.get(ctx, namespace, name)
+	pod, err := getPod(ctx, r.Client, namespace, name)
 	if err != nil || pod == nil {
 		return Outcome{Decision: gone(), At: r.now()}, err
 	}
@@ -261,30 +276,20 @@ func (r *Reconciler) Forget(uid types.UID) {
 
 // Stop drops every pending re-check and ends Run's workers. Run calls it when its ctx ends.
 func (r *Reconciler) Stop() {
+	r.init()
 	r.Rechecks.ShutDown()
-	if r.Surge != nil {
-		r.Surge.Stop()
-	}
 }
 
-// Run processes re-checks with `workers` goroutines and, when there is a cluster and
-// Config.SweepInterval is positive, sweeps every pod at once and then every SweepInterval,
-// and runs the surge controller (Surge), until ctx ends; then it stops the re-checks and
-// returns once its goroutines have.
+// Run processes re-checks with `workers` goroutines until ctx ends; then it stops the
+// re-checks and returns once its goroutines have.
 func (r *Reconciler) Run(ctx context.Context, workers int) {
-	r.sweeps.running.Store(true)
+	r.init()
 	var wg sync.WaitGroup
 	for range max(workers, 1) {
 		wg.Go(func() {
 			for r.processNextRecheck(ctx) {
 			}
 		})
-	}
-	if r.Client != nil && r.CurrentConfig().SweepInterval > 0 {
-		wg.Go(func() { r.sweepEvery(ctx) })
-	}
-	if r.Surge != nil {
-		wg.Go(func() { r.Surge.Run(ctx) })
 	}
 	<-ctx.Done()
 	r.Stop()
@@ -297,187 +302,60 @@ func gone() drain.Decision {
 	return drain.Decision{Action: drain.None, Reason: "pod not found", FinalizerIndex: -1}
 }
 
-// ErrNoCluster is returned for work that needs the cluster while there is none.
-var ErrNoCluster = errors.New("no cluster configured (dry-run without a cluster): the pod cannot be read")
-
-// decideAndApply decides on pod and applies the decision. pod is live when it was read from
-// the API server; an event's copy (live false) is only decided on: a decision that would
-// write, or that would record anything about the pod, returns errNeedsLive instead.
-func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live bool, decide policy) (Outcome, error) {
-	d, facts, now := r.decideWithFacts(ctx, pod, decide)
-	if !live && d.Action.Writes() && (!r.DryRun || d.Reason == drain.ReasonDryRun) {
-		// (A dry-run writes only its releases: what it would add or stamp stays unwritten.)
-		return Outcome{Pod: pod, Decision: d, At: now}, errNeedsLive
+// releaseDecision removes the finalizer whatever the pod's state.
+func releaseDecision(pod *corev1.Pod, _ time.Time, _ drain.Facts) drain.Decision {
+	d := drain.Decision{FinalizerIndex: slices.Index(pod.Finalizers, drain.Finalizer), Reason: "finalizer already gone"}
+	if d.FinalizerIndex >= 0 {
+		d.Action, d.Reason = drain.RemoveFinalizer, drain.ReasonUninstalled
 	}
-	out := Outcome{Pod: pod, Decision: d, At: now, DryRun: r.DryRun}
-	// One line per decision: the pod, the action, its reason, the gates and durations. The
-	// attributes are formatted only for a line that is written (no Logger.With per event).
-	dlog := decisionLog{logger: r.Log, pod: pod, d: d, now: now}
-	for _, w := range d.Warnings {
-		dlog.write(ctx, slog.LevelWarn, "ignoring invalid annotation", slog.String("warning", w))
-	}
-	if !d.Action.Writes() || r.DryRun && d.Reason != drain.ReasonDryRun {
-		r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
-	}
-	if d.Action == drain.Wait {
-		if !live {
-			// An event's copy may bring a pending re-check forward (its read is live), never
-			// create one, nor note anything about the drain.
-			r.Rechecks.Advance(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, d.RecheckAt)
-			dlog.write(ctx, slog.LevelDebug, "decision", slog.Time("recheckAt", d.RecheckAt), slog.Bool("eventCopy", true))
-			return out, nil
-		}
-		r.scheduleRecheck(pod, d.RecheckAt)
-		r.noteWaiting(ctx, pod, d)
-		dlog.write(ctx, slog.LevelDebug, "decision", slog.Time("recheckAt", d.RecheckAt))
-		return out, nil
-	}
-	if !d.Action.Writes() {
-		dlog.write(ctx, slog.LevelDebug, "decision")
-		return out, nil
-	}
-	if r.DryRun && d.Reason != drain.ReasonDryRun {
-		out.Applied = true
-		dlog.write(ctx, slog.LevelInfo, "decision", slog.Bool("dryRun", true), slog.String("stopped", d.Stopped.String()))
-		if d.Action == drain.AddFinalizer {
-			out.Advice = r.checkOwner(ctx, pod, d, now) // reads only, in dry-run
-		}
-		return out, nil
-	}
-	out.DryRun = false
-	patch, err := drain.Patch(pod, d)
-	if err != nil {
-		return out, err
-	}
-	patched, err := r.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, patch,
-		metav1.PatchOptions{FieldManager: Component})
-	switch {
-	case apierrors.IsNotFound(err):
-		dlog.write(ctx, slog.LevelInfo, "decision", slog.Bool("applied", false), slog.String("result", "pod is gone, nothing to do"))
-		out.Decision = gone()
-		r.Forget(pod.UID)
-		return out, nil
-	case err != nil:
-		if !isGuardFailure(err) { // (a decision whose guard failed is made again on a fresh read: counted then)
-			r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
-		}
-		return out, fmt.Errorf("patching pod %s/%s (%s): %w", pod.Namespace, pod.Name, d.Action, err)
-	}
-	r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
-	out.Applied = true
-	if patched != nil {
-		r.writes.wrote(pod.UID, patched.ResourceVersion)
-	}
-	dlog.write(ctx, slog.LevelInfo, "decision", slog.Bool("applied", true), slog.String("stopped", d.Stopped.String()))
-	if d.Action == drain.RemoveFinalizer {
-		if !d.Started.IsZero() {
-			r.metrics().Drain(ctx, d.Reason, string(d.Kind), d.DrainSeconds(now))
-		}
-		r.recordGap(ctx, pod, d, facts)
-	}
-	r.afterWrite(ctx, pod, d, now)
-	if d.Action == drain.AddFinalizer {
-		out.Advice = r.checkOwner(ctx, pod, d, now)
-	}
-	return out, nil
+	return d
 }
 
-// afterWrite records the Kubernetes Event of a milestone and keeps the re-check timer right.
-func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d drain.Decision, now time.Time) {
-	var eventType, reason, msg string
-	switch {
-	case d.Action == drain.StartDrain:
-		r.scheduleRecheck(pod, d.RecheckAt)
-		eventType, reason = corev1.EventTypeNormal, EventDrainStarted
-		msg = fmt.Sprintf("Drain started (%s, %s pod); finalizer %s is removed once these gates open: %s; by %s at the latest",
-			d.Deletion(), d.Kind, drain.Finalizer, drain.GateNames(d.Gates), d.Deadline.Format(time.RFC3339))
-		if len(d.Warnings) > 0 {
-			msg += " (" + strings.Join(d.Warnings, "; ") + ")"
-		}
-	case d.Action == drain.RemoveFinalizer:
-		// Released: no re-check, no sibling wait. The last write stays remembered, so the
-		// older events still on their way cost nothing (the delete event forgets it).
-		r.Rechecks.Cancel(pod.UID)
-		r.siblings.forget(pod.UID)
-		switch d.Reason {
-		case drain.ReasonDrained:
-			eventType, reason = corev1.EventTypeNormal, EventDrainCompleted
-			msg = fmt.Sprintf("Drained after %.1fs (%s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, drain.Finalizer)
-		case drain.ReasonReplaced:
-			eventType, reason = corev1.EventTypeNormal, EventDrainCompleted
-			msg = fmt.Sprintf("Replacement Ready after %.1fs (the capacity gap of this eviction; containers: %s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, drain.Finalizer)
-		case drain.ReasonNotEvicted:
-			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("Deleted, not evicted (holdOn: evictions): a rollout, scale-down or delete is not held; finalizer %s removed", drain.Finalizer)
-		case drain.ReasonTimeout:
-			eventType, reason = corev1.EventTypeWarning, EventDrainTimedOut
-			msg = fmt.Sprintf("Drain timed out after %.1fs (still closed: %s); finalizer %s removed", d.DrainSeconds(now), cmp.Or(drain.ClosedGates(d.Gates), "none"), drain.Finalizer)
-		case drain.ReasonUninstalled:
-			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", drain.Finalizer)
-		case drain.ReasonDryRun:
-			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("vpa-graceful-drain runs in dry-run mode, which never holds a pod; finalizer %s removed", drain.Finalizer)
-		default:
-			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("Pod is no longer managed; finalizer %s removed", drain.Finalizer)
-		}
-	default:
+// recheckTimeout bounds one re-check (a read and at most one decision's writes).
+const recheckTimeout = 30 * time.Second
+
+// scheduleRecheck asks for the pod to be read and reconciled again at `at`. It needs the
+// cluster.
+func (r *Reconciler) scheduleRecheck(pod *corev1.Pod, at time.Time) {
+	if r.Client == nil || r.Rechecks == nil {
 		return
 	}
-	r.event(ctx, pod, eventType, reason, msg)
+	r.Rechecks.Schedule(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, at)
 }
 
-// get reads a pod; a pod that does not exist is (nil, nil).
-func (r *Reconciler) get(ctx context.Context, ns, name string) (*corev1.Pod, error) {
-	pod, err := r.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading pod %s/%s: %w", ns, name, err)
-	}
-	return pod, nil
-}
-
-// isGuardFailure: the patch's test ops failed, the pod changed under us (409), or the API
-// server refused the write for the pod's live state (422, e.g. a finalizer added to a pod
-// that started deleting). All mean the decision was made on a stale pod.
-func isGuardFailure(err error) bool {
-	var status apierrors.APIStatus
-	if !errors.As(err, &status) {
+// processNextRecheck runs one due re-check, waiting for one; false once the queue is shut
+// down. The re-check reads the pod and reconciles it; a pod that is gone, or was replaced by
+// another of the same name, needs nothing (and is forgotten).
+func (r *Reconciler) processNextRecheck(ctx context.Context) bool {
+	key, ok := r.Rechecks.next()
+	if !ok {
 		return false
 	}
-	code := status.Status().Code
-	return code == http.StatusConflict || code == http.StatusUnprocessableEntity
-}
-
-// decisionLog writes the lines about one decision: the pod, the action, its reason and, with
-// gates, the owner, the gates' states, the drain's seconds and its deadline, then the line's
-// own attributes. It formats them only for a line its level lets through.
-type decisionLog struct {
-	logger *slog.Logger
-	pod    *corev1.Pod
-	d      drain.Decision
-	now    time.Time
-}
-
-func (l decisionLog) write(ctx context.Context, level slog.Level, msg string, extra ...slog.Attr) {
-	if !l.logger.Enabled(ctx, level) {
-		return
+	err := func() error {
+		ctx, cancel := context.WithTimeout(ctx, recheckTimeout)
+		defer cancel()
+		live, err := getPod(ctx, r.Client, key.Namespace, key.Name)
+		if err != nil {
+			return err
+		}
+		if live == nil || live.UID != key.UID {
+			r.Forget(key.UID) // gone (or replaced): nothing of it is kept
+			return nil
+		}
+		out, err := r.ReconcileLive(ctx, live)
+		if err != nil && out.Decision.Action == drain.StartDrain {
+			// Not stamped: look again no later than the drain's next due time.
+			r.scheduleRecheck(live, out.Decision.RecheckAt)
+		}
+		return err
+	}()
+	if err != nil && ctx.Err() == nil {
+		r.Log.WarnContext(ctx, "re-check failed, trying again after a backoff", slog.String("pod", key.Namespace+"/"+key.Name),
+			slog.Int("failures", r.Rechecks.retries(key)+1), slog.String("error", err.Error()))
 	}
-	d := l.d
-	attrs := make([]slog.Attr, 0, 8+len(extra))
-	attrs = append(attrs, podAttrs(l.pod), slog.String("action", d.Action.String()), slog.String("reason", d.Reason))
-	if len(d.Gates) > 0 {
-		attrs = append(attrs, slog.String("ownerKind", string(d.Kind)), slog.String("owner", d.Owner), slog.String("gates", drain.GateStates(d.Gates)),
-			slog.Float64("drainSeconds", d.DrainSeconds(l.now)), slog.Time("deadline", d.Deadline))
-	}
-	l.logger.LogAttrs(ctx, level, msg, append(attrs, extra...)...)
+	r.Rechecks.finish(key, err)
+	return true
 }
 
-// podAttrs names the pod in a log line: namespace, pod, uid and the resourceVersion decided on.
-func podAttrs(pod *corev1.Pod) slog.Attr {
-	return slog.Group("", slog.String("namespace", pod.Namespace), slog.String("pod", pod.Name),
-		slog.String("uid", string(pod.UID)), slog.String("resourceVersion", pod.ResourceVersion))
-}
+// InProgress is how many drains this process is waiting on (its pending re-checks).
+func (r *Reconciler) InProgress() int64 { return int64(r.Rechecks.Len()) }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,6 +39,7 @@ type fixture struct {
 	client *fake.Clientset
 	clock  *clocktesting.FakeClock
 	rec    *handlers.Reconciler
+	surge  *handlers.SurgeController
 }
 
 // newFixture is a Reconciler on a fake clientset holding objs, driven by a fake clock at now.
@@ -47,16 +49,20 @@ func newFixture(t *testing.T, dryRun bool, objs ...runtime.Object) *fixture {
 	fc := clocktesting.NewFakeClock(now)
 	cfg := bareConfig()
 	cfg.SweepInterval = 0 // no sweeps: these tests count every API call (sweep_test.go covers them)
-	r := &handlers.Reconciler{
-		Client: c, Config: cfg, DryRun: dryRun, Clock: fc,
-		Rechecks: handlers.NewRechecks(fc), Log: discard,
-		Events: handlers.APIEventRecorder{Client: c, Now: fc.Now},
-	}
+	r := handlers.NewReconciler(handlers.Deps{Client: c, DryRun: dryRun, Clock: fc, Log: discard,
+		Events: handlers.APIEventRecorder{Client: c, Now: fc.Now}}, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
-	go func() { r.Run(ctx, 1); close(stopped) }()
+	sc := handlers.NewSurgeController(r.Deps, r.CurrentConfig)
+	go func() {
+		var wg sync.WaitGroup
+		wg.Go(func() { sc.Run(ctx) })
+		r.Run(ctx, 1)
+		wg.Wait()
+		close(stopped)
+	}()
 	t.Cleanup(func() { cancel(); <-stopped })
-	return &fixture{client: c, clock: fc, rec: r}
+	return &fixture{client: c, clock: fc, rec: r, surge: sc}
 }
 
 // events returns the core/v1 Events created.
@@ -542,7 +548,7 @@ func TestReconcileRef(t *testing.T) {
 		assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
 	})
 	t.Run("nil client: ErrNoCluster", func(t *testing.T) {
-		r := handlers.NewReconciler(nil, bareConfig(), false, discard)
+		r := handlers.NewReconciler(handlers.NewDeps(nil, false, discard), bareConfig())
 		t.Cleanup(r.Stop)
 		out, err := r.ReconcileRef(ctx, "default", "web-1")
 		require.ErrorIs(t, err, handlers.ErrNoCluster)
@@ -597,7 +603,7 @@ func TestReconcileForgetAndStop(t *testing.T) {
 func TestNewReconciler(t *testing.T) {
 	ctx := context.Background()
 	t.Run("without a cluster: dry-run, no events", func(t *testing.T) {
-		r := handlers.NewReconciler(nil, bareConfig(), false, discard)
+		r := handlers.NewReconciler(handlers.NewDeps(nil, false, discard), bareConfig())
 		t.Cleanup(r.Stop)
 		assert.True(t, r.DryRun)
 		assert.Nil(t, r.Events)
@@ -615,7 +621,7 @@ func TestNewReconciler(t *testing.T) {
 	})
 	t.Run("with a cluster", func(t *testing.T) {
 		c := fake.NewClientset()
-		r := handlers.NewReconciler(c, bareConfig(), false, discard)
+		r := handlers.NewReconciler(handlers.NewDeps(c, false, discard), bareConfig())
 		t.Cleanup(r.Stop)
 		assert.False(t, r.DryRun)
 		rec, ok := r.Events.(handlers.APIEventRecorder)
@@ -623,7 +629,7 @@ func TestNewReconciler(t *testing.T) {
 		assert.Same(t, c, rec.Client)
 	})
 	t.Run("with a cluster, dry-run", func(t *testing.T) {
-		r := handlers.NewReconciler(fake.NewClientset(), bareConfig(), true, discard)
+		r := handlers.NewReconciler(handlers.NewDeps(fake.NewClientset(), true, discard), bareConfig())
 		t.Cleanup(r.Stop)
 		assert.True(t, r.DryRun)
 	})

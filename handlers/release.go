@@ -11,22 +11,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
 	"function/handlers/drain"
 )
 
 const (
-	// defaultPageSize is how many pods one list call returns.
-	defaultPageSize = 500
 	// defaultReleaseWorkers is how many pods ReleaseAll patches at once.
 	defaultReleaseWorkers = 16
-	// maxListRestarts bounds how often a paged list starts over after its continue token
-	// expired.
-	maxListRestarts = 3
 	// progressEvery is how often ReleaseAll reports progress while it runs.
 	progressEvery = time.Second
 )
@@ -53,6 +44,20 @@ type ReleaseResult struct {
 	Listed int
 }
 
+// Releaser removes the finalizer from every pod (ReleaseAll): uninstalling runs it
+// (cmd/release-finalizers), after the event source is gone. Each pod goes through Drains'
+// guarded release, the way of every decision.
+type Releaser struct {
+	Deps
+	// Drains releases one pod listed (a Reconciler).
+	Drains interface {
+		release(ctx context.Context, pod *corev1.Pod) (Outcome, error)
+	}
+}
+
+// NewReleaser is the Releaser of the Reconciler r.
+func NewReleaser(r *Reconciler) *Releaser { return &Releaser{Deps: r.Deps, Drains: r} }
+
 // ReleaseAll removes Finalizer from every pod in namespace ("" for all namespaces). Run it
 // when uninstalling, after the event source is gone: without the function nothing removes the
 // finalizer, and an evicted pod would stay Terminating forever. Each removal goes the way of
@@ -63,7 +68,7 @@ type ReleaseResult struct {
 // says how many failed and wraps the first failure. ReleaseAll stops early only when ctx ends
 // or listing fails for good (an expired continue token restarts the list, see forEachPodPaged);
 // the result then holds what was done until then.
-func (r *Reconciler) ReleaseAll(ctx context.Context, namespace string, opts ReleaseOptions) (ReleaseResult, error) {
+func (r *Releaser) ReleaseAll(ctx context.Context, namespace string, opts ReleaseOptions) (ReleaseResult, error) {
 	var res ReleaseResult
 	if r.Client == nil {
 		return res, ErrNoCluster
@@ -90,7 +95,7 @@ func (r *Reconciler) ReleaseAll(ctx context.Context, namespace string, opts Rele
 				if ctx.Err() != nil {
 					continue // interrupted: drain the queue without touching the pods
 				}
-				out, err := r.reconcile(ctx, pod, true, releaseDecision) // listed live
+				out, err := r.Drains.release(ctx, pod) // listed live
 				mu.Lock()
 				switch {
 				case err != nil && ctx.Err() != nil:
@@ -169,63 +174,4 @@ func (r *Reconciler) ReleaseAll(ctx context.Context, namespace string, opts Rele
 		failErr = fmt.Errorf("%d pod(s) failed to release, the first: %w", res.Failed, firstErr)
 	}
 	return res, errors.Join(listErr, failErr)
-}
-
-// releaseDecision removes the finalizer whatever the pod's state.
-func releaseDecision(pod *corev1.Pod, _ time.Time, _ drain.Facts) drain.Decision {
-	d := drain.Decision{FinalizerIndex: slices.Index(pod.Finalizers, drain.Finalizer), Reason: "finalizer already gone"}
-	if d.FinalizerIndex >= 0 {
-		d.Action, d.Reason = drain.RemoveFinalizer, drain.ReasonUninstalled
-	}
-	return d
-}
-
-// forEachPod calls fn for every pod in namespace ("" for all), listing defaultPageSize at a
-// time; see forEachPodPaged.
-func forEachPod(ctx context.Context, client kubernetes.Interface, namespace string, fn func(*corev1.Pod) error) error {
-	return forEachPodPaged(ctx, client, namespace, defaultPageSize, fn)
-}
-
-// forEachPodPaged calls fn for every pod in namespace ("" for all), listing pageSize at a time;
-// it stops at the first error. A continue token that expired before the next page was asked
-// for (410: the API server compacted the list's revision away, typically after 5 minutes)
-// starts the list over from the beginning, at most maxListRestarts times; fn still sees each
-// pod once (pods already seen are skipped), and sees the pods created in between.
-func forEachPodPaged(ctx context.Context, client kubernetes.Interface, namespace string, pageSize int64, fn func(*corev1.Pod) error) error {
-	type podKey struct {
-		namespace, name string
-		uid             types.UID
-	}
-	seen := map[podKey]struct{}{}
-	restarts := 0
-	opts := metav1.ListOptions{Limit: pageSize}
-	for {
-		list, err := client.CoreV1().Pods(namespace).List(ctx, opts)
-		if err != nil && (apierrors.IsResourceExpired(err) || apierrors.IsGone(err)) && ctx.Err() == nil {
-			if restarts == maxListRestarts {
-				return fmt.Errorf("listing pods: the continue token expired %d times, giving up: %w", restarts+1, err)
-			}
-			restarts++
-			opts.Continue = ""
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("listing pods: %w", err)
-		}
-		for i := range list.Items {
-			pod := &list.Items[i]
-			k := podKey{pod.Namespace, pod.Name, pod.UID}
-			if _, ok := seen[k]; ok {
-				continue // seen before the list started over
-			}
-			seen[k] = struct{}{}
-			if err := fn(pod); err != nil {
-				return err
-			}
-		}
-		if list.Continue == "" {
-			return nil
-		}
-		opts.Continue = list.Continue
-	}
 }

@@ -139,7 +139,7 @@ func TestReleaseAllPagesAndRestartsWhenTheContinueTokenExpires(t *testing.T) {
 			lists := pagedLists(f.client, tt.expire)
 			var progress progressLog
 
-			res, err := f.rec.ReleaseAll(context.Background(), "default",
+			res, err := handlers.NewReleaser(f.rec).ReleaseAll(context.Background(), "default",
 				handlers.ReleaseOptions{PageSize: tt.pageSize, Workers: 3, Progress: progress.record})
 			require.NoError(t, err)
 			assert.Equal(t, handlers.ReleaseResult{Released: held, Listed: 10}, res, "every pod once")
@@ -158,7 +158,7 @@ func TestReleaseAllGivesUpAfterFourExpiredTokens(t *testing.T) {
 	f := newFixture(t, false, objs...)
 	lists := pagedLists(f.client, func(int) bool { return true })
 
-	res, err := f.rec.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{PageSize: 4})
+	res, err := handlers.NewReleaser(f.rec).ReleaseAll(context.Background(), "", handlers.ReleaseOptions{PageSize: 4})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "continue token expired 4 times")
 	assert.True(t, apierrors.IsResourceExpired(err), "wraps the API server's answer: %v", err)
@@ -180,7 +180,7 @@ func TestReleaseAllCountsAFailedPodAndReleasesTheOthers(t *testing.T) {
 	})
 	var progress progressLog
 
-	res, err := f.rec.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{PageSize: 5, Workers: 4, Progress: progress.record})
+	res, err := handlers.NewReleaser(f.rec).ReleaseAll(context.Background(), "", handlers.ReleaseOptions{PageSize: 5, Workers: 4, Progress: progress.record})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "1 pod(s) failed")
 	assert.Contains(t, err.Error(), "default/"+bad)
@@ -201,7 +201,7 @@ func TestReleaseAllStopsWhenListingFails(t *testing.T) {
 		return true, nil, apierrors.NewForbidden(podsGVR.GroupResource(), "", errors.New("no list"))
 	})
 	var progress progressLog
-	res, err := f.rec.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{Progress: progress.record})
+	res, err := handlers.NewReleaser(f.rec).ReleaseAll(context.Background(), "", handlers.ReleaseOptions{Progress: progress.record})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "listing pods")
 	assert.True(t, apierrors.IsForbidden(err))
@@ -214,7 +214,7 @@ func TestReleaseAllStopsWhenCtxEnds(t *testing.T) {
 	f := newFixture(t, false, objs...)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	res, err := f.rec.ReleaseAll(ctx, "", handlers.ReleaseOptions{})
+	res, err := handlers.NewReleaser(f.rec).ReleaseAll(ctx, "", handlers.ReleaseOptions{})
 	assert.ErrorIs(t, err, context.Canceled)
 	assert.Empty(t, res.Released)
 	assert.Zero(t, res.Failed, "an interrupted release is no failure")
@@ -265,7 +265,7 @@ func TestReleaseAllPatchesWithWorkersAtOnce(t *testing.T) {
 	g := &gate{want: 4, open: make(chan struct{})}
 	f.rec.Events = g
 
-	res, err := f.rec.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{PageSize: 7, Workers: 4})
+	res, err := handlers.NewReleaser(f.rec).ReleaseAll(context.Background(), "", handlers.ReleaseOptions{PageSize: 7, Workers: 4})
 	require.NoError(t, err)
 	assert.False(t, g.timedOut, "4 pods were in flight at once, opening the gate")
 	assert.Equal(t, held, res.Released)
@@ -278,7 +278,7 @@ func TestReleaseAll(t *testing.T) {
 		newPod(named("running"), finalizers("example.com/keep", drain.Finalizer), managed),
 		newPod(named("plain"), managed))
 
-	res, err := f.rec.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{})
+	res, err := handlers.NewReleaser(f.rec).ReleaseAll(context.Background(), "", handlers.ReleaseOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, handlers.ReleaseResult{Released: []string{"default/held", "default/running"}, Listed: 3}, res)
 	assert.ElementsMatch(t, []string{"list pods", "patch pods", "create events", "patch pods", "create events"}, testutil.Verbs(f.client))
@@ -292,14 +292,14 @@ func TestReleaseAll(t *testing.T) {
 
 func TestReleaseAllDryRunOnlyLists(t *testing.T) {
 	f := newFixture(t, true, newPod(named("held"), ours, managed))
-	res, err := f.rec.ReleaseAll(context.Background(), "default", handlers.ReleaseOptions{})
+	res, err := handlers.NewReleaser(f.rec).ReleaseAll(context.Background(), "default", handlers.ReleaseOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, handlers.ReleaseResult{Released: []string{"default/held"}, Listed: 1}, res)
 	assert.Equal(t, []string{"list pods"}, testutil.Verbs(f.client))
 }
 
 func TestReleaseAllNeedsACluster(t *testing.T) {
-	r := &handlers.Reconciler{Log: discard}
+	r := &handlers.Releaser{Deps: handlers.Deps{Log: discard}}
 	_, err := r.ReleaseAll(context.Background(), "", handlers.ReleaseOptions{})
 	assert.ErrorIs(t, err, handlers.ErrNoCluster)
 }

@@ -91,13 +91,3 @@ func (c *ServerClock) WrapTransport(rt http.RoundTripper) http.RoundTripper {
 		return resp, err
 	})
 }
-
-// UseServerClock makes the Reconciler decide, and its re-checks fall due, on c's time.
-func (r *Reconciler) UseServerClock(c *ServerClock) {
-	r.Server = c
-	r.Rechecks.now = c.Now
-	if e, ok := r.Events.(APIEventRecorder); ok {
-		e.Now = c.Now
-		r.Events = e
-	}
-}

@@ -102,7 +102,7 @@ func (s *siblings) waiting(pod *corev1.Pod, now time.Time) []PodKey {
 	if pod.DeletionTimestamp != nil {
 		return nil
 	}
-	if _, ready := readySince(pod); !ready {
+	if _, ready := drain.ReadySince(pod); !ready {
 		return nil
 	}
 	ref := metav1.GetControllerOfNoCopy(pod)
@@ -128,21 +128,21 @@ func (s *siblings) waiting(pod *corev1.Pod, now time.Time) []PodKey {
 	return keys
 }
 
-// noteWaiting keeps track of a drain that waits for its owner or its endpoints: a Ready
-// sibling's event brings its next look forward, and a Kubernetes Event DrainWaiting says what
-// it waits for whenever that changes (so `kubectl describe pod` shows it).
-func (r *Reconciler) noteWaiting(ctx context.Context, pod *corev1.Pod, d drain.Decision) {
+// note keeps track of a drain that waits for its owner or its endpoints: a Ready sibling's
+// event brings its next look forward, and a Kubernetes Event DrainWaiting (through deps) says
+// what it waits for whenever that changes (so `kubectl describe pod` shows it).
+func (s *siblings) note(ctx context.Context, deps Deps, pod *corev1.Pod, d drain.Decision) {
 	closed := drain.FactGatesClosed(d.Gates) // nil while grace or containers hold it: the usual looks
 	if len(closed) == 0 {
 		return
 	}
 	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && slices.Contains(closed, drain.GateReplacement) {
-		r.siblings.wait(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, ref.UID)
+		s.wait(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, ref.UID)
 	}
 	// Reported again when the set of closed gates changes, not their details (every look's).
-	if r.Events == nil || r.DryRun || !r.siblings.report(pod.UID, strings.Join(closed, ",")) {
+	if deps.Events == nil || deps.DryRun || !s.report(pod.UID, strings.Join(closed, ",")) {
 		return
 	}
 	msg := fmt.Sprintf("Containers stopped; the drain waits for %s, until %s at the latest", drain.ClosedGates(d.Gates), d.Deadline.Format(time.RFC3339))
-	r.event(ctx, pod, corev1.EventTypeNormal, EventDrainWaiting, msg)
+	deps.event(ctx, pod, corev1.EventTypeNormal, EventDrainWaiting, msg)
 }

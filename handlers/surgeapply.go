@@ -2,8 +2,6 @@ package handlers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +16,7 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/status"
+	"k8s.io/client-go/kubernetes"
 
 	"function/config"
 	"function/handlers/surge"
@@ -32,45 +31,67 @@ import (
 func (c *SurgeController) evaluateLocked(ctx context.Context, cfg config.Config, ns, name string, listed *appsv1.Deployment,
 	vpas []*vpa_types.VerticalPodAutoscaler, now time.Time) (*SurgeReport, error) {
 	key := ns + "/" + name
-	for attempt := 1; ; attempt++ {
-		d, err := listed, error(nil) // the sweep's copy, for the first attempt only
-		if d == nil {
-			d, err = c.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	readFailed := func(err error) (*SurgeReport, error) {
+		if isAPIStatus(err) || clientUnavailable(err) {
+			c.retry(key) // the API server may answer later
 		}
-		listed = nil
-		if apierrors.IsNotFound(err) {
-			return nil, nil // nothing remembered about a name no object has
-		}
-		if err != nil {
-			if isAPIStatus(err) || clientUnavailable(err) {
-				c.retry(key) // the API server may answer later
-			}
-			return nil, fmt.Errorf("reading Deployment %s: %w", key, err)
-		}
-		c.bound(d, now)
-		if d.Annotations[surge.AnnotationSurgeRollout] != "true" {
-			return nil, nil
-		}
-		rep, err := c.apply(ctx, cfg, d, vpas, now)
-		switch {
-		case errors.Is(err, errSurgeGuard) && attempt < surgeGuardAttempts:
-			c.Log.DebugContext(ctx, "surge rollout: "+err.Error()+"; deciding again", slog.String("namespace", ns), slog.String("deployment", name))
-			now = c.now()
-			continue
-		case errors.Is(err, errSurgeGuard):
-			c.retry(key) // others keep writing it: later, with its backoff
-			return nil, nil
-		case errors.Is(err, errSurgeSuppressed):
-			c.retry(key) // its decision was refused for good: with the backoff, not every SurgeFollow
-			return nil, nil
-		case err != nil:
-			c.retry(key)
-			return nil, err
-		}
-		c.init()
-		c.queue.Forget(key) // its backoff starts again
-		return rep, nil
+		return nil, fmt.Errorf("reading Deployment %s: %w", key, err)
 	}
+	d := listed // the sweep's copy, for the first attempt only
+	if d == nil {
+		var err error
+		if d, err = c.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return nil, nil // nothing remembered about a name no object has
+		} else if err != nil {
+			return readFailed(err)
+		}
+	}
+	var (
+		rep      *SurgeReport
+		optedOut bool
+		readErr  error
+		lastErr  error
+	)
+	_, err := Guarded(ctx, d, surgeGuardAttempts,
+		func(ctx context.Context, d *appsv1.Deployment) error {
+			c.bound(d, now)
+			if optedOut = d.Annotations[surge.AnnotationSurgeRollout] != "true"; optedOut {
+				return nil
+			}
+			rep, lastErr = c.apply(ctx, cfg, d, vpas, now)
+			return lastErr
+		},
+		func(ctx context.Context, d *appsv1.Deployment) (*appsv1.Deployment, bool, error) {
+			c.Log.DebugContext(ctx, "surge rollout: "+lastErr.Error()+"; deciding again", slog.String("namespace", ns), slog.String("deployment", name))
+			now = c.now()
+			fresh, err := c.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil, false, nil
+			}
+			readErr = err
+			return fresh, err == nil, err
+		},
+		func(err error) bool { return errors.Is(err, errSurgeGuard) })
+	switch {
+	case readErr != nil:
+		return readFailed(readErr)
+	case errors.Is(err, ErrGone):
+		return nil, nil // nothing remembered about a name no object has
+	case errors.Is(err, errSurgeGuard):
+		c.retry(key) // others keep writing it: later, with its backoff
+		return nil, nil
+	case errors.Is(err, errSurgeSuppressed):
+		c.retry(key) // its decision was refused for good: with the backoff, not every SurgeFollow
+		return nil, nil
+	case err != nil:
+		c.retry(key)
+		return nil, err
+	case optedOut:
+		return nil, nil
+	}
+	c.init()
+	c.queue.Forget(key) // its backoff starts again
+	return rep, nil
 }
 
 // retry has the Deployment key evaluated again after its backoff.
@@ -92,21 +113,21 @@ func (c *SurgeController) apply(ctx context.Context, cfg config.Config, d *appsv
 			return nil, err
 		}
 	}
-	lrs, err := c.limitRanges(ctx, d.Namespace)
+	lrs, err := listLimitRanges(ctx, c.Client, d.Namespace)
 	if err != nil {
 		return nil, err
 	}
 	limits := surge.LimitsOf(cfg.Surge)
 	in := surge.DecideInput{
 		Input: surge.Input{Deployment: d, Pods: pods, VPA: surge.ControllingVPA(vpas, d.Namespace, d.Name),
-			AdmissionController: c.admissionControllerAlive(ctx, cfg),
+			AdmissionController: admissionControllerAlive(ctx, c.Deps, cfg),
 			Settings: surge.Settings{PodUpdateThreshold: cfg.Surge.PodUpdateThreshold, InRecommendationBoundsEvictionLifetimeThreshold: cfg.Surge.InBoundsLifetime,
 				EvictAfterOOMThreshold: cfg.Surge.EvictAfterOOM, UseAdmissionControllerStatus: cfg.Surge.UseAdmissionControllerStatus},
 			LimitRanges: lrs},
 		Enabled: cfg.Surge.Enabled && !cfg.Uninstalling, Excluded: !cfg.Namespaces.Selects(d.Namespace), Limits: limits, Now: now,
 	}
 	dec := surge.Decide(in)
-	c.warnState(ctx, d, dec.Warning)
+	c.reports.warnState(ctx, d, dec.Warning)
 	if dec.Action != surge.None && holds(&c.refused, key, refusal(dec)) {
 		c.Log.DebugContext(ctx, "surge rollout: the API server refused this write before; not tried again for this prediction",
 			slog.String("namespace", d.Namespace), slog.String("deployment", d.Name), slog.String("action", dec.Action.String()))
@@ -152,8 +173,7 @@ func (c *SurgeController) apply(ctx context.Context, cfg config.Config, d *appsv
 		}
 		return nil, c.writeFailed(ctx, log, d, dec, err)
 	}
-	switch dec.Action {
-	case surge.Complete, surge.Abort, surge.Release:
+	if dec.Action.Ends() {
 		if err := c.Budget.End(ctx, key, now, limits.Timeout, false); err != nil {
 			log.WarnContext(ctx, "surge rollout: cannot end the budget slot; it counts until the rollout's deadline", slog.String("error", err.Error()))
 		}
@@ -162,7 +182,7 @@ func (c *SurgeController) apply(ctx context.Context, cfg config.Config, d *appsv
 		c.enqueue(key, SurgeFollow, false) // started, or a gap tracked: follow it to its end
 		c.asks.put(key, now.Add(SurgeEvalRolling))
 	}
-	c.report(ctx, log, d, dec, now)
+	c.reports.report(ctx, log, d, dec, now)
 	return report, nil
 }
 
@@ -194,7 +214,7 @@ func (c *SurgeController) writeFailed(ctx context.Context, log *slog.Logger, d *
 	log.WarnContext(ctx, "surge rollout: the API server refuses the write; not tried again for this prediction", slog.String("error", cut(err.Error())))
 	c.metrics().SurgeRollout(ctx, OutcomeFailed, -1, 0)
 	msg := fmt.Sprintf("cannot %s the surge rollout (prediction %s): %s; not tried again for this prediction", dec.Action, dec.State.Prediction, cut(why))
-	c.record(ctx, log, d, corev1.EventTypeWarning, EventSurgeRolloutFailed, msg)
+	c.reports.record(ctx, log, d, corev1.EventTypeWarning, EventSurgeRolloutFailed, msg)
 	return nil
 }
 
@@ -230,66 +250,10 @@ func definitelyNotApplied(err error) bool {
 // refusal names a decision for the refused map: its action and prediction.
 func refusal(dec surge.Decision) string { return dec.Action.String() + "/" + dec.State.Prediction }
 
-// warnState records, once per value, a Warning Event that the Deployment's state annotation
-// was ignored (why).
-func (c *SurgeController) warnState(ctx context.Context, d *appsv1.Deployment, why string) {
-	if why == "" || c.DryRun {
-		return
-	}
-	sum := sha256.Sum256([]byte(d.Annotations[surge.AnnotationState]))
-	key, h := d.Namespace+"/"+d.Name, hex.EncodeToString(sum[:8])
-	if holds(&c.warned, key, h) {
-		return
-	}
-	c.warned.put(key, h)
-	log := c.Log.With(slog.String("namespace", d.Namespace), slog.String("deployment", d.Name))
-	log.WarnContext(ctx, "surge rollout: the Deployment's state is ignored", slog.String("reason", why))
-	c.record(ctx, log, d, corev1.EventTypeWarning, EventSurgeRolloutStateInvalid, why)
-}
-
-// report counts an applied decision and records its Event on the Deployment.
-func (c *SurgeController) report(ctx context.Context, log *slog.Logger, d *appsv1.Deployment, dec surge.Decision, now time.Time) {
-	if dec.Action == surge.Track {
-		log.DebugContext(ctx, "surge rollout: capacity gap", slog.Int("gap", int(dec.State.Gap)))
-		return
-	}
-	log.InfoContext(ctx, "surge rollout", slog.String("prediction", dec.State.Prediction), slog.Int("gap", int(dec.State.Gap)))
-	seconds := -1.0
-	if dec.Action == surge.Complete || dec.Action == surge.Abort || dec.Action == surge.Release {
-		seconds = now.Sub(dec.State.Started).Seconds()
-	}
-	outcome := SurgeOutcome(dec.Action)
-	eventType, reason := corev1.EventTypeNormal, map[surge.Action]string{
-		surge.Restart: EventSurgeRolloutStarted, surge.Complete: EventSurgeRolloutCompleted, surge.Release: EventSurgeRolloutCompleted,
-		surge.Abort: EventSurgeRolloutAborted, surge.Skip: EventSurgeRolloutSkipped}[dec.Action]
-	switch {
-	case dec.Action == surge.Abort:
-		eventType = corev1.EventTypeWarning
-	case dec.Failed != nil && dec.Failed.Condition == surge.CondGaveUp:
-		eventType, reason, outcome = corev1.EventTypeWarning, EventSurgeRolloutFailed, OutcomeFailed
-	}
-	c.metrics().SurgeRollout(ctx, outcome, seconds, int(dec.State.Gap))
-	msg := dec.Reason
-	if dec.Action == surge.Complete || dec.Action == surge.Abort {
-		msg = fmt.Sprintf("%s (capacity gap %d)", dec.Reason, dec.State.Gap)
-	}
-	c.record(ctx, log, d, eventType, reason, msg)
-}
-
-func (c *SurgeController) record(ctx context.Context, log *slog.Logger, d *appsv1.Deployment, eventType, reason, msg string) {
-	if c.Events == nil {
-		return
-	}
-	ref := corev1.ObjectReference{Kind: "Deployment", APIVersion: "apps/v1", Namespace: d.Namespace, Name: d.Name, UID: d.UID}
-	if err := c.Events.RecordFor(ctx, ref, eventType, reason, msg); err != nil {
-		log.WarnContext(ctx, "could not record Kubernetes Event", slog.String("error", err.Error()))
-	}
-}
-
 // limitRanges lists the namespace's LimitRanges, which VPA's admission controller applies to
 // the pods it sizes (the surge role lists them: config/rbac-surge.yaml).
-func (c *SurgeController) limitRanges(ctx context.Context, ns string) ([]*corev1.LimitRange, error) {
-	list, err := c.Client.CoreV1().LimitRanges(ns).List(ctx, metav1.ListOptions{})
+func listLimitRanges(ctx context.Context, client kubernetes.Interface, ns string) ([]*corev1.LimitRange, error) {
+	list, err := client.CoreV1().LimitRanges(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("listing the LimitRanges of %s: %w", ns, err)
 	}
@@ -300,19 +264,10 @@ func (c *SurgeController) limitRanges(ctx context.Context, ns string) ([]*corev1
 	return lrs, nil
 }
 
-// cut bounds a message quoted from elsewhere (an API error quotes the object) to 1 KiB.
-func cut(s string) string {
-	const max = 1024
-	if len(s) <= max {
-		return s
-	}
-	return fmt.Sprintf("%s... (%d bytes)", s[:max], len(s))
-}
-
 // admissionControllerAlive is whether VPA's admission controller reports itself alive, as the
 // updater checks it (its status Lease vpa-admission-controller, in the configured namespace,
 // renewed within a minute); a Lease that cannot be read counts as not alive.
-func (c *SurgeController) admissionControllerAlive(ctx context.Context, cfg config.Config) bool {
+func admissionControllerAlive(ctx context.Context, deps Deps, cfg config.Config) bool {
 	if !cfg.Surge.UseAdmissionControllerStatus {
 		return true
 	}
@@ -320,10 +275,10 @@ func (c *SurgeController) admissionControllerAlive(ctx context.Context, cfg conf
 	if ns == "" {
 		ns = status.AdmissionControllerStatusNamespace
 	}
-	ok, err := status.NewClient(c.Client, status.AdmissionControllerStatusName, ns, time.Minute, Component).
+	ok, err := status.NewClient(deps.Client, status.AdmissionControllerStatusName, ns, time.Minute, Component).
 		IsStatusValid(ctx, status.AdmissionControllerStatusTimeout)
 	if err != nil {
-		c.Log.DebugContext(ctx, "surge rollout: VPA's admission controller status unreadable", slog.String("namespace", ns), slog.String("error", err.Error()))
+		deps.Log.DebugContext(ctx, "surge rollout: VPA's admission controller status unreadable", slog.String("namespace", ns), slog.String("error", err.Error()))
 		return false
 	}
 	return ok

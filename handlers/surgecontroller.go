@@ -11,77 +11,28 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/workqueue"
-	"k8s.io/utils/clock"
 
 	"function/config"
 	"function/handlers/drain"
 	"function/handlers/surge"
 )
 
-// Deps are what the function's controllers share: the clients (Client nil: no cluster),
-// the clock (Now: the API server's, decisions are made on it), the log, the Kubernetes Event
-// recorder, the metrics, and dry-run.
-type Deps struct {
-	Client  kubernetes.Interface
-	Dynamic dynamic.Interface
-	Clock   clock.WithTicker
-	Now     func() time.Time
-	Log     *slog.Logger
-	Events  EventRecorder
-	Metrics Metrics
-	DryRun  bool
-}
-
-// Deps are the Reconciler's clients, clocks, log, recorder and metrics, for the controllers
-// it runs beside it.
-func (r *Reconciler) Deps() Deps {
-	return Deps{Client: r.Client, Dynamic: r.Dynamic, Clock: r.Clock, Now: r.now, Log: r.Log, Events: r.Events, Metrics: r.Metrics, DryRun: r.DryRun}
-}
-
-// Kubernetes Event reasons of surge rollouts, on the Deployment.
+// Kubernetes Event reasons of surge rollouts, on the Deployment (surge's table of actions).
 const (
-	EventSurgeRolloutStarted   = "SurgeRolloutStarted"
-	EventSurgeRolloutCompleted = "SurgeRolloutCompleted"
-	EventSurgeRolloutAborted   = "SurgeRolloutAborted"
-	EventSurgeRolloutSkipped   = "SurgeRolloutSkipped"
-	// EventSurgeRolloutFailed: a write the API server refuses for good (a 403 from the
-	// admission policy, an object over its size limit), or the surgeMaxAttempts-th aborted
-	// rollout in a row: the function stops for that prediction (or Deployment) and says why.
-	EventSurgeRolloutFailed = "SurgeRolloutFailed"
-	// EventSurgeRolloutStateInvalid: the Deployment's state annotation was ignored (not the
-	// function's: unreadable, a phase out of the closed set, a time in the future).
-	EventSurgeRolloutStateInvalid = "SurgeRolloutStateInvalid"
+	EventSurgeRolloutStarted      = surge.EventStarted
+	EventSurgeRolloutCompleted    = surge.EventCompleted
+	EventSurgeRolloutAborted      = surge.EventAborted
+	EventSurgeRolloutSkipped      = surge.EventSkipped
+	EventSurgeRolloutFailed       = surge.EventFailed
+	EventSurgeRolloutStateInvalid = surge.EventStateInvalid
 )
 
-// SurgeOutcome is the metric outcome of an applied surge decision.
-func SurgeOutcome(a surge.Action) string {
-	switch a {
-	case surge.Restart:
-		return "started"
-	case surge.Complete:
-		return "completed"
-	case surge.Abort:
-		return "aborted"
-	case surge.Release:
-		return "released"
-	case surge.Skip:
-		return "skipped"
-	case surge.Track:
-		return "tracked"
-	}
-	return a.String()
-}
-
 // OutcomeFailed is the metric outcome of a surge write the API server refused for good.
-const OutcomeFailed = "failed"
+const OutcomeFailed = surge.OutcomeFailed
 
 // SurgeResult is what one pass over the opted-in Deployments did.
 type SurgeResult struct {
@@ -99,7 +50,7 @@ type SurgeReport struct {
 	At              time.Time
 }
 
-// SurgeController runs surge rollouts (README "Surge rollouts"): it decides on opted-in
+// SurgeController runs surge rollouts (docs/surge-rollouts.md): it decides on opted-in
 // Deployments (surge.Decide, pure) on what it reads from the API server, claims a slot of the
 // budget (SurgeBudget), writes one guarded patch per decision and follows a rollout it
 // evaluated to its end. Its triggers are the sweeps (Sweep), pod and VPA events (ForPod,
@@ -122,7 +73,7 @@ type SurgeController struct {
 	asks     bounded[string, time.Time, limit10k] // by Deployment, filled only by live reads
 	vpaAsks  bounded[string, time.Time, limit10k] // by VPA name an event gave (a forged one too)
 	refused  bounded[string, string, limit10k]    // a decision the API server refused for good, by Deployment
-	warned   bounded[string, string, limit10k]    // the invalid state last warned about, by Deployment
+	reports  *surgeReports
 }
 
 // NewSurgeController is a surge controller on deps and the configuration cfg gives, its
@@ -158,24 +109,12 @@ const (
 func (c *SurgeController) init() {
 	c.once.Do(func() {
 		c.sem = make(chan struct{}, 1)
-		clk := c.Clock
-		if clk == nil {
-			clk = clock.RealClock{}
-		}
+		c.reports = &surgeReports{deps: &c.Deps}
+		clk := c.clock()
 		c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[string](surgeRetryBase, surgeRetryMax),
 			workqueue.TypedRateLimitingQueueConfig[string]{Clock: clk})
 	})
-}
-
-func (c *SurgeController) now() time.Time {
-	switch {
-	case c.Now != nil:
-		return c.Now()
-	case c.Clock != nil:
-		return c.Clock.Now()
-	}
-	return time.Now()
 }
 
 func (c *SurgeController) config() config.Config {
@@ -183,13 +122,6 @@ func (c *SurgeController) config() config.Config {
 		return config.Default()
 	}
 	return c.Config()
-}
-
-func (c *SurgeController) metrics() Metrics {
-	if c.Metrics == nil {
-		return noMetrics{}
-	}
-	return c.Metrics
 }
 
 // enqueue queues key after delay (rate-limited: with the key's backoff), unless maxFollowed
@@ -286,82 +218,6 @@ func (c *SurgeController) unlock() { <-c.sem }
 func (c *SurgeController) due(key string, now time.Time) bool {
 	next, ok := c.asks.get(key)
 	return !ok || !now.Before(next)
-}
-
-// surgeListPage is the page size of the sweep's list of Deployments.
-const surgeListPage = 500
-
-// Sweep evaluates every Deployment that opted in to surge rollouts in a selected namespace,
-// and every rollout of the budget in flight (so one is followed to its end with surgeRollout
-// off, or while uninstalling, when none starts): the sweeps run it, on one replica (the sweep
-// Lease). The Deployments are listed in pages; a Deployment that cannot be evaluated is
-// logged and left to its backoff and the next sweep.
-func (c *SurgeController) Sweep(ctx context.Context) (SurgeResult, error) {
-	res := SurgeResult{Decisions: map[string]int{}}
-	if c == nil || c.Client == nil {
-		return res, nil
-	}
-	cfg := c.config()
-	now := c.now()
-	on := cfg.Surge.Enabled && !cfg.Uninstalling
-	slots, err := c.Budget.Read(ctx, now, cfg.Surge.Timeout)
-	switch {
-	case err != nil && !on && apierrors.IsForbidden(err):
-		// Surge rollouts off and their roles (config/rbac-surge.yaml) not applied: none can
-		// be in flight.
-		c.Log.DebugContext(ctx, "surge rollouts: the budget's Lease is not readable", slog.String("error", err.Error()))
-		return res, nil
-	case err != nil:
-		return res, err
-	}
-	keys := map[string]*appsv1.Deployment{} // as listed (nil: read it)
-	for _, k := range slots.InFlight() {
-		keys[k] = nil
-	}
-	if on {
-		opts := metav1.ListOptions{Limit: surgeListPage}
-		for {
-			list, err := c.Client.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, opts)
-			if err != nil {
-				return res, fmt.Errorf("listing Deployments for surge rollouts: %w", err)
-			}
-			for i := range list.Items {
-				d := &list.Items[i]
-				if d.Annotations[surge.AnnotationSurgeRollout] == "true" && cfg.Namespaces.Selects(d.Namespace) {
-					keys[d.Namespace+"/"+d.Name] = d
-				}
-			}
-			if opts.Continue = list.Continue; opts.Continue == "" {
-				break
-			}
-		}
-	}
-	if len(keys) == 0 {
-		return res, nil
-	}
-	if !c.lock(ctx, true) {
-		return res, fmt.Errorf("surge rollouts: %w", ctx.Err())
-	}
-	defer c.unlock()
-	for key, d := range keys {
-		ns, name, _ := strings.Cut(key, "/")
-		rep, err := c.evaluateLocked(ctx, c.config(), ns, name, d, nil, c.now()) // as in force now: a pass may be long
-		switch {
-		case ctx.Err() != nil:
-			return res, ctx.Err()
-		case err != nil:
-			c.Log.WarnContext(ctx, "surge rollout: cannot evaluate the Deployment; trying again later",
-				slog.String("namespace", ns), slog.String("deployment", name), slog.String("error", err.Error()))
-			continue
-		}
-		res.Deployments++
-		action := surge.None
-		if rep != nil {
-			action = rep.Decision.Action
-		}
-		res.Decisions[action.String()]++
-	}
-	return res, nil
 }
 
 // ForVPA evaluates the Deployment a VerticalPodAutoscaler targets, on the word of an event

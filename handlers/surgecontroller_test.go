@@ -68,24 +68,24 @@ func TestSurgeWriteRefused(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newAdviceFixture(t, false, surgeOn, surgeObjects("Initial")...)
 			m := &surgeMetrics{}
-			f.rec.Surge.Metrics = m
+			f.surge.Metrics = m
 			f.client.PrependReactor("patch", "deployments", func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, tt.err })
 			ctx := context.Background()
 			f.reset()
 			for range 60 { // a VPA event every second for a minute, and two sweeps
-				_, err := f.rec.Surge.ForVPA(ctx, "default", "web")
+				_, err := f.surge.ForVPA(ctx, "default", "web")
 				if tt.terminal {
 					require.NoError(t, err)
 				}
 				f.clock.Step(time.Second)
 			}
 			for range 2 {
-				_, err := f.rec.Surge.Sweep(ctx)
+				_, err := f.surge.Sweep(ctx)
 				require.NoError(t, err)
 			}
 			verbs := testutil.Verbs(f.client)
 			assert.LessOrEqual(t, countVerbs(verbs, "list deployments"), 2, "no decision lists every Deployment: %v", verbs)
-			slots, err := f.rec.Surge.Budget.Read(ctx, f.clock.Now(), 15*time.Minute)
+			slots, err := f.surge.Budget.Read(ctx, f.clock.Now(), 15*time.Minute)
 			require.NoError(t, err)
 			if tt.mayBeApplied {
 				// A 500 may come after the write was made: the claim stays, and it blocks a
@@ -99,7 +99,7 @@ func TestSurgeWriteRefused(t *testing.T) {
 				assert.Empty(t, slots.InFlight(), "a claim whose restart was refused is given back")
 			}
 			if !tt.terminal {
-				assert.Positive(t, f.rec.Surge.Queued(), "queued again, with its backoff")
+				assert.Positive(t, f.surge.Queued(), "queued again, with its backoff")
 				return
 			}
 			assert.Equal(t, 1, countVerbs(verbs, "patch deployments"), "one attempt for the prediction: %v", verbs)
@@ -109,7 +109,7 @@ func TestSurgeWriteRefused(t *testing.T) {
 			assert.Equal(t, handlers.EventSurgeRolloutFailed, events[0].Reason)
 			assert.Equal(t, corev1.EventTypeWarning, events[0].Type)
 			assert.Contains(t, events[0].Message, "not tried again for this prediction")
-			assert.Zero(t, f.rec.Surge.Queued(), "nothing queued to retry it")
+			assert.Zero(t, f.surge.Queued(), "nothing queued to retry it")
 		})
 	}
 }
@@ -137,7 +137,7 @@ func TestSurgeForgedStates(t *testing.T) {
 	f := newAdviceFixture(t, false, surgeOn, objs...)
 	ctx := context.Background()
 	f.reset()
-	res, err := f.rec.Surge.Sweep(ctx)
+	res, err := f.surge.Sweep(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, res.Decisions["restart"], "the opted-in Deployment restarts: %v", res.Decisions)
 	for _, a := range f.client.Actions() {
@@ -156,7 +156,7 @@ func TestSurgeForgedStates(t *testing.T) {
 	_, err = f.client.AppsV1().Deployments("default").Update(ctx, d, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	f.clock.Step(16 * time.Minute)
-	res, err = f.rec.Surge.Sweep(ctx)
+	res, err = f.surge.Sweep(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, res.Decisions["abort"], "%v", res.Decisions)
 	d, err = f.client.AppsV1().Deployments("default").Get(ctx, "web", metav1.GetOptions{})
@@ -165,7 +165,7 @@ func TestSurgeForgedStates(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, surge.PhaseAborted, st.Phase)
 	assert.Contains(t, st.Reason, "surgeRolloutTimeout")
-	slots, err := f.rec.Surge.Budget.Read(ctx, f.clock.Now(), 15*time.Minute)
+	slots, err := f.surge.Budget.Read(ctx, f.clock.Now(), 15*time.Minute)
 	require.NoError(t, err)
 	assert.Empty(t, slots.InFlight())
 }
@@ -178,7 +178,7 @@ func TestSurgeInvalidStateWarnedOnce(t *testing.T) {
 	f := newAdviceFixture(t, false, surgeOn, objs...)
 	ctx := context.Background()
 	for range 3 {
-		_, err := f.rec.Surge.Sweep(ctx)
+		_, err := f.surge.Sweep(ctx)
 		require.NoError(t, err)
 		f.clock.Step(time.Minute)
 	}
@@ -211,7 +211,7 @@ func TestSurgeWaysOut(t *testing.T) {
 			})
 			f := newAdviceFixture(t, false, surgeOn, append(surgeObjects("Initial"), other)...)
 			ctx := context.Background()
-			rep, err := f.rec.Surge.ForVPA(ctx, "default", "web")
+			rep, err := f.surge.ForVPA(ctx, "default", "web")
 			require.NoError(t, err)
 			require.NotNil(t, rep)
 			require.Equal(t, surge.Restart, rep.Decision.Action)
@@ -221,7 +221,7 @@ func TestSurgeWaysOut(t *testing.T) {
 			f.rec.SetConfig(cfg)
 			completeRollout(t, f)
 			f.reset()
-			res, err := f.rec.Surge.Sweep(ctx)
+			res, err := f.surge.Sweep(ctx)
 			require.NoError(t, err)
 			assert.Equal(t, map[string]int{"complete": 1}, res.Decisions, "only the rollout in flight is evaluated")
 			assert.Zero(t, countVerbs(testutil.Verbs(f.client), "list deployments"), "no Deployment listed to start one")
@@ -266,7 +266,7 @@ func TestSurgeRefusedFollowBacksOff(t *testing.T) {
 	f := newAdviceFixture(t, false, surgeOn, surgeObjects("Initial")...)
 	testutil.GenerateNames(f.client)
 	ctx := context.Background()
-	rep, err := f.rec.Surge.ForVPA(ctx, "default", "web")
+	rep, err := f.surge.ForVPA(ctx, "default", "web")
 	require.NoError(t, err)
 	require.NotNil(t, rep)
 	require.Equal(t, surge.Restart, rep.Decision.Action)
@@ -277,12 +277,12 @@ func TestSurgeRefusedFollowBacksOff(t *testing.T) {
 	f.clock.Step(16 * time.Minute) // past surgeRolloutTimeout: a write is due
 	f.reset()
 	for range 10 {
-		_, err := f.rec.Surge.Evaluate(ctx, "default", "web")
+		_, err := f.surge.Evaluate(ctx, "default", "web")
 		require.NoError(t, err)
 		f.clock.Step(handlers.SurgeFollow)
 	}
 	assert.Equal(t, 1, countVerbs(testutil.Verbs(f.client), "patch deployments"), "one attempt")
-	assert.Equal(t, 9, f.rec.Surge.Requeues("default/web"), "each later evaluation with the backoff")
+	assert.Equal(t, 9, f.surge.Requeues("default/web"), "each later evaluation with the backoff")
 	failed := 0
 	for _, e := range deploymentEvents(t, f, "default") {
 		if e.Reason == handlers.EventSurgeRolloutFailed {

@@ -101,8 +101,8 @@ func TestSurgeSweep(t *testing.T) {
 			f := newAdviceFixture(t, tt.dryRun, tt.cfg, surgeObjects(tt.vpaMode)...)
 			f.client.ClearActions()
 			m := &surgeMetrics{}
-			f.rec.Surge.Metrics = m
-			res, err := f.rec.Surge.Sweep(context.Background())
+			f.surge.Metrics = m
+			res, err := f.surge.Sweep(context.Background())
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 			if tt.outcome != "" {
@@ -126,7 +126,7 @@ func TestSurgeSweep(t *testing.T) {
 			case tt.action == surge.Skip:
 				assert.Equal(t, surge.CondVPAEvicts, st.Skipped)
 				f.client.ClearActions()
-				_, err := f.rec.Surge.Sweep(context.Background())
+				_, err := f.surge.Sweep(context.Background())
 				require.NoError(t, err)
 				assert.Equal(t, []string{"list deployments", "list pods", "list limitranges", "get leases"}, testutil.Verbs(f.client), "the same condition is not said again")
 			}
@@ -149,7 +149,7 @@ func TestSurgeEvents(t *testing.T) {
 	restartVerbs := []string{"get deployments", "list pods", "list limitranges", "get leases", "patch deployments", "create events"}
 	twoInFlight := func(f *adviceFixture) { // the budget holds two rollouts in flight
 		for _, name := range []string{"a", "b"} {
-			why, err := f.rec.Surge.Budget.Claim(context.Background(), "default/"+name, types.UID("uid-"+name), now.Add(-10*time.Minute),
+			why, err := f.surge.Budget.Claim(context.Background(), "default/"+name, types.UID("uid-"+name), now.Add(-10*time.Minute),
 				surge.LimitsOf(config.Default().Surge))
 			require.NoError(t, err)
 			require.Empty(t, why)
@@ -160,7 +160,7 @@ func TestSurgeEvents(t *testing.T) {
 		name      string
 		cfg       func(*config.Config)
 		prepare   func(*adviceFixture)
-		event     func(context.Context, *handlers.Reconciler) (*handlers.SurgeReport, error)
+		event     func(context.Context, *handlers.SurgeController) (*handlers.SurgeReport, error)
 		action    surge.Action // of the report; None: no report
 		wantVerbs []string
 		wantVPA   []string // the dynamic client's
@@ -190,7 +190,7 @@ func TestSurgeEvents(t *testing.T) {
 			}
 			f.reset()
 			ctx := context.Background()
-			rep, err := tt.event(ctx, f.rec)
+			rep, err := tt.event(ctx, f.surge)
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 			assert.Equal(t, tt.wantVPA, testutil.Verbs(f.dyn))
@@ -203,10 +203,10 @@ func TestSurgeEvents(t *testing.T) {
 				assert.Equal(t, types.UID("uid-web"), rep.UID)
 			}
 			if tt.action == surge.None {
-				assert.Zero(t, f.rec.Surge.Queued(), "nothing queued to retry")
+				assert.Zero(t, f.surge.Queued(), "nothing queued to retry")
 			}
 			f.reset()
-			_, err = tt.event(ctx, f.rec)
+			_, err = tt.event(ctx, f.surge)
 			require.NoError(t, err)
 			assert.Empty(t, testutil.Verbs(f.client), "the same event again within its bound reads no more")
 			assert.Empty(t, testutil.Verbs(f.dyn))
@@ -214,15 +214,15 @@ func TestSurgeEvents(t *testing.T) {
 	}
 }
 
-func vpaEvent(name string) func(context.Context, *handlers.Reconciler) (*handlers.SurgeReport, error) {
-	return func(ctx context.Context, r *handlers.Reconciler) (*handlers.SurgeReport, error) {
-		return r.Surge.ForVPA(ctx, "default", name)
+func vpaEvent(name string) func(context.Context, *handlers.SurgeController) (*handlers.SurgeReport, error) {
+	return func(ctx context.Context, c *handlers.SurgeController) (*handlers.SurgeReport, error) {
+		return c.ForVPA(ctx, "default", name)
 	}
 }
 
-func podEvent(p *corev1.Pod) func(context.Context, *handlers.Reconciler) (*handlers.SurgeReport, error) {
-	return func(ctx context.Context, r *handlers.Reconciler) (*handlers.SurgeReport, error) {
-		return r.Surge.ForPod(ctx, p)
+func podEvent(p *corev1.Pod) func(context.Context, *handlers.SurgeController) (*handlers.SurgeReport, error) {
+	return func(ctx context.Context, c *handlers.SurgeController) (*handlers.SurgeReport, error) {
+		return c.ForPod(ctx, p)
 	}
 }
 
@@ -233,8 +233,8 @@ func TestSurgeEventsFollowTheRollout(t *testing.T) {
 	testutil.GenerateNames(f.client)
 	ctx := context.Background()
 	m := &surgeMetrics{}
-	f.rec.Surge.Metrics = m
-	rep, err := f.rec.Surge.ForPod(ctx, newPod(deployment))
+	f.surge.Metrics = m
+	rep, err := f.surge.ForPod(ctx, newPod(deployment))
 	require.NoError(t, err)
 	require.NotNil(t, rep)
 	require.Equal(t, surge.Restart, rep.Decision.Action)
@@ -253,14 +253,14 @@ func TestSurgeEventsFollowTheRollout(t *testing.T) {
 	_, err = pods.UpdateStatus(ctx, old, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	f.clock.Step(handlers.SurgeEvalRolling)
-	rep, err = f.rec.Surge.ForPod(ctx, old)
+	rep, err = f.surge.ForPod(ctx, old)
 	require.NoError(t, err)
 	require.NotNil(t, rep)
 	assert.Equal(t, surge.Track, rep.Decision.Action)
 	assert.Equal(t, int32(1), rep.Decision.State.Gap)
 
 	// Within SurgeEvalRolling: not evaluated again.
-	rep, err = f.rec.Surge.ForPod(ctx, old)
+	rep, err = f.surge.ForPod(ctx, old)
 	require.NoError(t, err)
 	assert.Nil(t, rep)
 
@@ -284,7 +284,7 @@ func TestSurgeEventsFollowTheRollout(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, pods.Delete(ctx, old.Name, metav1.DeleteOptions{}))
 	f.clock.Step(handlers.SurgeEvalRolling)
-	rep, err = f.rec.Surge.ForPod(ctx, fresh)
+	rep, err = f.surge.ForPod(ctx, fresh)
 	require.NoError(t, err)
 	require.NotNil(t, rep)
 	assert.Equal(t, surge.Complete, rep.Decision.Action, rep.Decision.Reason)
@@ -306,9 +306,9 @@ func TestSurgeFollowsTheRolloutItStarted(t *testing.T) {
 	f := newAdviceFixture(t, false, func(c *config.Config) { c.Surge.Enabled = true }, surgeObjects("Initial")...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); f.rec.Run(ctx, 1) }()
+	go func() { defer close(done); f.surge.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	rep, err := f.rec.Surge.ForPod(ctx, newPod(deployment))
+	rep, err := f.surge.ForPod(ctx, newPod(deployment))
 	require.NoError(t, err)
 	require.NotNil(t, rep)
 	require.Equal(t, surge.Restart, rep.Decision.Action)
@@ -325,9 +325,9 @@ func TestSurgeFollowsTheRolloutItStarted(t *testing.T) {
 func TestSurgeFollowedIsBounded(t *testing.T) {
 	f := newAdviceFixture(t, false, func(c *config.Config) { c.Surge.Enabled = true })
 	for i := range handlers.MaxFollowed + 10 {
-		f.rec.Surge.FollowUp("default", fmt.Sprintf("web-%d", i))
+		f.surge.FollowUp("default", fmt.Sprintf("web-%d", i))
 	}
-	assert.Equal(t, handlers.MaxFollowed, f.rec.Surge.Queued())
-	f.rec.Surge.FollowUp("default", "web-0")
-	assert.Equal(t, handlers.MaxFollowed, f.rec.Surge.Queued(), "a rollout queued already is the same entry")
+	assert.Equal(t, handlers.MaxFollowed, f.surge.Queued())
+	f.surge.FollowUp("default", "web-0")
+	assert.Equal(t, handlers.MaxFollowed, f.surge.Queued(), "a rollout queued already is the same entry")
 }

@@ -33,7 +33,7 @@ func TestSweep(t *testing.T) {
 	}
 	f := newFixture(t, false, pods...)
 
-	res, err := f.rec.Sweep(context.Background())
+	res, err := sweeper(f.rec).Sweep(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, handlers.SweepResult{Pods: 4, Writes: 2}, res)
 	assert.ElementsMatch(t, []string{"list pods", "patch pods", "patch pods", "create events"}, testutil.Verbs(f.client))
@@ -46,7 +46,7 @@ func TestSweepCountsFailuresAndGoesOn(t *testing.T) {
 	f := newFixture(t, false, newPod(named("a"), managed), newPod(named("b"), managed))
 	failPatches(f.client, 1, apierrors.NewInternalError(errors.New("etcd down")))
 
-	res, err := f.rec.Sweep(context.Background())
+	res, err := sweeper(f.rec).Sweep(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, handlers.SweepResult{Pods: 2, Writes: 1, Failures: 1}, res)
 }
@@ -56,21 +56,21 @@ func TestSweepListError(t *testing.T) {
 	f.client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(podsGVR.GroupResource(), "", errors.New("no list"))
 	})
-	_, err := f.rec.Sweep(context.Background())
+	_, err := sweeper(f.rec).Sweep(context.Background())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "listing pods")
 }
 
 func TestSweepDryRunWritesNothing(t *testing.T) {
 	f := newFixture(t, true, newPod(named("new"), managed))
-	res, err := f.rec.Sweep(context.Background())
+	res, err := sweeper(f.rec).Sweep(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, handlers.SweepResult{Pods: 1, Writes: 1}, res, "a dry-run write is counted, not made")
 	assert.Equal(t, []string{"list pods"}, testutil.Verbs(f.client))
 }
 
 func TestSweepNeedsACluster(t *testing.T) {
-	r := &handlers.Reconciler{Log: discard}
+	r := &handlers.Sweeper{Deps: handlers.Deps{Log: discard}}
 	_, err := r.Sweep(context.Background())
 	assert.ErrorIs(t, err, handlers.ErrNoCluster)
 }

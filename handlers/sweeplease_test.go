@@ -54,18 +54,19 @@ func leaseConcurrency(c *fake.Clientset) {
 	})
 }
 
-// runSweeps runs a Reconciler with a sweep Lease on the fixture's client.
-func runSweeps(t *testing.T, f *fixture, identity string) *handlers.Reconciler {
+// runSweeps runs a Reconciler and its Sweeper with a sweep Lease on the fixture's client.
+func runSweeps(t *testing.T, f *fixture, identity string) *handlers.Sweeper {
 	t.Helper()
 	cfg := f.rec.Config
 	cfg.SweepInterval = time.Minute
-	rec := &handlers.Reconciler{Client: f.client, Config: cfg, Clock: f.clock, Log: discard, Rechecks: handlers.NewRechecks(f.clock),
-		Lease: &handlers.SweepLease{Client: f.client, Namespace: "vpa-graceful-drain", Name: "sweep", Identity: identity}}
+	rec := handlers.NewReconciler(handlers.Deps{Client: f.client, Clock: f.clock, Log: discard}, cfg)
+	sw := sweeper(rec)
+	sw.Lease = &handlers.SweepLease{Client: f.client, Namespace: "vpa-graceful-drain", Name: "sweep", Identity: identity}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { rec.Run(ctx, 1); close(done) }()
+	go runWithSweeps(ctx, rec, sw, done)
 	t.Cleanup(func() { cancel(); <-done })
-	return rec
+	return sw
 }
 
 func listsOf(f *fixture) <-chan struct{} {
@@ -110,7 +111,7 @@ func TestSweepLeaseSharesOneSchedule(t *testing.T) {
 	expectSweeps(t, lists, 0, "replica b stands down: a swept less than an interval ago")
 
 	f.clock.Step(30 * time.Second)
-	require.True(t, a.AskSweep())
+	require.True(t, a.AskedByEvent())
 	expectSweeps(t, lists, 1, "a sweep asked for by an event runs at once")
 
 	f.clock.Step(30 * time.Second) // a minute after start, half a minute after the tick
@@ -153,9 +154,9 @@ func TestAskedSweepsAreBounded(t *testing.T) {
 	expectSweeps(t, lists, 1, "replica a sweeps at start")
 
 	f.clock.Step(handlers.MinSweepGap)
-	require.True(t, a.AskSweep())
+	require.True(t, a.AskedByEvent())
 	expectSweeps(t, lists, 1, "asked for after the gap: it runs")
-	assert.False(t, a.AskSweep(), "asked again at once: refused before any read")
+	assert.False(t, a.AskedByEvent(), "asked again at once: refused before any read")
 	expectSweeps(t, lists, 0, "not repeated within the gap")
 
 	b := runSweeps(t, f, "b") // stands down: a swept just now
@@ -171,11 +172,11 @@ func TestAskedSweepsAreBounded(t *testing.T) {
 		return n
 	}
 	read := leaseReads()
-	require.True(t, b.AskSweep(), "b was never asked")
+	require.True(t, b.AskedByEvent(), "b was never asked")
 	require.Eventually(t, func() bool { return leaseReads() > read }, waitFor, tick, "b reads the Lease for its asked sweep")
 	expectSweeps(t, lists, 0, "b's asked sweep respects the Lease a renewed within the gap")
 
-	require.True(t, a.RequestSweep())
+	require.True(t, a.ConfigChanged())
 	expectSweeps(t, lists, 1, "a configuration change sweeps whatever the Lease says")
 }
 

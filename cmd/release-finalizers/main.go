@@ -169,9 +169,9 @@ func uninstall(ctx context.Context, client kubernetes.Interface, o options, log 
 			return handlers.ReleaseResult{}, err
 		}
 	}
-	rec := handlers.NewReconciler(client, config.Default(), o.dryRun, log)
+	rec := handlers.NewReconciler(handlers.NewDeps(client, o.dryRun, log), config.Default())
 	defer rec.Stop()
-	total, err := release(ctx, rec, o, progressOut)
+	total, err := release(ctx, handlers.NewReleaser(rec), o, progressOut)
 	if ctx.Err() != nil {
 		return total, err
 	}
@@ -179,7 +179,7 @@ func uninstall(ctx context.Context, client kubernetes.Interface, o options, log 
 		fmt.Fprintln(progressOut, leftInstalled(o))
 		return total, err
 	}
-	n, pdbErr := rec.DeletePDBs(ctx)
+	n, pdbErr := rec.Checks.DeletePDBs(ctx)
 	pdbVerb := "deleted"
 	if o.dryRun {
 		pdbVerb = "would delete"
@@ -190,7 +190,7 @@ func uninstall(ctx context.Context, client kubernetes.Interface, o options, log 
 
 // release releases every pod, pass after pass until one finds nothing left to do (or
 // maxPasses).
-func release(ctx context.Context, rec *handlers.Reconciler, o options, progressOut io.Writer) (handlers.ReleaseResult, error) {
+func release(ctx context.Context, rec *handlers.Releaser, o options, progressOut io.Writer) (handlers.ReleaseResult, error) {
 	var total handlers.ReleaseResult
 	for pass := 1; ; pass++ {
 		res, err := rec.ReleaseAll(ctx, o.namespace, handlers.ReleaseOptions{

@@ -204,30 +204,30 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 		Gate{Name: GateGracePeriod, Open: graceOpen, Detail: grace.String()},
 		Gate{Name: GateContainers, Open: stoppedOpen, Detail: d.Stopped.String()})
 	// The table's gates this drain waits for (a bit per entry of Gates).
-	specs := Gates()
 	var waits uint64
-	for i, g := range specs {
-		if g.waitsFor(pod, d.Kind, wl, &d.Warnings) {
+	for i := range gateTable {
+		if gateTable[i].waitsFor(pod, d.Kind, wl, &d.Warnings) {
 			waits |= 1 << i
 		}
 	}
 	if graceOpen && stoppedOpen && now.Before(d.Deadline) {
 		// Their facts are read only once nothing else holds the pod.
-		for i, g := range specs {
+		for i := range gateTable {
 			if waits&(1<<i) != 0 {
-				d.Needs |= g.needs(facts)
+				d.Needs |= gateTable[i].needs(facts)
 			}
 		}
 		if d.Needs != 0 {
-			d.Action, d.Reason = Wait, "reading the owner and endpoints"
+			d.Action, d.Reason = Wait, readingReason
 			return d
 		}
 	}
 	factsOpen, waitReplacement := true, false
-	for i, g := range specs {
+	for i := range gateTable {
 		if waits&(1<<i) == 0 {
 			continue
 		}
+		g := &gateTable[i]
 		gate := g.state(facts, graceOpen && stoppedOpen)
 		factsOpen = factsOpen && gate.Open
 		waitReplacement = waitReplacement || g.Name == GateReplacement
@@ -267,6 +267,24 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 		}
 	}
 	return d
+}
+
+// readingReason is the reason of a decision that waits for the gates' facts to be read: "reading
+// the owner and endpoints", each gate's Object.
+var readingReason = func() string {
+	objects := make([]string, 0, gateCount)
+	for i := range gateTable {
+		objects = append(objects, gateTable[i].Object)
+	}
+	return "reading the " + listAnd(objects)
+}()
+
+// listAnd joins parts as English lists them: "a", "a and b", "a, b and c".
+func listAnd(parts []string) string {
+	if len(parts) < 2 {
+		return strings.Join(parts, "")
+	}
+	return strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }
 
 // StartSource says which time a drain is timed from.

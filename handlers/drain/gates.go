@@ -2,7 +2,6 @@ package drain
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -26,15 +25,19 @@ const (
 	NeedEndpoints
 )
 
-// String returns the facts in n, comma-separated, such as owner,replicas.
+// ownerFact names NeedOwner, the one Need that is not a gate's: OwnerOf reads the owner.
+const ownerFact = "owner"
+
+// String returns the facts in n, comma-separated, such as owner,replicas: the owner, then each
+// gate's Fact in the order of Gates.
 func (n Need) String() string {
 	var parts []string
-	for _, x := range []struct {
-		bit  Need
-		name string
-	}{{NeedOwner, "owner"}, {NeedReplicas, "replicas"}, {NeedEndpoints, "endpoints"}} {
-		if n&x.bit != 0 {
-			parts = append(parts, x.name)
+	if n&NeedOwner != 0 {
+		parts = append(parts, ownerFact)
+	}
+	for i := range gateTable {
+		if n&gateTable[i].Needs != 0 {
+			parts = append(parts, gateTable[i].Fact)
 		}
 	}
 	return strings.Join(parts, ",")
@@ -85,9 +88,9 @@ type Gate struct {
 const gateLookMax = 5 * time.Second
 
 // OwnerOf is the pod's workload kind and name: its controller's, with a ReplicaSet that a
-// Deployment made counted as that Deployment. The Deployment controller names its ReplicaSets
-// NAME-HASH and labels their pods pod-template-hash=HASH, so that needs no read; any other
-// ReplicaSet's owner is read (NeedOwner when it was not; a ReplicaSet when it could not be).
+// Deployment made counted as that Deployment. DeploymentOf tells that from the pod, without a
+// read; any other ReplicaSet's owner is read (NeedOwner when it was not; a ReplicaSet when it
+// could not be).
 func OwnerOf(pod *corev1.Pod, facts Facts) (config.Kind, string, Need) {
 	ref := metav1.GetControllerOfNoCopy(pod)
 	if ref == nil {
@@ -97,10 +100,8 @@ func OwnerOf(pod *corev1.Pod, facts Facts) (config.Kind, string, Need) {
 	if kind != config.KindReplicaSet {
 		return kind, ref.Name, 0
 	}
-	if hash := pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey]; hash != "" {
-		if name, ok := strings.CutSuffix(ref.Name, "-"+hash); ok && name != "" {
-			return config.KindDeployment, name, 0
-		}
+	if name, ok := deploymentOf(pod, ref); ok {
+		return config.KindDeployment, name, 0
 	}
 	switch {
 	case facts.Owner != nil:
@@ -111,64 +112,104 @@ func OwnerOf(pod *corev1.Pod, facts Facts) (config.Kind, string, Need) {
 	return kind, ref.Name, NeedOwner
 }
 
+// DeploymentOf is the Deployment whose ReplicaSet controls the pod, by the Deployment
+// controller's naming rule: Deployment D names its ReplicaSets D-HASH and labels their pods
+// pod-template-hash=HASH (appsv1.DefaultDeploymentUniqueLabelKey), so it needs no read. ok is
+// false when the pod's controller is not a ReplicaSet so named: no controller, another kind,
+// no hash label, or a ReplicaSet not named NAME-HASH (a bare one, or another controller's).
+func DeploymentOf(pod *corev1.Pod) (name string, ok bool) {
+	return deploymentOf(pod, metav1.GetControllerOfNoCopy(pod))
+}
+
+// deploymentOf is DeploymentOf with the pod's controller reference (nil: none).
+func deploymentOf(pod *corev1.Pod, ref *metav1.OwnerReference) (string, bool) {
+	if ref == nil || ref.Kind != string(config.KindReplicaSet) {
+		return "", false
+	}
+	hash := pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+	n := len(ref.Name) - len(hash) - 1 // the length of NAME in NAME-HASH
+	if hash == "" || n <= 0 || ref.Name[n] != '-' || ref.Name[n+1:] != hash {
+		return "", false
+	}
+	return ref.Name[:n], true
+}
+
 // GateSpec is everything about one gate that waits on facts from the cluster (the grace period
 // and the containers, read from the pod itself, are not in the table): the one place a gate is
-// defined. DecideWith asks for its facts and opens it, Patch guards its override, and the
-// waiting report (FactGatesClosed) and the plugin follow from this entry, so none of them can
-// be forgotten when a gate is added. Its facts are read by handlers (one read per Need).
+// defined, with its workload defaults (config.WorkloadGate, by Name). DecideWith asks for its
+// facts and opens it, Patch guards its override, Need.String names its fact, and the waiting
+// report (FactGatesClosed), the reason of a decision that reads facts and the plugin follow
+// from this entry, so none of them can be forgotten when a gate is added. Its facts are read by
+// handlers (one read per Need). TestGateTable says what an entry lacks.
 type GateSpec struct {
 	// Name is the gate's name as logs, Events, reply events and the plugin show it.
 	Name string
-	// Needs are the facts the gate is decided on. They are read only once the grace period is
-	// over and the containers stopped; a fact that cannot be read keeps the gate closed.
+	// Doc says in a line what opens the gate.
+	Doc string
+	// Needs is the fact the gate is decided on: a Need bit of its own, with its Facts field. It
+	// is read only once the grace period is over and the containers stopped; a fact that cannot
+	// be read keeps the gate closed.
 	Needs Need
-	// Annotation is the per-pod override ("true" or "false") of the owner kind's default. The
-	// release patch guards it at the value read.
+	// Fact names Needs where a Need is shown (Need.String, in logs): "replicas".
+	Fact string
+	// Object is what is read for the gate, as the reason of a decision that reads the gates'
+	// facts names it ("owner": "reading the owner and endpoints").
+	Object string
+	// Reads are the gate's facts as the plugin's help names them: "the owner's replicas".
+	Reads string
+	// Annotation is the per-pod override ("true" or "false") of the owner kind's default
+	// (config.Workload.WaitsFor). The release patch guards it at the value read.
 	Annotation string
-	// Default says whether pods of a kind wait for the gate (workloadDefaults).
-	Default func(config.Workload) bool
-	// Possible says whether pods of a kind can wait for it at all (nil: every kind); an override
-	// asking for it where it is not is ignored with the warning Impossible (%s: the kind).
-	Possible   func(config.Kind) bool
+	// Impossible is the warning for an override asking for the gate on a pod whose kind cannot
+	// wait for it (config.Kind.CanWaitFor), which is ignored (%s: the kind).
 	Impossible string
 	// Open is the gate's state on facts; known is false while its facts were not read.
 	Open func(Facts) (open bool, detail string, known bool)
 }
 
-// Gates is the table of the gates that wait on facts, in the order a decision lists them.
-// A gate is added here (the array grows by one: it is returned by value, so a decision
-// allocates nothing for it), with its Need and its Facts field; handlers adds the read that
-// supplies the Need.
-func Gates() [2]GateSpec {
-	return [...]GateSpec{{
-		Name: GateReplacement, Needs: NeedReplicas, Annotation: AnnotationWaitForReplacement,
-		Default:    func(w config.Workload) bool { return w.WaitForReplacement },
-		Possible:   config.Kind.Replaceable,
-		Impossible: "a %s pod's replacement cannot start while it exists (or it has none)",
-		// Open when the owner is back at its desired number of Ready replicas.
-		Open: func(f Facts) (bool, string, bool) {
-			if r := f.Replicas; r != nil {
-				return r.Ready >= r.Desired, fmt.Sprintf("%d/%d Ready", r.Ready, r.Desired), true
-			}
-			return false, "", false
-		},
-	}, {
-		Name: GateEndpoints, Needs: NeedEndpoints, Annotation: AnnotationWaitForEndpoints,
-		Default: func(w config.Workload) bool { return w.WaitForEndpoints },
-		// Open when no EndpointSlice lists the pod as serving.
-		Open: func(f Facts) (bool, string, bool) {
-			if n := f.Serving; n != nil {
-				return *n == 0, fmt.Sprintf("serving in %d endpoint(s)", *n), true
-			}
-			return false, "", false
-		},
-	}}
+// gateTable is the table of the gates that wait on facts, in the order a decision lists them.
+// A gate is added here, with its Need and its Facts field, and its workload defaults in
+// config's table of WorkloadGates; handlers adds the read that supplies the Need.
+var gateTable = [...]GateSpec{{
+	Name: GateReplacement, Needs: NeedReplicas, Fact: "replicas", Object: "owner", Reads: "the owner's replicas",
+	Doc:        "Open when the owner is back at its desired number of Ready replicas.",
+	Annotation: AnnotationWaitForReplacement,
+	Impossible: "a %s pod's replacement cannot start while it exists (or it has none)",
+	Open: func(f Facts) (bool, string, bool) {
+		if r := f.Replicas; r != nil {
+			return r.Ready >= r.Desired, fmt.Sprintf("%d/%d Ready", r.Ready, r.Desired), true
+		}
+		return false, "", false
+	},
+}, {
+	Name: GateEndpoints, Needs: NeedEndpoints, Fact: "endpoints", Object: "endpoints", Reads: "the endpoints",
+	Doc:        "Open when no EndpointSlice lists the pod as serving.",
+	Annotation: AnnotationWaitForEndpoints,
+	Open: func(f Facts) (bool, string, bool) {
+		if n := f.Serving; n != nil {
+			return *n == 0, fmt.Sprintf("serving in %d endpoint(s)", *n), true
+		}
+		return false, "", false
+	},
+}}
+
+// gateCount is the number of gates in the table.
+const gateCount = len(gateTable)
+
+// DecideWith keeps a bit per gate: the table cannot outgrow a uint64.
+const _ = uint(64 - gateCount)
+
+// Gates is the table of the gates that wait on facts, in the order a decision lists them. It
+// is an array returned by value, so a decision allocates nothing for it (its length follows
+// the table's).
+func Gates() [gateCount]GateSpec {
+	return gateTable
 }
 
 // waitsFor says whether the drain waits for the gate: the kind's default, unless the pod's
 // override annotation says otherwise (and is possible for the kind).
-func (g GateSpec) waitsFor(pod *corev1.Pod, kind config.Kind, wl config.Workload, warnings *[]string) bool {
-	want := g.Default(wl)
+func (g *GateSpec) waitsFor(pod *corev1.Pod, kind config.Kind, wl config.Workload, warnings *[]string) bool {
+	want := wl.WaitsFor(g.Name)
 	v, ok := pod.Annotations[g.Annotation]
 	if !ok {
 		return want
@@ -176,7 +217,7 @@ func (g GateSpec) waitsFor(pod *corev1.Pod, kind config.Kind, wl config.Workload
 	switch b, err := config.ParseBool(v); {
 	case err != nil:
 		*warnings = append(*warnings, fmt.Sprintf("invalid %s %s (%v): using %t", g.Annotation, Quote(v), err, want))
-	case b && g.Possible != nil && !g.Possible(kind):
+	case b && !kind.CanWaitFor(g.Name):
 		*warnings = append(*warnings, fmt.Sprintf("%s=true ignored: "+g.Impossible, g.Annotation, kind))
 	default:
 		want = b
@@ -190,7 +231,7 @@ const DetailNotLookedAt = "not looked at yet"
 
 // state is the gate on facts. read says whether its facts were to be read yet (they are read
 // once nothing else holds the drain).
-func (g GateSpec) state(facts Facts, read bool) Gate {
+func (g *GateSpec) state(facts Facts, read bool) Gate {
 	open, detail, known := g.Open(facts)
 	s := Gate{Name: g.Name, Open: open, Detail: detail}
 	switch {
@@ -206,7 +247,7 @@ func (g GateSpec) state(facts Facts, read bool) Gate {
 }
 
 // needs are the facts the gate still needs: none once they were read or could not be.
-func (g GateSpec) needs(facts Facts) Need {
+func (g *GateSpec) needs(facts Facts) Need {
 	if _, _, known := g.Open(facts); known || facts.Unavailable&g.Needs != 0 {
 		return 0
 	}
@@ -215,10 +256,9 @@ func (g GateSpec) needs(facts Facts) Need {
 
 // gateAnnotations are the table's override annotations.
 func gateAnnotations() []string {
-	specs := Gates()
-	keys := make([]string, 0, len(specs))
-	for _, g := range specs {
-		keys = append(keys, g.Annotation)
+	keys := make([]string, 0, gateCount)
+	for i := range gateTable {
+		keys = append(keys, gateTable[i].Annotation)
 	}
 	return keys
 }
@@ -227,18 +267,27 @@ func gateAnnotations() []string {
 // period is over and its containers stopped); nil when a gate outside the table is closed or
 // nothing is.
 func FactGatesClosed(gates []Gate) []string {
-	specs := Gates()
 	var closed []string
 	for _, g := range gates {
 		switch {
 		case g.Open:
-		case slices.ContainsFunc(specs[:], func(s GateSpec) bool { return s.Name == g.Name }):
+		case isTableGate(g.Name):
 			closed = append(closed, g.Name)
 		default:
 			return nil
 		}
 	}
 	return closed
+}
+
+// isTableGate reports whether name is a gate of the table.
+func isTableGate(name string) bool {
+	for i := range gateTable {
+		if gateTable[i].Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // ClosedGates names the closed gates with their details.

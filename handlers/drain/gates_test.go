@@ -8,7 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"function/config"
@@ -177,23 +179,44 @@ func TestWorkloadDrainsEndByTheDeadline(t *testing.T) {
 // Every entry of the gate table is whole, and what derives from it holds for each gate: a
 // drain that waits only for it asks for its Needs, stays closed while they cannot be read
 // (reported by FactGatesClosed), ends at the deadline, and its release patch guards the
-// gate's override annotation. A gate added to the table is checked here without a new row.
+// gate's override annotation. A gate added to the table is checked here without a new row:
+// this test says what its entry (or config's table of WorkloadGates) lacks.
 func TestGateTable(t *testing.T) {
 	specs := drain.Gates()
 	require.NotEmpty(t, specs)
 	require.LessOrEqual(t, len(specs), 64, "DecideWith keeps a bit per gate")
 	var seen drain.Need
 	names := map[string]bool{drain.GateGracePeriod: true, drain.GateContainers: true}
+	workload := map[string]config.WorkloadGate{}
+	for _, w := range config.WorkloadGates() {
+		workload[w.Gate] = w
+	}
 	for _, g := range specs {
 		t.Run(g.Name, func(t *testing.T) {
+			require.NotEmpty(t, g.Name, "a gate has a name")
 			require.False(t, names[g.Name], "gate names are unique")
 			names[g.Name] = true
+			require.NotEmpty(t, g.Doc, "a gate has a doc line")
 			require.NotZero(t, g.Needs, "a table gate waits on facts")
-			require.NotNil(t, g.Default)
+			require.Zero(t, g.Needs&(g.Needs-1), "a gate's Needs is one Need bit of its own (Need.String names it by the gate's Fact)")
+			require.Zero(t, seen&g.Needs, "no two gates share a Need")
+			require.NotEmpty(t, g.Fact, "Need.String names the gate's Need")
+			assert.Equal(t, g.Fact, g.Needs.String(), "Need.String names the gate's Need by its Fact")
+			require.NotEmpty(t, g.Object, "the reason of a decision reading the facts names what is read")
+			require.NotEmpty(t, g.Reads, "the plugin's help names the gate's facts")
 			require.NotNil(t, g.Open)
 			require.True(t, strings.HasPrefix(g.Annotation, "vpagracefuldrain.dev/wait-for-"), g.Annotation)
-			if g.Possible != nil {
-				require.Contains(t, g.Impossible, "%s", "the warning names the kind")
+
+			w, ok := workload[g.Name]
+			require.True(t, ok, "config's table of WorkloadGates has the gate's workload defaults")
+			require.NotEmpty(t, w.Field, "workloadDefaults has a field for the gate")
+			require.NotNil(t, w.Default, "config's table says which kinds wait for the gate by default")
+			for _, k := range config.Kinds() {
+				if !k.CanWaitFor(g.Name) {
+					require.Contains(t, g.Impossible, "%s", "the warning of an override it cannot have names the kind (%s cannot wait)", k)
+					require.NotEmpty(t, w.Impossible, "workloadDefaults says why %s cannot wait", k)
+					assert.False(t, w.Default(k.Spec()), "%s cannot wait for the gate by default", k)
+				}
 			}
 			_, _, known := g.Open(drain.Facts{})
 			require.False(t, known, "nothing is known before a read")
@@ -225,6 +248,95 @@ func TestGateTable(t *testing.T) {
 		})
 	}
 	assert.Zero(t, seen&drain.NeedOwner, "the owner is not a gate's fact: OwnerOf reads it")
+	for _, w := range config.WorkloadGates() {
+		assert.True(t, names[w.Gate], "config's WorkloadGate %s is a gate of drain.Gates", w.Gate)
+	}
+	assert.Len(t, config.WorkloadGates(), len(specs), "one WorkloadGate per gate")
+}
+
+// Need.String names the owner and each gate's fact, in the table's order: as it did before
+// the table.
+func TestNeedString(t *testing.T) {
+	assert.Empty(t, drain.Need(0).String())
+	assert.Equal(t, "owner", drain.NeedOwner.String())
+	assert.Equal(t, "replicas", drain.NeedReplicas.String())
+	assert.Equal(t, "endpoints", drain.NeedEndpoints.String())
+	assert.Equal(t, "owner,replicas,endpoints", (drain.NeedOwner | drain.NeedReplicas | drain.NeedEndpoints).String())
+	assert.Equal(t, "owner,endpoints", (drain.NeedOwner | drain.NeedEndpoints).String())
+}
+
+// A drain that waits for the gates' facts says what it reads, naming each gate's Object.
+func TestReadingReason(t *testing.T) {
+	cfg, err := config.Parse(map[string]string{config.KeyWorkloadDefaults: `{"Deployment":{"waitForEndpoints":true}}`})
+	require.NoError(t, err)
+	pod := newPod(managed, ours, deployment, deleting, evicted(nowSec), started(nowSec), stoppedAt(now))
+	d := drain.DecideWith(pod, cfg, now.Add(31*time.Second), drain.Facts{})
+	require.Equal(t, drain.Wait, d.Action)
+	require.NotZero(t, d.Needs)
+	assert.Equal(t, "reading the owner and endpoints", d.Reason, "today's gates: the reason as it was")
+	for _, g := range drain.Gates() {
+		assert.Contains(t, d.Reason, g.Object)
+	}
+}
+
+// DeploymentOf is the Deployment controller's naming rule: the ReplicaSet NAME-HASH of a pod
+// labelled pod-template-hash=HASH is Deployment NAME's.
+func TestDeploymentOf(t *testing.T) {
+	rs := func(name string) metav1.OwnerReference {
+		return metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: name, UID: "uid-rs", Controller: ptr.To(true)}
+	}
+	tests := []struct {
+		name   string
+		refs   []metav1.OwnerReference
+		hash   *string // the pod-template-hash label (nil: none)
+		want   string
+		wantOK bool
+	}{
+		{name: "a Deployment's ReplicaSet", refs: []metav1.OwnerReference{rs("web-7d9f8")}, hash: ptr.To("7d9f8"), want: "web", wantOK: true},
+		{name: "a name with dashes", refs: []metav1.OwnerReference{rs("shop-web-api-5c6b7d")}, hash: ptr.To("5c6b7d"), want: "shop-web-api", wantOK: true},
+		{name: "a name that repeats the hash", refs: []metav1.OwnerReference{rs("abc-abc")}, hash: ptr.To("abc"), want: "abc", wantOK: true},
+		{name: "the controller among other owners", refs: []metav1.OwnerReference{
+			{APIVersion: "v1", Kind: "ConfigMap", Name: "other-7d9f8", UID: "uid-cm"}, rs("web-7d9f8")}, hash: ptr.To("7d9f8"), want: "web", wantOK: true},
+		{name: "no owner", hash: ptr.To("7d9f8")},
+		{name: "no controller", refs: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9f8", UID: "uid-rs"}}, hash: ptr.To("7d9f8")},
+		{name: "a StatefulSet", refs: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db-7d9f8", UID: "uid-db", Controller: ptr.To(true)}}, hash: ptr.To("7d9f8")},
+		{name: "a Deployment as controller (not a ReplicaSet)", refs: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "web-7d9f8", UID: "uid-d", Controller: ptr.To(true)}}, hash: ptr.To("7d9f8")},
+		{name: "no hash label: a bare ReplicaSet", refs: []metav1.OwnerReference{rs("legacy")}},
+		{name: "an empty hash label", refs: []metav1.OwnerReference{rs("web-")}, hash: ptr.To("")},
+		{name: "another hash", refs: []metav1.OwnerReference{rs("web-7d9f8")}, hash: ptr.To("5c6b7d")},
+		{name: "the hash without its dash", refs: []metav1.OwnerReference{rs("web7d9f8")}, hash: ptr.To("7d9f8")},
+		{name: "the hash is the whole name", refs: []metav1.OwnerReference{rs("7d9f8")}, hash: ptr.To("7d9f8")},
+		{name: "no name before the dash", refs: []metav1.OwnerReference{rs("-7d9f8")}, hash: ptr.To("7d9f8")},
+		{name: "the hash elsewhere in the name", refs: []metav1.OwnerReference{rs("web-7d9f8-x")}, hash: ptr.To("7d9f8")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop", OwnerReferences: tt.refs}}
+			if tt.hash != nil {
+				pod.Labels = map[string]string{appsv1.DefaultDeploymentUniqueLabelKey: *tt.hash}
+			}
+			name, ok := drain.DeploymentOf(pod)
+			assert.Equal(t, tt.wantOK, ok)
+			assert.Equal(t, tt.want, name)
+			// OwnerOf follows it: a Deployment without a read, else the controller as named
+			// (a ReplicaSet's owner to be read).
+			kind, owner, need := drain.OwnerOf(pod, drain.Facts{})
+			if ok {
+				assert.Equal(t, []any{config.KindDeployment, tt.want, drain.Need(0)}, []any{kind, owner, need})
+				return
+			}
+			ref := metav1.GetControllerOf(pod)
+			if ref == nil {
+				assert.Equal(t, []any{config.KindPod, ""}, []any{kind, owner})
+				return
+			}
+			assert.Equal(t, ref.Name, owner)
+			assert.Equal(t, ref.Kind == "ReplicaSet", need == drain.NeedOwner, "a ReplicaSet not so named: its owner is read")
+		})
+	}
+	name, ok := drain.DeploymentOf(newPod(managed, deployment))
+	assert.True(t, ok, "draintest's Deployment pod")
+	assert.Equal(t, "web", name)
 }
 
 func TestFactGatesClosed(t *testing.T) {

@@ -114,31 +114,6 @@ func StateOf(d *appsv1.Deployment, now time.Time) (State, error) {
 	return s, nil
 }
 
-// Action is what a surge decision does.
-type Action int
-
-// The actions of a surge decision.
-const (
-	// None writes nothing.
-	None Action = iota
-	// Skip records that a precondition fails (State.Skipped, a SurgeRolloutSkipped Event).
-	Skip
-	// Restart starts the rollout: the template annotations and the state, one guarded patch.
-	Restart
-	// Complete records a completed rollout.
-	Complete
-	// Abort restores the template annotations the restart changed and backs off.
-	Abort
-	// Release records that the user changed the Deployment during the rollout: theirs now.
-	Release
-	// Track records a larger capacity gap of a rollout in flight (State.Gap), nothing else.
-	Track
-)
-
-func (a Action) String() string {
-	return [...]string{"none", "skip", "restart", "complete", "abort", "release", "track"}[a]
-}
-
 // Budget is how many surge rollouts are in flight and how many started in the last minute,
 // over every Deployment.
 type Budget struct {
@@ -363,17 +338,12 @@ func follow(in DecideInput, st State) Decision {
 	return Decision{Action: Complete, Reason: st.Reason, State: st}
 }
 
-// serving counts the pods that are Ready and not deleting.
+// serving counts the pods that are Ready (drain.Ready) and not deleting.
 func serving(pods []*corev1.Pod) int32 {
 	n := int32(0)
 	for _, p := range pods {
-		if p.DeletionTimestamp != nil {
-			continue
-		}
-		for _, c := range p.Status.Conditions {
-			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				n++
-			}
+		if p.DeletionTimestamp == nil && drain.Ready(p) {
+			n++
 		}
 	}
 	return n

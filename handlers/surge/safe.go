@@ -9,6 +9,8 @@ import (
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
 	vpa_api_util "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/vpa"
 	"k8s.io/utils/ptr"
+
+	"function/handlers/drain"
 )
 
 // Condition names one precondition of a surge rollout, as the SurgeRolloutSkipped Event and
@@ -88,7 +90,7 @@ func Check(in Input) *Failed {
 		if p.DeletionTimestamp != nil {
 			return fail(CondPodDeleting, "pod %s is deleting", p.Name)
 		}
-		if !ready(p) {
+		if !drain.Ready(p) {
 			return fail(CondPodUnready, "pod %s is not Ready", p.Name)
 		}
 	}
@@ -155,13 +157,4 @@ func rolloutComplete(d *appsv1.Deployment, replicas int32) string {
 		return fmt.Sprintf("%d of %d updated replicas available", st.AvailableReplicas, st.UpdatedReplicas)
 	}
 	return ""
-}
-
-func ready(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

@@ -43,13 +43,18 @@ type Settings struct {
 	UseAdmissionControllerStatus bool
 }
 
-// DefaultSettings are the VPA updater's defaults (pkg/updater/config).
+// DefaultSettings are the VPA updater's defaults: its DefaultUpdaterConfig
+// (k8s.io/autoscaler/vertical-pod-autoscaler v1.8.1, pkg/updater/config/config.go lines 70 and
+// 77-79), copied: that package is not imported, for its imports would add a module
+// (github.com/spf13/cobra, through k8s.io/component-base/cli/flag) to go.mod. It registers no
+// flag when imported (InitUpdaterFlags does, when called). TestDefaultSettingsAreVPAs compares
+// each value with VPA's source.
 func DefaultSettings() Settings {
 	return Settings{
-		PodUpdateThreshold: 0.1,
-		InRecommendationBoundsEvictionLifetimeThreshold: 12 * time.Hour,
-		EvictAfterOOMThreshold:                          10 * time.Minute,
-		UseAdmissionControllerStatus:                    true,
+		PodUpdateThreshold: 0.1, // DefaultUpdateThreshold, config.go:77
+		InRecommendationBoundsEvictionLifetimeThreshold: 12 * time.Hour,   // PodLifetimeUpdateThreshold, config.go:78
+		EvictAfterOOMThreshold:                          10 * time.Minute, // EvictAfterOOMThreshold, config.go:79
+		UseAdmissionControllerStatus:                    true,             // UseAdmissionControllerStatus, config.go:70
 	}
 }
 

@@ -173,7 +173,7 @@ func TestE2ELiveConfigTwoReplicas(t *testing.T) {
 	}
 }
 
-// Uninstall by the README, with the function running and sweeping every 5 s: 1,000 held
+// Uninstall as docs/install.md says, with the function running and sweeping every 5 s: 1,000 held
 // pods (some draining) end with no finalizer, and no sweep puts one back. Before it,
 // release-finalizers -namespace a releases a's drains and nothing else: namespace b's held
 // pods and drains keep the finalizer, and the ConfigMap is not marked (the function stays out
@@ -233,7 +233,7 @@ func TestE2EUninstallWhileTheFunctionRuns(t *testing.T) {
 	assert.NotContains(t, fns[0].Output(), `"uninstalling":true`, "the function is not in uninstall mode")
 
 	// 1. The event source would be deleted here (this test has none). 2. release-finalizers,
-	// as the README runs it: every namespace.
+	// as docs/install.md runs it: every namespace.
 	run = exec.Command(tool, "-config-map", ref, "-settle", "2s")
 	run.Env = []string{"KUBECONFIG=" + cp.Kubeconfig, "HOME=" + t.TempDir()}
 	start := time.Now()

@@ -189,9 +189,7 @@ func TestIntegrationDrainTimedOnTheAPIServersClock(t *testing.T) {
 	cfg.Wrap(server.WrapTransport)
 	client, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
-	rec := &handlers.Reconciler{Client: client, Config: f.cfg, Clock: local, Log: slog.New(slog.DiscardHandler),
-		Rechecks: handlers.NewRechecks(local)}
-	rec.UseServerClock(server)
+	rec := handlers.NewReconciler(handlers.Deps{Client: client, Clock: local, Log: slog.New(slog.DiscardHandler)}.UseServerClock(server), f.cfg)
 	t.Cleanup(rec.Stop)
 
 	live, err := client.CoreV1().Pods(f.ns).Get(f.ctx, held.Name, metav1.GetOptions{}) // one answer teaches the offset

@@ -68,14 +68,10 @@ func newFixture(t *testing.T, cfg config.Config) *fixture {
 	require.NoError(t, err)
 	clk := clocktesting.NewFakeClock(time.Now())
 	ctx, cancel := context.WithCancel(context.Background())
-	rec := &handlers.Reconciler{
-		Client: client, Config: cfg, Clock: clk,
-		Events: handlers.APIEventRecorder{Client: client, Now: clk.Now},
-		Log:    slog.New(slog.DiscardHandler),
-		// Re-checks are queued but never run (no Run): each test makes its decisions
-		// explicitly, and counts their API calls exactly. Re-checks are tested in e2e.
-		Rechecks: handlers.NewRechecks(clk),
-	}
+	// Re-checks are queued but never run (no Run): each test makes its decisions explicitly,
+	// and counts their API calls exactly. Re-checks are tested in e2e.
+	rec := handlers.NewReconciler(handlers.Deps{Client: client, Clock: clk, Log: slog.New(slog.DiscardHandler),
+		Events: handlers.APIEventRecorder{Client: client, Now: clk.Now}}, cfg)
 	t.Cleanup(func() { rec.Stop(); cancel() })
 	return &fixture{t: t, ctx: ctx, ns: cp.Namespace(t, "it"), cfg: cfg, clock: clk, reqs: reqs, rec: rec}
 }
@@ -162,7 +158,7 @@ func TestIntegrationAddFinalizerOnceForDuplicatedEvent(t *testing.T) {
 	assert.Empty(t, f.reqs.List(), "no request")
 
 	// Another replica, which did not write, reads the live pod and finds nothing to do.
-	other := handlers.NewReconciler(f.rec.Client, f.cfg, false, f.rec.Log)
+	other := handlers.NewReconciler(handlers.NewDeps(f.rec.Client, false, f.rec.Log), f.cfg)
 	out, err := other.Reconcile(f.ctx, pod)
 	require.NoError(t, err)
 	assert.Equal(t, drain.None, out.Decision.Action)
@@ -371,15 +367,15 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	client, reqs, err := cluster.CountingClient(functionConfig(t))
 	require.NoError(t, err)
 	log := slog.New(slog.DiscardHandler)
-	dry := handlers.NewReconciler(client, f.cfg, true, log)
-	listed, err := dry.ReleaseAll(f.ctx, f.ns, handlers.ReleaseOptions{})
+	dry := handlers.NewReconciler(handlers.NewDeps(client, true, log), f.cfg)
+	listed, err := handlers.NewReleaser(dry).ReleaseAll(f.ctx, f.ns, handlers.ReleaseOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, handlers.ReleaseResult{Released: []string{f.ns + "/a", f.ns + "/b", f.ns + "/c"}, Listed: 4}, listed)
 	assert.Equal(t, []string{"GET pods"}, reqs.List(), "dry-run only lists")
 
-	rec := handlers.NewReconciler(client, f.cfg, false, log)
+	rec := handlers.NewReconciler(handlers.NewDeps(client, false, log), f.cfg)
 	t.Cleanup(rec.Stop)
-	released, err := rec.ReleaseAll(f.ctx, "", handlers.ReleaseOptions{})
+	released, err := handlers.NewReleaser(rec).ReleaseAll(f.ctx, "", handlers.ReleaseOptions{})
 	require.NoError(t, err)
 	assert.Zero(t, released.Failed)
 	assert.Subset(t, released.Released, []string{f.ns + "/a", f.ns + "/b", f.ns + "/c", other + "/d"})
@@ -393,7 +389,7 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	assert.Contains(t, f.events(f.get("a")), "Normal/FinalizerRemoved")
 	assert.Contains(t, f.events(pod), "Normal/FinalizerRemoved")
 
-	again, err := rec.ReleaseAll(f.ctx, f.ns, handlers.ReleaseOptions{})
+	again, err := handlers.NewReleaser(rec).ReleaseAll(f.ctx, f.ns, handlers.ReleaseOptions{})
 	require.NoError(t, err)
 	assert.Empty(t, again.Released, "nothing left to release")
 	assert.Equal(t, 4, again.Listed)

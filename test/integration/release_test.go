@@ -114,7 +114,7 @@ func TestIntegrationReleaseAllPagesAndCountsRefusedPods(t *testing.T) {
 	f.reqs.List()
 
 	var progress progressCalls
-	res, err := f.rec.ReleaseAll(f.ctx, f.ns, handlers.ReleaseOptions{PageSize: 25, Workers: 8, Progress: progress.record})
+	res, err := handlers.NewReleaser(f.rec).ReleaseAll(f.ctx, f.ns, handlers.ReleaseOptions{PageSize: 25, Workers: 8, Progress: progress.record})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "1 pod(s) failed")
 	assert.Contains(t, err.Error(), f.ns+"/refused")
@@ -148,7 +148,7 @@ func TestIntegrationReleaseAllPagesAndCountsRefusedPods(t *testing.T) {
 	// The refusal is lifted: a second run releases the last pod, and only it.
 	remove()
 	f.reqs.List()
-	res, err = f.rec.ReleaseAll(f.ctx, f.ns, handlers.ReleaseOptions{PageSize: 25, Workers: 8})
+	res, err = handlers.NewReleaser(f.rec).ReleaseAll(f.ctx, f.ns, handlers.ReleaseOptions{PageSize: 25, Workers: 8})
 	require.NoError(t, err)
 	assert.Equal(t, handlers.ReleaseResult{Released: []string{f.ns + "/refused"}, Listed: managed + plain}, res)
 	assert.Empty(t, f.get("refused").Finalizers)

@@ -116,38 +116,58 @@ func release(ctx context.Context, client kubernetes.Interface, namespace, name, 
 		return fail(stderr, fmt.Errorf("pod %s/%s does not hold the finalizer %s: nothing to release (its finalizers: %s)",
 			namespace, name, drain.Finalizer, strings.Join(cmpOrNone(pod.Finalizers), ", ")))
 	}
-	for attempt := 1; ; attempt++ {
-		d := drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonReleasedByHand,
-			FinalizerIndex: slices.Index(pod.Finalizers, drain.Finalizer)}
-		patch, err := drain.Patch(pod, d)
-		if err != nil {
-			return fail(stderr, err)
-		}
-		_, err = pods.Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
-		if err == nil {
-			break
-		}
-		switch {
-		case apierrors.IsNotFound(err):
-			return gone()
-		case attempt == 1 && (apierrors.IsConflict(err) || apierrors.IsInvalid(err)):
-			// The pod changed since it was read (the function, the kubelet): read it, once more.
-			live, getErr := pods.Get(ctx, name, metav1.GetOptions{})
-			switch {
-			case apierrors.IsNotFound(getErr):
-				return gone()
-			case getErr != nil:
-				return fail(stderr, apiError(getErr, "get", "pods", name, namespace))
-			case live.UID != pod.UID:
-				return fail(stderr, fmt.Errorf("pod %s/%s was replaced by a new pod of the same name (uid %s, was %s): not released; run again to release the new one", namespace, name, live.UID, pod.UID))
-			case !slices.Contains(live.Finalizers, drain.Finalizer):
-				fmt.Fprintf(stdout, "pod %s/%s: finalizer %s already removed meanwhile (by the function?)\n", namespace, name, drain.Finalizer)
-				return exitOK
+	// One guarded patch, decided again once on a fresh read when the pod changed meanwhile
+	// (the function, the kubelet): handlers.Guarded, the loop of every write decided on a read.
+	var (
+		goneNow  bool   // the pod was gone when patched or read again
+		released bool   // the finalizer was removed meanwhile (by the function?)
+		replaced string // the uid of the pod now of that name, when it is another
+	)
+	pod, err = handlers.Guarded(ctx, pod, 2,
+		func(ctx context.Context, p *corev1.Pod) error {
+			d := drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonReleasedByHand,
+				FinalizerIndex: slices.Index(p.Finalizers, drain.Finalizer)}
+			patch, err := drain.Patch(p, d)
+			if err != nil {
+				return err
 			}
-			pod = live
-			continue
-		}
-		return fail(stderr, apiError(err, "patch", "pods", name, namespace))
+			_, err = pods.Patch(ctx, name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+			switch {
+			case apierrors.IsNotFound(err):
+				goneNow = true
+				return nil
+			case err != nil:
+				return apiError(err, "patch", "pods", name, namespace)
+			}
+			return nil
+		},
+		func(ctx context.Context, p *corev1.Pod) (*corev1.Pod, bool, error) {
+			live, err := pods.Get(ctx, name, metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				goneNow = true
+				return nil, false, nil
+			case err != nil:
+				return nil, false, apiError(err, "get", "pods", name, namespace)
+			case live.UID != p.UID:
+				replaced = string(live.UID)
+				return nil, false, nil
+			case !slices.Contains(live.Finalizers, drain.Finalizer):
+				released = true
+				return nil, false, nil
+			}
+			return live, true, nil
+		}, handlers.IsGuardFailure)
+	switch {
+	case goneNow:
+		return gone()
+	case released:
+		fmt.Fprintf(stdout, "pod %s/%s: finalizer %s already removed meanwhile (by the function?)\n", namespace, name, drain.Finalizer)
+		return exitOK
+	case replaced != "":
+		return fail(stderr, fmt.Errorf("pod %s/%s was replaced by a new pod of the same name (uid %s, was %s): not released; run again to release the new one", namespace, name, replaced, pod.UID))
+	case err != nil:
+		return fail(stderr, err)
 	}
 	fmt.Fprintf(stdout, "pod %s/%s released: finalizer %s removed\n", namespace, name, drain.Finalizer)
 	if pod.DeletionTimestamp == nil {

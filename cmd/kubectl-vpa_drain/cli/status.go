@@ -27,19 +27,21 @@ import (
 	"function/handlers/drain"
 )
 
-const statusHelp = `kubectl vpa-drain status: the pods that hold the finalizer ` + drain.Finalizer + `.
+// statusHelp is the status command's help. Its account of the reads names the facts of the
+// gates of drain.Gates, so a gate added there is named here too.
+var statusHelp = `kubectl vpa-drain status: the pods that hold the finalizer ` + drain.Finalizer + `.
 
 Usage:
   kubectl vpa-drain status [-n NAMESPACE | -A] [-o table|json] [--watch] [--config-map NS/NAME]
 
-Each pod is shown as the function decides it now (the same policy, with the same reads of the
-owner's replicas and the endpoints for a draining pod whose grace period is over): its owner,
-PHASE (held: the finalizer is in place, the pod is not deleting; draining: deleting, held until
-its gates open or its deadline), when the drain STARTED, its DEADLINE, the time LEFT, each gate
-(+ open, - closed, with why) and what it is WAITING FOR ("release due (REASON)": the function
-removes the finalizer at its next look; a pod that stays so means the function is not running).
-The configuration comes from the function's ConfigMap (--config-map); when it cannot be read,
-the defaults, with a warning.
+` + wrap(helpWidth, "Each pod is shown as the function decides it now (the same policy, with the same reads of "+
+	gateReads()+" for a draining pod whose grace period is over): its owner, "+
+	"PHASE (held: the finalizer is in place, the pod is not deleting; draining: deleting, held until "+
+	"its gates open or its deadline), when the drain STARTED, its DEADLINE, the time LEFT, each gate "+
+	"(+ open, - closed, with why) and what it is WAITING FOR (\"release due (REASON)\": the function "+
+	"removes the finalizer at its next look; a pod that stays so means the function is not running). "+
+	"The configuration comes from the function's ConfigMap (--config-map); when it cannot be read, "+
+	"the defaults, with a warning.") + `
 
 Examples:
   kubectl vpa-drain status
@@ -47,6 +49,42 @@ Examples:
   kubectl vpa-drain status -n shop -o json | jq '.[] | select(.deleting) | .name'
   kubectl vpa-drain status -n shop --watch
 `
+
+// helpWidth is the width help paragraphs are wrapped at.
+const helpWidth = 95
+
+// gateReads names what the decision reads for the gates of drain.Gates: "the owner's replicas
+// and the endpoints".
+func gateReads() string {
+	var reads []string
+	for _, g := range drain.Gates() {
+		reads = append(reads, g.Reads)
+	}
+	if len(reads) < 2 {
+		return strings.Join(reads, "")
+	}
+	return strings.Join(reads[:len(reads)-1], ", ") + " and " + reads[len(reads)-1]
+}
+
+// wrap breaks text into lines of at most width bytes (a longer word has a line of its own).
+func wrap(width int, text string) string {
+	var b strings.Builder
+	line := 0
+	for _, w := range strings.Fields(text) {
+		switch {
+		case line == 0:
+		case line+1+len(w) > width:
+			b.WriteByte('\n')
+			line = 0
+		default:
+			b.WriteByte(' ')
+			line++
+		}
+		b.WriteString(w)
+		line += len(w)
+	}
+	return b.String()
+}
 
 type statusOptions struct {
 	kube          kubeFlags
@@ -79,10 +117,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		ns = ""
 	}
 	cfg := loadConfig(ctx, c.client, o.configMap, stderr)
-	rec := &handlers.Reconciler{
-		Client: c.client, Config: cfg, DryRun: true, Clock: clock.RealClock{},
-		Log: slog.New(slog.DiscardHandler), // Inspect writes nothing; read failures show in the gates
-	}
+	// Inspect writes nothing; read failures show in the gates.
+	rec := handlers.NewReconciler(handlers.Deps{Client: c.client, DryRun: true, Clock: clock.RealClock{}, Log: slog.New(slog.DiscardHandler)}, cfg)
 	p := printer{out: stdout, errOut: stderr, json: o.output == "json", allNamespaces: o.allNamespaces, namespace: ns}
 	if o.watch {
 		return fail0(stderr, watchStatus(ctx, c.client, rec, ns, p))

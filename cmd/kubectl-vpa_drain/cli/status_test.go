@@ -152,7 +152,7 @@ func statusFixture(t *testing.T) (*fake.Clientset, *handlers.Reconciler) {
 	client := fake.NewClientset(objs...)
 	cfg := config.Default()
 	cfg.Workloads = map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}
-	rec := &handlers.Reconciler{Client: client, Config: cfg, DryRun: true, Clock: clocktesting.NewFakeClock(t0), Log: slog.New(slog.DiscardHandler)}
+	rec := handlers.NewReconciler(handlers.Deps{Client: client, DryRun: true, Clock: clocktesting.NewFakeClock(t0), Log: slog.New(slog.DiscardHandler)}, cfg)
 	return client, rec
 }
 
@@ -304,4 +304,37 @@ func TestLoadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The status help names what is read for the gates of drain.Gates, wrapped as the rest: for
+// today's gates, the text as it was written by hand.
+func TestStatusHelpNamesTheGates(t *testing.T) {
+	assert.Equal(t, `kubectl vpa-drain status: the pods that hold the finalizer `+drain.Finalizer+`.
+
+Usage:
+  kubectl vpa-drain status [-n NAMESPACE | -A] [-o table|json] [--watch] [--config-map NS/NAME]
+
+Each pod is shown as the function decides it now (the same policy, with the same reads of the
+owner's replicas and the endpoints for a draining pod whose grace period is over): its owner,
+PHASE (held: the finalizer is in place, the pod is not deleting; draining: deleting, held until
+its gates open or its deadline), when the drain STARTED, its DEADLINE, the time LEFT, each gate
+(+ open, - closed, with why) and what it is WAITING FOR ("release due (REASON)": the function
+removes the finalizer at its next look; a pod that stays so means the function is not running).
+The configuration comes from the function's ConfigMap (--config-map); when it cannot be read,
+the defaults, with a warning.
+
+Examples:
+  kubectl vpa-drain status
+  kubectl vpa-drain status -A
+  kubectl vpa-drain status -n shop -o json | jq '.[] | select(.deleting) | .name'
+  kubectl vpa-drain status -n shop --watch
+`, statusHelp)
+	flat := strings.Join(strings.Fields(statusHelp), " ")
+	for _, g := range drain.Gates() {
+		assert.Contains(t, flat, g.Reads, "the help names what %s reads", g.Name)
+	}
+	for _, line := range strings.Split(statusHelp, "\n") {
+		assert.LessOrEqual(t, len(line), helpWidth, line)
+	}
+	assert.Equal(t, "a b\nccc\ndd e", wrap(4, "a b ccc  dd\ne"))
 }

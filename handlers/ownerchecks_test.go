@@ -50,6 +50,7 @@ type adviceFixture struct {
 	dyn    *dynamicfake.FakeDynamicClient
 	clock  *clocktesting.FakeClock
 	rec    *handlers.Reconciler
+	surge  *handlers.SurgeController
 	logs   *bytes.Buffer // Warn and above
 }
 
@@ -78,14 +79,11 @@ func newAdviceFixture(t *testing.T, dryRun bool, cfg func(*config.Config), objs 
 		cfg(&c2)
 	}
 	logs := &bytes.Buffer{}
-	r := &handlers.Reconciler{
-		Client: c, Dynamic: dyn, Config: c2, DryRun: dryRun, Clock: fc, Rechecks: handlers.NewRechecks(fc),
+	r := handlers.NewReconciler(handlers.Deps{Client: c, Dynamic: dyn, DryRun: dryRun, Clock: fc,
 		Log:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Events: handlers.APIEventRecorder{Client: c, Now: fc.Now},
-	}
-	r.Surge = handlers.NewSurgeController(r.Deps(), r.CurrentConfig)
+		Events: handlers.APIEventRecorder{Client: c, Now: fc.Now}}, c2)
 	t.Cleanup(r.Stop)
-	return &adviceFixture{client: c, dyn: dyn, clock: fc, rec: r, logs: logs}
+	return &adviceFixture{client: c, dyn: dyn, clock: fc, rec: r, surge: handlers.NewSurgeController(r.Deps, r.CurrentConfig), logs: logs}
 }
 
 // reset forgets the API actions recorded so far.
@@ -240,7 +238,7 @@ func TestCheckOwnerVPAOptional(t *testing.T) {
 				})
 			}
 			if tt.noDyn {
-				f.rec.Dynamic = nil
+				f.rec.Dynamic, f.rec.Checks.Dynamic = nil, nil
 			}
 			out := f.addFinalizer(t, webPod("web-1"))
 			require.NotNil(t, out.Advice)

@@ -2,27 +2,19 @@ package handlers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
 
 	"function/config"
@@ -40,12 +32,9 @@ type Advice struct {
 // adviceEvery is how often one owner is advised again (per replica).
 const adviceEvery = 24 * time.Hour
 
-// VerticalPodAutoscaler's API, read through the dynamic client (its CRD may be absent).
-var vpaGVR = schema.GroupVersionResource{Group: "autoscaling.k8s.io", Version: "v1", Resource: "verticalpodautoscalers"}
-
 // advised remembers when each owner was last advised (bounded; per replica: a restart or
 // another replica may advise once more), and what advice learned about the cluster for the
-// Reconciler's lifetime.
+// OwnerChecks' lifetime.
 type advised struct {
 	at advisedAt
 	// uids is the UID last read for each workload (namespace/kind/name), so that another pod
@@ -88,7 +77,33 @@ func workloadKey(namespace string, kind config.Kind, name string) string {
 	return namespace + "/" + string(kind) + "/" + name
 }
 
-// checkOwner runs after the finalizer was added to pod: once per owner and at most daily it
+// OwnerChecks are what runs after the finalizer was added to a pod (AfterFinalizerAdded): advice
+// (once per owner and at most daily: what defeats a graceful eviction of its pods) and pacing
+// (ensurePodDisruptionBudget: its PodDisruptionBudget, pacing.go); the sweeps prune pacing's
+// budgets (CleanupPDBs), uninstalling deletes them (DeletePDBs).
+type OwnerChecks struct {
+	Deps
+	Owners *Owners
+	// Config is the configuration in force (nil: the defaults).
+	Config  func() config.Config
+	advised advised
+}
+
+func (r *OwnerChecks) config() config.Config {
+	if r.Config == nil {
+		return config.Default()
+	}
+	return r.Config()
+}
+
+// advisedAt: when each owner (by uid) was last advised; workloadUIDs: the uid last read for
+// each workload key (namespace/kind/name). Bounded maps.
+type (
+	advisedAt    = bounded[types.UID, time.Time, limit10k]
+	workloadUIDs = bounded[string, types.UID, limit10k]
+)
+
+// AfterFinalizerAdded runs after the finalizer was added to pod: once per owner and at most daily it
 // reads what defeats a graceful eviction of the owner's pods and reports it (a Warning Event
 // DrainNotGraceful on the owner, and the returned Advice for the reply); with
 // ensurePodDisruptionBudget it creates the owner's PodDisruptionBudget when none selects it.
@@ -97,15 +112,15 @@ func workloadKey(namespace string, kind config.Kind, name string) string {
 // It returns nil when the owner was not advised this time (advised recently, not a workload it
 // reads, or unreadable), else the Advice, whose Findings may be empty. In dry-run it reads
 // only. Reads: the owner, the namespace's PodDisruptionBudgets and VerticalPodAutoscalers (when
-// r.Dynamic is set), and once per Reconciler the core/v1 discovery document.
-func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d drain.Decision, now time.Time) *Advice {
-	if r.Client == nil || d.Owner == "" {
+// r.Dynamic is set), and once per OwnerChecks the core/v1 discovery document.
+func (r *OwnerChecks) AfterFinalizerAdded(ctx context.Context, pod *corev1.Pod, d drain.Decision, now time.Time) *Advice {
+	if r == nil || r.Client == nil || d.Owner == "" {
 		return nil
 	}
 	if !d.Kind.Spec().Read {
 		return nil // Other: a controller whose API this function does not read
 	}
-	cfg := r.CurrentConfig()
+	cfg := r.config()
 	log := r.Log.With(podAttrs(pod), slog.String("ownerKind", string(d.Kind)), slog.String("owner", d.Owner))
 	pace := cfg.EnsurePDB && !r.DryRun && d.Kind.Spec().Paced
 	key := workloadKey(pod.Namespace, d.Kind, d.Owner)
@@ -143,7 +158,7 @@ func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d drain.De
 		}
 	}
 
-	w, err := r.readOwner(ctx, pod.Namespace, d.Kind, d.Owner)
+	w, err := r.Owners.Read(ctx, pod.Namespace, d.Kind, d.Owner)
 	if err != nil {
 		log.WarnContext(ctx, "advice: cannot read the pod's owner; skipped", slog.String("error", err.Error()))
 		return nil
@@ -194,7 +209,7 @@ func (r *Reconciler) checkOwner(ctx context.Context, pod *corev1.Pod, d drain.De
 
 // pdbsSelecting lists the PodDisruptionBudgets in namespace that select pods with the given
 // labels: those pacing created (labelled as its own) and the names of the others.
-func (r *Reconciler) pdbsSelecting(ctx context.Context, namespace string, podLabels map[string]string) (ours []policyv1.PodDisruptionBudget, others []string, err error) {
+func (r *OwnerChecks) pdbsSelecting(ctx context.Context, namespace string, podLabels map[string]string) (ours []policyv1.PodDisruptionBudget, others []string, err error) {
 	list, err := r.Client.PolicyV1().PodDisruptionBudgets(namespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("listing PodDisruptionBudgets in %s: %w", namespace, err)
@@ -222,7 +237,7 @@ type vpaRef struct {
 
 // vpaFor finds the VerticalPodAutoscaler whose spec.targetRef is the workload; nil when there
 // is none, when r.Dynamic is nil, or when the VPA CRD is not installed.
-func (r *Reconciler) vpaFor(ctx context.Context, ns string, kind config.Kind, name string) (*vpaRef, error) {
+func (r *OwnerChecks) vpaFor(ctx context.Context, ns string, kind config.Kind, name string) (*vpaRef, error) {
 	vpas, err := r.vpasIn(ctx, ns)
 	if err != nil {
 		return nil, err
@@ -240,36 +255,10 @@ func (r *Reconciler) vpaFor(ctx context.Context, ns string, kind config.Kind, na
 	return nil, nil
 }
 
-// targetOf is the workload a VerticalPodAutoscaler targets: its kind and name, when its
-// targetRef names one of the apps group (or no API version); ok false otherwise.
-func targetOf(v *vpa_types.VerticalPodAutoscaler) (config.Kind, string, bool) {
-	ref := v.Spec.TargetRef
-	if ref == nil {
-		return "", "", false
-	}
-	if group, _, _ := strings.Cut(ref.APIVersion, "/"); ref.APIVersion != "" && group != "apps" {
-		return "", "", false
-	}
-	return config.Kind(ref.Kind), ref.Name, true
-}
-
-// crdAbsent: the list failed because the API server does not serve the resource (its CRD is
-// not installed).
-func crdAbsent(err error) bool {
-	if err == nil {
-		return false
-	}
-	if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) || strings.Contains(err.Error(), "no matches for kind") {
-		return true
-	}
-	var status apierrors.APIStatus
-	return errors.As(err, &status) && status.Status().Code == http.StatusNotFound
-}
-
 // inPlaceResize reports whether the cluster serves pods/resize (in-place pod resize). The
-// answer is kept for the Reconciler's lifetime once discovery gave one; a failed discovery is
+// answer is kept for the OwnerChecks' lifetime once discovery gave one; a failed discovery is
 // logged and counts as no.
-func (r *Reconciler) inPlaceResize(ctx context.Context, log *slog.Logger) bool {
+func (r *OwnerChecks) inPlaceResize(ctx context.Context, log *slog.Logger) bool {
 	a := &r.advised
 	a.mu.Lock()
 	known, ok := a.resizeKnown, a.resize
@@ -300,29 +289,6 @@ func (r *Reconciler) inPlaceResize(ctx context.Context, log *slog.Logger) bool {
 
 // vpasIn lists the namespace's VerticalPodAutoscalers (none without a dynamic client or the
 // CRD).
-func (r *Reconciler) vpasIn(ctx context.Context, ns string) ([]*vpa_types.VerticalPodAutoscaler, error) {
+func (r *OwnerChecks) vpasIn(ctx context.Context, ns string) ([]*vpa_types.VerticalPodAutoscaler, error) {
 	return listVPAs(ctx, r.Dynamic, ns)
-}
-
-// listVPAs is vpasIn on dyn (nil: none).
-func listVPAs(ctx context.Context, dyn dynamic.Interface, ns string) ([]*vpa_types.VerticalPodAutoscaler, error) {
-	if dyn == nil {
-		return nil, nil
-	}
-	list, err := dyn.Resource(vpaGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
-	if crdAbsent(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listing VerticalPodAutoscalers in %s: %w", ns, err)
-	}
-	vpas := make([]*vpa_types.VerticalPodAutoscaler, 0, len(list.Items))
-	for _, u := range list.Items {
-		v := &vpa_types.VerticalPodAutoscaler{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, v); err != nil {
-			return nil, fmt.Errorf("reading VerticalPodAutoscaler %s/%s: %w", ns, u.GetName(), err)
-		}
-		vpas = append(vpas, v)
-	}
-	return vpas, nil
 }
