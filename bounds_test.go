@@ -18,6 +18,7 @@ import (
 	"function/eventing"
 	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 	"function/telemetry"
 )
 
@@ -37,7 +38,7 @@ func TestHugeEventValuesAreCut(t *testing.T) {
 	// its drain (a patch, a DrainStarted Event and a drain.started reply).
 	draining := func(kv ...string) *corev1.Pod {
 		p := hostilePod(evictedAgo(5e9))
-		delete(p.Annotations, drain.AnnotationDrainStarted)
+		delete(p.Annotations, names.AnnotationDrainStarted)
 		withAnnotations(kv...)(p)
 		return p
 	}
@@ -69,28 +70,28 @@ func TestHugeEventValuesAreCut(t *testing.T) {
 		// warns: the value is an ignored override: a warning log line and the Event say so.
 		warns string
 	}{
-		{name: "grace period override", pod: huge(drain.AnnotationGracePeriod, "30"),
-			status: 200, ceType: eventing.TypeDrainStarted, warns: drain.AnnotationGracePeriod},
-		{name: "drain timeout override", pod: huge(drain.AnnotationDrainTimeout, "60"),
-			status: 200, ceType: eventing.TypeDrainStarted, warns: drain.AnnotationDrainTimeout},
+		{name: "grace period override", pod: huge(names.AnnotationGracePeriod, "30"),
+			status: 200, ceType: names.ReplyDrainStarted, warns: names.AnnotationGracePeriod},
+		{name: "drain timeout override", pod: huge(names.AnnotationDrainTimeout, "60"),
+			status: 200, ceType: names.ReplyDrainStarted, warns: names.AnnotationDrainTimeout},
 		{name: "drain timeout override, valid after its spaces", pod: func() *corev1.Pod {
-			p := draining(drain.AnnotationDrainTimeout, "")
-			p.Annotations[drain.AnnotationDrainTimeout] = strings.Repeat(" ", eventing.MaxDataBytes-len(podJSON(t, p))-len("999999")) + "999999"
+			p := draining(names.AnnotationDrainTimeout, "")
+			p.Annotations[names.AnnotationDrainTimeout] = strings.Repeat(" ", eventing.MaxDataBytes-len(podJSON(t, p))-len("999999")) + "999999"
 			require.Len(t, podJSON(t, p), eventing.MaxDataBytes)
 			return p
-		}(), status: 200, ceType: eventing.TypeDrainStarted, warns: drain.AnnotationDrainTimeout},
-		{name: "drain deadline", pod: huge(drain.AnnotationDrainDeadline, "2030-01-01T00:00:00Z"),
-			status: 200, ceType: eventing.TypeDrainStarted, warns: drain.AnnotationDrainDeadline},
-		{name: "drain started stamp", pod: huge(drain.AnnotationDrainStarted, "2026-01-01T00:00:00Z"),
-			status: 200, ceType: eventing.TypeDrainStarted, warns: drain.AnnotationDrainStarted},
-		{name: "wait-for-endpoints override", pod: huge(drain.AnnotationWaitForEndpoints, "true"),
-			status: 200, ceType: eventing.TypeDrainStarted, warns: drain.AnnotationWaitForEndpoints},
-		{name: "vpa-managed opt-out, deleting: released", pod: huge(drain.AnnotationManaged, "no way"),
-			status: 200, ceType: eventing.TypeFinalizerRemoved},
-		{name: "vpa-managed opt-out, running: not managed (the reason quotes it)", pod: hugeIn(hostilePod(), drain.AnnotationManaged, "no way"),
+		}(), status: 200, ceType: names.ReplyDrainStarted, warns: names.AnnotationDrainTimeout},
+		{name: "drain deadline", pod: huge(names.AnnotationDrainDeadline, "2030-01-01T00:00:00Z"),
+			status: 200, ceType: names.ReplyDrainStarted, warns: names.AnnotationDrainDeadline},
+		{name: "drain started stamp", pod: huge(names.AnnotationDrainStarted, "2026-01-01T00:00:00Z"),
+			status: 200, ceType: names.ReplyDrainStarted, warns: names.AnnotationDrainStarted},
+		{name: "wait-for-endpoints override", pod: huge(names.AnnotationWaitForEndpoints, "true"),
+			status: 200, ceType: names.ReplyDrainStarted, warns: names.AnnotationWaitForEndpoints},
+		{name: "vpa-managed opt-out, deleting: released", pod: huge(names.AnnotationManaged, "no way"),
+			status: 200, ceType: names.ReplyFinalizerRemoved},
+		{name: "vpa-managed opt-out, running: not managed (the reason quotes it)", pod: hugeIn(hostilePod(), names.AnnotationManaged, "no way"),
 			status: 200},
 		{name: "structured mode, a 3 MiB id", header: structuredHeader, body: structured("id", quoted(big)),
-			status: 200, ceType: eventing.TypeDrainStarted},
+			status: 200, ceType: names.ReplyDrainStarted},
 		{name: "structured mode, a 3 MiB subject that does not match", header: structuredHeader, body: structured("subject", quoted(big)),
 			status: 400, message: "subject " + drain.Quote(big) + " does not match the data"},
 		{name: "structured mode, a 3 MiB type", header: structuredHeader, body: structured("type", quoted(big)),

@@ -70,14 +70,6 @@ type Function struct {
 // port: a Knative Service exposes one.
 const MetricsPath = "/metrics"
 
-// SweepLeaseName is the Lease in the ConfigMap's namespace through which the replicas share
-// one sweep schedule.
-const SweepLeaseName = "vpa-graceful-drain-sweep"
-
-// SurgeLeaseName is the Lease, beside the sweep's, that holds the surge-rollout budget every
-// replica claims its slots from (handlers.SurgeBudget).
-const SurgeLeaseName = "vpa-graceful-drain-surge"
-
 // defaultConfigWait is how long Start waits to read the followed ConfigMap before it runs on
 // the environment's configuration (pods must not wait on an unreadable ConfigMap).
 const defaultConfigWait = 30 * time.Second

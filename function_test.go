@@ -41,8 +41,8 @@ import (
 	function "function"
 	"function/config"
 	"function/eventing"
-	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 	"function/test/samples"
 )
 
@@ -290,27 +290,27 @@ func TestHandleSamples(t *testing.T) {
 		{
 			// After the finalizer, advice reads the pod's owner (absent here: no advice).
 			name: "managed pod added", sample: "managed-pod-added.http",
-			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"get pods", "patch pods", "get deployments"},
+			wantType: names.ReplyFinalizerAdded, wantVerbs: []string{"get pods", "patch pods", "get deployments"},
 			check: func(t *testing.T, c *fake.Clientset) {
 				patch, ok := c.Actions()[1].(k8stesting.PatchAction) // after the read of the live pod
 				require.True(t, ok)
 				assert.Equal(t, types.JSONPatchType, patch.GetPatchType())
 				pod, err := c.Tracker().Get(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "default", "web-7d9f8-abcde")
 				require.NoError(t, err)
-				assert.Equal(t, []string{drain.Finalizer}, pod.(*corev1.Pod).Finalizers)
+				assert.Equal(t, []string{names.Finalizer}, pod.(*corev1.Pod).Finalizers)
 			},
 		},
 		{
 			name: "managed pod added, dry-run", sample: "managed-pod-added.http", dryRun: true,
-			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"get deployments"}, // advice reads, in dry-run too
+			wantType: names.ReplyFinalizerAdded, wantVerbs: []string{"get deployments"}, // advice reads, in dry-run too
 		},
 		{
 			name: "evicted pod", sample: "evicted-pod.http",
-			wantType: eventing.TypeDrainStarted, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			wantType: names.ReplyDrainStarted, wantVerbs: []string{"get pods", "patch pods", "create events"},
 		},
 		{
 			name: "drained pod", sample: "drained-pod.http",
-			wantType: eventing.TypeFinalizerRemoved, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			wantType: names.ReplyFinalizerRemoved, wantVerbs: []string{"get pods", "patch pods", "create events"},
 		},
 		{
 			name: "unmanaged pod", sample: "unmanaged-pod.http",
@@ -323,7 +323,7 @@ func TestHandleSamples(t *testing.T) {
 				p.Name, p.UID = "demo-pod2", "uid-demo-pod2"
 				return p
 			},
-			wantType: eventing.TypeFinalizerAdded, wantVerbs: []string{"get pods", "patch pods", "get deployments"},
+			wantType: names.ReplyFinalizerAdded, wantVerbs: []string{"get pods", "patch pods", "get deployments"},
 		},
 	}
 	for _, tt := range tests {
@@ -356,9 +356,9 @@ func TestHandleSamples(t *testing.T) {
 			assert.Equal(t, tt.wantType, reply.Type())
 			assert.Equal(t, in.Subject(), reply.Subject(), "the reply is about the event's pod")
 			if tt.dryRun {
-				assert.Equal(t, "true", reply.Extensions()[eventing.ExtensionDryRun])
+				assert.Equal(t, "true", reply.Extensions()[names.ExtensionDryRun])
 			} else {
-				assert.NotContains(t, reply.Extensions(), eventing.ExtensionDryRun)
+				assert.NotContains(t, reply.Extensions(), names.ExtensionDryRun)
 			}
 			if tt.check != nil {
 				tt.check(t, c)
@@ -498,7 +498,7 @@ func TestServedBinaryDryRun(t *testing.T) {
 
 	resp, body := postSample(t, base+"/", "managed-pod-added.http")
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "body: %s", body)
-	assert.Equal(t, eventing.TypeFinalizerAdded, resp.Header.Get("Ce-Type"))
+	assert.Equal(t, names.ReplyFinalizerAdded, resp.Header.Get("Ce-Type"))
 	assert.Equal(t, "true", resp.Header.Get("Ce-Dryrun"))
 	assert.Equal(t, "/apis/v1/namespaces/default/pods/web-7d9f8-abcde", resp.Header.Get("Ce-Subject"))
 	var data eventing.ReplyData
@@ -542,7 +542,7 @@ func TestStartSweeps(t *testing.T) {
 	t.Cleanup(func() { _ = f.Stop(context.Background()) })
 	require.Eventually(t, func() bool {
 		pod, err := c.CoreV1().Pods("default").Get(context.Background(), "web-7d9f8-abcde", metav1.GetOptions{})
-		return err == nil && len(pod.Finalizers) == 1 && pod.Finalizers[0] == drain.Finalizer
+		return err == nil && len(pod.Finalizers) == 1 && pod.Finalizers[0] == names.Finalizer
 	}, 5*time.Second, 10*time.Millisecond)
 	var listed, patched int
 	for _, a := range c.Actions() {
@@ -617,10 +617,10 @@ func TestHTTPAnswers(t *testing.T) {
 		replyType string // Ce-Type of the reply, "" for none
 		message   string // in the body of an error answer
 	}{
-		{"binary mode", "", managedHeader, managedBody, http.StatusOK, eventing.TypeFinalizerAdded, ""},
-		{"structured mode", "", structuredType, structured(t, "managed-pod-added.http"), http.StatusOK, eventing.TypeFinalizerAdded, ""},
+		{"binary mode", "", managedHeader, managedBody, http.StatusOK, names.ReplyFinalizerAdded, ""},
+		{"structured mode", "", structuredType, structured(t, "managed-pod-added.http"), http.StatusOK, names.ReplyFinalizerAdded, ""},
 		{"structured mode with charset", "", http.Header{"Content-Type": {"application/cloudevents+json; charset=utf-8"}},
-			structured(t, "managed-pod-added.http"), http.StatusOK, eventing.TypeFinalizerAdded, ""},
+			structured(t, "managed-pod-added.http"), http.StatusOK, names.ReplyFinalizerAdded, ""},
 		{"nothing to do", "", unmanagedHeader, unmanagedBody, http.StatusOK, "", ""},
 		{"batch mode", "", http.Header{"Content-Type": {"application/cloudevents-batch+json"}},
 			[]byte("[" + string(structured(t, "managed-pod-added.http")) + "]"), http.StatusUnsupportedMediaType, "", "batched CloudEvents"},
@@ -743,7 +743,7 @@ func TestHTTPHealth(t *testing.T) {
 // A sweep event (a PingSource tick, or dev.vpagracefuldrain.sweep) is answered 202 and starts a
 // sweep of every pod; without a cluster there is nothing to sweep.
 func TestHandleSweepEvents(t *testing.T) {
-	for _, typ := range []string{eventing.TypePing, eventing.TypeSweep} {
+	for _, typ := range []string{names.TypePing, names.TypeSweep} {
 		t.Run(typ, func(t *testing.T) {
 			c := fake.NewClientset(samplePod(t, "managed-pod-added.http"))
 			f := function.New(function.WithClient(c), function.WithLogger(discard))
@@ -782,7 +782,7 @@ func TestHandleSweepEvents(t *testing.T) {
 		f := function.New(function.WithLogger(discard))
 		require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir()}))
 		t.Cleanup(func() { _ = f.Stop(context.Background()) })
-		_, err := f.HandleEvent(context.Background(), newEvent(eventing.TypeSweep, ""))
+		_, err := f.HandleEvent(context.Background(), newEvent(names.TypeSweep, ""))
 		status, msg := result(t, err)
 		assert.Equal(t, http.StatusUnprocessableEntity, status)
 		assert.Contains(t, msg, "needs a cluster")

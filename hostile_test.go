@@ -33,6 +33,7 @@ import (
 	"function/eventing"
 	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 )
 
 // ---- hostile events over real HTTP ----------------------------------------------------------
@@ -87,8 +88,8 @@ func evictedAgo(ago time.Duration) func(*corev1.Pod) {
 		p.DeletionTimestamp, p.DeletionGracePeriodSeconds = &ts, &grace
 		p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue,
 			Reason: drain.ReasonEvictionByEvictionAPI, LastTransitionTime: metav1.NewTime(requested)})
-		withFinalizers(drain.Finalizer)(p)
-		withAnnotations(drain.AnnotationManaged, "true", drain.AnnotationDrainStarted, rfc3339(requested))(p)
+		withFinalizers(names.Finalizer)(p)
+		withAnnotations(names.AnnotationManaged, "true", names.AnnotationDrainStarted, rfc3339(requested))(p)
 	}
 }
 
@@ -424,7 +425,7 @@ func TestHTTPHostileEvents(t *testing.T) {
 			body:   podJSON(t, hostilePod(evictedAgo(5*time.Second), func(p *corev1.Pod) { ts := metav1.NewTime(far); p.DeletionTimestamp = &ts })),
 			status: 400, message: "pod default/web-1 metadata.deletionTimestamp 9999-12-31T23:59:59Z is out of range"},
 		{name: "created in the year 9999", header: binaryHeader(hostileUpdate),
-			body:   podJSON(t, hostilePod(withAnnotations(drain.AnnotationManaged, "true"), withFinalizers(drain.Finalizer), func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(far) })),
+			body:   podJSON(t, hostilePod(withAnnotations(names.AnnotationManaged, "true"), withFinalizers(names.Finalizer), func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(far) })),
 			status: 400, message: "metadata.creationTimestamp 9999-12-31T23:59:59Z is out of range"},
 		{name: "created at the Unix epoch", header: binaryHeader(hostileUpdate), body: podJSON(t, hostilePod(func(p *corev1.Pod) { p.CreationTimestamp = metav1.NewTime(epoch) })),
 			status: 400, message: "metadata.creationTimestamp 1970-01-01T00:00:00Z is out of range"},
@@ -454,25 +455,25 @@ func TestHTTPHostileEvents(t *testing.T) {
 			pod:    hostilePod(withAnnotations(manyAnnotations...)),
 			status: 200, decide: "none"},
 		{name: "negative grace period override", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(drain.AnnotationGracePeriod, "-30")),
+			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(names.AnnotationGracePeriod, "-30")),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "absurd drain timeout override", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(drain.AnnotationDrainTimeout, "99999999999999999999999")),
+			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(names.AnnotationDrainTimeout, "99999999999999999999999")),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "zero drain timeout and a float grace period", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(drain.AnnotationDrainTimeout, "0", drain.AnnotationGracePeriod, "1e3")),
+			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(names.AnnotationDrainTimeout, "0", names.AnnotationGracePeriod, "1e3")),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "drain-started in the year 9999 (timed from the deletion request)", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(drain.AnnotationDrainStarted, rfc3339(far))),
+			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(names.AnnotationDrainStarted, rfc3339(far))),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "drain-deadline in the year 9999", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(drain.AnnotationDrainDeadline, rfc3339(far))),
+			pod:    hostilePod(evictedAgo(5*time.Second), withAnnotations(names.AnnotationDrainDeadline, rfc3339(far))),
 			status: 200, decide: "wait", releaseBy: 300 * time.Second},
 		{name: "drain-started 1970, finalizer in place, not deleting", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(withAnnotations(drain.AnnotationManaged, "true", drain.AnnotationDrainStarted, rfc3339(epoch)), withFinalizers(drain.Finalizer)),
+			pod:    hostilePod(withAnnotations(names.AnnotationManaged, "true", names.AnnotationDrainStarted, rfc3339(epoch)), withFinalizers(names.Finalizer)),
 			status: 200, decide: "none"},
 		{name: "deleting with 100 foreign finalizers, not ours", header: binaryHeader(hostileUpdate),
-			pod:    hostilePod(withAnnotations(drain.AnnotationManaged, "true"), withFinalizers(hundredFinalizers...), deletingForeign),
+			pod:    hostilePod(withAnnotations(names.AnnotationManaged, "true"), withFinalizers(hundredFinalizers...), deletingForeign),
 			status: 200, decide: "none"},
 		{name: "delete event for a pod holding our finalizer", header: binaryHeader(hostileDelete), body: drainingJSON,
 			status: 200},
@@ -598,7 +599,7 @@ func BenchmarkForgedEventsHeap(b *testing.B) {
 	forged := func(i int) event.Event {
 		name := fmt.Sprintf("forged-%d", i)
 		p := hostilePod(evictedAgo(time.Second), withAnnotations("example.com/pad", big,
-			drain.AnnotationDrainStarted, future, drain.AnnotationDrainDeadline, future, drain.AnnotationDrainTimeout, "86400"))
+			names.AnnotationDrainStarted, future, names.AnnotationDrainDeadline, future, names.AnnotationDrainTimeout, "86400"))
 		p.Name, p.UID = name, types.UID(fmt.Sprintf("00000000-0000-4000-8000-%012d", i))
 		e := event.New()
 		e.SetID(name)

@@ -15,8 +15,10 @@ import (
 
 	"function/config"
 	"function/config/live"
+	"function/eventing"
 	"function/eventing/auth"
 	"function/handlers"
+	"function/names"
 	"function/telemetry"
 )
 
@@ -37,7 +39,7 @@ func (f *Function) setup(ctx context.Context, env map[string]string) error {
 	telemetry.SetRuntimeLevel(proc.LogLevel) // one level for the runtime's lines too
 	f.dryRun = f.dryRun || proc.DryRun
 	if f.telemetry() == nil {
-		tel, err := telemetry.New(ctx, telemetry.Options{Env: env})
+		tel, err := telemetry.New(ctx, telemetry.Options{Env: env, EventTypes: eventing.HandledTypes()})
 		if err != nil {
 			return fmt.Errorf("setting up telemetry: %w", err)
 		}
@@ -129,7 +131,7 @@ func discoverCluster(tel *telemetry.Telemetry, server *handlers.ServerClock, pro
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("loading cluster config (%s): %w", where, err)
 	}
-	cfg.UserAgent = handlers.Component
+	cfg.UserAgent = names.Component
 	cfg.QPS, cfg.Burst = proc.APIQPS, proc.APIBurst // see config.KeyAPIQPS
 	cfg.Wrap(server.WrapTransport)                  // the API server's clock, from its answers' Date
 	cfg.Wrap(tel.WrapTransport)                     // API requests counted, each a span of its event's trace
@@ -201,10 +203,10 @@ func (f *Function) refuse(err error) {
 // start; it says why).
 func (f *Function) followConfigMap(ctx context.Context, sc startConfig, p *parts, cancel context.CancelFunc, stopped chan struct{}) bool {
 	host, _ := os.Hostname()
-	p.sweeps.Lease = &handlers.SweepLease{Client: f.client, Namespace: sc.cmNamespace, Name: SweepLeaseName,
+	p.sweeps.Lease = &handlers.SweepLease{Client: f.client, Namespace: sc.cmNamespace, Name: names.SweepLeaseName,
 		Identity: fmt.Sprintf("%s/%d", host, os.Getpid())}
 	// The surge-rollout budget is shared by every replica in a Lease beside the sweep's.
-	p.surge.Budget.UseLease(f.client, sc.cmNamespace, SurgeLeaseName)
+	p.surge.Budget.UseLease(f.client, sc.cmNamespace, names.SurgeLeaseName)
 	f.mu.Lock()
 	f.stopLocked(context.Background())
 	f.parts, f.cancel, f.stopped = nil, cancel, stopped

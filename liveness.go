@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/utils/clock"
+	"function/names"
 
-	"function/eventing"
+	"k8s.io/utils/clock"
 )
 
 // Liveness tells the truth about the event path: the process is alive only while that path
@@ -86,7 +86,7 @@ func (f *Function) Alive(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("building the liveness probe event: %w", err)
 	}
 	for k, v := range map[string]string{
-		"Ce-Specversion": "1.0", "Ce-Id": "liveness-probe", "Ce-Source": eventing.Source + "/liveness",
+		"Ce-Specversion": "1.0", "Ce-Id": "liveness-probe", "Ce-Source": names.ReplySource + "/liveness",
 		"Ce-Type": "dev.knative.apiserver.resource.update", "Content-Type": "application/json",
 	} {
 		req.Header.Set(k, v)

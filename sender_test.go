@@ -20,8 +20,8 @@ import (
 
 	function "function"
 	"function/config"
-	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 )
 
 const (
@@ -94,7 +94,7 @@ func TestHTTPSenderAuthentication(t *testing.T) {
 			pod, err := c.Tracker().Get(schema.GroupVersionResource{Version: "v1", Resource: "pods"}, "default", "web-7d9f8-abcde")
 			require.NoError(t, err)
 			if tt.want == 200 {
-				assert.Equal(t, []string{drain.Finalizer}, pod.(*corev1.Pod).Finalizers)
+				assert.Equal(t, []string{names.Finalizer}, pod.(*corev1.Pod).Finalizers)
 				assert.NotEmpty(t, resp.Header.Get("Ce-Type"), "the reply event")
 			} else {
 				assert.Empty(t, pod.(*corev1.Pod).Finalizers, "the pod is untouched")

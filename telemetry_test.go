@@ -17,6 +17,7 @@ import (
 
 	function "function"
 	"function/eventing"
+	"function/names"
 	"function/telemetry"
 )
 
@@ -25,7 +26,7 @@ import (
 // line of the runtime's shape.
 func TestTraceMetricsAndLogOfOneEvent(t *testing.T) {
 	spans := tracetest.NewInMemoryExporter()
-	tel, err := telemetry.New(context.Background(), telemetry.Options{SpanExporter: spans})
+	tel, err := telemetry.New(context.Background(), telemetry.Options{SpanExporter: spans, EventTypes: eventing.HandledTypes()})
 	require.NoError(t, err)
 	var logs bytes.Buffer
 	c := fake.NewClientset(samplePod(t, "managed-pod-added.http"))
@@ -36,7 +37,7 @@ func TestTraceMetricsAndLogOfOneEvent(t *testing.T) {
 	header.Set("Ce-Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	resp, _ := post(t, base+"/", header, body)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Equal(t, eventing.TypeFinalizerAdded, resp.Header.Get("Ce-Type"))
+	assert.Equal(t, names.ReplyFinalizerAdded, resp.Header.Get("Ce-Type"))
 
 	// The trace: the event's span continues the sender's, and the reply continues the event's.
 	var eventSpan tracetest.SpanStub

@@ -132,10 +132,6 @@ type Surge struct {
 	StatusLeaseNamespace string
 }
 
-// AnnotationUninstalling on the followed ConfigMap ("true") puts every replica in uninstall
-// mode; `release-finalizers` sets it.
-const AnnotationUninstalling = "vpagracefuldrain.dev/uninstalling"
-
 // NamespaceSelector is the JSON value of the namespaceSelector key. Exclude wins over
 // Include; an empty Include means every namespace.
 type NamespaceSelector struct {

@@ -94,6 +94,9 @@ var keys = [...]KeySpec{
 	{Name: KeySurgeRollout, Env: "SURGE_ROLLOUT", Default: "false",
 		Doc:   "Surge rollouts: restart an opted-in Deployment's rollout where VPA's updater would evict its pods.",
 		field: boolean(func(c *Config) *bool { return &c.Surge.Enabled })},
+	// The VPA updater's settings default to its own (DefaultUpdaterConfig, which this package
+	// cannot import: the drain policy imports it and must not depend on client-go);
+	// handlers/surge's TestDefaultsAreVPAUpdaters compares each default with VPA's.
 	{Name: KeyPodUpdateThreshold, Env: "POD_UPDATE_THRESHOLD", Default: "0.1",
 		Doc: "The VPA updater's --pod-update-threshold: the minimum change of a pod in its recommendation's bounds.",
 		field: field{

@@ -1,13 +1,7 @@
 package config_test
 
 import (
-	"go/ast"
-	"go/constant"
-	"go/parser"
-	"go/token"
 	"log/slog"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/status"
 	"k8s.io/utils/ptr"
 
 	"function/config"
@@ -144,85 +137,4 @@ func TestLogValues(t *testing.T) {
 	assert.Equal(t, slog.KindAny, kinds[config.KeyWorkloadDefaults])
 	assert.Equal(t, slog.KindBool, kinds[config.KeySurgeRollout])
 	assert.Equal(t, slog.KindString, kinds[config.KeySurgeCoolDown], "a duration as written: 30m0s")
-}
-
-// The surge keys' defaults are the VPA updater's flag defaults. They cannot come from VPA's
-// package (k8s.io/autoscaler/vertical-pod-autoscaler/pkg/updater/config, DefaultUpdaterConfig):
-// it imports client-go (the drain policy, which imports package config, must not) and
-// k8s.io/component-base/cli/flag (cobra, not in go.sum). So this test reads the updater's
-// defaults from the source of the VPA module in go.mod, and fails when an upgrade changes them.
-func TestSurgeDefaultsAreTheVPAUpdaters(t *testing.T) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "k8s.io/autoscaler/vertical-pod-autoscaler").Output()
-	dir := strings.TrimSpace(string(out))
-	if err != nil || dir == "" {
-		t.Skipf("the VPA module is not in the module cache (go list -m: %v)", err)
-	}
-	file, err := parser.ParseFile(token.NewFileSet(), filepath.Join(dir, "pkg", "updater", "config", "config.go"), nil, 0)
-	require.NoError(t, err)
-	fields := map[string]ast.Expr{}
-	ast.Inspect(file, func(n ast.Node) bool {
-		fn, ok := n.(*ast.FuncDecl)
-		if !ok || fn.Name.Name != "DefaultUpdaterConfig" {
-			return true
-		}
-		ast.Inspect(fn.Body, func(n ast.Node) bool {
-			if kv, ok := n.(*ast.KeyValueExpr); ok {
-				if id, ok := kv.Key.(*ast.Ident); ok {
-					fields[id.Name] = kv.Value
-				}
-			}
-			return true
-		})
-		return false
-	})
-	require.NotEmpty(t, fields, "VPA's DefaultUpdaterConfig was found")
-	value := func(field string) constant.Value {
-		e, ok := fields[field]
-		require.True(t, ok, "DefaultUpdaterConfig sets %s", field)
-		v, ok := constValue(e)
-		require.True(t, ok, "%s is a constant expression", field)
-		return v
-	}
-	def := config.Default().Surge
-	threshold, _ := constant.Float64Val(value("DefaultUpdateThreshold"))
-	assert.Equal(t, threshold, def.PodUpdateThreshold, "--pod-update-threshold")
-	lifetime, _ := constant.Int64Val(constant.ToInt(value("PodLifetimeUpdateThreshold")))
-	assert.Equal(t, time.Duration(lifetime), def.InBoundsLifetime, "--in-recommendation-bounds-eviction-lifetime-threshold")
-	oom, _ := constant.Int64Val(constant.ToInt(value("EvictAfterOOMThreshold")))
-	assert.Equal(t, time.Duration(oom), def.EvictAfterOOM, "--evict-after-oom-threshold")
-	assert.Equal(t, constant.BoolVal(value("UseAdmissionControllerStatus")), def.UseAdmissionControllerStatus, "--use-admission-controller-status")
-	// The updater's lease namespace defaults to its own (NAMESPACE), else this one.
-	assert.Equal(t, status.AdmissionControllerStatusNamespace, def.StatusLeaseNamespace, "--admission-controller-status-lease-namespace")
-}
-
-// constValue evaluates the constant expressions DefaultUpdaterConfig writes: literals, true
-// and false, time's units and their products.
-func constValue(e ast.Expr) (constant.Value, bool) {
-	units := map[string]time.Duration{"Nanosecond": time.Nanosecond, "Microsecond": time.Microsecond, "Millisecond": time.Millisecond,
-		"Second": time.Second, "Minute": time.Minute, "Hour": time.Hour}
-	switch e := e.(type) {
-	case *ast.BasicLit:
-		v := constant.MakeFromLiteral(e.Value, e.Kind, 0)
-		return v, v.Kind() != constant.Unknown
-	case *ast.Ident:
-		switch e.Name {
-		case "true", "false":
-			return constant.MakeBool(e.Name == "true"), true
-		}
-	case *ast.ParenExpr:
-		return constValue(e.X)
-	case *ast.SelectorExpr:
-		if pkg, ok := e.X.(*ast.Ident); ok && pkg.Name == "time" {
-			if d, ok := units[e.Sel.Name]; ok {
-				return constant.MakeInt64(int64(d)), true
-			}
-		}
-	case *ast.BinaryExpr:
-		x, okX := constValue(e.X)
-		y, okY := constValue(e.Y)
-		if okX && okY && e.Op == token.MUL {
-			return constant.BinaryOp(x, e.Op, y), true
-		}
-	}
-	return nil, false
 }

@@ -16,10 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	function "function"
 	"function/config"
-	"function/handlers"
-	"function/handlers/drain"
+	"function/names"
 )
 
 // documents splits a multi-document YAML file.
@@ -237,7 +235,7 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 	assert.Equal(t, []string{"get", "list", "watch"}, cfgRole.Rules[0].Verbs)
 	// The sweep Lease: read and claimed by name, created once.
 	assert.Equal(t, []string{"leases"}, cfgRole.Rules[1].Resources)
-	assert.Equal(t, []string{function.SweepLeaseName}, cfgRole.Rules[1].ResourceNames)
+	assert.Equal(t, []string{names.SweepLeaseName}, cfgRole.Rules[1].ResourceNames)
 	assert.Equal(t, []string{"get", "update"}, cfgRole.Rules[1].Verbs)
 	assert.Equal(t, []string{"leases"}, cfgRole.Rules[2].Resources)
 	assert.Equal(t, []string{"create"}, cfgRole.Rules[2].Verbs)
@@ -259,7 +257,7 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 	require.Len(t, budgetRole.Rules, 1)
 	assert.Equal(t, []string{"coordination.k8s.io"}, budgetRole.Rules[0].APIGroups)
 	assert.Equal(t, []string{"leases"}, budgetRole.Rules[0].Resources)
-	assert.Equal(t, []string{function.SurgeLeaseName}, budgetRole.Rules[0].ResourceNames)
+	assert.Equal(t, []string{names.SurgeLeaseName}, budgetRole.Rules[0].ResourceNames)
 	assert.Equal(t, []string{"get", "update"}, budgetRole.Rules[0].Verbs)
 	budgetBinding, ok := nsBindings["vpa-graceful-drain/vpa-graceful-drain-surge-budget"]
 	require.True(t, ok)
@@ -369,7 +367,7 @@ func TestDefaultRBACGrantsNoOptInRights(t *testing.T) {
 			if tt.resource == "leases" {
 				for _, r := range rules {
 					if grants([]rbacv1.PolicyRule{r}, tt.group, tt.resource, tt.verb) {
-						assert.Equal(t, []string{function.SweepLeaseName}, r.ResourceNames, "the sweep Lease only")
+						assert.Equal(t, []string{names.SweepLeaseName}, r.ResourceNames, "the sweep Lease only")
 					}
 				}
 				return
@@ -470,10 +468,10 @@ func TestAdmissionPolicyNarrowsOnlyTheFunction(t *testing.T) {
 	}
 
 	// The names the function writes are the ones the policy lets through.
-	assert.Contains(t, expressions, "'"+drain.Finalizer+"'")
+	assert.Contains(t, expressions, "'"+names.Finalizer+"'")
 	const prefix = "vpagracefuldrain.dev/"
 	assert.Contains(t, expressions, "k.startsWith('"+prefix+"')")
-	for _, a := range []string{drain.AnnotationDrainStarted, drain.AnnotationDrainDeadline} {
+	for _, a := range []string{names.AnnotationDrainStarted, names.AnnotationDrainDeadline} {
 		assert.True(t, strings.HasPrefix(a, prefix), a)
 	}
 	var variables string
@@ -481,14 +479,14 @@ func TestAdmissionPolicyNarrowsOnlyTheFunction(t *testing.T) {
 		variables += v.Expression + "\n"
 	}
 	// Surge rollouts: the opt-in, the state on the Deployment, the restart in its template.
-	assert.Contains(t, variables, "'"+drain.AnnotationSurgeRollout+"'")
-	assert.Contains(t, variables, "['"+drain.AnnotationSurgeState+"']")
-	assert.Contains(t, variables, "['"+drain.AnnotationRestartedAt+"', '"+drain.AnnotationPredictedResources+"']")
+	assert.Contains(t, variables, "'"+names.AnnotationSurgeRollout+"'")
+	assert.Contains(t, variables, "['"+names.AnnotationSurgeState+"']")
+	assert.Contains(t, variables, "['"+names.AnnotationRestartedAt+"', '"+names.AnnotationPredictedResources+"']")
 	// Pacing: the label, the owner-kind label and the name pacing gives its budgets.
-	assert.Contains(t, variables, "'"+handlers.LabelManagedBy+"'")
-	assert.Contains(t, expressions, "optional.of('"+handlers.Component+"')")
-	assert.Contains(t, expressions, "'"+handlers.LabelOwnerKind+"'")
-	assert.Contains(t, expressions, ".name + '"+handlers.PDBNameSuffix+"'")
+	assert.Contains(t, variables, "'"+names.LabelManagedBy+"'")
+	assert.Contains(t, expressions, "optional.of('"+names.Component+"')")
+	assert.Contains(t, expressions, "'"+names.LabelOwnerKind+"'")
+	assert.Contains(t, expressions, ".name + '"+names.PDBNameSuffix+"'")
 	// Events: the reporting controller handlers' APIEventRecorder writes.
-	assert.Contains(t, expressions, "optional.of('vpagracefuldrain.dev/"+handlers.Component+"')")
+	assert.Contains(t, expressions, "optional.of('vpagracefuldrain.dev/"+names.Component+"')")
 }

@@ -30,6 +30,7 @@ import (
 	"knative.dev/eventing/pkg/apis/sources"
 
 	"function/handlers/drain"
+	"function/names"
 )
 
 // MaxDataBytes is the largest event data accepted (3 MiB); larger data is answered 413. The
@@ -73,12 +74,12 @@ var eventTypes = map[string]struct {
 // types Decode reads and the two sweep requests (IsSweep). Anything else is answered 400.
 func HandledType(t string) bool {
 	_, ok := eventTypes[t]
-	return ok || t == TypeSweep || t == TypePing
+	return ok || t == names.TypeSweep || t == names.TypePing
 }
 
 // HandledTypes lists the types HandledType reports, sorted.
 func HandledTypes() []string {
-	types := append(slices.Collect(maps.Keys(eventTypes)), TypeSweep, TypePing)
+	types := append(slices.Collect(maps.Keys(eventTypes)), names.TypeSweep, names.TypePing)
 	slices.Sort(types)
 	return types
 }

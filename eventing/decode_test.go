@@ -21,6 +21,7 @@ import (
 	"function/config"
 	"function/eventing"
 	"function/handlers/drain"
+	"function/names"
 	"function/test/samples"
 )
 
@@ -317,8 +318,8 @@ func TestDecodeRejects(t *testing.T) {
 // HandledTypes are exactly the types the function handles: the six Decode reads and the two
 // sweep requests; a type Decode refuses is not among them.
 func TestHandledTypes(t *testing.T) {
-	assert.Equal(t, []string{refAdd, refDelete, refUpdate, resAdd, resDelete, resUpdate, eventing.TypePing, eventing.TypeSweep}, eventing.HandledTypes())
-	for _, typ := range append(eventing.HandledTypes(), "", "com.example.other", resAdd+" ", eventing.TypeFinalizerAdded) {
+	assert.Equal(t, []string{refAdd, refDelete, refUpdate, resAdd, resDelete, resUpdate, names.TypePing, names.TypeSweep}, eventing.HandledTypes())
+	for _, typ := range append(eventing.HandledTypes(), "", "com.example.other", resAdd+" ", names.ReplyFinalizerAdded) {
 		e := newEvent(typ, jsonData(`{"kind":"Pod","namespace":"default","name":"web-1","apiVersion":"v1"}`))
 		_, err := eventing.Decode(e)
 		decoded := err == nil || !strings.Contains(err.Error(), "unsupported event type")
@@ -417,8 +418,8 @@ func BenchmarkDecodeDecide(b *testing.B) {
 	require.NoError(b, err)
 	body := sample.Body
 	for _, edit := range [][2]string{
-		{`"annotations":{`, `"annotations":{"` + drain.AnnotationManaged + `":"true",`},
-		{`"finalizers":["example.com/pod-guard"]`, `"finalizers":["example.com/pod-guard","` + drain.Finalizer + `"]`},
+		{`"annotations":{`, `"annotations":{"` + names.AnnotationManaged + `":"true",`},
+		{`"finalizers":["example.com/pod-guard"]`, `"finalizers":["example.com/pod-guard","` + names.Finalizer + `"]`},
 	} {
 		require.Equal(b, 1, bytes.Count(body, []byte(edit[0])), "precondition: %s once in the captured pod", edit[0])
 		body = bytes.Replace(body, []byte(edit[0]), []byte(edit[1]), 1)

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode"
 
+	"function/names"
+
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
@@ -298,7 +300,7 @@ func extensionHeader(name string) string {
 		return "Ce-Traceparent"
 	case "tracestate":
 		return "Ce-Tracestate"
-	case ExtensionDryRun:
+	case names.ExtensionDryRun:
 		return "Ce-Dryrun"
 	case "reason":
 		return "Ce-Reason"

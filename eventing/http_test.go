@@ -24,6 +24,7 @@ import (
 	"function/eventing"
 	"function/handlers"
 	"function/handlers/drain"
+	"function/names"
 	"function/test/samples"
 )
 
@@ -34,8 +35,8 @@ func TestWriteReplyAsTheSDK(t *testing.T) {
 	var events []*event.Event
 	for _, d := range []drain.Decision{
 		{Action: drain.AddFinalizer, FinalizerIndex: -1},
-		{Action: drain.StartDrain, Started: replyAt, Deadline: replyAt.Add(time.Minute), Evicted: true, Gates: []drain.Gate{{Name: drain.GateContainers}}},
-		{Action: drain.RemoveFinalizer, Reason: drain.ReasonDrained, Started: replyAt.Add(-time.Minute)},
+		{Action: drain.StartDrain, Started: replyAt, Deadline: replyAt.Add(time.Minute), Evicted: true, Gates: []drain.Gate{{Name: names.GateContainers}}},
+		{Action: drain.RemoveFinalizer, Reason: names.ReasonDrained, Started: replyAt.Add(-time.Minute)},
 	} {
 		for _, dryRun := range []bool{false, true} {
 			e, err := eventing.Reply(handlers.Outcome{Pod: replyPod(), Decision: d, Applied: true, DryRun: dryRun, At: replyAt})

@@ -36,6 +36,7 @@ import (
 	"function/handlers"
 	"function/handlers/advice"
 	"function/handlers/drain"
+	"function/names"
 	"function/test/knative"
 )
 
@@ -261,12 +262,12 @@ func pingTick(ping *sourcesv1.PingSource) event.Event {
 	return e
 }
 
-// replyTypes returns every Type* constant declared in reply.go, by name: the types of the
-// replies the function sends back to the Broker. They are read from the source, so a reply
-// type added later is covered by the filter proofs without editing this test.
+// replyTypes returns every Reply* constant declared in package names, by name: the types of
+// the replies the function sends back to the Broker. They are read from the source, so a
+// reply type added later is covered by the filter proofs without editing this test.
 func replyTypes(t *testing.T) map[string]string {
 	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), "reply.go", nil, parser.SkipObjectResolution)
+	f, err := parser.ParseFile(token.NewFileSet(), "../names/names.go", nil, parser.SkipObjectResolution)
 	require.NoError(t, err)
 	types := map[string]string{}
 	for _, decl := range f.Decls {
@@ -277,7 +278,7 @@ func replyTypes(t *testing.T) map[string]string {
 		for _, spec := range gd.Specs {
 			vs := spec.(*ast.ValueSpec)
 			for i, name := range vs.Names {
-				if !strings.HasPrefix(name.Name, "Type") {
+				if !strings.HasPrefix(name.Name, "Reply") || name.Name == "ReplySource" {
 					continue
 				}
 				require.Less(t, i, len(vs.Values), "%s has a literal value", name.Name)
@@ -290,9 +291,9 @@ func replyTypes(t *testing.T) map[string]string {
 		}
 	}
 	// The enumeration finds the constants the code uses.
-	for name, v := range map[string]string{"TypeFinalizerAdded": eventing.TypeFinalizerAdded, "TypeDrainStarted": eventing.TypeDrainStarted,
-		"TypeFinalizerRemoved": eventing.TypeFinalizerRemoved, "TypeAdvice": eventing.TypeAdvice, "TypeRolloutStarted": eventing.TypeRolloutStarted,
-		"TypeRolloutCompleted": eventing.TypeRolloutCompleted, "TypeRolloutAborted": eventing.TypeRolloutAborted} {
+	for name, v := range map[string]string{"ReplyFinalizerAdded": names.ReplyFinalizerAdded, "ReplyDrainStarted": names.ReplyDrainStarted,
+		"ReplyFinalizerRemoved": names.ReplyFinalizerRemoved, "ReplyAdvice": names.ReplyAdvice, "ReplyRolloutStarted": names.ReplyRolloutStarted,
+		"ReplyRolloutCompleted": names.ReplyRolloutCompleted, "ReplyRolloutAborted": names.ReplyRolloutAborted} {
 		require.Equal(t, v, types[name], name)
 	}
 	for name, v := range types {
@@ -336,21 +337,21 @@ func probes(t *testing.T, ping *sourcesv1.PingSource) []probe {
 	ps = append(ps, probe{"tick of another PingSource", pingTick(other)})
 	sweep := event.New()
 	sweep.SetID(uuid.NewString())
-	sweep.SetType(eventing.TypeSweep)
+	sweep.SetType(names.TypeSweep)
 	sweep.SetSource("curl")
 	ps = append(ps, probe{"direct sweep request", sweep})
 
 	types := replyTypes(t)
-	names := make([]string, 0, len(types))
+	typeNames := make([]string, 0, len(types))
 	for name := range types {
-		names = append(names, name)
+		typeNames = append(typeNames, name)
 	}
-	sort.Strings(names)
-	for _, name := range names {
+	sort.Strings(typeNames)
+	for _, name := range typeNames {
 		e := event.New()
 		e.SetID(uuid.NewString())
 		e.SetType(types[name])
-		e.SetSource(eventing.Source)
+		e.SetSource(names.ReplySource)
 		e.SetSubject(eventing.PodPath("prod", "web-1"))
 		ps = append(ps, probe{"reply type " + name, e})
 	}
@@ -363,13 +364,13 @@ func probes(t *testing.T, ping *sourcesv1.PingSource) []probe {
 		probe{"reply: advice", replyEvent(t, drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1, Kind: config.KindDeployment, Owner: "web"}, advice, false)},
 		probe{"reply: drain started", replyEvent(t, drain.Decision{Action: drain.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute)}, nil, false)},
 	)
-	for _, reason := range []string{drain.ReasonTimeout, drain.ReasonDrained, drain.ReasonReplaced, drain.ReasonNotEvicted,
-		drain.ReasonUnmanaged, drain.ReasonDryRun, drain.ReasonUninstalled} {
+	for _, reason := range []string{names.ReasonTimeout, names.ReasonDrained, names.ReasonReplaced, names.ReasonNotEvicted,
+		names.ReasonUnmanaged, names.ReasonDryRun, names.ReasonUninstalled} {
 		ps = append(ps, probe{"reply: finalizer removed, " + reason,
 			replyEvent(t, drain.Decision{Action: drain.RemoveFinalizer, Reason: reason, Started: started}, nil, false)})
 	}
 	ps = append(ps, probe{"reply: finalizer removed, timeout, dry-run",
-		replyEvent(t, drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonTimeout, Started: started}, nil, true)})
+		replyEvent(t, drain.Decision{Action: drain.RemoveFinalizer, Reason: names.ReasonTimeout, Started: started}, nil, true)})
 	return ps
 }
 
@@ -402,7 +403,7 @@ func TestTriggerFilters(t *testing.T) {
 		reason := p.e.Extensions()["reason"]
 		wantPods := accepted[typ]
 		wantSweep := typ == sourcesv1.PingSourceEventType && p.e.Source() == sourcesv1.PingSourceSource(ping.Namespace, ping.Name)
-		wantTimeouts := typ == eventing.TypeFinalizerRemoved && reason == drain.ReasonTimeout
+		wantTimeouts := typ == names.ReplyFinalizerRemoved && reason == names.ReasonTimeout
 
 		gotPods, gotSweep, gotTimeouts := knative.Delivers(ctx, pods, p.e), knative.Delivers(ctx, sweeps, p.e), knative.Delivers(ctx, timeouts, p.e)
 		assert.Equal(t, wantPods, gotPods, "pod Trigger, %s", p.name)
@@ -417,9 +418,9 @@ func TestTriggerFilters(t *testing.T) {
 		}
 
 		// The timeouts example matches on the type too: the same event with reason=timeout.
-		if typ != eventing.TypeFinalizerRemoved {
+		if typ != names.ReplyFinalizerRemoved {
 			e := p.e.Clone()
-			e.SetExtension("reason", drain.ReasonTimeout)
+			e.SetExtension("reason", names.ReasonTimeout)
 			assert.False(t, knative.Delivers(ctx, timeouts, e), "timeouts example, %s with reason=timeout", p.name)
 		}
 	}

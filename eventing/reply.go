@@ -13,30 +13,8 @@ import (
 	"function/handlers/advice"
 	"function/handlers/drain"
 	"function/handlers/surge"
+	"function/names"
 )
-
-// Reply event types, one per action.
-const (
-	TypeFinalizerAdded   = "dev.vpagracefuldrain.finalizer.added"
-	TypeDrainStarted     = "dev.vpagracefuldrain.drain.started"
-	TypeFinalizerRemoved = "dev.vpagracefuldrain.finalizer.removed"
-	// TypeAdvice replaces finalizer.added when adding the finalizer found what defeats a
-	// graceful eviction of the pod's owner (once per owner, at most daily): the same data,
-	// plus the owner and the findings with their fixes.
-	TypeAdvice = "dev.vpagracefuldrain.advice"
-	// Surge rollouts (docs/surge-rollouts.md), about the Deployment: one was started, one
-	// completed (also when the user changed the Deployment meanwhile: outcome "released"), one
-	// was aborted and rolled back.
-	TypeRolloutStarted   = "dev.vpagracefuldrain.rollout.started"
-	TypeRolloutCompleted = "dev.vpagracefuldrain.rollout.completed"
-	TypeRolloutAborted   = "dev.vpagracefuldrain.rollout.aborted"
-)
-
-// Source is the source attribute of every reply.
-const Source = "vpagracefuldrain.dev/function"
-
-// ExtensionDryRun marks replies for actions that were decided but not written.
-const ExtensionDryRun = "dryrun"
 
 // ReplyData is the JSON data of a reply event.
 type ReplyData struct {
@@ -71,17 +49,17 @@ func Reply(out handlers.Outcome) (*event.Event, error) {
 	e := event.New()
 	switch d.Action {
 	case drain.AddFinalizer:
-		e.SetType(TypeFinalizerAdded)
+		e.SetType(names.ReplyFinalizerAdded)
 		if out.Advice != nil && len(out.Advice.Findings) > 0 {
-			e.SetType(TypeAdvice)
+			e.SetType(names.ReplyAdvice)
 			data.Findings = out.Advice.Findings
 		}
 	case drain.StartDrain:
-		e.SetType(TypeDrainStarted)
+		e.SetType(names.ReplyDrainStarted)
 		data.Started, data.Deadline = d.Started.Format(time.RFC3339), d.Deadline.Format(time.RFC3339)
 		data.Deletion, data.Gates = d.Deletion(), d.Gates
 	case drain.RemoveFinalizer:
-		e.SetType(TypeFinalizerRemoved)
+		e.SetType(names.ReplyFinalizerRemoved)
 		e.SetExtension("reason", d.Reason)
 		data.Reason, data.Gates = d.Reason, d.Gates
 		secs := math.Round(d.DrainSeconds(out.At)*1000) / 1000
@@ -90,11 +68,11 @@ func Reply(out handlers.Outcome) (*event.Event, error) {
 		return nil, nil
 	}
 	e.SetID(uuid.NewString())
-	e.SetSource(Source)
+	e.SetSource(names.ReplySource)
 	e.SetSubject(PodPath(pod.Namespace, pod.Name))
 	e.SetTime(out.At)
 	if out.DryRun {
-		e.SetExtension(ExtensionDryRun, "true")
+		e.SetExtension(names.ExtensionDryRun, "true")
 	}
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		return nil, fmt.Errorf("encoding reply data: %w", err)
@@ -144,12 +122,12 @@ func RolloutReply(rep *handlers.SurgeReport) (*event.Event, error) {
 	e := event.New()
 	e.SetType(typ)
 	e.SetID(uuid.NewString())
-	e.SetSource(Source)
+	e.SetSource(names.ReplySource)
 	e.SetSubject("/apis/apps/v1/namespaces/" + rep.Namespace + "/deployments/" + rep.Name)
 	e.SetTime(rep.At)
 	e.SetExtension("outcome", outcome)
 	if rep.DryRun {
-		e.SetExtension(ExtensionDryRun, "true")
+		e.SetExtension(names.ExtensionDryRun, "true")
 	}
 	if err := e.SetData(event.ApplicationJSON, data); err != nil {
 		return nil, fmt.Errorf("encoding reply data: %w", err)

@@ -18,6 +18,7 @@ import (
 	"function/handlers/advice"
 	"function/handlers/drain"
 	"function/handlers/surge"
+	"function/names"
 )
 
 var replyAt = time.Date(2026, 11, 26, 5, 10, 30, 500_000_000, time.UTC)
@@ -60,14 +61,14 @@ func TestReply(t *testing.T) {
 		{
 			name:     "finalizer added",
 			decision: drain.Decision{Action: drain.AddFinalizer, ManagedBy: "vpa-managed", FinalizerIndex: -1},
-			wantType: eventing.TypeFinalizerAdded,
+			wantType: names.ReplyFinalizerAdded,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1"},
 		},
 		{
 			name:     "finalizer added, dry-run",
 			decision: drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1},
 			dryRun:   true,
-			wantType: eventing.TypeFinalizerAdded,
+			wantType: names.ReplyFinalizerAdded,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1"},
 		},
 		{
@@ -75,7 +76,7 @@ func TestReply(t *testing.T) {
 			decision: drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1, Kind: config.KindDeployment, Owner: "web"},
 			advice: &handlers.Advice{Namespace: "prod", Owner: drain.Owner{Kind: config.KindDeployment, Name: "web"},
 				Findings: []advice.Finding{{ID: advice.FindingSingleReplica, Message: "one replica", Fix: "replicas: 2"}}},
-			wantType: eventing.TypeAdvice,
+			wantType: names.ReplyAdvice,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "ownerKind": "Deployment", "owner": "web",
 				"findings": []any{map[string]any{"id": "single-replica", "message": "one replica", "fix": "replicas: 2"}}},
 		},
@@ -83,14 +84,14 @@ func TestReply(t *testing.T) {
 			name:     "finalizer added, advice with no findings",
 			decision: drain.Decision{Action: drain.AddFinalizer, FinalizerIndex: -1},
 			advice:   &handlers.Advice{Namespace: "prod"},
-			wantType: eventing.TypeFinalizerAdded,
+			wantType: names.ReplyFinalizerAdded,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1"},
 		},
 		{
 			name: "drain started: an eviction, with its gates",
 			decision: drain.Decision{Action: drain.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute), Evicted: true,
-				Kind: config.KindDeployment, Owner: "web", Gates: []drain.Gate{{Name: drain.GateContainers, Detail: "containers running"}, {Name: drain.GateReplacement}}},
-			wantType: eventing.TypeDrainStarted,
+				Kind: config.KindDeployment, Owner: "web", Gates: []drain.Gate{{Name: names.GateContainers, Detail: "containers running"}, {Name: names.GateReplacement}}},
+			wantType: names.ReplyDrainStarted,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "started": "2026-11-26T05:10:00Z", "deadline": "2026-11-26T05:15:00Z",
 				"deletion": "eviction", "ownerKind": "Deployment", "owner": "web",
 				"gates": []any{map[string]any{"name": "containers-stopped", "open": false, "detail": "containers running"}, map[string]any{"name": "replacement-ready", "open": false}}},
@@ -98,44 +99,44 @@ func TestReply(t *testing.T) {
 		{
 			name:     "drain started: a plain delete (holdOn: all)",
 			decision: drain.Decision{Action: drain.StartDrain, Started: started, Deadline: started.Add(5 * time.Minute)},
-			wantType: eventing.TypeDrainStarted,
+			wantType: names.ReplyDrainStarted,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "started": "2026-11-26T05:10:00Z", "deadline": "2026-11-26T05:15:00Z", "deletion": "delete"},
 		},
 		{
 			name:     "finalizer removed: replaced",
-			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonReplaced, Started: started, Kind: config.KindDeployment, Owner: "web"},
-			wantType: eventing.TypeFinalizerRemoved,
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: names.ReasonReplaced, Started: started, Kind: config.KindDeployment, Owner: "web"},
+			wantType: names.ReplyFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "replaced", "drainSeconds": 30.5, "ownerKind": "Deployment", "owner": "web"},
 		},
 		{
 			name:     "finalizer removed: not evicted",
-			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonNotEvicted},
-			wantType: eventing.TypeFinalizerRemoved,
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: names.ReasonNotEvicted},
+			wantType: names.ReplyFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "not-evicted", "drainSeconds": 0.0},
 		},
 		{
 			name:     "finalizer removed: drained",
-			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonDrained, Started: started, Stopped: drain.AllTerminated},
-			wantType: eventing.TypeFinalizerRemoved,
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: names.ReasonDrained, Started: started, Stopped: drain.AllTerminated},
+			wantType: names.ReplyFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "drained", "drainSeconds": 30.5},
 		},
 		{
 			name:     "finalizer removed: drained, dry-run",
-			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonDrained, Started: started},
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: names.ReasonDrained, Started: started},
 			dryRun:   true,
-			wantType: eventing.TypeFinalizerRemoved,
+			wantType: names.ReplyFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "drained", "drainSeconds": 30.5},
 		},
 		{
 			name:     "finalizer removed: timeout, rounded to milliseconds",
-			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonTimeout, Started: replyAt.Add(-300*time.Second - 1234567*time.Nanosecond)},
-			wantType: eventing.TypeFinalizerRemoved,
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: names.ReasonTimeout, Started: replyAt.Add(-300*time.Second - 1234567*time.Nanosecond)},
+			wantType: names.ReplyFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "timeout", "drainSeconds": 300.001},
 		},
 		{
 			name:     "finalizer removed: unmanaged, no drain",
-			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonUnmanaged},
-			wantType: eventing.TypeFinalizerRemoved,
+			decision: drain.Decision{Action: drain.RemoveFinalizer, Reason: names.ReasonUnmanaged},
+			wantType: names.ReplyFinalizerRemoved,
 			wantData: map[string]any{"namespace": "prod", "name": "web-1", "uid": "uid-1", "reason": "unmanaged", "drainSeconds": 0.0},
 		},
 	}
@@ -147,14 +148,14 @@ func TestReply(t *testing.T) {
 			require.NoError(t, e.Validate())
 
 			assert.Equal(t, tt.wantType, e.Type())
-			assert.Equal(t, eventing.Source, e.Source())
+			assert.Equal(t, names.ReplySource, e.Source())
 			assert.Equal(t, "vpagracefuldrain.dev/function", e.Source())
 			assert.Equal(t, "/apis/v1/namespaces/prod/pods/web-1", e.Subject())
 			assert.NotEmpty(t, e.ID())
 			assert.Equal(t, replyAt, e.Time())
 			assert.Equal(t, "application/json", e.DataContentType())
 
-			v, ok := e.Extensions()[eventing.ExtensionDryRun]
+			v, ok := e.Extensions()[names.ExtensionDryRun]
 			if tt.dryRun {
 				require.True(t, ok, "dry-run replies carry the dryrun extension")
 				assert.Equal(t, "true", v)
@@ -168,7 +169,7 @@ func TestReply(t *testing.T) {
 
 			// finalizer.removed carries its reason as an extension too, for Trigger filters.
 			reason, ok := e.Extensions()["reason"]
-			if tt.wantType == eventing.TypeFinalizerRemoved {
+			if tt.wantType == names.ReplyFinalizerRemoved {
 				assert.Equal(t, tt.wantData["reason"], reason)
 			} else {
 				assert.False(t, ok, "reason extension only on finalizer.removed")
@@ -206,13 +207,13 @@ func TestRolloutReply(t *testing.T) {
 		wantType string // "": no reply
 		want     eventing.RolloutData
 	}{
-		{"started", report(surge.Restart, false), eventing.TypeRolloutStarted,
+		{"started", report(surge.Restart, false), names.ReplyRolloutStarted,
 			eventing.RolloutData{Namespace: "prod", Name: "web", UID: "uid-web", Outcome: "started", Reason: "why", Prediction: "abc", Requests: requests}},
-		{"completed", report(surge.Complete, false), eventing.TypeRolloutCompleted,
+		{"completed", report(surge.Complete, false), names.ReplyRolloutCompleted,
 			eventing.RolloutData{Namespace: "prod", Name: "web", UID: "uid-web", Outcome: "completed", Reason: "why", Prediction: "abc", Seconds: ptr.To(11.0), CapacityGap: ptr.To[int32](1)}},
-		{"released: completed by the user", report(surge.Release, false), eventing.TypeRolloutCompleted,
+		{"released: completed by the user", report(surge.Release, false), names.ReplyRolloutCompleted,
 			eventing.RolloutData{Namespace: "prod", Name: "web", UID: "uid-web", Outcome: "released", Reason: "why", Prediction: "abc", Seconds: ptr.To(11.0), CapacityGap: ptr.To[int32](1)}},
-		{"aborted, dry-run", report(surge.Abort, true), eventing.TypeRolloutAborted,
+		{"aborted, dry-run", report(surge.Abort, true), names.ReplyRolloutAborted,
 			eventing.RolloutData{Namespace: "prod", Name: "web", UID: "uid-web", Outcome: "aborted", Reason: "why", Prediction: "abc", Seconds: ptr.To(11.0), CapacityGap: ptr.To[int32](1)}},
 		{"skipped: the Event says it", report(surge.Skip, false), "", eventing.RolloutData{}},
 		{"a gap tracked", report(surge.Track, false), "", eventing.RolloutData{}},
@@ -229,10 +230,10 @@ func TestRolloutReply(t *testing.T) {
 			require.NotNil(t, e)
 			require.NoError(t, e.Validate())
 			assert.Equal(t, tt.wantType, e.Type())
-			assert.Equal(t, eventing.Source, e.Source())
+			assert.Equal(t, names.ReplySource, e.Source())
 			assert.Equal(t, "/apis/apps/v1/namespaces/prod/deployments/web", e.Subject())
 			assert.Equal(t, tt.want.Outcome, e.Extensions()["outcome"])
-			_, dry := e.Extensions()[eventing.ExtensionDryRun]
+			_, dry := e.Extensions()[names.ExtensionDryRun]
 			assert.Equal(t, tt.rep.DryRun, dry)
 			var got eventing.RolloutData
 			require.NoError(t, json.Unmarshal(e.Data(), &got))

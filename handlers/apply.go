@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"function/handlers/drain"
+	"function/names"
 )
 
 // Inspect is the decision the function would make on pod now: DecideWith with the facts it
@@ -58,7 +59,7 @@ func (r *Reconciler) decideWithFacts(ctx context.Context, pod *corev1.Pod, decid
 // write, or that would record anything about the pod, returns errNeedsLive instead.
 func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live bool, decide policy) (Outcome, error) {
 	d, facts, now := r.decideWithFacts(ctx, pod, decide)
-	if !live && d.Action.Writes() && (!r.DryRun || d.Reason == drain.ReasonDryRun) {
+	if !live && d.Action.Writes() && (!r.DryRun || d.Reason == names.ReasonDryRun) {
 		// (A dry-run writes only its releases: what it would add or stamp stays unwritten.)
 		return Outcome{Pod: pod, Decision: d, At: now}, errNeedsLive
 	}
@@ -69,7 +70,7 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live b
 	for _, w := range d.Warnings {
 		dlog.write(ctx, slog.LevelWarn, "ignoring invalid annotation", slog.String("warning", w))
 	}
-	if !d.Action.Writes() || r.DryRun && d.Reason != drain.ReasonDryRun {
+	if !d.Action.Writes() || r.DryRun && d.Reason != names.ReasonDryRun {
 		r.metrics().Decision(ctx, d.Action.String(), d.MetricReason())
 	}
 	if d.Action == drain.Wait {
@@ -89,7 +90,7 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live b
 		dlog.write(ctx, slog.LevelDebug, "decision")
 		return out, nil
 	}
-	if r.DryRun && d.Reason != drain.ReasonDryRun {
+	if r.DryRun && d.Reason != names.ReasonDryRun {
 		out.Applied = true
 		dlog.write(ctx, slog.LevelInfo, "decision", slog.Bool("dryRun", true), slog.String("stopped", d.Stopped.String()))
 		if d.Action == drain.AddFinalizer {
@@ -103,7 +104,7 @@ func (r *Reconciler) decideAndApply(ctx context.Context, pod *corev1.Pod, live b
 		return out, err
 	}
 	patched, err := r.Client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, patch,
-		metav1.PatchOptions{FieldManager: Component})
+		metav1.PatchOptions{FieldManager: names.Component})
 	switch {
 	case apierrors.IsNotFound(err):
 		dlog.write(ctx, slog.LevelInfo, "decision", slog.Bool("applied", false), slog.String("result", "pod is gone, nothing to do"))
@@ -157,35 +158,35 @@ func (r *Reconciler) afterWrite(ctx context.Context, pod *corev1.Pod, d drain.De
 func milestone(d drain.Decision, now time.Time) (eventType, reason, msg string) {
 	switch {
 	case d.Action == drain.StartDrain:
-		eventType, reason = corev1.EventTypeNormal, EventDrainStarted
+		eventType, reason = corev1.EventTypeNormal, names.EventDrainStarted
 		msg = fmt.Sprintf("Drain started (%s, %s pod); finalizer %s is removed once these gates open: %s; by %s at the latest",
-			d.Deletion(), d.Kind, drain.Finalizer, drain.GateNames(d.Gates), d.Deadline.Format(time.RFC3339))
+			d.Deletion(), d.Kind, names.Finalizer, drain.GateNames(d.Gates), d.Deadline.Format(time.RFC3339))
 		if len(d.Warnings) > 0 {
 			msg += " (" + strings.Join(d.Warnings, "; ") + ")"
 		}
 	case d.Action == drain.RemoveFinalizer:
 		switch d.Reason {
-		case drain.ReasonDrained:
-			eventType, reason = corev1.EventTypeNormal, EventDrainCompleted
-			msg = fmt.Sprintf("Drained after %.1fs (%s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, drain.Finalizer)
-		case drain.ReasonReplaced:
-			eventType, reason = corev1.EventTypeNormal, EventDrainCompleted
-			msg = fmt.Sprintf("Replacement Ready after %.1fs (the capacity gap of this eviction; containers: %s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, drain.Finalizer)
-		case drain.ReasonNotEvicted:
-			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("Deleted, not evicted (holdOn: evictions): a rollout, scale-down or delete is not held; finalizer %s removed", drain.Finalizer)
-		case drain.ReasonTimeout:
-			eventType, reason = corev1.EventTypeWarning, EventDrainTimedOut
-			msg = fmt.Sprintf("Drain timed out after %.1fs (still closed: %s); finalizer %s removed", d.DrainSeconds(now), cmp.Or(drain.ClosedGates(d.Gates), "none"), drain.Finalizer)
-		case drain.ReasonUninstalled:
-			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", drain.Finalizer)
-		case drain.ReasonDryRun:
-			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("vpa-graceful-drain runs in dry-run mode, which never holds a pod; finalizer %s removed", drain.Finalizer)
+		case names.ReasonDrained:
+			eventType, reason = corev1.EventTypeNormal, names.EventDrainCompleted
+			msg = fmt.Sprintf("Drained after %.1fs (%s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, names.Finalizer)
+		case names.ReasonReplaced:
+			eventType, reason = corev1.EventTypeNormal, names.EventDrainCompleted
+			msg = fmt.Sprintf("Replacement Ready after %.1fs (the capacity gap of this eviction; containers: %s); finalizer %s removed", d.DrainSeconds(now), d.Stopped, names.Finalizer)
+		case names.ReasonNotEvicted:
+			eventType, reason = corev1.EventTypeNormal, names.EventFinalizerRemoved
+			msg = fmt.Sprintf("Deleted, not evicted (holdOn: evictions): a rollout, scale-down or delete is not held; finalizer %s removed", names.Finalizer)
+		case names.ReasonTimeout:
+			eventType, reason = corev1.EventTypeWarning, names.EventDrainTimedOut
+			msg = fmt.Sprintf("Drain timed out after %.1fs (still closed: %s); finalizer %s removed", d.DrainSeconds(now), cmp.Or(drain.ClosedGates(d.Gates), "none"), names.Finalizer)
+		case names.ReasonUninstalled:
+			eventType, reason = corev1.EventTypeNormal, names.EventFinalizerRemoved
+			msg = fmt.Sprintf("vpa-graceful-drain is being uninstalled; finalizer %s removed", names.Finalizer)
+		case names.ReasonDryRun:
+			eventType, reason = corev1.EventTypeNormal, names.EventFinalizerRemoved
+			msg = fmt.Sprintf("vpa-graceful-drain runs in dry-run mode, which never holds a pod; finalizer %s removed", names.Finalizer)
 		default:
-			eventType, reason = corev1.EventTypeNormal, EventFinalizerRemoved
-			msg = fmt.Sprintf("Pod is no longer managed; finalizer %s removed", drain.Finalizer)
+			eventType, reason = corev1.EventTypeNormal, names.EventFinalizerRemoved
+			msg = fmt.Sprintf("Pod is no longer managed; finalizer %s removed", names.Finalizer)
 		}
 	}
 	return eventType, reason, msg

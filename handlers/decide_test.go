@@ -14,6 +14,7 @@ import (
 
 	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 )
 
 // Inspect is the decision the function would make, with every fact it would read: a
@@ -33,9 +34,9 @@ func TestInspect(t *testing.T) {
 			d := f.rec.Inspect(context.Background(), evictee)
 			assert.Equal(t, drain.Wait, d.Action, d.Reason)
 			assert.Equal(t, "waiting for replacement-ready (1/2 Ready)", d.Reason)
-			assert.Equal(t, []drain.Gate{{Name: drain.GateGracePeriod, Open: true, Detail: "30s"},
-				{Name: drain.GateContainers, Open: true, Detail: "all containers terminated"},
-				{Name: drain.GateReplacement, Detail: "1/2 Ready"}}, d.Gates)
+			assert.Equal(t, []drain.Gate{{Name: names.GateGracePeriod, Open: true, Detail: "30s"},
+				{Name: names.GateContainers, Open: true, Detail: "all containers terminated"},
+				{Name: names.GateReplacement, Detail: "1/2 Ready"}}, d.Gates)
 			assert.Equal(t, []string{"get deployments", "list pods"}, testutil.Verbs(f.client), "reads only")
 		})
 	}

@@ -8,25 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"function/names"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
-
-// Kubernetes Event reasons on the pod (`kubectl describe pod` shows them).
-const (
-	EventDrainStarted     = "DrainStarted"
-	EventDrainCompleted   = "DrainCompleted"
-	EventDrainTimedOut    = "DrainTimedOut"
-	EventFinalizerRemoved = "FinalizerRemoved"
-	EventDrainWaiting     = "DrainWaiting"
-)
-
-// EventDrainNotGraceful is the Warning Event on a pod's owner that lists advice's findings.
-const EventDrainNotGraceful = "DrainNotGraceful"
-
-// Component is the Kubernetes Event source and the field manager of every write.
-const Component = "vpa-graceful-drain"
 
 // EventRecorder writes a Kubernetes Event about a pod, or about another object (a pod's owner).
 type EventRecorder interface {
@@ -70,9 +57,9 @@ func (r APIEventRecorder) RecordFor(ctx context.Context, ref corev1.ObjectRefere
 		Reason:              reason,
 		Message:             message,
 		Type:                eventType,
-		Source:              corev1.EventSource{Component: Component},
-		ReportingController: "vpagracefuldrain.dev/" + Component,
-		ReportingInstance:   Component,
+		Source:              corev1.EventSource{Component: names.Component},
+		ReportingController: names.ReportingController,
+		ReportingInstance:   names.Component,
 		FirstTimestamp:      now,
 		LastTimestamp:       now,
 		Count:               1,

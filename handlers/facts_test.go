@@ -19,6 +19,7 @@ import (
 	"function/handlers"
 	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 )
 
 // The reconciler reads the owner's replicas from its pods, not its status (which lags), counts
@@ -51,7 +52,7 @@ func TestReconcileWaitsForTheReplacement(t *testing.T) {
 	assert.Equal(t, []string{"get deployments", "list pods", "create events"}, testutil.Verbs(f.client),
 		"one read of the owner, one list of its pods; a DrainWaiting Event")
 	require.Len(t, events(f.client), 1)
-	assert.Equal(t, handlers.EventDrainWaiting, events(f.client)[0].Reason)
+	assert.Equal(t, names.EventDrainWaiting, events(f.client)[0].Reason)
 	assert.Contains(t, events(f.client)[0].Message, "replacement-ready (1/2 Ready)")
 
 	// The replacement becomes Ready: its own event brings the waiting pod's look forward
@@ -66,7 +67,7 @@ func TestReconcileWaitsForTheReplacement(t *testing.T) {
 	}, waitFor, tick, "released once the replacement is Ready")
 	require.Eventually(t, func() bool { // the Event follows the patch
 		last := events(f.client)[len(events(f.client))-1]
-		return last.Reason == handlers.EventDrainCompleted && strings.Contains(last.Message, "Replacement Ready")
+		return last.Reason == names.EventDrainCompleted && strings.Contains(last.Message, "Replacement Ready")
 	}, waitFor, tick, "a DrainCompleted Event, reason replaced")
 }
 

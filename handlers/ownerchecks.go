@@ -20,6 +20,7 @@ import (
 	"function/config"
 	"function/handlers/advice"
 	"function/handlers/drain"
+	"function/names"
 )
 
 // Advice is what was found about one owner's pods, once per owner and at most daily.
@@ -202,7 +203,7 @@ func (r *OwnerChecks) AfterFinalizerAdded(ctx context.Context, pod *corev1.Pod, 
 	}
 	ref := corev1.ObjectReference{Kind: string(w.Kind), APIVersion: "apps/v1", Namespace: w.Namespace, Name: w.Name, UID: w.UID}
 	r.recordEvent(ctx, log, func() error {
-		return r.Events.RecordFor(ctx, ref, corev1.EventTypeWarning, EventDrainNotGraceful, advice.EventMessage(adv.Findings))
+		return r.Events.RecordFor(ctx, ref, corev1.EventTypeWarning, names.EventDrainNotGraceful, advice.EventMessage(adv.Findings))
 	})
 	return adv
 }
@@ -220,7 +221,7 @@ func (r *OwnerChecks) pdbsSelecting(ctx context.Context, namespace string, podLa
 		if err != nil || !sel.Matches(labels.Set(podLabels)) {
 			continue
 		}
-		if p.Labels[LabelManagedBy] == Component {
+		if p.Labels[names.LabelManagedBy] == names.Component {
 			ours = append(ours, p)
 		} else {
 			others = append(others, p.Name)

@@ -34,6 +34,7 @@ import (
 	"function/handlers/drain"
 	"function/handlers/drain/draintest"
 	"function/internal/testutil"
+	"function/names"
 )
 
 var (
@@ -103,7 +104,7 @@ func webDeployment(replicas int32, opts ...deployOpt) *appsv1.Deployment {
 			Replicas: ptr.To(replicas),
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}, Annotations: map[string]string{drain.AnnotationManaged: "true"}},
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}, Annotations: map[string]string{names.AnnotationManaged: "true"}},
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox"}}},
 			},
 		},
@@ -177,7 +178,7 @@ func TestCheckOwnerAdvisesOncePerOwner(t *testing.T) {
 	ev := evs[0]
 	assert.Equal(t, corev1.ObjectReference{Kind: "Deployment", APIVersion: "apps/v1", Namespace: "default", Name: "web", UID: "uid-web"}, ev.InvolvedObject)
 	assert.Equal(t, corev1.EventTypeWarning, ev.Type)
-	assert.Equal(t, handlers.EventDrainNotGraceful, ev.Reason)
+	assert.Equal(t, names.EventDrainNotGraceful, ev.Reason)
 	assert.Equal(t, "default", ev.Namespace)
 	for _, id := range ids(out.Advice.Findings) {
 		assert.Contains(t, ev.Message, "["+id+"] ")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -140,10 +139,9 @@ func (r *Owners) OwnedByDeployment(p *corev1.Pod, name string) bool {
 	return ownedByDeploymentName(p, name)
 }
 
-// ownedByDeploymentName is the Deployment controller's naming rule: a pod of Deployment name
-// is controlled by the ReplicaSet name-<pod-template-hash>.
+// ownedByDeploymentName: p is a pod of Deployment name by the Deployment controller's naming
+// rule (drain.DeploymentOf: its ReplicaSet is name-<pod-template-hash>).
 func ownedByDeploymentName(p *corev1.Pod, name string) bool {
-	c := metav1.GetControllerOfNoCopy(p)
-	hash := p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
-	return c != nil && c.Kind == string(config.KindReplicaSet) && hash != "" && c.Name == name+"-"+hash
+	n, ok := drain.DeploymentOf(p)
+	return ok && n == name
 }

@@ -15,29 +15,11 @@ import (
 
 	"function/config"
 	"function/handlers/drain"
-)
-
-// Eviction pacing (ensurePodDisruptionBudget): the VPA updater evicts through the Eviction
-// API, so only a PodDisruptionBudget keeps it from evicting the next pod of a workload before
-// the replacement is Ready. Pacing creates one (maxUnavailable 1) for a managed Deployment or
-// StatefulSet of 2 or more replicas that none selects, and deletes only the ones it created:
-// when the workload no longer needs it, and when another budget selects the same pods (the
-// Eviction API refuses, with a 500, every eviction of a pod that two budgets select, which
-// stalls the VPA updater and node drains alike).
-const (
-	// LabelManagedBy marks the PodDisruptionBudgets pacing created (value Component); nothing
-	// without it is ever deleted.
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	// LabelOwnerKind on a created PodDisruptionBudget is its workload's kind: Deployment or
-	// StatefulSet.
-	LabelOwnerKind = "vpagracefuldrain.dev/owner-kind"
-	// PDBNameSuffix ends the name of the PodDisruptionBudget of a workload: W-vpa-graceful-drain
-	// for workload W.
-	PDBNameSuffix = "-" + Component
+	"function/names"
 )
 
 // PDBName is the name of the PodDisruptionBudget pacing creates for the named workload.
-func PDBName(workload string) string { return workload + PDBNameSuffix }
+func PDBName(workload string) string { return workload + names.PDBNameSuffix }
 
 // ensurePDB creates the workload's PodDisruptionBudget (the caller found none selecting its
 // pods) when it is a Deployment or StatefulSet of 2 or more desired replicas. It reports
@@ -50,7 +32,7 @@ func (r *OwnerChecks) ensurePDB(ctx context.Context, w ownerObject, log *slog.Lo
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      PDBName(w.Name),
 			Namespace: w.Namespace,
-			Labels:    map[string]string{LabelManagedBy: Component, LabelOwnerKind: string(w.Kind)},
+			Labels:    map[string]string{names.LabelManagedBy: names.Component, names.LabelOwnerKind: string(w.Kind)},
 			// The garbage collector deletes it with its workload.
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: string(w.Kind), Name: w.Name, UID: w.UID,
 				Controller: ptr.To(false)}},
@@ -64,7 +46,7 @@ func (r *OwnerChecks) ensurePDB(ctx context.Context, w ownerObject, log *slog.Lo
 			UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow),
 		},
 	}
-	_, err := r.Client.PolicyV1().PodDisruptionBudgets(w.Namespace).Create(ctx, pdb, metav1.CreateOptions{FieldManager: Component})
+	_, err := r.Client.PolicyV1().PodDisruptionBudgets(w.Namespace).Create(ctx, pdb, metav1.CreateOptions{FieldManager: names.Component})
 	switch {
 	case apierrors.IsAlreadyExists(err):
 		log.DebugContext(ctx, "pacing: the PodDisruptionBudget exists already", slog.String("pdb", pdb.Name))
@@ -108,7 +90,7 @@ func (r *OwnerChecks) DeletePDBs(ctx context.Context) (int, error) {
 func (r *OwnerChecks) prunePDBs(ctx context.Context, cfg config.Config, all bool) (int, error) {
 	deleted := 0
 	var errs []error
-	opts := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + Component, Limit: defaultPageSize}
+	opts := metav1.ListOptions{LabelSelector: names.LabelManagedBy + "=" + names.Component, Limit: defaultPageSize}
 	for {
 		list, err := r.Client.PolicyV1().PodDisruptionBudgets("").List(ctx, opts)
 		if err != nil {
@@ -116,7 +98,7 @@ func (r *OwnerChecks) prunePDBs(ctx context.Context, cfg config.Config, all bool
 		}
 		for i := range list.Items {
 			pdb := &list.Items[i]
-			if pdb.Labels[LabelManagedBy] != Component {
+			if pdb.Labels[names.LabelManagedBy] != names.Component {
 				continue // never one this function did not create
 			}
 			why := "vpa-graceful-drain is being uninstalled or ensurePodDisruptionBudget is off"
@@ -231,7 +213,7 @@ func (r *OwnerChecks) templateOptsIn(ctx context.Context, w ownerObject, cfg con
 	if drain.ManagedBy(pod, cfg) != "" {
 		return true, nil
 	}
-	if _, explicit := pod.Annotations[drain.AnnotationManaged]; explicit || !cfg.DetectVpaAnnotations || !cfg.Namespaces.Selects(w.Namespace) {
+	if _, explicit := pod.Annotations[names.AnnotationManaged]; explicit || !cfg.DetectVpaAnnotations || !cfg.Namespaces.Selects(w.Namespace) {
 		return false, nil
 	}
 	if r.Dynamic == nil {

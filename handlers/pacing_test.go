@@ -23,8 +23,8 @@ import (
 	"function/config"
 	"function/handlers"
 	"function/handlers/advice"
-	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 )
 
 var pdbGVR = schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"}
@@ -36,7 +36,7 @@ func pacing(c *config.Config) { c.EnsurePDB = true }
 func dbStatefulSet(replicas int32) *appsv1.StatefulSet {
 	return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "default", UID: "uid-db"},
 		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}, Annotations: map[string]string{drain.AnnotationManaged: "true"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}, Annotations: map[string]string{names.AnnotationManaged: "true"}},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{gracefulContainer("db")}}}}}
 }
 
@@ -187,11 +187,11 @@ func deploy(name string, replicas int32, ann map[string]string) *appsv1.Deployme
 	return d
 }
 
-var optedIn = map[string]string{drain.AnnotationManaged: "true"}
+var optedIn = map[string]string{names.AnnotationManaged: "true"}
 
 // ourPDB is a PodDisruptionBudget pacing created for kind/owner (uid "uid-OWNER").
 func ourPDB(kind, owner string) *policyv1.PodDisruptionBudget {
-	p := pdbFor(handlers.PDBName(owner), map[string]string{handlers.LabelManagedBy: handlers.Component, handlers.LabelOwnerKind: kind},
+	p := pdbFor(handlers.PDBName(owner), map[string]string{names.LabelManagedBy: names.Component, names.LabelOwnerKind: kind},
 		map[string]string{"app": owner})
 	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: owner, UID: k8stypes.UID("uid-" + owner), Controller: ptr.To(false)}}
 	return p
@@ -207,11 +207,11 @@ func cleanupWorld() []runtime.Object {
 	theirs := pdbFor("theirs", nil, map[string]string{"app": "gone"}) // no label, its workload gone
 	theirs.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "Deployment", Name: "gone", UID: "uid-gone"}}
 	helm := ourPDB("Deployment", "gone")
-	helm.Name, helm.UID, helm.Labels = "helm", "uid-pdb-helm", map[string]string{handlers.LabelManagedBy: "Helm"}
+	helm.Name, helm.UID, helm.Labels = "helm", "uid-pdb-helm", map[string]string{names.LabelManagedBy: "Helm"}
 	return []runtime.Object{
 		deploy("healthy", 3, optedIn), ourPDB("Deployment", "healthy"),
 		deploy("one", 1, optedIn), ourPDB("Deployment", "one"),
-		deploy("optout", 3, map[string]string{drain.AnnotationManaged: "false"}), ourPDB("Deployment", "optout"),
+		deploy("optout", 3, map[string]string{names.AnnotationManaged: "false"}), ourPDB("Deployment", "optout"),
 		deploy("vpaonly", 3, nil), ourPDB("Deployment", "vpaonly"), vpaTargeting("vpaonly", "Auto"),
 		deploy("unannotated", 3, nil), ourPDB("Deployment", "unannotated"),
 		replaced, ourPDB("Deployment", "replaced"),

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"function/names"
+
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -47,7 +49,7 @@ func NewRechecks(c clock.WithTicker) *Rechecks {
 		due:   map[PodKey]time.Time{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[PodKey](recheckRetry, recheckRetryMax),
-			workqueue.TypedRateLimitingQueueConfig[PodKey]{Name: Component + "-rechecks", Clock: c}),
+			workqueue.TypedRateLimitingQueueConfig[PodKey]{Name: names.Component + "-rechecks", Clock: c}),
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"function/handlers"
 	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 )
 
 // gets records when the fixture's pods are read (each re-check starts with a read).
@@ -249,7 +250,7 @@ func TestRecheckRemovesFinalizerAtGraceEnd(t *testing.T) {
 	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
 	evs := events(f.client)
 	require.Len(t, evs, 1)
-	assert.Equal(t, handlers.EventDrainCompleted, evs[0].Reason)
+	assert.Equal(t, names.EventDrainCompleted, evs[0].Reason)
 	require.Eventually(t, func() bool { return f.rec.Rechecks.Len() == 0 }, waitFor, tick)
 }
 
@@ -270,7 +271,7 @@ func TestRecheckWaitsThenTimesOut(t *testing.T) {
 	f.clock.SetTime(up(drainStamp).Add(30 * time.Second))
 	require.Eventually(t, func() bool { return len(f.client.Actions()) == 1 && f.rec.Rechecks.Len() == 1 }, waitFor, tick)
 	assert.Equal(t, []string{"get pods"}, testutil.Verbs(f.client))
-	assert.Equal(t, []string{drain.Finalizer}, livePod(t, f.client, pod.Name).Finalizers)
+	assert.Equal(t, []string{names.Finalizer}, livePod(t, f.client, pod.Name).Finalizers)
 	f.client.ClearActions()
 
 	// Deadline: time out.
@@ -279,13 +280,13 @@ func TestRecheckWaitsThenTimesOut(t *testing.T) {
 	assert.Equal(t, []string{"get pods", "patch pods", "create events"}, testutil.Verbs(f.client))
 	evs := events(f.client)
 	require.Len(t, evs, 1)
-	assert.Equal(t, handlers.EventDrainTimedOut, evs[0].Reason)
+	assert.Equal(t, names.EventDrainTimedOut, evs[0].Reason)
 	assert.Equal(t, corev1.EventTypeWarning, evs[0].Type)
 	assert.Empty(t, livePod(t, f.client, pod.Name).Finalizers)
 }
 
 func TestRecheckRetriesAfterReadError(t *testing.T) {
-	pod := newPod(ours, managed, deleting, started(s40), ann(drain.AnnotationGracePeriod, "60"))
+	pod := newPod(ours, managed, deleting, started(s40), ann(names.AnnotationGracePeriod, "60"))
 	f := newFixture(t, false, pod.DeepCopy())
 	_, err := f.rec.ReconcileLive(context.Background(), pod)
 	require.NoError(t, err)

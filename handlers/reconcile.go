@@ -17,6 +17,7 @@ import (
 
 	"function/config"
 	"function/handlers/drain"
+	"function/names"
 )
 
 // Outcome is what Reconcile did.
@@ -150,7 +151,7 @@ type policy func(pod *corev1.Pod, now time.Time, facts drain.Facts) drain.Decisi
 func (r *Reconciler) decide(pod *corev1.Pod, now time.Time, facts drain.Facts) drain.Decision {
 	d := drain.DecideWith(pod, r.CurrentConfig(), now, facts)
 	if r.DryRun && r.Client != nil && pod.DeletionTimestamp != nil && d.FinalizerIndex >= 0 {
-		d.Action, d.Reason, d.RecheckAt = drain.RemoveFinalizer, drain.ReasonDryRun, time.Time{}
+		d.Action, d.Reason, d.RecheckAt = drain.RemoveFinalizer, names.ReasonDryRun, time.Time{}
 	}
 	return d
 }
@@ -304,9 +305,9 @@ func gone() drain.Decision {
 
 // releaseDecision removes the finalizer whatever the pod's state.
 func releaseDecision(pod *corev1.Pod, _ time.Time, _ drain.Facts) drain.Decision {
-	d := drain.Decision{FinalizerIndex: slices.Index(pod.Finalizers, drain.Finalizer), Reason: "finalizer already gone"}
+	d := drain.Decision{FinalizerIndex: slices.Index(pod.Finalizers, names.Finalizer), Reason: "finalizer already gone"}
 	if d.FinalizerIndex >= 0 {
-		d.Action, d.Reason = drain.RemoveFinalizer, drain.ReasonUninstalled
+		d.Action, d.Reason = drain.RemoveFinalizer, names.ReasonUninstalled
 	}
 	return d
 }

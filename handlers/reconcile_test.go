@@ -29,6 +29,7 @@ import (
 	"function/handlers"
 	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -129,22 +130,22 @@ func TestReconcileActions(t *testing.T) {
 		{
 			name: "add finalizer", pod: newPod(managed),
 			wantAction: drain.AddFinalizer, wantVerbs: []string{"get pods", "patch pods"},
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{names.Finalizer}, p.Finalizers) },
 		},
 		{
 			name: "start drain", pod: newPod(ours, managed, deleting),
 			wantAction: drain.StartDrain, wantVerbs: []string{"get pods", "patch pods", "create events"},
-			wantEvent:  &event{corev1.EventTypeNormal, handlers.EventDrainStarted, "by " + stamp(drainStamp.Add(5*time.Minute))},
+			wantEvent:  &event{corev1.EventTypeNormal, names.EventDrainStarted, "by " + stamp(drainStamp.Add(5*time.Minute))},
 			wantTimers: 1,
 			checkLive: func(t *testing.T, p *corev1.Pod) {
-				assert.Equal(t, stamp(drainStamp), p.Annotations[drain.AnnotationDrainStarted])
-				assert.Equal(t, stamp(drainStamp.Add(5*time.Minute)), p.Annotations[drain.AnnotationDrainDeadline])
+				assert.Equal(t, stamp(drainStamp), p.Annotations[names.AnnotationDrainStarted])
+				assert.Equal(t, stamp(drainStamp.Add(5*time.Minute)), p.Annotations[names.AnnotationDrainDeadline])
 			},
 		},
 		{
-			name: "start drain with an ignored override mentions it", pod: newPod(ours, managed, deleting, ann(drain.AnnotationGracePeriod, "soon")),
+			name: "start drain with an ignored override mentions it", pod: newPod(ours, managed, deleting, ann(names.AnnotationGracePeriod, "soon")),
 			wantAction: drain.StartDrain, wantVerbs: []string{"get pods", "patch pods", "create events"},
-			wantEvent:  &event{corev1.EventTypeNormal, handlers.EventDrainStarted, `invalid vpagracefuldrain.dev/grace-period-seconds "soon"`},
+			wantEvent:  &event{corev1.EventTypeNormal, names.EventDrainStarted, `invalid vpagracefuldrain.dev/grace-period-seconds "soon"`},
 			wantTimers: 1,
 		},
 		{
@@ -159,26 +160,26 @@ func TestReconcileActions(t *testing.T) {
 		},
 		{
 			name: "drained, read live: no second read", pod: newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded)), live: true,
-			wantAction: drain.RemoveFinalizer, wantReason: drain.ReasonDrained, wantVerbs: []string{"patch pods", "create events"},
-			wantEvent: &event{corev1.EventTypeNormal, handlers.EventDrainCompleted, "(terminal phase)"},
+			wantAction: drain.RemoveFinalizer, wantReason: names.ReasonDrained, wantVerbs: []string{"patch pods", "create events"},
+			wantEvent: &event{corev1.EventTypeNormal, names.EventDrainCompleted, "(terminal phase)"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
 			name: "drained", pod: newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded)),
-			wantAction: drain.RemoveFinalizer, wantReason: drain.ReasonDrained, wantVerbs: []string{"get pods", "patch pods", "create events"},
-			wantEvent: &event{corev1.EventTypeNormal, handlers.EventDrainCompleted, "(terminal phase)"},
+			wantAction: drain.RemoveFinalizer, wantReason: names.ReasonDrained, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			wantEvent: &event{corev1.EventTypeNormal, names.EventDrainCompleted, "(terminal phase)"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
-			name: "timeout", pod: newPod(finalizers("example.com/a", drain.Finalizer), managed, deleting, started(now.Add(-6*time.Minute))),
-			wantAction: drain.RemoveFinalizer, wantReason: drain.ReasonTimeout, wantVerbs: []string{"get pods", "patch pods", "create events"},
-			wantEvent: &event{corev1.EventTypeWarning, handlers.EventDrainTimedOut, "timed out"},
+			name: "timeout", pod: newPod(finalizers("example.com/a", names.Finalizer), managed, deleting, started(now.Add(-6*time.Minute))),
+			wantAction: drain.RemoveFinalizer, wantReason: names.ReasonTimeout, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			wantEvent: &event{corev1.EventTypeWarning, names.EventDrainTimedOut, "timed out"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{"example.com/a"}, p.Finalizers) },
 		},
 		{
 			name: "unmanaged", pod: newPod(ours),
-			wantAction: drain.RemoveFinalizer, wantReason: drain.ReasonUnmanaged, wantVerbs: []string{"get pods", "patch pods", "create events"},
-			wantEvent: &event{corev1.EventTypeNormal, handlers.EventFinalizerRemoved, "no longer managed"},
+			wantAction: drain.RemoveFinalizer, wantReason: names.ReasonUnmanaged, wantVerbs: []string{"get pods", "patch pods", "create events"},
+			wantEvent: &event{corev1.EventTypeNormal, names.EventFinalizerRemoved, "no longer managed"},
 			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
 		},
 		{
@@ -221,7 +222,7 @@ func TestReconcileActions(t *testing.T) {
 				assert.Equal(t, types.JSONPatchType, patch.GetPatchType())
 				assert.Equal(t, tt.pod.Name, patch.GetName())
 				assert.Equal(t, "default", patch.GetNamespace())
-				assert.Equal(t, handlers.Component, patch.PatchOptions.FieldManager)
+				assert.Equal(t, names.Component, patch.PatchOptions.FieldManager)
 				want, err := drain.Patch(tt.pod, drain.Decide(tt.pod, bareConfig(), now))
 				require.NoError(t, err)
 				assert.JSONEq(t, string(want), string(patch.GetPatch()))
@@ -234,7 +235,7 @@ func TestReconcileActions(t *testing.T) {
 				assert.Equal(t, tt.wantEvent.typ, evs[0].Type)
 				assert.Equal(t, tt.wantEvent.reason, evs[0].Reason)
 				assert.Contains(t, evs[0].Message, tt.wantEvent.msg)
-				assert.Contains(t, evs[0].Message, drain.Finalizer)
+				assert.Contains(t, evs[0].Message, names.Finalizer)
 				assert.Equal(t, tt.pod.UID, evs[0].InvolvedObject.UID)
 			}
 			if tt.checkLive != nil {
@@ -255,12 +256,12 @@ func TestReconcileDryRun(t *testing.T) {
 		wantVerbs  []string
 	}{
 		{"add finalizer: not written", newPod(managed), drain.AddFinalizer, "managed by", []string{}},
-		{"unmanaged, not deleting: not written", newPod(ours), drain.RemoveFinalizer, drain.ReasonUnmanaged, []string{}},
+		{"unmanaged, not deleting: not written", newPod(ours), drain.RemoveFinalizer, names.ReasonUnmanaged, []string{}},
 		{"nothing to do", newPod(ours, managed), drain.None, "finalizer in place", []string{}},
-		{"deleting, drain not started: released", newPod(ours, managed, deleting), drain.RemoveFinalizer, drain.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
-		{"deleting, in the grace period: released", newPod(ours, managed, deleting, started(now.Add(-10*time.Second))), drain.RemoveFinalizer, drain.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
-		{"deleting, drained: released", newPod(ours, managed, deleting, started(s40), graceZero), drain.RemoveFinalizer, drain.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
-		{"deleting, unmanaged: released", newPod(ours, deleting), drain.RemoveFinalizer, drain.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting, drain not started: released", newPod(ours, managed, deleting), drain.RemoveFinalizer, names.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting, in the grace period: released", newPod(ours, managed, deleting, started(now.Add(-10*time.Second))), drain.RemoveFinalizer, names.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting, drained: released", newPod(ours, managed, deleting, started(s40), graceZero), drain.RemoveFinalizer, names.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
+		{"deleting, unmanaged: released", newPod(ours, deleting), drain.RemoveFinalizer, names.ReasonDryRun, []string{"get pods", "patch pods", "create events"}},
 		{"deleting without our finalizer: nothing", newPod(managed, deleting, finalizers("example.com/a")), drain.None, "deleting without our finalizer", []string{}},
 	}
 	for _, tt := range tests {
@@ -274,9 +275,9 @@ func TestReconcileDryRun(t *testing.T) {
 			assert.Equal(t, tt.wantVerbs, testutil.Verbs(f.client))
 			assert.Zero(t, f.rec.Rechecks.Len(), "a dry-run schedules no re-check")
 			live := livePod(t, f.client, tt.pod.Name)
-			if tt.wantReason == drain.ReasonDryRun {
+			if tt.wantReason == names.ReasonDryRun {
 				assert.False(t, out.DryRun, "the release was written")
-				assert.NotContains(t, live.Finalizers, drain.Finalizer)
+				assert.NotContains(t, live.Finalizers, names.Finalizer)
 				require.Len(t, events(f.client), 1)
 				assert.Contains(t, events(f.client)[0].Message, "dry-run mode, which never holds a pod")
 			} else {
@@ -316,7 +317,7 @@ func TestReconcilePatchErrors(t *testing.T) {
 		require.Equal(t, 1, f.rec.Rechecks.Len())
 		require.NoError(t, f.client.Tracker().Delete(podsGVR, "default", waiting.Name))
 
-		out, err := f.rec.Reconcile(context.Background(), newPod(ours, managed, deleting, started(now.Add(-10*time.Second)), graceZero, ann(drain.AnnotationGracePeriod, "0")))
+		out, err := f.rec.Reconcile(context.Background(), newPod(ours, managed, deleting, started(now.Add(-10*time.Second)), graceZero, ann(names.AnnotationGracePeriod, "0")))
 		require.NoError(t, err)
 		assert.Equal(t, drain.None, out.Decision.Action)
 		assert.Equal(t, 1, f.rec.Rechecks.Len(), "an event (it may be forged) never cancels a re-check")
@@ -388,21 +389,21 @@ func TestReconcileGuardFailure(t *testing.T) {
 			event: newPod(managed), live: newPod(managed, func(p *corev1.Pod) { p.ResourceVersion = "101" }),
 			failures: 1, err: conflict(),
 			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods"}, wantAction: drain.AddFinalizer, wantApply: true,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{names.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "422 once, live pod still needs the finalizer",
 			event: newPod(managed), live: newPod(managed),
 			failures: 1, err: invalid(),
 			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods"}, wantAction: drain.AddFinalizer, wantApply: true,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{names.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "stale event: live pod already has the finalizer",
 			event: newPod(managed), live: newPod(managed, ours),
 			failures: 1, err: invalid(),
 			wantVerbs: []string{"get pods", "patch pods", "get pods"}, wantAction: drain.None,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{names.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "stale event: another replica already started the drain",
@@ -414,7 +415,7 @@ func TestReconcileGuardFailure(t *testing.T) {
 			name:  "the first read already differs from the event: decided on it, nothing written",
 			event: newPod(managed), live: newPod(managed, ours), readDiffers: true,
 			wantVerbs: []string{"get pods"}, wantAction: drain.None,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{names.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "the event names a pod that is gone: one read, nothing written",
@@ -432,7 +433,7 @@ func TestReconcileGuardFailure(t *testing.T) {
 			event: newPod(managed), live: newPod(managed),
 			failures: 2, err: conflict(),
 			wantVerbs: []string{"get pods", "patch pods", "get pods", "patch pods", "get pods", "patch pods"}, wantAction: drain.AddFinalizer, wantApply: true,
-			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
+			checkLive: func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{names.Finalizer}, p.Finalizers) },
 		},
 		{
 			name:  "guard fails three times: a concurrent writer, a re-check follows",
@@ -517,7 +518,7 @@ func TestReconcileRef(t *testing.T) {
 		require.NotNil(t, out.Pod)
 		assert.Equal(t, types.UID("uid-1"), out.Pod.UID)
 		assert.Equal(t, []string{"get pods", "patch pods"}, testutil.Verbs(f.client))
-		assert.Equal(t, []string{drain.Finalizer}, livePod(t, f.client, "web-1").Finalizers)
+		assert.Equal(t, []string{names.Finalizer}, livePod(t, f.client, "web-1").Finalizers)
 	})
 	t.Run("nothing to do: one get", func(t *testing.T) {
 		f := newFixture(t, false, newPod(managed, ours))
@@ -640,7 +641,7 @@ func TestAPIEventRecorder(t *testing.T) {
 	at := time.Date(2026, 11, 26, 5, 0, 0, 0, time.UTC)
 	rec := handlers.APIEventRecorder{Client: c, Now: func() time.Time { return at }}
 	pod := newPod(managed)
-	require.NoError(t, rec.Record(context.Background(), pod, corev1.EventTypeWarning, handlers.EventDrainTimedOut, "msg"))
+	require.NoError(t, rec.Record(context.Background(), pod, corev1.EventTypeWarning, names.EventDrainTimedOut, "msg"))
 
 	evs := events(c)
 	require.Len(t, evs, 1)
@@ -649,11 +650,11 @@ func TestAPIEventRecorder(t *testing.T) {
 	assert.True(t, strings.HasPrefix(ev.GenerateName+ev.Name, "web-1."), "named after the pod: %q/%q", ev.GenerateName, ev.Name)
 	assert.Equal(t, corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: "default", Name: "web-1", UID: "uid-1", ResourceVersion: "100"}, ev.InvolvedObject)
 	assert.Equal(t, corev1.EventTypeWarning, ev.Type)
-	assert.Equal(t, handlers.EventDrainTimedOut, ev.Reason)
+	assert.Equal(t, names.EventDrainTimedOut, ev.Reason)
 	assert.Equal(t, "msg", ev.Message)
-	assert.Equal(t, handlers.Component, ev.Source.Component)
-	assert.Equal(t, "vpagracefuldrain.dev/"+handlers.Component, ev.ReportingController)
-	assert.Equal(t, handlers.Component, ev.ReportingInstance)
+	assert.Equal(t, names.Component, ev.Source.Component)
+	assert.Equal(t, "vpagracefuldrain.dev/"+names.Component, ev.ReportingController)
+	assert.Equal(t, names.Component, ev.ReportingInstance)
 	assert.Equal(t, metav1.NewTime(at), ev.FirstTimestamp)
 	assert.Equal(t, metav1.NewTime(at), ev.LastTimestamp)
 	assert.Equal(t, int32(1), ev.Count)
@@ -661,7 +662,7 @@ func TestAPIEventRecorder(t *testing.T) {
 	c.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "events"}, "", errors.New("denied"))
 	})
-	err := rec.Record(context.Background(), pod, corev1.EventTypeNormal, handlers.EventDrainStarted, "msg")
+	err := rec.Record(context.Background(), pod, corev1.EventTypeNormal, names.EventDrainStarted, "msg")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "creating event DrainStarted for pod default/web-1")
 	assert.True(t, apierrors.IsForbidden(err))

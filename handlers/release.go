@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"function/names"
 
-	"function/handlers/drain"
+	corev1 "k8s.io/api/core/v1"
 )
 
 const (
@@ -145,7 +145,7 @@ func (r *Releaser) ReleaseAll(ctx context.Context, namespace string, opts Releas
 		}
 		mu.Lock()
 		res.Listed++
-		if !slices.Contains(pod.Finalizers, drain.Finalizer) {
+		if !slices.Contains(pod.Finalizers, names.Finalizer) {
 			done++
 			mu.Unlock()
 			return nil

@@ -19,8 +19,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"function/handlers"
-	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 )
 
 // pagedLists makes the fake clientset answer pod lists as the API server does: Limit pods at
@@ -146,7 +146,7 @@ func TestReleaseAllPagesAndRestartsWhenTheContinueTokenExpires(t *testing.T) {
 			assert.Equal(t, tt.wantLists, lists())
 			assert.Equal(t, [3]int{10, len(held), 0}, progress.last(t))
 			for _, name := range held {
-				assert.NotContains(t, livePod(t, f.client, name[len("default/"):]).Finalizers, drain.Finalizer, name)
+				assert.NotContains(t, livePod(t, f.client, name[len("default/"):]).Finalizers, names.Finalizer, name)
 			}
 			assert.Len(t, events(f.client), len(held), "one FinalizerRemoved Event each")
 		})
@@ -188,9 +188,9 @@ func TestReleaseAllCountsAFailedPodAndReleasesTheOthers(t *testing.T) {
 	others := slices.DeleteFunc(slices.Clone(held), func(s string) bool { return s == "default/"+bad })
 	assert.Equal(t, handlers.ReleaseResult{Released: others, Failed: 1, Listed: 20}, res)
 	assert.Equal(t, [3]int{20, len(others), 1}, progress.last(t))
-	assert.Contains(t, livePod(t, f.client, bad).Finalizers, drain.Finalizer)
+	assert.Contains(t, livePod(t, f.client, bad).Finalizers, names.Finalizer)
 	for _, name := range others {
-		assert.NotContains(t, livePod(t, f.client, name[len("default/"):]).Finalizers, drain.Finalizer, name)
+		assert.NotContains(t, livePod(t, f.client, name[len("default/"):]).Finalizers, names.Finalizer, name)
 	}
 }
 
@@ -275,7 +275,7 @@ func TestReleaseAllPatchesWithWorkersAtOnce(t *testing.T) {
 func TestReleaseAll(t *testing.T) {
 	f := newFixture(t, false,
 		newPod(named("held"), ours, managed, deleting, started(s40)),
-		newPod(named("running"), finalizers("example.com/keep", drain.Finalizer), managed),
+		newPod(named("running"), finalizers("example.com/keep", names.Finalizer), managed),
 		newPod(named("plain"), managed))
 
 	res, err := handlers.NewReleaser(f.rec).ReleaseAll(context.Background(), "", handlers.ReleaseOptions{})
@@ -285,7 +285,7 @@ func TestReleaseAll(t *testing.T) {
 	assert.Empty(t, livePod(t, f.client, "held").Finalizers)
 	assert.Equal(t, []string{"example.com/keep"}, livePod(t, f.client, "running").Finalizers)
 	for _, e := range events(f.client) {
-		assert.Equal(t, handlers.EventFinalizerRemoved, e.Reason)
+		assert.Equal(t, names.EventFinalizerRemoved, e.Reason)
 		assert.Contains(t, e.Message, "uninstalled")
 	}
 }

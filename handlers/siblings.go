@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"function/handlers/drain"
+	"function/names"
 )
 
 // siblings indexes the drains waiting for their owner's replacement by the controller (the
@@ -136,7 +137,7 @@ func (s *siblings) note(ctx context.Context, deps Deps, pod *corev1.Pod, d drain
 	if len(closed) == 0 {
 		return
 	}
-	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && slices.Contains(closed, drain.GateReplacement) {
+	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && slices.Contains(closed, names.GateReplacement) {
 		s.wait(PodKey{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID}, ref.UID)
 	}
 	// Reported again when the set of closed gates changes, not their details (every look's).
@@ -144,5 +145,5 @@ func (s *siblings) note(ctx context.Context, deps Deps, pod *corev1.Pod, d drain
 		return
 	}
 	msg := fmt.Sprintf("Containers stopped; the drain waits for %s, until %s at the latest", drain.ClosedGates(d.Gates), d.Deadline.Format(time.RFC3339))
-	deps.event(ctx, pod, corev1.EventTypeNormal, EventDrainWaiting, msg)
+	deps.event(ctx, pod, corev1.EventTypeNormal, names.EventDrainWaiting, msg)
 }

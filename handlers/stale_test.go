@@ -13,6 +13,7 @@ import (
 
 	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 )
 
 // An event older than this process's own last write to the pod (a burst of update events at
@@ -22,7 +23,7 @@ func TestStaleEventCostsNothing(t *testing.T) {
 	f := newFixture(t, false, pod)
 	f.client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		written := pod.DeepCopy()
-		written.ResourceVersion, written.Finalizers = "1003", []string{drain.Finalizer}
+		written.ResourceVersion, written.Finalizers = "1003", []string{names.Finalizer}
 		return true, written, nil
 	})
 	out, err := f.rec.Reconcile(context.Background(), pod)
@@ -47,7 +48,7 @@ func TestStaleEventCostsNothing(t *testing.T) {
 			old := pod.DeepCopy()
 			old.ResourceVersion = tt.rv
 			if tt.rv == "1003" {
-				old.Finalizers = []string{drain.Finalizer}
+				old.Finalizers = []string{names.Finalizer}
 			}
 			out, err := f.rec.Reconcile(context.Background(), old)
 			require.NoError(t, err)

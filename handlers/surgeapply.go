@@ -20,6 +20,7 @@ import (
 
 	"function/config"
 	"function/handlers/surge"
+	"function/names"
 )
 
 // evaluateLocked reads the Deployment ns/name (listed: as the sweep listed it just now, nil:
@@ -55,7 +56,7 @@ func (c *SurgeController) evaluateLocked(ctx context.Context, cfg config.Config,
 	_, err := Guarded(ctx, d, surgeGuardAttempts,
 		func(ctx context.Context, d *appsv1.Deployment) error {
 			c.bound(d, now)
-			if optedOut = d.Annotations[surge.AnnotationSurgeRollout] != "true"; optedOut {
+			if optedOut = d.Annotations[names.AnnotationSurgeRollout] != "true"; optedOut {
 				return nil
 			}
 			rep, lastErr = c.apply(ctx, cfg, d, vpas, now)
@@ -121,9 +122,8 @@ func (c *SurgeController) apply(ctx context.Context, cfg config.Config, d *appsv
 	in := surge.DecideInput{
 		Input: surge.Input{Deployment: d, Pods: pods, VPA: surge.ControllingVPA(vpas, d.Namespace, d.Name),
 			AdmissionController: admissionControllerAlive(ctx, c.Deps, cfg),
-			Settings: surge.Settings{PodUpdateThreshold: cfg.Surge.PodUpdateThreshold, InRecommendationBoundsEvictionLifetimeThreshold: cfg.Surge.InBoundsLifetime,
-				EvictAfterOOMThreshold: cfg.Surge.EvictAfterOOM, UseAdmissionControllerStatus: cfg.Surge.UseAdmissionControllerStatus},
-			LimitRanges: lrs},
+			Settings:            surge.SettingsOf(cfg.Surge),
+			LimitRanges:         lrs},
 		Enabled: cfg.Surge.Enabled && !cfg.Uninstalling, Excluded: !cfg.Namespaces.Selects(d.Namespace), Limits: limits, Now: now,
 	}
 	dec := surge.Decide(in)
@@ -163,7 +163,7 @@ func (c *SurgeController) apply(ctx context.Context, cfg config.Config, d *appsv
 	}
 	patch, err := surge.Patch(d, dec)
 	if err == nil {
-		_, err = c.Client.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: Component})
+		_, err = c.Client.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: names.Component})
 	}
 	if err != nil {
 		if claimed && definitelyNotApplied(err) { // else the restart may have been written: its slot stays, to its end or deadline
@@ -214,7 +214,7 @@ func (c *SurgeController) writeFailed(ctx context.Context, log *slog.Logger, d *
 	log.WarnContext(ctx, "surge rollout: the API server refuses the write; not tried again for this prediction", slog.String("error", cut(err.Error())))
 	c.metrics().SurgeRollout(ctx, OutcomeFailed, -1, 0)
 	msg := fmt.Sprintf("cannot %s the surge rollout (prediction %s): %s; not tried again for this prediction", dec.Action, dec.State.Prediction, cut(why))
-	c.reports.record(ctx, log, d, corev1.EventTypeWarning, EventSurgeRolloutFailed, msg)
+	c.reports.record(ctx, log, d, corev1.EventTypeWarning, names.EventSurgeRolloutFailed, msg)
 	return nil
 }
 
@@ -275,7 +275,7 @@ func admissionControllerAlive(ctx context.Context, deps Deps, cfg config.Config)
 	if ns == "" {
 		ns = status.AdmissionControllerStatusNamespace
 	}
-	ok, err := status.NewClient(deps.Client, status.AdmissionControllerStatusName, ns, time.Minute, Component).
+	ok, err := status.NewClient(deps.Client, status.AdmissionControllerStatusName, ns, time.Minute, names.Component).
 		IsStatusValid(ctx, status.AdmissionControllerStatusTimeout)
 	if err != nil {
 		deps.Log.DebugContext(ctx, "surge rollout: VPA's admission controller status unreadable", slog.String("namespace", ns), slog.String("error", err.Error()))

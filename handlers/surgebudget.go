@@ -13,11 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"function/handlers/surge"
+	"function/names"
 )
-
-// AnnotationSurgeSlots holds the surge-rollout budget (surge.Slots, JSON) on the function's
-// own Lease.
-const AnnotationSurgeSlots = "vpagracefuldrain.dev/surge-slots"
 
 // budgetAttempts bounds the guarded updates of one claim or release that lose to another
 // replica's.
@@ -126,7 +123,7 @@ func (b *SurgeBudget) readLocked(ctx context.Context) (surge.Slots, *coordinatio
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the surge budget Lease %s/%s: %w", b.namespace, b.name, err)
 	}
-	slots, err := surge.ParseSlots(lease.Annotations[AnnotationSurgeSlots])
+	slots, err := surge.ParseSlots(lease.Annotations[names.AnnotationSurgeSlots])
 	if err != nil {
 		return nil, lease, nil
 	}
@@ -137,14 +134,14 @@ func (b *SurgeBudget) writeLocked(ctx context.Context, lease *coordinationv1.Lea
 	leases := b.client.CoordinationV1().Leases(b.namespace)
 	if lease == nil {
 		_, err := leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: b.name, Namespace: b.namespace,
-			Annotations: map[string]string{AnnotationSurgeSlots: s.String()}}}, metav1.CreateOptions{FieldManager: Component})
+			Annotations: map[string]string{names.AnnotationSurgeSlots: s.String()}}}, metav1.CreateOptions{FieldManager: names.Component})
 		return err
 	}
 	lease = lease.DeepCopy()
 	if lease.Annotations == nil {
 		lease.Annotations = map[string]string{}
 	}
-	lease.Annotations[AnnotationSurgeSlots] = s.String()
-	_, err := leases.Update(ctx, lease, metav1.UpdateOptions{FieldManager: Component})
+	lease.Annotations[names.AnnotationSurgeSlots] = s.String()
+	_, err := leases.Update(ctx, lease, metav1.UpdateOptions{FieldManager: names.Component})
 	return err
 }

@@ -19,16 +19,7 @@ import (
 	"function/config"
 	"function/handlers/drain"
 	"function/handlers/surge"
-)
-
-// Kubernetes Event reasons of surge rollouts, on the Deployment (surge's table of actions).
-const (
-	EventSurgeRolloutStarted      = surge.EventStarted
-	EventSurgeRolloutCompleted    = surge.EventCompleted
-	EventSurgeRolloutAborted      = surge.EventAborted
-	EventSurgeRolloutSkipped      = surge.EventSkipped
-	EventSurgeRolloutFailed       = surge.EventFailed
-	EventSurgeRolloutStateInvalid = surge.EventStateInvalid
+	"function/names"
 )
 
 // OutcomeFailed is the metric outcome of a surge write the API server refused for good.
@@ -317,7 +308,7 @@ func (c *SurgeController) bound(d *appsv1.Deployment, now time.Time) {
 	switch {
 	case st.Phase == surge.PhaseRolling:
 		c.asks.put(key, now.Add(SurgeEvalRolling))
-	case d.Annotations[surge.AnnotationSurgeRollout] == "true":
+	case d.Annotations[names.AnnotationSurgeRollout] == "true":
 		c.asks.put(key, now.Add(SurgeEvalOptedIn))
 	default:
 		c.asks.put(key, now.Add(SurgeEvalOther))

@@ -23,6 +23,7 @@ import (
 	"function/handlers"
 	"function/handlers/surge"
 	"function/internal/testutil"
+	"function/names"
 )
 
 func surgeOn(c *config.Config) { c.Surge.Enabled = true }
@@ -106,7 +107,7 @@ func TestSurgeWriteRefused(t *testing.T) {
 			assert.Equal(t, []string{handlers.OutcomeFailed}, m.outcomes)
 			events := deploymentEvents(t, f, "default")
 			require.Len(t, events, 1)
-			assert.Equal(t, handlers.EventSurgeRolloutFailed, events[0].Reason)
+			assert.Equal(t, names.EventSurgeRolloutFailed, events[0].Reason)
 			assert.Equal(t, corev1.EventTypeWarning, events[0].Type)
 			assert.Contains(t, events[0].Message, "not tried again for this prediction")
 			assert.Zero(t, f.surge.Queued(), "nothing queued to retry it")
@@ -119,7 +120,7 @@ func TestSurgeWriteRefused(t *testing.T) {
 func forged(ns, name string, st string, opts ...deployOpt) runtime.Object {
 	d := webDeployment(1, append([]deployOpt{func(d *appsv1.Deployment) {
 		d.Namespace, d.Name, d.UID = ns, name, types.UID("uid-"+ns+"-"+name)
-		d.Annotations = map[string]string{surge.AnnotationSurgeRollout: "true", surge.AnnotationState: st}
+		d.Annotations = map[string]string{names.AnnotationSurgeRollout: "true", names.AnnotationSurgeState: st}
 	}}, opts...)...)
 	return d
 }
@@ -174,7 +175,7 @@ func TestSurgeForgedStates(t *testing.T) {
 func TestSurgeInvalidStateWarnedOnce(t *testing.T) {
 	objs := surgeObjects("Recreate") // skipped: nothing else written
 	d := objs[0].(*appsv1.Deployment)
-	d.Annotations[surge.AnnotationState] = `{"phase":"` + strings.Repeat("x", 5000) + `"}`
+	d.Annotations[names.AnnotationSurgeState] = `{"phase":"` + strings.Repeat("x", 5000) + `"}`
 	f := newAdviceFixture(t, false, surgeOn, objs...)
 	ctx := context.Background()
 	for range 3 {
@@ -184,7 +185,7 @@ func TestSurgeInvalidStateWarnedOnce(t *testing.T) {
 	}
 	var warnings []corev1.Event
 	for _, e := range deploymentEvents(t, f, "default") {
-		if e.Reason == handlers.EventSurgeRolloutStateInvalid {
+		if e.Reason == names.EventSurgeRolloutStateInvalid {
 			warnings = append(warnings, e)
 		}
 	}
@@ -207,7 +208,7 @@ func TestSurgeWaysOut(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			other := webDeployment(1, func(d *appsv1.Deployment) { // opted in too, due a rollout
 				d.Name, d.UID = "api", "uid-api"
-				d.Annotations = map[string]string{surge.AnnotationSurgeRollout: "true"}
+				d.Annotations = map[string]string{names.AnnotationSurgeRollout: "true"}
 			})
 			f := newAdviceFixture(t, false, surgeOn, append(surgeObjects("Initial"), other)...)
 			ctx := context.Background()
@@ -227,7 +228,7 @@ func TestSurgeWaysOut(t *testing.T) {
 			assert.Zero(t, countVerbs(testutil.Verbs(f.client), "list deployments"), "no Deployment listed to start one")
 			d, err := f.client.AppsV1().Deployments("default").Get(ctx, "api", metav1.GetOptions{})
 			require.NoError(t, err)
-			assert.Empty(t, d.Spec.Template.Annotations[surge.AnnotationRestartedAt], "none started")
+			assert.Empty(t, d.Spec.Template.Annotations[names.AnnotationRestartedAt], "none started")
 		})
 	}
 }
@@ -251,7 +252,7 @@ func completeRollout(t *testing.T, f *adviceFixture) {
 	_, err = pods.Create(ctx, newPod(deployment, func(p *corev1.Pod) {
 		p.Name, p.UID = "web-new", "uid-web-new"
 		p.Labels["app"] = "web"
-		p.Annotations = map[string]string{surge.AnnotationPrediction: st.Prediction}
+		p.Annotations = map[string]string{names.AnnotationPredictedResources: st.Prediction}
 		p.Spec.Containers = []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{Requests: st.Requests["app"]}}}
 		p.Status.Phase = corev1.PodRunning
 		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
@@ -285,7 +286,7 @@ func TestSurgeRefusedFollowBacksOff(t *testing.T) {
 	assert.Equal(t, 9, f.surge.Requeues("default/web"), "each later evaluation with the backoff")
 	failed := 0
 	for _, e := range deploymentEvents(t, f, "default") {
-		if e.Reason == handlers.EventSurgeRolloutFailed {
+		if e.Reason == names.EventSurgeRolloutFailed {
 			failed++
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"function/handlers/drain/draintest"
 	"function/handlers/surge"
 	"function/internal/testutil"
+	"function/names"
 )
 
 // surgeObjects are an opted-in 1-replica Deployment web (maxSurge 1, maxUnavailable 0, its
@@ -33,7 +34,7 @@ import (
 func surgeObjects(vpaMode string) []runtime.Object {
 	requests := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10"), corev1.ResourceMemory: resource.MustParse("1Gi")}
 	d := webDeployment(1, func(d *appsv1.Deployment) {
-		d.Annotations = map[string]string{surge.AnnotationSurgeRollout: "true"}
+		d.Annotations = map[string]string{names.AnnotationSurgeRollout: "true"}
 		d.Generation, d.ResourceVersion = 2, "10"
 		d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
 			MaxSurge: ptr.To(intstr.FromInt32(1)), MaxUnavailable: ptr.To(intstr.FromInt32(0))}}
@@ -119,9 +120,9 @@ func TestSurgeSweep(t *testing.T) {
 			require.NoError(t, err)
 			switch {
 			case tt.dryRun || tt.action == surge.None:
-				assert.Empty(t, d.Spec.Template.Annotations[surge.AnnotationRestartedAt], "nothing written")
+				assert.Empty(t, d.Spec.Template.Annotations[names.AnnotationRestartedAt], "nothing written")
 			case tt.action == surge.Restart:
-				assert.NotEmpty(t, d.Spec.Template.Annotations[surge.AnnotationRestartedAt])
+				assert.NotEmpty(t, d.Spec.Template.Annotations[names.AnnotationRestartedAt])
 				assert.Equal(t, surge.PhaseRolling, st.Phase)
 			case tt.action == surge.Skip:
 				assert.Equal(t, surge.CondVPAEvicts, st.Skipped)
@@ -276,7 +277,7 @@ func TestSurgeEventsFollowTheRollout(t *testing.T) {
 	fresh := newPod(deployment, func(p *corev1.Pod) {
 		p.Name, p.UID = "web-new", "uid-web-new"
 		p.Labels["app"] = "web"
-		p.Annotations = map[string]string{surge.AnnotationPrediction: st.Prediction}
+		p.Annotations = map[string]string{names.AnnotationPredictedResources: st.Prediction}
 		p.Spec.Containers = []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{Requests: st.Requests["app"]}}}
 		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 	})

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"function/handlers/surge"
+	"function/names"
 )
 
 // surgeReports are what the surge controller says of the decisions it applies: the metric and
@@ -28,7 +29,7 @@ func (c *surgeReports) warnState(ctx context.Context, d *appsv1.Deployment, why 
 	if why == "" || c.deps.DryRun {
 		return
 	}
-	sum := sha256.Sum256([]byte(d.Annotations[surge.AnnotationState]))
+	sum := sha256.Sum256([]byte(d.Annotations[names.AnnotationSurgeState]))
 	key, h := d.Namespace+"/"+d.Name, hex.EncodeToString(sum[:8])
 	if holds(&c.warned, key, h) {
 		return
@@ -36,7 +37,7 @@ func (c *surgeReports) warnState(ctx context.Context, d *appsv1.Deployment, why 
 	c.warned.put(key, h)
 	log := c.deps.Log.With(slog.String("namespace", d.Namespace), slog.String("deployment", d.Name))
 	log.WarnContext(ctx, "surge rollout: the Deployment's state is ignored", slog.String("reason", why))
-	c.record(ctx, log, d, corev1.EventTypeWarning, EventSurgeRolloutStateInvalid, why)
+	c.record(ctx, log, d, corev1.EventTypeWarning, names.EventSurgeRolloutStateInvalid, why)
 }
 
 // report counts an applied decision and records its Event on the Deployment.

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"function/handlers/surge"
+	"function/names"
 )
 
 // surgeListPage is the page size of the sweep's list of Deployments.
@@ -52,7 +53,7 @@ func (c *SurgeController) Sweep(ctx context.Context) (SurgeResult, error) {
 			}
 			for i := range list.Items {
 				d := &list.Items[i]
-				if d.Annotations[surge.AnnotationSurgeRollout] == "true" && cfg.Namespaces.Selects(d.Namespace) {
+				if d.Annotations[names.AnnotationSurgeRollout] == "true" && cfg.Namespaces.Selects(d.Namespace) {
 					keys[d.Namespace+"/"+d.Name] = d
 				}
 			}

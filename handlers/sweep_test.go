@@ -15,8 +15,8 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"function/handlers"
-	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 )
 
 // named gives the pod its own name and uid.
@@ -37,7 +37,7 @@ func TestSweep(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, handlers.SweepResult{Pods: 4, Writes: 2}, res)
 	assert.ElementsMatch(t, []string{"list pods", "patch pods", "patch pods", "create events"}, testutil.Verbs(f.client))
-	assert.Equal(t, []string{drain.Finalizer}, livePod(t, f.client, "new").Finalizers)
+	assert.Equal(t, []string{names.Finalizer}, livePod(t, f.client, "new").Finalizers)
 	assert.Empty(t, livePod(t, f.client, "drained").Finalizers)
 	assert.Equal(t, 1, f.rec.Rechecks.Len(), "the waiting drain gets a re-check")
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"function/handlers/drain"
+	"function/names"
 )
 
 // SweepLease makes the replicas share one sweep schedule: each sweep first claims the Lease
@@ -44,7 +45,7 @@ func (l *SweepLease) claim(ctx context.Context, now time.Time, interval, gap tim
 	lease, err := leases.Get(ctx, l.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		_, err = leases.Create(ctx, l.stamp(&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: l.Name, Namespace: l.Namespace}}, now, interval),
-			metav1.CreateOptions{FieldManager: Component})
+			metav1.CreateOptions{FieldManager: names.Component})
 		if apierrors.IsAlreadyExists(err) {
 			return false, now.Add(interval), nil // another replica claimed it first
 		}
@@ -62,7 +63,7 @@ func (l *SweepLease) claim(ctx context.Context, now time.Time, interval, gap tim
 			return false, last.Add(interval), nil
 		}
 	}
-	_, err = leases.Update(ctx, l.stamp(lease, now, interval), metav1.UpdateOptions{FieldManager: Component})
+	_, err = leases.Update(ctx, l.stamp(lease, now, interval), metav1.UpdateOptions{FieldManager: names.Component})
 	switch {
 	case apierrors.IsConflict(err):
 		return false, now.Add(interval), nil // another replica claimed it first

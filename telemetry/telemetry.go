@@ -20,11 +20,11 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
 
-	"function/eventing"
+	"function/names"
 )
 
 // ServiceName names the function in traces and OTLP metrics.
-const ServiceName = "vpa-graceful-drain"
+const ServiceName = names.Component
 
 // Telemetry holds the function's meter and tracer providers. It is created once per process
 // (New) and passed where it is needed: nothing here is global. A nil *Telemetry records
@@ -43,6 +43,8 @@ type Telemetry struct {
 
 	// The attribute sets of the metrics recorded for every event and API request.
 	decisionSets, eventSets, apiSets attrCache
+	// handled are Options.EventTypes.
+	handled map[string]bool
 }
 
 // Options adjust New (tests).
@@ -51,6 +53,9 @@ type Options struct {
 	Env map[string]string
 	// SpanExporter, when set, receives every span (tests); OTLP is still configured by Env.
 	SpanExporter sdktrace.SpanExporter
+	// EventTypes are the CloudEvents types the function handles (eventing.HandledTypes): the
+	// events metric labels these by name, any other as TypeOther.
+	EventTypes []string
 }
 
 // OTLP is on when one of these standard variables is set (the exporters read the rest of the
@@ -71,7 +76,10 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 	t := &Telemetry{registry: prometheus.NewRegistry(),
 		decisionSets: attrCache{key1: AttrAction, key2: AttrReason},
 		eventSets:    attrCache{key1: AttrType, key2: AttrCode},
-		apiSets:      attrCache{key1: AttrVerb, key2: AttrCode}}
+		apiSets:      attrCache{key1: AttrVerb, key2: AttrCode}, handled: map[string]bool{}}
+	for _, typ := range o.EventTypes {
+		t.handled[typ] = true
+	}
 	promExporter, err := otelprom.New(otelprom.WithRegisterer(t.registry), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
 	if err != nil {
 		return nil, fmt.Errorf("creating the Prometheus exporter: %w", err)
@@ -129,30 +137,30 @@ func (t *Telemetry) instruments() error {
 		errs = append(errs, err)
 		return g
 	}
-	t.decisions = counter(Decisions, "Decisions, by action and reason.")
-	t.events = counter(Events, "Events received, by CloudEvents type and HTTP status code.")
-	t.apiRequests = counter(APIRequests, "Requests to the Kubernetes API, by verb and status code.")
-	t.sweeps = counter(Sweeps, "Sweeps of every pod, by result.")
-	t.sweepPods = counter(SweepPods, "Pods the sweeps looked at.")
-	t.sweepWrites = counter(SweepWrites, "Writes the sweeps made.")
-	t.sweepFailures = counter(SweepFailures, "Pods the sweeps failed to reconcile.")
-	t.drainDuration = histogram(DrainDuration, "How long finished drains held their pod, by reason and owner kind.", durations)
-	t.capacityGap = histogram(CapacityGap, "Per eviction of a Deployment's or StatefulSet's pod: seconds from the eviction until the owner was back at its desired Ready replicas.", durations)
-	t.surgeRollouts = counter(SurgeRollouts, "Surge-rollout decisions applied, by outcome.")
-	t.surgeDuration = histogram(SurgeRolloutDuration, "Per surge rollout that ended: seconds from its start to its end, by outcome.", durations)
+	t.decisions = counter(names.MetricDecisions, "Decisions, by action and reason.")
+	t.events = counter(names.MetricEvents, "Events received, by CloudEvents type and HTTP status code.")
+	t.apiRequests = counter(names.MetricAPIRequests, "Requests to the Kubernetes API, by verb and status code.")
+	t.sweeps = counter(names.MetricSweeps, "Sweeps of every pod, by result.")
+	t.sweepPods = counter(names.MetricSweepPods, "Pods the sweeps looked at.")
+	t.sweepWrites = counter(names.MetricSweepWrites, "Writes the sweeps made.")
+	t.sweepFailures = counter(names.MetricSweepFailures, "Pods the sweeps failed to reconcile.")
+	t.drainDuration = histogram(names.MetricDrainDuration, "How long finished drains held their pod, by reason and owner kind.", durations)
+	t.capacityGap = histogram(names.MetricCapacityGap, "Per eviction of a Deployment's or StatefulSet's pod: seconds from the eviction until the owner was back at its desired Ready replicas.", durations)
+	t.surgeRollouts = counter(names.MetricSurgeRollouts, "Surge-rollout decisions applied, by outcome.")
+	t.surgeDuration = histogram(names.MetricSurgeRolloutDuration, "Per surge rollout that ended: seconds from its start to its end, by outcome.", durations)
 	var err error
-	t.surgeGap, err = m.Int64Histogram(SurgeRolloutCapacityGap, metric.WithExplicitBucketBoundaries(0, 1, 2, 3, 5, 10, 20),
+	t.surgeGap, err = m.Int64Histogram(names.MetricSurgeRolloutCapacityGap, metric.WithExplicitBucketBoundaries(0, 1, 2, 3, 5, 10, 20),
 		metric.WithDescription("Per surge rollout that ended: the most replicas short of Ready pods seen while it rolled (0 is the point), by outcome."))
 	errs = append(errs, err)
-	t.eventDuration = histogram(EventDuration, "Time to handle one event.", latencies)
-	t.sweepDuration = histogram(SweepDuration, "Time one sweep took.", latencies)
+	t.eventDuration = histogram(names.MetricEventDuration, "Time to handle one event.", latencies)
+	t.sweepDuration = histogram(names.MetricSweepDuration, "Time one sweep took.", latencies)
 	// Both results from the start, so increase() sees the first failed sweep.
 	for _, r := range []string{"ok", "failed"} {
 		t.sweeps.Add(context.Background(), 0, metric.WithAttributes(attribute.String(AttrResult, r)))
 	}
-	t.inProgress = gauge(DrainsInProgress, "Drains this replica is waiting on.")
-	t.overdue = gauge(DrainsOverdue, "Pods the last sweep found held past their deadline.")
-	t.clockOffset, err = m.Float64ObservableGauge(ClockOffset, metric.WithUnit("s"),
+	t.inProgress = gauge(names.MetricDrainsInProgress, "Drains this replica is waiting on.")
+	t.overdue = gauge(names.MetricDrainsOverdue, "Pods the last sweep found held past their deadline.")
+	t.clockOffset, err = m.Float64ObservableGauge(names.MetricClockOffset, metric.WithUnit("s"),
 		metric.WithDescription("The API server's clock minus this replica's (drains are timed on the API server's)."))
 	errs = append(errs, err)
 	return errors.Join(errs...)
@@ -248,16 +256,16 @@ func (t *Telemetry) CapacityGap(ctx context.Context, ownerKind, namespace string
 }
 
 // TypeOther is the type label of an event of a type the function does not handle: the label
-// comes from a closed set (eventing.HandledTypes and this), whatever Ce-Type a sender writes.
+// comes from a closed set (Options.EventTypes and this), whatever Ce-Type a sender writes.
 const TypeOther = "other"
 
 // Event counts one event received and the time it took. ceType is counted as is when the
-// function handles it (eventing.HandledType), as TypeOther otherwise.
+// function handles it (Options.EventTypes), as TypeOther otherwise.
 func (t *Telemetry) Event(ctx context.Context, ceType string, code int, took time.Duration) {
 	if t == nil {
 		return
 	}
-	if !eventing.HandledType(ceType) {
+	if !t.handled[ceType] {
 		ceType = TypeOther
 	}
 	t.events.Add(ctx, 1, t.eventSets.option(ceType, statusCode(code)))

@@ -20,13 +20,14 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"function/eventing"
+	"function/names"
 	"function/telemetry"
 )
 
 func newTelemetry(t *testing.T) (*telemetry.Telemetry, *tracetest.InMemoryExporter) {
 	t.Helper()
 	spans := tracetest.NewInMemoryExporter()
-	tel, err := telemetry.New(context.Background(), telemetry.Options{SpanExporter: spans})
+	tel, err := telemetry.New(context.Background(), telemetry.Options{SpanExporter: spans, EventTypes: eventing.HandledTypes()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	return tel, spans
@@ -94,14 +95,14 @@ func TestEventTypeLabelIsClosed(t *testing.T) {
 		{"dev.knative.apiserver.ref.add", "dev.knative.apiserver.ref.add"},
 		{"dev.knative.apiserver.ref.update", "dev.knative.apiserver.ref.update"},
 		{"dev.knative.apiserver.ref.delete", "dev.knative.apiserver.ref.delete"},
-		{eventing.TypeSweep, eventing.TypeSweep},
-		{eventing.TypePing, eventing.TypePing},
+		{names.TypeSweep, names.TypeSweep},
+		{names.TypePing, names.TypePing},
 		{"com.example.unknown", telemetry.TypeOther},
 		{"", telemetry.TypeOther},
 		{"DEV.KNATIVE.APISERVER.RESOURCE.ADD", telemetry.TypeOther},
 		{"dev.knative.apiserver.resource.add ", telemetry.TypeOther},
 		{strings.Repeat("x", 10_000), telemetry.TypeOther},
-		{eventing.TypeFinalizerAdded, telemetry.TypeOther}, // a reply type is not one received
+		{names.ReplyFinalizerAdded, telemetry.TypeOther}, // a reply type is not one received
 	}
 	handled := 0
 	for _, tt := range tests {

@@ -5,14 +5,14 @@ import (
 	"net/http"
 	"strings"
 
+	"function/names"
+
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"knative.dev/pkg/network"
-
-	"function/eventing"
 )
 
 // WrapTransport counts every Kubernetes API request by verb and status code and makes a
@@ -101,8 +101,8 @@ func (t *Telemetry) StartEvent(ctx context.Context, e event.Event) (context.Cont
 	if t == nil {
 		return ctx, trace.SpanFromContext(ctx) // a no-op span
 	}
-	ctx = traceContext.Extract(ctx, extensionCarrier(eventing.Extensions(e)))
-	return t.tracer.Start(ctx, "vpagracefuldrain.event", trace.WithSpanKind(trace.SpanKindServer),
+	ctx = traceContext.Extract(ctx, carrierOf(e))
+	return t.tracer.Start(ctx, names.SpanEvent, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("cloudevents.event_type", e.Type()), attribute.String("cloudevents.event_subject", e.Subject()),
 			attribute.String("cloudevents.event_id", e.ID())))
 }
@@ -111,6 +111,14 @@ func (t *Telemetry) StartEvent(ctx context.Context, e event.Event) (context.Cont
 // extract from): its distributed-tracing extensions are the W3C trace context headers. Only
 // string values count.
 type extensionCarrier map[string]any
+
+// carrierOf is e's extensions, read in place (Event.Extensions copies the map on every call).
+func carrierOf(e event.Event) extensionCarrier {
+	if c, ok := e.Context.(*event.EventContextV1); ok && c != nil {
+		return c.Extensions
+	}
+	return e.Extensions()
+}
 
 func (c extensionCarrier) Get(key string) string {
 	v, _ := c[key].(string)
@@ -137,9 +145,9 @@ func InjectEvent(ctx context.Context, e *event.Event) {
 type replyCarrier struct{ e *event.Event }
 
 func (c replyCarrier) Get(key string) string {
-	return extensionCarrier(eventing.Extensions(*c.e)).Get(key)
+	return carrierOf(*c.e).Get(key)
 }
 
 func (c replyCarrier) Set(key, value string) { c.e.SetExtension(key, value) }
 
-func (c replyCarrier) Keys() []string { return extensionCarrier(eventing.Extensions(*c.e)).Keys() }
+func (c replyCarrier) Keys() []string { return carrierOf(*c.e).Keys() }

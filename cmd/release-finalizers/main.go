@@ -65,7 +65,7 @@ import (
 
 	"function/config"
 	"function/handlers"
-	"function/handlers/drain"
+	"function/names"
 )
 
 type options struct {
@@ -136,7 +136,7 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("loading cluster config: %w", err)
 	}
-	cfg.UserAgent = handlers.Component + "-release"
+	cfg.UserAgent = names.Component + "-release"
 	// client-go's default (5 requests/s) would take over an hour for 10,000 pods.
 	cfg.QPS, cfg.Burst = float32(o.qps), o.burst
 	client, err := kubernetes.NewForConfig(cfg)
@@ -223,7 +223,7 @@ func leftInstalled(o options) string {
 	return fmt.Sprintf("-namespace %s: %s pods in namespace %s only; vpa-graceful-drain is still installed "+
 		"(its ConfigMap was not marked as uninstalling: it adds %s again to the pods it manages in %s unless its %s excludes it) "+
 		"and its PodDisruptionBudgets were left in every namespace; to remove all, run release-finalizers without -namespace",
-		o.namespace, verb(o.dryRun), o.namespace, drain.Finalizer, o.namespace, config.KeyNamespaceSelector)
+		o.namespace, verb(o.dryRun), o.namespace, names.Finalizer, o.namespace, config.KeyNamespaceSelector)
 }
 
 // stillReAdded is the error of a last pass that still had pods to release: something keeps
@@ -242,7 +242,7 @@ func stillReAdded(passes int, pods []string, namespace string) error {
 	}
 	return fmt.Errorf("pass %d of %d still released %d pod(s) (%s%s): something keeps adding %s back: "+
 		"%s, or a controller or admission webhook of your own; stop it (kubectl get pods %s -o yaml shows the finalizer's field manager in metadata.managedFields) and run again",
-		passes, passes, len(pods), strings.Join(shown, ", "), more, drain.Finalizer, cause, get)
+		passes, passes, len(pods), strings.Join(shown, ", "), more, names.Finalizer, cause, get)
 }
 
 // markUninstalling annotates the function's ConfigMap (namespace/name). A ConfigMap that does
@@ -252,8 +252,8 @@ func markUninstalling(ctx context.Context, client kubernetes.Interface, ref stri
 	if !ok || ns == "" || name == "" {
 		return fmt.Errorf("-config-map %q: want namespace/name", ref)
 	}
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}}}`, config.AnnotationUninstalling)
-	_, err := client.CoreV1().ConfigMaps(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: handlers.Component + "-release"})
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}}}`, names.AnnotationUninstalling)
+	_, err := client.CoreV1().ConfigMaps(ns).Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: names.Component + "-release"})
 	switch {
 	case apierrors.IsNotFound(err):
 		fmt.Fprintf(out, "ConfigMap %s not found: nothing to mark (a function that follows it is already in uninstall mode)\n", ref)
@@ -261,7 +261,7 @@ func markUninstalling(ctx context.Context, client kubernetes.Interface, ref stri
 	case err != nil:
 		return fmt.Errorf("marking ConfigMap %s as uninstalling: %w", ref, err)
 	}
-	fmt.Fprintf(out, "marked ConfigMap %s with %s=true: the function adds no finalizer from now on\n", ref, config.AnnotationUninstalling)
+	fmt.Fprintf(out, "marked ConfigMap %s with %s=true: the function adds no finalizer from now on\n", ref, names.AnnotationUninstalling)
 	return nil
 }
 

@@ -20,9 +20,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"function/config"
 	"function/handlers"
-	"function/handlers/drain"
+	"function/names"
 )
 
 func TestSummary(t *testing.T) {
@@ -64,12 +63,12 @@ func heldPod(name string) *corev1.Pod { return heldPodIn("apps", name) }
 
 func heldPodIn(namespace, name string) *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, UID: types.UID("uid-" + namespace + "-" + name),
-		Finalizers: []string{drain.Finalizer}}}
+		Finalizers: []string{names.Finalizer}}}
 }
 
 func pacingPDB(namespace string) *policyv1.PodDisruptionBudget {
 	return &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: handlers.PDBName("web"), Namespace: namespace,
-		UID: types.UID("uid-pdb-" + namespace), Labels: map[string]string{handlers.LabelManagedBy: handlers.Component}}}
+		UID: types.UID("uid-pdb-" + namespace), Labels: map[string]string{names.LabelManagedBy: names.Component}}}
 }
 
 // calls is every API call the fake clientset saw, in order, as "verb resource namespace/name"
@@ -188,9 +187,9 @@ func TestUninstallTouchesOnlyTheNamespaceGiven(t *testing.T) {
 			live, err := c.CoreV1().ConfigMaps("vpa-graceful-drain").Get(ctx, "vpa-graceful-drain", metav1.GetOptions{})
 			require.NoError(t, err)
 			if tt.marked {
-				assert.Equal(t, "true", live.Annotations[config.AnnotationUninstalling])
+				assert.Equal(t, "true", live.Annotations[names.AnnotationUninstalling])
 			} else {
-				assert.NotContains(t, live.Annotations, config.AnnotationUninstalling)
+				assert.NotContains(t, live.Annotations, names.AnnotationUninstalling)
 			}
 			for _, s := range tt.wantOut {
 				assert.Contains(t, out.String(), s)
@@ -216,7 +215,7 @@ func TestUninstallMarksTheConfigMapAndPassesUntilNothingIsLeft(t *testing.T) {
 
 	live, err := c.CoreV1().ConfigMaps("vpa-graceful-drain").Get(context.Background(), "vpa-graceful-drain", metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, "true", live.Annotations[config.AnnotationUninstalling])
+	assert.Equal(t, "true", live.Annotations[names.AnnotationUninstalling])
 	assert.Contains(t, out.String(), "marked ConfigMap")
 	assert.Contains(t, out.String(), "pass 1 done", "a second pass checks nothing was added meanwhile")
 	assert.NotContains(t, out.String(), "pass 2 done", "the second pass found nothing")
@@ -237,7 +236,7 @@ func TestUninstallFailsWhenSomethingKeepsAddingTheFinalizer(t *testing.T) {
 		p, err := c.Tracker().Get(pods, "apps", "a")
 		require.NoError(t, err)
 		pod := p.(*corev1.Pod).DeepCopy()
-		pod.Finalizers = []string{drain.Finalizer}
+		pod.Finalizers = []string{names.Finalizer}
 		require.NoError(t, c.Tracker().Update(pods, pod, "apps"))
 		return false, nil, nil
 	})
@@ -257,7 +256,7 @@ func TestUninstallFailsWhenSomethingKeepsAddingTheFinalizer(t *testing.T) {
 			o := options{namespace: tt.namespace, workers: 1, settle: time.Millisecond}
 			res, err := uninstall(context.Background(), c, o, slog.New(slog.DiscardHandler), &out)
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), fmt.Sprintf("pass %d of %d still released 1 pod(s) (apps/a): something keeps adding %s back", maxPasses, maxPasses, drain.Finalizer))
+			assert.Contains(t, err.Error(), fmt.Sprintf("pass %d of %d still released 1 pod(s) (apps/a): something keeps adding %s back", maxPasses, maxPasses, names.Finalizer))
 			for _, s := range tt.want {
 				assert.Contains(t, err.Error(), s)
 			}
@@ -305,13 +304,13 @@ func TestUninstallDryRun(t *testing.T) {
 	assert.Empty(t, live.Annotations)
 	p, err := c.CoreV1().Pods("apps").Get(context.Background(), "a", metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.Equal(t, []string{drain.Finalizer}, p.Finalizers)
+	assert.Equal(t, []string{names.Finalizer}, p.Finalizers)
 }
 
 // Last, uninstalling deletes the PodDisruptionBudgets pacing created, and no other.
 func TestUninstallDeletesThePDBsPacingCreated(t *testing.T) {
 	ours := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: handlers.PDBName("web"), Namespace: "apps", UID: "uid-ours",
-		Labels: map[string]string{handlers.LabelManagedBy: handlers.Component}}}
+		Labels: map[string]string{names.LabelManagedBy: names.Component}}}
 	theirs := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "apps", UID: "uid-theirs"}}
 	for _, dryRun := range []bool{false, true} {
 		c := fake.NewClientset(heldPod("a"), ours.DeepCopy(), theirs.DeepCopy())

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"function/config"
+	"function/names"
 )
 
 // Live follows one ConfigMap through the API (a watch on that object only), so every replica
@@ -118,7 +119,7 @@ func (l *Live) apply(ctx context.Context, cm *corev1.ConfigMap) {
 		l.warn(ctx, cm, fmt.Sprintf("Invalid configuration, the last good one stays in force: %v", err))
 		return
 	}
-	cfg.Uninstalling = strings.EqualFold(strings.TrimSpace(cm.Annotations[config.AnnotationUninstalling]), "true")
+	cfg.Uninstalling = strings.EqualFold(strings.TrimSpace(cm.Annotations[names.AnnotationUninstalling]), "true")
 	if l.last != nil && reflect.DeepEqual(*l.last, cfg) {
 		return
 	}
@@ -136,8 +137,8 @@ func (l *Live) warn(ctx context.Context, cm *corev1.ConfigMap, msg string) {
 		InvolvedObject: corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: cm.Namespace, Name: cm.Name,
 			UID: cm.UID, ResourceVersion: cm.ResourceVersion},
 		Reason: EventInvalidConfiguration, Message: msg, Type: corev1.EventTypeWarning,
-		Source:              corev1.EventSource{Component: "vpa-graceful-drain"},
-		ReportingController: "vpagracefuldrain.dev/vpa-graceful-drain", ReportingInstance: "vpa-graceful-drain",
+		Source:              corev1.EventSource{Component: names.Component},
+		ReportingController: names.ReportingController, ReportingInstance: names.Component,
 		FirstTimestamp: now, LastTimestamp: now, Count: 1,
 	}
 	if _, err := l.Client.CoreV1().Events(cm.Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {

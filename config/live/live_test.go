@@ -18,6 +18,7 @@ import (
 
 	"function/config"
 	"function/config/live"
+	"function/names"
 )
 
 // applied collects what Live hands over.
@@ -88,7 +89,7 @@ func TestLiveFollowsTheConfigMap(t *testing.T) {
 	assert.Len(t, a.all(), 2, "nothing applied")
 
 	// The uninstall marker, then the ConfigMap gone: uninstall mode either way.
-	update(t, c, configMap(map[string]string{config.KeyDrainTimeoutSeconds: "120"}, map[string]string{config.AnnotationUninstalling: "true"}))
+	update(t, c, configMap(map[string]string{config.KeyDrainTimeoutSeconds: "120"}, map[string]string{names.AnnotationUninstalling: "true"}))
 	require.Eventually(t, func() bool { n := a.all(); return len(n) == 3 && n[2].Uninstalling }, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, c.CoreV1().ConfigMaps("vpa-graceful-drain").Delete(context.Background(), "vpa-graceful-drain", metav1.DeleteOptions{}))
 	require.Eventually(t, func() bool { n := a.all(); return len(n) == 4 && n[3].Uninstalling }, 5*time.Second, 5*time.Millisecond)

@@ -22,6 +22,7 @@ import (
 
 	"function/config"
 	"function/handlers/drain"
+	"function/names"
 )
 
 // Finding is one thing that defeats a graceful eviction, with the exact fix.
@@ -185,7 +186,7 @@ func surgeHint(kind config.Kind) string {
 		return ""
 	}
 	return "; or let the function update it by surge rollouts (VPA in updateMode Initial, surgeRollout on, the Deployment annotated " +
-		drain.AnnotationSurgeRollout + ": \"true\"): the new pod is Ready before the old one goes"
+		names.AnnotationSurgeRollout + ": \"true\"): the new pod is Ready before the old one goes"
 }
 
 // containersHave is "container a has" or "containers a, b have".

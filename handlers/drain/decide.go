@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"function/config"
+	"function/names"
 )
 
 // Action is what a decision asks the cluster to do.
@@ -117,7 +118,7 @@ func Decide(pod *corev1.Pod, cfg config.Config, now time.Time) Decision {
 // not read, it says so in Needs (the caller reads it and decides again); a fact that could
 // not be read counts as a closed gate, so only the deadline ends such a drain.
 func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) Decision {
-	d := Decision{FinalizerIndex: slices.Index(pod.Finalizers, Finalizer)}
+	d := Decision{FinalizerIndex: slices.Index(pod.Finalizers, names.Finalizer)}
 	d.ManagedBy = ManagedBy(pod, cfg)
 	ours := d.FinalizerIndex >= 0
 	deleting := pod.DeletionTimestamp != nil
@@ -125,7 +126,7 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 	switch {
 	case cfg.Uninstalling && ours:
 		d.Action = RemoveFinalizer
-		d.Reason = ReasonUninstalled
+		d.Reason = names.ReasonUninstalled
 		return d
 	case cfg.Uninstalling:
 		d.Reason = "uninstalling: no finalizer is added"
@@ -154,7 +155,7 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 		return d
 	case d.ManagedBy == "":
 		d.Action = RemoveFinalizer
-		d.Reason = ReasonUnmanaged
+		d.Reason = names.ReasonUnmanaged
 		return d
 	case !deleting:
 		d.Reason = "finalizer in place, pod not deleting"
@@ -165,7 +166,7 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 	grace, timeout := Overrides(pod, wl.GracePeriod, cfg.DrainTimeout, &d.Warnings)
 	d.Grace = grace
 	d.Stopped = containersStopped(pod)
-	stampValue, stampPresent := pod.Annotations[AnnotationDrainStarted]
+	stampValue, stampPresent := pod.Annotations[names.AnnotationDrainStarted]
 	var stamp time.Time
 	stamped := false
 	if stampPresent { // not parsing "": its error is an allocation
@@ -178,22 +179,22 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 		// Not the VPA updater's eviction: a rollout, a scale-down, a kubectl delete. Holding it
 		// would only slow an ordinary operation.
 		d.Action = RemoveFinalizer
-		d.Reason = ReasonNotEvicted
+		d.Reason = names.ReasonNotEvicted
 		return d
 	}
 	d.Deadline = d.Started.Add(timeout)
 	// The deadline annotation may only shorten the drain, never extend it past the timeout,
 	// and never end it before it started (one planted on a running pod, or before this
 	// deletion, is not this drain's).
-	if v, present := pod.Annotations[AnnotationDrainDeadline]; present {
+	if v, present := pod.Annotations[names.AnnotationDrainDeadline]; present {
 		t, err := time.Parse(time.RFC3339, v)
 		t = latest(t)
 		switch {
 		case err != nil:
-			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %s: using %s", AnnotationDrainDeadline, Quote(v), d.Deadline.Format(time.RFC3339)))
+			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %s: using %s", names.AnnotationDrainDeadline, Quote(v), d.Deadline.Format(time.RFC3339)))
 		case t.Before(d.Started):
 			d.Warnings = append(d.Warnings, fmt.Sprintf("%s %s is before the drain started (%s): ignored, using %s",
-				AnnotationDrainDeadline, t.UTC().Format(time.RFC3339), d.Started.Format(time.RFC3339), d.Deadline.Format(time.RFC3339)))
+				names.AnnotationDrainDeadline, t.UTC().Format(time.RFC3339), d.Started.Format(time.RFC3339), d.Deadline.Format(time.RFC3339)))
 		case t.Before(d.Deadline):
 			d.Deadline = t
 		}
@@ -201,8 +202,8 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 	graceEnd := d.Started.Add(grace)
 	graceOpen, stoppedOpen := !now.Before(graceEnd), d.Stopped != NotStopped
 	d.Gates = append(d.Gates,
-		Gate{Name: GateGracePeriod, Open: graceOpen, Detail: grace.String()},
-		Gate{Name: GateContainers, Open: stoppedOpen, Detail: d.Stopped.String()})
+		Gate{Name: names.GateGracePeriod, Open: graceOpen, Detail: grace.String()},
+		Gate{Name: names.GateContainers, Open: stoppedOpen, Detail: d.Stopped.String()})
 	// The table's gates this drain waits for (a bit per entry of Gates).
 	var waits uint64
 	for i := range gateTable {
@@ -230,20 +231,20 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 		g := &gateTable[i]
 		gate := g.state(facts, graceOpen && stoppedOpen)
 		factsOpen = factsOpen && gate.Open
-		waitReplacement = waitReplacement || g.Name == GateReplacement
+		waitReplacement = waitReplacement || g.Name == names.GateReplacement
 		d.Gates = append(d.Gates, gate)
 	}
 	switch {
 	case graceOpen && stoppedOpen && factsOpen:
 		d.Action = RemoveFinalizer
-		d.Reason = ReasonDrained
+		d.Reason = names.ReasonDrained
 		if waitReplacement && (facts.WaitedForReplacement || facts.Replicas != nil && facts.Replicas.ReadyAt.After(maxTime(graceEnd, stoppedAt(pod)))) {
-			d.Reason = ReasonReplaced // the replacement was the last thing the drain waited for
+			d.Reason = names.ReasonReplaced // the replacement was the last thing the drain waited for
 		}
 		return d
 	case !now.Before(d.Deadline):
 		d.Action = RemoveFinalizer
-		d.Reason = ReasonTimeout
+		d.Reason = names.ReasonTimeout
 		return d
 	}
 	switch {
@@ -263,7 +264,7 @@ func DecideWith(pod *corev1.Pod, cfg config.Config, now time.Time, facts Facts) 
 		// so a stamp that cannot be written never leaves the drain unbounded.
 		d.Action = StartDrain
 		if stampPresent {
-			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %s: stamped again", AnnotationDrainStarted, Quote(stampValue)))
+			d.Warnings = append(d.Warnings, fmt.Sprintf("invalid %s %s: stamped again", names.AnnotationDrainStarted, Quote(stampValue)))
 		}
 	}
 	return d
@@ -326,7 +327,7 @@ func drainStart(pod *corev1.Pod, stamp time.Time, stamped bool, warnings *[]stri
 		return requested, StartDeletion, evicted
 	case stamp.After(requested.Add(ClockSkew)):
 		*warnings = append(*warnings, fmt.Sprintf("%s %s is over %s after the deletion was requested (%s; a clock ahead?): timing the drain from the request",
-			AnnotationDrainStarted, stamp.UTC().Format(time.RFC3339), ClockSkew, requested.Format(time.RFC3339)))
+			names.AnnotationDrainStarted, stamp.UTC().Format(time.RFC3339), ClockSkew, requested.Format(time.RFC3339)))
 		return requested, StartStamp, evicted
 	}
 	return stamp.UTC(), StartStamp, evicted
@@ -407,14 +408,14 @@ func ManagedBy(pod *corev1.Pod, cfg config.Config) string {
 	if !cfg.Namespaces.Selects(pod.Namespace) {
 		return ""
 	}
-	if v, ok := pod.Annotations[AnnotationManaged]; ok {
+	if v, ok := pod.Annotations[names.AnnotationManaged]; ok {
 		if strings.EqualFold(strings.TrimSpace(v), "true") {
-			return AnnotationManaged
+			return names.AnnotationManaged
 		}
 		return "" // explicit opt-out ("false" or anything else)
 	}
 	if cfg.DetectVpaAnnotations {
-		for _, a := range VPAAnnotations {
+		for _, a := range names.VPAAnnotations() {
 			if _, ok := pod.Annotations[a]; ok {
 				return a
 			}
@@ -430,8 +431,8 @@ func unmanagedWhy(pod *corev1.Pod, cfg config.Config, kind config.Kind) string {
 	if !cfg.Namespaces.Selects(pod.Namespace) {
 		return "namespace " + pod.Namespace + " not selected"
 	}
-	if v, ok := pod.Annotations[AnnotationManaged]; ok {
-		return fmt.Sprintf("opted out (%s=%s)", AnnotationManaged, Quote(v))
+	if v, ok := pod.Annotations[names.AnnotationManaged]; ok {
+		return fmt.Sprintf("opted out (%s=%s)", names.AnnotationManaged, Quote(v))
 	}
 	return "not managed (no vpa-managed or VPA annotation)"
 }
@@ -441,23 +442,23 @@ func unmanagedWhy(pod *corev1.Pod, cfg config.Config, kind config.Kind) string {
 // and never above defaultTimeout (drainTimeoutSeconds).
 func Overrides(pod *corev1.Pod, defaultGrace, defaultTimeout time.Duration, warnings *[]string) (grace, timeout time.Duration) {
 	grace, timeout = defaultGrace, defaultTimeout
-	if v, ok := pod.Annotations[AnnotationGracePeriod]; ok {
+	if v, ok := pod.Annotations[names.AnnotationGracePeriod]; ok {
 		if d, err := config.ParseSeconds(v, 0); err == nil {
 			grace = d
 		} else {
-			*warnings = append(*warnings, fmt.Sprintf("invalid %s %s (%v): using %ds", AnnotationGracePeriod, Quote(v), err, int(grace.Seconds())))
+			*warnings = append(*warnings, fmt.Sprintf("invalid %s %s (%v): using %ds", names.AnnotationGracePeriod, Quote(v), err, int(grace.Seconds())))
 		}
 	}
-	if v, ok := pod.Annotations[AnnotationDrainTimeout]; ok {
+	if v, ok := pod.Annotations[names.AnnotationDrainTimeout]; ok {
 		switch d, err := config.ParseSeconds(v, 1); {
 		case err == nil && d > defaultTimeout:
 			// The cluster's drainTimeoutSeconds is the bound every drain keeps: a pod may only
 			// ask for less.
-			*warnings = append(*warnings, fmt.Sprintf("%s %s exceeds drainTimeoutSeconds: using %ds", AnnotationDrainTimeout, Quote(v), int(timeout.Seconds())))
+			*warnings = append(*warnings, fmt.Sprintf("%s %s exceeds drainTimeoutSeconds: using %ds", names.AnnotationDrainTimeout, Quote(v), int(timeout.Seconds())))
 		case err == nil:
 			timeout = d
 		default:
-			*warnings = append(*warnings, fmt.Sprintf("invalid %s %s (%v): using %ds", AnnotationDrainTimeout, Quote(v), err, int(timeout.Seconds())))
+			*warnings = append(*warnings, fmt.Sprintf("invalid %s %s (%v): using %ds", names.AnnotationDrainTimeout, Quote(v), err, int(timeout.Seconds())))
 		}
 	}
 	if grace > timeout {

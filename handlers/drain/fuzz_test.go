@@ -13,6 +13,7 @@ import (
 
 	"function/config"
 	"function/handlers/drain"
+	"function/names"
 )
 
 // timeoutBound is the longest drain timeout the pod can have: the configured one (a per-pod
@@ -99,7 +100,7 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 	}
 	require.Zero(t, d.Needs, "asked for %s again", d.Needs)
 
-	ours := slices.Index(pod.Finalizers, drain.Finalizer)
+	ours := slices.Index(pod.Finalizers, names.Finalizer)
 	deleting := pod.DeletionTimestamp != nil
 	switch d.Action {
 	case drain.AddFinalizer:
@@ -108,7 +109,7 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 	case drain.RemoveFinalizer:
 		require.GreaterOrEqual(t, d.FinalizerIndex, 0, "removing a finalizer at index %d", d.FinalizerIndex)
 		require.Less(t, d.FinalizerIndex, len(pod.Finalizers), "removing a finalizer at index %d", d.FinalizerIndex)
-		require.Equal(t, drain.Finalizer, pod.Finalizers[d.FinalizerIndex], "removing a finalizer that is not ours")
+		require.Equal(t, names.Finalizer, pod.Finalizers[d.FinalizerIndex], "removing a finalizer that is not ours")
 	case drain.Wait:
 		require.True(t, deleting, "waiting on a pod that is not deleting")
 		require.GreaterOrEqual(t, ours, 0, "waiting without our finalizer")
@@ -120,7 +121,7 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 
 	// Never held past drain-started + the drain timeout (a valid stamp, not in the future),
 	// timed from the latest moment the whole-second stamp stands for: at most 1 s longer.
-	if v, ok := pod.Annotations[drain.AnnotationDrainStarted]; ok && deleting && ours >= 0 {
+	if v, ok := pod.Annotations[names.AnnotationDrainStarted]; ok && deleting && ours >= 0 {
 		if stamped, perr := time.Parse(time.RFC3339, v); perr == nil && !stamped.After(at) {
 			end := up(stamped).Add(timeoutBound(pod, cfg))
 			if !at.Before(end) {
@@ -135,7 +136,7 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 
 	// Never early: a drain released because its gates opened had its whole grace period,
 	// from the latest moment its start stands for.
-	if d.Action == drain.RemoveFinalizer && (d.Reason == drain.ReasonDrained || d.Reason == drain.ReasonReplaced) {
+	if d.Action == drain.RemoveFinalizer && (d.Reason == names.ReasonDrained || d.Reason == names.ReasonReplaced) {
 		require.False(t, at.Before(d.Started.Add(d.Grace)), "released %s after the start %s, grace %s", at.Sub(d.Started), d.Started, d.Grace)
 		require.Equal(t, d.Started, up(d.Started.Truncate(time.Second)), "started %s is not the latest moment of its second", d.Started)
 	}
@@ -171,14 +172,14 @@ func checkDecision(t *testing.T, pod *corev1.Pod, raw []byte, cfg config.Config,
 	require.NoError(t, json.Unmarshal(patched, after))
 	switch d.Action {
 	case drain.AddFinalizer:
-		require.Equal(t, append(slices.Clone(pod.Finalizers), drain.Finalizer), after.Finalizers)
+		require.Equal(t, append(slices.Clone(pod.Finalizers), names.Finalizer), after.Finalizers)
 	case drain.RemoveFinalizer:
 		require.Equal(t, slices.Delete(slices.Clone(pod.Finalizers), d.FinalizerIndex, d.FinalizerIndex+1), after.Finalizers)
 	case drain.StartDrain:
 		// What a drain start writes depends on how a missing stamp is timed: only that
 		// it writes one, and holds on to the finalizer.
 		require.Equal(t, pod.Finalizers, after.Finalizers)
-		require.NotEmpty(t, after.Annotations[drain.AnnotationDrainStarted])
+		require.NotEmpty(t, after.Annotations[names.AnnotationDrainStarted])
 		return
 	}
 	// Applied, the same finalizer change is not asked again: no write loop.

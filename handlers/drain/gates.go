@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"function/config"
+	"function/names"
 )
 
 // Need is a set of facts a decision needs from the cluster beyond the pod.
@@ -171,9 +172,9 @@ type GateSpec struct {
 // A gate is added here, with its Need and its Facts field, and its workload defaults in
 // config's table of WorkloadGates; handlers adds the read that supplies the Need.
 var gateTable = [...]GateSpec{{
-	Name: GateReplacement, Needs: NeedReplicas, Fact: "replicas", Object: "owner", Reads: "the owner's replicas",
+	Name: names.GateReplacement, Needs: NeedReplicas, Fact: "replicas", Object: "owner", Reads: "the owner's replicas",
 	Doc:        "Open when the owner is back at its desired number of Ready replicas.",
-	Annotation: AnnotationWaitForReplacement,
+	Annotation: names.AnnotationWaitForReplacement,
 	Impossible: "a %s pod's replacement cannot start while it exists (or it has none)",
 	Open: func(f Facts) (bool, string, bool) {
 		if r := f.Replicas; r != nil {
@@ -182,9 +183,9 @@ var gateTable = [...]GateSpec{{
 		return false, "", false
 	},
 }, {
-	Name: GateEndpoints, Needs: NeedEndpoints, Fact: "endpoints", Object: "endpoints", Reads: "the endpoints",
+	Name: names.GateEndpoints, Needs: NeedEndpoints, Fact: "endpoints", Object: "endpoints", Reads: "the endpoints",
 	Doc:        "Open when no EndpointSlice lists the pod as serving.",
-	Annotation: AnnotationWaitForEndpoints,
+	Annotation: names.AnnotationWaitForEndpoints,
 	Open: func(f Facts) (bool, string, bool) {
 		if n := f.Serving; n != nil {
 			return *n == 0, fmt.Sprintf("serving in %d endpoint(s)", *n), true

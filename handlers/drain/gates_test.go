@@ -15,6 +15,7 @@ import (
 
 	"function/config"
 	"function/handlers/drain"
+	"function/names"
 )
 
 func TestDecideWorkloads(t *testing.T) {
@@ -57,7 +58,7 @@ func TestDecideWorkloads(t *testing.T) {
 		{name: "bare and Job pods managed when configured", pod: newPod(managed, ownedBy("Job", "nightly")), cfg: podsManaged,
 			action: drain.AddFinalizer, kind: config.KindJob},
 		{name: "a held Job pod is released once Jobs are not managed", pod: newPod(managed, ours, ownedBy("Job", "nightly")), cfg: def,
-			action: drain.RemoveFinalizer, reason: drain.ReasonUnmanaged},
+			action: drain.RemoveFinalizer, reason: names.ReasonUnmanaged},
 		{name: "a ReplicaSet without pod-template-hash: its owner is read", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")), cfg: def,
 			action: drain.None, needs: drain.NeedOwner},
 		{name: "... and it is a bare ReplicaSet", pod: newPod(managed, ownedBy("ReplicaSet", "legacy")), cfg: def,
@@ -71,11 +72,11 @@ func TestDecideWorkloads(t *testing.T) {
 
 		// ---- evictions only ----
 		{name: "plain delete released at once", pod: newPod(managed, ours, deployment, deleting), cfg: def,
-			action: drain.RemoveFinalizer, reason: drain.ReasonNotEvicted},
+			action: drain.RemoveFinalizer, reason: names.ReasonNotEvicted},
 		{name: "preemption is not an eviction", pod: newPod(managed, ours, deployment, deleting, func(p *corev1.Pod) {
 			evicted(nowSec)(p)
 			p.Status.Conditions[0].Reason = "PreemptionByScheduler"
-		}), cfg: def, action: drain.RemoveFinalizer, reason: drain.ReasonNotEvicted},
+		}), cfg: def, action: drain.RemoveFinalizer, reason: names.ReasonNotEvicted},
 		{name: "eviction held", pod: newPod(managed, ours, deployment, deleting, evictedNow), cfg: def,
 			action: drain.StartDrain, reason: "grace period"},
 		{name: "holdOn all holds a plain delete", pod: newPod(managed, ours, deployment, deleting), cfg: holdAll,
@@ -86,32 +87,32 @@ func TestDecideWorkloads(t *testing.T) {
 			cfg: def, at: afterGrace, action: drain.Wait, needs: drain.NeedReplicas},
 		{name: "Deployment: replacement not Ready: waits, gate visible", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
 			cfg: def, at: afterGrace, facts: replicas(3, 2, now.Add(-time.Hour)), action: drain.Wait, reason: "waiting for replacement-ready (2/3 Ready)",
-			gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true, Detail: "30s"}, {Name: drain.GateContainers, Open: true, Detail: "all containers terminated"},
-				{Name: drain.GateReplacement, Detail: "2/3 Ready"}}},
+			gates: []drain.Gate{{Name: names.GateGracePeriod, Open: true, Detail: "30s"}, {Name: names.GateContainers, Open: true, Detail: "all containers terminated"},
+				{Name: names.GateReplacement, Detail: "2/3 Ready"}}},
 		{name: "Deployment: after the kubelet's grace-0 DELETE, still waits for the replacement", pod: newPod(managed, ours, deployment, graceZero, evicted(nowSec.Add(-2*time.Second)), started(nowSec.Add(-2*time.Second)), stoppedAt(now)),
 			cfg: def, at: afterGrace, facts: replicas(2, 1, now.Add(-time.Hour)), action: drain.Wait, reason: "waiting for replacement-ready (1/2 Ready)"},
 		{name: "Deployment: replacement Ready last: replaced", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: afterGrace, facts: replicas(3, 3, afterGrace.Add(-100*time.Millisecond)), action: drain.RemoveFinalizer, reason: drain.ReasonReplaced},
+			cfg: def, at: afterGrace, facts: replicas(3, 3, afterGrace.Add(-100*time.Millisecond)), action: drain.RemoveFinalizer, reason: names.ReasonReplaced},
 		{name: "Deployment: replacement was Ready before the containers stopped: drained", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now.Add(20*time.Second))),
-			cfg: def, at: afterGrace, facts: replicas(3, 3, now.Add(5*time.Second)), action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+			cfg: def, at: afterGrace, facts: replicas(3, 3, now.Add(5*time.Second)), action: drain.RemoveFinalizer, reason: names.ReasonDrained},
 		{name: "Deployment: found waiting for the replacement before: replaced, whatever the coarse API times say", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
 			cfg: def, at: afterGrace, facts: drain.Facts{Replicas: &drain.Replicas{Desired: 3, Ready: 3, ReadyAt: nowSec}, WaitedForReplacement: true},
-			action: drain.RemoveFinalizer, reason: drain.ReasonReplaced},
+			action: drain.RemoveFinalizer, reason: names.ReasonReplaced},
 		{name: "Deployment: the owner cannot be read: waits until the deadline", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
 			cfg: def, at: afterGrace, facts: drain.Facts{Unavailable: drain.NeedReplicas, Errors: []string{"forbidden"}}, action: drain.Wait, reason: "unknown: forbidden"},
 		{name: "Deployment: at the deadline, released whatever the owner", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: now.Add(301 * time.Second), action: drain.RemoveFinalizer, reason: drain.ReasonTimeout},
+			cfg: def, at: now.Add(301 * time.Second), action: drain.RemoveFinalizer, reason: names.ReasonTimeout},
 		{name: "Deployment: wait-for-replacement=false on the pod", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now),
-			ann(drain.AnnotationWaitForReplacement, "false")), cfg: def, at: afterGrace, action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+			ann(names.AnnotationWaitForReplacement, "false")), cfg: def, at: afterGrace, action: drain.RemoveFinalizer, reason: names.ReasonDrained},
 
 		// ---- StatefulSet / DaemonSet: containers only, no grace ----
 		{name: "StatefulSet: released as soon as the containers stopped", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now)),
-			cfg: def, at: inSecond, action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+			cfg: def, at: inSecond, action: drain.RemoveFinalizer, reason: names.ReasonDrained},
 		{name: "StatefulSet: wait-for-replacement=true ignored (it would only hold until the deadline)", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now),
-			ann(drain.AnnotationWaitForReplacement, "true")), cfg: def, at: inSecond, action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+			ann(names.AnnotationWaitForReplacement, "true")), cfg: def, at: inSecond, action: drain.RemoveFinalizer, reason: names.ReasonDrained},
 		{name: "DaemonSet: containers running: waits for them only", pod: newPod(managed, ours, ownedBy("DaemonSet", "agent"), deleting, evictedNow, started(nowSec)),
 			cfg: def, at: inSecond, action: drain.Wait, reason: "containers running",
-			gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true, Detail: "0s"}, {Name: drain.GateContainers, Detail: "containers running"}}},
+			gates: []drain.Gate{{Name: names.GateGracePeriod, Open: true, Detail: "0s"}, {Name: names.GateContainers, Detail: "containers running"}}},
 
 		// ---- EndpointSlice gate ----
 		{name: "endpoints gate: read once the containers stopped", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
@@ -119,13 +120,13 @@ func TestDecideWorkloads(t *testing.T) {
 		{name: "endpoints gate: still serving", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
 			cfg: withEndpoints, at: now.Add(time.Second), facts: drain.Facts{Replicas: &drain.Replicas{Desired: 2, Ready: 2}, Serving: ptr.To(1)},
 			action: drain.Wait, reason: "waiting for endpoints-gone (serving in 1 endpoint(s))"},
-		{name: "endpoints gate: per-pod opt-out", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now), ann(drain.AnnotationWaitForEndpoints, "false")),
+		{name: "endpoints gate: per-pod opt-out", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now), ann(names.AnnotationWaitForEndpoints, "false")),
 			cfg: withEndpoints, at: now.Add(time.Second), facts: drain.Facts{Replicas: &drain.Replicas{Desired: 2, Ready: 2}},
-			action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
+			action: drain.RemoveFinalizer, reason: names.ReasonDrained},
 		{name: "endpoints gate: gone", pod: newPod(managed, ours, deployment, deleting, evictedNow, started(nowSec), stoppedAt(now)),
 			cfg: withEndpoints, at: now.Add(time.Second), facts: drain.Facts{Replicas: &drain.Replicas{Desired: 2, Ready: 2}, Serving: ptr.To(0)},
-			action: drain.RemoveFinalizer, reason: drain.ReasonDrained},
-		{name: "endpoints gate on a StatefulSet by annotation", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now), ann(drain.AnnotationWaitForEndpoints, "true")),
+			action: drain.RemoveFinalizer, reason: names.ReasonDrained},
+		{name: "endpoints gate on a StatefulSet by annotation", pod: newPod(managed, ours, ownedBy("StatefulSet", "db"), deleting, evictedNow, started(nowSec), stoppedAt(now), ann(names.AnnotationWaitForEndpoints, "true")),
 			cfg: def, at: inSecond, action: drain.Wait, needs: drain.NeedEndpoints},
 	}
 	for _, tt := range tests {
@@ -186,7 +187,7 @@ func TestGateTable(t *testing.T) {
 	require.NotEmpty(t, specs)
 	require.LessOrEqual(t, len(specs), 64, "DecideWith keeps a bit per gate")
 	var seen drain.Need
-	names := map[string]bool{drain.GateGracePeriod: true, drain.GateContainers: true}
+	names := map[string]bool{names.GateGracePeriod: true, names.GateContainers: true}
 	workload := map[string]config.WorkloadGate{}
 	for _, w := range config.WorkloadGates() {
 		workload[w.Gate] = w
@@ -345,13 +346,13 @@ func TestFactGatesClosed(t *testing.T) {
 		gates []drain.Gate
 		want  []string
 	}{
-		{name: "nothing closed", gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true}, {Name: drain.GateReplacement, Open: true}}},
-		{name: "grace holds", gates: []drain.Gate{{Name: drain.GateGracePeriod}, {Name: drain.GateReplacement}}},
-		{name: "containers hold", gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true}, {Name: drain.GateContainers}, {Name: drain.GateEndpoints}}},
-		{name: "facts hold", gates: []drain.Gate{{Name: drain.GateGracePeriod, Open: true}, {Name: drain.GateContainers, Open: true}, {Name: drain.GateReplacement}, {Name: drain.GateEndpoints}},
-			want: []string{drain.GateReplacement, drain.GateEndpoints}},
-		{name: "one of two", gates: []drain.Gate{{Name: drain.GateContainers, Open: true}, {Name: drain.GateReplacement, Open: true}, {Name: drain.GateEndpoints}},
-			want: []string{drain.GateEndpoints}},
+		{name: "nothing closed", gates: []drain.Gate{{Name: names.GateGracePeriod, Open: true}, {Name: names.GateReplacement, Open: true}}},
+		{name: "grace holds", gates: []drain.Gate{{Name: names.GateGracePeriod}, {Name: names.GateReplacement}}},
+		{name: "containers hold", gates: []drain.Gate{{Name: names.GateGracePeriod, Open: true}, {Name: names.GateContainers}, {Name: names.GateEndpoints}}},
+		{name: "facts hold", gates: []drain.Gate{{Name: names.GateGracePeriod, Open: true}, {Name: names.GateContainers, Open: true}, {Name: names.GateReplacement}, {Name: names.GateEndpoints}},
+			want: []string{names.GateReplacement, names.GateEndpoints}},
+		{name: "one of two", gates: []drain.Gate{{Name: names.GateContainers, Open: true}, {Name: names.GateReplacement, Open: true}, {Name: names.GateEndpoints}},
+			want: []string{names.GateEndpoints}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"function/names"
+
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -35,11 +37,11 @@ func Patch(pod *corev1.Pod, d Decision) ([]byte, error) {
 		if len(pod.Finalizers) == 0 {
 			ops = append(ops,
 				op{Op: "test", Path: "/metadata/finalizers", Value: nil},
-				op{Op: "add", Path: "/metadata/finalizers", Value: []string{Finalizer}})
+				op{Op: "add", Path: "/metadata/finalizers", Value: []string{names.Finalizer}})
 		} else {
 			ops = append(ops,
 				op{Op: "test", Path: "/metadata/finalizers", Value: pod.Finalizers},
-				op{Op: "add", Path: "/metadata/finalizers/-", Value: Finalizer})
+				op{Op: "add", Path: "/metadata/finalizers/-", Value: names.Finalizer})
 		}
 	case StartDrain:
 		if pod.DeletionTimestamp == nil {
@@ -49,25 +51,25 @@ func Patch(pod *corev1.Pod, d Decision) ([]byte, error) {
 		ops = append(ops, testFinalizer(d),
 			op{Op: "test", Path: "/metadata/deletionTimestamp", Value: pod.DeletionTimestamp.UTC().Format(time.RFC3339)})
 		// The deadline written depends on the timeout override: guard it too.
-		ops = append(ops, testAnnotations(pod, []string{d.ManagedBy, AnnotationDrainStarted, AnnotationDrainTimeout})...)
+		ops = append(ops, testAnnotations(pod, []string{d.ManagedBy, names.AnnotationDrainStarted, names.AnnotationDrainTimeout})...)
 		ops = append(ops,
-			op{Op: "add", Path: annotationPath(AnnotationDrainStarted), Value: d.Started.UTC().Format(time.RFC3339)},
-			op{Op: "add", Path: annotationPath(AnnotationDrainDeadline), Value: d.Deadline.UTC().Format(time.RFC3339)})
+			op{Op: "add", Path: annotationPath(names.AnnotationDrainStarted), Value: d.Started.UTC().Format(time.RFC3339)},
+			op{Op: "add", Path: annotationPath(names.AnnotationDrainDeadline), Value: d.Deadline.UTC().Format(time.RFC3339)})
 	case RemoveFinalizer:
 		ops = append(ops, testFinalizer(d))
 		switch d.Reason {
-		case ReasonUnmanaged:
-			ops = append(ops, testAnnotations(pod, append([]string{AnnotationManaged}, VPAAnnotations...))...)
-		case ReasonNotEvicted:
+		case names.ReasonUnmanaged:
+			ops = append(ops, testAnnotations(pod, append([]string{names.AnnotationManaged}, names.VPAAnnotations()...))...)
+		case names.ReasonNotEvicted:
 			// Only a pod that is really deleting, with the deletion read, is let go unheld.
 			if pod.DeletionTimestamp != nil {
 				ops = append(ops, op{Op: "test", Path: "/metadata/deletionTimestamp", Value: pod.DeletionTimestamp.UTC().Format(time.RFC3339)})
 			}
-		case ReasonDrained, ReasonReplaced, ReasonTimeout:
+		case names.ReasonDrained, names.ReasonReplaced, names.ReasonTimeout:
 			// The drain's annotations and the overrides of the gates it was decided on (Gates).
-			ops = append(ops, testAnnotations(pod, append([]string{AnnotationDrainStarted, AnnotationDrainDeadline, AnnotationGracePeriod, AnnotationDrainTimeout},
+			ops = append(ops, testAnnotations(pod, append([]string{names.AnnotationDrainStarted, names.AnnotationDrainDeadline, names.AnnotationGracePeriod, names.AnnotationDrainTimeout},
 				gateAnnotations()...))...)
-			if d.Reason != ReasonTimeout {
+			if d.Reason != names.ReasonTimeout {
 				ops = append(ops, testStopped(pod, d)...)
 			}
 		}
@@ -83,7 +85,7 @@ func Patch(pod *corev1.Pod, d Decision) ([]byte, error) {
 }
 
 func testFinalizer(d Decision) op {
-	return op{Op: "test", Path: fmt.Sprintf("/metadata/finalizers/%d", d.FinalizerIndex), Value: Finalizer}
+	return op{Op: "test", Path: fmt.Sprintf("/metadata/finalizers/%d", d.FinalizerIndex), Value: names.Finalizer}
 }
 
 // testAnnotations guards annotation keys at the values read (null when absent).

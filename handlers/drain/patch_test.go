@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"function/handlers/drain"
+	"function/names"
 )
 
 // s40 is a drain start 40 s before now (grace over, deadline ahead), as an annotation reads.
@@ -77,7 +78,7 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "start drain again over an invalid stamp",
-			pod:    newPod(finalizers("example.com/a", drain.Finalizer), ann("vpaObservedContainers", "app"), deleting, ann(drain.AnnotationDrainStarted, "garbage")),
+			pod:    newPod(finalizers("example.com/a", names.Finalizer), ann("vpaObservedContainers", "app"), deleting, ann(names.AnnotationDrainStarted, "garbage")),
 			action: drain.StartDrain,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
@@ -92,8 +93,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "remove drained: all containers terminated",
-			pod:    newPod(ours, managed, deleting, started(s40), ann(drain.AnnotationDrainDeadline, d40s), statuses(terminated("app", 0), terminated("sidecar", 137))),
-			action: drain.RemoveFinalizer, reason: drain.ReasonDrained,
+			pod:    newPod(ours, managed, deleting, started(s40), ann(names.AnnotationDrainDeadline, d40s), statuses(terminated("app", 0), terminated("sidecar", 137))),
+			action: drain.RemoveFinalizer, reason: names.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -113,7 +114,7 @@ func TestPatchGolden(t *testing.T) {
 		{
 			name:   "remove drained: phase Failed",
 			pod:    newPod(ours, managed, deleting, started(s40), phase(corev1.PodFailed)),
-			action: drain.RemoveFinalizer, reason: drain.ReasonDrained,
+			action: drain.RemoveFinalizer, reason: names.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -129,8 +130,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "remove drained: phase Succeeded, per-pod overrides guarded",
-			pod:    newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded), ann(drain.AnnotationGracePeriod, "20", drain.AnnotationDrainTimeout, "120")),
-			action: drain.RemoveFinalizer, reason: drain.ReasonDrained,
+			pod:    newPod(ours, managed, deleting, started(s40), phase(corev1.PodSucceeded), ann(names.AnnotationGracePeriod, "20", names.AnnotationDrainTimeout, "120")),
+			action: drain.RemoveFinalizer, reason: names.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -146,8 +147,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "remove drained: deletionGracePeriodSeconds=0",
-			pod:    newPod(ours, managed, deleting, graceZero, started(s40), ann(drain.AnnotationDrainDeadline, d40s)),
-			action: drain.RemoveFinalizer, reason: drain.ReasonDrained,
+			pod:    newPod(ours, managed, deleting, graceZero, started(s40), ann(names.AnnotationDrainDeadline, d40s)),
+			action: drain.RemoveFinalizer, reason: names.ReasonDrained,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -163,8 +164,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "remove timeout: no evidence guarded, finalizer at index 1",
-			pod:    newPod(finalizers("example.com/a", drain.Finalizer), managed, deleting, started(now.Add(-6*time.Minute))),
-			action: drain.RemoveFinalizer, reason: drain.ReasonTimeout,
+			pod:    newPod(finalizers("example.com/a", names.Finalizer), managed, deleting, started(now.Add(-6*time.Minute))),
+			action: drain.RemoveFinalizer, reason: names.ReasonTimeout,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -180,7 +181,7 @@ func TestPatchGolden(t *testing.T) {
 		{
 			name:   "remove unmanaged: no annotations at all",
 			pod:    newPod(ours),
-			action: drain.RemoveFinalizer, reason: drain.ReasonUnmanaged,
+			action: drain.RemoveFinalizer, reason: names.ReasonUnmanaged,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -190,8 +191,8 @@ func TestPatchGolden(t *testing.T) {
 		},
 		{
 			name:   "remove unmanaged: opted out, every managing annotation guarded",
-			pod:    newPod(ours, ann(drain.AnnotationManaged, "false", "vpaUpdates", "u")),
-			action: drain.RemoveFinalizer, reason: drain.ReasonUnmanaged,
+			pod:    newPod(ours, ann(names.AnnotationManaged, "false", "vpaUpdates", "u")),
+			action: drain.RemoveFinalizer, reason: names.ReasonUnmanaged,
 			golden: `[
 				{"op":"test","path":"/metadata/uid","value":"uid-1"},
 				{"op":"test","path":"/metadata/resourceVersion","value":"100"},
@@ -254,30 +255,30 @@ func TestPatchAppliesOnlyToTheStateItWasDecidedOn(t *testing.T) {
 		{
 			name:   "add finalizer",
 			pod:    newPod(managed),
-			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
+			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{names.Finalizer}, p.Finalizers) },
 			change: func(p *corev1.Pod) { p.Finalizers = []string{"example.com/other"} },
 		},
 		{
 			name: "add finalizer after others",
 			pod:  newPod(managed, finalizers("example.com/a")),
 			check: func(t *testing.T, p *corev1.Pod) {
-				assert.Equal(t, []string{"example.com/a", drain.Finalizer}, p.Finalizers)
+				assert.Equal(t, []string{"example.com/a", names.Finalizer}, p.Finalizers)
 			},
-			change: func(p *corev1.Pod) { p.Annotations[drain.AnnotationManaged] = "false" },
+			change: func(p *corev1.Pod) { p.Annotations[names.AnnotationManaged] = "false" },
 		},
 		{
 			name: "start drain",
 			pod:  newPod(ours, managed, deleting),
 			check: func(t *testing.T, p *corev1.Pod) {
-				assert.Equal(t, stamp(drainStamp), p.Annotations[drain.AnnotationDrainStarted])
-				assert.Equal(t, stamp(drainStamp.Add(5*time.Minute)), p.Annotations[drain.AnnotationDrainDeadline])
-				assert.Equal(t, []string{drain.Finalizer}, p.Finalizers)
+				assert.Equal(t, stamp(drainStamp), p.Annotations[names.AnnotationDrainStarted])
+				assert.Equal(t, stamp(drainStamp.Add(5*time.Minute)), p.Annotations[names.AnnotationDrainDeadline])
+				assert.Equal(t, []string{names.Finalizer}, p.Finalizers)
 			},
-			change: func(p *corev1.Pod) { p.Annotations[drain.AnnotationDrainStarted] = stamp(now) },
+			change: func(p *corev1.Pod) { p.Annotations[names.AnnotationDrainStarted] = stamp(now) },
 		},
 		{
 			name:   "remove drained (all terminated)",
-			pod:    newPod(finalizers("example.com/a", drain.Finalizer), managed, deleting, started(s40), statuses(terminated("app", 0))),
+			pod:    newPod(finalizers("example.com/a", names.Finalizer), managed, deleting, started(s40), statuses(terminated("app", 0))),
 			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{"example.com/a"}, p.Finalizers) },
 			change: func(p *corev1.Pod) { p.Status.ContainerStatuses = []corev1.ContainerStatus{running("app")} },
 		},
@@ -299,7 +300,7 @@ func TestPatchAppliesOnlyToTheStateItWasDecidedOn(t *testing.T) {
 			name:   "remove timeout",
 			pod:    newPod(ours, managed, deleting, started(now.Add(-6*time.Minute))),
 			check:  func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
-			change: func(p *corev1.Pod) { p.Annotations[drain.AnnotationDrainStarted] = stamp(now) },
+			change: func(p *corev1.Pod) { p.Annotations[names.AnnotationDrainStarted] = stamp(now) },
 		},
 		{
 			name:   "remove unmanaged",
@@ -311,12 +312,12 @@ func TestPatchAppliesOnlyToTheStateItWasDecidedOn(t *testing.T) {
 			name:   "remove unmanaged, pod without annotations",
 			pod:    newPod(ours),
 			check:  func(t *testing.T, p *corev1.Pod) { assert.Empty(t, p.Finalizers) },
-			change: func(p *corev1.Pod) { p.Annotations = map[string]string{drain.AnnotationManaged: "true"} },
+			change: func(p *corev1.Pod) { p.Annotations = map[string]string{names.AnnotationManaged: "true"} },
 		},
 		{
 			name:   "replaced pod (other uid)",
 			pod:    newPod(managed),
-			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{drain.Finalizer}, p.Finalizers) },
+			check:  func(t *testing.T, p *corev1.Pod) { assert.Equal(t, []string{names.Finalizer}, p.Finalizers) },
 			change: func(p *corev1.Pod) { p.UID = "uid-2" },
 		},
 	}

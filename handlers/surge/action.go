@@ -1,6 +1,10 @@
 package surge
 
-import corev1 "k8s.io/api/core/v1"
+import (
+	corev1 "k8s.io/api/core/v1"
+
+	"function/names"
+)
 
 // Action is what a surge decision does.
 type Action int
@@ -25,30 +29,6 @@ const (
 
 	// numActions counts the actions: keep it last (actions has one entry per action).
 	numActions
-)
-
-// Kubernetes Event reasons of surge rollouts, on the Deployment.
-const (
-	EventStarted   = "SurgeRolloutStarted"
-	EventCompleted = "SurgeRolloutCompleted"
-	EventAborted   = "SurgeRolloutAborted"
-	EventSkipped   = "SurgeRolloutSkipped"
-	// EventFailed: a write the API server refuses for good (a 403 from the admission policy,
-	// an object over its size limit), or the surgeMaxAttempts-th aborted rollout in a row (a
-	// Skip for CondGaveUp): the function stops for that prediction (or Deployment), says why.
-	EventFailed = "SurgeRolloutFailed"
-	// EventStateInvalid: the Deployment's state annotation was ignored (Decision.Warning: not
-	// the function's, unreadable, a phase out of the closed set, a time in the future).
-	EventStateInvalid = "SurgeRolloutStateInvalid"
-)
-
-// Reply CloudEvent types of surge rollouts (package eventing's), about the Deployment: one was
-// started, one completed (also when the user changed the Deployment meanwhile: outcome
-// "released"), one was aborted and rolled back.
-const (
-	ReplyStarted   = "dev.vpagracefuldrain.rollout.started"
-	ReplyCompleted = "dev.vpagracefuldrain.rollout.completed"
-	ReplyAborted   = "dev.vpagracefuldrain.rollout.aborted"
 )
 
 // OutcomeFailed is the metric outcome of a surge write the API server refused for good, and of
@@ -78,11 +58,11 @@ const absent = "-"
 // actions is the one table of the actions.
 var actions = [numActions]actionSpec{
 	None:     {name: "none", outcome: "none", eventType: absent, reason: absent, reply: absent},
-	Skip:     {name: "skip", outcome: "skipped", eventType: corev1.EventTypeNormal, reason: EventSkipped, reply: absent},
-	Restart:  {name: "restart", outcome: "started", eventType: corev1.EventTypeNormal, reason: EventStarted, reply: ReplyStarted},
-	Complete: {name: "complete", outcome: "completed", eventType: corev1.EventTypeNormal, reason: EventCompleted, reply: ReplyCompleted, ends: true},
-	Abort:    {name: "abort", outcome: "aborted", eventType: corev1.EventTypeWarning, reason: EventAborted, reply: ReplyAborted, ends: true},
-	Release:  {name: "release", outcome: "released", eventType: corev1.EventTypeNormal, reason: EventCompleted, reply: ReplyCompleted, ends: true},
+	Skip:     {name: "skip", outcome: "skipped", eventType: corev1.EventTypeNormal, reason: names.EventSurgeRolloutSkipped, reply: absent},
+	Restart:  {name: "restart", outcome: "started", eventType: corev1.EventTypeNormal, reason: names.EventSurgeRolloutStarted, reply: names.ReplyRolloutStarted},
+	Complete: {name: "complete", outcome: "completed", eventType: corev1.EventTypeNormal, reason: names.EventSurgeRolloutCompleted, reply: names.ReplyRolloutCompleted, ends: true},
+	Abort:    {name: "abort", outcome: "aborted", eventType: corev1.EventTypeWarning, reason: names.EventSurgeRolloutAborted, reply: names.ReplyRolloutAborted, ends: true},
+	Release:  {name: "release", outcome: "released", eventType: corev1.EventTypeNormal, reason: names.EventSurgeRolloutCompleted, reply: names.ReplyRolloutCompleted, ends: true},
 	Track:    {name: "track", outcome: "tracked", eventType: absent, reason: absent, reply: absent},
 }
 
@@ -131,7 +111,7 @@ func (d Decision) Outcome() string {
 // action's, but a Warning EventFailed for the Skip that gives up (CondGaveUp); "" for none.
 func (d Decision) Event() (eventType, reason string) {
 	if d.gaveUp() {
-		return corev1.EventTypeWarning, EventFailed
+		return corev1.EventTypeWarning, names.EventSurgeRolloutFailed
 	}
 	return d.Action.EventType(), d.Action.EventReason()
 }

@@ -15,15 +15,7 @@ import (
 
 	"function/config"
 	"function/handlers/drain"
-)
-
-// Names users see (defined with the others in handlers/drain/names.go): the opt-in, the
-// rollout's state on the Deployment, and what the restart writes into its pod template.
-const (
-	AnnotationSurgeRollout = drain.AnnotationSurgeRollout
-	AnnotationState        = drain.AnnotationSurgeState
-	AnnotationRestartedAt  = drain.AnnotationRestartedAt
-	AnnotationPrediction   = drain.AnnotationPredictedResources
+	"function/names"
 )
 
 // Phase is where a Deployment's surge rollout is.
@@ -88,13 +80,13 @@ func (s State) valid(now time.Time) error {
 // ReadState parses the Deployment's state annotation; an absent or unreadable one is the zero
 // State (an unreadable one is reported: it never blocks a rollout forever, nor starts two).
 func ReadState(d *appsv1.Deployment) (State, error) {
-	v, ok := d.Annotations[AnnotationState]
+	v, ok := d.Annotations[names.AnnotationSurgeState]
 	if !ok {
 		return State{}, nil
 	}
 	var s State
 	if err := json.Unmarshal([]byte(v), &s); err != nil {
-		return State{}, fmt.Errorf("invalid %s on Deployment %s/%s (%d bytes): %w", AnnotationState, d.Namespace, d.Name, len(v), err)
+		return State{}, fmt.Errorf("invalid %s on Deployment %s/%s (%d bytes): %w", names.AnnotationSurgeState, d.Namespace, d.Name, len(v), err)
 	}
 	return s, nil
 }
@@ -105,7 +97,7 @@ func StateOf(d *appsv1.Deployment, now time.Time) (State, error) {
 	s, err := ReadState(d)
 	if err == nil {
 		if err = s.valid(now); err != nil {
-			err = fmt.Errorf("invalid %s on Deployment %s/%s, ignored: %w", AnnotationState, d.Namespace, d.Name, err)
+			err = fmt.Errorf("invalid %s on Deployment %s/%s, ignored: %w", names.AnnotationSurgeState, d.Namespace, d.Name, err)
 		}
 	}
 	if err != nil {
@@ -188,10 +180,10 @@ func decide(in DecideInput, st State) Decision {
 	switch {
 	case in.Excluded:
 		return Decision{Reason: "the namespace is not selected (namespaceSelector)"}
-	case d.Annotations[AnnotationSurgeRollout] != "true":
+	case d.Annotations[names.AnnotationSurgeRollout] != "true":
 		// Not even a rollout in flight is written: the opt-in was removed, the Deployment is
 		// its owner's alone (and the admission policy refuses the function's writes).
-		return Decision{Reason: AnnotationSurgeRollout + " is not \"true\""}
+		return Decision{Reason: names.AnnotationSurgeRollout + " is not \"true\""}
 	case st.Phase == PhaseRolling:
 		return follow(in, st)
 	case !in.Enabled:
@@ -215,7 +207,7 @@ func decide(in DecideInput, st State) Decision {
 	coolDown := in.Limits.CoolDown
 	if in.Limits.MaxAttempts > 0 && st.Failures >= in.Limits.MaxAttempts {
 		why := fmt.Sprintf("stopped: the last %d surge rollouts were aborted (the last: %s); remove the annotation %s to try again",
-			st.Failures, drain.Quote(st.Reason), AnnotationState)
+			st.Failures, drain.Quote(st.Reason), names.AnnotationSurgeState)
 		if st.Skipped == CondGaveUp {
 			return Decision{Reason: why}
 		}
@@ -242,7 +234,7 @@ func decide(in DecideInput, st State) Decision {
 		restartedAt = st.Started.UTC().Format(time.RFC3339)
 	}
 	before := map[string]string{}
-	for _, k := range []string{AnnotationRestartedAt, AnnotationPrediction} {
+	for _, k := range []string{names.AnnotationRestartedAt, names.AnnotationPredictedResources} {
 		before[k] = d.Spec.Template.Annotations[k]
 	}
 	return Decision{
@@ -251,7 +243,7 @@ func decide(in DecideInput, st State) Decision {
 		Prediction: p,
 		State: State{Phase: PhaseRolling, Prediction: p.Hash, Requests: p.Requests, Started: in.Now.UTC().Truncate(time.Second),
 			Generation: d.Generation + 1, CoolDown: coolDown, Before: before, Failures: st.Failures},
-		Template: map[string]string{AnnotationRestartedAt: restartedAt, AnnotationPrediction: p.Hash},
+		Template: map[string]string{names.AnnotationRestartedAt: restartedAt, names.AnnotationPredictedResources: p.Hash},
 	}
 }
 
@@ -259,7 +251,7 @@ func decide(in DecideInput, st State) Decision {
 // and sized as predicted, abort when it makes no progress or they were not sized.
 func follow(in DecideInput, st State) Decision {
 	d := in.Deployment
-	if d.Generation != st.Generation || d.Spec.Template.Annotations[AnnotationPrediction] != st.Prediction {
+	if d.Generation != st.Generation || d.Spec.Template.Annotations[names.AnnotationPredictedResources] != st.Prediction {
 		st.Phase, st.Reason = PhaseCompleted, "the Deployment changed during the rollout: the rollout is the user's"
 		return Decision{Action: Release, Reason: st.Reason, State: st}
 	}
@@ -291,7 +283,7 @@ func follow(in DecideInput, st State) Decision {
 	// so a mis-sized rollout is aborted while the old pods still serve.
 	newPods := 0
 	for _, p := range in.Pods {
-		if p.DeletionTimestamp != nil || p.Annotations[AnnotationPrediction] != st.Prediction {
+		if p.DeletionTimestamp != nil || p.Annotations[names.AnnotationPredictedResources] != st.Prediction {
 			continue
 		}
 		newPods++

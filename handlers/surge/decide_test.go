@@ -16,6 +16,7 @@ import (
 
 	"function/config"
 	"function/handlers/surge"
+	"function/names"
 )
 
 // optedIn is the 1-replica Deployment web, maxSurge 1, maxUnavailable 0, opted in, read from
@@ -23,7 +24,7 @@ import (
 func optedIn(opts ...deployOpt) *appsv1.Deployment {
 	d := deployment(1, intOrStr(intstr.FromInt32(1)), intOrStr(intstr.FromInt32(0)), func(d *appsv1.Deployment) {
 		d.UID, d.ResourceVersion = "uid-web", "100"
-		d.Annotations = map[string]string{surge.AnnotationSurgeRollout: "true"}
+		d.Annotations = map[string]string{names.AnnotationSurgeRollout: "true"}
 		d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{Requests: cpuMem("10", "1Gi")}}}
 	})
 	for _, o := range opts {
@@ -38,7 +39,7 @@ func withState(s surge.State) deployOpt {
 		if err != nil {
 			panic(err)
 		}
-		d.Annotations[surge.AnnotationState] = string(b)
+		d.Annotations[names.AnnotationSurgeState] = string(b)
 	}
 }
 
@@ -61,14 +62,14 @@ func TestDecide(t *testing.T) {
 	require.NoError(t, err)
 	rolling := surge.State{Phase: surge.PhaseRolling, Prediction: predicted.Hash, Requests: predicted.Requests,
 		Started: now.Add(-time.Minute), Generation: 4, CoolDown: 30 * time.Minute,
-		Before: map[string]string{surge.AnnotationRestartedAt: "", surge.AnnotationPrediction: ""}}
+		Before: map[string]string{names.AnnotationRestartedAt: "", names.AnnotationPredictedResources: ""}}
 	rolled := func(d *appsv1.Deployment) { // the restart's patch applied, the rollout complete
 		d.Generation, d.Status.ObservedGeneration = 4, 4
-		d.Spec.Template.Annotations = map[string]string{surge.AnnotationPrediction: predicted.Hash, surge.AnnotationRestartedAt: now.Format(time.RFC3339)}
+		d.Spec.Template.Annotations = map[string]string{names.AnnotationPredictedResources: predicted.Hash, names.AnnotationRestartedAt: now.Format(time.RFC3339)}
 	}
 	// newPod is a pod of the new template that VPA's admission controller matched to its VPA.
 	newPod := func(p *corev1.Pod) {
-		p.Annotations = map[string]string{surge.AnnotationPrediction: predicted.Hash, "vpaObservedContainers": "app"}
+		p.Annotations = map[string]string{names.AnnotationPredictedResources: predicted.Hash, "vpaObservedContainers": "app"}
 	}
 	unmatched := func(p *corev1.Pod) { delete(p.Annotations, "vpaObservedContainers") }
 	sized := pod("web-2", predicted.Requests["app"], now, newPod)
@@ -92,7 +93,7 @@ func TestDecide(t *testing.T) {
 		{name: "VPA's updater would update no pod", in: input(optedIn(), pod("web-1", cpuMem("4.8", "1Gi"), started)), reason: "would update no pod"},
 		{name: "restart", in: input(optedIn()), action: surge.Restart, check: func(t *testing.T, d surge.Decision) {
 			assert.Equal(t, predicted.Hash, d.Prediction.Hash)
-			assert.Equal(t, map[string]string{surge.AnnotationRestartedAt: now.Format(time.RFC3339), surge.AnnotationPrediction: predicted.Hash}, d.Template)
+			assert.Equal(t, map[string]string{names.AnnotationRestartedAt: now.Format(time.RFC3339), names.AnnotationPredictedResources: predicted.Hash}, d.Template)
 			assert.Equal(t, surge.PhaseRolling, d.State.Phase)
 			assert.Equal(t, int64(4), d.State.Generation, "the generation the restart makes")
 			assert.Equal(t, 30*time.Minute, d.State.CoolDown)
@@ -111,7 +112,7 @@ func TestDecide(t *testing.T) {
 				require.NotNil(t, d.Failed)
 				assert.Equal(t, surge.CondGaveUp, d.Failed.Condition)
 				assert.Equal(t, surge.CondGaveUp, d.State.Skipped)
-				assert.Contains(t, d.Reason, surge.AnnotationState, "says how to try again")
+				assert.Contains(t, d.Reason, names.AnnotationSurgeState, "says how to try again")
 			}},
 		{name: "... and not said again, for a new prediction either", in: input(optedIn(withState(surge.State{Phase: surge.PhaseAborted, Prediction: "other",
 			Started: now.Add(-24 * time.Hour), CoolDown: time.Minute, Failures: 2, Skipped: surge.CondGaveUp}))), reason: "stopped"},
@@ -121,7 +122,7 @@ func TestDecide(t *testing.T) {
 			action: surge.Restart, check: func(t *testing.T, d surge.Decision) { assert.Equal(t, time.Hour, d.State.CoolDown) }},
 		{name: "budget: in flight", in: func() surge.DecideInput { in := input(optedIn()); in.Budget.InFlight = 2; return in }(), reason: "in flight"},
 		{name: "budget: per minute", in: func() surge.DecideInput { in := input(optedIn()); in.Budget.LastMinute = 6; return in }(), reason: "last minute"},
-		{name: "an unreadable state is ignored, with a warning", in: input(optedIn(func(d *appsv1.Deployment) { d.Annotations[surge.AnnotationState] = "{" })),
+		{name: "an unreadable state is ignored, with a warning", in: input(optedIn(func(d *appsv1.Deployment) { d.Annotations[names.AnnotationSurgeState] = "{" })),
 			action: surge.Restart, check: func(t *testing.T, d surge.Decision) { assert.Contains(t, d.Warning, "invalid") }},
 		{name: "a state started in the future is ignored, with a warning", in: input(optedIn(withState(surge.State{Phase: surge.PhaseCompleted,
 			Prediction: "other", Started: now.Add(time.Hour), CoolDown: 30 * time.Minute}))),
@@ -134,7 +135,7 @@ func TestDecide(t *testing.T) {
 			return in
 		}(), reason: "not selected"},
 		{name: "a rollout in flight of a Deployment no longer opted in is not written", in: input(optedIn(withState(rolling), rolled,
-			func(d *appsv1.Deployment) { delete(d.Annotations, surge.AnnotationSurgeRollout) }), sized), reason: "is not \"true\""},
+			func(d *appsv1.Deployment) { delete(d.Annotations, names.AnnotationSurgeRollout) }), sized), reason: "is not \"true\""},
 		{name: "surgeRollout off (or uninstalling): a rollout in flight is still followed to its end", in: func() surge.DecideInput {
 			in := input(optedIn(withState(rolling), rolled), sized)
 			in.Enabled = false
@@ -198,7 +199,7 @@ func TestDecide(t *testing.T) {
 			Prediction: predicted.Hash, Started: now.Add(-time.Minute), CoolDown: 30 * time.Minute, Failures: 1, Unsized: true}))),
 			action: surge.Restart, check: func(t *testing.T, d surge.Decision) {
 				assert.False(t, d.State.Unsized)
-				assert.Equal(t, now.Add(-time.Minute).UTC().Format(time.RFC3339), d.Template[surge.AnnotationRestartedAt],
+				assert.Equal(t, now.Add(-time.Minute).UTC().Format(time.RFC3339), d.Template[names.AnnotationRestartedAt],
 					"the aborted attempt's template again: its ReplicaSet is scaled up, not a new one made")
 			}},
 		{name: "... but not a third time", in: input(optedIn(withState(surge.State{Phase: surge.PhaseAborted,
@@ -236,11 +237,11 @@ func TestPatch(t *testing.T) {
 	st, err := surge.ReadState(applied)
 	require.NoError(t, err)
 	assert.Equal(t, dec.State.Prediction, st.Prediction)
-	assert.Equal(t, "true", applied.Annotations[surge.AnnotationSurgeRollout], "the opt-in kept")
+	assert.Equal(t, "true", applied.Annotations[names.AnnotationSurgeRollout], "the opt-in kept")
 
 	// Abort restores: an annotation absent before is removed again.
 	abort := surge.Decision{Action: surge.Abort, State: surge.State{Phase: surge.PhaseAborted},
-		Template: map[string]string{surge.AnnotationRestartedAt: "", surge.AnnotationPrediction: ""}}
+		Template: map[string]string{names.AnnotationRestartedAt: "", names.AnnotationPredictedResources: ""}}
 	p, err = surge.Patch(applied, abort)
 	require.NoError(t, err)
 	assert.Empty(t, apply(t, applied, p).Spec.Template.Annotations)

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"function/handlers/surge"
+	"function/names"
 )
 
 // FuzzSurgeDecide: whatever the Deployment, its pods, its VPA, the state, the budget and the
@@ -63,7 +64,7 @@ func FuzzSurgeDecide(f *testing.F) {
 				d.Generation++
 			}
 			if bit(4) {
-				delete(d.Annotations, surge.AnnotationSurgeRollout)
+				delete(d.Annotations, names.AnnotationSurgeRollout)
 			}
 		})
 		cpu := "10" // outside the bounds
@@ -113,7 +114,7 @@ func FuzzSurgeDecide(f *testing.F) {
 		}
 
 		dec := surge.Decide(in)
-		if in.Excluded || d.Annotations[surge.AnnotationSurgeRollout] != "true" {
+		if in.Excluded || d.Annotations[names.AnnotationSurgeRollout] != "true" {
 			require.Equal(t, surge.None, dec.Action, "a Deployment not selected or not opted in is never written")
 		}
 		if bit(20) && st.Started.After(now.Add(time.Minute)) {
@@ -124,7 +125,7 @@ func FuzzSurgeDecide(f *testing.F) {
 		}
 		if dec.Action == surge.Restart {
 			require.True(t, in.Enabled, "restarted with surgeRollout off")
-			require.Equal(t, "true", d.Annotations[surge.AnnotationSurgeRollout], "restarted without the opt-in")
+			require.Equal(t, "true", d.Annotations[names.AnnotationSurgeRollout], "restarted without the opt-in")
 			require.Nil(t, surge.Check(in.Input), "restarted although a precondition fails")
 			require.NotEmpty(t, surge.Selected(in.VPA, in.Pods, in.Now, in.Settings), "restarted although VPA would update no pod")
 			require.Less(t, in.Budget.InFlight, in.Limits.MaxInFlight, "over the in-flight budget")

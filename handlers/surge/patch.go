@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"function/names"
+
 	appsv1 "k8s.io/api/apps/v1"
 )
 
@@ -33,7 +35,7 @@ func Patch(d *appsv1.Deployment, dec Decision) ([]byte, error) {
 		{Op: "test", Path: "/metadata/uid", Value: string(d.UID)},
 		{Op: "test", Path: "/metadata/resourceVersion", Value: d.ResourceVersion},
 	}
-	ops = append(ops, setAnnotations("/metadata/annotations", d.Annotations, map[string]string{AnnotationState: string(state)})...)
+	ops = append(ops, setAnnotations("/metadata/annotations", d.Annotations, map[string]string{names.AnnotationSurgeState: string(state)})...)
 	if dec.Action == Restart || dec.Action == Abort {
 		ops = append(ops, setAnnotations("/spec/template/metadata/annotations", d.Spec.Template.Annotations, dec.Template)...)
 	}

@@ -17,9 +17,12 @@ import (
 	"strings"
 	"time"
 
+	"function/config"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/admission-controller/resource/pod/recommendation"
 	vpa_types "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/apis/autoscaling.k8s.io/v1"
+	updaterconfig "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/updater/config"
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/updater/priority"
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/limitrange"
 	vpa_api_util "k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/vpa"
@@ -43,19 +46,23 @@ type Settings struct {
 	UseAdmissionControllerStatus bool
 }
 
-// DefaultSettings are the VPA updater's defaults: its DefaultUpdaterConfig
-// (k8s.io/autoscaler/vertical-pod-autoscaler v1.8.1, pkg/updater/config/config.go lines 70 and
-// 77-79), copied: that package is not imported, for its imports would add a module
-// (github.com/spf13/cobra, through k8s.io/component-base/cli/flag) to go.mod. It registers no
-// flag when imported (InitUpdaterFlags does, when called). TestDefaultSettingsAreVPAs compares
-// each value with VPA's source.
+// DefaultSettings are the VPA updater's defaults, taken from VPA's own updater configuration
+// (pkg/updater/config's DefaultUpdaterConfig: importing it registers no flag; InitUpdaterFlags
+// does, when called).
 func DefaultSettings() Settings {
+	vpa := updaterconfig.DefaultUpdaterConfig()
 	return Settings{
-		PodUpdateThreshold: 0.1, // DefaultUpdateThreshold, config.go:77
-		InRecommendationBoundsEvictionLifetimeThreshold: 12 * time.Hour,   // PodLifetimeUpdateThreshold, config.go:78
-		EvictAfterOOMThreshold:                          10 * time.Minute, // EvictAfterOOMThreshold, config.go:79
-		UseAdmissionControllerStatus:                    true,             // UseAdmissionControllerStatus, config.go:70
+		PodUpdateThreshold: vpa.DefaultUpdateThreshold,
+		InRecommendationBoundsEvictionLifetimeThreshold: vpa.PodLifetimeUpdateThreshold,
+		EvictAfterOOMThreshold:                          vpa.EvictAfterOOMThreshold,
+		UseAdmissionControllerStatus:                    vpa.UseAdmissionControllerStatus,
 	}
+}
+
+// SettingsOf are the settings the configuration gives (its VPA updater keys).
+func SettingsOf(c config.Surge) Settings {
+	return Settings{PodUpdateThreshold: c.PodUpdateThreshold, InRecommendationBoundsEvictionLifetimeThreshold: c.InBoundsLifetime,
+		EvictAfterOOMThreshold: c.EvictAfterOOM, UseAdmissionControllerStatus: c.UseAdmissionControllerStatus}
 }
 
 // recommendations is the recommendation processor VPA's updater and admission controller are

@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
-	"function/eventing"
 	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -209,7 +209,7 @@ func (st *stack) waitForWatch(ctx context.Context) error {
 		if err != nil {
 			return false, err
 		}
-		if slices.Contains(pod.Finalizers, drain.Finalizer) {
+		if slices.Contains(pod.Finalizers, names.Finalizer) {
 			return true, nil
 		}
 		n++
@@ -322,7 +322,7 @@ func waitCount(ctx context.Context, p *podTimes, n int, timeout time.Duration, w
 	return nil
 }
 
-func hasFinalizer(pod *corev1.Pod) bool { return slices.Contains(pod.Finalizers, drain.Finalizer) }
+func hasFinalizer(pod *corev1.Pod) bool { return slices.Contains(pod.Finalizers, names.Finalizer) }
 
 // finalizersAtScale is row 3. The floor first: in a namespace no adapter watches, the same
 // creators create n pods while one bare client-go loop (concurrency 1, as the adapter delivers
@@ -341,7 +341,7 @@ func (st *stack) finalizersAtScale(ctx context.Context, env *machineEnv, n int) 
 	go func() {
 		defer close(patched)
 		for pod := range queue {
-			patch, err := drain.Patch(pod, drain.Decision{Action: drain.AddFinalizer, ManagedBy: drain.AnnotationManaged})
+			patch, err := drain.Patch(pod, drain.Decision{Action: drain.AddFinalizer, ManagedBy: names.AnnotationManaged})
 			if err == nil {
 				_, err = st.floor.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, patch, metav1.PatchOptions{})
 			}
@@ -556,7 +556,7 @@ func (st *stack) sweep(ctx context.Context, env *machineEnv, total int) (Row, fl
 	}
 	t0 := time.Now()
 	managed := total / 10
-	if err := createPods(ctx, st.client, ns, "m", managed, true, []string{drain.Finalizer}, false, nil); err != nil {
+	if err := createPods(ctx, st.client, ns, "m", managed, true, []string{names.Finalizer}, false, nil); err != nil {
 		return Row{}, 0, err
 	}
 	if err := createPods(ctx, st.client, ns, "u", total-managed, false, nil, false, nil); err != nil {
@@ -611,7 +611,7 @@ func postSweep(ctx context.Context, url string) error {
 		return err
 	}
 	req.Header.Set("Ce-Specversion", "1.0")
-	req.Header.Set("Ce-Type", eventing.TypeSweep)
+	req.Header.Set("Ce-Type", names.TypeSweep)
 	req.Header.Set("Ce-Source", "bench")
 	req.Header.Set("Ce-Id", fmt.Sprint(time.Now().UnixNano()))
 	req.Header.Set("Content-Type", "application/json")

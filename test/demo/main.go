@@ -20,7 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"function/eventing"
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -79,8 +79,8 @@ func run() error {
 	defer s.Close()
 	tl.say("function serving on %s (gracePeriodSeconds=%d, drainTimeoutSeconds=60); ApiServerSource adapter watching pods in %q", s.Function.Addr, functionGrace, ns)
 
-	names := make([]string, pods)
-	for i := range names {
+	podNames := make([]string, pods)
+	for i := range podNames {
 		pod := cluster.PodSpec(ns, fmt.Sprintf("web-7d9f8-%d", i), true)
 		pod.Spec.TerminationGracePeriodSeconds = ptr.To[int64](evictionGrace)
 		created, err := cp.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
@@ -90,20 +90,20 @@ func run() error {
 		if _, err := cluster.MarkRunning(ctx, cp.Client, created); err != nil {
 			return err
 		}
-		names[i] = created.Name
+		podNames[i] = created.Name
 	}
-	tl.say("created %s with annotation vpa-managed: \"true\", containers running", strings.Join(names, ", "))
-	for _, name := range names {
+	tl.say("created %s with annotation vpa-managed: \"true\", containers running", strings.Join(podNames, ", "))
+	for _, name := range podNames {
 		if err := poll(10*time.Second, func() (bool, error) {
 			pod, err := cp.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 			return err == nil && len(pod.Finalizers) > 0, err
 		}); err != nil {
 			return fmt.Errorf("%s never got the finalizer: %w", name, err)
 		}
-		tl.say("%s: finalizer %s added (reply %s)", name, drain.Finalizer, eventing.TypeFinalizerAdded)
+		tl.say("%s: finalizer %s added (reply %s)", name, names.Finalizer, names.ReplyFinalizerAdded)
 	}
 
-	victim := names[1]
+	victim := podNames[1]
 	tl.say("%s: evicted through the Eviction API, as the VPA updater does (pod grace period %ds)", victim, evictionGrace)
 	if err := cluster.Evict(ctx, cp.Client, ns, victim, nil); err != nil {
 		return err
@@ -127,11 +127,11 @@ func follow(ctx context.Context, tl timeline, s *cluster.Stack, name string) err
 			return err
 		}
 		if started.IsZero() {
-			if v := pod.Annotations[drain.AnnotationDrainStarted]; v != "" {
+			if v := pod.Annotations[names.AnnotationDrainStarted]; v != "" {
 				started, _ = time.Parse(time.RFC3339, v)
 				graceEnd = started.Add(functionGrace * time.Second)
 				tl.say("%s: drain started (%s=%s, deadline %s); the kubelet kills the containers at %s",
-					name, drain.AnnotationDrainStarted, v, pod.Annotations[drain.AnnotationDrainDeadline], pod.DeletionTimestamp.UTC().Format(time.RFC3339))
+					name, names.AnnotationDrainStarted, v, pod.Annotations[names.AnnotationDrainDeadline], pod.DeletionTimestamp.UTC().Format(time.RFC3339))
 				tl.say("%s: waiting on: grace period (until %s) and containers running", name, graceEnd.Format("15:04:05"))
 			}
 		}
@@ -169,10 +169,10 @@ func follow(ctx context.Context, tl timeline, s *cluster.Stack, name string) err
 // lastRemoval reads the reason from the function's finalizer.removed reply when the release
 // answered an event, else from the pod's Kubernetes Events (a timer-driven release).
 func lastRemoval(s *cluster.Stack, name string) (string, float64) {
-	for _, x := range s.Proxy.Replies(eventing.TypeFinalizerRemoved, s.Subject(name)) {
+	for _, x := range s.Proxy.Replies(names.ReplyFinalizerRemoved, s.Subject(name)) {
 		var d eventing.ReplyData
 		if json.Unmarshal(x.ReplyBody, &d) == nil && d.DrainSeconds != nil {
-			return d.Reason + " (reply " + eventing.TypeFinalizerRemoved + ")", *d.DrainSeconds
+			return d.Reason + " (reply " + names.ReplyFinalizerRemoved + ")", *d.DrainSeconds
 		}
 	}
 	return "drained (in-process re-check; no event to reply to)", 0

@@ -26,8 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"function/eventing"
-	"function/handlers"
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -104,7 +103,7 @@ func (k *kubelet) stoppedAt(name string) (time.Time, bool) {
 func createPods(t *testing.T, s *cluster.Stack, prefix string, n int, managed bool, annotations map[string]string) []string {
 	t.Helper()
 	ctx := context.Background()
-	names := make([]string, 0, n)
+	podNames := make([]string, 0, n)
 	for i := range n {
 		pod := cluster.PodSpec(s.Namespace, fmt.Sprintf("%s-%02d", prefix, i), managed)
 		for k, v := range annotations {
@@ -117,9 +116,9 @@ func createPods(t *testing.T, s *cluster.Stack, prefix string, n int, managed bo
 		require.NoError(t, err)
 		_, err = cluster.MarkRunning(ctx, cp.Client, created)
 		require.NoError(t, err)
-		names = append(names, created.Name)
+		podNames = append(podNames, created.Name)
 	}
-	return names
+	return podNames
 }
 
 func getPod(t *testing.T, s *cluster.Stack, name string) *corev1.Pod {
@@ -130,10 +129,10 @@ func getPod(t *testing.T, s *cluster.Stack, name string) *corev1.Pod {
 }
 
 // waitForFinalizers waits until every named pod has the function's finalizer.
-func waitForFinalizers(t *testing.T, s *cluster.Stack, names []string) {
+func waitForFinalizers(t *testing.T, s *cluster.Stack, podNames []string) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		for _, name := range names {
+		for _, name := range podNames {
 			if !hasFinalizer(getPod(t, s, name)) {
 				return false
 			}
@@ -144,7 +143,7 @@ func waitForFinalizers(t *testing.T, s *cluster.Stack, names []string) {
 
 func hasFinalizer(pod *corev1.Pod) bool {
 	for _, f := range pod.Finalizers {
-		if f == drain.Finalizer {
+		if f == names.Finalizer {
 			return true
 		}
 	}
@@ -183,12 +182,12 @@ func eventReasons(t *testing.T, s *cluster.Stack, uid string) []string {
 }
 
 // assertReplies waits until the proxy has recorded exactly one reply of type t for each pod.
-func assertReplies(t *testing.T, s *cluster.Stack, typ string, names []string) {
+func assertReplies(t *testing.T, s *cluster.Stack, typ string, podNames []string) {
 	t.Helper()
 	var missing []string
 	assert.Eventually(t, func() bool {
 		missing = missing[:0]
-		for _, name := range names {
+		for _, name := range podNames {
 			if len(s.Proxy.Replies(typ, s.Subject(name))) != 1 {
 				missing = append(missing, name)
 			}
@@ -209,29 +208,29 @@ func replyData(t *testing.T, x cluster.Exchange) eventing.ReplyData {
 // eviction was asked for: no eviction happened before, so a drain that is never early is
 // released no sooner than that + its grace period (the stamps, whole seconds, may be up to 1 s
 // earlier).
-func evictAll(t *testing.T, s *cluster.Stack, k *kubelet, names []string) (map[string]*corev1.Pod, map[string]time.Time) {
+func evictAll(t *testing.T, s *cluster.Stack, k *kubelet, podNames []string) (map[string]*corev1.Pod, map[string]time.Time) {
 	t.Helper()
 	ctx := context.Background()
 	asked := map[string]time.Time{}
-	for _, name := range names {
+	for _, name := range podNames {
 		asked[name] = time.Now()
 		require.NoError(t, cluster.Evict(ctx, cp.Client, s.Namespace, name, ptr.To[int64](3)))
 	}
 	stamped := map[string]*corev1.Pod{}
 	require.Eventually(t, func() bool {
-		for _, name := range names {
+		for _, name := range podNames {
 			if _, ok := stamped[name]; ok {
 				continue
 			}
 			pod := getPod(t, s, name)
-			if pod.Annotations[drain.AnnotationDrainStarted] != "" && pod.Annotations[drain.AnnotationDrainDeadline] != "" {
+			if pod.Annotations[names.AnnotationDrainStarted] != "" && pod.Annotations[names.AnnotationDrainDeadline] != "" {
 				stamped[name] = pod
 				if k != nil {
 					k.stopAtDeadline(ctx, pod)
 				}
 			}
 		}
-		return len(stamped) == len(names)
+		return len(stamped) == len(podNames)
 	}, 30*time.Second, 50*time.Millisecond, "every evicted pod gets the drain annotations")
 	return stamped, asked
 }
@@ -249,7 +248,7 @@ func assertNeverEarly(t *testing.T, r *cluster.Releases, asked map[string]time.T
 
 func drainStarted(t *testing.T, pod *corev1.Pod) time.Time {
 	t.Helper()
-	at, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainStarted])
+	at, err := time.Parse(time.RFC3339, pod.Annotations[names.AnnotationDrainStarted])
 	require.NoError(t, err)
 	return at
 }
@@ -320,19 +319,19 @@ func TestE2EManageEvictDrain(t *testing.T) {
 	for _, mode := range []string{"Resource", "Reference"} {
 		t.Run(mode, func(t *testing.T) {
 			s := cluster.StartStack(t, cp, bin, mode, functionEnv...)
-			releases := cluster.WatchReleases(t, s, drain.Finalizer)
+			releases := cluster.WatchReleases(t, s, names.Finalizer)
 
 			// 1. 20 managed pods get the finalizer; 5 unmanaged ones are never touched.
 			managed := createPods(t, s, "web", 20, true, nil)
 			unmanaged := createPods(t, s, "batch", 5, false, nil)
 			waitForFinalizers(t, s, managed)
 			// The proxy records a reply once the function has answered, just after its patch.
-			assertReplies(t, s, eventing.TypeFinalizerAdded, managed)
+			assertReplies(t, s, names.ReplyFinalizerAdded, managed)
 			for _, name := range unmanaged {
 				pod := getPod(t, s, name)
 				assert.Empty(t, pod.Finalizers, name)
 				for _, mf := range pod.ManagedFields {
-					assert.NotEqual(t, handlers.Component, mf.Manager, "%s was written by the function", name)
+					assert.NotEqual(t, names.Component, mf.Manager, "%s was written by the function", name)
 				}
 				for _, x := range s.Proxy.Exchanges() {
 					if x.Subject == s.Subject(name) {
@@ -352,15 +351,15 @@ func TestE2EManageEvictDrain(t *testing.T) {
 			stamped, asked := evictAll(t, s, k, managed)
 			assertDrained(t, s, releases, k, stamped, time.Time{})
 			assertNeverEarly(t, releases, asked, grace)
-			assertReplies(t, s, eventing.TypeDrainStarted, managed)
+			assertReplies(t, s, names.ReplyDrainStarted, managed)
 			// Replies to timer-driven releases have no request to answer; those that came with
 			// an event say why and how long.
-			removed := s.Proxy.Replies(eventing.TypeFinalizerRemoved, "")
-			require.NotEmpty(t, s.Proxy.Replies(eventing.TypeFinalizerRemoved, eventing.PodPath(s.Namespace, managed[0])),
+			removed := s.Proxy.Replies(names.ReplyFinalizerRemoved, "")
+			require.NotEmpty(t, s.Proxy.Replies(names.ReplyFinalizerRemoved, eventing.PodPath(s.Namespace, managed[0])),
 				"the late pod was released by its status event, with a reply")
 			for _, x := range removed {
 				d := replyData(t, x)
-				assert.Equal(t, drain.ReasonDrained, d.Reason)
+				assert.Equal(t, names.ReasonDrained, d.Reason)
 				require.NotNil(t, d.DrainSeconds)
 				assert.GreaterOrEqual(t, *d.DrainSeconds, grace.Seconds())
 				assert.Empty(t, x.ReplyDryRun)
@@ -371,7 +370,7 @@ func TestE2EManageEvictDrain(t *testing.T) {
 
 func TestE2ERestartMidDrain(t *testing.T) {
 	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
-	releases := cluster.WatchReleases(t, s, drain.Finalizer)
+	releases := cluster.WatchReleases(t, s, names.Finalizer)
 	managed := createPods(t, s, "web", 8, true, nil)
 	waitForFinalizers(t, s, managed)
 
@@ -392,7 +391,7 @@ func TestE2ERestartMidDrain(t *testing.T) {
 
 func TestE2ESweepFinishesDrainsWhoseEventsWereLost(t *testing.T) {
 	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
-	releases := cluster.WatchReleases(t, s, drain.Finalizer)
+	releases := cluster.WatchReleases(t, s, names.Finalizer)
 	managed := createPods(t, s, "web", 5, true, nil)
 	waitForFinalizers(t, s, managed)
 	stamped, _ := evictAll(t, s, nil, managed)
@@ -437,19 +436,19 @@ func TestE2ESweepFinishesDrainsWhoseEventsWereLost(t *testing.T) {
 
 func TestE2ETimeoutReleasesAtDeadline(t *testing.T) {
 	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
-	releases := cluster.WatchReleases(t, s, drain.Finalizer)
-	names := createPods(t, s, "stuck", 2, true, map[string]string{drain.AnnotationDrainTimeout: "5"})
-	waitForFinalizers(t, s, names)
+	releases := cluster.WatchReleases(t, s, names.Finalizer)
+	podNames := createPods(t, s, "stuck", 2, true, map[string]string{names.AnnotationDrainTimeout: "5"})
+	waitForFinalizers(t, s, podNames)
 
 	// The containers never stop: only the deadline releases the pods.
-	stamped, asked := evictAll(t, s, nil, names)
+	stamped, asked := evictAll(t, s, nil, podNames)
 	require.Eventually(t, func() bool {
-		_, a := releases.At(names[0])
-		_, b := releases.At(names[1])
+		_, a := releases.At(podNames[0])
+		_, b := releases.At(podNames[1])
 		return a && b
 	}, 30*time.Second, 50*time.Millisecond)
 	for name, pod := range stamped {
-		deadline, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainDeadline])
+		deadline, err := time.Parse(time.RFC3339, pod.Annotations[names.AnnotationDrainDeadline])
 		require.NoError(t, err)
 		assert.Equal(t, 5*time.Second, deadline.Sub(drainStarted(t, pod)), "per-pod drain timeout")
 		released, _ := releases.At(name)

@@ -23,7 +23,7 @@ import (
 	"function/config"
 	"function/config/live"
 	"function/handlers"
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -87,7 +87,7 @@ func watchFinalizers(t *testing.T, ns string) *finalizerLog {
 			if !ok || ev.Type == watch.Deleted {
 				continue
 			}
-			has := slices.Contains(pod.Finalizers, drain.Finalizer)
+			has := slices.Contains(pod.Finalizers, names.Finalizer)
 			l.mu.Lock()
 			if c := l.changes[pod.Name]; len(c) == 0 || c[len(c)-1] != has {
 				l.changes[pod.Name] = append(c, has)
@@ -110,7 +110,7 @@ func holding(t *testing.T, ns string) int {
 	require.NoError(t, err)
 	n := 0
 	for _, p := range list.Items {
-		if slices.Contains(p.Finalizers, drain.Finalizer) {
+		if slices.Contains(p.Finalizers, names.Finalizer) {
 			n++
 		}
 	}
@@ -187,7 +187,7 @@ func TestE2EUninstallWhileTheFunctionRuns(t *testing.T) {
 	ctx := context.Background()
 	for i := range n {
 		pod := cluster.PodSpec(podNS, fmt.Sprintf("web-%04d", i), true)
-		pod.Finalizers = []string{drain.Finalizer}
+		pod.Finalizers = []string{names.Finalizer}
 		_, err := cp.Client.CoreV1().Pods(podNS).Create(ctx, pod, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
@@ -198,7 +198,7 @@ func TestE2EUninstallWhileTheFunctionRuns(t *testing.T) {
 	}
 	for i := range inA {
 		pod := cluster.PodSpec(nsA, fmt.Sprintf("web-%04d", i), true)
-		pod.Finalizers = []string{drain.Finalizer}
+		pod.Finalizers = []string{names.Finalizer}
 		_, err := cp.Client.CoreV1().Pods(nsA).Create(ctx, pod, metav1.CreateOptions{})
 		require.NoError(t, err)
 		// Every pod of a drains: once deletion started no finalizer can be added, so what
@@ -229,7 +229,7 @@ func TestE2EUninstallWhileTheFunctionRuns(t *testing.T) {
 	assert.Equal(t, n, holding(t, podNS), "b's held pods and drains keep the finalizer")
 	live, err := cp.Client.CoreV1().ConfigMaps(cm.Namespace).Get(ctx, cm.Name, metav1.GetOptions{})
 	require.NoError(t, err)
-	assert.NotContains(t, live.Annotations, config.AnnotationUninstalling, "the ConfigMap is not marked")
+	assert.NotContains(t, live.Annotations, names.AnnotationUninstalling, "the ConfigMap is not marked")
 	assert.NotContains(t, fns[0].Output(), `"uninstalling":true`, "the function is not in uninstall mode")
 
 	// 1. The event source would be deleted here (this test has none). 2. release-finalizers,

@@ -32,9 +32,8 @@ import (
 	"function"
 	"function/config"
 	"function/eventing"
-	"function/handlers"
-	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -61,19 +60,19 @@ func TestFaultsAPIServerAway(t *testing.T) {
 	require.NoError(t, err)
 	env := append(slices.Clone(functionEnv), "KUBECONFIG="+kubeconfig)
 	s := cluster.StartStack(t, cp, bin, "Resource", env...)
-	releases := cluster.WatchReleases(t, s, drain.Finalizer)
+	releases := cluster.WatchReleases(t, s, names.Finalizer)
 	k := cluster.NewKubelet(cp.Client)
 	t.Cleanup(k.Stop)
 
-	names := createPods(t, s.Namespace, "web", 10)
-	waitForFinalizers(t, s.Namespace, names, 30*time.Second)
-	for _, name := range names {
+	podNames := createPods(t, s.Namespace, "web", 10)
+	waitForFinalizers(t, s.Namespace, podNames, 30*time.Second)
+	for _, name := range podNames {
 		// After the grace period (3 s from the end of the eviction's second), so that the
 		// containers' stop event calls for a release, which needs the live pod.
 		k.SetLate(name, 1500*time.Millisecond)
 	}
-	evict(t, s.Namespace, k, names)
-	waitStamped(t, s.Namespace, names)
+	evict(t, s.Namespace, k, podNames)
+	waitStamped(t, s.Namespace, podNames)
 
 	// The drains fall due (grace 3 s, the kubelet stops the containers 1.5 s after the
 	// deletionTimestamp) while the API server is away; the adapter keeps sending the pods'
@@ -84,10 +83,10 @@ func TestFaultsAPIServerAway(t *testing.T) {
 	require.NoError(t, tp.Resume())
 	resumed := time.Now()
 
-	waitReleased(t, releases, names, recheckBackoffMax+15*time.Second)
+	waitReleased(t, releases, podNames, recheckBackoffMax+15*time.Second)
 	require.Empty(t, k.Failures())
 	var worst time.Duration
-	for _, name := range names {
+	for _, name := range podNames {
 		pod := getPod(t, s.Namespace, name)
 		due := drainDue(t, pod, k)
 		require.True(t, due.Before(resumed), "%s was due while the API server was away (due %s)", name, due.Format("15:04:05.000"))
@@ -113,9 +112,9 @@ func TestFaultsAPIServerAway(t *testing.T) {
 	}
 	assert.NotZero(t, unavailable, "the function answered 503 to the events sent while the API server was away")
 	assert.NotContains(t, s.Function.Output(), "panic")
-	finishAll(t, s.Namespace, names)
+	finishAll(t, s.Namespace, podNames)
 	t.Logf("API server away for %s: %d events sent meanwhile, %d answered 503; %d drains released after it came back, the last %s after max(due, back) (bound %s)",
-		away, during, unavailable, len(names), worst.Round(time.Millisecond), recheckBackoffMax+slack)
+		away, during, unavailable, len(podNames), worst.Round(time.Millisecond), recheckBackoffMax+slack)
 }
 
 // eventRequest is the request ApiServerSource sends for a pod added: Resource mode (the pod
@@ -173,7 +172,7 @@ func TestFaultsSlowAPIServer(t *testing.T) {
 	// runtime; its client goes through the slow proxy.
 	toAPI := &http.Transport{MaxIdleConnsPerHost: 100}
 	cfg := api.RESTConfig()
-	cfg.Transport, cfg.QPS, cfg.Burst, cfg.UserAgent = toAPI, 50, 100, handlers.Component
+	cfg.Transport, cfg.QPS, cfg.Burst, cfg.UserAgent = toAPI, 50, 100, names.Component
 	client, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
 	logs := &testutil.SyncBuffer{}
@@ -258,7 +257,7 @@ func TestFaultsSlowAPIServer(t *testing.T) {
 		assert.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, a.status, name)
 		assert.LessOrEqual(t, a.took, eventBound+slack, "%s answered after %s", name, a.took)
 		if a.status == http.StatusOK {
-			assert.Equal(t, eventing.TypeFinalizerAdded, a.replyType, name)
+			assert.Equal(t, names.ReplyFinalizerAdded, a.replyType, name)
 			assert.True(t, hasFinalizer(getPod(t, ns, name)), "%s answered 200 but has no finalizer", name)
 		}
 	}

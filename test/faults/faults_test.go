@@ -24,7 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -51,7 +51,7 @@ const (
 // 10 s: sweeps are part of what must hold up under these faults.
 var functionEnv = append([]string{"gracePeriodSeconds=3", "drainTimeoutSeconds=30", "sweepIntervalSeconds=10"}, cluster.BarePods...)
 
-func podNames(pods []*corev1.Pod) []string {
+func podNamesOf(pods []*corev1.Pod) []string {
 	out := make([]string, 0, len(pods))
 	for _, p := range pods {
 		out = append(out, p.Name)
@@ -77,7 +77,7 @@ func livePod(ns, name string) *corev1.Pod {
 }
 
 func hasFinalizer(pod *corev1.Pod) bool {
-	return slices.Contains(pod.Finalizers, drain.Finalizer)
+	return slices.Contains(pod.Finalizers, names.Finalizer)
 }
 
 // createPods creates n managed pods with running containers.
@@ -85,16 +85,16 @@ func createPods(t *testing.T, ns, prefix string, n int) []string {
 	t.Helper()
 	pods, err := cluster.CreateRunningPods(context.Background(), cp.Client, ns, prefix, n, true)
 	require.NoError(t, err)
-	return podNames(pods)
+	return podNamesOf(pods)
 }
 
 // waitForFinalizers waits until every named pod holds the function's finalizer.
-func waitForFinalizers(t *testing.T, ns string, names []string, within time.Duration) {
+func waitForFinalizers(t *testing.T, ns string, podNames []string, within time.Duration) {
 	t.Helper()
 	var missing []string
 	require.Eventually(t, func() bool {
 		missing = missing[:0]
-		for _, name := range names {
+		for _, name := range podNames {
 			if pod := livePod(ns, name); pod == nil || !hasFinalizer(pod) {
 				missing = append(missing, name)
 			}
@@ -105,24 +105,24 @@ func waitForFinalizers(t *testing.T, ns string, names []string, within time.Dura
 
 // evict evicts the pods through the Eviction API with grace period 3 s, and has the kubelet
 // stop each pod's containers at its deletionTimestamp (whether or not the function is up).
-func evict(t *testing.T, ns string, k *cluster.Kubelet, names []string) {
+func evict(t *testing.T, ns string, k *cluster.Kubelet, podNames []string) {
 	t.Helper()
 	ctx := context.Background()
-	for _, name := range names {
+	for _, name := range podNames {
 		require.NoError(t, cluster.Evict(ctx, cp.Client, ns, name, ptr.To[int64](3)))
 		k.StopAtDeadline(ctx, getPod(t, ns, name))
 	}
 }
 
 // waitStamped waits until every named pod carries the drain annotations.
-func waitStamped(t *testing.T, ns string, names []string) {
+func waitStamped(t *testing.T, ns string, podNames []string) {
 	t.Helper()
 	var missing []string
 	require.Eventually(t, func() bool {
 		missing = missing[:0]
-		for _, name := range names {
+		for _, name := range podNames {
 			pod := livePod(ns, name)
-			if pod == nil || pod.Annotations[drain.AnnotationDrainStarted] == "" || pod.Annotations[drain.AnnotationDrainDeadline] == "" {
+			if pod == nil || pod.Annotations[names.AnnotationDrainStarted] == "" || pod.Annotations[names.AnnotationDrainDeadline] == "" {
 				missing = append(missing, name)
 			}
 		}
@@ -131,12 +131,12 @@ func waitStamped(t *testing.T, ns string, names []string) {
 }
 
 // waitReleased waits until every named pod lost the finalizer.
-func waitReleased(t *testing.T, r *cluster.Releases, names []string, within time.Duration) {
+func waitReleased(t *testing.T, r *cluster.Releases, podNames []string, within time.Duration) {
 	t.Helper()
 	var stranded []string
 	require.Eventually(t, func() bool {
 		stranded = stranded[:0]
-		for _, name := range names {
+		for _, name := range podNames {
 			if _, ok := r.At(name); !ok {
 				stranded = append(stranded, name)
 			}
@@ -151,7 +151,7 @@ func waitReleased(t *testing.T, r *cluster.Releases, names []string, within time
 func drainDue(t *testing.T, pod *corev1.Pod, k *cluster.Kubelet) time.Time {
 	t.Helper()
 	started, ok := cluster.EvictedAt(pod)
-	if v := pod.Annotations[drain.AnnotationDrainStarted]; v != "" {
+	if v := pod.Annotations[names.AnnotationDrainStarted]; v != "" {
 		stamp, err := time.Parse(time.RFC3339, v)
 		require.NoError(t, err, "%s: drain-started", pod.Name)
 		started, ok = stamp, true
@@ -173,14 +173,14 @@ func later(a, b time.Time) time.Time {
 
 // finishAll does the kubelet's final grace-0 DELETE for each released pod and waits until all
 // are gone.
-func finishAll(t *testing.T, ns string, names []string) {
+func finishAll(t *testing.T, ns string, podNames []string) {
 	t.Helper()
 	ctx := context.Background()
-	for _, name := range names {
+	for _, name := range podNames {
 		require.NoError(t, cluster.FinishDeletion(ctx, cp.Client, getPod(t, ns, name)))
 	}
 	require.Eventually(t, func() bool {
-		for _, name := range names {
+		for _, name := range podNames {
 			if _, err := cp.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 				return false
 			}

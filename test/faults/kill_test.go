@@ -20,7 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -211,7 +211,7 @@ func TestFaultsKillDuringDrains(t *testing.T) {
 	t.Logf("kill schedule seed %d (replay with FAULTS_SEED=%d)", seed, seed)
 
 	s := cluster.StartStack(t, cp, bin, "Resource", functionEnv...)
-	releases := cluster.WatchReleases(t, s, drain.Finalizer)
+	releases := cluster.WatchReleases(t, s, names.Finalizer)
 	k := cluster.NewKubelet(cp.Client)
 	t.Cleanup(k.Stop)
 	c := startChaos(s, chaosPlan(seed, 60))
@@ -224,19 +224,19 @@ func TestFaultsKillDuringDrains(t *testing.T) {
 	uids := map[string]string{}
 	unstamped := 0 // released before any process stamped the drain
 	for round := range rounds {
-		names := createPods(t, s.Namespace, fmt.Sprintf("r%d-web", round), podsPerRound)
-		waitForFinalizers(t, s.Namespace, names, 60*time.Second)
-		evict(t, s.Namespace, k, names)
-		waitReleased(t, releases, names, 60*time.Second)
-		for _, name := range names {
+		podNames := createPods(t, s.Namespace, fmt.Sprintf("r%d-web", round), podsPerRound)
+		waitForFinalizers(t, s.Namespace, podNames, 60*time.Second)
+		evict(t, s.Namespace, k, podNames)
+		waitReleased(t, releases, podNames, 60*time.Second)
+		for _, name := range podNames {
 			pod := getPod(t, s.Namespace, name) // read before the pod is gone
 			dues[name], uids[name] = drainDue(t, pod, k), string(pod.UID)
-			if pod.Annotations[drain.AnnotationDrainStarted] == "" {
+			if pod.Annotations[names.AnnotationDrainStarted] == "" {
 				unstamped++
 			}
 		}
-		finishAll(t, s.Namespace, names)
-		all = append(all, names...)
+		finishAll(t, s.Namespace, podNames)
+		all = append(all, podNames...)
 	}
 	outages, err := c.stop()
 	require.NoError(t, err)

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -27,7 +27,7 @@ func patchKind(t *testing.T, body []byte) string {
 		Path string `json:"path"`
 	}
 	require.NoError(t, json.Unmarshal(body, &ops), "a JSON patch: %s", body)
-	stamp := "/metadata/annotations/" + strings.ReplaceAll(drain.AnnotationDrainStarted, "/", "~1")
+	stamp := "/metadata/annotations/" + strings.ReplaceAll(names.AnnotationDrainStarted, "/", "~1")
 	for _, o := range ops {
 		switch {
 		case o.Op == "test":
@@ -88,21 +88,21 @@ func TestFaultsThreeReplicas(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = fan.Close() })
 	s.Proxy.SetTarget(fan.URL) // from now on every event reaches all three
-	releases := cluster.WatchReleases(t, s, drain.Finalizer)
+	releases := cluster.WatchReleases(t, s, names.Finalizer)
 	k := cluster.NewKubelet(cp.Client)
 	t.Cleanup(k.Stop)
 
-	names := createPods(t, s.Namespace, "web", 20)
-	waitForFinalizers(t, s.Namespace, names, 30*time.Second)
+	podNames := createPods(t, s.Namespace, "web", 20)
+	waitForFinalizers(t, s.Namespace, podNames, 30*time.Second)
 	// The containers stop 0 to 5.7 s after the grace period, so the releases spread over the
 	// replicas' next sweeps (10 s after they started): events, re-checks and sweeps of three
 	// processes race for the same pods.
-	for i, name := range names {
+	for i, name := range podNames {
 		k.SetLate(name, time.Duration(i)*300*time.Millisecond)
 	}
-	evict(t, s.Namespace, k, names)
-	waitStamped(t, s.Namespace, names)
-	waitReleased(t, releases, names, 60*time.Second)
+	evict(t, s.Namespace, k, podNames)
+	waitStamped(t, s.Namespace, podNames)
+	waitReleased(t, releases, podNames, 60*time.Second)
 	require.Empty(t, k.Failures())
 
 	// Every replica sweeps once more after the last release: the sweeps, too, must find
@@ -139,7 +139,7 @@ func TestFaultsThreeReplicas(t *testing.T) {
 		writes[name][patchKind(t, r.Body)]++
 	}
 	worst := 0
-	for _, name := range names {
+	for _, name := range podNames {
 		total := 0
 		for _, n := range writes[name] {
 			total += n
@@ -164,7 +164,7 @@ func TestFaultsThreeReplicas(t *testing.T) {
 	require.NotZero(t, served)
 
 	// One Kubernetes Event of each milestone per pod, whichever replica made it.
-	for _, name := range names {
+	for _, name := range podNames {
 		pod := getPod(t, s.Namespace, name)
 		var got []string
 		var listErr error
@@ -174,10 +174,10 @@ func TestFaultsThreeReplicas(t *testing.T) {
 			return listErr == nil && slices.Equal(got, []string{"Normal/DrainCompleted", "Normal/DrainStarted"})
 		}, 10*time.Second, 50*time.Millisecond, "events of %s: want DrainStarted and DrainCompleted once each, got %v (%v)", name, &got, &listErr)
 	}
-	finishAll(t, s.Namespace, names)
+	finishAll(t, s.Namespace, podNames)
 
 	t.Logf("3 replicas, %d pods: at most %d successful writes per pod lifecycle; PATCHes by status %v; %d answers by the replicas, %d of them 5xx",
-		len(names), worst, statuses, served, failed)
+		len(podNames), worst, statuses, served, failed)
 	for i, fn := range replicas {
 		t.Logf("replica %d: %d sweeps, %d guard failures re-read", i, sweepsDone(fn.Output()),
 			strings.Count(fn.Output(), "live pod differs from the event"))

@@ -28,8 +28,8 @@ import (
 
 	"function/config"
 	"function/handlers"
-	"function/handlers/drain"
 	"function/handlers/surge"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -110,7 +110,7 @@ func optInDeployment(ctx context.Context, t *testing.T, ns, name string, optedIn
 	t.Helper()
 	annotations := map[string]string{"example.com/keep": "1"}
 	if optedIn {
-		annotations[surge.AnnotationSurgeRollout] = "true"
+		annotations[names.AnnotationSurgeRollout] = "true"
 	}
 	selector := map[string]string{"app": name}
 	d, err := cp.Client.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
@@ -139,7 +139,7 @@ func optInDeployment(ctx context.Context, t *testing.T, ns, name string, optedIn
 func optInRestartPatch(t *testing.T, d *appsv1.Deployment) []byte {
 	t.Helper()
 	opted := d.DeepCopy()
-	opted.Annotations[surge.AnnotationSurgeRollout] = "true"
+	opted.Annotations[names.AnnotationSurgeRollout] = "true"
 	dec, _ := restart(t, opted)
 	patch, err := surge.Patch(d, dec)
 	require.NoError(t, err)
@@ -195,16 +195,16 @@ func TestIntegrationAdmissionPolicyDeploymentOptIn(t *testing.T) {
 		}},
 
 		// What a stolen token would write. The opt-in is the owner's alone.
-		{name: "opt a Deployment in", patch: static([]any{"add", annotation(surge.AnnotationSurgeRollout), "true"}),
+		{name: "opt a Deployment in", patch: static([]any{"add", annotation(names.AnnotationSurgeRollout), "true"}),
 			refused: refusedNotOptedIn},
 		{name: "restart one that has not opted in", patch: optInRestartPatch, refused: refusedNotOptedIn},
 		{name: "restarted-at in the template of one that has not opted in",
-			patch: static([]any{"add", template(surge.AnnotationRestartedAt), "2030-01-01T00:00:00Z"}), refused: refusedNotOptedIn},
+			patch: static([]any{"add", template(names.AnnotationRestartedAt), "2030-01-01T00:00:00Z"}), refused: refusedNotOptedIn},
 		{name: "its state on one that has not opted in",
-			patch: static([]any{"add", annotation(surge.AnnotationState), `{"phase":"completed"}`}), refused: refusedNotOptedIn},
-		{name: "remove the opt-in", optedIn: true, patch: static([]any{"remove", annotation(surge.AnnotationSurgeRollout)}),
+			patch: static([]any{"add", annotation(names.AnnotationSurgeState), `{"phase":"completed"}`}), refused: refusedNotOptedIn},
+		{name: "remove the opt-in", optedIn: true, patch: static([]any{"remove", annotation(names.AnnotationSurgeRollout)}),
 			refused: refusedOptIn},
-		{name: "change the opt-in", optedIn: true, patch: static([]any{"replace", annotation(surge.AnnotationSurgeRollout), "false"}),
+		{name: "change the opt-in", optedIn: true, patch: static([]any{"replace", annotation(names.AnnotationSurgeRollout), "false"}),
 			refused: refusedOptIn},
 		{name: "another vpagracefuldrain.dev/ annotation on the Deployment", optedIn: true,
 			patch: static([]any{"add", annotation("vpagracefuldrain.dev/other"), "1"}), refused: refusedDeploymentKeys},
@@ -233,7 +233,7 @@ func TestIntegrationAdmissionPolicyDeploymentOptIn(t *testing.T) {
 			patch: static([]any{"remove", template("example.com/keep")}), refused: refusedTemplateKeys},
 		// A key under the function's prefix that is no restart's: a pod override of its drain.
 		{name: "another vpagracefuldrain.dev/ template annotation", optedIn: true,
-			patch: static([]any{"add", template(drain.AnnotationGracePeriod), "0"}), refused: refusedTemplateKeys},
+			patch: static([]any{"add", template(names.AnnotationGracePeriod), "0"}), refused: refusedTemplateKeys},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,11 +242,11 @@ func TestIntegrationAdmissionPolicyDeploymentOptIn(t *testing.T) {
 			patch := tt.patch(t, d)
 			live, err := cp.Client.AppsV1().Deployments(ns).Get(ctx, d.Name, metav1.GetOptions{})
 			require.NoError(t, err)
-			written, err := fn.AppsV1().Deployments(ns).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: handlers.Component})
+			written, err := fn.AppsV1().Deployments(ns).Patch(ctx, d.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: names.Component})
 			if tt.refused == "" {
 				require.NoError(t, err)
 				assert.Equal(t, live.Spec.Template.Spec, written.Spec.Template.Spec, "the pod spec as it was")
-				assert.Equal(t, "true", written.Annotations[surge.AnnotationSurgeRollout], "still opted in")
+				assert.Equal(t, "true", written.Annotations[names.AnnotationSurgeRollout], "still opted in")
 				return
 			}
 			assertRefused(t, err, tt.refused)
@@ -269,7 +269,7 @@ func pacingPDB(kind config.Kind, name string, uid types.UID, selector map[string
 	return &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   handlers.PDBName(name),
-			Labels: map[string]string{handlers.LabelManagedBy: handlers.Component, handlers.LabelOwnerKind: string(kind)},
+			Labels: map[string]string{names.LabelManagedBy: names.Component, names.LabelOwnerKind: string(kind)},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: string(kind), Name: name, UID: uid,
 				Controller: ptr.To(false)}},
 		},
@@ -323,7 +323,7 @@ func TestIntegrationAdmissionPolicyPDBs(t *testing.T) {
 		require.NoError(t, err)
 		return p
 	}
-	labelled := map[string]string{handlers.LabelManagedBy: handlers.Component, handlers.LabelOwnerKind: string(config.KindDeployment)}
+	labelled := map[string]string{names.LabelManagedBy: names.Component, names.LabelOwnerKind: string(config.KindDeployment)}
 	del := func(p *policyv1.PodDisruptionBudget) error {
 		return fn.PolicyV1().PodDisruptionBudgets(ns).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &p.UID}})
 	}
@@ -352,7 +352,7 @@ func TestIntegrationAdmissionPolicyPDBs(t *testing.T) {
 
 		// What a stolen token would write.
 		{name: "delete an unlabelled budget", write: del, refused: refusedPDBDelete},
-		{name: "delete a budget labelled managed by another", labels: map[string]string{handlers.LabelManagedBy: "helm"}, write: del,
+		{name: "delete a budget labelled managed by another", labels: map[string]string{names.LabelManagedBy: "helm"}, write: del,
 			refused: refusedPDBDelete},
 		{name: "update a labelled budget", labels: labelled, write: patch(`{"spec":{"maxUnavailable":0}}`), refused: refusedPDBWrite},
 		{name: "update a labelled budget's labels only", labels: labelled, write: patch(`{"metadata":{"labels":{"x":"1"}}}`),
@@ -364,10 +364,10 @@ func TestIntegrationAdmissionPolicyPDBs(t *testing.T) {
 			return err
 		}, refused: refusedPDBWrite + "/status"},
 		{name: "create without the label", create: webPDB(func(p *policyv1.PodDisruptionBudget) {
-			delete(p.Labels, handlers.LabelManagedBy)
+			delete(p.Labels, names.LabelManagedBy)
 		}), refused: refusedPDBLabel},
 		{name: "create labelled managed by another", create: webPDB(func(p *policyv1.PodDisruptionBudget) {
-			p.Labels[handlers.LabelManagedBy] = "helm"
+			p.Labels[names.LabelManagedBy] = "helm"
 		}), refused: refusedPDBLabel},
 		{name: "create without an ownerReference", create: webPDB(func(p *policyv1.PodDisruptionBudget) {
 			p.OwnerReferences = nil
@@ -379,13 +379,13 @@ func TestIntegrationAdmissionPolicyPDBs(t *testing.T) {
 			p.Name = "evil"
 		}), refused: refusedPDBOwner},
 		{name: "create owned by a DaemonSet", create: webPDB(func(p *policyv1.PodDisruptionBudget) {
-			p.OwnerReferences[0].Kind, p.Labels[handlers.LabelOwnerKind] = "DaemonSet", "DaemonSet"
+			p.OwnerReferences[0].Kind, p.Labels[names.LabelOwnerKind] = "DaemonSet", "DaemonSet"
 		}), refused: refusedPDBOwner},
 		{name: "create owned by a core object", create: webPDB(func(p *policyv1.PodDisruptionBudget) {
 			p.OwnerReferences[0].APIVersion = "v1"
 		}), refused: refusedPDBOwner},
 		{name: "create with a wrong owner-kind label", create: webPDB(func(p *policyv1.PodDisruptionBudget) {
-			p.Labels[handlers.LabelOwnerKind] = string(config.KindStatefulSet)
+			p.Labels[names.LabelOwnerKind] = string(config.KindStatefulSet)
 		}), refused: refusedPDBOwner},
 		{name: "create with two ownerReferences", create: webPDB(func(p *policyv1.PodDisruptionBudget) {
 			p.OwnerReferences = append(p.OwnerReferences, metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: db.Name, UID: db.UID})
@@ -413,7 +413,7 @@ func TestIntegrationAdmissionPolicyPDBs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.create != nil {
 				p := tt.create()
-				_, err := fn.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, p, metav1.CreateOptions{FieldManager: handlers.Component})
+				_, err := fn.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, p, metav1.CreateOptions{FieldManager: names.Component})
 				if err == nil { // its name is free again for the next case, refused or not
 					t.Cleanup(func() {
 						_ = cp.Client.PolicyV1().PodDisruptionBudgets(ns).Delete(context.Background(), p.Name, metav1.DeleteOptions{})
@@ -483,11 +483,11 @@ func TestIntegrationAdmissionPolicyPacingCreatesItsPDB(t *testing.T) {
 	f.reconcile(pod)
 	pdb, err := cp.Client.PolicyV1().PodDisruptionBudgets(f.ns).Get(f.ctx, handlers.PDBName(d.Name), metav1.GetOptions{})
 	require.NoError(t, err, "pacing created its budget under the policy")
-	assert.Equal(t, handlers.Component, pdb.Labels[handlers.LabelManagedBy])
+	assert.Equal(t, names.Component, pdb.Labels[names.LabelManagedBy])
 	require.Len(t, pdb.OwnerReferences, 1)
 	assert.Equal(t, d.UID, pdb.OwnerReferences[0].UID)
 	require.NotEmpty(t, pdb.ManagedFields)
-	assert.Equal(t, handlers.Component, pdb.ManagedFields[0].Manager, "written by the function")
+	assert.Equal(t, names.Component, pdb.ManagedFields[0].Manager, "written by the function")
 
 	// And the function's token may delete it again (the sweeps' clean-up).
 	fn, err := kubernetes.NewForConfig(functionConfig(t))
@@ -514,8 +514,8 @@ func TestIntegrationAdmissionPolicyEvents(t *testing.T) {
 	existing := func(t *testing.T) *corev1.Event {
 		e, err := cp.Client.CoreV1().Events(ns).Create(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{GenerateName: pod.Name + "."},
 			InvolvedObject: ref, Reason: "DrainStarted", Message: "recorded", Type: corev1.EventTypeNormal,
-			Source: corev1.EventSource{Component: handlers.Component}, ReportingController: "vpagracefuldrain.dev/" + handlers.Component,
-			ReportingInstance: handlers.Component, FirstTimestamp: now, LastTimestamp: now, Count: 1}, metav1.CreateOptions{})
+			Source: corev1.EventSource{Component: names.Component}, ReportingController: "vpagracefuldrain.dev/" + names.Component,
+			ReportingInstance: names.Component, FirstTimestamp: now, LastTimestamp: now, Count: 1}, metav1.CreateOptions{})
 		require.NoError(t, err)
 		return e
 	}
@@ -523,9 +523,9 @@ func TestIntegrationAdmissionPolicyEvents(t *testing.T) {
 		// events.k8s.io validates generateName as a name: it must end alphanumeric (no ".").
 		return &eventsv1.Event{ObjectMeta: metav1.ObjectMeta{GenerateName: pod.Name + "-"}, EventTime: metav1.NewMicroTime(time.Now()),
 			Regarding: ref, Reason: "Test", Note: "note", Type: corev1.EventTypeNormal, Action: "Test",
-			ReportingController: controller, ReportingInstance: handlers.Component}
+			ReportingController: controller, ReportingInstance: names.Component}
 	}
-	own := "vpagracefuldrain.dev/" + handlers.Component
+	own := "vpagracefuldrain.dev/" + names.Component
 
 	tests := []struct {
 		name    string

@@ -20,8 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"function/handlers"
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -35,9 +34,9 @@ func policyPod(t *testing.T, ns, name string, held bool) *corev1.Pod {
 	pod.Annotations["example.com/keep"] = "1"
 	pod.Finalizers = []string{"example.com/keep"}
 	if held {
-		pod.Finalizers = append(pod.Finalizers, drain.Finalizer)
-		pod.Annotations[drain.AnnotationDrainStarted] = "2030-01-01T00:00:00Z"
-		pod.Annotations[drain.AnnotationDrainDeadline] = "2030-01-01T00:10:00Z"
+		pod.Finalizers = append(pod.Finalizers, names.Finalizer)
+		pod.Annotations[names.AnnotationDrainStarted] = "2030-01-01T00:00:00Z"
+		pod.Annotations[names.AnnotationDrainDeadline] = "2030-01-01T00:10:00Z"
 	}
 	pod, err := cp.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 	require.NoError(t, err)
@@ -122,28 +121,28 @@ func TestIntegrationAdmissionPolicy(t *testing.T) {
 		{name: "add its finalizer, guarded", patch: jsonPatch(t,
 			[]any{"test", "/metadata/finalizers", []string{"example.com/keep"}},
 			[]any{"test", annotation("vpa-managed"), "true"},
-			[]any{"add", "/metadata/finalizers/-", drain.Finalizer})},
-		{name: "add its finalizer first", patch: jsonPatch(t, []any{"add", "/metadata/finalizers/0", drain.Finalizer})},
+			[]any{"add", "/metadata/finalizers/-", names.Finalizer})},
+		{name: "add its finalizer first", patch: jsonPatch(t, []any{"add", "/metadata/finalizers/0", names.Finalizer})},
 		{name: "stamp the drain", patch: jsonPatch(t,
-			[]any{"test", annotation(drain.AnnotationDrainStarted), nil},
-			[]any{"add", annotation(drain.AnnotationDrainStarted), "2030-01-01T00:00:00Z"},
-			[]any{"add", annotation(drain.AnnotationDrainDeadline), "2030-01-01T00:10:00Z"})},
+			[]any{"test", annotation(names.AnnotationDrainStarted), nil},
+			[]any{"add", annotation(names.AnnotationDrainStarted), "2030-01-01T00:00:00Z"},
+			[]any{"add", annotation(names.AnnotationDrainDeadline), "2030-01-01T00:10:00Z"})},
 		{name: "re-stamp the drain", held: true, patch: jsonPatch(t,
-			[]any{"replace", annotation(drain.AnnotationDrainStarted), "2030-01-01T00:01:00Z"})},
+			[]any{"replace", annotation(names.AnnotationDrainStarted), "2030-01-01T00:01:00Z"})},
 		{name: "remove its finalizer", held: true, patch: jsonPatch(t,
-			[]any{"test", "/metadata/finalizers/1", drain.Finalizer},
+			[]any{"test", "/metadata/finalizers/1", names.Finalizer},
 			[]any{"remove", "/metadata/finalizers/1"})},
 		{name: "remove its finalizer and annotations", held: true, patch: jsonPatch(t,
 			[]any{"remove", "/metadata/finalizers/1"},
-			[]any{"remove", annotation(drain.AnnotationDrainStarted)},
-			[]any{"remove", annotation(drain.AnnotationDrainDeadline)})},
+			[]any{"remove", annotation(names.AnnotationDrainStarted)},
+			[]any{"remove", annotation(names.AnnotationDrainDeadline)})},
 		{name: "a patch that changes nothing", patch: jsonPatch(t, []any{"test", "/spec/containers/0/image", "busybox"})},
 
 		// What a stolen token would write.
 		{name: "image", patch: image, refused: "vpa-graceful-drain may not change a pod's spec"},
 		{name: "another spec field", patch: jsonPatch(t, []any{"add", "/spec/activeDeadlineSeconds", 1}),
 			refused: "vpa-graceful-drain may not change a pod's spec"},
-		{name: "image, with its finalizer", patch: jsonPatch(t, []any{"add", "/metadata/finalizers/-", drain.Finalizer},
+		{name: "image, with its finalizer", patch: jsonPatch(t, []any{"add", "/metadata/finalizers/-", names.Finalizer},
 			[]any{"replace", "/spec/containers/0/image", "evil.example.com/miner"}), refused: "vpa-graceful-drain may not change a pod's spec"},
 		{name: "add a label", patch: jsonPatch(t, []any{"add", "/metadata/labels/evil", "1"}),
 			refused: "vpa-graceful-drain may not change a pod's labels"},
@@ -171,7 +170,7 @@ func TestIntegrationAdmissionPolicy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			name := fmt.Sprintf("pod-%d", i)
 			pod := policyPod(t, ns, name, tt.held)
-			_, err := fn.CoreV1().Pods(ns).Patch(ctx, pod.Name, types.JSONPatchType, tt.patch, metav1.PatchOptions{FieldManager: handlers.Component})
+			_, err := fn.CoreV1().Pods(ns).Patch(ctx, pod.Name, types.JSONPatchType, tt.patch, metav1.PatchOptions{FieldManager: names.Component})
 			if tt.refused == "" {
 				require.NoError(t, err)
 			} else {

@@ -28,6 +28,7 @@ import (
 	"function/config"
 	"function/handlers"
 	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -85,16 +86,16 @@ func TestForgedEventsWriteNothing(t *testing.T) {
 		{"annotations: opted out", func(p *corev1.Pod) { setAnnotation(p, "vpa-managed", "false") }},
 		{"annotations: opted in", func(p *corev1.Pod) { setAnnotation(p, "vpa-managed", "true") }},
 		{"annotations: drain started and due an hour ago", func(p *corev1.Pod) {
-			setAnnotation(p, drain.AnnotationDrainStarted, hourAgo.UTC().Format(time.RFC3339))
-			setAnnotation(p, drain.AnnotationDrainDeadline, hourAgo.UTC().Format(time.RFC3339))
+			setAnnotation(p, names.AnnotationDrainStarted, hourAgo.UTC().Format(time.RFC3339))
+			setAnnotation(p, names.AnnotationDrainDeadline, hourAgo.UTC().Format(time.RFC3339))
 		}},
 		{"annotations: grace 0, timeout 1 s", func(p *corev1.Pod) {
-			setAnnotation(p, drain.AnnotationGracePeriod, "0")
-			setAnnotation(p, drain.AnnotationDrainTimeout, "1")
+			setAnnotation(p, names.AnnotationGracePeriod, "0")
+			setAnnotation(p, names.AnnotationDrainTimeout, "1")
 		}},
 		{"labels: changed", func(p *corev1.Pod) { p.Labels = map[string]string{"app": "other"} }},
 		{"finalizers: ours removed", func(p *corev1.Pod) { p.Finalizers = nil }},
-		{"finalizers: ours added", func(p *corev1.Pod) { p.Finalizers = []string{drain.Finalizer} }},
+		{"finalizers: ours added", func(p *corev1.Pod) { p.Finalizers = []string{names.Finalizer} }},
 	}
 	for _, base := range []*corev1.Pod{held, running, unmanaged} {
 		for _, tt := range forgeries {
@@ -200,7 +201,7 @@ func TestIntegrationDrainTimedOnTheAPIServersClock(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, drain.Wait, out.Decision.Action, "the grace period runs on the API server's clock: %s", out.Decision.Reason)
 	assert.Equal(t, "grace period", out.Decision.Reason)
-	assert.Equal(t, []string{drain.Finalizer}, f.get(held.Name).Finalizers)
+	assert.Equal(t, []string{names.Finalizer}, f.get(held.Name).Finalizers)
 
-	assert.Equal(t, drain.ReasonTimeout, drain.Decide(live, f.cfg, local.Now()).Reason, "on its own clock the drain would be over")
+	assert.Equal(t, names.ReasonTimeout, drain.Decide(live, f.cfg, local.Now()).Reason, "on its own clock the drain would be over")
 }

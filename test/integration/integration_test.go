@@ -29,6 +29,7 @@ import (
 	"function/config"
 	"function/handlers"
 	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -148,7 +149,7 @@ func TestIntegrationAddFinalizerOnceForDuplicatedEvent(t *testing.T) {
 	assert.Equal(t, drain.AddFinalizer, out.Decision.Action)
 	assert.True(t, out.Applied)
 	assert.Equal(t, []string{"GET pods", "PATCH pods"}, f.reqs.List(), "the write is decided on the live pod")
-	assert.Equal(t, []string{drain.Finalizer}, f.get("web-1").Finalizers)
+	assert.Equal(t, []string{names.Finalizer}, f.get("web-1").Finalizers)
 
 	// The same event again: older than the function's own write, it costs nothing.
 	out = f.reconcile(pod)
@@ -164,7 +165,7 @@ func TestIntegrationAddFinalizerOnceForDuplicatedEvent(t *testing.T) {
 	assert.Equal(t, drain.None, out.Decision.Action)
 	assert.False(t, out.Applied)
 	assert.Equal(t, []string{"GET pods"}, f.reqs.List())
-	assert.Equal(t, []string{drain.Finalizer}, f.get("web-1").Finalizers, "no second finalizer")
+	assert.Equal(t, []string{names.Finalizer}, f.get("web-1").Finalizers, "no second finalizer")
 }
 
 func TestIntegrationFinalizerOnDeletingPodIsRefusedOnce(t *testing.T) {
@@ -197,9 +198,9 @@ func TestIntegrationFinalizerOnDeletingPodIsRefusedOnce(t *testing.T) {
 func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
 	f := newFixture(t, testConfig())
 	pod := f.managedAndEvicted("web-2")
-	started, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainStarted])
+	started, err := time.Parse(time.RFC3339, pod.Annotations[names.AnnotationDrainStarted])
 	require.NoError(t, err)
-	deadline, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainDeadline])
+	deadline, err := time.Parse(time.RFC3339, pod.Annotations[names.AnnotationDrainDeadline])
 	require.NoError(t, err)
 	assert.Equal(t, 60*time.Second, deadline.Sub(started))
 	assert.False(t, started.Before(f.clock.Now().Add(-time.Second)))
@@ -230,7 +231,7 @@ func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
 	f.clock.SetTime(cluster.EndOfSecond(started).Add(5 * time.Second))
 	out = f.reconcile(stopped)
 	assert.Equal(t, drain.RemoveFinalizer, out.Decision.Action)
-	assert.Equal(t, drain.ReasonDrained, out.Decision.Reason)
+	assert.Equal(t, names.ReasonDrained, out.Decision.Reason)
 	assert.Equal(t, []string{"GET pods", "PATCH pods", "POST events"}, f.reqs.List())
 	assert.Empty(t, f.get("web-2").Finalizers)
 	assert.ElementsMatch(t, []string{"Normal/DrainStarted", "Normal/DrainCompleted"}, f.events(pod))
@@ -244,7 +245,7 @@ func TestIntegrationEvictionDrainsAfterGraceAndStoppedContainers(t *testing.T) {
 func TestIntegrationTimeoutReleasesRunningPod(t *testing.T) {
 	f := newFixture(t, testConfig())
 	pod := f.managedAndEvicted("stuck")
-	deadline, err := time.Parse(time.RFC3339, pod.Annotations[drain.AnnotationDrainDeadline])
+	deadline, err := time.Parse(time.RFC3339, pod.Annotations[names.AnnotationDrainDeadline])
 	require.NoError(t, err)
 
 	f.clock.SetTime(cluster.EndOfSecond(deadline).Add(-time.Second))
@@ -253,7 +254,7 @@ func TestIntegrationTimeoutReleasesRunningPod(t *testing.T) {
 	f.clock.SetTime(cluster.EndOfSecond(deadline)) // the latest moment the whole-second deadline stands for
 	out := f.reconcile(pod)
 	assert.Equal(t, drain.RemoveFinalizer, out.Decision.Action)
-	assert.Equal(t, drain.ReasonTimeout, out.Decision.Reason)
+	assert.Equal(t, names.ReasonTimeout, out.Decision.Reason)
 	assert.Empty(t, f.get("stuck").Finalizers)
 	assert.ElementsMatch(t, []string{"Normal/DrainStarted", "Warning/DrainTimedOut"}, f.events(pod))
 }
@@ -267,7 +268,7 @@ func TestIntegrationUnmanagedPodLosesFinalizer(t *testing.T) {
 		require.NoError(t, err)
 		out := f.reconcile(f.get("web-3"))
 		assert.Equal(t, drain.RemoveFinalizer, out.Decision.Action)
-		assert.Equal(t, drain.ReasonUnmanaged, out.Decision.Reason)
+		assert.Equal(t, names.ReasonUnmanaged, out.Decision.Reason)
 		assert.Empty(t, f.get("web-3").Finalizers)
 	})
 	t.Run("namespace excluded while draining", func(t *testing.T) {
@@ -275,7 +276,7 @@ func TestIntegrationUnmanagedPodLosesFinalizer(t *testing.T) {
 		pod := f.managedAndEvicted("web-4")
 		f.rec.Config.Namespaces.Exclude = append(f.rec.Config.Namespaces.Exclude, f.ns)
 		out := f.reconcile(pod)
-		assert.Equal(t, drain.ReasonUnmanaged, out.Decision.Reason)
+		assert.Equal(t, names.ReasonUnmanaged, out.Decision.Reason)
 		assert.Empty(t, f.get("web-4").Finalizers)
 	})
 }
@@ -292,19 +293,19 @@ func TestIntegrationGuardRefusesStaleEvent(t *testing.T) {
 		out := f.reconcile(stale)
 		assert.Equal(t, drain.AddFinalizer, out.Decision.Action)
 		assert.Equal(t, []string{"GET pods", "PATCH pods"}, f.reqs.List(), "decided and guarded on the live pod")
-		assert.Equal(t, []string{"example.com/other", drain.Finalizer}, f.get("web-5").Finalizers, "the other writer's finalizer survives")
+		assert.Equal(t, []string{"example.com/other", names.Finalizer}, f.get("web-5").Finalizers, "the other writer's finalizer survives")
 	})
 	t.Run("forged stopped containers", func(t *testing.T) {
 		f := newFixture(t, testConfig())
 		live := f.managedAndEvicted("web-6")
-		started, err := time.Parse(time.RFC3339, live.Annotations[drain.AnnotationDrainStarted])
+		started, err := time.Parse(time.RFC3339, live.Annotations[names.AnnotationDrainStarted])
 		require.NoError(t, err)
 		forged := live.DeepCopy()
 		forged.Status.Phase = corev1.PodSucceeded
 		f.clock.SetTime(started.Add(10 * time.Second))
 
 		d := drain.Decide(forged, f.cfg, f.clock.Now())
-		require.Equal(t, drain.ReasonDrained, d.Reason)
+		require.Equal(t, names.ReasonDrained, d.Reason)
 		patch, err := drain.Patch(forged, d)
 		require.NoError(t, err)
 		_, err = cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, "web-6", types.JSONPatchType, patch, metav1.PatchOptions{})
@@ -314,7 +315,7 @@ func TestIntegrationGuardRefusesStaleEvent(t *testing.T) {
 		out := f.reconcile(forged)
 		assert.Equal(t, drain.Wait, out.Decision.Action, "the live pod is still running")
 		assert.Equal(t, []string{"GET pods"}, f.reqs.List(), "one read, no write")
-		assert.Equal(t, []string{drain.Finalizer}, f.get("web-6").Finalizers)
+		assert.Equal(t, []string{names.Finalizer}, f.get("web-6").Finalizers)
 	})
 	t.Run("pod replaced by one of the same name", func(t *testing.T) {
 		f := newFixture(t, testConfig())
@@ -341,7 +342,7 @@ func TestIntegrationReferenceMode(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, drain.AddFinalizer, out.Decision.Action)
 	assert.Equal(t, []string{"GET pods", "PATCH pods"}, f.reqs.List())
-	assert.Equal(t, []string{drain.Finalizer}, f.get("web-8").Finalizers)
+	assert.Equal(t, []string{names.Finalizer}, f.get("web-8").Finalizers)
 
 	out, err = f.rec.ReconcileRef(f.ctx, f.ns, "no-such-pod")
 	require.NoError(t, err)
@@ -359,7 +360,7 @@ func TestIntegrationReleaseAllForUninstall(t *testing.T) {
 	f.create("plain", false)
 	pod, err := cp.Client.CoreV1().Pods(other).Create(f.ctx, func() *corev1.Pod {
 		p := cluster.PodSpec(other, "d", true)
-		p.Finalizers = []string{drain.Finalizer}
+		p.Finalizers = []string{names.Finalizer}
 		return p
 	}(), metav1.CreateOptions{})
 	require.NoError(t, err)
@@ -443,10 +444,10 @@ func (f *fixture) denyPodUpdates(name, expression, message string, objects *meta
 func (f *fixture) denyDrainStamp() {
 	f.t.Helper()
 	f.denyPodUpdates("deny-drain-stamp-"+f.ns,
-		`!has(object.metadata.annotations) || !('`+drain.AnnotationDrainStarted+`' in object.metadata.annotations)`,
-		"annotation "+drain.AnnotationDrainStarted+" is not allowed here", nil)
+		`!has(object.metadata.annotations) || !('`+names.AnnotationDrainStarted+`' in object.metadata.annotations)`,
+		"annotation "+names.AnnotationDrainStarted+" is not allowed here", nil)
 	probe := f.create("policy-probe", false)
-	patch := []byte(`{"metadata":{"annotations":{"` + drain.AnnotationDrainStarted + `":"x"}}}`)
+	patch := []byte(`{"metadata":{"annotations":{"` + names.AnnotationDrainStarted + `":"x"}}}`)
 	require.Eventually(f.t, func() bool {
 		_, err := cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, probe.Name, types.MergePatchType, patch, metav1.PatchOptions{})
 		return apierrors.IsForbidden(err)
@@ -494,7 +495,7 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 			assert.Equal(t, drain.StartEviction, out.Decision.StartedFrom)
 			assert.False(t, out.Applied)
 			assert.Equal(t, tt.refused, f.reqs.List(), "refused, not retried")
-			assert.NotContains(t, f.get("web-3").Annotations, drain.AnnotationDrainStarted)
+			assert.NotContains(t, f.get("web-3").Annotations, names.AnnotationDrainStarted)
 			var evictedAt time.Time
 			for _, c := range evicted.Status.Conditions {
 				if c.Type == corev1.DisruptionTarget {
@@ -510,7 +511,7 @@ func TestIntegrationUnwritableStampStillEndsTheDrain(t *testing.T) {
 			f.clock.SetTime(out.Decision.Deadline)
 			out = f.reconcile(f.get("web-3"))
 			assert.Equal(t, drain.RemoveFinalizer, out.Decision.Action)
-			assert.Equal(t, drain.ReasonTimeout, out.Decision.Reason)
+			assert.Equal(t, names.ReasonTimeout, out.Decision.Reason)
 			assert.Equal(t, []string{"GET pods", "PATCH pods", "POST events"}, f.reqs.List())
 			assert.Empty(t, f.get("web-3").Finalizers)
 		})

@@ -20,7 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	function "function"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -101,13 +101,13 @@ var functionNeeds = []string{
 	"list deployments.apps -", "patch deployments.apps " + appNS, "list limitranges " + appNS,
 	"get leases.coordination.k8s.io kube-system vpa-admission-controller",
 	// The surge budget's Lease, beside the sweep's (created with the config Role's create).
-	"get leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SurgeLeaseName,
-	"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SurgeLeaseName,
+	"get leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + names.SurgeLeaseName,
+	"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + names.SurgeLeaseName,
 	"get configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
 	"list configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
 	"watch configmaps " + cluster.FunctionNamespace + " vpa-graceful-drain",
-	"get leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SweepLeaseName,
-	"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SweepLeaseName,
+	"get leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + names.SweepLeaseName,
+	"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + names.SweepLeaseName,
 	"create leases.coordination.k8s.io " + cluster.FunctionNamespace,
 }
 
@@ -124,8 +124,8 @@ var functionDenied = []string{
 	"update deployments.apps " + appNS, "delete deployments.apps " + appNS, "create deployments.apps " + appNS,
 	"get leases.coordination.k8s.io kube-system other", "update leases.coordination.k8s.io kube-system vpa-admission-controller",
 	"update deployments/scale.apps " + appNS, "list replicasets.apps " + appNS,
-	"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " other", "delete leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SweepLeaseName,
-	"delete leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SurgeLeaseName,
+	"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " other", "delete leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + names.SweepLeaseName,
+	"delete leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + names.SurgeLeaseName,
 	"create leases.coordination.k8s.io " + appNS,
 	"get poddisruptionbudgets.policy " + appNS, "update poddisruptionbudgets.policy " + appNS, "patch poddisruptionbudgets.policy " + appNS,
 	"update events " + appNS, "delete events " + appNS, "patch events " + appNS,
@@ -335,7 +335,7 @@ func TestIntegrationOptInRightsOnlyFromTheirFiles(t *testing.T) {
 	pacing := []string{"create poddisruptionbudgets.policy " + appNS, "delete poddisruptionbudgets.policy " + appNS}
 	surge := []string{"list deployments.apps -", "patch deployments.apps " + appNS, "list limitranges " + appNS,
 		"get leases.coordination.k8s.io kube-system vpa-admission-controller",
-		"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + function.SurgeLeaseName}
+		"update leases.coordination.k8s.io " + cluster.FunctionNamespace + " " + names.SurgeLeaseName}
 	always := []string{"get pods " + appNS, "patch pods " + appNS, "list poddisruptionbudgets.policy -", "get deployments.apps " + appNS}
 	tests := []struct {
 		name            string

@@ -22,9 +22,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
-	function "function"
 	"function/config"
 	"function/config/live"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -77,9 +77,9 @@ func TestIntegrationConfigRoleIsEnoughAndNoMore(t *testing.T) {
 
 	// The sweep Lease: created, read and claimed by name; no other Lease.
 	leases := client.CoordinationV1().Leases(ns)
-	_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: function.SweepLeaseName, Namespace: ns}}, metav1.CreateOptions{})
+	_, err = leases.Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: names.SweepLeaseName, Namespace: ns}}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	lease, err := leases.Get(ctx, function.SweepLeaseName, metav1.GetOptions{})
+	lease, err := leases.Get(ctx, names.SweepLeaseName, metav1.GetOptions{})
 	require.NoError(t, err)
 	holder := "replica-a"
 	lease.Spec.HolderIdentity = &holder

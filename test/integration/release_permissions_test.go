@@ -20,9 +20,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"function/config"
 	"function/handlers"
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -92,11 +91,11 @@ func TestIntegrationReleaseFinalizersNamesEachMissingPermission(t *testing.T) {
 	pdbName := handlers.PDBName("web")
 	for _, ns := range []string{nsA, nsB} {
 		pod := cluster.PodSpec(ns, "held", true)
-		pod.Finalizers = []string{drain.Finalizer}
+		pod.Finalizers = []string{names.Finalizer}
 		_, err = cp.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 		require.NoError(t, err)
 		pdb := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: pdbName, Namespace: ns,
-			Labels: map[string]string{handlers.LabelManagedBy: handlers.Component}}}
+			Labels: map[string]string{names.LabelManagedBy: names.Component}}}
 		_, err = cp.Client.PolicyV1().PodDisruptionBudgets(ns).Create(ctx, pdb, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
@@ -153,7 +152,7 @@ func TestIntegrationReleaseFinalizersNamesEachMissingPermission(t *testing.T) {
 			live, err := cp.Client.CoreV1().Pods(ns).Get(ctx, "held", metav1.GetOptions{})
 			require.NoError(t, err)
 			if held {
-				assert.Equal(t, []string{drain.Finalizer}, live.Finalizers, "%s/held still holds the finalizer", ns)
+				assert.Equal(t, []string{names.Finalizer}, live.Finalizers, "%s/held still holds the finalizer", ns)
 			} else {
 				assert.Empty(t, live.Finalizers, "%s/held is released", ns)
 			}
@@ -167,9 +166,9 @@ func TestIntegrationReleaseFinalizersNamesEachMissingPermission(t *testing.T) {
 		cm, err := cp.Client.CoreV1().ConfigMaps(cmNS).Get(ctx, "vpa-graceful-drain", metav1.GetOptions{})
 		require.NoError(t, err)
 		if marked {
-			assert.Equal(t, "true", cm.Annotations[config.AnnotationUninstalling], "the ConfigMap is marked")
+			assert.Equal(t, "true", cm.Annotations[names.AnnotationUninstalling], "the ConfigMap is marked")
 		} else {
-			assert.NotContains(t, cm.Annotations, config.AnnotationUninstalling, "the ConfigMap is not marked")
+			assert.NotContains(t, cm.Annotations, names.AnnotationUninstalling, "the ConfigMap is not marked")
 		}
 	}
 

@@ -17,7 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"function/handlers"
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -31,11 +31,11 @@ const refuseLabel = "release-test/refuse"
 // nothing). The returned func removes the policy and waits until it is no longer enforced.
 func (f *fixture) refuseRelease(probe string) (remove func()) {
 	f.t.Helper()
-	fin := `'` + drain.Finalizer + `'`
+	fin := `'` + names.Finalizer + `'`
 	del := f.denyPodUpdates("refuse-release-"+f.ns,
 		`!has(oldObject.metadata.finalizers) || !(`+fin+` in oldObject.metadata.finalizers) || `+
 			`(has(object.metadata.finalizers) && `+fin+` in object.metadata.finalizers)`,
-		"finalizer "+drain.Finalizer+" may not be removed from this pod",
+		"finalizer "+names.Finalizer+" may not be removed from this pod",
 		&metav1.LabelSelector{MatchLabels: map[string]string{refuseLabel: "true"}})
 
 	// A dry-run removal of the probe's finalizers: refused (403) once the policy is enforced.
@@ -86,7 +86,7 @@ func TestIntegrationReleaseAllPagesAndCountsRefusedPods(t *testing.T) {
 	for i := range managed {
 		name := fmt.Sprintf("m-%02d", i)
 		pod := cluster.PodSpec(f.ns, name, true)
-		pod.Finalizers = []string{drain.Finalizer}
+		pod.Finalizers = []string{names.Finalizer}
 		if i == 18 {
 			name = "refused"
 			pod.Name, pod.Labels[refuseLabel] = name, "true"
@@ -132,13 +132,13 @@ func TestIntegrationReleaseAllPagesAndCountsRefusedPods(t *testing.T) {
 	require.Len(t, list.Items, managed+plain)
 	deleting := 0
 	for _, pod := range list.Items {
-		want := slices.DeleteFunc(slices.Clone(pod.Finalizers), func(s string) bool { return s == drain.Finalizer })
+		want := slices.DeleteFunc(slices.Clone(pod.Finalizers), func(s string) bool { return s == names.Finalizer })
 		if pod.Name == "refused" {
-			assert.Equal(t, []string{drain.Finalizer}, pod.Finalizers, "refused: the finalizer stays")
+			assert.Equal(t, []string{names.Finalizer}, pod.Finalizers, "refused: the finalizer stays")
 			continue
 		}
 		assert.Equal(t, want, pod.Finalizers, pod.Name)
-		assert.NotContains(t, pod.Finalizers, drain.Finalizer, pod.Name)
+		assert.NotContains(t, pod.Finalizers, names.Finalizer, pod.Name)
 		if pod.DeletionTimestamp != nil {
 			deleting++
 		}

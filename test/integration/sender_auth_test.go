@@ -22,7 +22,7 @@ import (
 
 	"function"
 	"function/config"
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -104,7 +104,7 @@ func TestIntegrationSenderAuthentication(t *testing.T) {
 		status, header, body := postPodEventWith(t, srv.URL, pod, "Bearer "+token)
 		require.Equal(t, http.StatusOK, status, body)
 		assert.Equal(t, "dev.vpagracefuldrain.finalizer.added", header.Get("Ce-Type"))
-		assert.Equal(t, []string{drain.Finalizer}, f.get(pod.Name).Finalizers, "handled as without authentication")
+		assert.Equal(t, []string{names.Finalizer}, f.get(pod.Name).Finalizers, "handled as without authentication")
 		calls := reqs.List()
 		require.NotEmpty(t, calls)
 		assert.Equal(t, tokenReviewCall, calls[0], "the sender first: %v", calls)

@@ -26,10 +26,10 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
-	function "function"
 	"function/config"
 	"function/handlers"
 	"function/handlers/surge"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -76,7 +76,7 @@ func TestIntegrationSurgeBudgetAcrossReplicas(t *testing.T) {
 			for range 3 {
 				c := handlers.NewSurgeController(handlers.Deps{Client: fn, Dynamic: dyn, Clock: clock.RealClock{}, Log: slog.New(slog.DiscardHandler),
 					Events: handlers.APIEventRecorder{Client: fn, Now: time.Now}}, func() config.Config { return cfg })
-				c.Budget.UseLease(fn, cluster.FunctionNamespace, function.SurgeLeaseName)
+				c.Budget.UseLease(fn, cluster.FunctionNamespace, names.SurgeLeaseName)
 				replicas = append(replicas, c)
 			}
 			for range 2 { // every replica sweeps at once, twice
@@ -93,7 +93,7 @@ func TestIntegrationSurgeBudgetAcrossReplicas(t *testing.T) {
 			require.NoError(t, err)
 			started := 0
 			for _, d := range list.Items {
-				if d.Spec.Template.Annotations[surge.AnnotationRestartedAt] != "" {
+				if d.Spec.Template.Annotations[names.AnnotationRestartedAt] != "" {
 					started++
 					st, err := surge.ReadState(&d)
 					require.NoError(t, err)
@@ -101,9 +101,9 @@ func TestIntegrationSurgeBudgetAcrossReplicas(t *testing.T) {
 				}
 			}
 			assert.Equal(t, tt.want, started, "rollouts started by 3 replicas over 20 Deployments")
-			lease, err := cp.Client.CoordinationV1().Leases(cluster.FunctionNamespace).Get(ctx, function.SurgeLeaseName, metav1.GetOptions{})
+			lease, err := cp.Client.CoordinationV1().Leases(cluster.FunctionNamespace).Get(ctx, names.SurgeLeaseName, metav1.GetOptions{})
 			require.NoError(t, err)
-			slots, err := surge.ParseSlots(lease.Annotations[handlers.AnnotationSurgeSlots])
+			slots, err := surge.ParseSlots(lease.Annotations[names.AnnotationSurgeSlots])
 			require.NoError(t, err)
 			assert.Len(t, slots.InFlight(), tt.want, "one slot per rollout started")
 			t.Logf("%s: %d rollouts started by 3 replicas over 20 Deployments (maxInFlight %d, maxPerMinute %d)", tt.name, started, tt.maxInFlight, tt.perMinute)
@@ -112,7 +112,7 @@ func TestIntegrationSurgeBudgetAcrossReplicas(t *testing.T) {
 }
 
 func deleteBudgetLease(ctx context.Context, t *testing.T) {
-	err := cp.Client.CoordinationV1().Leases(cluster.FunctionNamespace).Delete(ctx, function.SurgeLeaseName, metav1.DeleteOptions{})
+	err := cp.Client.CoordinationV1().Leases(cluster.FunctionNamespace).Delete(ctx, names.SurgeLeaseName, metav1.DeleteOptions{})
 	if !apierrors.IsNotFound(err) {
 		require.NoError(t, err)
 	}
@@ -126,7 +126,7 @@ func dueDeployment(ctx context.Context, t *testing.T, vpas vpa_clientset.Interfa
 	labels := map[string]string{"app": name}
 	req := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10"), corev1.ResourceMemory: resource.MustParse("1Gi")}
 	d, err := cp.Client.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{surge.AnnotationSurgeRollout: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels, Annotations: map[string]string{names.AnnotationSurgeRollout: "true"}},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](1),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},

@@ -23,6 +23,7 @@ import (
 
 	"function/config"
 	"function/handlers/surge"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -57,7 +58,7 @@ func TestIntegrationSurgePatchOnTheAPIServer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, surge.PhaseRolling, st.Phase)
 	assert.Equal(t, dec.Prediction.Hash, st.Prediction)
-	assert.Equal(t, "true", restarted.Annotations[surge.AnnotationSurgeRollout])
+	assert.Equal(t, "true", restarted.Annotations[names.AnnotationSurgeRollout])
 
 	// A capacity gap tracked (no pod serves): the state annotation alone is written, which the
 	// API server counts as a new generation; the state records it, so the next decision on the
@@ -99,7 +100,7 @@ func surgeDeployment(ctx context.Context, t *testing.T, ns string) *appsv1.Deplo
 	t.Helper()
 	labels := map[string]string{"app": "web"}
 	d, err := cp.Client.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: labels, Annotations: map[string]string{surge.AnnotationSurgeRollout: "true"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: labels, Annotations: map[string]string{names.AnnotationSurgeRollout: "true"}},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To[int32](1),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
@@ -196,7 +197,7 @@ func TestIntegrationAdmissionPolicyDeployments(t *testing.T) {
 		require.NoError(t, err)
 		restarted, err := fn.AppsV1().Deployments(ns).Patch(ctx, d.Name, types.JSONPatchType, restartPatch(t, live), metav1.PatchOptions{})
 		require.NoError(t, err)
-		assert.NotEmpty(t, restarted.Spec.Template.Annotations[surge.AnnotationRestartedAt])
+		assert.NotEmpty(t, restarted.Spec.Template.Annotations[names.AnnotationRestartedAt])
 		assert.Equal(t, live.Spec.Template.Spec, restarted.Spec.Template.Spec, "the pod spec as it was")
 	})
 	t.Run("the admin is not narrowed", func(t *testing.T) {

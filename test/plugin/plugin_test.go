@@ -36,9 +36,9 @@ import (
 
 	"function/cmd/kubectl-vpa_drain/cli"
 	"function/config"
-	"function/handlers"
 	"function/handlers/drain"
 	"function/internal/testutil"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -105,7 +105,7 @@ func (f *fixture) pod(pod *corev1.Pod, hold bool) *corev1.Pod {
 	created, err = cluster.MarkRunning(f.ctx, cp.Client, created)
 	require.NoError(f.t, err)
 	if hold {
-		patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/uid","value":%q},{"op":"add","path":"/metadata/finalizers","value":[%q]}]`, created.UID, drain.Finalizer)
+		patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/uid","value":%q},{"op":"add","path":"/metadata/finalizers","value":[%q]}]`, created.UID, names.Finalizer)
 		created, err = cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, created.Name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
 		require.NoError(f.t, err)
 	}
@@ -120,7 +120,7 @@ func (f *fixture) evict(name string, stamp bool) *corev1.Pod {
 	pod := f.get(name)
 	require.NotNil(f.t, pod.DeletionTimestamp)
 	if stamp {
-		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, drain.AnnotationDrainStarted, evictedAt(f.t, pod).Format(time.RFC3339))
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, names.AnnotationDrainStarted, evictedAt(f.t, pod).Format(time.RFC3339))
 		var err error
 		pod, err = cp.Client.CoreV1().Pods(f.ns).Patch(f.ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
 		require.NoError(f.t, err)
@@ -185,7 +185,7 @@ func (f *fixture) knownPods() {
 	}, metav1.CreateOptions{})
 	require.NoError(f.t, err)
 	old := f.webPod("web-old")
-	old.Annotations[drain.AnnotationGracePeriod] = "0"
+	old.Annotations[names.AnnotationGracePeriod] = "0"
 	f.pod(old, true)
 	evicted := f.evict("web-old", true)
 	_, err = cluster.MarkStopped(f.ctx, cp.Client, evicted)
@@ -276,9 +276,9 @@ func TestStatusJSON(t *testing.T) {
 	require.NotNil(t, d.SecondsLeft)
 	assert.InDelta(t, timeout.Seconds(), float64(*d.SecondsLeft), 60)
 	require.Len(t, d.Gates, 2)
-	assert.Equal(t, drain.GateGracePeriod, d.Gates[0].Name)
+	assert.Equal(t, names.GateGracePeriod, d.Gates[0].Name)
 	assert.False(t, d.Gates[0].Open)
-	assert.Equal(t, drain.Gate{Name: drain.GateContainers, Open: false, Detail: "containers running"}, d.Gates[1])
+	assert.Equal(t, drain.Gate{Name: names.GateContainers, Open: false, Detail: "containers running"}, d.Gates[1])
 
 	h := got[1]
 	assert.Equal(t, []string{"held", "Pod", "held", "none"}, []string{h.Name, h.OwnerKind, h.Phase, h.Action})
@@ -291,9 +291,9 @@ func TestStatusJSON(t *testing.T) {
 	w := got[2]
 	assert.Equal(t, []string{"web-old", "Deployment", "web", "draining", "wait"}, []string{w.Name, w.OwnerKind, w.Owner, w.Phase, w.Action})
 	assert.Equal(t, []drain.Gate{
-		{Name: drain.GateGracePeriod, Open: true, Detail: "0s"},
-		{Name: drain.GateContainers, Open: true, Detail: "all containers terminated"},
-		{Name: drain.GateReplacement, Open: false, Detail: "1/2 Ready"},
+		{Name: names.GateGracePeriod, Open: true, Detail: "0s"},
+		{Name: names.GateContainers, Open: true, Detail: "all containers terminated"},
+		{Name: names.GateReplacement, Open: false, Detail: "1/2 Ready"},
 	}, w.Gates)
 }
 
@@ -329,7 +329,7 @@ func TestRelease(t *testing.T) {
 
 	code, out, errOut := plugin(t, "release", "draining", "-n", f.ns, "--reason", "INC-42: stuck drain")
 	require.Equal(t, cli.ExitOK, code, errOut)
-	assert.Equal(t, fmt.Sprintf("pod %s/draining released: finalizer %s removed\n", f.ns, drain.Finalizer), out)
+	assert.Equal(t, fmt.Sprintf("pod %s/draining released: finalizer %s removed\n", f.ns, names.Finalizer), out)
 	assert.Empty(t, errOut)
 	released := f.get("draining")
 	assert.Empty(t, released.Finalizers)
@@ -341,7 +341,7 @@ func TestRelease(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, events.Items, 1)
 	ev := events.Items[0]
-	assert.Equal(t, []string{corev1.EventTypeNormal, handlers.EventFinalizerRemoved, "Pod", "draining"},
+	assert.Equal(t, []string{corev1.EventTypeNormal, names.EventFinalizerRemoved, "Pod", "draining"},
 		[]string{ev.Type, ev.Reason, ev.InvolvedObject.Kind, ev.InvolvedObject.Name})
 	assert.Equal(t, "Finalizer vpagracefuldrain.dev/drain released by hand with kubectl vpa-drain by admin: INC-42: stuck drain", ev.Message)
 
@@ -356,7 +356,7 @@ func TestRelease(t *testing.T) {
 	code, out, errOut = plugin(t, "release", "plain", "-n", f.ns)
 	assert.Equal(t, cli.ExitError, code)
 	assert.Empty(t, out)
-	assert.Equal(t, fmt.Sprintf("error: pod %s/plain does not hold the finalizer %s: nothing to release (its finalizers: none)\n", f.ns, drain.Finalizer), errOut)
+	assert.Equal(t, fmt.Sprintf("error: pod %s/plain does not hold the finalizer %s: nothing to release (its finalizers: none)\n", f.ns, names.Finalizer), errOut)
 
 	// The held pod (not deleting) is released too, with a note: the function puts it back.
 	code, _, errOut = plugin(t, "release", "held", "-n", f.ns)

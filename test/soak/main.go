@@ -41,7 +41,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -407,7 +407,7 @@ func (s *soak) check(now time.Time) {
 				p.stranded = true
 				s.stranded++
 				fmt.Printf("%9s STRANDED %s: drain deadline %s passed %s ago and it still holds %s\n",
-					fmtDur(now.Sub(s.start)), name, deadline.Format("15:04:05"), now.Sub(deadline).Round(time.Second), drain.Finalizer)
+					fmtDur(now.Sub(s.start)), name, deadline.Format("15:04:05"), now.Sub(deadline).Round(time.Second), names.Finalizer)
 			}
 		}
 		if !p.releasedAt.IsZero() && now.Sub(p.finishAt) > 10*time.Second {
@@ -431,14 +431,14 @@ func (s *soak) observe(obj any) {
 	if p == nil || (p.uid != "" && p.uid != pp.UID) {
 		return
 	}
-	has := slices.Contains(pp.Finalizers, drain.Finalizer)
+	has := slices.Contains(pp.Finalizers, names.Finalizer)
 	if has && p.finalizerAt.IsZero() {
 		p.finalizerAt = now
 	}
-	if t, err := time.Parse(time.RFC3339, pp.Annotations[drain.AnnotationDrainStarted]); err == nil {
+	if t, err := time.Parse(time.RFC3339, pp.Annotations[names.AnnotationDrainStarted]); err == nil {
 		p.started = t
 	}
-	if t, err := time.Parse(time.RFC3339, pp.Annotations[drain.AnnotationDrainDeadline]); err == nil {
+	if t, err := time.Parse(time.RFC3339, pp.Annotations[names.AnnotationDrainDeadline]); err == nil {
 		p.deadline = t
 	}
 	if p.stoppedAt.IsZero() && containersStopped(pp) {

@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"function/handlers/surge"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -130,7 +131,7 @@ func (b *surgeBed) deploy(replicas int32, opts ...func(*appsv1.Deployment)) []co
 func (b *surgeBed) create(name string, replicas int32, opts ...func(*appsv1.Deployment)) {
 	b.t.Helper()
 	d := cluster.DeploymentSpec(b.ns, name, replicas, nil)
-	d.Annotations = map[string]string{surge.AnnotationSurgeRollout: "true"}
+	d.Annotations = map[string]string{names.AnnotationSurgeRollout: "true"}
 	d.Spec.Strategy = appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
 		MaxSurge: ptr.To(intstr.FromInt32(1)), MaxUnavailable: ptr.To(intstr.FromInt32(0))}}
 	d.Spec.Template.Spec.Containers[0].Resources.Requests = requests("100m")

@@ -19,8 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
 
-	"function/handlers"
 	"function/handlers/surge"
+	"function/names"
 )
 
 // readyWatch follows a Deployment's pods (app=name, owned by a ReplicaSet) from one watch stream and keeps the number
@@ -151,9 +151,9 @@ func TestSurgeRolloutKeepsEveryReplicaServed(t *testing.T) {
 			rss, err := cp.Client.AppsV1().ReplicaSets(b.ns).List(b.ctx, metav1.ListOptions{})
 			require.NoError(t, err)
 			assert.Len(t, rss.Items, 2, "exactly one new ReplicaSet")
-			assert.Subset(t, b.eventReasons(), []string{handlers.EventSurgeRolloutStarted, handlers.EventSurgeRolloutCompleted})
+			assert.Subset(t, b.eventReasons(), []string{names.EventSurgeRolloutStarted, names.EventSurgeRolloutCompleted})
 			b.noSecondRollout(done)
-			assert.NotContains(t, b.eventReasons(), handlers.EventSurgeRolloutAborted)
+			assert.NotContains(t, b.eventReasons(), names.EventSurgeRolloutAborted)
 		})
 	}
 }
@@ -192,8 +192,8 @@ func TestSurgeRolloutAborts(t *testing.T) {
 			done, st := b.waitEnded()
 			require.Equal(t, surge.PhaseAborted, st.Phase)
 			assert.Contains(t, st.Reason, tt.reason)
-			assert.NotContains(t, done.Spec.Template.Annotations, surge.AnnotationRestartedAt, "the restart undone")
-			assert.Contains(t, b.eventReasons(), handlers.EventSurgeRolloutAborted)
+			assert.NotContains(t, done.Spec.Template.Annotations, names.AnnotationRestartedAt, "the restart undone")
+			assert.Contains(t, b.eventReasons(), names.EventSurgeRolloutAborted)
 			require.Eventually(t, func() bool { // rolled back: the surge pod gone, the old one left
 				pods := ownPods(b.ctx, b.ns, "web", false)
 				return len(pods) == 1 && pods[0].Name == first[0].Name

@@ -17,8 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"function/handlers"
 	"function/handlers/surge"
+	"function/names"
 )
 
 // countReasons counts the Events on the Deployment with reason.
@@ -97,10 +97,10 @@ func TestSurgeRolloutAppliesTheLimitRange(t *testing.T) {
 			rss, err := cp.Client.AppsV1().ReplicaSets(b.ns).List(b.ctx, metav1.ListOptions{})
 			require.NoError(t, err)
 			assert.Len(t, rss.Items, 2, "exactly one new ReplicaSet")
-			assert.Equal(t, 1, b.countReasons(handlers.EventSurgeRolloutStarted), "exactly one rollout")
-			assert.Equal(t, 1, b.countReasons(handlers.EventSurgeRolloutCompleted))
+			assert.Equal(t, 1, b.countReasons(names.EventSurgeRolloutStarted), "exactly one rollout")
+			assert.Equal(t, 1, b.countReasons(names.EventSurgeRolloutCompleted))
 			b.noSecondRollout(done)
-			assert.Zero(t, b.countReasons(handlers.EventSurgeRolloutAborted))
+			assert.Zero(t, b.countReasons(names.EventSurgeRolloutAborted))
 		})
 	}
 }
@@ -165,8 +165,8 @@ func TestSurgeRolloutAbortsOnTheFirstMisSizedPod(t *testing.T) {
 	assert.Contains(t, st.Reason, "not sized as predicted")
 	assert.True(t, equality.Semantic.DeepEqual(map[string]corev1.ResourceList{"app": requests("500m")}, st.Requests),
 		"the rollout was predicted for the first recommendation: %s", resources(st.Requests["app"]))
-	assert.NotContains(t, done.Spec.Template.Annotations, surge.AnnotationRestartedAt, "the restart undone")
-	assert.Contains(t, b.eventReasons(), handlers.EventSurgeRolloutAborted)
+	assert.NotContains(t, done.Spec.Template.Annotations, names.AnnotationRestartedAt, "the restart undone")
+	assert.Contains(t, b.eventReasons(), names.EventSurgeRolloutAborted)
 
 	// The old pods served throughout and were never deleted; the Deployment rolled back to them
 	// (the surge pod gone, its rollout complete).

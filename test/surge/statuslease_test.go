@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/autoscaler/vertical-pod-autoscaler/pkg/utils/status"
 
-	"function/handlers"
 	"function/handlers/surge"
+	"function/names"
 )
 
 // admissionControllerDown is what the SurgeRolloutSkipped Event says when VPA's admission
@@ -82,7 +82,7 @@ func TestSurgeRolloutFindsTheAdmissionControllerInItsNamespace(t *testing.T) {
 			rss, err := cp.Client.AppsV1().ReplicaSets(b.ns).List(b.ctx, metav1.ListOptions{})
 			require.NoError(t, err)
 			assert.Len(t, rss.Items, 1, "no new ReplicaSet")
-			assert.NotContains(t, b.eventReasons(), handlers.EventSurgeRolloutStarted)
+			assert.NotContains(t, b.eventReasons(), names.EventSurgeRolloutStarted)
 			assert.Len(t, b.skippedAsDown(), 1, "said once")
 		})
 	}
@@ -93,7 +93,7 @@ func TestSurgeRolloutFindsTheAdmissionControllerInItsNamespace(t *testing.T) {
 func (b *surgeBed) skippedAsDown() []string {
 	b.t.Helper()
 	var down []string
-	for _, m := range b.eventMessages(handlers.EventSurgeRolloutSkipped) {
+	for _, m := range b.eventMessages(names.EventSurgeRolloutSkipped) {
 		if strings.Contains(m, admissionControllerDown) {
 			down = append(down, m)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"function/eventing"
 	"function/handlers/surge"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -46,7 +47,7 @@ func TestSurgeRolloutStartsOnTheVPAEvent(t *testing.T) {
 
 	var started cluster.Exchange
 	require.Eventually(t, func() bool {
-		for _, x := range b.stack.Proxy.Replies(eventing.TypeRolloutStarted, vpaPath) {
+		for _, x := range b.stack.Proxy.Replies(names.ReplyRolloutStarted, vpaPath) {
 			started = x
 			return true
 		}

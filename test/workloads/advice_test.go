@@ -19,8 +19,8 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"function/eventing"
-	"function/handlers"
 	"function/handlers/advice"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -62,7 +62,7 @@ func ownerEvents(ctx context.Context, t *testing.T, ns, kind, name string) []str
 	require.NoError(t, err)
 	var out []string
 	for _, e := range list.Items {
-		if e.Reason == handlers.EventDrainNotGraceful {
+		if e.Reason == names.EventDrainNotGraceful {
 			out = append(out, e.Type+"/"+e.Reason+": "+e.Message)
 		}
 	}
@@ -74,7 +74,7 @@ func adviceReplies(t *testing.T, s *cluster.Stack) map[string][]eventing.ReplyDa
 	t.Helper()
 	out := map[string][]eventing.ReplyData{}
 	for _, x := range s.Proxy.Exchanges() {
-		if x.ReplyType != eventing.TypeAdvice {
+		if x.ReplyType != names.ReplyAdvice {
 			continue
 		}
 		var d eventing.ReplyData

@@ -19,7 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -27,23 +27,23 @@ import (
 // sweeps during a test. holdOn and workloadDefaults keep their defaults.
 var functionEnv = []string{"gracePeriodSeconds=0", "drainTimeoutSeconds=60", "sweepIntervalSeconds=900"}
 
-var managedPods = map[string]string{drain.AnnotationManaged: "true"}
+var managedPods = map[string]string{names.AnnotationManaged: "true"}
 
 // startStack starts the function, the adapter and a workload kubelet for a new namespace.
 func startStack(t *testing.T, opts cluster.KubeletOptions, env ...string) (*cluster.Stack, *cluster.WorkloadKubelet, *cluster.Releases) {
 	t.Helper()
 	s := cluster.StartStack(t, cp, bin, "Resource", append(slices.Clone(functionEnv), env...)...)
 	k := startKubelet(t, s.Namespace, opts)
-	return s, k, cluster.WatchReleases(t, s, drain.Finalizer)
+	return s, k, cluster.WatchReleases(t, s, names.Finalizer)
 }
 
 // waitHeld waits until every named pod carries the finalizer.
-func waitHeld(ctx context.Context, t *testing.T, ns string, names ...string) {
+func waitHeld(ctx context.Context, t *testing.T, ns string, podNames ...string) {
 	t.Helper()
-	for _, name := range names {
+	for _, name := range podNames {
 		require.Eventually(t, func() bool {
 			pod, err := cp.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-			return err == nil && slices.Contains(pod.Finalizers, drain.Finalizer)
+			return err == nil && slices.Contains(pod.Finalizers, names.Finalizer)
 		}, 30*time.Second, 50*time.Millisecond, "%s gets the finalizer", name)
 	}
 }
@@ -214,8 +214,8 @@ func TestEndpointSliceGateHoldsWhileServing(t *testing.T) {
 		`workloadDefaults={"Deployment":{"waitForEndpoints":true,"waitForReplacement":false}}`)
 	c, ns := cp.Client, s.Namespace
 
-	names := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "api", 1, managedPods))
-	pod, err := c.CoreV1().Pods(ns).Get(ctx, names[0], metav1.GetOptions{})
+	podNames := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "api", 1, managedPods))
+	pod, err := c.CoreV1().Pods(ns).Get(ctx, podNames[0], metav1.GetOptions{})
 	require.NoError(t, err)
 
 	// A slice another controller (a mesh, an external load balancer) keeps: it still lists the
@@ -259,8 +259,8 @@ func TestPlainDeleteIsReleasedAtOnce(t *testing.T) {
 	s, k, releases := startStack(t, cluster.KubeletOptions{StopAfter: ptr.To(10 * time.Second)})
 	c, ns := cp.Client, s.Namespace
 
-	names := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "shop", 1, managedPods))
-	pod, err := c.CoreV1().Pods(ns).Get(ctx, names[0], metav1.GetOptions{})
+	podNames := managedWorkload(ctx, t, ns, cluster.DeploymentSpec(ns, "shop", 1, managedPods))
+	pod, err := c.CoreV1().Pods(ns).Get(ctx, podNames[0], metav1.GetOptions{})
 	require.NoError(t, err)
 
 	deleted := time.Now()

@@ -19,9 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
-	"function/eventing"
 	"function/handlers"
-	"function/handlers/drain"
+	"function/names"
 	"function/test/cluster"
 )
 
@@ -62,7 +61,7 @@ func TestFunctionPacesEvictionsWithItsPDB(t *testing.T) {
 	// The function's PDB: maxUnavailable 1, the Deployment's selector, owned by it, labelled.
 	assert.Equal(t, 1, pdb.Spec.MaxUnavailable.IntValue())
 	assert.Equal(t, dep.Spec.Selector, pdb.Spec.Selector)
-	assert.Equal(t, "vpa-graceful-drain", pdb.Labels[handlers.LabelManagedBy])
+	assert.Equal(t, "vpa-graceful-drain", pdb.Labels[names.LabelManagedBy])
 	require.Len(t, pdb.OwnerReferences, 1)
 	assert.Equal(t, dep.UID, pdb.OwnerReferences[0].UID)
 	// A PDB of the user's, for another app: never touched.
@@ -141,8 +140,8 @@ func TestFunctionPacingGivesWayToAnotherBudget(t *testing.T) {
 		require.Len(c, held, 1)
 		pod, err := cp.Client.CoreV1().Pods(ns).Get(ctx, held[0], metav1.GetOptions{})
 		require.NoError(c, err)
-		assert.Contains(c, pod.Finalizers, drain.Finalizer)
-		assert.NotEmpty(c, p.s.Proxy.Replies(eventing.TypeFinalizerAdded, p.s.Subject(held[0])), "the reply to the finalizer's add")
+		assert.Contains(c, pod.Finalizers, names.Finalizer)
+		assert.NotEmpty(c, p.s.Proxy.Replies(names.ReplyFinalizerAdded, p.s.Subject(held[0])), "the reply to the finalizer's add")
 	}, 30*time.Second, 50*time.Millisecond, "the replacement runs, with the finalizer, and its event was answered")
 	_, err = c.PolicyV1().PodDisruptionBudgets(ns).Get(ctx, pdbName, metav1.GetOptions{})
 	assert.True(t, apierrors.IsNotFound(err), "not created again while the user's budget selects the pods: %v", err)

@@ -16,13 +16,13 @@ import (
 	"slices"
 	"strings"
 
+	"function/names"
+
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-
-	"function/handlers/drain"
 )
 
 // Exit codes.
@@ -42,7 +42,7 @@ const (
 // name is how users call the plugin.
 const name = "kubectl vpa-drain"
 
-const usage = `kubectl vpa-drain: the pods vpa-graceful-drain holds with its finalizer ` + drain.Finalizer + `
+const usage = `kubectl vpa-drain: the pods vpa-graceful-drain holds with its finalizer ` + names.Finalizer + `
 while they drain after a VPA eviction.
 
 Usage:

@@ -17,9 +17,10 @@ import (
 
 	"function/handlers"
 	"function/handlers/drain"
+	"function/names"
 )
 
-const releaseHelp = `kubectl vpa-drain release: remove the finalizer ` + drain.Finalizer + ` from one pod by
+const releaseHelp = `kubectl vpa-drain release: remove the finalizer ` + names.Finalizer + ` from one pod by
 hand, the incident escape hatch (instead of a hand-typed JSON patch).
 
 Usage:
@@ -112,9 +113,9 @@ func release(ctx context.Context, client kubernetes.Interface, namespace, name, 
 		return gone()
 	case err != nil:
 		return fail(stderr, apiError(err, "get", "pods", name, namespace))
-	case !slices.Contains(pod.Finalizers, drain.Finalizer):
+	case !slices.Contains(pod.Finalizers, names.Finalizer):
 		return fail(stderr, fmt.Errorf("pod %s/%s does not hold the finalizer %s: nothing to release (its finalizers: %s)",
-			namespace, name, drain.Finalizer, strings.Join(cmpOrNone(pod.Finalizers), ", ")))
+			namespace, name, names.Finalizer, strings.Join(cmpOrNone(pod.Finalizers), ", ")))
 	}
 	// One guarded patch, decided again once on a fresh read when the pod changed meanwhile
 	// (the function, the kubelet): handlers.Guarded, the loop of every write decided on a read.
@@ -125,8 +126,8 @@ func release(ctx context.Context, client kubernetes.Interface, namespace, name, 
 	)
 	pod, err = handlers.Guarded(ctx, pod, 2,
 		func(ctx context.Context, p *corev1.Pod) error {
-			d := drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonReleasedByHand,
-				FinalizerIndex: slices.Index(p.Finalizers, drain.Finalizer)}
+			d := drain.Decision{Action: drain.RemoveFinalizer, Reason: names.ReasonReleasedByHand,
+				FinalizerIndex: slices.Index(p.Finalizers, names.Finalizer)}
 			patch, err := drain.Patch(p, d)
 			if err != nil {
 				return err
@@ -152,7 +153,7 @@ func release(ctx context.Context, client kubernetes.Interface, namespace, name, 
 			case live.UID != p.UID:
 				replaced = string(live.UID)
 				return nil, false, nil
-			case !slices.Contains(live.Finalizers, drain.Finalizer):
+			case !slices.Contains(live.Finalizers, names.Finalizer):
 				released = true
 				return nil, false, nil
 			}
@@ -162,21 +163,21 @@ func release(ctx context.Context, client kubernetes.Interface, namespace, name, 
 	case goneNow:
 		return gone()
 	case released:
-		fmt.Fprintf(stdout, "pod %s/%s: finalizer %s already removed meanwhile (by the function?)\n", namespace, name, drain.Finalizer)
+		fmt.Fprintf(stdout, "pod %s/%s: finalizer %s already removed meanwhile (by the function?)\n", namespace, name, names.Finalizer)
 		return exitOK
 	case replaced != "":
 		return fail(stderr, fmt.Errorf("pod %s/%s was replaced by a new pod of the same name (uid %s, was %s): not released; run again to release the new one", namespace, name, replaced, pod.UID))
 	case err != nil:
 		return fail(stderr, err)
 	}
-	fmt.Fprintf(stdout, "pod %s/%s released: finalizer %s removed\n", namespace, name, drain.Finalizer)
+	fmt.Fprintf(stdout, "pod %s/%s released: finalizer %s removed\n", namespace, name, names.Finalizer)
 	if pod.DeletionTimestamp == nil {
 		fmt.Fprintf(stderr, "note: pod %s/%s is not deleting: the function adds the finalizer again at its next event or sweep while the pod is managed\n", namespace, name)
 	}
-	msg := fmt.Sprintf("Finalizer %s released by hand with kubectl vpa-drain by %s: %s", drain.Finalizer, who, cmpOrString(reason, "no reason given"))
+	msg := fmt.Sprintf("Finalizer %s released by hand with kubectl vpa-drain by %s: %s", names.Finalizer, who, cmpOrString(reason, "no reason given"))
 	rec := handlers.APIEventRecorder{Client: client, Now: time.Now}
-	if err := rec.Record(ctx, pod, corev1.EventTypeNormal, handlers.EventFinalizerRemoved, msg); err != nil {
-		fmt.Fprintf(stderr, "warning: the pod is released, but its %s Event was not recorded: %v\n", handlers.EventFinalizerRemoved, err)
+	if err := rec.Record(ctx, pod, corev1.EventTypeNormal, names.EventFinalizerRemoved, msg); err != nil {
+		fmt.Fprintf(stderr, "warning: the pod is released, but its %s Event was not recorded: %v\n", names.EventFinalizerRemoved, err)
 	}
 	return exitOK
 }

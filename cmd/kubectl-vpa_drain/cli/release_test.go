@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"function/names"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -16,9 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
-
-	"function/handlers"
-	"function/handlers/drain"
 )
 
 func heldPod(finalizers ...string) *corev1.Pod {
@@ -47,7 +46,7 @@ func events(t *testing.T, client *fake.Clientset) []corev1.Event {
 // The patch is the function's guarded one (uid and the finalizer at its index); only our
 // finalizer goes; the Event says who and why.
 func TestReleasePatchAndEvent(t *testing.T) {
-	client := fake.NewClientset(heldPod("example.com/keep", drain.Finalizer))
+	client := fake.NewClientset(heldPod("example.com/keep", names.Finalizer))
 	var patches []string
 	client.PrependReactor("patch", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		p := a.(k8stesting.PatchAction)
@@ -64,7 +63,7 @@ func TestReleasePatchAndEvent(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(patches[0]), &ops))
 	assert.Equal(t, []map[string]any{
 		{"op": "test", "path": "/metadata/uid", "value": "uid-1"},
-		{"op": "test", "path": "/metadata/finalizers/1", "value": drain.Finalizer},
+		{"op": "test", "path": "/metadata/finalizers/1", "value": names.Finalizer},
 		{"op": "remove", "path": "/metadata/finalizers/1", "value": nil},
 	}, ops)
 	pod, err := client.CoreV1().Pods("shop").Get(context.Background(), "web-1", metav1.GetOptions{})
@@ -72,7 +71,7 @@ func TestReleasePatchAndEvent(t *testing.T) {
 	assert.Equal(t, []string{"example.com/keep"}, pod.Finalizers)
 	evs := events(t, client)
 	require.Len(t, evs, 1)
-	assert.Equal(t, handlers.EventFinalizerRemoved, evs[0].Reason)
+	assert.Equal(t, names.EventFinalizerRemoved, evs[0].Reason)
 	assert.Equal(t, corev1.EventTypeNormal, evs[0].Type)
 	assert.Equal(t, "Finalizer vpagracefuldrain.dev/drain released by hand with kubectl vpa-drain by alice: INC-1234", evs[0].Message)
 	assert.Equal(t, types.UID("uid-1"), evs[0].InvolvedObject.UID)
@@ -85,13 +84,13 @@ func TestReleaseRetriesOnceWhenThePodChanged(t *testing.T) {
 		apierrors.NewConflict(podsResource, "web-1", nil),
 		apierrors.NewInvalid(schema.GroupKind{Kind: "Pod"}, "web-1", nil),
 	} {
-		client := fake.NewClientset(heldPod(drain.Finalizer))
+		client := fake.NewClientset(heldPod(names.Finalizer))
 		refusals := 1
 		client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 			if refusals > 0 {
 				refusals--
 				// Meanwhile another finalizer came first: the index moved.
-				require.NoError(t, client.Tracker().Update(podsGVR, heldPod("example.com/first", drain.Finalizer), "shop"))
+				require.NoError(t, client.Tracker().Update(podsGVR, heldPod("example.com/first", names.Finalizer), "shop"))
 				return true, nil, refusal
 			}
 			return false, nil, nil
@@ -107,7 +106,7 @@ func TestReleaseRetriesOnceWhenThePodChanged(t *testing.T) {
 		assert.Equal(t, "Finalizer vpagracefuldrain.dev/drain released by hand with kubectl vpa-drain by alice: no reason given", evs[0].Message)
 	}
 
-	client := fake.NewClientset(heldPod(drain.Finalizer))
+	client := fake.NewClientset(heldPod(names.Finalizer))
 	client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewConflict(podsResource, "web-1", nil)
 	})
@@ -133,7 +132,7 @@ func TestReleaseRefusesAndTolerates(t *testing.T) {
 	assert.Equal(t, "pod shop/web-1 not found: already gone, nothing to release\n", out)
 
 	// Gone between the read and the patch.
-	client = fake.NewClientset(heldPod(drain.Finalizer))
+	client = fake.NewClientset(heldPod(names.Finalizer))
 	client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewNotFound(podsResource, "web-1")
 	})
@@ -142,7 +141,7 @@ func TestReleaseRefusesAndTolerates(t *testing.T) {
 	assert.Contains(t, out, "already gone")
 
 	// Released by the function meanwhile: done.
-	client = fake.NewClientset(heldPod(drain.Finalizer))
+	client = fake.NewClientset(heldPod(names.Finalizer))
 	client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		require.NoError(t, client.Tracker().Update(podsGVR, heldPod(), "shop"))
 		return true, nil, apierrors.NewConflict(podsResource, "web-1", nil)
@@ -152,9 +151,9 @@ func TestReleaseRefusesAndTolerates(t *testing.T) {
 	assert.Contains(t, out, "already removed meanwhile")
 
 	// Replaced by a new pod of the same name: not released.
-	client = fake.NewClientset(heldPod(drain.Finalizer))
+	client = fake.NewClientset(heldPod(names.Finalizer))
 	client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
-		p := heldPod(drain.Finalizer)
+		p := heldPod(names.Finalizer)
 		p.UID = "uid-2"
 		require.NoError(t, client.Tracker().Update(podsGVR, p, "shop"))
 		return true, nil, apierrors.NewConflict(podsResource, "web-1", nil)
@@ -164,7 +163,7 @@ func TestReleaseRefusesAndTolerates(t *testing.T) {
 	assert.Contains(t, errOut, "was replaced by a new pod of the same name (uid uid-2, was uid-1): not released")
 
 	// Forbidden: the verb and the resource are named.
-	client = fake.NewClientset(heldPod(drain.Finalizer))
+	client = fake.NewClientset(heldPod(names.Finalizer))
 	client.PrependReactor("patch", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(podsResource, "web-1", nil)
 	})
@@ -175,7 +174,7 @@ func TestReleaseRefusesAndTolerates(t *testing.T) {
 
 // The Event is only a record: a release whose Event cannot be written still succeeds, warned.
 func TestReleaseEventRefused(t *testing.T) {
-	client := fake.NewClientset(heldPod(drain.Finalizer))
+	client := fake.NewClientset(heldPod(names.Finalizer))
 	client.PrependReactor("create", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "events"}, "", nil)
 	})

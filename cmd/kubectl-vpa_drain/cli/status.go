@@ -25,11 +25,12 @@ import (
 	"function/config"
 	"function/handlers"
 	"function/handlers/drain"
+	"function/names"
 )
 
 // statusHelp is the status command's help. Its account of the reads names the facts of the
 // gates of drain.Gates, so a gate added there is named here too.
-var statusHelp = `kubectl vpa-drain status: the pods that hold the finalizer ` + drain.Finalizer + `.
+var statusHelp = `kubectl vpa-drain status: the pods that hold the finalizer ` + names.Finalizer + `.
 
 Usage:
   kubectl vpa-drain status [-n NAMESPACE | -A] [-o table|json] [--watch] [--config-map NS/NAME]
@@ -177,9 +178,9 @@ func loadConfig(ctx context.Context, client kubernetes.Interface, ref string, st
 		fmt.Fprintf(stderr, "warning: the function's ConfigMap %s is invalid (%v): showing decisions with the default configuration (the function keeps its last good one)\n", ref, err)
 		return config.Default()
 	}
-	cfg.Uninstalling = strings.EqualFold(strings.TrimSpace(cm.Annotations[config.AnnotationUninstalling]), "true")
+	cfg.Uninstalling = strings.EqualFold(strings.TrimSpace(cm.Annotations[names.AnnotationUninstalling]), "true")
 	if cfg.Uninstalling {
-		fmt.Fprintf(stderr, "warning: the function's ConfigMap %s is marked %s=true: the function releases every pod it finds\n", ref, config.AnnotationUninstalling)
+		fmt.Fprintf(stderr, "warning: the function's ConfigMap %s is marked %s=true: the function releases every pod it finds\n", ref, names.AnnotationUninstalling)
 	}
 	return cfg
 }
@@ -199,7 +200,7 @@ func holds(obj any) bool {
 		obj = t.Obj
 	}
 	pod, ok := obj.(*corev1.Pod)
-	return ok && slices.Contains(pod.Finalizers, drain.Finalizer)
+	return ok && slices.Contains(pod.Finalizers, names.Finalizer)
 }
 
 // listHeld lists the pods of namespace ("": all) that hold the finalizer, in pages of 500.
@@ -282,7 +283,7 @@ func newRow(pod *corev1.Pod, d drain.Decision, now time.Time) row {
 		r.Started = &t
 	}
 	for i, g := range r.Gates {
-		if g.Name == drain.GateGracePeriod && !g.Open && !d.Started.IsZero() {
+		if g.Name == names.GateGracePeriod && !g.Open && !d.Started.IsZero() {
 			r.Gates = slices.Clone(r.Gates)
 			r.Gates[i].Detail = fmt.Sprintf("%s left of %s", formatLeft(d.Started.Add(d.Grace).Sub(now)), d.Grace)
 		}
@@ -347,7 +348,7 @@ func (p printer) print(rows []row, watching bool) error {
 		if p.allNamespaces {
 			where = "in any namespace"
 		}
-		msg := fmt.Sprintf("No pods hold the finalizer %s %s.\n", drain.Finalizer, where)
+		msg := fmt.Sprintf("No pods hold the finalizer %s %s.\n", names.Finalizer, where)
 		if watching {
 			_, err := fmt.Fprint(p.out, msg)
 			return err
@@ -421,7 +422,7 @@ func gatesCell(gates []drain.Gate) string {
 		s := "-" + g.Name
 		if g.Open {
 			s = "+" + g.Name
-		} else if g.Detail != "" && g.Detail != drain.DetailNotLookedAt && g.Name != drain.GateContainers {
+		} else if g.Detail != "" && g.Detail != drain.DetailNotLookedAt && g.Name != names.GateContainers {
 			s += "(" + g.Detail + ")"
 		}
 		parts = append(parts, s)

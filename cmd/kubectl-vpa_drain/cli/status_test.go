@@ -25,6 +25,7 @@ import (
 	"function/config"
 	"function/handlers"
 	"function/handlers/drain"
+	"function/names"
 )
 
 func TestFormatLeft(t *testing.T) {
@@ -50,15 +51,15 @@ func TestFormatLeft(t *testing.T) {
 func TestGatesCell(t *testing.T) {
 	assert.Equal(t, "-", gatesCell(nil))
 	assert.Equal(t, "+grace-period +containers-stopped -replacement-ready(1/2 Ready)", gatesCell([]drain.Gate{
-		{Name: drain.GateGracePeriod, Open: true, Detail: "30s"},
-		{Name: drain.GateContainers, Open: true, Detail: "all containers terminated"},
-		{Name: drain.GateReplacement, Detail: "1/2 Ready"},
+		{Name: names.GateGracePeriod, Open: true, Detail: "30s"},
+		{Name: names.GateContainers, Open: true, Detail: "all containers terminated"},
+		{Name: names.GateReplacement, Detail: "1/2 Ready"},
 	}))
 	assert.Equal(t, "-grace-period(12s left of 30s) -containers-stopped -replacement-ready -endpoints-gone", gatesCell([]drain.Gate{
-		{Name: drain.GateGracePeriod, Detail: "12s left of 30s"},
-		{Name: drain.GateContainers, Detail: "containers running"},
-		{Name: drain.GateReplacement, Detail: "not looked at yet"},
-		{Name: drain.GateEndpoints},
+		{Name: names.GateGracePeriod, Detail: "12s left of 30s"},
+		{Name: names.GateContainers, Detail: "containers running"},
+		{Name: names.GateReplacement, Detail: "not looked at yet"},
+		{Name: names.GateEndpoints},
 	}))
 }
 
@@ -70,7 +71,7 @@ func TestWaitingFor(t *testing.T) {
 		{drain.Decision{Action: drain.Wait, Reason: "waiting for replacement-ready (1/2 Ready)"}, "replacement-ready (1/2 Ready)"},
 		{drain.Decision{Action: drain.Wait, Reason: "grace period"}, "grace period"},
 		{drain.Decision{Action: drain.StartDrain, Reason: "containers running"}, "containers running"},
-		{drain.Decision{Action: drain.RemoveFinalizer, Reason: drain.ReasonTimeout}, "release due (timeout)"},
+		{drain.Decision{Action: drain.RemoveFinalizer, Reason: names.ReasonTimeout}, "release due (timeout)"},
 		{drain.Decision{Action: drain.None, Reason: "finalizer in place, pod not deleting"}, "an eviction (not deleting)"},
 	}
 	for _, tt := range tests {
@@ -90,7 +91,7 @@ func deploymentPod(ns, podName, deployment string, finalizer bool) *corev1.Pod {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: podName, UID: types.UID("uid-" + podName),
 			Labels:          map[string]string{"app": deployment, appsv1.DefaultDeploymentUniqueLabelKey: "abc"},
-			Annotations:     map[string]string{drain.AnnotationManaged: "true"},
+			Annotations:     map[string]string{names.AnnotationManaged: "true"},
 			OwnerReferences: []metav1.OwnerReference{rs(deployment, "abc")}},
 		Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr.To[int64](30), Containers: []corev1.Container{{Name: "app"}}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning,
@@ -98,7 +99,7 @@ func deploymentPod(ns, podName, deployment string, finalizer bool) *corev1.Pod {
 			ContainerStatuses: []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}},
 	}
 	if finalizer {
-		pod.Finalizers = []string{drain.Finalizer}
+		pod.Finalizers = []string{names.Finalizer}
 	}
 	return pod
 }
@@ -121,7 +122,7 @@ func evictedAgo(pod *corev1.Pod, ago time.Duration, stopped bool) *corev1.Pod {
 func stamped(pod *corev1.Pod) *corev1.Pod {
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.DisruptionTarget {
-			pod.Annotations[drain.AnnotationDrainStarted] = c.LastTransitionTime.UTC().Format(time.RFC3339)
+			pod.Annotations[names.AnnotationDrainStarted] = c.LastTransitionTime.UTC().Format(time.RFC3339)
 		}
 	}
 	return pod
@@ -139,7 +140,7 @@ func deployment(ns, name string, replicas int32) *appsv1.Deployment {
 func statusFixture(t *testing.T) (*fake.Clientset, *handlers.Reconciler) {
 	t.Helper()
 	bare := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "blog", Name: "solo", UID: "uid-solo",
-		Annotations: map[string]string{drain.AnnotationManaged: "true"}, Finalizers: []string{"example.com/keep", drain.Finalizer}},
+		Annotations: map[string]string{names.AnnotationManaged: "true"}, Finalizers: []string{"example.com/keep", names.Finalizer}},
 		Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr.To[int64](30)}}
 	objs := []runtime.Object{
 		deployment("shop", "web", 3), deployment("shop", "api", 1),
@@ -288,7 +289,7 @@ func TestLoadConfig(t *testing.T) {
 		{"none asked for", nil, "", 30 * time.Second, false, ""},
 		{"its keys", []runtime.Object{cm(map[string]string{config.KeyGracePeriodSeconds: " 7\n"}, nil)}, ref, 7 * time.Second, false, ""},
 		{"invalid", []runtime.Object{cm(map[string]string{config.KeyGracePeriodSeconds: "abc"}, nil)}, ref, 30 * time.Second, false, "is invalid (config key gracePeriodSeconds=\"abc\""},
-		{"uninstalling", []runtime.Object{cm(nil, map[string]string{config.AnnotationUninstalling: "true"})}, ref, 30 * time.Second, true, "is marked vpagracefuldrain.dev/uninstalling=true"},
+		{"uninstalling", []runtime.Object{cm(nil, map[string]string{names.AnnotationUninstalling: "true"})}, ref, 30 * time.Second, true, "is marked vpagracefuldrain.dev/uninstalling=true"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -309,7 +310,7 @@ func TestLoadConfig(t *testing.T) {
 // The status help names what is read for the gates of drain.Gates, wrapped as the rest: for
 // today's gates, the text as it was written by hand.
 func TestStatusHelpNamesTheGates(t *testing.T) {
-	assert.Equal(t, `kubectl vpa-drain status: the pods that hold the finalizer `+drain.Finalizer+`.
+	assert.Equal(t, `kubectl vpa-drain status: the pods that hold the finalizer `+names.Finalizer+`.
 
 Usage:
   kubectl vpa-drain status [-n NAMESPACE | -A] [-o table|json] [--watch] [--config-map NS/NAME]

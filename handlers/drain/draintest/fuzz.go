@@ -5,10 +5,10 @@ import (
 	"strconv"
 	"time"
 
+	"function/names"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"function/handlers/drain"
 )
 
 // What FuzzPod's flags turn on (FuzzDecide's and FuzzReconcileEventCopy's inputs).
@@ -49,23 +49,23 @@ func FuzzPod(flags uint16, managedVal, startedVal, deadlineVal, graceVal, timeou
 			annotations[key] = value
 		}
 	}
-	set(FzManaged, drain.AnnotationManaged, managedVal)
+	set(FzManaged, names.AnnotationManaged, managedVal)
 	set(FzVPA, "vpaUpdates", "Pod resources updated by web")
 	if flags&FzStartedAt != 0 {
 		startedVal = Stamp(at(startedOff))
 	}
-	set(FzStarted, drain.AnnotationDrainStarted, startedVal)
+	set(FzStarted, names.AnnotationDrainStarted, startedVal)
 	if flags&FzDeadlineAt != 0 {
 		deadlineVal = Stamp(at(deadlineOff))
 	}
-	set(FzDeadline, drain.AnnotationDrainDeadline, deadlineVal)
-	set(FzGrace, drain.AnnotationGracePeriod, graceVal)
-	set(FzTimeout, drain.AnnotationDrainTimeout, timeoutVal)
+	set(FzDeadline, names.AnnotationDrainDeadline, deadlineVal)
+	set(FzGrace, names.AnnotationGracePeriod, graceVal)
+	set(FzTimeout, names.AnnotationDrainTimeout, timeoutVal)
 	pod.Annotations = annotations
 
 	fins := slices.Clone(ForeignFinalizers[:int(foreign)%(len(ForeignFinalizers)+1)])
 	if flags&FzOurs != 0 {
-		fins = slices.Insert(fins, int(finalizerPos)%(len(fins)+1), drain.Finalizer)
+		fins = slices.Insert(fins, int(finalizerPos)%(len(fins)+1), names.Finalizer)
 	}
 	pod.Finalizers = fins
 	if flags&FzDeleting != 0 {

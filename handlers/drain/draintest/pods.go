@@ -15,6 +15,7 @@ import (
 	"function/config"
 	"function/handlers/advice"
 	"function/handlers/drain"
+	"function/names"
 )
 
 // Now is the fixed time of every decision in these tests (sub-second part on purpose).
@@ -72,7 +73,7 @@ func Ann(kv ...string) PodOpt {
 }
 
 // Managed opts the pod in.
-var Managed = Ann(drain.AnnotationManaged, "true")
+var Managed = Ann(names.AnnotationManaged, "true")
 
 // InNamespace moves the pod to namespace ns.
 func InNamespace(ns string) PodOpt { return func(p *corev1.Pod) { p.Namespace = ns } }
@@ -81,7 +82,7 @@ func InNamespace(ns string) PodOpt { return func(p *corev1.Pod) { p.Namespace = 
 func Finalizers(f ...string) PodOpt { return func(p *corev1.Pod) { p.Finalizers = f } }
 
 // Ours gives the pod the function's finalizer only.
-var Ours = Finalizers(drain.Finalizer)
+var Ours = Finalizers(names.Finalizer)
 
 // Deleting sets deletionTimestamp as the API server does for a pod deleted at Now with a 30 s
 // grace period: Now + 30 s, in whole seconds.
@@ -130,7 +131,7 @@ func InitContainer(st corev1.ContainerStatus) PodOpt {
 }
 
 // Started stamps the drain as started at at.
-func Started(at time.Time) PodOpt { return Ann(drain.AnnotationDrainStarted, Stamp(at)) }
+func Started(at time.Time) PodOpt { return Ann(names.AnnotationDrainStarted, Stamp(at)) }
 
 // Phase sets the pod's phase.
 func Phase(ph corev1.PodPhase) PodOpt { return func(p *corev1.Pod) { p.Status.Phase = ph } }
