@@ -84,13 +84,15 @@ const eventQueue = 8192
 // Option adjusts New; the defaults suit kn func.
 type Option func(*Function)
 
-// WithClient uses client instead of discovering the cluster (tests, embedding).
+// WithClient uses client instead of discovering the cluster (tests, embedding); pass
+// WithDynamic too, for pods' owners and VerticalPodAutoscalers are read through it.
 func WithClient(client kubernetes.Interface) Option {
 	return func(f *Function) { f.client = client }
 }
 
-// WithDynamic reads VerticalPodAutoscalers through d for advice (discovered with the cluster
-// otherwise; without it, advice reads none).
+// WithDynamic reads pods' owners (the generic owner reader) and VerticalPodAutoscalers through
+// d (discovered with the cluster otherwise; without it, neither is read: the gates that need
+// an owner stay closed until the deadline, advice and surge rollouts read no VPA).
 func WithDynamic(d dynamic.Interface) Option {
 	return func(f *Function) { f.dynamic = d }
 }
@@ -159,6 +161,9 @@ func (f *Function) wire(cfg config.Config) *parts {
 	p := &parts{}
 	deps := handlers.NewDeps(f.client, f.dryRun, f.log)
 	deps.Dynamic = f.dynamic
+	if f.client != nil && f.dynamic == nil {
+		f.log.Warn("no dynamic client (WithClient without WithDynamic): pods' owners and VerticalPodAutoscalers are not read")
+	}
 	if f.serverClock != nil {
 		deps = deps.UseServerClock(f.serverClock)
 	}

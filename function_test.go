@@ -85,7 +85,7 @@ func samplePod(t *testing.T, name string) *corev1.Pod {
 // started returns a Function on client whose Start loaded env (with an empty CONFIG_DIR).
 func started(t testing.TB, client *fake.Clientset, env map[string]string, opts ...function.Option) *function.Function {
 	t.Helper()
-	f := function.New(append([]function.Option{function.WithClient(client), function.WithLogger(discard), function.WithoutSweeps()}, opts...)...)
+	f := function.New(append([]function.Option{function.WithClient(client), function.WithDynamic(testutil.Dynamic(client, nil)), function.WithLogger(discard), function.WithoutSweeps()}, opts...)...)
 	// WithoutSweeps: these tests count every API call an event makes (TestStartSweeps covers sweeps).
 	all := map[string]string{config.KeyConfigDir: t.TempDir()}
 	for k, v := range env {
@@ -123,7 +123,7 @@ func newEvent(typ, data string, ext ...string) event.Event {
 
 func TestNotReadyBeforeStart(t *testing.T) {
 	c := fake.NewClientset()
-	f := function.New(function.WithClient(c), function.WithLogger(discard))
+	f := function.New(function.WithClient(c), function.WithDynamic(testutil.Dynamic(c, nil)), function.WithLogger(discard))
 
 	ready, err := f.Ready(context.Background())
 	assert.False(t, ready)
@@ -159,7 +159,7 @@ func TestStartWithInvalidConfiguration(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs testutil.SyncBuffer
 			c := fake.NewClientset()
-			f := function.New(function.WithClient(c), function.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+			f := function.New(function.WithClient(c), function.WithDynamic(testutil.Dynamic(c, nil)), function.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
 			dir := t.TempDir()
 			for name, content := range tt.files {
 				require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
@@ -193,7 +193,7 @@ func TestStartWithInvalidConfiguration(t *testing.T) {
 
 func TestStartAgainRecovers(t *testing.T) {
 	c := fake.NewClientset()
-	f := function.New(function.WithClient(c), function.WithLogger(discard))
+	f := function.New(function.WithClient(c), function.WithDynamic(testutil.Dynamic(c, nil)), function.WithLogger(discard))
 	t.Cleanup(func() { _ = f.Stop(context.Background()) })
 	dir := t.TempDir()
 
@@ -537,7 +537,7 @@ func TestServedBinaryDryRun(t *testing.T) {
 // (it existed before the event source started) gets the finalizer without any event.
 func TestStartSweeps(t *testing.T) {
 	c := fake.NewClientset(samplePod(t, "managed-pod-added.http"), samplePod(t, "unmanaged-pod.http"))
-	f := function.New(function.WithClient(c), function.WithLogger(discard))
+	f := function.New(function.WithClient(c), function.WithDynamic(testutil.Dynamic(c, nil)), function.WithLogger(discard))
 	require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir(), config.KeySweepIntervalSeconds: "900"}))
 	t.Cleanup(func() { _ = f.Stop(context.Background()) })
 	require.Eventually(t, func() bool {
@@ -746,7 +746,7 @@ func TestHandleSweepEvents(t *testing.T) {
 	for _, typ := range []string{names.TypePing, names.TypeSweep} {
 		t.Run(typ, func(t *testing.T) {
 			c := fake.NewClientset(samplePod(t, "managed-pod-added.http"))
-			f := function.New(function.WithClient(c), function.WithLogger(discard))
+			f := function.New(function.WithClient(c), function.WithDynamic(testutil.Dynamic(c, nil)), function.WithLogger(discard))
 			require.NoError(t, f.Start(context.Background(), map[string]string{config.KeyConfigDir: t.TempDir(), config.KeySweepIntervalSeconds: "900"}))
 			t.Cleanup(func() { _ = f.Stop(context.Background()) })
 			lists := func() int {

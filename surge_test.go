@@ -62,7 +62,7 @@ func TestHandleVPAEvents(t *testing.T) {
 			c := fake.NewClientset(notOptedIn)
 			dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 				map[schema.GroupVersionResource]string{{Group: "autoscaling.k8s.io", Version: "v1", Resource: "verticalpodautoscalers"}: "VerticalPodAutoscalerList"}, vpa)
-			f := started(t, c, map[string]string{"surgeRollout": tt.surge}, function.WithDynamic(dyn))
+			f := started(t, c, map[string]string{"surgeRollout": tt.surge}, function.WithDynamic(testutil.Dynamic(c, dyn)))
 			c.ClearActions()
 			e := update
 			if tt.event == "delete" {

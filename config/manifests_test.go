@@ -191,10 +191,10 @@ func TestRBACMatchesWhatTheFunctionCalls(t *testing.T) {
 			"autoscaling.k8s.io/verticalpodautoscalers": {"get", "list", "watch"}}},
 	}
 	// resolveOwner, readReplicas, advice and pacing read each kind the table of kinds marks
-	// Read (handlers' ownerReaders): get on apps/<kind>s.
+	// Read (handlers' generic owner reader): get on its group/resource.
 	for _, k := range config.Kinds() {
-		if k.Spec().Read {
-			tests[0].want["apps/"+strings.ToLower(string(k))+"s"] = []string{"get"}
+		if s := k.Spec(); s.Read {
+			tests[0].want[s.Group+"/"+s.Resource] = []string{"get"}
 		}
 	}
 	for _, tt := range tests {

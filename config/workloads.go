@@ -44,8 +44,13 @@ type KindSpec struct {
 	Replaceable bool
 	// Replicated: it has spec.replicas (the replacement's count; advice's replica findings).
 	Replicated bool
-	// Read: handlers reads it (an apps/v1 workload: advice, pacing, the replacement count).
+	// Read: handlers reads it (advice, pacing, the replacement count), with its one generic
+	// reader, at the API below: an object of the resource with spec.selector and
+	// spec.template, and spec.replicas when Replicated (a custom resource too). Its
+	// ClusterRole needs get on it (config/rbac.yaml).
 	Read bool
+	// Group, Version and Resource are the kind's API (Read kinds): apps, v1, deployments.
+	Group, Version, Resource string
 	// Paced: pacing creates its PodDisruptionBudget (ensurePodDisruptionBudget).
 	Paced bool
 	// GapMeasured: the capacity gap of its evictions is measured.
@@ -56,14 +61,36 @@ type KindSpec struct {
 // value, so a lookup allocates nothing (a kind added here grows the array's length too).
 func kindSpecs() [7]KindSpec {
 	return [...]KindSpec{
-		{Kind: KindDeployment, Controller: true, Manage: true, Grace: true, Replaceable: true, Replicated: true, Read: true, Paced: true, GapMeasured: true},
-		{Kind: KindReplicaSet, Controller: true, Manage: true, Grace: true, Replaceable: true, Replicated: true, Read: true},
-		{Kind: KindStatefulSet, Controller: true, Manage: true, Replicated: true, Read: true, Paced: true, GapMeasured: true},
-		{Kind: KindDaemonSet, Controller: true, Manage: true, Read: true},
+		{Kind: KindDeployment, Controller: true, Manage: true, Grace: true, Replaceable: true, Replicated: true, Read: true, Paced: true, GapMeasured: true,
+			Group: "apps", Version: "v1", Resource: "deployments"},
+		{Kind: KindReplicaSet, Controller: true, Manage: true, Grace: true, Replaceable: true, Replicated: true, Read: true,
+			Group: "apps", Version: "v1", Resource: "replicasets"},
+		{Kind: KindStatefulSet, Controller: true, Manage: true, Replicated: true, Read: true, Paced: true, GapMeasured: true,
+			Group: "apps", Version: "v1", Resource: "statefulsets"},
+		{Kind: KindDaemonSet, Controller: true, Manage: true, Read: true, Group: "apps", Version: "v1", Resource: "daemonsets"},
 		{Kind: KindJob, Controller: true, Grace: true},
 		{Kind: KindPod, Grace: true},
 		{Kind: KindOther, Manage: true, Grace: true},
 	}
+}
+
+// APIVersion is the kind's group/version, as an ownerReference writes it ("apps/v1"; "v1" for
+// the core group), "" for a kind that is not Read.
+func (s KindSpec) APIVersion() string {
+	if s.Group == "" {
+		return s.Version
+	}
+	return s.Group + "/" + s.Version
+}
+
+// InGroup reports whether apiVersion (an ownerReference's, a targetRef's) is of the kind's API
+// group, for a kind that is Read.
+func (s KindSpec) InGroup(apiVersion string) bool {
+	group, _, found := strings.Cut(apiVersion, "/")
+	if !found {
+		group = "" // the core group: "v1"
+	}
+	return s.Read && group == s.Group
 }
 
 // Kinds lists the kinds workloadDefaults accepts, in the order they are documented.

@@ -172,6 +172,12 @@ func TestKindTable(t *testing.T) {
 		}
 		if s.Read {
 			assert.True(t, s.Controller, "%s: only a controller's object is read", k)
+			assert.NotEmpty(t, s.Version, "%s: read at its API version", k)
+			assert.NotEmpty(t, s.Resource, "%s: read as its resource", k)
+			assert.True(t, s.InGroup(s.APIVersion()), "%s: its ownerReferences' apiVersion is its own", k)
+		} else {
+			assert.Empty(t, s.Group+s.Version+s.Resource, "%s: an API only for a kind that is read", k)
+			assert.False(t, s.InGroup("apps/v1"), "%s: not read", k)
 		}
 	}
 	assert.Equal(t, config.KindOther, config.Kind("Rollout").Spec().Kind, "an unknown kind is Other")

@@ -156,14 +156,16 @@ func getPod(ctx context.Context, client kubernetes.Interface, ns, name string) (
 }
 
 // targetOf is the workload a VerticalPodAutoscaler targets: its kind and name, when its
-// targetRef names one of the apps group (or no API version); ok false otherwise.
+// targetRef names a kind of the table of kinds in that kind's API group (or no API version);
+// ok false otherwise.
 func targetOf(v *vpa_types.VerticalPodAutoscaler) (config.Kind, string, bool) {
 	ref := v.Spec.TargetRef
 	if ref == nil {
 		return "", "", false
 	}
-	if group, _, _ := strings.Cut(ref.APIVersion, "/"); ref.APIVersion != "" && group != "apps" {
+	kind := config.Kind(ref.Kind)
+	if ref.APIVersion != "" && !kind.Spec().InGroup(ref.APIVersion) {
 		return "", "", false
 	}
-	return config.Kind(ref.Kind), ref.Name, true
+	return kind, ref.Name, true
 }

@@ -201,7 +201,7 @@ func (r *OwnerChecks) AfterFinalizerAdded(ctx context.Context, pod *corev1.Pod, 
 	if r.DryRun || r.Events == nil {
 		return adv
 	}
-	ref := corev1.ObjectReference{Kind: string(w.Kind), APIVersion: "apps/v1", Namespace: w.Namespace, Name: w.Name, UID: w.UID}
+	ref := corev1.ObjectReference{Kind: string(w.Kind), APIVersion: w.Kind.Spec().APIVersion(), Namespace: w.Namespace, Name: w.Name, UID: w.UID}
 	r.recordEvent(ctx, log, func() error {
 		return r.Events.RecordFor(ctx, ref, corev1.EventTypeWarning, names.EventDrainNotGraceful, advice.EventMessage(adv.Findings))
 	})

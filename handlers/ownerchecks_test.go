@@ -80,7 +80,7 @@ func newAdviceFixture(t *testing.T, dryRun bool, cfg func(*config.Config), objs 
 		cfg(&c2)
 	}
 	logs := &bytes.Buffer{}
-	r := handlers.NewReconciler(handlers.Deps{Client: c, Dynamic: dyn, DryRun: dryRun, Clock: fc,
+	r := handlers.NewReconciler(handlers.Deps{Client: c, Dynamic: testutil.Dynamic(c, dyn), DryRun: dryRun, Clock: fc,
 		Log:    slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Events: handlers.APIEventRecorder{Client: c, Now: fc.Now}}, c2)
 	t.Cleanup(r.Stop)

@@ -6,8 +6,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	typedappsv1 "k8s.io/client-go/kubernetes/typed/apps/v1"
 	"k8s.io/utils/ptr"
 
 	"function/config"
@@ -34,6 +35,8 @@ type ownerObject struct {
 	Replicas *int32
 	Selector *metav1.LabelSelector
 	Template corev1.PodTemplateSpec
+	// Controller is the workload's own controller (a ReplicaSet's Deployment), if any.
+	Controller *metav1.OwnerReference
 }
 
 // templatePod is a pod as the owner's template makes it, as far as the policy reads it (its
@@ -42,58 +45,53 @@ func (w ownerObject) templatePod() *corev1.Pod {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Annotations: w.Template.Annotations}}
 }
 
-// ownerReader reads one kind's object into an ownerObject (its UID, replicas, selector and
-// pod template).
-type ownerReader func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error)
-
-// ownerReaders has a reader for each kind config's table of kinds marks Read (in the manner of
-// the disruption controller's finders): a kind added there adds its reader here, and its get
-// in config/rbac.yaml.
-func ownerReaders() map[config.Kind]ownerReader {
-	return map[config.Kind]ownerReader{
-		config.KindDeployment: func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error) {
-			o, err := apps.Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return ownerObject{}, err
-			}
-			return ownerObject{Owner: drain.Owner{UID: o.UID}, Replicas: ptr.To(ptr.Deref(o.Spec.Replicas, 1)), Selector: o.Spec.Selector, Template: o.Spec.Template}, nil
-		},
-		config.KindReplicaSet: func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error) {
-			o, err := apps.ReplicaSets(ns).Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return ownerObject{}, err
-			}
-			return ownerObject{Owner: drain.Owner{UID: o.UID}, Replicas: ptr.To(ptr.Deref(o.Spec.Replicas, 1)), Selector: o.Spec.Selector, Template: o.Spec.Template}, nil
-		},
-		config.KindStatefulSet: func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error) {
-			o, err := apps.StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return ownerObject{}, err
-			}
-			return ownerObject{Owner: drain.Owner{UID: o.UID}, Replicas: ptr.To(ptr.Deref(o.Spec.Replicas, 1)), Selector: o.Spec.Selector, Template: o.Spec.Template}, nil
-		},
-		config.KindDaemonSet: func(ctx context.Context, apps typedappsv1.AppsV1Interface, ns, name string) (ownerObject, error) {
-			o, err := apps.DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
-			if err != nil {
-				return ownerObject{}, err
-			}
-			return ownerObject{Owner: drain.Owner{UID: o.UID}, Selector: o.Spec.Selector, Template: o.Spec.Template}, nil
-		},
-	}
+// Read reads a pod's owner of the given kind with the one generic reader, in the manner of the
+// disruption controller's scale finder: the kind's API from config's table of kinds (its
+// group, version and resource), the object read as unstructured through the dynamic client,
+// so a kind added to the table (a custom resource with spec.selector and spec.template, and
+// spec.replicas when Replicated) is read with no code of its own.
+func (r *Owners) Read(ctx context.Context, ns string, kind config.Kind, name string) (ownerObject, error) {
+	return r.readAs(ctx, ns, kind.Spec(), name)
 }
 
-// Read reads a pod's owner of the given kind with its kind's reader.
-func (r *Owners) Read(ctx context.Context, ns string, kind config.Kind, name string) (ownerObject, error) {
-	read, ok := ownerReaders()[kind]
-	if !ok {
-		return ownerObject{Owner: drain.Owner{Kind: kind, Name: name}, Namespace: ns}, fmt.Errorf("a %s is not a workload this function reads", kind)
+// readAs reads the workload ns/name of the kind spec describes.
+func (r *Owners) readAs(ctx context.Context, ns string, spec config.KindSpec, name string) (ownerObject, error) {
+	kind := spec.Kind
+	w := ownerObject{Owner: drain.Owner{Kind: kind, Name: name}, Namespace: ns}
+	switch {
+	case !spec.Read:
+		return w, fmt.Errorf("a %s is not a workload this function reads", kind)
+	case r.Dynamic == nil:
+		return w, fmt.Errorf("reading %s %s/%s: no dynamic client", kind, ns, name)
 	}
-	w, err := read(ctx, r.Client.AppsV1(), ns, name)
-	w.Kind, w.Name, w.Namespace = kind, name, ns
+	gvr := schema.GroupVersionResource{Group: spec.Group, Version: spec.Version, Resource: spec.Resource}
+	u, err := r.Dynamic.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return w, fmt.Errorf("reading %s %s/%s: %w", kind, ns, name, err)
 	}
+	var obj workload
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &obj); err != nil {
+		return w, fmt.Errorf("reading %s %s/%s: not a workload: %w", kind, ns, name, err)
+	}
+	w.UID, w.Selector, w.Template = u.GetUID(), obj.Spec.Selector, obj.Spec.Template
+	for _, ref := range u.GetOwnerReferences() {
+		if ref.Controller != nil && *ref.Controller {
+			w.Controller = &ref
+		}
+	}
+	if spec.Replicated {
+		w.Replicas = ptr.To(ptr.Deref(obj.Spec.Replicas, 1))
+	}
 	return w, nil
+}
+
+// workload is what the generic reader takes of a workload's object.
+type workload struct {
+	Spec struct {
+		Replicas *int32                 `json:"replicas,omitempty"`
+		Selector *metav1.LabelSelector  `json:"selector,omitempty"`
+		Template corev1.PodTemplateSpec `json:"template,omitempty"`
+	} `json:"spec"`
 }
 
 // Resolve resolves the pod's ReplicaSet to the Deployment that controls it, if any. A
@@ -109,12 +107,12 @@ func (r *Owners) Resolve(ctx context.Context, pod *corev1.Pod) (drain.Owner, err
 	if o, ok := r.cache.get(ref.UID); ok {
 		return o, nil
 	}
-	rs, err := r.Client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	rs, err := r.Read(ctx, pod.Namespace, config.KindReplicaSet, ref.Name)
 	if err != nil {
-		return drain.Owner{}, fmt.Errorf("reading ReplicaSet %s/%s: %w", pod.Namespace, ref.Name, err)
+		return drain.Owner{}, err
 	}
 	o := drain.Owner{Kind: config.KindReplicaSet, Name: rs.Name, UID: rs.UID}
-	if d := metav1.GetControllerOfNoCopy(rs); d != nil && d.Kind == string(config.KindDeployment) {
+	if d := rs.Controller; d != nil && d.Kind == string(config.KindDeployment) {
 		o = drain.Owner{Kind: config.KindDeployment, Name: d.Name, UID: d.UID}
 	}
 	if rs.UID == ref.UID {

@@ -34,7 +34,7 @@ func (r *OwnerChecks) ensurePDB(ctx context.Context, w ownerObject, log *slog.Lo
 			Namespace: w.Namespace,
 			Labels:    map[string]string{names.LabelManagedBy: names.Component, names.LabelOwnerKind: string(w.Kind)},
 			// The garbage collector deletes it with its workload.
-			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: string(w.Kind), Name: w.Name, UID: w.UID,
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: w.Kind.Spec().APIVersion(), Kind: string(w.Kind), Name: w.Name, UID: w.UID,
 				Controller: ptr.To(false)}},
 		},
 		Spec: policyv1.PodDisruptionBudgetSpec{
@@ -156,8 +156,7 @@ func (r *OwnerChecks) deletePDB(ctx context.Context, pdb *policyv1.PodDisruption
 func (r *OwnerChecks) pdbObsolete(ctx context.Context, pdb *policyv1.PodDisruptionBudget, cfg config.Config) (string, error) {
 	var ref *metav1.OwnerReference
 	for i, o := range pdb.OwnerReferences {
-		group, _, _ := strings.Cut(o.APIVersion, "/")
-		if group == "apps" && config.KindOf(o.Kind).Spec().Paced {
+		if s := config.KindOf(o.Kind).Spec(); s.Paced && s.InGroup(o.APIVersion) {
 			ref = &pdb.OwnerReferences[i]
 			break
 		}

@@ -50,7 +50,7 @@ func newFixture(t *testing.T, dryRun bool, objs ...runtime.Object) *fixture {
 	fc := clocktesting.NewFakeClock(now)
 	cfg := bareConfig()
 	cfg.SweepInterval = 0 // no sweeps: these tests count every API call (sweep_test.go covers them)
-	r := handlers.NewReconciler(handlers.Deps{Client: c, DryRun: dryRun, Clock: fc, Log: discard,
+	r := handlers.NewReconciler(handlers.Deps{Client: c, Dynamic: testutil.Dynamic(c, nil), DryRun: dryRun, Clock: fc, Log: discard,
 		Events: handlers.APIEventRecorder{Client: c, Now: fc.Now}}, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})

@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"function/config"
 	"function/handlers/surge"
 	"function/names"
 )
@@ -64,7 +65,7 @@ func (c *surgeReports) record(ctx context.Context, log *slog.Logger, d *appsv1.D
 	if c.deps.Events == nil {
 		return
 	}
-	ref := corev1.ObjectReference{Kind: "Deployment", APIVersion: "apps/v1", Namespace: d.Namespace, Name: d.Name, UID: d.UID}
+	ref := corev1.ObjectReference{Kind: string(config.KindDeployment), APIVersion: config.KindDeployment.Spec().APIVersion(), Namespace: d.Namespace, Name: d.Name, UID: d.UID}
 	if err := c.deps.Events.RecordFor(ctx, ref, eventType, reason, msg); err != nil {
 		log.WarnContext(ctx, "could not record Kubernetes Event", slog.String("error", err.Error()))
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -21,6 +22,13 @@ type Requests struct {
 
 // CountingClient returns a clientset on cfg whose requests are recorded in the result.
 func CountingClient(cfg *rest.Config) (kubernetes.Interface, *Requests, error) {
+	client, _, reqs, err := CountingClients(cfg)
+	return client, reqs, err
+}
+
+// CountingClients are CountingClient and a dynamic client (the owner reads' and VPAs'),
+// whose requests are counted together.
+func CountingClients(cfg *rest.Config) (kubernetes.Interface, dynamic.Interface, *Requests, error) {
 	reqs := &Requests{}
 	c := rest.CopyConfig(cfg)
 	c.QPS, c.Burst = 200, 400
@@ -32,9 +40,13 @@ func CountingClient(cfg *rest.Config) (kubernetes.Interface, *Requests, error) {
 	})
 	client, err := kubernetes.NewForConfig(c)
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating counting client: %w", err)
+		return nil, nil, nil, fmt.Errorf("creating counting client: %w", err)
 	}
-	return client, reqs, nil
+	dyn, err := dynamic.NewForConfig(c)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("creating counting dynamic client: %w", err)
+	}
+	return client, dyn, reqs, nil
 }
 
 // List returns the requests so far and forgets them.

@@ -65,13 +65,13 @@ func functionConfig(t *testing.T) *rest.Config {
 
 func newFixture(t *testing.T, cfg config.Config) *fixture {
 	t.Helper()
-	client, reqs, err := cluster.CountingClient(functionConfig(t))
+	client, dyn, reqs, err := cluster.CountingClients(functionConfig(t))
 	require.NoError(t, err)
 	clk := clocktesting.NewFakeClock(time.Now())
 	ctx, cancel := context.WithCancel(context.Background())
 	// Re-checks are queued but never run (no Run): each test makes its decisions explicitly,
 	// and counts their API calls exactly. Re-checks are tested in e2e.
-	rec := handlers.NewReconciler(handlers.Deps{Client: client, Clock: clk, Log: slog.New(slog.DiscardHandler),
+	rec := handlers.NewReconciler(handlers.Deps{Client: client, Dynamic: dyn, Clock: clk, Log: slog.New(slog.DiscardHandler),
 		Events: handlers.APIEventRecorder{Client: client, Now: clk.Now}}, cfg)
 	t.Cleanup(func() { rec.Stop(); cancel() })
 	return &fixture{t: t, ctx: ctx, ns: cp.Namespace(t, "it"), cfg: cfg, clock: clk, reqs: reqs, rec: rec}
@@ -159,7 +159,9 @@ func TestIntegrationAddFinalizerOnceForDuplicatedEvent(t *testing.T) {
 	assert.Empty(t, f.reqs.List(), "no request")
 
 	// Another replica, which did not write, reads the live pod and finds nothing to do.
-	other := handlers.NewReconciler(handlers.NewDeps(f.rec.Client, false, f.rec.Log), f.cfg)
+	deps := handlers.NewDeps(f.rec.Client, false, f.rec.Log)
+	deps.Dynamic = f.rec.Dynamic
+	other := handlers.NewReconciler(deps, f.cfg)
 	out, err := other.Reconcile(f.ctx, pod)
 	require.NoError(t, err)
 	assert.Equal(t, drain.None, out.Decision.Action)

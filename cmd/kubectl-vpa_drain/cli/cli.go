@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -164,7 +165,9 @@ func fail(stderr io.Writer, err error) int {
 
 // cluster is a connection to the cluster the kubeconfig names.
 type cluster struct {
-	client    kubernetes.Interface
+	client kubernetes.Interface
+	// dynamic reads pods' owners, as the function does (any kind of its table of kinds).
+	dynamic   dynamic.Interface
 	namespace string // the -n flag, else the context's namespace, else "default"
 	user      string // the kubeconfig's user for the context (a fallback for "who")
 }
@@ -207,6 +210,9 @@ func connect(k kubeFlags) (*cluster, error) {
 	cfg.QPS, cfg.Burst = 50, 100
 	if c.client, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, fmt.Errorf("creating the client: %w", err)
+	}
+	if c.dynamic, err = dynamic.NewForConfig(cfg); err != nil {
+		return nil, fmt.Errorf("creating the dynamic client: %w", err)
 	}
 	return c, nil
 }

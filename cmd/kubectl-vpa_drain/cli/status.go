@@ -119,7 +119,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	cfg := loadConfig(ctx, c.client, o.configMap, stderr)
 	// Inspect writes nothing; read failures show in the gates.
-	rec := handlers.NewReconciler(handlers.Deps{Client: c.client, DryRun: true, Clock: clock.RealClock{}, Log: slog.New(slog.DiscardHandler)}, cfg)
+	rec := handlers.NewReconciler(handlers.Deps{Client: c.client, Dynamic: c.dynamic, DryRun: true, Clock: clock.RealClock{}, Log: slog.New(slog.DiscardHandler)}, cfg)
 	p := printer{out: stdout, errOut: stderr, json: o.output == "json", allNamespaces: o.allNamespaces, namespace: ns}
 	if o.watch {
 		return fail0(stderr, watchStatus(ctx, c.client, rec, ns, p))

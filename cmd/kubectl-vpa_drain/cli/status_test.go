@@ -25,6 +25,7 @@ import (
 	"function/config"
 	"function/handlers"
 	"function/handlers/drain"
+	"function/internal/testutil"
 	"function/names"
 )
 
@@ -153,7 +154,7 @@ func statusFixture(t *testing.T) (*fake.Clientset, *handlers.Reconciler) {
 	client := fake.NewClientset(objs...)
 	cfg := config.Default()
 	cfg.Workloads = map[config.Kind]config.WorkloadOverride{config.KindPod: {Manage: ptr.To(true)}}
-	rec := handlers.NewReconciler(handlers.Deps{Client: client, DryRun: true, Clock: clocktesting.NewFakeClock(t0), Log: slog.New(slog.DiscardHandler)}, cfg)
+	rec := handlers.NewReconciler(handlers.Deps{Client: client, Dynamic: testutil.Dynamic(client, nil), DryRun: true, Clock: clocktesting.NewFakeClock(t0), Log: slog.New(slog.DiscardHandler)}, cfg)
 	return client, rec
 }
 
