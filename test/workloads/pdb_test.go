@@ -134,8 +134,14 @@ func TestPDBPacesEvictionsOfADeployment(t *testing.T) {
 				k.ReleaseReady()
 				_, err = cluster.WaitForReadyReplicas(ctx, c, ns, appSelector("web"), 3)
 				require.NoError(t, err)
-				readyAt, ok := k.ReadyAt(replacement)
-				require.True(t, ok, "ReadyAt(%s)", replacement)
+				// The kubelet records the time once its patch is answered, which may come after
+				// the API server's watch showed the pod Ready.
+				var readyAt time.Time
+				require.Eventually(t, func() bool {
+					at, ok := k.ReadyAt(replacement)
+					readyAt = at
+					return ok
+				}, 10*time.Second, 10*time.Millisecond, "ReadyAt(%s)", replacement)
 				waitPDB(ctx, t, ns, "web", 1)
 				require.NoError(t, cluster.Evict(ctx, c, ns, refused[0], nil), "the budget allows one more once the replacement is Ready")
 				assert.True(t, time.Now().After(readyAt))
