@@ -39,10 +39,10 @@ func Guarded[T any](ctx context.Context, obj T, attempts int, write func(context
 	return obj, err
 }
 
-// IsGuardFailure: a write's guard failed: a patch's test ops (422), the object changed under
-// us (409), or the API server refused the write for the object's live state (422, e.g. a
-// finalizer added to a pod that started deleting). All mean the decision was made on a stale
-// object.
+// IsGuardFailure reports whether a write's guard failed: a patch's test ops (422), the object
+// changed under us (409), or the API server refused the write for the object's live state
+// (422, e.g. a finalizer added to a pod that started deleting). All mean the decision was made
+// on a stale object.
 func IsGuardFailure(err error) bool {
 	var status apierrors.APIStatus
 	if !errors.As(err, &status) {

@@ -121,10 +121,10 @@ func (r *Owners) Resolve(ctx context.Context, pod *corev1.Pod) (drain.Owner, err
 	return o, nil
 }
 
-// OwnedByDeployment: p is the pod of a ReplicaSet of the Deployment named name, not merely a
-// pod its selector matches (another Deployment's selector may overlap: a canary). The
-// ReplicaSet's owner as read before, else the Deployment controller's naming
-// (<deployment>-<pod-template-hash>), which needs no read; a ReplicaSet it cannot place does
+// OwnedByDeployment reports whether p is the pod of a ReplicaSet of the Deployment named name,
+// not merely a pod its selector matches (another Deployment's selector may overlap: a canary):
+// by the ReplicaSet's owner as read before, else by the Deployment controller's naming
+// (<deployment>-<pod-template-hash>), which needs no read. A ReplicaSet it cannot place does
 // not count, so an overlap can only keep the gate closed (the deadline still ends the drain).
 func (r *Owners) OwnedByDeployment(p *corev1.Pod, name string) bool {
 	c := metav1.GetControllerOfNoCopy(p)
