@@ -74,7 +74,7 @@ func (r *Reconciler) init() {
 		if r.Rechecks == nil {
 			r.Rechecks = NewRechecks(r.clock())
 			if r.Now != nil {
-				r.Rechecks.now = r.Now
+				r.Rechecks.now = r.Now // the API server's time (Deps.UseServerClock)
 			}
 		}
 	})
@@ -94,10 +94,7 @@ func (r *Reconciler) SetConfig(cfg config.Config) { r.live.Store(&cfg) }
 
 // NewReconciler is a Reconciler on deps (see NewDeps) and cfg. Call Run to process re-checks.
 func NewReconciler(deps Deps, cfg config.Config) *Reconciler {
-	r := &Reconciler{Deps: deps, Config: cfg, Rechecks: NewRechecks(deps.clock())}
-	if deps.Now != nil {
-		r.Rechecks.now = deps.Now // the API server's time (Deps.UseServerClock)
-	}
+	r := &Reconciler{Deps: deps, Config: cfg}
 	r.init()
 	return r
 }
