@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"function/names"
 )
 
 // Kind is the kind of workload that owns a pod, as workloadDefaults names it: the kind of the
@@ -159,7 +161,7 @@ type WorkloadOverride struct {
 // the cluster (package drain's table of gates, whose entry of the same name is the rest of the
 // gate): which kinds wait for it by default, which can wait for it at all, and its field.
 type WorkloadGate struct {
-	// Gate is the gate's name (package drain's Gate* constants; drain's tests check that every
+	// Gate is the gate's name (package names' Gate* constants; drain's tests check that every
 	// gate of its table has an entry here and every entry is a gate there).
 	Gate string
 	// Field is the gate's field in a workloadDefaults entry (WorkloadOverride).
@@ -177,7 +179,7 @@ type WorkloadGate struct {
 // workloadGates is the table of the gates' workload defaults, in drain's order. A gate is one
 // entry here and a field of WorkloadOverride.
 var workloadGates = [...]WorkloadGate{{
-	Gate: "replacement-ready", Field: "waitForReplacement",
+	Gate: names.GateReplacement, Field: "waitForReplacement",
 	// A replacement that can start while the evicted pod exists is waited for by default.
 	Default:  func(s KindSpec) bool { return s.Replaceable },
 	Possible: Kind.Replaceable,
@@ -185,7 +187,7 @@ var workloadGates = [...]WorkloadGate{{
 		"(a StatefulSet or DaemonSet replacement waits for the old pod to be gone; other kinds have none to wait for)",
 	override: func(o WorkloadOverride) *bool { return o.WaitForReplacement },
 }, {
-	Gate: "endpoints-gone", Field: "waitForEndpoints",
+	Gate: names.GateEndpoints, Field: "waitForEndpoints",
 	// Opt-in: a pod that stopped serving is normally gone from its EndpointSlices already.
 	Default:  func(KindSpec) bool { return false },
 	override: func(o WorkloadOverride) *bool { return o.WaitForEndpoints },
