@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"function/names"
-
 	"k8s.io/utils/clock"
+
+	"function/names"
 )
 
 // Liveness tells the truth about the event path: the process is alive only while that path

@@ -14,12 +14,12 @@ import (
 	"time"
 	"unicode"
 
-	"function/names"
-
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/cloudevents/sdk-go/v2/types"
+
+	"function/names"
 )
 
 // MaxBodyBytes is the largest request body read: the data limit plus 64 KiB for a

@@ -8,11 +8,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"function/names"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"function/names"
 )
 
 // EventRecorder writes a Kubernetes Event about a pod, or about another object (a pod's owner).

@@ -12,23 +12,30 @@ import (
 // of the same name: there is nothing to write any more.
 var ErrGone = errors.New("the object is gone or was replaced")
 
+// RereadError is Guarded's failed re-read of the object: Err, as reread returned it (its
+// message is Err's).
+type RereadError struct{ Err error }
+
+func (e *RereadError) Error() string { return e.Err.Error() }
+func (e *RereadError) Unwrap() error { return e.Err }
+
 // Guarded is the one loop of every write this project decides on what it read (a pod's
 // finalizer and drain stamp, a Deployment's surge rollout, the plugin's release by hand):
 // write decides on obj and writes, guarded on what obj says (a JSON patch's test ops, a
 // resourceVersion); when the API server refuses the write as made on an object that changed
 // meanwhile (stale(err)), reread reads the object again and write decides again on the fresh
 // copy, at most attempts writes in all. reread answers ok false when the object is gone or
-// was replaced: Guarded then returns ErrGone, wrapping reread's error if any.
+// was replaced: Guarded then returns ErrGone; a failed re-read, a *RereadError.
 //
-// It returns the object last decided on and write's last error: nil, an error that is not a
-// guard failure, or the guard failure of the last attempt (the object kept changing).
+// Otherwise it returns the object last decided on and write's last error: nil, an error that
+// is not a guard failure, or the guard failure of the last attempt (the object kept changing).
 func Guarded[T any](ctx context.Context, obj T, attempts int, write func(context.Context, T) error,
 	reread func(context.Context, T) (T, bool, error), stale func(error) bool) (T, error) {
 	err := write(ctx, obj)
 	for attempt := 2; err != nil && stale(err) && attempt <= attempts; attempt++ {
 		fresh, ok, readErr := reread(ctx, obj)
 		if readErr != nil {
-			return obj, readErr
+			return obj, &RereadError{Err: readErr}
 		}
 		if !ok {
 			return obj, ErrGone

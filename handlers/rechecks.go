@@ -4,11 +4,11 @@ import (
 	"sync"
 	"time"
 
-	"function/names"
-
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+
+	"function/names"
 )
 
 // PodKey names one pod: the uid tells a pod from a later one of the same name.

@@ -194,7 +194,6 @@ func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, live bool, 
 		}()
 	}
 	var lastErr error
-	readFailed := false
 	pod, err := Guarded(ctx, pod, guardAttempts,
 		func(ctx context.Context, p *corev1.Pod) error {
 			out, lastErr = r.decideAndApply(ctx, p, true, decide)
@@ -204,14 +203,14 @@ func (r *Reconciler) reconcile(ctx context.Context, pod *corev1.Pod, live bool, 
 			r.Log.InfoContext(ctx, "live pod differs from the decision, reading it again",
 				podAttrs(p), slog.String("action", out.Decision.Action.String()), slog.String("cause", lastErr.Error()))
 			fresh, err := getPod(ctx, r.Client, p.Namespace, p.Name)
-			readFailed = err != nil
 			return fresh, err == nil && fresh != nil && fresh.UID == p.UID, err
 		}, IsGuardFailure)
-	if readFailed || errors.Is(err, ErrGone) {
-		if !readFailed {
-			err = nil
-		}
-		return Outcome{Pod: pod, Decision: gone(), At: out.At}, err
+	var reread *RereadError
+	switch {
+	case errors.Is(err, ErrGone):
+		return Outcome{Pod: pod, Decision: gone(), At: out.At}, nil
+	case errors.As(err, &reread):
+		return Outcome{Pod: pod, Decision: gone(), At: out.At}, reread.Err
 	}
 	if err != nil && IsGuardFailure(err) && out.Decision.Action != drain.StartDrain {
 		r.scheduleRecheck(out.Pod, r.now().Add(recheckRetry)) // once the other writer is done

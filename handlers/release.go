@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"function/names"
-
 	corev1 "k8s.io/api/core/v1"
+
+	"function/names"
 )
 
 const (

@@ -50,7 +50,6 @@ func (c *SurgeController) evaluateLocked(ctx context.Context, cfg config.Config,
 	var (
 		rep      *SurgeReport
 		optedOut bool
-		readErr  error
 		lastErr  error
 	)
 	_, err := Guarded(ctx, d, surgeGuardAttempts,
@@ -69,13 +68,13 @@ func (c *SurgeController) evaluateLocked(ctx context.Context, cfg config.Config,
 			if apierrors.IsNotFound(err) {
 				return nil, false, nil
 			}
-			readErr = err
 			return fresh, err == nil, err
 		},
 		func(err error) bool { return errors.Is(err, errSurgeGuard) })
+	var reread *RereadError
 	switch {
-	case readErr != nil:
-		return readFailed(readErr)
+	case errors.As(err, &reread):
+		return readFailed(reread.Err)
 	case errors.Is(err, ErrGone):
 		return nil, nil // nothing remembered about a name no object has
 	case errors.Is(err, errSurgeGuard):

@@ -5,14 +5,14 @@ import (
 	"net/http"
 	"strings"
 
-	"function/names"
-
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"knative.dev/pkg/network"
+
+	"function/names"
 )
 
 // WrapTransport counts every Kubernetes API request by verb and status code and makes a

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"function/names"
-
 	corev1 "k8s.io/api/core/v1"
+
+	"function/names"
 )
 
 // op is one RFC 6902 JSON patch operation.

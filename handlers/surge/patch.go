@@ -6,9 +6,9 @@ import (
 	"slices"
 	"strings"
 
-	"function/names"
-
 	appsv1 "k8s.io/api/apps/v1"
+
+	"function/names"
 )
 
 type op struct {

@@ -16,14 +16,14 @@ import (
 	"slices"
 	"strings"
 
-	"function/names"
-
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"function/names"
 )
 
 // Exit codes.

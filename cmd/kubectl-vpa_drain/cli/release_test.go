@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"testing"
 
-	"function/names"
-
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"function/names"
 )
 
 func heldPod(finalizers ...string) *corev1.Pod {

@@ -5,10 +5,10 @@ import (
 	"strconv"
 	"time"
 
-	"function/names"
-
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"function/names"
 )
 
 // What FuzzPod's flags turn on (FuzzDecide's and FuzzReconcileEventCopy's inputs).
