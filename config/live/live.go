@@ -59,7 +59,7 @@ func (l *Live) Start(ctx context.Context, wait time.Duration) error {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", l.Name).String()
 		}))
 	informer := factory.Core().V1().ConfigMaps()
-	_, err := informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := informer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { l.apply(ctx, asConfigMap(obj)) },
 		UpdateFunc: func(_, obj any) { l.apply(ctx, asConfigMap(obj)) },
 		DeleteFunc: func(any) { l.apply(ctx, nil) },
@@ -70,7 +70,9 @@ func (l *Live) Start(ctx context.Context, wait time.Duration) error {
 	factory.Start(ctx.Done())
 	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	if !cache.WaitForCacheSync(waitCtx.Done(), informer.Informer().HasSynced) {
+	// The handler's own HasSynced: the informer's says only that the store holds the first
+	// list, not that the handler has applied it.
+	if !cache.WaitForCacheSync(waitCtx.Done(), reg.HasSynced) {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("watching ConfigMap %s/%s: %w", l.Namespace, l.Name, err)
 		}
